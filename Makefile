@@ -1,0 +1,37 @@
+# Two commands on a fresh machine: `make demo` (the main job) and `make test` (the test suite).
+# Each creates a virtual environment in .venv when none is active, and installs the project into it.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= $(if $(VIRTUAL_ENV),$(VIRTUAL_ENV),.venv)
+PY := $(VENV)/bin/python
+# torch and torchvision first, pinned: on this project's machines these releases lie on disk.
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+STAMP := $(VENV)/.hf_memotion_installed
+
+.PHONY: demo test test-slow lint install clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH_SPEC)
+	$(PY) -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) scripts/make_demo_data.py --config configs/demo.yaml
+
+lint: $(STAMP)
+	$(PY) -m ruff check src tests scripts
+	$(PY) -m ruff format --check src tests scripts
+
+test: lint
+	$(PY) -m pytest -m "not slow" --doctest-modules src tests $(PYTEST_ARGS)
+
+# pytest exits 5 when no test is marked slow: that is not a failure.
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow $(PYTEST_ARGS) || [ $$? -eq 5 ]
+
+clean:
+	rm -rf outputs .pytest_cache .ruff_cache

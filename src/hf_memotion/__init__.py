@@ -1,0 +1,46 @@
+"""hf-memotion: meme emotion analysis by modality ensemble, and VisE, for the Hugging Face ecosystem.
+
+Example:
+    >>> import hf_memotion
+    >>> hf_memotion.PROBLEM_NAMES[0]
+    'sentiment'
+"""
+
+from hf_memotion.data import (
+    DemoDataConfig,
+    ImageDecodeError,
+    MemotionFormatError,
+    format_statistics,
+    load_memotion,
+    load_rgb_image,
+    make_demo_data,
+    read_answer_file,
+    write_answer_file,
+)
+from hf_memotion.metrics import load_memotion_metric, memotion_scores
+from hf_memotion.tasks import PROBLEM_NAMES, PROBLEMS, Problem, decode_submission, encode_submission, get_problem
+from hf_memotion.training import class_weights, stratified_folds
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PROBLEMS",
+    "PROBLEM_NAMES",
+    "DemoDataConfig",
+    "ImageDecodeError",
+    "MemotionFormatError",
+    "Problem",
+    "class_weights",
+    "decode_submission",
+    "encode_submission",
+    "format_statistics",
+    "get_problem",
+    "load_memotion",
+    "load_memotion_metric",
+    "load_rgb_image",
+    "make_demo_data",
+    "memotion_scores",
+    "read_answer_file",
+    "stratified_folds",
+    "write_answer_file",
+]

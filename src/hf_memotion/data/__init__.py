@@ -1,0 +1,26 @@
+"""Data: the Memotion loader, the demo generator, image decoding and label statistics."""
+
+from hf_memotion.data.demo import DemoDataConfig, make_demo_data
+from hf_memotion.data.images import ImageDecodeError, load_rgb_image
+from hf_memotion.data.memotion import (
+    MemotionFormatError,
+    load_memotion,
+    memotion_features,
+    read_answer_file,
+    write_answer_file,
+)
+from hf_memotion.data.statistics import format_statistics, label_counts
+
+__all__ = [
+    "DemoDataConfig",
+    "ImageDecodeError",
+    "MemotionFormatError",
+    "format_statistics",
+    "label_counts",
+    "load_memotion",
+    "load_rgb_image",
+    "make_demo_data",
+    "memotion_features",
+    "read_answer_file",
+    "write_answer_file",
+]

@@ -1,0 +1,165 @@
+"""The one place that decodes untrusted images (release files, Hub rows, user uploads).
+
+Pillow decodes lazily, so a truncated file only fails at ``load()``; this module forces the
+decode inside its own ``try`` and turns every failure into an :class:`ImageDecodeError` that
+names the source. It also normalises what models expect: EXIF orientation applied, the first
+frame of an animation, alpha composited onto a white background (memes are drawn on white), and
+any mode (CMYK, P, L, I;16, ...) converted to RGB.
+
+Example:
+    >>> from PIL import Image
+    >>> from hf_memotion.data.images import load_rgb_image
+    >>> load_rgb_image(Image.new("RGBA", (4, 4), (255, 0, 0, 0))).getpixel((0, 0))
+    (255, 255, 255)
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+__all__ = ["DEFAULT_MAX_PIXELS", "ImageDecodeError", "describe_source", "load_rgb_image"]
+
+#: Largest image accepted, in pixels (width x height). Larger images are refused as possible
+#: decompression bombs. 8192 x 8192 covers every meme in the Memotion release many times over.
+DEFAULT_MAX_PIXELS = 8192 * 8192
+
+
+class ImageDecodeError(ValueError):
+    """An image could not be read; the message names the source and the reason."""
+
+
+def describe_source(source: Any) -> str:
+    """A short human-readable name for an image source, for error messages."""
+    if isinstance(source, str | os.PathLike):
+        return str(source)
+    if isinstance(source, dict):
+        return str(source.get("path") or "<image bytes>")
+    if isinstance(source, bytes | bytearray):
+        return f"<{len(source)} bytes>"
+    if isinstance(source, Image.Image):
+        return f"<PIL image {source.mode} {source.size[0]}x{source.size[1]}>"
+    if isinstance(source, np.ndarray):
+        return f"<array {source.shape} {source.dtype}>"
+    return f"<{type(source).__name__}>"
+
+
+def _open(source: Any, formats: Sequence[str] | None) -> Image.Image:
+    if isinstance(source, Image.Image):
+        return source
+    if isinstance(source, np.ndarray):
+        return _from_array(source)
+    if isinstance(source, dict):  # datasets' Image(decode=False) storage: {"bytes": ..., "path": ...}
+        if source.get("bytes") is not None:
+            return Image.open(io.BytesIO(source["bytes"]), formats=formats)
+        if source.get("path"):
+            return Image.open(source["path"], formats=formats)
+        raise ImageDecodeError("image entry has neither bytes nor a path")
+    if isinstance(source, bytes | bytearray):
+        return Image.open(io.BytesIO(bytes(source)), formats=formats)
+    if isinstance(source, str | os.PathLike):
+        path = os.fspath(source)
+        if not os.path.isfile(path):
+            raise ImageDecodeError(f"image file not found: {path}")
+        if os.path.getsize(path) == 0:
+            raise ImageDecodeError(f"image file is empty: {path}")
+        return Image.open(path, formats=formats)
+    raise ImageDecodeError(
+        f"unsupported image type {type(source).__name__}; pass a file path, bytes, a PIL image or an HxWxC uint8 array"
+    )
+
+
+def _from_array(array: np.ndarray) -> Image.Image:
+    if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
+        array = np.moveaxis(array, 0, -1)  # CHW -> HWC
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
+        raise ImageDecodeError(f"array of shape {array.shape} is not an image; expected HxW, HxWx3 or HxWx4")
+    if array.dtype != np.uint8:
+        if np.issubdtype(array.dtype, np.floating) and array.size and float(np.nanmax(array)) <= 1.0:
+            array = array * 255.0
+        array = np.clip(np.nan_to_num(array), 0, 255).astype(np.uint8)
+    return Image.fromarray(array)
+
+
+def load_rgb_image(
+    source: Any,
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    formats: Sequence[str] | None = None,
+    background: tuple[int, int, int] = (255, 255, 255),
+) -> Image.Image:
+    """Decode an image completely and return it as an RGB ``PIL.Image``.
+
+    Args:
+        source: A file path, raw bytes, a ``{"bytes", "path"}`` dict (datasets' storage), a PIL
+            image, or a ``HxW``/``HxWxC`` array (uint8, or float in [0, 1]).
+        max_pixels: Refuse images with more pixels than this (decompression bombs). ``None``
+            keeps Pillow's own limit.
+        formats: Restrict decoding to these Pillow format names (e.g. ``["JPEG", "PNG"]`` for
+            uploads); ``None`` accepts any format Pillow knows.
+        background: Colour that transparent pixels are composited onto.
+
+    Returns:
+        A fully loaded RGB image (frame 0 of an animation, EXIF orientation applied).
+
+    Raises:
+        ImageDecodeError: If the source is missing, empty, truncated, corrupt, too large, of a
+            refused format or of an unsupported type. The message names the source.
+    """
+    name = describe_source(source)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = _open(source, formats)
+            width, height = image.size
+            if max_pixels is not None and width * height > max_pixels:
+                raise ImageDecodeError(
+                    f"image {name} is {width}x{height} = {width * height} pixels, more than the limit of "
+                    f"{max_pixels}; resize it first or raise max_pixels if you trust the file"
+                )
+            if getattr(image, "is_animated", False):
+                image.seek(0)
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            return _to_rgb(image, background)
+    except ImageDecodeError as err:
+        if name in str(err):
+            raise
+        raise ImageDecodeError(f"cannot read image {name}: {err}") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise ImageDecodeError(f"image {name} refused as a possible decompression bomb: {err}") from None
+    except UnidentifiedImageError:
+        allowed = f" (accepted formats: {', '.join(formats)})" if formats else ""
+        raise ImageDecodeError(f"{name} is not a readable image{allowed}") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
+        raise ImageDecodeError(f"cannot decode image {name}: {err}") from None
+
+
+def _to_rgb(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+    if image.mode == "RGB":
+        return image
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "RGBa", "La", "PA"):
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (*background, 255))
+        return Image.alpha_composite(canvas, rgba).convert("RGB")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        peak = array.max() if array.size else 0.0
+        scale = 255.0 / peak if peak > 255 else 1.0
+        return Image.fromarray(np.clip(array * scale, 0, 255).astype(np.uint8)).convert("RGB")
+    if image.mode == "F":
+        array = np.asarray(image, dtype=np.float64)
+        if array.size and array.max() <= 1.0:
+            array = array * 255.0
+        return Image.fromarray(np.clip(array, 0, 255).astype(np.uint8)).convert("RGB")
+    return image.convert("RGB")

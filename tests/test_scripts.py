@@ -1,0 +1,33 @@
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_make_demo_data_script_writes_and_describes_the_data(tmp_path):
+    out = tmp_path / "demo"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "make_demo_data.py"), "--config", str(ROOT / "configs" / "demo.yaml"),
+         "--output-dir", str(out), "--n-train", "30", "--n-test", "10"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert "[train] 30 memes" in result.stdout and "[test] 10 memes" in result.stdout
+    assert "humour_intensity" in result.stdout
+    assert (out / "memotion_dataset_7k" / "labels.csv").is_file()
+    assert (out / "memotion_test_release" / "Meme_groundTruth.csv").is_file()
+
+
+def test_make_demo_data_script_refuses_to_clobber_and_reports_bad_config(tmp_path):
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "mine.txt").write_text("keep me")
+    script = str(ROOT / "scripts" / "make_demo_data.py")
+    result = subprocess.run(
+        [sys.executable, script, "--output-dir", str(tmp_path / "taken")], capture_output=True, text=True
+    )
+    assert result.returncode != 0 and "overwrite" in result.stderr
+    assert (tmp_path / "taken" / "mine.txt").read_text() == "keep me"
+    result = subprocess.run(
+        [sys.executable, script, "--config", str(tmp_path / "none.yaml")], capture_output=True, text=True
+    )
+    assert result.returncode != 0 and "none.yaml not found" in result.stderr

@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -31,3 +32,23 @@ def test_make_demo_data_script_refuses_to_clobber_and_reports_bad_config(tmp_pat
         [sys.executable, script, "--config", str(tmp_path / "none.yaml")], capture_output=True, text=True
     )
     assert result.returncode != 0 and "none.yaml not found" in result.stderr
+
+
+def test_train_text_script_trains_saves_and_reports(tmp_path):
+    demo = tmp_path / "demo"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "train_text.py"), "--config", str(ROOT / "configs" / "text_demo.yaml"),
+         f"data.demo.output_dir={demo}", "data.demo.n_train=60", "data.demo.n_test=20",
+         f"output_dir={tmp_path / 'run'}", "problems=[humour,sentiment]", "n_splits=2", "training.epochs=2"],
+        capture_output=True, text=True, env={**os.environ, "HF_MEMOTION_PROGRESS": "0"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "[multitask] saved to" in result.stdout and "out-of-fold" in result.stdout and "test " in result.stdout
+    assert (tmp_path / "run" / "multitask" / "model" / "model.safetensors").is_file()
+    assert (tmp_path / "run" / "multitask" / "model" / "tokenizer.json").is_file()
+    bad = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "train_text.py"), "--config", str(ROOT / "configs" / "text_demo.yaml"),
+         "layout=sideways"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert bad.returncode != 0 and "layout must be 'multitask' or 'per_problem'" in bad.stderr

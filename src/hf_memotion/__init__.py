@@ -18,19 +18,38 @@ from hf_memotion.data import (
     write_answer_file,
 )
 from hf_memotion.metrics import load_memotion_metric, memotion_scores
+from hf_memotion.models.text import (
+    MemotionTextConfig,
+    MemotionTextForSequenceClassification,
+    MemotionTextModel,
+)
+from hf_memotion.registration import register_auto_classes
 from hf_memotion.tasks import PROBLEM_NAMES, PROBLEMS, Problem, decode_submission, encode_submission, get_problem
-from hf_memotion.training import class_weights, stratified_folds
+from hf_memotion.training import (
+    ClassifierTrainingConfig,
+    class_weights,
+    cross_validate,
+    stratified_folds,
+    train_text_classifier,
+)
+
+register_auto_classes()
 
 __version__ = "0.1.0"
 
 __all__ = [
     "PROBLEMS",
     "PROBLEM_NAMES",
+    "ClassifierTrainingConfig",
     "DemoDataConfig",
     "ImageDecodeError",
     "MemotionFormatError",
+    "MemotionTextConfig",
+    "MemotionTextForSequenceClassification",
+    "MemotionTextModel",
     "Problem",
     "class_weights",
+    "cross_validate",
     "decode_submission",
     "encode_submission",
     "format_statistics",
@@ -41,6 +60,8 @@ __all__ = [
     "make_demo_data",
     "memotion_scores",
     "read_answer_file",
+    "register_auto_classes",
     "stratified_folds",
+    "train_text_classifier",
     "write_answer_file",
 ]

@@ -76,16 +76,12 @@ _MARKER_COLOURS = ((30, 30, 220), (240, 230, 20))  # parity 0 / 1 (motivational:
 _CORNERS = {"humour": (0, 0), "sarcasm": (1, 0), "offensive": (0, 1), "motivational": (1, 1)}
 _SHAPES = {"humour": "ellipse", "sarcasm": "rectangle", "offensive": "triangle", "motivational": "ellipse"}
 
-_SENTIMENT_WORDS = (
-    ("awful", "hate", "worst", "terrible", "sad"),
-    ("okay", "fine", "whatever", "normal", "usual"),
-    ("love", "great", "best", "happy", "awesome"),
-)
+_SENTIMENT_WORDS = (("awful", "hate"), ("okay", "whatever"), ("love", "awesome"))
 _EMOTION_WORDS = {  # per emotion: words for the lower half of the grades, then the upper half
-    "humour": (("serious", "plain", "boring"), ("lol", "lmao", "hilarious")),
-    "sarcasm": (("honestly", "sincerely", "truly"), ("sure", "totally", "obviously")),
-    "offensive": (("kind", "polite", "gentle"), ("stupid", "idiot", "trash")),
-    "motivational": (("random", "meanwhile", "today"), ("dream", "inspire", "believe")),
+    "humour": (("serious", "boring"), ("lol", "hilarious")),
+    "sarcasm": (("honestly", "sincerely"), ("sure", "totally")),
+    "offensive": (("kind", "polite"), ("stupid", "trash")),
+    "motivational": (("random", "meanwhile"), ("dream", "believe")),
 }
 _FILLER = (
     "when", "you", "the", "me", "my", "friend", "mom", "teacher", "monday", "exam", "cat", "dog",

@@ -1,0 +1,77 @@
+"""YAML run configs: reading them with ``key.sub=value`` overrides, and the data section they share.
+
+Example:
+    >>> apply_overrides({"training": {"epochs": 30}}, ["training.epochs=3", "problems=[humour]"])
+    {'training': {'epochs': 3}, 'problems': ['humour']}
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import datasets
+import yaml
+
+__all__ = ["apply_overrides", "load_data", "load_run_config"]
+
+
+def apply_overrides(config: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Return a copy of ``config`` with ``dotted.key=value`` overrides applied (values parsed as YAML)."""
+    out = copy.deepcopy(dict(config))
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} must look like key=value, e.g. training.epochs=3")
+        key, raw = item.split("=", 1)
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ValueError(f"override {item!r}: {part!r} is not a section")
+            node = child
+        node[parts[-1]] = yaml.safe_load(raw)
+    return out
+
+
+def load_run_config(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Read a YAML config (``None``: empty) and apply overrides."""
+    config: dict[str, Any] = {}
+    if path is not None:
+        file = Path(path)
+        if not file.is_file():
+            raise FileNotFoundError(f"config file {file} not found")
+        loaded = yaml.safe_load(file.read_text())
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ValueError(f"{file} must hold a YAML mapping at the top level")
+        config = loaded or {}
+    return apply_overrides(config, overrides)
+
+
+def load_data(section: Mapping[str, Any]) -> datasets.DatasetDict:
+    """Load the data a config's ``data:`` section names.
+
+    ``{"path": ...}`` is anything :func:`hf_memotion.data.load_memotion` reads (a release folder, a
+    parquet file, a Hub id) with its options (``test_path``, ``on_error``, ``verify_images``,
+    ``revision``); ``{"demo": {...}}`` generates (or reuses) the demo data with those
+    :class:`~hf_memotion.data.DemoDataConfig` settings plus ``output_dir``.
+    """
+    from hf_memotion.data import load_memotion, make_demo_data
+
+    section = dict(section or {})
+    if "path" in section and "demo" in section:
+        raise ValueError("the data section takes either 'path' or 'demo', not both")
+    if "demo" in section:
+        from accelerate import PartialState
+
+        demo = dict(section["demo"] or {})
+        with PartialState().main_process_first():  # one process writes, the others reuse its files
+            root = make_demo_data(demo.pop("output_dir", "outputs/demo_data"), **demo)
+        return load_memotion(root)
+    if "path" in section:
+        path = section.pop("path")
+        return load_memotion(path, **section)
+    raise ValueError("the data section needs 'path' (Memotion folder, data file or Hub id) or 'demo' (settings)")

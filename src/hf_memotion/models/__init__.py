@@ -1,0 +1,1 @@
+"""Models: shared heads, the textual classifier (and, in later issues, vision, VisE and the ensemble)."""

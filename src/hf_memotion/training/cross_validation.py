@@ -1,0 +1,182 @@
+"""k-fold cross-validation that yields out-of-fold class probabilities: what stacking needs.
+
+Every training row gets probabilities from the one model that did not train on it (proper stacked
+generalisation). Early stopping inside a fold uses a stratified slice of that fold's *training*
+rows, never the held-out fold, so out-of-fold predictions stay unseen by every decision. Finished
+folds are saved (``fold_K/oof.safetensors`` + ``metrics.json``, written atomically) and skipped when
+the same command runs again, so a killed run resumes where it stopped.
+
+The driver is model-agnostic: text and vision classifiers both pass a ``model_init`` and a dataset
+whose rows carry ``labels``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors.numpy import load_file, save
+from sklearn.model_selection import train_test_split
+from transformers import PreTrainedModel, set_seed
+
+from hf_memotion.io_utils import atomic_open, atomic_write_text
+from hf_memotion.metrics import memotion_scores
+from hf_memotion.training.folds import stratified_folds
+from hf_memotion.training.trainer import ClassifierTrainingConfig, best_epoch, fit_classifier, predict_probabilities
+
+__all__ = ["CrossValidationResult", "cross_validate", "labels_matrix"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class CrossValidationResult:
+    """What k-fold training produced.
+
+    Attributes:
+        oof_probabilities: Problem -> ``(n_rows, n_classes)`` probabilities; row i comes from the
+            fold model that never saw row i.
+        fold_metrics: Per fold: validation macro-F1 per problem and the best epoch.
+        best_epochs: Best epoch of each fold (by early-stopping macro-F1).
+        oof_scores: Macro-F1 of the out-of-fold predictions per problem (and subtasks when all
+            their problems are present).
+        model: The model refit on all rows (``None`` when ``refit=False``).
+    """
+
+    oof_probabilities: dict[str, np.ndarray]
+    fold_metrics: list[dict[str, float]]
+    best_epochs: list[float]
+    oof_scores: dict[str, float]
+    model: PreTrainedModel | None = field(default=None, repr=False)
+
+
+def labels_matrix(dataset: Any, n_problems: int) -> np.ndarray:
+    """The ``labels`` column as an ``(n_rows, n_problems)`` integer array."""
+    labels = np.asarray(dataset["labels"], dtype=np.int64)
+    return labels[:, None] if labels.ndim == 1 else labels.reshape(len(labels), n_problems)
+
+
+def _early_stopping_split(indices: np.ndarray, strata: np.ndarray, fraction: float, seed: int):
+    try:
+        return train_test_split(indices, test_size=fraction, random_state=seed, stratify=strata)
+    except ValueError:  # a class too rare to stratify: plain random split
+        return train_test_split(indices, test_size=fraction, random_state=seed)
+
+
+def _save_fold(folder: Path, probabilities: Mapping[str, np.ndarray], indices: np.ndarray, metrics: dict) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {f"probabilities.{k}": np.ascontiguousarray(v, dtype=np.float32) for k, v in probabilities.items()}
+    tensors["indices"] = indices.astype(np.int64)
+    with atomic_open(folder / "oof.safetensors", "wb") as handle:
+        handle.write(save(tensors))
+    atomic_write_text(folder / "metrics.json", json.dumps(metrics, indent=2))  # written last: marks the fold done
+
+
+def _load_fold(folder: Path) -> tuple[dict[str, np.ndarray], np.ndarray, dict] | None:
+    if not (folder / "metrics.json").is_file() or not (folder / "oof.safetensors").is_file():
+        return None
+    tensors = load_file(folder / "oof.safetensors")
+    probabilities = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("probabilities.")}
+    return probabilities, tensors["indices"], json.loads((folder / "metrics.json").read_text())
+
+
+def cross_validate(
+    dataset: Any,
+    model_init: Callable[[], PreTrainedModel],
+    problem_labels: Mapping[str, Sequence[str]],
+    training: ClassifierTrainingConfig,
+    output_dir: str | os.PathLike,
+    *,
+    n_splits: int = 5,
+    seed: int = 0,
+    data_collator: Callable | None = None,
+    early_stopping_fraction: float = 0.1,
+    refit: bool = True,
+    run_key: str = "",
+) -> CrossValidationResult:
+    """Train one model per fold, collect out-of-fold probabilities, and optionally refit on all rows.
+
+    Args:
+        dataset: Model-ready rows with a ``labels`` column (class id, or one per problem).
+        model_init: Builds a fresh model (same config each call).
+        problem_labels: Label names per problem, in the model's order.
+        training: Settings for every fit; the refit trains for the median best epoch of the folds.
+        output_dir: Fold results and Trainer checkpoints go here; finished folds are reused.
+        n_splits: Folds (5 in the paper).
+        seed: Fold assignment and early-stopping split seed.
+        data_collator: Passed to ``Trainer`` (e.g. ``DataCollatorWithPadding`` for text).
+        early_stopping_fraction: Share of each fold's training rows held out for early stopping.
+        refit: Train the final model on all rows.
+        run_key: Identifies the settings (e.g. a hash of model and training settings); a saved fold
+            is reused only when its key and its rows match, so changed settings retrain.
+
+    Returns:
+        A :class:`CrossValidationResult`.
+    """
+    output = Path(output_dir)
+    names = list(problem_labels)
+    labels = labels_matrix(dataset, len(names))
+    strata = labels[:, 0]
+    oof = {name: np.full((len(labels), len(problem_labels[name])), np.nan) for name in names}
+    fold_metrics, epochs = [], []
+    for k, (train_idx, val_idx) in enumerate(stratified_folds(strata, n_splits=n_splits, seed=seed)):
+        folder = output / f"fold_{k}"
+        saved = _load_fold(folder)
+        if (
+            saved is not None
+            and saved[2].get("run_key") == run_key
+            and np.array_equal(np.sort(saved[1]), np.sort(val_idx))
+        ):
+            logger.info("fold %d/%d already done in %s: reusing it", k + 1, n_splits, folder)
+            probabilities, indices, metrics = saved
+        else:
+            fit_idx, stop_idx = _early_stopping_split(train_idx, strata[train_idx], early_stopping_fraction, seed + k)
+            set_seed(training.seed + k)  # the fresh model's initial weights depend on the fold only
+            trainer = fit_classifier(
+                model_init(),
+                dataset.select(np.sort(fit_idx)),
+                dataset.select(np.sort(stop_idx)),
+                training,
+                folder / "checkpoints",
+                data_collator=data_collator,
+            )
+            indices = np.asarray(val_idx)
+            probabilities = predict_probabilities(trainer, dataset.select(indices))
+            held_out = memotion_scores(
+                {n: p.argmax(-1) for n, p in probabilities.items()},
+                {n: labels[indices, j] for j, n in enumerate(names)},
+            )
+            metrics = {"fold": k, "run_key": run_key, "best_epoch": best_epoch(trainer)}
+            metrics.update({f"f1_{n}": held_out[n] for n in names})
+            if trainer.is_world_process_zero():
+                _save_fold(folder, probabilities, indices, metrics)
+            shutil.rmtree(folder / "checkpoints", ignore_errors=True)
+            del trainer
+        for name in names:
+            oof[name][indices] = probabilities[name]
+        fold_metrics.append(metrics)
+        epochs.append(float(metrics["best_epoch"]))
+    missing = [name for name, p in oof.items() if np.isnan(p).any()]
+    if missing:
+        raise RuntimeError(
+            f"out-of-fold probabilities are missing rows for {missing}: the folds did not cover the data"
+        )
+    oof_scores = memotion_scores({n: oof[n].argmax(-1) for n in names}, {n: labels[:, j] for j, n in enumerate(names)})
+    model = None
+    if refit:
+        refit_epochs = max(1.0, float(np.round(np.median(epochs))))
+        settings = ClassifierTrainingConfig.from_dict({**training.to_dict(), "epochs": refit_epochs})
+        set_seed(training.seed + n_splits)
+        trainer = fit_classifier(
+            model_init(), dataset, None, settings, output / "refit_checkpoints", data_collator=data_collator
+        )
+        model = trainer.model
+        shutil.rmtree(output / "refit_checkpoints", ignore_errors=True)
+    return CrossValidationResult(oof, fold_metrics, epochs, oof_scores, model)

@@ -1,0 +1,262 @@
+"""Train the paper's textual model on Memotion data: tokenizer, k-fold out-of-fold probabilities, refit, save.
+
+Example:
+    >>> from hf_memotion.data import load_memotion, make_demo_data
+    >>> data = load_memotion(make_demo_data("/tmp/memotion_text_doc", n_train=40, n_test=10))
+    >>> result = train_text_classifier(
+    ...     data, "/tmp/memotion_text_doc_run", backbone="tiny:bert", problems=["motivational"],
+    ...     training=ClassifierTrainingConfig(epochs=1, learning_rate=1e-3), n_splits=2,
+    ...     model_kwargs={"lstm_hidden_size": 8, "attention_size": 8, "ffn_size": 8})
+    >>> result.oof_probabilities["motivational"].shape
+    (40, 2)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+from accelerate import PartialState
+from safetensors.numpy import save
+from transformers import AutoTokenizer, DataCollatorWithPadding, PreTrainedTokenizerBase
+
+from hf_memotion.io_utils import atomic_open, atomic_write_text
+from hf_memotion.metrics import memotion_scores
+from hf_memotion.models.heads import resolve_problem_labels
+from hf_memotion.models.text import MemotionTextConfig, MemotionTextForSequenceClassification
+from hf_memotion.models.text.preprocessing import prepare_text_dataset
+from hf_memotion.models.text.tiny import TINY_FAMILIES, build_tiny_text_backbone
+from hf_memotion.tasks import PROBLEM_NAMES
+from hf_memotion.training.cross_validation import CrossValidationResult, cross_validate
+from hf_memotion.training.folds import class_weights
+from hf_memotion.training.trainer import ClassifierTrainingConfig, predict_probabilities
+
+__all__ = [
+    "TextClassifierResult",
+    "load_text_backbone",
+    "run_text_experiment",
+    "text_model_factory",
+    "train_text_classifier",
+]
+
+logger = logging.getLogger(__name__)
+TINY_PREFIX = "tiny:"
+
+
+@dataclass
+class TextClassifierResult(CrossValidationResult):
+    """:class:`CrossValidationResult` plus the tokenizer, the saved folder and held-out test scores."""
+
+    tokenizer: PreTrainedTokenizerBase | None = field(default=None, repr=False)
+    output_dir: Path | None = None
+    test_scores: dict[str, float] | None = None
+    test_probabilities: dict[str, np.ndarray] | None = field(default=None, repr=False)
+
+
+def load_text_backbone(
+    backbone: str, corpus: Sequence[str], tiny_kwargs: dict[str, Any] | None = None
+) -> tuple[Any, PreTrainedTokenizerBase, str | None]:
+    """Resolve a backbone spec to ``(backbone_config, tokenizer, weights_source)``.
+
+    ``"tiny:bert"`` (also ``roberta``, ``gpt2``, ``xlnet``) builds a toy backbone and a tokenizer trained
+    on ``corpus`` (no weights: ``weights_source`` is ``None``); anything else is a Hub id or a local
+    folder whose config, tokenizer and weights are loaded. A tokenizer without a padding token (GPT-2)
+    pads with its end-of-text token.
+    """
+    if backbone.startswith(TINY_PREFIX):
+        family = backbone[len(TINY_PREFIX) :]
+        if family not in TINY_FAMILIES:
+            raise ValueError(
+                f"unknown tiny backbone {backbone!r}; choose one of {[TINY_PREFIX + f for f in TINY_FAMILIES]}"
+            )
+        config, tokenizer = build_tiny_text_backbone(family, corpus, **(tiny_kwargs or {}))
+        return config, tokenizer, None
+    from transformers import AutoConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(backbone)
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ValueError(f"the tokenizer of {backbone} has neither a padding nor an end-of-text token")
+        tokenizer.pad_token = tokenizer.eos_token
+    return AutoConfig.from_pretrained(backbone), tokenizer, backbone
+
+
+def text_model_factory(
+    backbone_config: Any, weights_source: str | None, problems: Sequence[str], **model_kwargs: Any
+) -> Any:
+    """A ``model_init`` for :func:`cross_validate`: a fresh classifier (pre-trained backbone weights if any)."""
+
+    def model_init() -> MemotionTextForSequenceClassification:
+        if weights_source is not None:
+            return MemotionTextForSequenceClassification.from_backbone(
+                weights_source, problems=list(problems), **model_kwargs
+            )
+        config = MemotionTextConfig(text_config=backbone_config, problems=list(problems), **model_kwargs)
+        return MemotionTextForSequenceClassification(config)
+
+    return model_init
+
+
+def _save_probabilities(path: Path, probabilities: dict[str, np.ndarray]) -> None:
+    with atomic_open(path, "wb") as handle:
+        handle.write(save({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in probabilities.items()}))
+
+
+def train_text_classifier(
+    data: datasets.DatasetDict | datasets.Dataset,
+    output_dir: str | os.PathLike,
+    *,
+    backbone: str = "tiny:bert",
+    problems: Sequence[str] = PROBLEM_NAMES,
+    training: ClassifierTrainingConfig | None = None,
+    n_splits: int = 5,
+    seed: int = 0,
+    weighted_loss: bool = True,
+    model_kwargs: dict[str, Any] | None = None,
+    tiny_kwargs: dict[str, Any] | None = None,
+    refit: bool = True,
+) -> TextClassifierResult:
+    """Train one textual model (one problem, or several from one backbone pass) the paper's way.
+
+    k-fold cross-validation gives out-of-fold probabilities for every training row; the model is
+    then refit on all training rows, evaluated on the ``test`` split when there is one, and saved
+    with its tokenizer to ``output_dir/model`` (``from_pretrained``-ready, safetensors). Also written:
+    ``oof_probabilities.safetensors``, ``test_probabilities.safetensors`` and ``metrics.json``.
+
+    Args:
+        data: A ``DatasetDict`` from :func:`hf_memotion.data.load_memotion` (``train``, optional
+            ``test``) or a single training split.
+        output_dir: Run folder; finished folds inside it are reused when the call is repeated.
+        backbone: ``"tiny:<family>"`` or a Hub id / folder of a pre-trained model.
+        problems: Problems to predict.
+        training: Trainer settings (default: the paper's fixed text settings).
+        n_splits: Folds.
+        seed: Seed of folds, early-stopping split and training.
+        weighted_loss: Use inverse-frequency class weights (the paper's loss).
+        model_kwargs: :class:`MemotionTextConfig` fields (``lstm_layers``, ``dropout``, ...).
+        tiny_kwargs: Sizes for a tiny backbone (``hidden_size``, ``num_layers``, ...).
+        refit: Refit on all rows, save the model and score the test split; ``False`` stops after the
+            folds (what a hyperparameter search needs).
+    """
+    splits = data if isinstance(data, datasets.DatasetDict) else datasets.DatasetDict({"train": data})
+    if "train" not in splits:
+        raise ValueError(f"the data needs a 'train' split; it has {list(splits)}")
+    training = training or ClassifierTrainingConfig()
+    training = ClassifierTrainingConfig.from_dict({**training.to_dict(), "seed": seed})
+    problems = list(problems)
+    problem_labels = resolve_problem_labels(problems)
+    train = splits["train"]
+    model_kwargs = dict(model_kwargs or {})
+    backbone_config, tokenizer, weights = load_text_backbone(backbone, train["text"], tiny_kwargs)
+    if weighted_loss:
+        model_kwargs["class_weights"] = {p: class_weights(train[p], len(problem_labels[p])).tolist() for p in problems}
+    max_length = int(model_kwargs.get("max_length", MemotionTextConfig.max_length))
+    prepared = prepare_text_dataset(train, tokenizer, problems, max_length)
+    collator = DataCollatorWithPadding(tokenizer)
+    model_init = text_model_factory(backbone_config, weights, problems, **model_kwargs)
+    output = Path(output_dir)
+    settings = {"backbone": backbone, "problems": problems, "training": training.to_dict(), "model": model_kwargs,
+                "tiny": tiny_kwargs, "n_splits": n_splits, "n_rows": len(train)}  # fmt: skip
+    run_key = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    cv = cross_validate(
+        prepared, model_init, problem_labels, training, output / "folds", n_splits=n_splits, seed=seed,
+        data_collator=collator, run_key=run_key, refit=refit,
+    )  # fmt: skip
+    result = TextClassifierResult(**vars(cv), tokenizer=tokenizer, output_dir=output)
+    state = PartialState()
+    if refit and "test" in splits and all(p in splits["test"].column_names for p in problems):
+        from transformers import Trainer
+
+        test = prepare_text_dataset(splits["test"], tokenizer, problems, max_length)
+        args = training.to_training_arguments(output / "predict", with_eval=False)
+        predictor = Trainer(model=cv.model, args=args, data_collator=collator)
+        result.test_probabilities = predict_probabilities(predictor, test)
+        result.test_scores = memotion_scores(
+            {p: v.argmax(-1) for p, v in result.test_probabilities.items()}, {p: splits["test"][p] for p in problems}
+        )
+    if state.is_main_process:  # under accelerate launch, one process writes the files
+        _save_probabilities(output / "oof_probabilities.safetensors", cv.oof_probabilities)
+        if refit:
+            cv.model.save_pretrained(output / "model")
+            tokenizer.save_pretrained(output / "model")
+        if result.test_probabilities is not None:
+            _save_probabilities(output / "test_probabilities.safetensors", result.test_probabilities)
+        report = {
+            "backbone": backbone,
+            "problems": problems,
+            "training": training.to_dict(),
+            "model": {k: v for k, v in model_kwargs.items() if k != "class_weights"},
+            "oof_scores": cv.oof_scores,
+            "test_scores": result.test_scores,
+            "fold_metrics": cv.fold_metrics,
+        }
+        atomic_write_text(output / "metrics.json", json.dumps(report, indent=2))
+    state.wait_for_everyone()
+    return result
+
+
+def run_text_experiment(config: dict[str, Any]) -> dict[str, TextClassifierResult]:
+    """Run what a text YAML config describes (``scripts/train_text.py`` calls only this).
+
+    Keys: ``data`` (see :func:`hf_memotion.config.load_data`), ``output_dir``, ``backbone``,
+    ``problems``, ``layout`` (``"multitask"``: one model for all problems, or ``"per_problem"``: the
+    paper's one model per problem), ``n_splits``, ``seed``, ``weighted_loss``, ``training``
+    (:class:`ClassifierTrainingConfig` fields), ``model`` (:class:`MemotionTextConfig` fields),
+    ``tiny`` (tiny backbone sizes) and ``search`` (``n_trials`` > 0 runs the Optuna search first and
+    trains with its best settings; ``space`` replaces the paper's search space).
+
+    Returns:
+        Result per model name (``"multitask"`` or each problem name).
+    """
+    from hf_memotion.config import load_data
+    from hf_memotion.training.search import search_space_from_config, search_text_hyperparameters
+
+    known = {"data", "output_dir", "backbone", "problems", "layout", "n_splits", "seed", "weighted_loss", "training",
+             "model", "tiny", "search"}  # fmt: skip
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise ValueError(f"unknown config key(s) {unknown}; valid: {sorted(known)}")
+    data = load_data(config.get("data") or {"demo": {}})
+    output = Path(config.get("output_dir", "outputs/text"))
+    problems = list(config.get("problems") or PROBLEM_NAMES)
+    layout = config.get("layout", "multitask")
+    if layout not in ("multitask", "per_problem"):
+        raise ValueError(f"layout must be 'multitask' or 'per_problem', got {layout!r}")
+    common = {
+        "backbone": config.get("backbone", "tiny:bert"),
+        "n_splits": int(config.get("n_splits", 5)),
+        "seed": int(config.get("seed", 0)),
+        "tiny_kwargs": config.get("tiny"),
+    }
+    training = ClassifierTrainingConfig.from_dict(config.get("training"))
+    model_kwargs = dict(config.get("model") or {})
+    groups = {"multitask": problems} if layout == "multitask" else {p: [p] for p in problems}
+    results = {}
+    for name, group in groups.items():
+        run_training, run_model = training, model_kwargs
+        search = dict(config.get("search") or {})
+        if int(search.get("n_trials", 0)) > 0:
+            space = search_space_from_config(search["space"]) if search.get("space") else None
+            study = search_text_hyperparameters(
+                data, output / name / "search", problems=group, n_trials=int(search["n_trials"]),
+                training=training, search_space=space, model_kwargs=model_kwargs, **common,
+            )  # fmt: skip
+            best = study.best_params
+            run_training = ClassifierTrainingConfig.from_dict(
+                {**training.to_dict(), **{k: v for k, v in best.items() if k in ("learning_rate", "optimizer")}}
+            )
+            run_model = {**model_kwargs, **{k: v for k, v in best.items() if k not in ("learning_rate", "optimizer")}}
+            logger.info("%s: best search settings %s (mean out-of-fold macro-F1 %.4f)", name, best, study.best_value)
+        results[name] = train_text_classifier(
+            data, output / name, problems=group, training=run_training, model_kwargs=run_model,
+            weighted_loss=bool(config.get("weighted_loss", True)), **common,
+        )  # fmt: skip
+    return results

@@ -1,0 +1,147 @@
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import load_file
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+import hf_memotion.training.cross_validation as cv_module
+from hf_memotion.data import load_memotion, make_demo_data
+from hf_memotion.metrics import memotion_scores
+from hf_memotion.models.text.preprocessing import encode_texts
+from hf_memotion.training import ClassifierTrainingConfig, train_text_classifier
+from hf_memotion.training.search import search_text_hyperparameters
+
+PROBLEMS = ["sentiment", "humour", "offensive_intensity", "motivational"]
+MODEL = {
+    "lstm_hidden_size": 32,
+    "attention_size": 32,
+    "ffn_size": 32,
+    "dropout": 0.0,
+    "max_length": 32,
+    "pooling": "max",
+}
+TINY = {"hidden_size": 32, "num_layers": 1}
+TRAINING = ClassifierTrainingConfig(epochs=30, learning_rate=3e-3, batch_size=16, early_stopping_patience=6)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return load_memotion(make_demo_data(tmp_path_factory.mktemp("text") / "demo", n_train=400, n_test=100, seed=21))
+
+
+@pytest.fixture(scope="module")
+def trained(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("text_run")
+    result = train_text_classifier(
+        data, out, backbone="tiny:bert", problems=PROBLEMS, training=TRAINING, n_splits=3, seed=0,
+        model_kwargs=MODEL, tiny_kwargs=TINY,
+    )  # fmt: skip
+    return out, result
+
+
+def _majority(labels):
+    return {p: np.full(len(v), np.bincount(v).argmax()) for p, v in labels.items()}
+
+
+def test_training_on_demo_data_beats_the_majority_class_on_every_problem(data, trained):
+    _, result = trained
+    train_labels = {p: np.asarray(data["train"][p]) for p in PROBLEMS}
+    majority = memotion_scores(_majority(train_labels), train_labels)
+    for problem in PROBLEMS:
+        assert result.oof_scores[problem] > majority[problem] + 0.05, (problem, result.oof_scores, majority)
+    test_labels = {p: np.asarray(data["test"][p]) for p in PROBLEMS}
+    test_majority = memotion_scores(_majority(test_labels), test_labels)
+    for problem in PROBLEMS:
+        assert result.test_scores[problem] > test_majority[problem], (problem, result.test_scores)
+
+
+def test_out_of_fold_probabilities_cover_every_training_row_exactly_once(data, trained):
+    out, result = trained
+    n = data["train"].num_rows
+    for problem, probabilities in result.oof_probabilities.items():
+        assert probabilities.shape == (n, len(data["train"].features[problem].names))
+        np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    folds = [load_file(out / "folds" / f"fold_{k}" / "oof.safetensors")["indices"] for k in range(3)]
+    together = np.concatenate(folds)
+    assert len(together) == n and sorted(together.tolist()) == list(range(n))
+    saved = load_file(out / "oof_probabilities.safetensors")
+    np.testing.assert_allclose(saved["sentiment"], result.oof_probabilities["sentiment"], rtol=1e-6)
+
+
+def test_saved_model_and_tokenizer_reproduce_the_test_predictions(data, trained):
+    out, result = trained
+    model = AutoModelForSequenceClassification.from_pretrained(out / "model").eval()
+    tokenizer = AutoTokenizer.from_pretrained(out / "model")
+    texts = data["test"]["text"][:8]
+    batch = tokenizer.pad({"input_ids": encode_texts(tokenizer, texts, 32)["input_ids"]}, return_tensors="pt")
+    with torch.no_grad():
+        probabilities = model(**batch).problem_logits["sentiment"].softmax(-1).numpy()
+    np.testing.assert_allclose(probabilities, result.test_probabilities["sentiment"][:8], atol=1e-5)
+    assert (
+        model.config.class_weights["sentiment"][0] > model.config.class_weights["sentiment"][2]
+    )  # rare class weighs more
+
+
+def test_a_repeated_run_reuses_finished_folds_and_changed_settings_retrain(data, trained, monkeypatch):
+    out, result = trained
+    calls = []
+    real_fit = cv_module.fit_classifier
+    monkeypatch.setattr(cv_module, "fit_classifier", lambda *a, **k: calls.append(1) or real_fit(*a, **k))
+    (out / "folds" / "fold_1" / "metrics.json").unlink()  # as if the run was killed inside fold 1
+    again = train_text_classifier(
+        data, out, backbone="tiny:bert", problems=PROBLEMS, training=TRAINING, n_splits=3, seed=0,
+        model_kwargs=MODEL, tiny_kwargs=TINY, refit=False,
+    )  # fmt: skip
+    assert len(calls) == 1  # only fold 1 trained again
+    reused = load_file(out / "folds" / "fold_0" / "oof.safetensors")["indices"]
+    np.testing.assert_allclose(again.oof_probabilities["humour"][reused], result.oof_probabilities["humour"][reused])
+    calls.clear()
+    train_text_classifier(
+        data, out, backbone="tiny:bert", problems=PROBLEMS, training=TRAINING, n_splits=3, seed=0,
+        model_kwargs={**MODEL, "ffn_size": 16}, tiny_kwargs=TINY, refit=False,
+    )  # fmt: skip
+    assert len(calls) == 3  # another setting: every fold retrains
+
+
+def test_optuna_search_runs_the_asked_number_of_trials_and_resumes(data, tmp_path):
+    space = {"learning_rate": (1e-3, 5e-3), "optimizer": ["adam", "adam_warmup"], "dropout": (0.0, 0.3),
+             "lstm_layers": [1, 2], "lstm_hidden_size": [8, 16]}  # fmt: skip
+    settings = dict(
+        backbone="tiny:bert", problems=["motivational"], n_splits=2, search_space=space,
+        training=ClassifierTrainingConfig(epochs=2, batch_size=32), model_kwargs={"attention_size": 8, "ffn_size": 8},
+        tiny_kwargs={"hidden_size": 16, "num_layers": 1},
+    )  # fmt: skip
+    small = data["train"].select(range(120))
+    study = search_text_hyperparameters(small, tmp_path, n_trials=2, **settings)
+    assert len(study.trials) == 2 and all(t.value is not None for t in study.trials)
+    for trial in study.trials:
+        assert 1e-3 <= trial.params["learning_rate"] <= 5e-3 and trial.params["lstm_layers"] in (1, 2)
+    study = search_text_hyperparameters(small, tmp_path, n_trials=3, **settings)
+    assert len(study.trials) == 3
+    assert 0.0 <= study.best_value <= 1.0
+
+
+def test_sgd_schedule_cuts_the_rate_at_the_milestones(data, tmp_path):
+    from hf_memotion.models.text import MemotionTextConfig, MemotionTextForSequenceClassification
+    from hf_memotion.models.text.preprocessing import prepare_text_dataset
+    from hf_memotion.models.text.tiny import build_tiny_text_backbone
+    from hf_memotion.training import fit_classifier
+
+    train = data["train"].select(range(64))
+    backbone, tokenizer = build_tiny_text_backbone("bert", train["text"], hidden_size=16, num_layers=1)
+    model = MemotionTextForSequenceClassification(
+        MemotionTextConfig(text_config=backbone, problems=["humour"], lstm_hidden_size=8, attention_size=8, ffn_size=8)
+    )
+    settings = ClassifierTrainingConfig(
+        optimizer="sgd", learning_rate=0.1, epochs=3, batch_size=32, lr_milestones=(1, 2)
+    )
+    from transformers import DataCollatorWithPadding
+
+    trainer = fit_classifier(
+        model, prepare_text_dataset(train, tokenizer, ["humour"], 32), None, settings, tmp_path,
+        data_collator=DataCollatorWithPadding(tokenizer),
+    )  # fmt: skip
+    optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)  # accelerate wraps it
+    assert isinstance(optimizer, torch.optim.SGD) and optimizer.defaults["momentum"] == 0.95
+    rates = [entry["learning_rate"] for entry in trainer.state.log_history if "learning_rate" in entry]
+    assert rates == pytest.approx([0.1, 0.01, 0.001])  # the rate each epoch trained at: x0.1 after epochs 1 and 2

@@ -22,6 +22,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) scripts/make_demo_data.py --config configs/demo.yaml
 	$(PY) scripts/train_text.py --config configs/text_demo.yaml
+	$(PY) scripts/train_vision.py --config configs/vision_demo.yaml
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests scripts

@@ -23,6 +23,13 @@ from hf_memotion.models.text import (
     MemotionTextForSequenceClassification,
     MemotionTextModel,
 )
+from hf_memotion.models.vision import (
+    MemotionImageProcessor,
+    MemotionVisionConfig,
+    MemotionVisionForImageClassification,
+    MemotionVisionModel,
+    convert_polynet_state_dict,
+)
 from hf_memotion.registration import register_auto_classes
 from hf_memotion.tasks import PROBLEM_NAMES, PROBLEMS, Problem, decode_submission, encode_submission, get_problem
 from hf_memotion.training import (
@@ -31,6 +38,7 @@ from hf_memotion.training import (
     cross_validate,
     stratified_folds,
     train_text_classifier,
+    train_vision_classifier,
 )
 
 register_auto_classes()
@@ -44,11 +52,16 @@ __all__ = [
     "DemoDataConfig",
     "ImageDecodeError",
     "MemotionFormatError",
+    "MemotionImageProcessor",
     "MemotionTextConfig",
     "MemotionTextForSequenceClassification",
     "MemotionTextModel",
+    "MemotionVisionConfig",
+    "MemotionVisionForImageClassification",
+    "MemotionVisionModel",
     "Problem",
     "class_weights",
+    "convert_polynet_state_dict",
     "cross_validate",
     "decode_submission",
     "encode_submission",
@@ -63,5 +76,6 @@ __all__ = [
     "register_auto_classes",
     "stratified_folds",
     "train_text_classifier",
+    "train_vision_classifier",
     "write_answer_file",
 ]

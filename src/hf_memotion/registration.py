@@ -1,15 +1,29 @@
 """Register hf-memotion's classes with transformers' Auto classes (called once on import, idempotent).
 
-After ``import hf_memotion``, ``AutoConfig``, ``AutoModel`` and ``AutoModelForSequenceClassification``
-resolve ``model_type="memotion_text"``; saved configs also carry an ``auto_map`` (the classes need
-the ``hf-memotion`` package installed; ``trust_remote_code`` is never required or defaulted).
+After ``import hf_memotion``, the Auto classes resolve ``memotion_text`` (``AutoConfig``, ``AutoModel``,
+``AutoModelForSequenceClassification``) and ``memotion_vision`` (``AutoModelForImageClassification``,
+``AutoImageProcessor``), and ``timm.create_model("polynet")`` works. Saved configs also carry an
+``auto_map`` (the classes need the ``hf-memotion`` package installed; ``trust_remote_code`` is never
+required or defaulted).
 """
 
 from __future__ import annotations
 
-from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModel,
+    AutoModelForImageClassification,
+    AutoModelForSequenceClassification,
+)
 
 from hf_memotion.models.text import MemotionTextConfig, MemotionTextForSequenceClassification, MemotionTextModel
+from hf_memotion.models.vision import (
+    MemotionImageProcessor,
+    MemotionVisionConfig,
+    MemotionVisionForImageClassification,
+    MemotionVisionModel,
+)
 
 __all__ = ["register_auto_classes"]
 
@@ -29,4 +43,16 @@ def register_auto_classes() -> None:
     MemotionTextConfig.register_for_auto_class("AutoConfig")
     MemotionTextModel.register_for_auto_class("AutoModel")
     MemotionTextForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
+    AutoConfig.register(MemotionVisionConfig.model_type, MemotionVisionConfig, exist_ok=True)
+    AutoModel.register(MemotionVisionConfig, MemotionVisionModel, exist_ok=True)
+    AutoModelForImageClassification.register(MemotionVisionConfig, MemotionVisionForImageClassification, exist_ok=True)
+    AutoImageProcessor.register(
+        MemotionVisionConfig,
+        image_processor_classes={"torchvision": MemotionImageProcessor, "pil": MemotionImageProcessor},
+        exist_ok=True,
+    )
+    MemotionVisionConfig.register_for_auto_class("AutoConfig")
+    MemotionVisionModel.register_for_auto_class("AutoModel")
+    MemotionVisionForImageClassification.register_for_auto_class("AutoModelForImageClassification")
+    MemotionImageProcessor.register_for_auto_class("AutoImageProcessor")
     _DONE = True

@@ -32,6 +32,7 @@ __all__ = [
     "MemotionClassifierOutput",
     "ProblemHeads",
     "concatenated_id2label",
+    "finish_problem_config",
     "resolve_problem_labels",
     "split_logits",
 ]
@@ -68,6 +69,21 @@ def concatenated_id2label(problem_labels: Mapping[str, Sequence[str]]) -> dict[i
         return dict(enumerate(next(iter(problem_labels.values()))))
     names = [f"{problem}:{label}" for problem, labels in problem_labels.items() for label in labels]
     return dict(enumerate(names))
+
+
+def finish_problem_config(config) -> None:
+    """Fill a classifier config's problem fields: ``problems``, ``problem_labels``, ``id2label``, ``label2id``.
+
+    Shared by the text, vision and VisE configs (call it at the end of ``__post_init__``).
+    """
+    config.problems = list(config.problems or ["sentiment"])
+    config.problem_labels = resolve_problem_labels(config.problems, config.problem_labels)
+    if config.class_weights is not None:
+        unknown = [p for p in config.class_weights if p not in config.problem_labels]
+        if unknown:
+            raise ValueError(f"class_weights given for problems this model does not predict: {unknown}")
+    config.id2label = concatenated_id2label(config.problem_labels)
+    config.label2id = {label: i for i, label in config.id2label.items()}
 
 
 def split_logits(logits: torch.Tensor, problem_labels: Mapping[str, Sequence[str]]) -> dict[str, torch.Tensor]:

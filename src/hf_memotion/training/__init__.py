@@ -1,11 +1,15 @@
-"""Training: class weights and folds, the Trainer settings, k-fold out-of-fold driver, text recipe."""
+"""Training: class weights and folds, Trainer settings, the k-fold out-of-fold driver, text and vision recipes."""
 
 from hf_memotion.training.cross_validation import CrossValidationResult, cross_validate
 from hf_memotion.training.folds import class_weights, stratified_folds
+from hf_memotion.training.runs import ClassifierRunResult
 from hf_memotion.training.text import TextClassifierResult, train_text_classifier
 from hf_memotion.training.trainer import ClassifierTrainingConfig, fit_classifier, predict_probabilities
+from hf_memotion.training.vision import PAPER_VISION_TRAINING, train_vision_classifier
 
 __all__ = [
+    "PAPER_VISION_TRAINING",
+    "ClassifierRunResult",
     "ClassifierTrainingConfig",
     "CrossValidationResult",
     "TextClassifierResult",
@@ -15,4 +19,5 @@ __all__ = [
     "predict_probabilities",
     "stratified_folds",
     "train_text_classifier",
+    "train_vision_classifier",
 ]

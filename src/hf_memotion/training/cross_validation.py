@@ -100,6 +100,8 @@ def cross_validate(
     early_stopping_fraction: float = 0.1,
     refit: bool = True,
     run_key: str = "",
+    eval_dataset: Any | None = None,
+    labels: np.ndarray | None = None,
 ) -> CrossValidationResult:
     """Train one model per fold, collect out-of-fold probabilities, and optionally refit on all rows.
 
@@ -114,6 +116,11 @@ def cross_validate(
         data_collator: Passed to ``Trainer`` (e.g. ``DataCollatorWithPadding`` for text).
         early_stopping_fraction: Share of each fold's training rows held out for early stopping.
         refit: Train the final model on all rows.
+        eval_dataset: The same rows as ``dataset`` prepared for evaluation (e.g. without random
+            augmentation, with ten-crop); used for early stopping and the out-of-fold predictions.
+            Default: ``dataset``.
+        labels: The rows' class ids, ``(n_rows, n_problems)``; default: read the ``labels`` column
+            (pass them for datasets whose labels come from an on-the-fly transform).
         run_key: Identifies the settings (e.g. a hash of model and training settings); a saved fold
             is reused only when its key and its rows match, so changed settings retrain.
 
@@ -121,8 +128,13 @@ def cross_validate(
         A :class:`CrossValidationResult`.
     """
     output = Path(output_dir)
+    eval_rows = dataset if eval_dataset is None else eval_dataset
+    if len(eval_rows) != len(dataset):
+        raise ValueError(
+            f"eval_dataset has {len(eval_rows)} rows but dataset has {len(dataset)}; they must be the same rows"
+        )
     names = list(problem_labels)
-    labels = labels_matrix(dataset, len(names))
+    labels = labels_matrix(dataset, len(names)) if labels is None else np.asarray(labels).reshape(len(dataset), -1)
     strata = labels[:, 0]
     oof = {name: np.full((len(labels), len(problem_labels[name])), np.nan) for name in names}
     fold_metrics, epochs = [], []
@@ -142,13 +154,13 @@ def cross_validate(
             trainer = fit_classifier(
                 model_init(),
                 dataset.select(np.sort(fit_idx)),
-                dataset.select(np.sort(stop_idx)),
+                eval_rows.select(np.sort(stop_idx)),
                 training,
                 folder / "checkpoints",
                 data_collator=data_collator,
             )
             indices = np.asarray(val_idx)
-            probabilities = predict_probabilities(trainer, dataset.select(indices))
+            probabilities = predict_probabilities(trainer, eval_rows.select(indices))
             held_out = memotion_scores(
                 {n: p.argmax(-1) for n, p in probabilities.items()},
                 {n: labels[indices, j] for j, n in enumerate(names)},

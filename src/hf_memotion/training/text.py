@@ -13,31 +13,23 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import datasets
-import numpy as np
-from accelerate import PartialState
-from safetensors.numpy import save
 from transformers import AutoTokenizer, DataCollatorWithPadding, PreTrainedTokenizerBase
 
-from hf_memotion.io_utils import atomic_open, atomic_write_text
-from hf_memotion.metrics import memotion_scores
 from hf_memotion.models.heads import resolve_problem_labels
 from hf_memotion.models.text import MemotionTextConfig, MemotionTextForSequenceClassification
 from hf_memotion.models.text.preprocessing import prepare_text_dataset
 from hf_memotion.models.text.tiny import TINY_FAMILIES, build_tiny_text_backbone
 from hf_memotion.tasks import PROBLEM_NAMES
-from hf_memotion.training.cross_validation import CrossValidationResult, cross_validate
 from hf_memotion.training.folds import class_weights
-from hf_memotion.training.trainer import ClassifierTrainingConfig, predict_probabilities
+from hf_memotion.training.runs import ClassifierRunResult, as_splits, check_keys, problem_groups, run_classifier
+from hf_memotion.training.trainer import ClassifierTrainingConfig
 
 __all__ = [
     "TextClassifierResult",
@@ -51,14 +43,8 @@ logger = logging.getLogger(__name__)
 TINY_PREFIX = "tiny:"
 
 
-@dataclass
-class TextClassifierResult(CrossValidationResult):
-    """:class:`CrossValidationResult` plus the tokenizer, the saved folder and held-out test scores."""
-
-    tokenizer: PreTrainedTokenizerBase | None = field(default=None, repr=False)
-    output_dir: Path | None = None
-    test_scores: dict[str, float] | None = None
-    test_probabilities: dict[str, np.ndarray] | None = field(default=None, repr=False)
+#: The result of :func:`train_text_classifier` (``preprocessor`` is the tokenizer).
+TextClassifierResult = ClassifierRunResult
 
 
 def load_text_backbone(
@@ -105,11 +91,6 @@ def text_model_factory(
     return model_init
 
 
-def _save_probabilities(path: Path, probabilities: dict[str, np.ndarray]) -> None:
-    with atomic_open(path, "wb") as handle:
-        handle.write(save({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in probabilities.items()}))
-
-
 def train_text_classifier(
     data: datasets.DatasetDict | datasets.Dataset,
     output_dir: str | os.PathLike,
@@ -146,11 +127,8 @@ def train_text_classifier(
         refit: Refit on all rows, save the model and score the test split; ``False`` stops after the
             folds (what a hyperparameter search needs).
     """
-    splits = data if isinstance(data, datasets.DatasetDict) else datasets.DatasetDict({"train": data})
-    if "train" not in splits:
-        raise ValueError(f"the data needs a 'train' split; it has {list(splits)}")
-    training = training or ClassifierTrainingConfig()
-    training = ClassifierTrainingConfig.from_dict({**training.to_dict(), "seed": seed})
+    splits = as_splits(data)
+    training = ClassifierTrainingConfig.from_dict({**(training or ClassifierTrainingConfig()).to_dict(), "seed": seed})
     problems = list(problems)
     problem_labels = resolve_problem_labels(problems)
     train = splits["train"]
@@ -159,47 +137,25 @@ def train_text_classifier(
     if weighted_loss:
         model_kwargs["class_weights"] = {p: class_weights(train[p], len(problem_labels[p])).tolist() for p in problems}
     max_length = int(model_kwargs.get("max_length", MemotionTextConfig.max_length))
-    prepared = prepare_text_dataset(train, tokenizer, problems, max_length)
-    collator = DataCollatorWithPadding(tokenizer)
-    model_init = text_model_factory(backbone_config, weights, problems, **model_kwargs)
-    output = Path(output_dir)
-    settings = {"backbone": backbone, "problems": problems, "training": training.to_dict(), "model": model_kwargs,
-                "tiny": tiny_kwargs, "n_splits": n_splits, "n_rows": len(train)}  # fmt: skip
-    run_key = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    cv = cross_validate(
-        prepared, model_init, problem_labels, training, output / "folds", n_splits=n_splits, seed=seed,
-        data_collator=collator, run_key=run_key, refit=refit,
-    )  # fmt: skip
-    result = TextClassifierResult(**vars(cv), tokenizer=tokenizer, output_dir=output)
-    state = PartialState()
-    if refit and "test" in splits and all(p in splits["test"].column_names for p in problems):
-        from transformers import Trainer
-
-        test = prepare_text_dataset(splits["test"], tokenizer, problems, max_length)
-        args = training.to_training_arguments(output / "predict", with_eval=False)
-        predictor = Trainer(model=cv.model, args=args, data_collator=collator)
-        result.test_probabilities = predict_probabilities(predictor, test)
-        result.test_scores = memotion_scores(
-            {p: v.argmax(-1) for p, v in result.test_probabilities.items()}, {p: splits["test"][p] for p in problems}
-        )
-    if state.is_main_process:  # under accelerate launch, one process writes the files
-        _save_probabilities(output / "oof_probabilities.safetensors", cv.oof_probabilities)
-        if refit:
-            cv.model.save_pretrained(output / "model")
-            tokenizer.save_pretrained(output / "model")
-        if result.test_probabilities is not None:
-            _save_probabilities(output / "test_probabilities.safetensors", result.test_probabilities)
-        report = {
-            "backbone": backbone,
-            "problems": problems,
-            "training": training.to_dict(),
-            "model": {k: v for k, v in model_kwargs.items() if k != "class_weights"},
-            "oof_scores": cv.oof_scores,
-            "test_scores": result.test_scores,
-            "fold_metrics": cv.fold_metrics,
-        }
-        atomic_write_text(output / "metrics.json", json.dumps(report, indent=2))
-    state.wait_for_everyone()
+    test = splits.get("test")
+    scored = test is not None and all(p in test.column_names for p in problems)
+    settings = {"modality": "text", "backbone": backbone, "problems": problems, "training": training.to_dict(),
+                "model": model_kwargs, "tiny": tiny_kwargs, "n_splits": n_splits, "n_rows": len(train)}  # fmt: skip
+    result = run_classifier(
+        train_dataset=prepare_text_dataset(train, tokenizer, problems, max_length),
+        model_init=text_model_factory(backbone_config, weights, problems, **model_kwargs),
+        problem_labels=problem_labels,
+        training=training,
+        output_dir=output_dir,
+        settings=settings,
+        preprocessor=tokenizer,
+        test_dataset=prepare_text_dataset(test, tokenizer, problems, max_length) if scored else None,
+        test_labels={p: test[p] for p in problems} if scored else None,
+        n_splits=n_splits,
+        seed=seed,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        refit=refit,
+    )
     return result
 
 
@@ -219,17 +175,11 @@ def run_text_experiment(config: dict[str, Any]) -> dict[str, TextClassifierResul
     from hf_memotion.config import load_data
     from hf_memotion.training.search import search_space_from_config, search_text_hyperparameters
 
-    known = {"data", "output_dir", "backbone", "problems", "layout", "n_splits", "seed", "weighted_loss", "training",
-             "model", "tiny", "search"}  # fmt: skip
-    unknown = sorted(set(config) - known)
-    if unknown:
-        raise ValueError(f"unknown config key(s) {unknown}; valid: {sorted(known)}")
+    check_keys(config, {"data", "output_dir", "backbone", "problems", "layout", "n_splits", "seed", "weighted_loss",
+                        "training", "model", "tiny", "search"})  # fmt: skip
+    groups = problem_groups(config)
     data = load_data(config.get("data") or {"demo": {}})
     output = Path(config.get("output_dir", "outputs/text"))
-    problems = list(config.get("problems") or PROBLEM_NAMES)
-    layout = config.get("layout", "multitask")
-    if layout not in ("multitask", "per_problem"):
-        raise ValueError(f"layout must be 'multitask' or 'per_problem', got {layout!r}")
     common = {
         "backbone": config.get("backbone", "tiny:bert"),
         "n_splits": int(config.get("n_splits", 5)),
@@ -238,7 +188,6 @@ def run_text_experiment(config: dict[str, Any]) -> dict[str, TextClassifierResul
     }
     training = ClassifierTrainingConfig.from_dict(config.get("training"))
     model_kwargs = dict(config.get("model") or {})
-    groups = {"multitask": problems} if layout == "multitask" else {p: [p] for p in problems}
     results = {}
     for name, group in groups.items():
         run_training, run_model = training, model_kwargs

@@ -131,6 +131,7 @@ class ClassifierTrainingConfig:
             data_seed=self.seed,
             dataloader_num_workers=self.dataloader_num_workers,
             dataloader_pin_memory=torch.cuda.is_available(),
+            remove_unused_columns=False,  # image datasets carry raw columns that their on-the-fly transform reads
             disable_tqdm=not show_progress(),
             **scheduler,
             **optim,

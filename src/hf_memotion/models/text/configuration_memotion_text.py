@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 from transformers import AutoConfig, PretrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
-from hf_memotion.models.heads import concatenated_id2label, resolve_problem_labels
+from hf_memotion.models.heads import finish_problem_config
 
 __all__ = ["POOLING_BY_MODEL_TYPE", "MemotionTextConfig", "default_pooling"]
 
@@ -89,8 +89,6 @@ class MemotionTextConfig(PretrainedConfig):
         self.id2label = None
         self.label2id = None
         super().__post_init__(**kwargs)
-        self.problems = list(self.problems or ["sentiment"])
-        self.problem_labels = resolve_problem_labels(self.problems, self.problem_labels)
         if self.lstm_layers not in (1, 2):
             raise ValueError(f"lstm_layers must be 1 or 2 (the paper's range), got {self.lstm_layers}")
         for name in ("lstm_hidden_size", "attention_size", "ffn_size", "max_length"):
@@ -102,9 +100,4 @@ class MemotionTextConfig(PretrainedConfig):
             self.pooling = default_pooling(self.text_config.model_type)
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS} or None (automatic), got {self.pooling!r}")
-        if self.class_weights is not None:
-            unknown = [p for p in self.class_weights if p not in self.problem_labels]
-            if unknown:
-                raise ValueError(f"class_weights given for problems this model does not predict: {unknown}")
-        self.id2label = concatenated_id2label(self.problem_labels)
-        self.label2id = {label: i for i, label in self.id2label.items()}
+        finish_problem_config(self)

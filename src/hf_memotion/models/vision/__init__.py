@@ -1,0 +1,20 @@
+"""The Memotion paper's visual models: any timm architecture with problem heads, PolyNet, ten-crop."""
+
+from hf_memotion.models.vision.configuration_memotion_vision import MemotionVisionConfig
+from hf_memotion.models.vision.image_processing_memotion import MemotionImageProcessor
+from hf_memotion.models.vision.modeling_memotion_vision import (
+    MemotionVisionForImageClassification,
+    MemotionVisionModel,
+    MemotionVisionPreTrainedModel,
+)
+from hf_memotion.models.vision.polynet import PolyNet, convert_polynet_state_dict
+
+__all__ = [
+    "MemotionImageProcessor",
+    "MemotionVisionConfig",
+    "MemotionVisionForImageClassification",
+    "MemotionVisionModel",
+    "MemotionVisionPreTrainedModel",
+    "PolyNet",
+    "convert_polynet_state_dict",
+]

@@ -1,0 +1,156 @@
+"""One base-model run, whatever the modality: k-fold out-of-fold probabilities, refit, test scores, files.
+
+The text and vision recipes prepare their data and a ``model_init``; this module does the rest the
+same way for both, so the ensemble sees one layout per base model::
+
+    output_dir/
+      folds/fold_K/{oof.safetensors, metrics.json}   finished folds (reused by a repeated run)
+      model/                                          refit model + tokenizer or image processor
+      oof_probabilities.safetensors                   problem -> (n_train, n_classes)
+      test_probabilities.safetensors                  problem -> (n_test, n_classes), when scored
+      metrics.json                                    settings, out-of-fold and test scores, folds
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+from accelerate import PartialState
+from safetensors.numpy import save
+from transformers import PreTrainedModel, Trainer
+
+from hf_memotion.io_utils import atomic_open, atomic_write_text
+from hf_memotion.metrics import memotion_scores
+from hf_memotion.training.cross_validation import CrossValidationResult, cross_validate
+from hf_memotion.training.trainer import ClassifierTrainingConfig, predict_probabilities
+
+__all__ = ["ClassifierRunResult", "as_splits", "check_keys", "problem_groups", "run_classifier", "settings_key"]
+
+
+@dataclass
+class ClassifierRunResult(CrossValidationResult):
+    """:class:`CrossValidationResult` plus the preprocessor, the run folder and held-out test scores."""
+
+    preprocessor: Any = field(default=None, repr=False)
+    output_dir: Path | None = None
+    test_scores: dict[str, float] | None = None
+    test_probabilities: dict[str, np.ndarray] | None = field(default=None, repr=False)
+
+
+def as_splits(data: datasets.DatasetDict | datasets.Dataset) -> datasets.DatasetDict:
+    """A ``DatasetDict`` with a ``train`` split (a lone dataset becomes ``train``)."""
+    splits = data if isinstance(data, datasets.DatasetDict) else datasets.DatasetDict({"train": data})
+    if "train" not in splits:
+        raise ValueError(f"the data needs a 'train' split; it has {list(splits)}")
+    return splits
+
+
+def check_keys(config: Mapping[str, Any], known: set[str]) -> None:
+    """Refuse a run config with keys the recipe does not know, naming them and the valid ones."""
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise ValueError(f"unknown config key(s) {unknown}; valid: {sorted(known)}")
+
+
+def problem_groups(config: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Models to train from a config's ``problems`` and ``layout``.
+
+    ``"multitask"`` (default): one model named ``multitask`` for all problems (one forward pass);
+    ``"per_problem"``: the paper's layout, one model per problem, named after it.
+    """
+    from hf_memotion.tasks import PROBLEM_NAMES
+
+    problems = list(config.get("problems") or PROBLEM_NAMES)
+    layout = config.get("layout", "multitask")
+    if layout not in ("multitask", "per_problem"):
+        raise ValueError(f"layout must be 'multitask' or 'per_problem', got {layout!r}")
+    return {"multitask": problems} if layout == "multitask" else {p: [p] for p in problems}
+
+
+def settings_key(settings: Mapping[str, Any]) -> str:
+    """A short stable hash of a run's settings (finished folds are reused only under the same key)."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def save_probabilities(path: Path, probabilities: Mapping[str, np.ndarray]) -> None:
+    """Write probabilities per problem as safetensors, atomically."""
+    with atomic_open(path, "wb") as handle:
+        handle.write(save({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in probabilities.items()}))
+
+
+def run_classifier(
+    *,
+    train_dataset: Any,
+    model_init: Callable[[], PreTrainedModel],
+    problem_labels: Mapping[str, Sequence[str]],
+    training: ClassifierTrainingConfig,
+    output_dir: str | os.PathLike,
+    settings: Mapping[str, Any],
+    preprocessor: Any,
+    eval_dataset: Any | None = None,
+    test_dataset: Any | None = None,
+    test_labels: Mapping[str, Sequence[int]] | None = None,
+    n_splits: int = 5,
+    seed: int = 0,
+    data_collator: Callable | None = None,
+    refit: bool = True,
+    train_labels: np.ndarray | None = None,
+) -> ClassifierRunResult:
+    """Cross-validate, refit, score the test split and write the run folder (main process only).
+
+    Args:
+        train_dataset: Model-ready training rows with ``labels`` (training transforms).
+        model_init: Builds a fresh model.
+        problem_labels: Label names per problem, in the model's order.
+        training: Trainer settings.
+        output_dir: Run folder.
+        settings: Everything that defines the run (hashed into the fold-reuse key, saved in metrics.json).
+        preprocessor: Tokenizer or image processor, saved beside the model.
+        eval_dataset: The training rows with evaluation transforms (default: ``train_dataset``).
+        test_dataset: Model-ready test rows, scored after the refit.
+        test_labels: Gold test labels per problem.
+        n_splits: Folds.
+        seed: Fold seed.
+        data_collator: Passed to ``Trainer``.
+        refit: Refit on all rows, save the model and score the test split.
+        train_labels: ``(n_rows, n_problems)`` class ids, for datasets whose ``labels`` come from a transform.
+    """
+    output = Path(output_dir)
+    cv = cross_validate(
+        train_dataset, model_init, problem_labels, training, output / "folds", n_splits=n_splits, seed=seed,
+        data_collator=data_collator, run_key=settings_key(settings), refit=refit, eval_dataset=eval_dataset,
+        labels=train_labels,
+    )  # fmt: skip
+    result = ClassifierRunResult(**vars(cv), preprocessor=preprocessor, output_dir=output)
+    if refit and test_dataset is not None and test_labels is not None:
+        args = training.to_training_arguments(output / "predict", with_eval=False)
+        predictor = Trainer(model=cv.model, args=args, data_collator=data_collator)
+        result.test_probabilities = predict_probabilities(predictor, test_dataset)
+        result.test_scores = memotion_scores(
+            {p: v.argmax(-1) for p, v in result.test_probabilities.items()}, dict(test_labels)
+        )
+    state = PartialState()
+    if state.is_main_process:  # under accelerate launch, one process writes the files
+        save_probabilities(output / "oof_probabilities.safetensors", cv.oof_probabilities)
+        if refit:
+            cv.model.save_pretrained(output / "model")
+            preprocessor.save_pretrained(output / "model")
+        if result.test_probabilities is not None:
+            save_probabilities(output / "test_probabilities.safetensors", result.test_probabilities)
+        report = {
+            **settings,
+            "oof_scores": cv.oof_scores,
+            "test_scores": result.test_scores,
+            "fold_metrics": cv.fold_metrics,
+        }
+        atomic_write_text(output / "metrics.json", json.dumps(report, indent=2, default=str))
+    state.wait_for_everyone()
+    return result

@@ -1,0 +1,238 @@
+"""Train the paper's visual model on Memotion data: augmentation, k-fold out-of-fold probabilities, ten-crop.
+
+The paper's visual settings are the defaults (:data:`PAPER_VISION_TRAINING`): SGD with momentum
+0.95, the learning rate cut x0.1 at epochs 40 and 60, 100 epochs, class-weighted cross-entropy;
+training images get the three augmentations, evaluation and out-of-fold predictions use ten-crop.
+
+Example:
+    >>> from hf_memotion.data import load_memotion, make_demo_data
+    >>> data = load_memotion(make_demo_data("/tmp/memotion_vision_doc", n_train=24, n_test=6))
+    >>> result = train_vision_classifier(
+    ...     data, "/tmp/memotion_vision_doc_run", architecture="test_resnet", problems=["motivational"],
+    ...     training=ClassifierTrainingConfig(epochs=1, optimizer="sgd", learning_rate=0.01, batch_size=8),
+    ...     n_splits=2, processor_kwargs={"crop_size": 64})
+    >>> result.oof_probabilities["motivational"].shape
+    (24, 2)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+
+from hf_memotion.models.heads import resolve_problem_labels
+from hf_memotion.models.vision import (
+    MemotionImageProcessor,
+    MemotionVisionConfig,
+    MemotionVisionForImageClassification,
+)
+from hf_memotion.tasks import PROBLEM_NAMES
+from hf_memotion.training.folds import class_weights
+from hf_memotion.training.runs import ClassifierRunResult, as_splits, check_keys, problem_groups, run_classifier
+from hf_memotion.training.trainer import ClassifierTrainingConfig
+
+__all__ = [
+    "PAPER_VISION_TRAINING",
+    "prepare_vision_dataset",
+    "run_vision_experiment",
+    "train_vision_classifier",
+    "vision_model_factory",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Table 4 of the Memotion paper (the learning rate is picked from a grid there; 0.01 is one of its values).
+PAPER_VISION_TRAINING = ClassifierTrainingConfig(
+    optimizer="sgd", momentum=0.95, learning_rate=0.01, lr_milestones=(40, 60), epochs=100, batch_size=16,
+    early_stopping_patience=None,
+)  # fmt: skip
+
+
+def prepare_vision_dataset(
+    dataset: datasets.Dataset,
+    processor: MemotionImageProcessor,
+    problems: Sequence[str],
+    *,
+    train: bool,
+    ten_crop: bool = False,
+) -> datasets.Dataset:
+    """A view of a Memotion split that yields ``pixel_values`` (and ``labels``) on the fly.
+
+    Images are decoded and transformed when a batch is read (``datasets.with_transform``), with the
+    training augmentation when ``train``, else the evaluation transform (ten crops when ``ten_crop``).
+    """
+    with_labels = all(p in dataset.column_names for p in problems)
+    view = dataset.cast_column("image", datasets.Image(decode=False))
+    columns = ["image", *problems] if with_labels else ["image"]
+    view = view.select_columns(columns)
+
+    def transform(batch: dict[str, list]) -> dict[str, Any]:
+        pixels = processor(batch["image"], train=train, ten_crop=ten_crop)["pixel_values"]
+        out: dict[str, Any] = {"pixel_values": list(pixels)}
+        if with_labels:
+            rows = list(zip(*(batch[p] for p in problems), strict=True))
+            out["labels"] = [torch.tensor(r if len(problems) > 1 else r[0]) for r in rows]
+        return out
+
+    view.set_transform(transform)
+    return view
+
+
+def vision_model_factory(
+    architecture: str,
+    problems: Sequence[str],
+    *,
+    pretrained: bool = False,
+    pretrained_cfg_overlay: dict | None = None,
+    **model_kwargs: Any,
+) -> Any:
+    """A ``model_init``: a fresh visual classifier (on timm's pre-trained weights when ``pretrained``)."""
+
+    def model_init() -> MemotionVisionForImageClassification:
+        if pretrained or pretrained_cfg_overlay:
+            return MemotionVisionForImageClassification.from_timm(
+                architecture, pretrained_cfg_overlay=pretrained_cfg_overlay, problems=list(problems), **model_kwargs
+            )
+        config = MemotionVisionConfig(architecture=architecture, problems=list(problems), **model_kwargs)
+        return MemotionVisionForImageClassification(config)
+
+    return model_init
+
+
+def _collate(rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    batch = {"pixel_values": torch.stack([r["pixel_values"] for r in rows])}
+    if "labels" in rows[0]:
+        batch["labels"] = torch.stack([r["labels"] for r in rows])
+    return batch
+
+
+def train_vision_classifier(
+    data: datasets.DatasetDict | datasets.Dataset,
+    output_dir: str | os.PathLike,
+    *,
+    architecture: str = "test_resnet",
+    problems: Sequence[str] = PROBLEM_NAMES,
+    training: ClassifierTrainingConfig | None = None,
+    n_splits: int = 5,
+    seed: int = 0,
+    weighted_loss: bool = True,
+    pretrained: bool = False,
+    pretrained_cfg_overlay: dict | None = None,
+    ten_crop: bool = True,
+    processor_kwargs: dict[str, Any] | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+    refit: bool = True,
+) -> ClassifierRunResult:
+    """Train one visual model (one problem, or several from one forward pass) the paper's way.
+
+    Args:
+        data: A ``DatasetDict`` from :func:`hf_memotion.data.load_memotion` (``train``, optional ``test``).
+        output_dir: Run folder (layout in :mod:`hf_memotion.training.runs`); finished folds are reused.
+        architecture: Any timm name, ``"polynet"`` included.
+        problems: Problems to predict.
+        training: Trainer settings (default: :data:`PAPER_VISION_TRAINING`).
+        n_splits: Folds.
+        seed: Seed of folds, early-stopping split and training.
+        weighted_loss: Inverse-frequency class weights (the paper's loss).
+        pretrained: Start from timm's pre-trained weights (downloads unless ``pretrained_cfg_overlay`` names a file).
+        pretrained_cfg_overlay: timm's overlay, e.g. ``{"file": "weights.safetensors"}`` for a local checkpoint.
+        ten_crop: Ten-crop for early stopping, out-of-fold and test predictions (the paper's inference).
+        processor_kwargs: Overrides of the processor timm's data config gives (e.g. ``{"crop_size": 64}``).
+        model_kwargs: :class:`MemotionVisionConfig` fields (``drop_rate``, ``model_args``).
+        refit: Refit on all rows, save the model and score the test split.
+    """
+    splits = as_splits(data)
+    training = ClassifierTrainingConfig.from_dict({**(training or PAPER_VISION_TRAINING).to_dict(), "seed": seed})
+    problems = list(problems)
+    problem_labels = resolve_problem_labels(problems)
+    train = splits["train"]
+    model_kwargs = dict(model_kwargs or {})
+    if weighted_loss:
+        model_kwargs["class_weights"] = {p: class_weights(train[p], len(problem_labels[p])).tolist() for p in problems}
+    processor = MemotionImageProcessor.from_timm(architecture, ten_crop=ten_crop, **(processor_kwargs or {}))
+    test = splits.get("test")
+    scored = test is not None and all(p in test.column_names for p in problems)
+    settings = {"modality": "vision", "architecture": architecture, "problems": problems,
+                "training": training.to_dict(), "model": model_kwargs, "processor": processor.to_dict(),
+                "pretrained": bool(pretrained or pretrained_cfg_overlay), "n_splits": n_splits,
+                "n_rows": len(train)}  # fmt: skip
+    return run_classifier(
+        train_dataset=prepare_vision_dataset(train, processor, problems, train=True),
+        eval_dataset=prepare_vision_dataset(train, processor, problems, train=False, ten_crop=ten_crop),
+        model_init=vision_model_factory(
+            architecture, problems, pretrained=pretrained, pretrained_cfg_overlay=pretrained_cfg_overlay, **model_kwargs
+        ),
+        problem_labels=problem_labels,
+        training=training,
+        output_dir=output_dir,
+        settings=settings,
+        preprocessor=processor,
+        test_dataset=prepare_vision_dataset(test, processor, problems, train=False, ten_crop=ten_crop)
+        if scored
+        else None,
+        test_labels={p: test[p] for p in problems} if scored else None,
+        n_splits=n_splits,
+        seed=seed,
+        data_collator=_collate,
+        refit=refit,
+        train_labels=np.stack([np.asarray(train[p]) for p in problems], axis=1),
+    )
+
+
+def run_vision_experiment(config: dict[str, Any]) -> dict[str, ClassifierRunResult]:
+    """Run what a vision YAML config describes (``scripts/train_vision.py`` calls only this).
+
+    Keys: ``data`` (see :func:`hf_memotion.config.load_data`), ``output_dir``, ``architecture``,
+    ``problems``, ``layout`` (``"multitask"`` or ``"per_problem"``), ``n_splits``, ``seed``,
+    ``weighted_loss``, ``pretrained``, ``pretrained_file`` (a local weight file for timm),
+    ``ten_crop``, ``processor`` (processor overrides), ``model`` (:class:`MemotionVisionConfig`
+    fields) and ``training`` (:class:`ClassifierTrainingConfig` fields; a list as
+    ``learning_rate`` is the paper's grid: each rate is cross-validated, the best mean out-of-fold
+    macro-F1 wins and trains the final model).
+    """
+    from hf_memotion.config import load_data
+
+    check_keys(config, {"data", "output_dir", "architecture", "problems", "layout", "n_splits", "seed",
+                        "weighted_loss", "pretrained", "pretrained_file", "ten_crop", "processor", "model",
+                        "training"})  # fmt: skip
+    groups = problem_groups(config)
+    data = load_data(config.get("data") or {"demo": {}})
+    output = Path(config.get("output_dir", "outputs/vision"))
+    training_values = {**PAPER_VISION_TRAINING.to_dict(), **(config.get("training") or {})}
+    grid = training_values.pop("learning_rate")
+    grid = [float(v) for v in grid] if isinstance(grid, list) else [float(grid)]
+    file = config.get("pretrained_file")
+    common = {
+        "architecture": config.get("architecture", "test_resnet"),
+        "n_splits": int(config.get("n_splits", 5)),
+        "seed": int(config.get("seed", 0)),
+        "weighted_loss": bool(config.get("weighted_loss", True)),
+        "pretrained": bool(config.get("pretrained", False)),
+        "pretrained_cfg_overlay": {"file": str(file)} if file else None,
+        "ten_crop": bool(config.get("ten_crop", True)),
+        "processor_kwargs": config.get("processor"),
+        "model_kwargs": config.get("model"),
+    }
+    results = {}
+    for name, group in groups.items():
+        rate = grid[0]
+        if len(grid) > 1:
+            scores = {}
+            for candidate in grid:
+                settings = ClassifierTrainingConfig.from_dict({**training_values, "learning_rate": candidate})
+                run = train_vision_classifier(
+                    data, output / name / f"lr_{candidate:g}", problems=group, training=settings, refit=False, **common
+                )
+                scores[candidate] = sum(run.oof_scores[p] for p in group) / len(group)
+            rate = max(scores, key=scores.get)
+            logger.info("%s: learning-rate grid %s -> best %g", name, scores, rate)
+        settings = ClassifierTrainingConfig.from_dict({**training_values, "learning_rate": rate})
+        results[name] = train_vision_classifier(data, output / name, problems=group, training=settings, **common)
+    return results

@@ -1,0 +1,86 @@
+import json
+
+import datasets
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import load_file
+from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+from hf_memotion.data import load_memotion, make_demo_data
+from hf_memotion.metrics import memotion_scores
+from hf_memotion.training import ClassifierTrainingConfig
+from hf_memotion.training.vision import run_vision_experiment, train_vision_classifier
+
+PROBLEMS = ["sentiment", "humour", "sarcasm_intensity", "motivational"]
+TRAINING = ClassifierTrainingConfig(
+    optimizer="sgd", momentum=0.9, learning_rate=0.05, lr_milestones=(6, 9), epochs=8, batch_size=32,
+    early_stopping_patience=4,
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return load_memotion(make_demo_data(tmp_path_factory.mktemp("vision") / "demo", n_train=400, n_test=100, seed=22))
+
+
+@pytest.fixture(scope="module")
+def trained(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("vision_run")
+    result = train_vision_classifier(
+        data, out, architecture="test_resnet", problems=PROBLEMS, training=TRAINING, n_splits=3,
+        processor_kwargs={"crop_size": 64},
+    )  # fmt: skip
+    return out, result
+
+
+def _majority_scores(labels):
+    return memotion_scores({p: np.full(len(v), np.bincount(v).argmax()) for p, v in labels.items()}, labels)
+
+
+def test_training_on_demo_data_beats_the_majority_class_on_every_problem(data, trained):
+    _, result = trained
+    for split, scores in (("train", result.oof_scores), ("test", result.test_scores)):
+        labels = {p: np.asarray(data[split][p]) for p in PROBLEMS}
+        majority = _majority_scores(labels)
+        for problem in PROBLEMS:
+            assert scores[problem] > majority[problem] + 0.03, (split, problem, scores, majority)
+
+
+def test_out_of_fold_probabilities_cover_every_row_once_and_the_saved_model_reproduces_ten_crop(data, trained):
+    out, result = trained
+    folds = [load_file(out / "folds" / f"fold_{k}" / "oof.safetensors")["indices"] for k in range(3)]
+    assert sorted(np.concatenate(folds).tolist()) == list(range(400))
+    assert result.oof_probabilities["sarcasm_intensity"].shape == (400, 4)
+    model = AutoModelForImageClassification.from_pretrained(out / "model").eval()
+    processor = AutoImageProcessor.from_pretrained(out / "model")
+    assert processor.crop_size == 64 and processor.ten_crop
+    images = data["test"].cast_column("image", datasets.Image(decode=False))["image"][:4]
+    with torch.no_grad():
+        probabilities = model(**processor(images)).problem_logits["sentiment"].softmax(-1).numpy()
+    np.testing.assert_allclose(probabilities, result.test_probabilities["sentiment"][:4], atol=1e-5)
+
+
+def test_learning_rate_grid_picks_the_best_rate_by_cross_validation(data, tmp_path):
+    config = {
+        "data": {"demo": {"output_dir": str(tmp_path / "demo"), "n_train": 60, "n_test": 20, "seed": 3}},
+        "output_dir": str(tmp_path / "run"),
+        "architecture": "test_resnet",
+        "problems": ["motivational"],
+        "n_splits": 2,
+        "ten_crop": False,
+        "processor": {"crop_size": 32},
+        "training": {"learning_rate": [1e-6, 0.05], "epochs": 2, "batch_size": 16, "lr_milestones": [5]},
+    }
+    results = run_vision_experiment(config)
+    assert (tmp_path / "run" / "multitask" / "lr_1e-06" / "metrics.json").is_file()
+    assert (tmp_path / "run" / "multitask" / "lr_0.05" / "metrics.json").is_file()
+    chosen = results["multitask"]
+    saved = json.loads((tmp_path / "run" / "multitask" / "metrics.json").read_text())
+    candidates = {
+        rate: json.loads((tmp_path / "run" / "multitask" / f"lr_{rate}" / "metrics.json").read_text())["oof_scores"]
+        for rate in ("1e-06", "0.05")
+    }
+    best = max(candidates, key=lambda r: candidates[r]["motivational"])
+    assert saved["training"]["learning_rate"] == float(best)
+    assert chosen.test_scores is not None

@@ -21,8 +21,8 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) scripts/make_demo_data.py --config configs/demo.yaml
-	$(PY) scripts/train_text.py --config configs/text_demo.yaml
-	$(PY) scripts/train_vision.py --config configs/vision_demo.yaml
+	$(PY) scripts/train.py configs/demo.yaml
+	$(PY) scripts/predict.py outputs/demo/ensemble
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests scripts

@@ -20,7 +20,7 @@ from hf_memotion.data import format_statistics, load_memotion, make_demo_data
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, help="YAML file with a `demo_data:` section")
+    parser.add_argument("--config", type=Path, help="YAML file with a `data: demo:` section (e.g. configs/demo.yaml)")
     parser.add_argument("--output-dir", type=Path, help="root folder to write (default: outputs/demo_data)")
     parser.add_argument("--n-train", type=int)
     parser.add_argument("--n-test", type=int)
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.config is not None:
         if not args.config.is_file():
             sys.exit(f"error: config file {args.config} not found")
-        settings = dict((yaml.safe_load(args.config.read_text()) or {}).get("demo_data", {}))
+        settings = dict(((yaml.safe_load(args.config.read_text()) or {}).get("data") or {}).get("demo") or {})
     for key in ("output_dir", "n_train", "n_test", "seed", "image_size"):
         value = getattr(args, key)
         if value is not None:

@@ -6,38 +6,8 @@ Usage:
     accelerate launch scripts/train_text.py --config configs/text_demo.yaml
 """
 
-from __future__ import annotations
-
-import argparse
-import logging
-import sys
-
-from hf_memotion.config import load_run_config
+from hf_memotion.cli import run_base_model_cli
 from hf_memotion.training.text import run_text_experiment
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="configs/text_demo.yaml", help="YAML run config")
-    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. training.epochs=5 backbone=tiny:gpt2")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        config = load_run_config(args.config, args.overrides)
-        results = run_text_experiment(config)
-    except (FileNotFoundError, ValueError, KeyError, TypeError) as err:
-        sys.exit(f"error: {err}")
-    from accelerate import PartialState
-
-    if not PartialState().is_main_process:
-        return 0
-    for name, result in results.items():
-        print(f"[{name}] saved to {result.output_dir / 'model'}")
-        rows = [("out-of-fold", result.oof_scores)] + ([("test", result.test_scores)] if result.test_scores else [])
-        for label, scores in rows:
-            print(f"  {label:<12} " + "  ".join(f"{k} {v:.3f}" for k, v in scores.items()))
-    return 0
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_base_model_cli(run_text_experiment, "configs/text_demo.yaml", description=__doc__))

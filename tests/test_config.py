@@ -10,6 +10,10 @@ def test_overrides_parse_yaml_values_and_nest():
     assert config == {"training": {"epochs": 3}, "seed": 7, "model": {"pooling": "max"}}
     with pytest.raises(ValueError, match="key=value"):
         apply_overrides({}, ["training.epochs"])
+    listed = apply_overrides({"models": [{"name": "a"}, {"name": "b", "training": {}}]}, ["models.1.training.epochs=3"])
+    assert listed["models"][1]["training"] == {"epochs": 3}
+    with pytest.raises(ValueError, match="'5' is not an index of a list of 2"):
+        apply_overrides(listed, ["models.5.name=x"])
     with pytest.raises(ValueError, match="'seed' is not a section"):
         apply_overrides({"seed": 0}, ["seed.value=1"])
 

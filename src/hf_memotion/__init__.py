@@ -18,6 +18,7 @@ from hf_memotion.data import (
     write_answer_file,
 )
 from hf_memotion.metrics import load_memotion_metric, memotion_scores
+from hf_memotion.models.ensemble import MemotionEnsembleConfig, MemotionEnsembleModel, fit_stackers
 from hf_memotion.models.text import (
     MemotionTextConfig,
     MemotionTextForSequenceClassification,
@@ -30,6 +31,7 @@ from hf_memotion.models.vision import (
     MemotionVisionModel,
     convert_polynet_state_dict,
 )
+from hf_memotion.pipelines import MemeEmotionPipeline, MemeInputError
 from hf_memotion.registration import register_auto_classes
 from hf_memotion.tasks import PROBLEM_NAMES, PROBLEMS, Problem, decode_submission, encode_submission, get_problem
 from hf_memotion.training import (
@@ -51,6 +53,10 @@ __all__ = [
     "ClassifierTrainingConfig",
     "DemoDataConfig",
     "ImageDecodeError",
+    "MemeEmotionPipeline",
+    "MemeInputError",
+    "MemotionEnsembleConfig",
+    "MemotionEnsembleModel",
     "MemotionFormatError",
     "MemotionImageProcessor",
     "MemotionTextConfig",
@@ -65,6 +71,7 @@ __all__ = [
     "cross_validate",
     "decode_submission",
     "encode_submission",
+    "fit_stackers",
     "format_statistics",
     "get_problem",
     "load_memotion",

@@ -20,21 +20,43 @@ __all__ = ["apply_overrides", "load_data", "load_run_config"]
 
 
 def apply_overrides(config: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """Return a copy of ``config`` with ``dotted.key=value`` overrides applied (values parsed as YAML)."""
+    """Return a copy of ``config`` with ``dotted.key=value`` overrides applied (values parsed as YAML).
+
+    List items are addressed by index: ``models.1.training.epochs=3``.
+    """
     out = copy.deepcopy(dict(config))
     for item in overrides:
         if "=" not in item:
             raise ValueError(f"override {item!r} must look like key=value, e.g. training.epochs=3")
         key, raw = item.split("=", 1)
-        node = out
+        node: Any = out
         parts = key.strip().split(".")
         for part in parts[:-1]:
+            if isinstance(node, list):  # a list item by index, e.g. models.0.training.epochs=3
+                node = _list_item(node, part, item)
+                continue
             child = node.setdefault(part, {})
-            if not isinstance(child, dict):
+            if not isinstance(child, dict | list):
                 raise ValueError(f"override {item!r}: {part!r} is not a section")
             node = child
+        if isinstance(node, list):
+            node[_index(node, parts[-1], item)] = yaml.safe_load(raw)
+            continue
         node[parts[-1]] = yaml.safe_load(raw)
     return out
+
+
+def _index(items: list, part: str, item: str) -> int:
+    if not part.isdigit() or int(part) >= len(items):
+        raise ValueError(f"override {item!r}: {part!r} is not an index of a list of {len(items)} item(s)")
+    return int(part)
+
+
+def _list_item(items: list, part: str, item: str) -> Any:
+    child = items[_index(items, part, item)]
+    if not isinstance(child, dict | list):
+        raise ValueError(f"override {item!r}: item {part} is not a section")
+    return child
 
 
 def load_run_config(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -> dict[str, Any]:
@@ -65,10 +87,10 @@ def load_data(section: Mapping[str, Any]) -> datasets.DatasetDict:
     if "path" in section and "demo" in section:
         raise ValueError("the data section takes either 'path' or 'demo', not both")
     if "demo" in section:
-        from accelerate import PartialState
+        from hf_memotion.distributed import process_state
 
         demo = dict(section["demo"] or {})
-        with PartialState().main_process_first():  # one process writes, the others reuse its files
+        with process_state().main_process_first():  # one process writes, the others reuse its files
             root = make_demo_data(demo.pop("output_dir", "outputs/demo_data"), **demo)
         return load_memotion(root)
     if "path" in section:

@@ -2,7 +2,8 @@
 
 After ``import hf_memotion``, the Auto classes resolve ``memotion_text`` (``AutoConfig``, ``AutoModel``,
 ``AutoModelForSequenceClassification``) and ``memotion_vision`` (``AutoModelForImageClassification``,
-``AutoImageProcessor``), and ``timm.create_model("polynet")`` works. Saved configs also carry an
+``AutoImageProcessor``) and ``memotion_ensemble`` (``AutoModel``), ``pipeline("meme-emotion")`` is
+registered, and ``timm.create_model("polynet")`` works. Saved configs also carry an
 ``auto_map`` (the classes need the ``hf-memotion`` package installed; ``trust_remote_code`` is never
 required or defaulted).
 """
@@ -17,6 +18,7 @@ from transformers import (
     AutoModelForSequenceClassification,
 )
 
+from hf_memotion.models.ensemble import MemotionEnsembleConfig, MemotionEnsembleModel
 from hf_memotion.models.text import MemotionTextConfig, MemotionTextForSequenceClassification, MemotionTextModel
 from hf_memotion.models.vision import (
     MemotionImageProcessor,
@@ -55,4 +57,9 @@ def register_auto_classes() -> None:
     MemotionVisionModel.register_for_auto_class("AutoModel")
     MemotionVisionForImageClassification.register_for_auto_class("AutoModelForImageClassification")
     MemotionImageProcessor.register_for_auto_class("AutoImageProcessor")
+    AutoConfig.register(MemotionEnsembleConfig.model_type, MemotionEnsembleConfig, exist_ok=True)
+    AutoModel.register(MemotionEnsembleConfig, MemotionEnsembleModel, exist_ok=True)
+    from hf_memotion.pipelines import register_pipeline
+
+    register_pipeline()
     _DONE = True

@@ -26,6 +26,7 @@ from safetensors.numpy import load_file, save
 from sklearn.model_selection import train_test_split
 from transformers import PreTrainedModel, set_seed
 
+from hf_memotion.distributed import process_state
 from hf_memotion.io_utils import atomic_open, atomic_write_text
 from hf_memotion.metrics import memotion_scores
 from hf_memotion.training.folds import stratified_folds
@@ -128,6 +129,7 @@ def cross_validate(
         A :class:`CrossValidationResult`.
     """
     output = Path(output_dir)
+    state = process_state()
     eval_rows = dataset if eval_dataset is None else eval_dataset
     if len(eval_rows) != len(dataset):
         raise ValueError(
@@ -167,9 +169,11 @@ def cross_validate(
             )
             metrics = {"fold": k, "run_key": run_key, "best_epoch": best_epoch(trainer)}
             metrics.update({f"f1_{n}": held_out[n] for n in names})
-            if trainer.is_world_process_zero():
+            state.wait_for_everyone()  # every process is done with the fold's checkpoints
+            if state.is_main_process:
                 _save_fold(folder, probabilities, indices, metrics)
-            shutil.rmtree(folder / "checkpoints", ignore_errors=True)
+                shutil.rmtree(folder / "checkpoints", ignore_errors=True)
+            state.wait_for_everyone()
             del trainer
         for name in names:
             oof[name][indices] = probabilities[name]
@@ -190,5 +194,7 @@ def cross_validate(
             model_init(), dataset, None, settings, output / "refit_checkpoints", data_collator=data_collator
         )
         model = trainer.model
-        shutil.rmtree(output / "refit_checkpoints", ignore_errors=True)
+        state.wait_for_everyone()
+        if state.is_main_process:
+            shutil.rmtree(output / "refit_checkpoints", ignore_errors=True)
     return CrossValidationResult(oof, fold_metrics, epochs, oof_scores, model)

@@ -23,10 +23,10 @@ from typing import Any
 
 import datasets
 import numpy as np
-from accelerate import PartialState
 from safetensors.numpy import save
 from transformers import PreTrainedModel, Trainer
 
+from hf_memotion.distributed import process_state
 from hf_memotion.io_utils import atomic_open, atomic_write_text
 from hf_memotion.metrics import memotion_scores
 from hf_memotion.training.cross_validation import CrossValidationResult, cross_validate
@@ -137,7 +137,7 @@ def run_classifier(
         result.test_scores = memotion_scores(
             {p: v.argmax(-1) for p, v in result.test_probabilities.items()}, dict(test_labels)
         )
-    state = PartialState()
+    state = process_state()
     if state.is_main_process:  # under accelerate launch, one process writes the files
         save_probabilities(output / "oof_probabilities.safetensors", cv.oof_probabilities)
         if refit:

@@ -52,8 +52,9 @@ class ClassifierTrainingConfig:
             ``warmup_ratio`` of the steps, then linear decay), or ``"sgd"`` (momentum
             ``momentum``, the visual models' optimizer).
         epochs: Maximum epochs (30 for text in the paper).
-        batch_size: Training batch size per device.
-        eval_batch_size: Evaluation batch size per device.
+        batch_size: Global training batch size: split across the processes of a data-parallel run,
+            so one process and N processes take the same optimisation steps.
+        eval_batch_size: Global evaluation batch size.
         max_grad_norm: Gradient clipping (5.0 in the paper).
         early_stopping_patience: Epochs without improvement of the validation macro-F1 before
             stopping (5 in the paper); ``None`` disables early stopping.
@@ -112,12 +113,17 @@ class ClassifierTrainingConfig:
             scheduler = {"lr_scheduler_type": "linear", "warmup_steps": float(self.warmup_ratio)}
         optim: dict[str, Any] = {"optim": "adamw_torch", "weight_decay": self.weight_decay}
         per_epoch = "epoch" if with_eval else "no"
+        from hf_memotion.distributed import process_state
+
+        processes = process_state().num_processes
+        if self.batch_size % processes:
+            logger.warning("batch_size %d is not a multiple of %d processes", self.batch_size, processes)
         return TrainingArguments(
             output_dir=str(output_dir),
             learning_rate=self.learning_rate,
             num_train_epochs=self.epochs,
-            per_device_train_batch_size=self.batch_size,
-            per_device_eval_batch_size=self.eval_batch_size,
+            per_device_train_batch_size=max(1, self.batch_size // processes),
+            per_device_eval_batch_size=max(1, self.eval_batch_size // processes),
             max_grad_norm=self.max_grad_norm,
             eval_strategy=per_epoch,
             save_strategy=per_epoch,
@@ -132,6 +138,10 @@ class ClassifierTrainingConfig:
             dataloader_num_workers=self.dataloader_num_workers,
             dataloader_pin_memory=torch.cuda.is_available(),
             remove_unused_columns=False,  # image datasets carry raw columns that their on-the-fly transform reads
+            # Reuse the process state (gloo data-parallel on a CPU-only machine) instead of letting
+            # TrainingArguments reset it to N independent processes.
+            accelerator_config={"use_configured_state": True},
+            use_cpu=not torch.cuda.is_available(),
             disable_tqdm=not show_progress(),
             **scheduler,
             **optim,

@@ -1,0 +1,50 @@
+#!/usr/bin/env python
+"""Predict memes with a saved ensemble through ``pipeline("meme-emotion")``.
+
+Usage:
+    python scripts/predict.py ENSEMBLE [--image PATH --text TEXT] [--no-ten-crop]
+Without --image/--text, the first meme of the demo test release is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from transformers import pipeline
+
+import hf_memotion  # noqa: F401  (registers the "meme-emotion" task)
+from hf_memotion.pipelines import MemeInputError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", help="ensemble folder or Hub id")
+    parser.add_argument("--image", help="meme image file")
+    parser.add_argument("--text", help="the meme's text")
+    parser.add_argument("--no-ten-crop", action="store_true", help="one centre crop instead of ten")
+    args = parser.parse_args(argv)
+    image, text = args.image, args.text
+    if image is None or text is None:
+        demo = Path("outputs/demo_data/memotion_test_release")
+        if not (demo / "2000_testdata.csv").is_file():
+            sys.exit("error: pass --image and --text (no demo test release in outputs/demo_data)")
+        import csv
+
+        with open(demo / "2000_testdata.csv", encoding="utf-8") as handle:
+            row = next(csv.DictReader(handle))
+        image, text = str(demo / "2000_data" / row["Image_name"]), row["corrected_text"] or row["OCR_extracted_text"]
+    try:
+        pipe = pipeline("meme-emotion", model=args.model)
+        result = pipe({"image": image, "text": text}, ten_crop=not args.no_ten_crop)
+    except (MemeInputError, FileNotFoundError, OSError, ValueError) as err:
+        sys.exit(f"error: {err}")
+    print(f"meme: {image}  text: {text!r}")
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

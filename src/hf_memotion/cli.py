@@ -1,0 +1,51 @@
+"""The shared body of the recipe scripts: parse a config and overrides, run, print the scores (main process).
+
+Example:
+    >>> # scripts/train_text.py: raise SystemExit(run_base_model_cli(run_text_experiment, "configs/text_demo.yaml"))
+    >>> callable(run_base_model_cli)
+    True
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from hf_memotion.config import load_run_config
+from hf_memotion.data import ImageDecodeError
+from hf_memotion.distributed import process_state
+
+__all__ = ["USER_ERRORS", "run_base_model_cli"]
+
+#: Errors that mean "fix your input": reported as one line, not a traceback.
+USER_ERRORS = (FileNotFoundError, ValueError, KeyError, TypeError, RuntimeError, ImageDecodeError)
+
+
+def run_base_model_cli(
+    runner: Callable[[dict[str, Any]], Mapping[str, Any]],
+    default_config: str,
+    argv: Sequence[str] | None = None,
+    description: str = "Train base models from a YAML config.",
+) -> int:
+    """Run a base-model recipe (``run_text_experiment``, ``run_vision_experiment``) as a command."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config", default=default_config, help="YAML run config")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. training.epochs=5 seed=1")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    process_state()  # before anything else: N launched processes form one data-parallel group
+    try:
+        results = runner(load_run_config(args.config, args.overrides))
+    except USER_ERRORS as err:
+        sys.exit(f"error: {err}")
+    if not process_state().is_main_process:
+        return 0
+    for name, result in results.items():
+        print(f"[{name}] saved to {result.output_dir / 'model'}")
+        rows = [("out-of-fold", result.oof_scores)] + ([("test", result.test_scores)] if result.test_scores else [])
+        for label, scores in rows:
+            print(f"  {label:<12} " + "  ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+    return 0

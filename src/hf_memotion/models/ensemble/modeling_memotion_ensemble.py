@@ -1,0 +1,265 @@
+"""The modality ensemble as a model repository that ``from_pretrained`` / ``save_pretrained`` / the Hub understand.
+
+Layout of a saved ensemble::
+
+    config.json                 model_type "memotion_ensemble": base models, problems, meta-estimators
+    README.md                   (model card, written by the training script)
+    text/ , vision/ , ...       one folder per base model (its own config, safetensors, tokenizer/processor)
+    meta/<problem>.skops        fitted scikit-learn meta-estimators (rules need no file)
+
+A base model may instead be a Hub id pinned to a revision (``{"path": "org/model", "revision": "<sha>"}``).
+Loading refuses a folder holding pickle-based files (``.pkl``, ``.pickle``, ``.joblib``, ``.bin``,
+``.pt``, ``.pth``, ``.ckpt``) and any skops file with types outside the trusted list, before anything in
+it is read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import (
+    AutoImageProcessor,
+    AutoModelForImageClassification,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedModel,
+)
+
+from hf_memotion.io_utils import atomic_write_bytes
+from hf_memotion.models.ensemble.stacking import RULES, ProblemStacker, dump_estimator, load_estimator
+from hf_memotion.models.heads import resolve_problem_labels
+from hf_memotion.models.text.preprocessing import encode_texts
+
+__all__ = ["PICKLE_SUFFIXES", "MemotionEnsembleConfig", "MemotionEnsembleModel", "UnsafeModelFolderError"]
+
+#: File types that deserialise with pickle: a model folder holding any of them is refused.
+PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".bin", ".pt", ".pth", ".ckpt")
+MODALITIES = ("text", "vision")
+
+
+class UnsafeModelFolderError(ValueError):
+    """A model folder holds files that could run code when loaded; nothing was loaded."""
+
+
+class MemotionEnsembleConfig(PretrainedConfig):
+    r"""Configuration of a :class:`MemotionEnsembleModel`.
+
+    Args:
+        base_models: One entry per base model: ``name``, ``modality`` (``"text"`` or ``"vision"``),
+            ``path`` (a subfolder of the ensemble, or a Hub id), optional ``revision``, and the
+            ``problems`` it predicts.
+        problems: Problems the ensemble predicts.
+        meta: Per problem: ``method``, ``model_order``, ``feature_order``, ``file`` (skops file or
+            ``None`` for rules) and the selection ``scores``.
+        features: ``"own"`` (a problem's meta-estimator reads that problem's probabilities) or ``"all"``.
+
+    Example:
+        >>> config = MemotionEnsembleConfig(problems=["humour"], base_models=[
+        ...     {"name": "text", "modality": "text", "path": "text", "problems": ["humour"]}])
+        >>> config.problem_labels["humour"]
+        ['not_funny', 'funny']
+    """
+
+    model_type = "memotion_ensemble"
+
+    base_models: list[dict[str, Any]] | None = None
+    problems: list[str] | None = None
+    problem_labels: dict[str, list[str]] | None = None
+    meta: dict[str, dict[str, Any]] | None = None
+    features: str = "own"
+
+    def __post_init__(self, **kwargs: Any):
+        super().__post_init__(**kwargs)
+        self.base_models = list(self.base_models or [])
+        self.problems = list(self.problems or [])
+        self.problem_labels = resolve_problem_labels(self.problems, self.problem_labels) if self.problems else {}
+        self.meta = dict(self.meta or {})
+        if self.features not in ("own", "all"):
+            raise ValueError(f"features must be 'own' or 'all', got {self.features!r}")
+        names = [m.get("name") for m in self.base_models]
+        if len(set(names)) != len(names):
+            raise ValueError(f"base model names must be unique, got {names}")
+        for entry in self.base_models:
+            if entry.get("modality") not in MODALITIES:
+                raise ValueError(f"base model {entry.get('name')!r}: modality must be one of {MODALITIES}")
+
+
+def check_folder_is_safe(folder: Path) -> None:
+    """Refuse a folder that holds pickle-based files (listing them), before anything is loaded."""
+    unsafe = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.suffix.lower() in PICKLE_SUFFIXES)
+    if unsafe:
+        raise UnsafeModelFolderError(
+            f"{folder} holds pickle-based files that could run code when loaded: {unsafe}; hf-memotion only loads "
+            "safetensors weights and skops estimators. Remove them (or convert the weights to safetensors)."
+        )
+
+
+def _resolve(path: str | os.PathLike, revision: str | None) -> Path:
+    local = Path(path)
+    if local.is_dir():
+        return local
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(str(path), revision=revision))
+
+
+class MemotionEnsembleModel(PreTrainedModel):
+    """Independently trained text and vision models fused per problem by stacked meta-estimators.
+
+    Example:
+        >>> # ensemble = MemotionEnsembleModel.from_pretrained("outputs/demo/ensemble")
+        >>> # ensemble.predict_proba(images=["meme.jpg"], texts=["when the exam is on monday"])["humour"]
+        >>> MemotionEnsembleConfig.model_type
+        'memotion_ensemble'
+    """
+
+    config_class = MemotionEnsembleConfig
+    base_model_prefix = "ensemble"
+    main_input_name = "texts"
+
+    def __init__(
+        self,
+        config: MemotionEnsembleConfig,
+        base_models: Mapping[str, tuple[PreTrainedModel, Any]] | None = None,
+        stackers: Mapping[str, ProblemStacker] | None = None,
+    ):
+        super().__init__(config)
+        self.base_models = torch.nn.ModuleDict({name: model for name, (model, _) in (base_models or {}).items()})
+        self.preprocessors = {name: prep for name, (_, prep) in (base_models or {}).items()}
+        self.stackers = dict(stackers or {})
+        self.post_init()
+
+    def _init_weights(self, module: torch.nn.Module) -> None:
+        """Base models arrive trained; nothing to initialise."""
+
+    # ------------------------------------------------------------------ saving and loading
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
+        """Write the ensemble folder (built in a temporary folder, then moved into place)."""
+        target = Path(save_directory)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            meta = {}
+            for problem, stacker in self.stackers.items():
+                file = None
+                if stacker.method not in RULES:
+                    file = f"meta/{problem}.skops"
+                    atomic_write_bytes(staging / file, dump_estimator(stacker.estimator))
+                meta[problem] = {
+                    "method": stacker.method,
+                    "model_order": stacker.model_order,
+                    "feature_order": stacker.feature_order,
+                    "num_classes": stacker.num_classes,
+                    "scores": stacker.scores,
+                    "file": file,
+                }
+            self.config.meta = meta
+            for entry in self.config.base_models:
+                if Path(entry["path"]).is_absolute() or "/" in entry["path"]:
+                    continue  # a Hub id: referenced, not copied
+                model = self.base_models[entry["name"]]
+                model.save_pretrained(staging / entry["path"])
+                self.preprocessors[entry["name"]].save_pretrained(staging / entry["path"])
+            self.config.architectures = [type(self).__name__]
+            self.config.save_pretrained(staging)
+            if target.exists():
+                keep = [p for p in ("README.md",) if (target / p).exists() and not (staging / p).exists()]
+                for name in keep:
+                    shutil.copy2(target / name, staging / name)
+                shutil.rmtree(target)
+            os.replace(staging, target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+
+    @classmethod
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike, *args: Any, revision: str | None = None, **kwargs: Any
+    ) -> MemotionEnsembleModel:
+        """Load an ensemble folder or Hub repository (refusing pickle files and untrusted skops types)."""
+        folder = _resolve(pretrained_model_name_or_path, revision)
+        check_folder_is_safe(folder)
+        config_file = folder / "config.json"
+        if not config_file.is_file():
+            raise FileNotFoundError(f"{folder} has no config.json: not a saved MemotionEnsembleModel")
+        config = MemotionEnsembleConfig.from_dict(json.loads(config_file.read_text()))
+        stackers = {}
+        for problem, entry in config.meta.items():  # estimators first: cheap to check, refused before any model loads
+            stacker = ProblemStacker(
+                [entry["method"]], method=entry["method"], scores=dict(entry.get("scores") or {}),
+                model_order=list(entry["model_order"]), feature_order=list(entry["feature_order"]),
+                num_classes=int(entry["num_classes"]),
+            )  # fmt: skip
+            if entry.get("file"):
+                path = folder / entry["file"]
+                stacker.estimator = load_estimator(path.read_bytes(), source=str(path))
+            stackers[problem] = stacker
+        base_models = {}
+        for entry in config.base_models:
+            location = folder / entry["path"]
+            source = str(location) if location.is_dir() else entry["path"]
+            pin = None if location.is_dir() else entry.get("revision")
+            if entry["modality"] == "text":
+                model = AutoModelForSequenceClassification.from_pretrained(source, revision=pin)
+                prep = AutoTokenizer.from_pretrained(source, revision=pin)
+            else:
+                model = AutoModelForImageClassification.from_pretrained(source, revision=pin)
+                prep = AutoImageProcessor.from_pretrained(source, revision=pin)
+            base_models[entry["name"]] = (model.eval(), prep)
+        return cls(config, base_models=base_models, stackers=stackers).eval()
+
+    # ------------------------------------------------------------------ prediction
+
+    @torch.inference_mode()
+    def base_probabilities(
+        self, images: Sequence[Any], texts: Sequence[str], ten_crop: bool = True
+    ) -> dict[str, dict[str, np.ndarray]]:
+        """Each base model's class probabilities per problem: ``{model: {problem: (n, classes)}}``.
+
+        Each model runs once over the whole batch (all memes, all crops in one forward).
+        """
+        out: dict[str, dict[str, np.ndarray]] = {}
+        for entry in self.config.base_models:
+            name = entry["name"]
+            model, prep = self.base_models[name], self.preprocessors[name]
+            if entry["modality"] == "text":
+                encoded = encode_texts(prep, list(texts), int(getattr(model.config, "max_length", 128)))
+                inputs = prep.pad(encoded, return_tensors="pt")
+            else:
+                inputs = prep(list(images), ten_crop=ten_crop)
+            problem_logits = model(**inputs).problem_logits
+            out[name] = {p: v.float().softmax(-1).cpu().numpy() for p, v in problem_logits.items()}
+        return out
+
+    def combine(self, base: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        """Final class probabilities per problem from the base models' probabilities."""
+        out = {}
+        for problem, stacker in self.stackers.items():
+            own = {name: base[name][problem] for name in stacker.model_order}
+            extra = {}
+            for block in stacker.feature_order:
+                if block not in own:
+                    model_name, _, other = block.partition(":")
+                    extra[block] = base[model_name][other]
+            out[problem] = stacker.predict_proba(own, extra)
+        return out
+
+    def predict_proba(
+        self, images: Sequence[Any], texts: Sequence[str], ten_crop: bool = True
+    ) -> dict[str, np.ndarray]:
+        """Final class probabilities per problem for a batch of memes."""
+        return self.combine(self.base_probabilities(images, texts, ten_crop=ten_crop))
+
+    def forward(self, *args: Any, **kwargs: Any):
+        """Use :meth:`predict_proba` (or ``pipeline("meme-emotion")``); an ensemble has no tensor forward."""
+        raise NotImplementedError("call predict_proba(images, texts) or use pipeline('meme-emotion')")

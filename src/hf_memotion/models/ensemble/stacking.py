@@ -1,0 +1,234 @@
+"""Stacked generalisation over base models' out-of-fold probabilities (Section 4.4 of the Memotion paper).
+
+For each problem a meta-estimator maps the base models' class probabilities to the final class.
+Candidates (the paper's, Table 8): ``logistic_regression``, ``decision_tree``, ``random_forest``
+(scikit-learn estimators, saved as skops files), and the rules ``hard_vote`` (majority of the base
+models' predicted classes, ties to the highest summed probability), ``soft_vote`` (arithmetic mean
+of the base probabilities) and ``average`` (the naive average of the paper, taken here as the mean
+of log-probabilities, like ten-crop). Rules have no parameters and need no file.
+
+The meta-estimator is chosen per problem by stratified k-fold macro-F1 *on the out-of-fold
+features*, so it never sees a base model's prediction on that model's own training rows. Its
+features are that problem's probabilities from every base model (``features="own"``) or every
+problem's (``"all"``).
+
+Example:
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> y = rng.integers(0, 2, 200)
+    >>> good = np.eye(2)[y] * 0.6 + 0.2
+    >>> stack = ProblemStacker(["soft_vote", "logistic_regression"]).fit({"a": good, "b": rng.random((200, 2))}, y)
+    >>> stack.method in ("soft_vote", "logistic_regression"), stack.predict_proba({"a": good, "b": good}).shape
+    (True, (200, 2))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score
+from sklearn.model_selection import StratifiedKFold
+from sklearn.tree import DecisionTreeClassifier
+
+__all__ = [
+    "ESTIMATORS",
+    "META_METHODS",
+    "RULES",
+    "TRUSTED_TYPES",
+    "ProblemStacker",
+    "dump_estimator",
+    "fit_stackers",
+    "load_estimator",
+]
+
+#: scikit-learn meta-estimators, as the paper tried them (settings chosen to stay small and regularised).
+ESTIMATORS = {
+    "logistic_regression": LogisticRegression(max_iter=2000, C=1.0),
+    "decision_tree": DecisionTreeClassifier(max_depth=6, min_samples_leaf=5, random_state=0),
+    "random_forest": RandomForestClassifier(n_estimators=200, min_samples_leaf=3, random_state=0, n_jobs=1),
+}
+#: Parameter-free combination rules.
+RULES = ("hard_vote", "soft_vote", "average")
+#: Every method, in the order ties are broken (simpler first).
+META_METHODS = ("average", "soft_vote", "hard_vote", "logistic_regression", "decision_tree", "random_forest")
+#: The types a meta-estimator file may hold beyond skops' defaults: reviewed, nothing else is loaded.
+TRUSTED_TYPES = ("sklearn.tree._tree.Tree",)
+
+
+def dump_estimator(estimator) -> bytes:
+    """Serialise a scikit-learn meta-estimator with skops (never pickle)."""
+    import skops.io as sio
+
+    return sio.dumps(estimator)
+
+
+def load_estimator(data: bytes, source: str = "<bytes>"):
+    """Load a skops meta-estimator, refusing any type outside skops' defaults and :data:`TRUSTED_TYPES`.
+
+    Raises:
+        ValueError: Naming the file and the untrusted types; nothing in it is executed.
+    """
+    import skops.io as sio
+
+    untrusted = [t for t in sio.get_untrusted_types(data=data) if t not in TRUSTED_TYPES]
+    if untrusted:
+        raise ValueError(
+            f"{source} holds types that are not on hf-memotion's trusted list: {untrusted}; refusing to load it "
+            "(only scikit-learn logistic regression, decision tree and random forest files are accepted)"
+        )
+    return sio.loads(data, trusted=list(TRUSTED_TYPES))
+
+
+def _stack(features: Mapping[str, np.ndarray], order: Sequence[str]) -> np.ndarray:
+    return np.hstack([np.asarray(features[name], dtype=np.float64) for name in order])
+
+
+def _rule_proba(method: str, blocks: list[np.ndarray]) -> np.ndarray:
+    probs = np.stack(blocks)  # (models, rows, classes)
+    if method == "soft_vote":
+        out = probs.mean(axis=0)
+    elif method == "average":
+        logs = np.log(np.clip(probs, 1e-12, 1.0)).mean(axis=0)
+        out = np.exp(logs - logs.max(axis=1, keepdims=True))
+    elif method == "hard_vote":
+        votes = np.zeros(probs.shape[1:])
+        rows = np.arange(probs.shape[1])
+        for block in probs:
+            votes[rows, block.argmax(axis=1)] += 1.0
+        out = votes + 1e-3 * probs.sum(axis=0)  # ties go to the class with more summed probability
+    else:
+        raise ValueError(f"unknown rule {method!r}")
+    return out / out.sum(axis=1, keepdims=True)
+
+
+@dataclass
+class ProblemStacker:
+    """The meta-estimator of one problem.
+
+    Attributes:
+        candidates: Methods to choose from (default: all of :data:`META_METHODS`); one entry fixes it.
+        cv: Folds of the selection cross-validation.
+        seed: Seed of the selection folds.
+        method: The chosen method (after :meth:`fit`).
+        scores: Cross-validated macro-F1 of every candidate (after :meth:`fit`).
+        estimator: The fitted scikit-learn estimator (``None`` for rules).
+        model_order: Base models whose probabilities are the rule's inputs, in order.
+        feature_order: Feature blocks the estimator reads, in order.
+        num_classes: Classes of the problem.
+
+    Example:
+        >>> ProblemStacker(["decision_tree"]).candidates
+        ['decision_tree']
+    """
+
+    candidates: Sequence[str] = META_METHODS
+    cv: int = 5
+    seed: int = 0
+    method: str | None = None
+    scores: dict[str, float] = field(default_factory=dict)
+    estimator: object | None = None
+    model_order: list[str] = field(default_factory=list)
+    feature_order: list[str] = field(default_factory=list)
+    num_classes: int = 0
+
+    def __post_init__(self) -> None:
+        self.candidates = list(self.candidates)
+        unknown = [c for c in self.candidates if c not in META_METHODS]
+        if unknown or not self.candidates:
+            raise ValueError(f"unknown meta-estimator(s) {unknown}; choose from {list(META_METHODS)}")
+
+    def _predict_with(self, method, estimator, rule_blocks, matrix) -> np.ndarray:
+        if method in RULES:
+            return _rule_proba(method, rule_blocks)
+        proba = np.zeros((matrix.shape[0], self.num_classes))
+        proba[:, estimator.classes_] = estimator.predict_proba(matrix)
+        return proba
+
+    def fit(
+        self,
+        own: Mapping[str, np.ndarray],
+        labels: np.ndarray,
+        extra: Mapping[str, np.ndarray] | None = None,
+    ) -> ProblemStacker:
+        """Choose and fit the meta-estimator.
+
+        Args:
+            own: Base model name -> that model's out-of-fold probabilities for this problem, ``(n, classes)``.
+            labels: Gold class ids, ``(n,)``.
+            extra: More feature blocks for the estimators (e.g. other problems' probabilities), name -> ``(n, k)``.
+        """
+        labels = np.asarray(labels)
+        self.model_order = list(own)
+        self.num_classes = next(iter(own.values())).shape[1]
+        features = {**{f"{m}": own[m] for m in self.model_order}, **dict(extra or {})}
+        self.feature_order = list(features)
+        matrix = _stack(features, self.feature_order)
+        blocks = [np.asarray(own[m]) for m in self.model_order]
+        n_folds = min(self.cv, int(np.bincount(labels).max()))
+        if len(self.candidates) == 1 or n_folds < 2:
+            self.method = self.candidates[0]
+        else:
+            splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=self.seed)
+            for method in self.candidates:
+                predictions = np.zeros(len(labels), dtype=np.int64)
+                for fit_idx, val_idx in splitter.split(matrix, labels):
+                    estimator = None
+                    if method not in RULES:
+                        estimator = clone(ESTIMATORS[method]).fit(matrix[fit_idx], labels[fit_idx])
+                    val_blocks = [b[val_idx] for b in blocks]
+                    predictions[val_idx] = self._predict_with(method, estimator, val_blocks, matrix[val_idx]).argmax(1)
+                self.scores[method] = float(f1_score(labels, predictions, average="macro"))
+            self.method = max(self.candidates, key=lambda m: (self.scores[m], -META_METHODS.index(m)))
+        self.estimator = None if self.method in RULES else clone(ESTIMATORS[self.method]).fit(matrix, labels)
+        return self
+
+    def predict_proba(self, own: Mapping[str, np.ndarray], extra: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+        """Class probabilities from the base models' probabilities (same names as in :meth:`fit`)."""
+        if self.method is None:
+            raise RuntimeError("fit the stacker first")
+        features = {**dict(own), **dict(extra or {})}
+        missing = [name for name in self.feature_order if name not in features]
+        if missing:
+            raise ValueError(f"missing feature blocks {missing}")
+        matrix = _stack(features, self.feature_order)
+        return self._predict_with(self.method, self.estimator, [np.asarray(own[m]) for m in self.model_order], matrix)
+
+
+def fit_stackers(
+    probabilities: Mapping[str, Mapping[str, np.ndarray]],
+    labels: Mapping[str, np.ndarray],
+    *,
+    candidates: Sequence[str] | Mapping[str, Sequence[str]] = META_METHODS,
+    features: str = "own",
+    cv: int = 5,
+    seed: int = 0,
+) -> dict[str, ProblemStacker]:
+    """Fit one :class:`ProblemStacker` per problem on out-of-fold probabilities.
+
+    Args:
+        probabilities: Base model name -> problem -> out-of-fold probabilities ``(n, classes)``.
+        labels: Problem -> gold class ids ``(n,)``.
+        candidates: Methods to choose from, for every problem or per problem (one method fixes it).
+        features: ``"own"`` (that problem's probabilities) or ``"all"`` (every problem's, from every model).
+        cv: Folds of the selection.
+        seed: Seed of the selection folds.
+    """
+    if features not in ("own", "all"):
+        raise ValueError(f"features must be 'own' or 'all', got {features!r}")
+    out = {}
+    for problem, y in labels.items():
+        models = [m for m, per_problem in probabilities.items() if problem in per_problem]
+        if not models:
+            raise ValueError(f"no base model predicts {problem!r}")
+        own = {m: probabilities[m][problem] for m in models}
+        extra = {}
+        if features == "all":
+            extra = {f"{m}:{p}": v for m, per in probabilities.items() for p, v in per.items() if p != problem}
+        chosen = candidates[problem] if isinstance(candidates, Mapping) else candidates
+        out[problem] = ProblemStacker(chosen, cv=cv, seed=seed).fit(own, np.asarray(y), extra)
+    return out

@@ -1,0 +1,279 @@
+import io
+import json
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import skops.io as sio
+import torch
+from PIL import Image
+from transformers import pipeline
+
+import hf_memotion  # noqa: F401  (registers the meme-emotion task)
+from hf_memotion.models.ensemble import (
+    MemotionEnsembleConfig,
+    MemotionEnsembleModel,
+    ProblemStacker,
+    UnsafeModelFolderError,
+    fit_stackers,
+)
+from hf_memotion.models.ensemble.stacking import load_estimator
+from hf_memotion.models.text import MemotionTextConfig, MemotionTextForSequenceClassification
+from hf_memotion.models.text.tiny import build_tiny_text_backbone
+from hf_memotion.models.vision import MemotionImageProcessor, MemotionVisionConfig, MemotionVisionForImageClassification
+from hf_memotion.pipelines import MemeInputError
+from hf_memotion.tasks import PROBLEM_NAMES, decode_submission, get_problem
+
+N = 120
+
+
+def _probabilities(rng, labels, n_classes, accuracy):
+    noisy = np.where(rng.random(len(labels)) < accuracy, labels, rng.integers(0, n_classes, len(labels)))
+    return np.eye(n_classes)[noisy] * 0.7 + 0.3 / n_classes
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    rng = np.random.default_rng(0)
+    labels = {p: rng.integers(0, get_problem(p).num_labels, N) for p in PROBLEM_NAMES}
+    oof = {
+        "text": {p: _probabilities(rng, y, get_problem(p).num_labels, 0.7) for p, y in labels.items()},
+        "vision": {p: _probabilities(rng, y, get_problem(p).num_labels, 0.6) for p, y in labels.items()},
+    }
+    return oof, labels
+
+
+def test_stacker_chooses_by_cross_validated_macro_f1_and_can_be_fixed(synthetic):
+    oof, labels = synthetic
+    rng = np.random.default_rng(1)
+    y = labels["humour"]
+    own = {"good": np.eye(2)[y] * 0.8 + 0.1, "noise": rng.dirichlet([1, 1], N)}
+    stacker = ProblemStacker(["soft_vote", "logistic_regression", "decision_tree"]).fit(own, y)
+    assert set(stacker.scores) == {"soft_vote", "logistic_regression", "decision_tree"}
+    assert stacker.method == max(stacker.scores, key=stacker.scores.get)
+    assert stacker.scores["logistic_regression"] > 0.9  # learns to trust the good model
+    fixed = ProblemStacker(["hard_vote"]).fit(own, y)
+    assert fixed.method == "hard_vote" and fixed.estimator is None
+    with pytest.raises(ValueError, match="unknown meta-estimator"):
+        ProblemStacker(["svm"])
+    stackers = fit_stackers(
+        oof, labels, candidates={**{p: ["average"] for p in PROBLEM_NAMES}, "humour": ["random_forest"]}
+    )
+    assert stackers["humour"].method == "random_forest" and stackers["sentiment"].method == "average"
+    every = fit_stackers(oof, labels, candidates=["logistic_regression"], features="all")
+    assert len(every["sentiment"].feature_order) == 2 + 2 * 8  # own blocks + every other problem of both models
+
+
+def test_rules_combine_as_documented():
+    from hf_memotion.models.ensemble.stacking import _rule_proba
+
+    a, b, c = np.array([[0.6, 0.4]]), np.array([[0.2, 0.8]]), np.array([[0.55, 0.45]])
+    np.testing.assert_allclose(_rule_proba("soft_vote", [a, b]), [[0.4, 0.6]])
+    geometric = np.sqrt(a * b) / np.sqrt(a * b).sum()
+    np.testing.assert_allclose(_rule_proba("average", [a, b]), geometric)
+    assert _rule_proba("hard_vote", [a, b, c]).argmax() == 0  # two of three vote class 0
+
+
+def _tiny_ensemble(synthetic, methods=("logistic_regression", "decision_tree", "average")):
+    oof, labels = synthetic
+    torch.manual_seed(0)
+    backbone, tokenizer = build_tiny_text_backbone("bert", ["when the exam is on monday", "lol nice"], hidden_size=16,
+                                                   num_layers=1)  # fmt: skip
+    text_config = MemotionTextConfig(
+        text_config=backbone, problems=list(PROBLEM_NAMES), lstm_hidden_size=8, attention_size=8, ffn_size=8
+    )
+    text = MemotionTextForSequenceClassification(text_config).eval()
+    vision = MemotionVisionForImageClassification(
+        MemotionVisionConfig(architecture="test_resnet", problems=list(PROBLEM_NAMES))
+    ).eval()
+    processor = MemotionImageProcessor.from_timm("test_resnet", crop_size=32)
+    candidates = {p: [methods[i % len(methods)]] for i, p in enumerate(PROBLEM_NAMES)}
+    stackers = fit_stackers(oof, labels, candidates=candidates)
+    config = MemotionEnsembleConfig(
+        problems=list(PROBLEM_NAMES),
+        base_models=[{"name": "text", "modality": "text", "path": "text", "problems": list(PROBLEM_NAMES)},
+                     {"name": "vision", "modality": "vision", "path": "vision", "problems": list(PROBLEM_NAMES)}],
+    )  # fmt: skip
+    return MemotionEnsembleModel(config, base_models={"text": (text, tokenizer), "vision": (vision, processor)},
+                                 stackers=stackers)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def saved_ensemble(synthetic, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ensemble") / "ensemble"
+    _tiny_ensemble(synthetic).save_pretrained(folder)
+    return folder
+
+
+def _png(colour=(200, 30, 30)):
+    buffer = io.BytesIO()
+    Image.new("RGB", (50, 40), colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_saved_ensemble_has_the_documented_layout(saved_ensemble):
+    config = json.loads((saved_ensemble / "config.json").read_text())
+    assert config["model_type"] == "memotion_ensemble"
+    assert [m["name"] for m in config["base_models"]] == ["text", "vision"]
+    assert (saved_ensemble / "text" / "model.safetensors").is_file()
+    assert (saved_ensemble / "vision" / "preprocessor_config.json").is_file()
+    skops_files = sorted(p.name for p in (saved_ensemble / "meta").iterdir())
+    assert skops_files and all(name.endswith(".skops") for name in skops_files)
+    assert config["meta"]["humour_intensity"]["file"] is None or config["meta"]["humour_intensity"]["method"]
+
+
+def test_pipeline_returns_the_schema_for_one_meme_and_a_batch(saved_ensemble, tmp_path):
+    pipe = pipeline("meme-emotion", model=str(saved_ensemble))
+    image_path = tmp_path / "meme.png"
+    image_path.write_bytes(_png())
+    one = pipe({"image": str(image_path), "text": "WHEN THE EXAM IS ON MONDAY"})
+    assert set(one) == {"sentiment", "emotions", "submission"}
+    assert one["sentiment"]["label"] in ("negative", "neutral", "positive")
+    assert sum(one["sentiment"]["scores"].values()) == pytest.approx(1.0)
+    assert set(one["emotions"]) == {"humour", "sarcasm", "offensive", "motivational"}
+    humour = one["emotions"]["humour"]
+    assert set(humour) == {"present", "score", "intensity", "intensity_scores"}
+    assert set(humour["intensity_scores"]) == {"not_funny", "funny", "very_funny", "hilarious"}
+    labels = decode_submission(one["submission"])
+    assert get_problem("sentiment").labels[labels["sentiment"]] == one["sentiment"]["label"]
+    memes = [{"image": Image.new("RGB", (60, 60), (i * 20, 0, 0)), "text": f"meme {i}"} for i in range(5)]
+    memes.append({"image": np.zeros((40, 40, 3), dtype=np.uint8), "text": ""})
+    batch = pipe(memes, batch_size=4)
+    assert len(batch) == 6 and all("submission" in r for r in batch)
+    one_by_one = pipe(memes, batch_size=1)  # batching does not change results (up to float rounding)
+    assert [r["submission"] for r in one_by_one] == [r["submission"] for r in batch]
+    for a, b in zip(one_by_one, batch, strict=True):
+        assert a["sentiment"]["scores"] == pytest.approx(b["sentiment"]["scores"], abs=1e-5)
+    detailed = pipe(memes[0], return_base=True, ten_crop=False)
+    assert set(detailed["base"]) == {"text", "vision"} and set(detailed["modalities"]) == {"text", "vision"}
+
+
+def test_pipeline_errors_name_the_item(saved_ensemble):
+    pipe = pipeline("meme-emotion", model=str(saved_ensemble))
+    with pytest.raises(MemeInputError, match="meme 1 lacks image"):
+        pipe([{"image": _png(), "text": "ok"}, {"text": "no image"}])
+    with pytest.raises(MemeInputError, match="meme 0 lacks text"):
+        pipe({"image": _png()})
+    with pytest.raises(MemeInputError, match="meme 0: .*not a readable image"):
+        pipe({"image": b"garbage bytes", "text": "x"})
+    with pytest.raises(MemeInputError, match="'text' must be a string, got int"):
+        pipe({"image": _png(), "text": 5})
+    with pytest.raises(MemeInputError, match="not a str"):
+        pipe("just a string")
+
+
+def test_pipeline_works_in_a_fresh_process(saved_ensemble):
+    code = textwrap.dedent(f"""
+        import io, json
+        from PIL import Image
+        from transformers import pipeline
+        import hf_memotion
+        pipe = pipeline("meme-emotion", model={str(saved_ensemble)!r})
+        print(json.dumps(pipe({{"image": Image.new("RGB", (32, 32)), "text": "lol"}})))
+    """)
+    env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    assert json.loads(out.strip().splitlines()[-1])["submission"]
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (open, ("/tmp/hf_memotion_pwned", "w"))
+
+
+def test_a_planted_pickle_is_refused_and_never_executed(synthetic, tmp_path):
+    import shutil
+    from pathlib import Path
+
+    marker = Path("/tmp/hf_memotion_pwned")
+    marker.unlink(missing_ok=True)
+    folder = tmp_path / "ensemble"
+    _tiny_ensemble(synthetic).save_pretrained(folder)
+    (folder / "meta" / "sentiment.pkl").write_bytes(pickle.dumps(_Exploit()))
+    with pytest.raises(UnsafeModelFolderError, match=r"meta/sentiment.pkl"):
+        MemotionEnsembleModel.from_pretrained(folder)
+    with pytest.raises(ValueError, match="pickle-based files"):  # pipeline() wraps the loader's error
+        pipeline("meme-emotion", model=str(folder))
+    assert not marker.exists()
+    (folder / "meta" / "sentiment.pkl").unlink()
+    shutil.copy(folder / "text" / "model.safetensors", folder / "text" / "pytorch_model.bin")
+    with pytest.raises(UnsafeModelFolderError, match="pytorch_model.bin"):
+        MemotionEnsembleModel.from_pretrained(folder)
+
+
+def test_a_skops_file_with_untrusted_types_is_refused(synthetic, tmp_path):
+    folder = tmp_path / "ensemble"
+    _tiny_ensemble(synthetic).save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    target = next(p for p, m in config["meta"].items() if m["file"])
+    rogue = _voting()  # holds sklearn.utils._bunch.Bunch: a type outside the reviewed list
+    (folder / config["meta"][target]["file"]).write_bytes(sio.dumps(rogue))
+    with pytest.raises(ValueError, match="not on hf-memotion's trusted list"):
+        MemotionEnsembleModel.from_pretrained(folder)
+    with pytest.raises(ValueError, match="trusted list"):
+        load_estimator(sio.dumps(rogue), source="x.skops")
+
+
+def _voting():
+    from sklearn.ensemble import VotingClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    voting = VotingClassifier([("a", LogisticRegression()), ("b", LogisticRegression(C=0.1))], voting="soft")
+    assert "sklearn.utils._bunch.Bunch" in sio.get_untrusted_types(
+        data=sio.dumps(voting.fit(np.random.rand(10, 2), [0, 1] * 5))
+    )
+    return voting
+
+
+def test_predict_script_prints_the_schema(saved_ensemble, tmp_path):
+    from pathlib import Path
+
+    image = tmp_path / "meme.png"
+    image.write_bytes(_png())
+    script = Path(__file__).resolve().parents[1] / "scripts" / "predict.py"
+    out = subprocess.run(
+        [sys.executable, str(script), str(saved_ensemble), "--image", str(image), "--text", "lol", "--no-ten-crop"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert '"submission"' in out and '"sentiment"' in out
+    bad = subprocess.run(
+        [sys.executable, str(script), str(saved_ensemble), "--image", str(tmp_path / "nope.png"), "--text", "x"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert bad.returncode != 0 and "nope.png" in bad.stderr
+
+
+def test_per_problem_layout_expands_to_one_model_per_problem():
+    from hf_memotion.training.recipe import _expand
+
+    per_problem = {"name": "bert", "modality": "text", "layout": "per_problem", "problems": ["humour", "sentiment"]}
+    models = _expand([per_problem, {"name": "cnn", "modality": "vision"}])
+    assert [m["name"] for m in models] == ["bert-humour", "bert-sentiment", "cnn"]
+    assert models[0]["problems"] == ["humour"] and models[2]["problems"] == list(PROBLEM_NAMES)
+    assert {m["group"] for m in models} == {"bert", "cnn"}
+    with pytest.raises(ValueError, match="unknown config key"):
+        _expand([{"name": "x", "modality": "text", "epochs": 3}])
+
+
+def test_pipeline_loads_an_ensemble_by_hub_id_from_the_cache(saved_ensemble, tmp_path):
+    import shutil
+
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--memotion-org--demo-ensemble"
+    shutil.copytree(saved_ensemble, repo / "snapshots" / revision)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    code = textwrap.dedent("""
+        from PIL import Image
+        from transformers import pipeline
+        import hf_memotion
+        pipe = pipeline("meme-emotion", model="memotion-org/demo-ensemble")
+        print(pipe({"image": Image.new("RGB", (32, 32)), "text": "lol"})["submission"])
+    """)
+    env = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub"), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    decode_submission(out.stdout.strip().splitlines()[-1])

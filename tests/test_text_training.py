@@ -87,6 +87,12 @@ def test_a_repeated_run_reuses_finished_folds_and_changed_settings_retrain(data,
     calls = []
     real_fit = cv_module.fit_classifier
     monkeypatch.setattr(cv_module, "fit_classifier", lambda *a, **k: calls.append(1) or real_fit(*a, **k))
+    finished = train_text_classifier(
+        data, out, backbone="tiny:bert", problems=PROBLEMS, training=TRAINING, n_splits=3, seed=0,
+        model_kwargs=MODEL, tiny_kwargs=TINY,
+    )  # fmt: skip
+    assert calls == []  # a finished run (folds, refit, test scores) is reused whole
+    assert finished.test_scores == result.test_scores and finished.model is not None
     (out / "folds" / "fold_1" / "metrics.json").unlink()  # as if the run was killed inside fold 1
     again = train_text_classifier(
         data, out, backbone="tiny:bert", problems=PROBLEMS, training=TRAINING, n_splits=3, seed=0,

@@ -9,12 +9,16 @@ same way for both, so the ensemble sees one layout per base model::
       oof_probabilities.safetensors                   problem -> (n_train, n_classes)
       test_probabilities.safetensors                  problem -> (n_test, n_classes), when scored
       metrics.json                                    settings, out-of-fold and test scores, folds
+
+A run that already finished with the same settings (``metrics.json`` holds their key) is loaded,
+not trained again; an unfinished one resumes from its finished folds.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +27,7 @@ from typing import Any
 
 import datasets
 import numpy as np
-from safetensors.numpy import save
+from safetensors.numpy import load_file, save
 from transformers import PreTrainedModel, Trainer
 
 from hf_memotion.distributed import process_state
@@ -33,6 +37,8 @@ from hf_memotion.training.cross_validation import CrossValidationResult, cross_v
 from hf_memotion.training.trainer import ClassifierTrainingConfig, predict_probabilities
 
 __all__ = ["ClassifierRunResult", "as_splits", "check_keys", "problem_groups", "run_classifier", "settings_key"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -86,6 +92,40 @@ def save_probabilities(path: Path, probabilities: Mapping[str, np.ndarray]) -> N
         handle.write(save({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in probabilities.items()}))
 
 
+def _load_finished_run(output: Path, key: str, refit: bool, preprocessor: Any) -> ClassifierRunResult | None:
+    """The saved result of a run that already finished with the same settings (a restarted job skips it)."""
+    metrics_file = output / "metrics.json"
+    if not metrics_file.is_file():
+        return None
+    metrics = json.loads(metrics_file.read_text())
+    if metrics.get("run_key") != key or bool(metrics.get("refit")) != refit:
+        return None
+    oof = load_file(output / "oof_probabilities.safetensors")
+    test_file = output / "test_probabilities.safetensors"
+    model = None
+    if refit:
+        from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification
+
+        loader = (
+            AutoModelForSequenceClassification if metrics.get("modality") == "text" else AutoModelForImageClassification
+        )
+        model = loader.from_pretrained(output / "model")
+    folds = metrics.get("fold_metrics", [])
+    return ClassifierRunResult(
+        oof_probabilities={k: v.astype(np.float64) for k, v in oof.items()},
+        fold_metrics=folds,
+        best_epochs=[float(f["best_epoch"]) for f in folds],
+        oof_scores=metrics["oof_scores"],
+        model=model,
+        preprocessor=preprocessor,
+        output_dir=output,
+        test_scores=metrics.get("test_scores"),
+        test_probabilities=(
+            {k: v.astype(np.float64) for k, v in load_file(test_file).items()} if test_file.is_file() else None
+        ),
+    )
+
+
 def run_classifier(
     *,
     train_dataset: Any,
@@ -124,9 +164,14 @@ def run_classifier(
         train_labels: ``(n_rows, n_problems)`` class ids, for datasets whose ``labels`` come from a transform.
     """
     output = Path(output_dir)
+    key = settings_key(settings)
+    finished = _load_finished_run(output, key, refit, preprocessor)
+    if finished is not None:
+        logger.info("%s already finished with these settings: reusing it", output)
+        return finished
     cv = cross_validate(
         train_dataset, model_init, problem_labels, training, output / "folds", n_splits=n_splits, seed=seed,
-        data_collator=data_collator, run_key=settings_key(settings), refit=refit, eval_dataset=eval_dataset,
+        data_collator=data_collator, run_key=key, refit=refit, eval_dataset=eval_dataset,
         labels=train_labels,
     )  # fmt: skip
     result = ClassifierRunResult(**vars(cv), preprocessor=preprocessor, output_dir=output)
@@ -147,6 +192,8 @@ def run_classifier(
             save_probabilities(output / "test_probabilities.safetensors", result.test_probabilities)
         report = {
             **settings,
+            "run_key": key,
+            "refit": refit,
             "oof_scores": cv.oof_scores,
             "test_scores": result.test_scores,
             "fold_metrics": cv.fold_metrics,

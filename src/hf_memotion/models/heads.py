@@ -32,6 +32,7 @@ __all__ = [
     "MemotionClassifierOutput",
     "ProblemHeads",
     "concatenated_id2label",
+    "drop_derived_label_fields",
     "finish_problem_config",
     "resolve_problem_labels",
     "split_logits",
@@ -69,6 +70,18 @@ def concatenated_id2label(problem_labels: Mapping[str, Sequence[str]]) -> dict[i
         return dict(enumerate(next(iter(problem_labels.values()))))
     names = [f"{problem}:{label}" for problem, labels in problem_labels.items() for label in labels]
     return dict(enumerate(names))
+
+
+def drop_derived_label_fields(config, kwargs: dict) -> None:
+    """Forget ``id2label``/``label2id``/``num_labels`` given to a classifier config: they follow from its problems.
+
+    Call it first in ``__post_init__`` (before ``PretrainedConfig.__post_init__``), then
+    :func:`finish_problem_config` at the end.
+    """
+    for stale in ("id2label", "label2id", "num_labels"):
+        kwargs.pop(stale, None)
+    config.id2label = None
+    config.label2id = None
 
 
 def finish_problem_config(config) -> None:

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 from transformers import AutoConfig, PretrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
-from hf_memotion.models.heads import finish_problem_config
+from hf_memotion.models.heads import drop_derived_label_fields, finish_problem_config
 
 __all__ = ["POOLING_BY_MODEL_TYPE", "MemotionTextConfig", "default_pooling"]
 
@@ -84,10 +84,7 @@ class MemotionTextConfig(PretrainedConfig):
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs: Any):
-        for stale in ("id2label", "label2id", "num_labels"):  # derived from the problems below
-            kwargs.pop(stale, None)
-        self.id2label = None
-        self.label2id = None
+        drop_derived_label_fields(self, kwargs)
         super().__post_init__(**kwargs)
         if self.lstm_layers not in (1, 2):
             raise ValueError(f"lstm_layers must be 1 or 2 (the paper's range), got {self.lstm_layers}")

@@ -6,7 +6,7 @@ from typing import Any
 
 from transformers import PretrainedConfig
 
-from hf_memotion.models.heads import finish_problem_config
+from hf_memotion.models.heads import drop_derived_label_fields, finish_problem_config
 
 __all__ = ["MemotionVisionConfig"]
 
@@ -44,10 +44,7 @@ class MemotionVisionConfig(PretrainedConfig):
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs: Any):
-        for stale in ("id2label", "label2id", "num_labels"):  # derived from the problems below
-            kwargs.pop(stale, None)
-        self.id2label = None
-        self.label2id = None
+        drop_derived_label_fields(self, kwargs)
         super().__post_init__(**kwargs)
         import timm
 

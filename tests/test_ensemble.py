@@ -277,3 +277,31 @@ def test_pipeline_loads_an_ensemble_by_hub_id_from_the_cache(saved_ensemble, tmp
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
     decode_submission(out.stdout.strip().splitlines()[-1])
+
+
+def test_a_base_model_can_be_a_hub_id_pinned_to_a_revision(saved_ensemble, tmp_path):
+    import shutil
+
+    revision = "fedcba9876543210fedcba9876543210fedcba98"
+    hub = tmp_path / "hub"
+    shutil.copytree(saved_ensemble / "text", hub / "models--memotion-org--text-base" / "snapshots" / revision)
+    ensemble = tmp_path / "ensemble"
+    shutil.copytree(saved_ensemble, ensemble, ignore=shutil.ignore_patterns("text"))
+    config = json.loads((ensemble / "config.json").read_text())
+    config["base_models"][0].update(path="memotion-org/text-base", revision=revision)
+    (ensemble / "config.json").write_text(json.dumps(config))
+    code = textwrap.dedent(f"""
+        from PIL import Image
+        from transformers import pipeline
+        import hf_memotion
+        pipe = pipeline("meme-emotion", model={str(ensemble)!r})
+        print(pipe({{"image": Image.new("RGB", (32, 32)), "text": "lol"}})["submission"])
+    """)
+    env = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(hub), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    decode_submission(out.stdout.strip().splitlines()[-1])
+    config["base_models"][0]["revision"] = None  # unpinned and not in the folder: a clear error
+    (ensemble / "config.json").write_text(json.dumps(config))
+    with pytest.raises(FileNotFoundError, match="needs a pinned revision"):
+        MemotionEnsembleModel.from_pretrained(ensemble)

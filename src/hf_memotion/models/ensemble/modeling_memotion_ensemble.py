@@ -55,8 +55,8 @@ class MemotionEnsembleConfig(PretrainedConfig):
 
     Args:
         base_models: One entry per base model: ``name``, ``modality`` (``"text"`` or ``"vision"``),
-            ``path`` (a subfolder of the ensemble, or a Hub id), optional ``revision``, and the
-            ``problems`` it predicts.
+            ``path`` (a subfolder of the ensemble), or ``path`` + ``revision`` (a Hub id pinned to a
+            revision: referenced, not copied), and the ``problems`` it predicts.
         problems: Problems the ensemble predicts.
         meta: Per problem: ``method``, ``model_order``, ``feature_order``, ``file`` (skops file or
             ``None`` for rules) and the selection ``scores``.
@@ -165,8 +165,8 @@ class MemotionEnsembleModel(PreTrainedModel):
                 }
             self.config.meta = meta
             for entry in self.config.base_models:
-                if Path(entry["path"]).is_absolute() or "/" in entry["path"]:
-                    continue  # a Hub id: referenced, not copied
+                if entry.get("revision"):
+                    continue  # a Hub id pinned to a revision: referenced, not copied
                 model = self.base_models[entry["name"]]
                 model.save_pretrained(staging / entry["path"])
                 self.preprocessors[entry["name"]].save_pretrained(staging / entry["path"])
@@ -206,15 +206,22 @@ class MemotionEnsembleModel(PreTrainedModel):
             stackers[problem] = stacker
         base_models = {}
         for entry in config.base_models:
-            location = folder / entry["path"]
-            source = str(location) if location.is_dir() else entry["path"]
-            pin = None if location.is_dir() else entry.get("revision")
-            if entry["modality"] == "text":
-                model = AutoModelForSequenceClassification.from_pretrained(source, revision=pin)
-                prep = AutoTokenizer.from_pretrained(source, revision=pin)
+            if entry.get("revision"):  # a pinned Hub model: downloaded (or cached), checked like the ensemble
+                location = _resolve(entry["path"], entry["revision"])
+                check_folder_is_safe(location)
             else:
-                model = AutoModelForImageClassification.from_pretrained(source, revision=pin)
-                prep = AutoImageProcessor.from_pretrained(source, revision=pin)
+                location = folder / entry["path"]
+                if not location.is_dir():
+                    raise FileNotFoundError(
+                        f"base model {entry['name']!r}: {location} is missing (a Hub id needs a pinned revision)"
+                    )
+            source = str(location)
+            if entry["modality"] == "text":
+                model = AutoModelForSequenceClassification.from_pretrained(source)
+                prep = AutoTokenizer.from_pretrained(source)
+            else:
+                model = AutoModelForImageClassification.from_pretrained(source)
+                prep = AutoImageProcessor.from_pretrained(source)
             base_models[entry["name"]] = (model.eval(), prep)
         return cls(config, base_models=base_models, stackers=stackers).eval()
 

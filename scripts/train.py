@@ -4,6 +4,7 @@
 Usage:
     python scripts/train.py [configs/demo.yaml] [key=value ...]
     accelerate launch scripts/train.py configs/paper.yaml
+    python scripts/train.py configs/demo.yaml push_to_hub.repo_id=me/memotion-demo   # then publish
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
-from hf_memotion.cli import USER_ERRORS
+from hf_memotion.cli import USER_ERRORS, publish_folders
 from hf_memotion.config import load_run_config
 from hf_memotion.distributed import process_state
+from hf_memotion.hub.publishing import PushSettings
 from hf_memotion.training.recipe import format_table7, run_training
 
 
@@ -27,14 +30,17 @@ def main(argv: list[str] | None = None) -> int:
     process_state()  # before anything else: N launched processes form one data-parallel group
     try:
         config = load_run_config(args.config, args.overrides)
+        push = PushSettings.from_config(config.pop("push_to_hub", None))
         report = run_training(config)
     except USER_ERRORS as err:
         sys.exit(f"error: {err}")
     if process_state().is_main_process:
-        output = config.get("output_dir", "outputs/run")
+        output = Path(config.get("output_dir", "outputs/run"))
         print(format_table7(report["table7"]))
         print("meta-estimators:", ", ".join(f"{p}={m}" for p, m in report["table8"].items()))
         print(f"ensemble: {output}/ensemble  report: {output}/report.md  submission: {output}/answer.txt")
+        if push is not None:
+            publish_folders(push, {"ensemble": output / "ensemble"})
     return 0
 
 

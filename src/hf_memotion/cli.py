@@ -12,13 +12,15 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from hf_memotion.config import load_run_config
 from hf_memotion.data import ImageDecodeError
 from hf_memotion.distributed import process_state
+from hf_memotion.hub.publishing import HubPublishError, PushSettings
 
-__all__ = ["USER_ERRORS", "run_base_model_cli"]
+__all__ = ["USER_ERRORS", "publish_folders", "run_base_model_cli"]
 
 #: Errors that mean "fix your input": reported as one line, not a traceback.
 USER_ERRORS = (FileNotFoundError, ValueError, KeyError, TypeError, RuntimeError, ImageDecodeError)
@@ -38,7 +40,11 @@ def run_base_model_cli(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     process_state()  # before anything else: N launched processes form one data-parallel group
     try:
-        results = runner(load_run_config(args.config, args.overrides))
+        config = load_run_config(args.config, args.overrides)
+        push = PushSettings.from_config(config.pop("push_to_hub", None))
+        if push is not None and config.get("layout") == "per_problem" and "{name}" not in push.repo_id:
+            raise ValueError("layout per_problem saves one model per problem: put {name} in push_to_hub.repo_id")
+        results = runner(config)
     except USER_ERRORS as err:
         sys.exit(f"error: {err}")
     if not process_state().is_main_process:
@@ -48,4 +54,16 @@ def run_base_model_cli(
         rows = [("out-of-fold", result.oof_scores)] + ([("test", result.test_scores)] if result.test_scores else [])
         for label, scores in rows:
             print(f"  {label:<12} " + "  ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+    if push is not None:
+        publish_folders(push, {name: result.output_dir / "model" for name, result in results.items()})
     return 0
+
+
+def publish_folders(push: PushSettings, folders: Mapping[str, Path]) -> None:
+    """Publish each saved folder (main process, after training); a Hub error ends with one readable line."""
+    for name, folder in folders.items():
+        try:
+            published = push.push(folder, name)
+        except HubPublishError as err:
+            sys.exit(f"error: publishing {folder} failed, the trained files stay on disk: {err}")
+        print(f"[{name}] published {len(published.files)} files to {published.repo_id}: {published.url}")

@@ -4,6 +4,7 @@ from hf_memotion.data.demo import DemoDataConfig, make_demo_data
 from hf_memotion.data.images import ImageDecodeError, load_rgb_image
 from hf_memotion.data.memotion import (
     MemotionFormatError,
+    describe_data_source,
     load_memotion,
     memotion_features,
     read_answer_file,
@@ -15,6 +16,7 @@ __all__ = [
     "DemoDataConfig",
     "ImageDecodeError",
     "MemotionFormatError",
+    "describe_data_source",
     "format_statistics",
     "label_counts",
     "load_memotion",

@@ -46,6 +46,7 @@ from hf_memotion.tasks import (
 
 __all__ = [
     "MemotionFormatError",
+    "describe_data_source",
     "load_memotion",
     "memotion_features",
     "read_answer_file",
@@ -137,7 +138,35 @@ def load_memotion(
         if "test" in splits:
             raise MemotionFormatError(f"{path} already holds a test split; do not pass test_path={test_path} as well")
         splits["test"] = _load_test_release(Path(test_path), options)
+    name, description = describe_data_source(path, revision)
+    for split in splits.values():  # provenance travels with the data (model cards read it)
+        split.info.dataset_name, split.info.description = name, description
     return datasets.DatasetDict(splits)
+
+
+def describe_data_source(path: str | os.PathLike, revision: str | None = None) -> tuple[str, str]:
+    """A dataset id and a one-line description of where Memotion data came from.
+
+    ``load_memotion`` stores both in every split's ``info`` (``dataset_name``, ``description``), so
+    what was trained on what can be told later (model cards). Demo data made by
+    :func:`~hf_memotion.data.make_demo_data` is recognised by its ``.demo_config`` marker.
+
+    Example:
+        >>> describe_data_source("someone/memotion", revision="abc123")
+        ('someone/memotion', 'Hugging Face Hub dataset someone/memotion at revision abc123')
+    """
+    if not _is_local(path):
+        at = f" at revision {revision}" if revision else ""
+        return str(path), f"Hugging Face Hub dataset {path}{at}"
+    local = Path(path).expanduser()
+    folder = local.parent if local.is_file() else local
+    for candidate in (folder, folder.parent):
+        if (candidate / ".demo_config").is_file():
+            return "hf-memotion-demo", (
+                f"synthetic demo memes made by hf_memotion.data.make_demo_data ({candidate.name}/); not real memes: "
+                f"scores on it only show that the pipeline learns planted text and image cues"
+            )
+    return "memotion", f"Memotion release (SemEval-2020 Task 8) read from a local copy ({local.name})"
 
 
 def _is_local(path: str | os.PathLike) -> bool:

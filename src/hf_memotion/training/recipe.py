@@ -34,12 +34,13 @@ from transformers import (
 from hf_memotion.config import load_data
 from hf_memotion.data.memotion import write_answer_file
 from hf_memotion.distributed import process_state
+from hf_memotion.hub.cards import ensemble_card, write_model_card
 from hf_memotion.io_utils import atomic_write_text
 from hf_memotion.metrics import memotion_scores
 from hf_memotion.models.ensemble import MemotionEnsembleConfig, MemotionEnsembleModel, fit_stackers
 from hf_memotion.models.ensemble.stacking import META_METHODS
 from hf_memotion.tasks import EMOTIONS, PROBLEM_NAMES
-from hf_memotion.training.runs import ClassifierRunResult, check_keys
+from hf_memotion.training.runs import ClassifierRunResult, check_keys, data_provenance
 from hf_memotion.training.trainer import ClassifierTrainingConfig
 
 __all__ = ["TrainingReport", "format_table7", "run_training"]
@@ -244,6 +245,7 @@ def run_training(config: Mapping[str, Any]) -> TrainingReport:
         settings={k: v for k, v in config.items() if k != "data"},
         n_train=len(data["train"]),
         n_test=len(data["test"]),
+        data=data_provenance(data["train"]),
     )
     if state.is_main_process:
         ensemble_config = MemotionEnsembleConfig(
@@ -265,6 +267,7 @@ def run_training(config: Mapping[str, Any]) -> TrainingReport:
         plots = _plots(output, rows, final, test_labels)
         atomic_write_text(output / "report.json", json.dumps(report, indent=2, default=str))
         atomic_write_text(output / "report.md", render_report(report, plots))
+        write_model_card(output / "ensemble", ensemble_card(report))
     state.wait_for_everyone()
     return report
 

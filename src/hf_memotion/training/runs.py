@@ -31,12 +31,21 @@ from safetensors.numpy import load_file, save
 from transformers import PreTrainedModel, Trainer
 
 from hf_memotion.distributed import process_state
+from hf_memotion.hub.cards import base_model_card, write_model_card
 from hf_memotion.io_utils import atomic_open, atomic_write_text
 from hf_memotion.metrics import memotion_scores
 from hf_memotion.training.cross_validation import CrossValidationResult, cross_validate
 from hf_memotion.training.trainer import ClassifierTrainingConfig, predict_probabilities
 
-__all__ = ["ClassifierRunResult", "as_splits", "check_keys", "problem_groups", "run_classifier", "settings_key"]
+__all__ = [
+    "ClassifierRunResult",
+    "as_splits",
+    "check_keys",
+    "data_provenance",
+    "problem_groups",
+    "run_classifier",
+    "settings_key",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +66,11 @@ def as_splits(data: datasets.DatasetDict | datasets.Dataset) -> datasets.Dataset
     if "train" not in splits:
         raise ValueError(f"the data needs a 'train' split; it has {list(splits)}")
     return splits
+
+
+def data_provenance(dataset: datasets.Dataset) -> dict[str, str | None]:
+    """Where a dataset came from, as :func:`hf_memotion.data.load_memotion` recorded it in ``info``."""
+    return {"name": dataset.info.dataset_name, "description": dataset.info.description or None}
 
 
 def check_keys(config: Mapping[str, Any], known: set[str]) -> None:
@@ -188,6 +202,10 @@ def run_classifier(
         if refit:
             cv.model.save_pretrained(output / "model")
             preprocessor.save_pretrained(output / "model")
+            card = base_model_card(
+                {**settings, "oof_scores": cv.oof_scores, "test_scores": result.test_scores}, name=output.name
+            )
+            write_model_card(output / "model", card)
         if result.test_probabilities is not None:
             save_probabilities(output / "test_probabilities.safetensors", result.test_probabilities)
         report = {

@@ -28,7 +28,14 @@ from hf_memotion.models.text.preprocessing import prepare_text_dataset
 from hf_memotion.models.text.tiny import TINY_FAMILIES, build_tiny_text_backbone
 from hf_memotion.tasks import PROBLEM_NAMES
 from hf_memotion.training.folds import class_weights
-from hf_memotion.training.runs import ClassifierRunResult, as_splits, check_keys, problem_groups, run_classifier
+from hf_memotion.training.runs import (
+    ClassifierRunResult,
+    as_splits,
+    check_keys,
+    data_provenance,
+    problem_groups,
+    run_classifier,
+)
 from hf_memotion.training.trainer import ClassifierTrainingConfig
 
 __all__ = [
@@ -140,7 +147,8 @@ def train_text_classifier(
     test = splits.get("test")
     scored = test is not None and all(p in test.column_names for p in problems)
     settings = {"modality": "text", "backbone": backbone, "problems": problems, "training": training.to_dict(),
-                "model": model_kwargs, "tiny": tiny_kwargs, "n_splits": n_splits, "n_rows": len(train)}  # fmt: skip
+                "model": model_kwargs, "tiny": tiny_kwargs, "n_splits": n_splits, "n_rows": len(train),
+                "weighted_loss": weighted_loss, "data": data_provenance(train)}  # fmt: skip
     result = run_classifier(
         train_dataset=prepare_text_dataset(train, tokenizer, problems, max_length),
         model_init=text_model_factory(backbone_config, weights, problems, **model_kwargs),

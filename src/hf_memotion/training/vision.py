@@ -35,7 +35,14 @@ from hf_memotion.models.vision import (
 )
 from hf_memotion.tasks import PROBLEM_NAMES
 from hf_memotion.training.folds import class_weights
-from hf_memotion.training.runs import ClassifierRunResult, as_splits, check_keys, problem_groups, run_classifier
+from hf_memotion.training.runs import (
+    ClassifierRunResult,
+    as_splits,
+    check_keys,
+    data_provenance,
+    problem_groups,
+    run_classifier,
+)
 from hf_memotion.training.trainer import ClassifierTrainingConfig
 
 __all__ = [
@@ -162,7 +169,8 @@ def train_vision_classifier(
     settings = {"modality": "vision", "architecture": architecture, "problems": problems,
                 "training": training.to_dict(), "model": model_kwargs, "processor": processor.to_dict(),
                 "pretrained": bool(pretrained or pretrained_cfg_overlay), "n_splits": n_splits,
-                "n_rows": len(train)}  # fmt: skip
+                "n_rows": len(train), "ten_crop": ten_crop, "weighted_loss": weighted_loss,
+                "data": data_provenance(train)}  # fmt: skip
     return run_classifier(
         train_dataset=prepare_vision_dataset(train, processor, problems, train=True),
         eval_dataset=prepare_vision_dataset(train, processor, problems, train=False, ten_crop=ten_crop),

@@ -1,0 +1,313 @@
+"""Model cards: the ``README.md`` written into every saved model folder, rendered offline.
+
+The templates live in ``hf_memotion/model_cards/`` (Jinja, shipped with the package) and are
+rendered with :meth:`huggingface_hub.ModelCard.from_template`, whose YAML front matter comes from
+:class:`huggingface_hub.ModelCardData`: ``library_name``, ``pipeline_tag``, ``tags``, ``license``,
+``base_model``, ``datasets`` (when the data is a Hub dataset), ``metrics`` and a ``model-index`` with
+the run's held-out scores. Nothing here touches the network.
+
+Example:
+    >>> from hf_memotion.hub.cards import base_model_card
+    >>> card = base_model_card({"modality": "text", "backbone": "tiny:bert", "problems": ["sentiment"],
+    ...                         "test_scores": {"sentiment": 0.5}, "oof_scores": {"sentiment": 0.4}})
+    >>> card.data.pipeline_tag, card.data.eval_results[0].metric_value
+    ('text-classification', 0.5)
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from hf_memotion.io_utils import atomic_write_text
+from hf_memotion.tasks import EMOTIONS, get_problem
+
+__all__ = [
+    "CITATIONS",
+    "MODEL_ID_PLACEHOLDER",
+    "TEMPLATES",
+    "base_model_card",
+    "ensemble_card",
+    "framework_versions",
+    "score_name",
+    "write_model_card",
+]
+
+#: Folder of the Jinja templates (package data).
+TEMPLATES = Path(__file__).resolve().parent.parent / "model_cards"
+
+#: BibTeX of the two papers this library implements; every card cites both.
+CITATIONS = {
+    "memotion": """@inproceedings{morishita-etal-2020-hitachi,
+  title     = {Hitachi at {SemEval}-2020 Task 8: Simple but Effective Modality Ensemble for Meme Emotion Recognition},
+  author    = {Morishita, Terufumi and Morio, Gaku and Horiguchi, Shota and Ozaki, Hiroaki and Miyoshi, Toshinori},
+  booktitle = {Proceedings of the Fourteenth Workshop on Semantic Evaluation (SemEval-2020)},
+  year      = {2020}
+}""",
+    "vise": """@inproceedings{jia2021vise,
+  title     = {Exploring Visual Engagement Signals for Representation Learning},
+  author    = {Jia, Menglin and Wu, Zuxuan and Reiter, Austin and Cardie, Claire and Belongie, Serge and Lim, Ser-Nam},
+  booktitle = {Proceedings of the IEEE/CVF International Conference on Computer Vision (ICCV)},
+  year      = {2021}
+}""",
+}
+
+#: What a card's usage snippet loads until the folder is published (publishing puts the repo id there).
+MODEL_ID_PLACEHOLDER = "path/to/this/folder"
+
+_FRAMEWORKS = ("hf-memotion", "torch", "transformers", "timm", "datasets", "accelerate", "scikit-learn", "skops")
+_DEMO = "hf-memotion-demo"
+_TAGS = ["hf-memotion", "memotion", "semeval-2020-task-8", "memes", "emotion-analysis"]
+_TASK_NAME = "Meme emotion analysis (Memotion)"
+
+
+def framework_versions() -> dict[str, str]:
+    """Installed versions of the libraries a saved model depends on (``"not installed"`` if absent)."""
+    versions = {}
+    for name in _FRAMEWORKS:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def score_name(key: str) -> str:
+    """A readable name for a key of :func:`hf_memotion.metrics.memotion_scores`.
+
+    Example:
+        >>> score_name("subtask_a"), score_name("humour_intensity")
+        ('Macro-F1, subtask A (sentiment)', 'Macro-F1, humour intensity (subtask C)')
+    """
+    fixed = {
+        "subtask_a": "Macro-F1, subtask A (sentiment)",
+        "subtask_b": "Macro-F1, subtask B (mean over the four emotions)",
+        "subtask_c": "Macro-F1, subtask C (mean over the four intensities)",
+        "sentiment": "Macro-F1, sentiment (subtask A)",
+    }
+    if key in fixed:
+        return fixed[key]
+    if key in EMOTIONS:
+        return f"Macro-F1, {key} (subtask B)"
+    return f"Macro-F1, {key.replace('_', ' ')} (subtask C)"
+
+
+def _data(info: Mapping[str, Any] | None) -> tuple[str, str]:
+    info = info or {}
+    name = info.get("name") or "unknown"
+    description = info.get("description") or "Data not recorded by the run (loaded without provenance)."
+    return name, description
+
+
+def _eval_results(scores: Mapping[str, float], task_type: str, data_name: str, split: str) -> list[EvalResult]:
+    pretty = "hf-memotion synthetic demo memes" if data_name == _DEMO else f"Memotion ({data_name})"
+    return [
+        EvalResult(
+            task_type=task_type,
+            task_name=_TASK_NAME,
+            dataset_type=data_name,
+            dataset_name=pretty,
+            dataset_split=split,
+            metric_type="f1",
+            metric_name=score_name(key),
+            metric_value=float(value),
+            metric_args={"average": "macro"},
+        )
+        for key, value in scores.items()
+        if not (key == "sentiment" and "subtask_a" in scores)  # the same number twice
+    ]
+
+
+def _hub_base_model(entry: Mapping[str, Any]) -> str | None:
+    """The Hub id of the pretrained weights a base model started from, when there is one."""
+    if entry.get("modality") == "text":
+        backbone = str(entry.get("backbone", ""))
+        return None if backbone.startswith("tiny:") or os.path.exists(backbone) else backbone or None
+    if not entry.get("pretrained") or entry.get("pretrained_file"):
+        return None
+    import timm
+
+    try:
+        cfg = timm.models.get_pretrained_cfg(str(entry.get("architecture")))
+    except (RuntimeError, ValueError):
+        return None
+    return getattr(cfg, "hf_hub_id", None) if cfg is not None else None
+
+
+def _network(entry: Mapping[str, Any]) -> str:
+    return str(entry.get("backbone") if entry.get("modality") == "text" else entry.get("architecture"))
+
+
+def _pretrained_text(entry: Mapping[str, Any]) -> str:
+    hub = _hub_base_model(entry)
+    if hub:
+        return hub
+    if entry.get("modality") == "text":
+        return "none: random initialisation" if str(entry.get("backbone", "")).startswith("tiny:") else "local files"
+    if entry.get("pretrained_file"):
+        return "a local checkpoint"
+    return "timm pretrained weights" if entry.get("pretrained") else "none: random initialisation"
+
+
+def _compact(values: Mapping[str, Any] | None) -> str:
+    return ", ".join(f"{k}={v}" for k, v in (values or {}).items()) or "the recipe's defaults"
+
+
+def _license(license: str) -> dict[str, Any]:
+    return {"license": license} if license else {}
+
+
+def _render(template: str, data: ModelCardData, **values: Any) -> ModelCard:
+    values["model_name"] = data.model_name  # to_dict() moves it into model-index
+    return ModelCard.from_template(data, template_path=str(TEMPLATES / template), **values)
+
+
+def ensemble_card(report: Mapping[str, Any], *, model_id: str | None = None, license: str = "apache-2.0") -> ModelCard:
+    """The card of a modality-ensemble folder, from ``report.json`` of :func:`~hf_memotion.training.run_training`.
+
+    Args:
+        report: The run's report (``table7``, ``table8``, ``settings``, ``n_train``, ``n_test``, ``data``).
+        model_id: Hub id the folder will be published as (used in the usage snippet).
+        license: SPDX-style license id for the card's metadata.
+
+    Returns:
+        A :class:`huggingface_hub.ModelCard`; its ``model-index`` holds the last Table 7 row (the
+        modality ensemble) on the held-out split.
+    """
+    settings = report.get("settings", {})
+    models = list(settings.get("models", []))
+    final = report["table7"][-1]
+    data_name, data_description = _data(report.get("data"))
+    base_models = sorted({hub for m in models if (hub := _hub_base_model(m))})
+    data = ModelCardData(
+        model_name=f"Memotion modality ensemble ({', '.join(m['name'] for m in models)})",
+        library_name="hf-memotion",
+        pipeline_tag="image-classification",
+        tags=[*_TAGS, "multimodal", "ensemble", "stacking"],
+        datasets=[data_name] if "/" in data_name else None,
+        base_model=base_models or None,
+        metrics=["f1"],
+        eval_results=_eval_results(final["scores"], "image-classification", data_name, "held-out"),
+        **_license(license),
+    )
+    stacking = settings.get("stacking", {})
+    methods = stacking.get("methods") or "all supported methods"
+    return _render(
+        "ensemble.md",
+        data,
+        model_id=model_id or MODEL_ID_PLACEHOLDER,
+        sentiment_labels=", ".join(get_problem("sentiment").labels),
+        data_description=data_description,
+        n_train=report.get("n_train"),
+        n_test=report.get("n_test"),
+        n_splits=settings.get("n_splits", 5),
+        stacking_methods=", ".join(methods) if isinstance(methods, list) else str(methods),
+        stacking_features=stacking.get("features", "own"),
+        base_models=[
+            {
+                "name": m["name"],
+                "modality": m.get("modality"),
+                "network": _network(m),
+                "problems": "all nine" if not m.get("problems") else ", ".join(m["problems"]),
+                "pretrained": _pretrained_text(m),
+                "hyperparameters": _compact(m.get("training"))
+                + (f"; layout={m['layout']}" if m.get("layout") else "")
+                + (f"; model: {_compact(m.get('model'))}" if m.get("model") else ""),
+            }
+            for m in models
+        ],
+        table8=report.get("table8", {}),
+        table7=_table7(report["table7"]),
+        is_demo=data_name == _DEMO,
+        framework_versions=framework_versions(),
+        citations="\n\n".join(CITATIONS.values()),
+    )
+
+
+def _table7(rows: Sequence[Mapping[str, Any]]) -> str:
+    from hf_memotion.training.recipe import format_table7
+
+    return format_table7(rows)
+
+
+def base_model_card(
+    metrics: Mapping[str, Any], *, name: str = "model", model_id: str | None = None, license: str = "apache-2.0"
+) -> ModelCard:
+    """The card of a base-model folder, from the run's ``metrics.json`` (settings and scores).
+
+    Args:
+        metrics: ``modality``, ``backbone``/``architecture``, ``problems``, ``training``, ``test_scores``,
+            ``oof_scores``, ``n_rows``, ``n_splits``, ``data``.
+        name: The model's name in its recipe.
+        model_id: Hub id the folder will be published as (used in the usage snippet).
+        license: SPDX-style license id for the card's metadata.
+    """
+    modality = metrics.get("modality", "text")
+    text = modality == "text"
+    problems = list(metrics.get("problems") or [])
+    test = metrics.get("test_scores") or {}
+    oof = metrics.get("oof_scores") or {}
+    data_name, data_description = _data(metrics.get("data"))
+    task = "text-classification" if text else "image-classification"
+    hub = _hub_base_model(metrics)
+    data = ModelCardData(
+        model_name=f"Memotion {modality} base model: {name}",
+        library_name="hf-memotion",
+        pipeline_tag=task,
+        tags=[*_TAGS, task],
+        datasets=[data_name] if "/" in data_name else None,
+        base_model=hub,
+        metrics=["f1"],
+        eval_results=_eval_results({p: test[p] for p in problems if p in test}, task, data_name, "held-out") or None,
+        **_license(license),
+    )
+    hyper = dict(metrics.get("training") or {})
+    hyper.update({f"model.{k}": v for k, v in (metrics.get("model") or {}).items()})
+    if not text:
+        hyper["ten_crop"] = metrics.get("ten_crop", "see preprocessor_config.json")
+    summary = (
+        f"the `{metrics.get('backbone')}` backbone with a BiLSTM, dot-product attention, pooling and a feed-forward"
+        " head per problem"
+        if text
+        else f"the timm network `{metrics.get('architecture')}` with one classification head per problem"
+    )
+    return _render(
+        "base_model.md",
+        data,
+        model_id=model_id or MODEL_ID_PLACEHOLDER,
+        modality="textual" if text else "visual",
+        architecture_summary=summary,
+        n_problems=len(problems),
+        problems=", ".join(problems),
+        auto_model="AutoModelForSequenceClassification" if text else "AutoModelForImageClassification",
+        auto_preprocessor="AutoTokenizer" if text else "AutoImageProcessor",
+        data_description=data_description,
+        n_rows=metrics.get("n_rows", "?"),
+        n_splits=metrics.get("n_splits", 5),
+        weighted_loss=", with class-weighted cross-entropy" if metrics.get("weighted_loss", True) else "",
+        hyperparameters=hyper,
+        results=[
+            {
+                "problem": p,
+                "test": f"{test[p]:.3f}" if p in test else "-",
+                "oof": f"{oof[p]:.3f}" if p in oof else "-",
+            }
+            for p in problems
+        ],
+        has_test=bool(test),
+        is_demo=data_name == _DEMO,
+        framework_versions=framework_versions(),
+        citations="\n\n".join(CITATIONS.values()),
+    )
+
+
+def write_model_card(folder: str | os.PathLike, card: ModelCard) -> Path:
+    """Write ``card`` as ``folder/README.md`` atomically and return the path."""
+    path = Path(folder) / "README.md"
+    atomic_write_text(path, str(card))
+    return path

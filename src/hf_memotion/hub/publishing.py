@@ -1,0 +1,240 @@
+"""Publish a saved model folder (ensemble, base model, VisE) to the Hub, keeping its model card.
+
+``transformers``' ``push_to_hub`` writes its own ``README.md`` over the folder's card; this module
+uploads the folder as it is, in one commit, with :class:`huggingface_hub.HfApi`. What is uploaded is
+decided here, once (:func:`upload_plan`), so a dry run lists exactly the files a real run sends:
+every file of the folder except hidden files and folders (``.demo_config``, unfinished ``.*.tmp``
+files of atomic writes, caches) and ``__pycache__``. A folder holding pickle-based files is refused,
+as :class:`~hf_memotion.models.ensemble.MemotionEnsembleModel` refuses to load one.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "config.json").write_text("{}"); _ = (folder / ".cache").mkdir()
+    >>> [f.path_in_repo for f in upload_plan(folder)]
+    ['config.json']
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import CommitOperationAdd, HfApi, constants, get_token
+from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled, RepositoryNotFoundError
+
+from hf_memotion.hub.cards import MODEL_ID_PLACEHOLDER
+from hf_memotion.models.ensemble.modeling_memotion_ensemble import PICKLE_SUFFIXES
+
+try:  # the HTTP client huggingface_hub uses: httpx2 from huggingface_hub 2, httpx before
+    from httpx2 import HTTPError as _TransportError
+except ImportError:  # pragma: no cover - huggingface_hub 1.x
+    from httpx import HTTPError as _TransportError
+
+__all__ = ["HubPublishError", "PlannedFile", "PublishResult", "PushSettings", "push_folder", "upload_plan"]
+
+logger = logging.getLogger(__name__)
+
+
+class HubPublishError(RuntimeError):
+    """Publishing failed for a reason the user can fix; the message says which and how."""
+
+
+@dataclass(frozen=True)
+class PlannedFile:
+    """One file of an upload: where it is on disk and where it goes in the repository."""
+
+    path_in_repo: str
+    local_path: Path
+    size: int
+
+
+@dataclass
+class PublishResult:
+    """What :func:`push_folder` did (or, in a dry run, would do)."""
+
+    repo_id: str
+    files: list[PlannedFile]
+    dry_run: bool
+    url: str | None = None
+
+
+def _hidden(relative: Path) -> bool:
+    return any(part.startswith(".") or part == "__pycache__" for part in relative.parts)
+
+
+def upload_plan(folder: str | os.PathLike) -> list[PlannedFile]:
+    """The files of ``folder`` that publishing uploads, sorted by their path in the repository.
+
+    Raises:
+        HubPublishError: ``folder`` is missing or empty, or holds pickle-based files.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise HubPublishError(
+            f"{root} is not a folder: pass the folder a training script saved (e.g. outputs/demo/ensemble)"
+        )
+    files = sorted(
+        (p for p in root.rglob("*") if p.is_file() and not _hidden(p.relative_to(root))),
+        key=lambda p: p.relative_to(root).as_posix(),
+    )
+    unsafe = [p.relative_to(root).as_posix() for p in files if p.suffix.lower() in PICKLE_SUFFIXES]
+    if unsafe:
+        raise HubPublishError(
+            f"{root} holds pickle-based files {unsafe}: they could run code on whoever loads them; remove them "
+            "(hf-memotion saves weights as safetensors and estimators as skops) and publish again"
+        )
+    if not files:
+        raise HubPublishError(f"{root} holds no files to publish")
+    return [PlannedFile(p.relative_to(root).as_posix(), p, p.stat().st_size) for p in files]
+
+
+@dataclass(frozen=True)
+class PushSettings:
+    """The ``push_to_hub:`` section of a training config: publish what the run saved when it ends.
+
+    ``repo_id`` may hold ``{name}`` (the model's name), required when a run saves several models.
+
+    Example:
+        >>> PushSettings.from_config({"repo_id": "me/memotion-{name}", "private": True}).repo_for("text")
+        'me/memotion-text'
+    """
+
+    repo_id: str
+    private: bool = False
+    revision: str | None = None
+    commit_message: str | None = None
+
+    @classmethod
+    def from_config(cls, section: Mapping[str, Any] | None) -> PushSettings | None:
+        """Settings from a config section (``None`` or ``{}``: no publishing)."""
+        if not section:
+            return None
+        known = {"repo_id", "private", "revision", "commit_message"}
+        unknown = sorted(set(section) - known)
+        if unknown or "repo_id" not in section:
+            raise ValueError(f"push_to_hub takes {sorted(known)} (repo_id required); got {sorted(section)}")
+        return cls(
+            repo_id=str(section["repo_id"]),
+            private=bool(section.get("private", False)),
+            revision=section.get("revision"),
+            commit_message=section.get("commit_message"),
+        )
+
+    def repo_for(self, name: str) -> str:
+        """The repository for the model called ``name``."""
+        return self.repo_id.replace("{name}", name)
+
+    def push(self, folder: str | os.PathLike, name: str) -> PublishResult:
+        """Publish ``folder`` (the model called ``name``) with these settings."""
+        options = {"private": self.private, "revision": self.revision, "commit_message": self.commit_message}
+        return push_folder(folder, self.repo_for(name), **options)
+
+
+def _explain(err: Exception, repo_id: str, endpoint: str) -> str:
+    """A plain sentence for a Hub failure: what happened and what to do."""
+    if isinstance(err, OfflineModeIsEnabled):
+        return "HF_HUB_OFFLINE is set: unset it (or set HF_HUB_OFFLINE=0) to publish"
+    if isinstance(err, RepositoryNotFoundError):
+        return f"{repo_id} was not found on {endpoint}, or your token cannot see it: check the repo id and the token"
+    if isinstance(err, HfHubHTTPError):
+        status = getattr(err.response, "status_code", None)
+        detail = str(err).splitlines()[0]
+        if status == 401:
+            return f"the Hub rejected the token (401): run `hf auth login` again or set a valid HF_TOKEN ({detail})"
+        if status == 403:
+            return (
+                f"the token may not write to {repo_id} (403): use a token with write access to that namespace, "
+                f"or publish under your own namespace ({detail})"
+            )
+        if status == 409:
+            return (
+                f"{repo_id} conflicts with an existing repository (409): it may exist as another repo type, or "
+                f"the revision may be behind; pick another repo id or revision ({detail})"
+            )
+        return f"the Hub answered {status}: {detail}"
+    return f"cannot reach the Hub at {endpoint} ({type(err).__name__}: {err}); check the network or HF_ENDPOINT"
+
+
+def _operation(file: PlannedFile, repo_id: str) -> CommitOperationAdd:
+    """The upload of one file; the card's usage snippet gets the repository id instead of a local path."""
+    if file.path_in_repo == "README.md":
+        text = file.local_path.read_text(encoding="utf-8")
+        if MODEL_ID_PLACEHOLDER in text:
+            return CommitOperationAdd("README.md", text.replace(MODEL_ID_PLACEHOLDER, repo_id).encode("utf-8"))
+    return CommitOperationAdd(path_in_repo=file.path_in_repo, path_or_fileobj=str(file.local_path))
+
+
+def push_folder(
+    folder: str | os.PathLike,
+    repo_id: str,
+    *,
+    private: bool = False,
+    revision: str | None = None,
+    commit_message: str | None = None,
+    token: str | None = None,
+    repo_type: str = "model",
+    dry_run: bool = False,
+) -> PublishResult:
+    """Upload a saved model folder to the Hub as one commit, keeping its ``README.md`` model card.
+
+    The repository is created when it does not exist (``private`` applies then); ``revision``
+    names a branch, created from the default branch when missing. In the uploaded ``README.md``, the
+    card's usage snippet names ``repo_id`` instead of the local placeholder path.
+
+    Args:
+        folder: A folder written by a training script (ensemble, base model or VisE).
+        repo_id: ``namespace/name`` on the Hub.
+        private: Create the repository as private.
+        revision: Branch to commit to (default: the main branch).
+        commit_message: The commit's message.
+        token: A Hub token (default: ``HF_TOKEN`` or the one saved by ``hf auth login``).
+        repo_type: ``"model"`` or ``"space"`` (a Gradio Space folder).
+        dry_run: Only plan: list the files, touch nothing.
+
+    Returns:
+        The files (planned or uploaded), and the commit URL after a real upload.
+
+    Raises:
+        HubPublishError: No token, no network, a refused token, a conflicting repository, a bad folder.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (folder / "README.md").write_text("# my model")
+        >>> [f.path_in_repo for f in push_folder(folder, "me/model", dry_run=True).files]
+        ['README.md']
+    """
+    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise HubPublishError(f"repo id {repo_id!r} must look like 'namespace/name'")
+    files = upload_plan(folder)
+    if not (Path(folder) / "README.md").is_file() and repo_type == "model":
+        logger.warning("%s has no README.md: the repository will have no model card", folder)
+    result = PublishResult(repo_id=repo_id, files=files, dry_run=dry_run)
+    if dry_run:
+        return result
+    token = token or get_token()
+    if not token:
+        raise HubPublishError("no Hugging Face token: run `hf auth login` or set HF_TOKEN, then publish again")
+    endpoint = constants.ENDPOINT
+    api = HfApi(token=token)
+    try:
+        api.create_repo(repo_id, private=private, repo_type=repo_type, exist_ok=True)
+        if revision:
+            api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True)
+        operations = [_operation(f, repo_id) for f in files]
+        commit = api.create_commit(
+            repo_id,
+            operations=operations,
+            commit_message=commit_message or f"Upload {Path(folder).name} with hf-memotion",
+            revision=revision,
+            repo_type=repo_type,
+        )
+    except (HfHubHTTPError, OfflineModeIsEnabled, _TransportError, OSError) as err:
+        raise HubPublishError(_explain(err, repo_id, endpoint)) from None
+    result.url = getattr(commit, "commit_url", None)
+    return result

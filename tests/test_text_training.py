@@ -1,11 +1,15 @@
+import json
+
 import numpy as np
 import pytest
 import torch
+from huggingface_hub import ModelCard
 from safetensors.numpy import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 import hf_memotion.training.cross_validation as cv_module
 from hf_memotion.data import load_memotion, make_demo_data
+from hf_memotion.hub.cards import score_name
 from hf_memotion.metrics import memotion_scores
 from hf_memotion.models.text.preprocessing import encode_texts
 from hf_memotion.training import ClassifierTrainingConfig, train_text_classifier
@@ -151,3 +155,14 @@ def test_sgd_schedule_cuts_the_rate_at_the_milestones(data, tmp_path):
     assert isinstance(optimizer, torch.optim.SGD) and optimizer.defaults["momentum"] == 0.95
     rates = [entry["learning_rate"] for entry in trainer.state.log_history if "learning_rate" in entry]
     assert rates == pytest.approx([0.1, 0.01, 0.001])  # the rate each epoch trained at: x0.1 after epochs 1 and 2
+
+
+def test_the_saved_model_folder_carries_a_model_card_with_the_runs_scores(trained):
+    out, _ = trained
+    card = ModelCard.load(out / "model" / "README.md")
+    assert card.data.pipeline_tag == "text-classification" and card.data.library_name == "hf-memotion"
+    metrics = json.loads((out / "metrics.json").read_text())
+    logged = {r.metric_name: r.metric_value for r in card.data.eval_results}
+    assert logged == {score_name(p): pytest.approx(metrics["test_scores"][p], abs=0) for p in PROBLEMS}
+    assert "synthetic demo memes" in card.text and "@inproceedings{jia2021vise" in card.text
+    assert card.data.base_model is None  # a tiny backbone from a config: no pretrained weights to name

@@ -10,7 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
+from huggingface_hub import ModelCard
 
+from hf_memotion.hub.cards import score_name
 from hf_memotion.metrics import memotion_scores
 from hf_memotion.tasks import PROBLEM_NAMES
 
@@ -43,6 +45,12 @@ def test_demo_run_beats_single_modalities_and_its_pipeline_matches_the_report(tm
     assert set(report["table8"]) == set(PROBLEM_NAMES)
     for name in ("report.md", "answer.txt", "scores.png", "confusion_matrices.png", "ensemble/config.json"):
         assert (tmp_path / "run" / name).is_file(), name
+    # the ensemble folder's model card: valid, and its model-index holds the report's ensemble row
+    card = ModelCard.load(tmp_path / "run" / "ensemble" / "README.md")
+    logged = {r.metric_name: r.metric_value for r in card.data.eval_results}
+    assert logged == {score_name(k): v for k, v in full.items() if k != "sentiment"}
+    assert card.data.license == "apache-2.0" and "trained on synthetic demo data" in card.text
+    assert ModelCard.load(tmp_path / "run" / "models" / "vision" / "model" / "README.md").data.eval_results
     # a fresh process: the pipeline's submission lines, scored with the metric, equal the report's numbers
     code = textwrap.dedent(f"""
         import csv, json

@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_SPEC)
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,space]"
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -25,8 +25,8 @@ demo: $(STAMP)
 	$(PY) scripts/predict.py outputs/demo/ensemble
 
 lint: $(STAMP)
-	$(PY) -m ruff check src tests scripts
-	$(PY) -m ruff format --check src tests scripts
+	$(PY) -m ruff check src tests scripts space
+	$(PY) -m ruff format --check src tests scripts space
 
 test: lint
 	$(PY) -m pytest -m "not slow" --doctest-modules src tests $(PYTEST_ARGS)

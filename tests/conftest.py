@@ -13,7 +13,14 @@ from PIL import Image
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
+import torch
+
 from hf_memotion.data import make_demo_data
+from hf_memotion.models.ensemble import MemotionEnsembleConfig, MemotionEnsembleModel, fit_stackers
+from hf_memotion.models.text import MemotionTextConfig, MemotionTextForSequenceClassification
+from hf_memotion.models.text.tiny import build_tiny_text_backbone
+from hf_memotion.models.vision import MemotionImageProcessor, MemotionVisionConfig, MemotionVisionForImageClassification
+from hf_memotion.tasks import PROBLEM_NAMES, get_problem
 
 TRAIN_HEADER = ["", "image_name", "text_ocr", "text_corrected", "humour", "sarcasm", "offensive", "motivational",
                 "overall_sentiment"]  # fmt: skip
@@ -56,3 +63,55 @@ def write_train_release(root: Path, rows: list[list[str]], images: dict[str, str
             write_image(root / "images" / file_name, fmt=fmt)
     write_csv(root / "labels.csv", TRAIN_HEADER, rows)
     return root
+
+
+# A tiny random modality ensemble (text + vision, stacked on synthetic out-of-fold probabilities) ----------
+
+N = 120
+
+
+def _probabilities(rng, labels, n_classes, accuracy):
+    noisy = np.where(rng.random(len(labels)) < accuracy, labels, rng.integers(0, n_classes, len(labels)))
+    return np.eye(n_classes)[noisy] * 0.7 + 0.3 / n_classes
+
+
+@pytest.fixture(scope="session")
+def synthetic():
+    rng = np.random.default_rng(0)
+    labels = {p: rng.integers(0, get_problem(p).num_labels, N) for p in PROBLEM_NAMES}
+    oof = {
+        "text": {p: _probabilities(rng, y, get_problem(p).num_labels, 0.7) for p, y in labels.items()},
+        "vision": {p: _probabilities(rng, y, get_problem(p).num_labels, 0.6) for p, y in labels.items()},
+    }
+    return oof, labels
+
+
+def build_tiny_ensemble(synthetic, methods=("logistic_regression", "decision_tree", "average")):
+    oof, labels = synthetic
+    torch.manual_seed(0)
+    backbone, tokenizer = build_tiny_text_backbone("bert", ["when the exam is on monday", "lol nice"], hidden_size=16,
+                                                   num_layers=1)  # fmt: skip
+    text_config = MemotionTextConfig(
+        text_config=backbone, problems=list(PROBLEM_NAMES), lstm_hidden_size=8, attention_size=8, ffn_size=8
+    )
+    text = MemotionTextForSequenceClassification(text_config).eval()
+    vision = MemotionVisionForImageClassification(
+        MemotionVisionConfig(architecture="test_resnet", problems=list(PROBLEM_NAMES))
+    ).eval()
+    processor = MemotionImageProcessor.from_timm("test_resnet", crop_size=32)
+    candidates = {p: [methods[i % len(methods)]] for i, p in enumerate(PROBLEM_NAMES)}
+    stackers = fit_stackers(oof, labels, candidates=candidates)
+    config = MemotionEnsembleConfig(
+        problems=list(PROBLEM_NAMES),
+        base_models=[{"name": "text", "modality": "text", "path": "text", "problems": list(PROBLEM_NAMES)},
+                     {"name": "vision", "modality": "vision", "path": "vision", "problems": list(PROBLEM_NAMES)}],
+    )  # fmt: skip
+    return MemotionEnsembleModel(config, base_models={"text": (text, tokenizer), "vision": (vision, processor)},
+                                 stackers=stackers)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def saved_ensemble(synthetic, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ensemble") / "ensemble"
+    build_tiny_ensemble(synthetic).save_pretrained(folder)
+    return folder

@@ -8,42 +8,22 @@ import textwrap
 import numpy as np
 import pytest
 import skops.io as sio
-import torch
 from PIL import Image
 from transformers import pipeline
 
 import hf_memotion  # noqa: F401  (registers the meme-emotion task)
+from conftest import build_tiny_ensemble
 from hf_memotion.models.ensemble import (
-    MemotionEnsembleConfig,
     MemotionEnsembleModel,
     ProblemStacker,
     UnsafeModelFolderError,
     fit_stackers,
 )
 from hf_memotion.models.ensemble.stacking import load_estimator
-from hf_memotion.models.text import MemotionTextConfig, MemotionTextForSequenceClassification
-from hf_memotion.models.text.tiny import build_tiny_text_backbone
-from hf_memotion.models.vision import MemotionImageProcessor, MemotionVisionConfig, MemotionVisionForImageClassification
 from hf_memotion.pipelines import MemeInputError
 from hf_memotion.tasks import PROBLEM_NAMES, decode_submission, get_problem
 
-N = 120
-
-
-def _probabilities(rng, labels, n_classes, accuracy):
-    noisy = np.where(rng.random(len(labels)) < accuracy, labels, rng.integers(0, n_classes, len(labels)))
-    return np.eye(n_classes)[noisy] * 0.7 + 0.3 / n_classes
-
-
-@pytest.fixture(scope="module")
-def synthetic():
-    rng = np.random.default_rng(0)
-    labels = {p: rng.integers(0, get_problem(p).num_labels, N) for p in PROBLEM_NAMES}
-    oof = {
-        "text": {p: _probabilities(rng, y, get_problem(p).num_labels, 0.7) for p, y in labels.items()},
-        "vision": {p: _probabilities(rng, y, get_problem(p).num_labels, 0.6) for p, y in labels.items()},
-    }
-    return oof, labels
+N = 120  # rows of the session's `synthetic` out-of-fold probabilities (conftest)
 
 
 def test_stacker_chooses_by_cross_validated_macro_f1_and_can_be_fixed(synthetic):
@@ -75,37 +55,6 @@ def test_rules_combine_as_documented():
     geometric = np.sqrt(a * b) / np.sqrt(a * b).sum()
     np.testing.assert_allclose(_rule_proba("average", [a, b]), geometric)
     assert _rule_proba("hard_vote", [a, b, c]).argmax() == 0  # two of three vote class 0
-
-
-def _tiny_ensemble(synthetic, methods=("logistic_regression", "decision_tree", "average")):
-    oof, labels = synthetic
-    torch.manual_seed(0)
-    backbone, tokenizer = build_tiny_text_backbone("bert", ["when the exam is on monday", "lol nice"], hidden_size=16,
-                                                   num_layers=1)  # fmt: skip
-    text_config = MemotionTextConfig(
-        text_config=backbone, problems=list(PROBLEM_NAMES), lstm_hidden_size=8, attention_size=8, ffn_size=8
-    )
-    text = MemotionTextForSequenceClassification(text_config).eval()
-    vision = MemotionVisionForImageClassification(
-        MemotionVisionConfig(architecture="test_resnet", problems=list(PROBLEM_NAMES))
-    ).eval()
-    processor = MemotionImageProcessor.from_timm("test_resnet", crop_size=32)
-    candidates = {p: [methods[i % len(methods)]] for i, p in enumerate(PROBLEM_NAMES)}
-    stackers = fit_stackers(oof, labels, candidates=candidates)
-    config = MemotionEnsembleConfig(
-        problems=list(PROBLEM_NAMES),
-        base_models=[{"name": "text", "modality": "text", "path": "text", "problems": list(PROBLEM_NAMES)},
-                     {"name": "vision", "modality": "vision", "path": "vision", "problems": list(PROBLEM_NAMES)}],
-    )  # fmt: skip
-    return MemotionEnsembleModel(config, base_models={"text": (text, tokenizer), "vision": (vision, processor)},
-                                 stackers=stackers)  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def saved_ensemble(synthetic, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("ensemble") / "ensemble"
-    _tiny_ensemble(synthetic).save_pretrained(folder)
-    return folder
 
 
 def _png(colour=(200, 30, 30)):
@@ -191,7 +140,7 @@ def test_a_planted_pickle_is_refused_and_never_executed(synthetic, tmp_path):
     marker = Path("/tmp/hf_memotion_pwned")
     marker.unlink(missing_ok=True)
     folder = tmp_path / "ensemble"
-    _tiny_ensemble(synthetic).save_pretrained(folder)
+    build_tiny_ensemble(synthetic).save_pretrained(folder)
     (folder / "meta" / "sentiment.pkl").write_bytes(pickle.dumps(_Exploit()))
     with pytest.raises(UnsafeModelFolderError, match=r"meta/sentiment.pkl"):
         MemotionEnsembleModel.from_pretrained(folder)
@@ -206,7 +155,7 @@ def test_a_planted_pickle_is_refused_and_never_executed(synthetic, tmp_path):
 
 def test_a_skops_file_with_untrusted_types_is_refused(synthetic, tmp_path):
     folder = tmp_path / "ensemble"
-    _tiny_ensemble(synthetic).save_pretrained(folder)
+    build_tiny_ensemble(synthetic).save_pretrained(folder)
     config = json.loads((folder / "config.json").read_text())
     target = next(p for p, m in config["meta"].items() if m["file"])
     rogue = _voting()  # holds sklearn.utils._bunch.Bunch: a type outside the reviewed list

@@ -16,7 +16,7 @@ from typing import Any
 import datasets
 import yaml
 
-__all__ = ["apply_overrides", "load_data", "load_run_config"]
+__all__ = ["BUILTIN_CONFIGS", "apply_overrides", "load_data", "load_run_config"]
 
 
 def apply_overrides(config: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -59,13 +59,29 @@ def _list_item(items: list, part: str, item: str) -> Any:
     return child
 
 
+#: Configs shipped with the package, loadable by name (``load_run_config("demo")``).
+BUILTIN_CONFIGS = Path(__file__).resolve().parent / "configs"
+
+
 def load_run_config(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """Read a YAML config (``None``: empty) and apply overrides."""
+    """Read a YAML config (``None``: empty) and apply overrides.
+
+    ``path`` is a file, or the name of a config shipped with the package (``"demo"``: the default job,
+    also what the Gradio Space trains on its first start).
+
+    Example:
+        >>> load_run_config("demo", ["n_splits=2"])["n_splits"]
+        2
+    """
     config: dict[str, Any] = {}
     if path is not None:
         file = Path(path)
+        builtin = BUILTIN_CONFIGS / f"{path}.yaml"
+        if not file.is_file() and str(path).isidentifier() and builtin.is_file():
+            file = builtin
         if not file.is_file():
-            raise FileNotFoundError(f"config file {file} not found")
+            names = sorted(p.stem for p in BUILTIN_CONFIGS.glob("*.yaml"))
+            raise FileNotFoundError(f"config file {file} not found (built-in configs: {names})")
         loaded = yaml.safe_load(file.read_text())
         if loaded is not None and not isinstance(loaded, dict):
             raise ValueError(f"{file} must hold a YAML mapping at the top level")

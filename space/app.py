@@ -1,0 +1,236 @@
+"""Gradio Space: meme emotion analysis with an hf-memotion modality ensemble.
+
+Run it with ``python space/app.py`` (from the repository) or as a Hugging Face Space (this folder).
+Settings, all by environment variable:
+
+- ``MEMOTION_MODEL``: the ensemble, a local folder or a Hub id (``namespace/name``); default
+  ``outputs/demo/ensemble``, the demo run's output, trained on the first start when missing
+  (about two minutes on 2 CPU cores). Write a one-slash local path as ``./outputs/ensemble``.
+- ``MEMOTION_REVISION``: the Hub revision (a commit hash pins it).
+- ``MEMOTION_TRAIN_CONFIG``: what the first start trains (a YAML file or a built-in config name;
+  default ``demo``).
+- ``MEMOTION_TEN_CROP``: ``0`` turns ten-crop inference of the visual models off (faster, less accurate).
+
+Tests import this module (``demo`` is built at import; ``launch()`` runs only under ``__main__``).
+
+Example:
+    >>> # MEMOTION_MODEL=outputs/demo/ensemble python space/app.py
+    >>> # from gradio_client import Client, handle_file
+    >>> # Client("http://127.0.0.1:7860/").predict(handle_file("meme.png"), "LOOK AT ME", api_name="/predict")
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+from matplotlib.figure import Figure
+from PIL import Image
+from transformers import pipeline
+
+import hf_memotion  # noqa: F401  (registers the meme-emotion task)
+from hf_memotion.config import load_run_config
+from hf_memotion.data.images import ImageDecodeError, load_rgb_image
+from hf_memotion.pipelines import MemeEmotionPipeline, MemeInputError
+from hf_memotion.tasks import EMOTIONS, PROBLEM_NAMES, get_problem
+
+logger = logging.getLogger("hf_memotion.space")
+
+HERE = Path(__file__).resolve().parent
+MODEL = os.environ.get("MEMOTION_MODEL", "outputs/demo/ensemble")
+REVISION = os.environ.get("MEMOTION_REVISION") or None
+TRAIN_CONFIG = os.environ.get("MEMOTION_TRAIN_CONFIG", "demo")
+TEN_CROP = os.environ.get("MEMOTION_TEN_CROP", "1") != "0"
+
+#: Image formats an upload may have (Pillow names); anything else is refused before decoding.
+UPLOAD_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP")
+MAX_UPLOAD_MB = 10
+MAX_UPLOAD = f"{MAX_UPLOAD_MB}mb"
+MAX_PIXELS = 4096 * 4096
+MAX_TEXT = 1000
+QUEUE_SIZE = 16
+
+EXAMPLES = [
+    [str(HERE / "examples" / "meme_1.png"), "When sure feeling hate lol believe the polite coffee finally trying"],
+    [str(HERE / "examples" / "meme_2.png"), "Teacher my trying monday year okay boring honestly time kind meanwhile"],
+    [str(HERE / "examples" / "meme_3.png"), "When night trash morning awesome sincerely boring every dream"],
+]
+
+
+def decode_upload(payload: Any) -> Image.Image | None:
+    """Decode an uploaded image with hf-memotion's checked decoder, or raise ``gr.Error`` with the fix.
+
+    It replaces ``gr.Image``'s own preprocessing (see :func:`meme_image`), which opens any format
+    Pillow knows and fails with a bare exception: here only :data:`UPLOAD_FORMATS` up to
+    :data:`MAX_PIXELS` are decoded, and anything else gets a message.
+    """
+    if payload is None:
+        return None
+    source: Any = payload.path
+    if source is None and payload.url and payload.url.startswith("data:"):
+        source = base64.b64decode(payload.url.split(",", 1)[-1])
+    try:
+        return load_rgb_image(source, formats=UPLOAD_FORMATS, max_pixels=MAX_PIXELS)
+    except ImageDecodeError as err:
+        name = getattr(payload, "orig_name", None) or "the upload"
+        reason = str(err).replace(str(payload.path), name) if payload.path else str(err)
+        raise gr.Error(
+            f"{reason}. Upload a {', '.join(UPLOAD_FORMATS)} image of at most {MAX_UPLOAD_MB} MB.",
+            title="Cannot read the image",
+        ) from None
+
+
+def meme_image(**kwargs: Any) -> gr.Image:
+    """The standard image input, decoding uploads with :func:`decode_upload` (a PIL image for the handler).
+
+    Set on the instance: a ``gr.Image`` subclass would make Gradio write a ``.pyi`` stub beside this file.
+
+    Example:
+        >>> meme_image(label="Meme image").preprocess(None) is None
+        True
+    """
+    component = gr.Image(type="filepath", **kwargs)
+    component.preprocess = decode_upload
+    return component
+
+
+def _is_hub_id(model: str) -> bool:
+    return model.count("/") == 1 and not model.startswith((".", "/", "~")) and not Path(model).exists()
+
+
+def ensure_model(model: str = MODEL, train_config: str = TRAIN_CONFIG) -> str:
+    """Return ``model``; a missing local ``.../ensemble`` folder is trained first from ``train_config``."""
+    if _is_hub_id(model) or (Path(model) / "config.json").is_file():
+        return model
+    folder = Path(model)
+    if folder.name != "ensemble":
+        raise FileNotFoundError(
+            f"MEMOTION_MODEL={model} is neither an ensemble folder nor a Hub id (namespace/name); point it at the "
+            "'ensemble' folder a training run wrote (outputs/<run>/ensemble)"
+        )
+    from hf_memotion.training.recipe import run_training
+
+    output = folder.parent
+    config = load_run_config(train_config, [f"output_dir={output}"])
+    if "demo" in (config.get("data") or {}):
+        config["data"]["demo"]["output_dir"] = f"{output}_data"
+    logger.warning("no ensemble at %s: training one from %s (first start only)", folder, train_config)
+    run_training(config)
+    return model
+
+
+def load_pipeline(model: str = MODEL, revision: str | None = REVISION) -> MemeEmotionPipeline:
+    """The ``meme-emotion`` pipeline of the configured ensemble (trained first when it is the missing demo)."""
+    return pipeline("meme-emotion", model=ensure_model(model), revision=revision)
+
+
+def _two_class(problem: str, score: float) -> dict[str, float]:
+    negative, positive = get_problem(problem).labels
+    return {negative: 1.0 - score, positive: score}
+
+
+def final_scores(output: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """The ensemble's probabilities per problem, from the pipeline's output."""
+    scores = {"sentiment": output["sentiment"]["scores"]}
+    for emotion in EMOTIONS:
+        entry = output["emotions"][emotion]
+        scores[emotion] = _two_class(emotion, entry["score"])
+        scores[f"{emotion}_intensity"] = entry["intensity_scores"]
+    return scores
+
+
+def contribution_chart(output: dict[str, Any]) -> Figure:
+    """For each problem, the probability that each modality and the ensemble give the ensemble's answer."""
+    final = final_scores(output)
+    answers = {p: max(final[p], key=final[p].get) for p in PROBLEM_NAMES}
+    sources = {**{f"{m} models": s for m, s in output["modalities"].items()}, "ensemble": final}
+    figure = Figure(figsize=(7.5, 4.8), layout="constrained")
+    axes = figure.subplots()
+    height = 0.8 / len(sources)
+    rows = range(len(PROBLEM_NAMES))
+    for i, (source, scores) in enumerate(sources.items()):
+        values = [scores[p][answers[p]] if p in scores else 0.0 for p in PROBLEM_NAMES]
+        axes.barh([r + i * height for r in rows], values, height=height, label=source)
+    axes.set_yticks([r + 0.4 - height / 2 for r in rows], [f"{p}: {answers[p]}" for p in PROBLEM_NAMES])
+    axes.invert_yaxis()
+    axes.set_xlim(0, 1)
+    axes.set_xlabel("probability of the ensemble's answer")
+    axes.legend(loc="lower right", fontsize="small")
+    return figure
+
+
+def analyse(pipe: MemeEmotionPipeline, image: Image.Image | None, text: str | None) -> tuple:
+    """Everything the page shows for one meme; bad input raises ``gr.Error`` with the fix."""
+    if image is None:
+        raise gr.Error("Upload the meme's image first.", title="No image")
+    text = (text or "").strip()
+    if not text:
+        raise gr.Error(
+            "The meme's text is empty: type the text written on the meme (the model does not read it from the image).",
+            title="No text",
+        )
+    if len(text) > MAX_TEXT:
+        raise gr.Error(f"The text has {len(text)} characters; memes carry at most {MAX_TEXT}.", title="Text too long")
+    try:
+        output = pipe({"image": image, "text": text}, return_base=True, ten_crop=TEN_CROP)
+    except MemeInputError as err:
+        raise gr.Error(str(err), title="Cannot analyse this meme") from None
+    present = {e: output["emotions"][e]["score"] for e in EMOTIONS}
+    intensities = [output["emotions"][e]["intensity_scores"] for e in EMOTIONS]
+    summary = {key: output[key] for key in ("sentiment", "emotions", "submission")}
+    return output["sentiment"]["scores"], present, *intensities, contribution_chart(output), summary
+
+
+def build_demo(pipe: MemeEmotionPipeline, model_name: str = MODEL) -> gr.Blocks:
+    """The page: image and text in; sentiment, emotions, intensities, a contribution chart and the raw output out."""
+    with gr.Blocks(title="Meme emotion analysis (hf-memotion)") as blocks:
+        gr.Markdown(
+            "# Meme emotion analysis\n"
+            "A modality ensemble (SemEval-2020 Task 8, Memotion): textual and visual classifiers fused by stacked "
+            "meta-estimators. Upload a meme and type its text to get its sentiment, which of humour, sarcasm, "
+            f"offensiveness and motivation it shows, and how strongly. Model: `{model_name}`."
+        )
+        with gr.Row():
+            with gr.Column():
+                image = meme_image(label="Meme image", sources=["upload", "clipboard"], height=320)
+                text = gr.Textbox(label="Meme text", placeholder="the text written on the meme", lines=2)
+                button = gr.Button("Analyse", variant="primary")
+                gr.Examples(EXAMPLES, inputs=[image, text])
+            with gr.Column():
+                sentiment = gr.Label(label="Sentiment (subtask A)", elem_id="sentiment")
+                present = gr.Label(label="Emotions present (subtask B)", num_top_classes=4, elem_id="present")
+                intensity = []
+                for pair in (EMOTIONS[:2], EMOTIONS[2:]):
+                    with gr.Row():
+                        intensity += [
+                            gr.Label(label=f"{e.capitalize()} intensity (subtask C)", elem_id=f"{e}_intensity")
+                            for e in pair
+                        ]
+        chart = gr.Plot(label="What each modality contributed")
+        details = gr.JSON(label="Pipeline output")
+        outputs = [sentiment, present, *intensity, chart, details]
+
+        def predict(image: Image.Image | None, text: str | None) -> tuple:
+            return analyse(pipe, image, text)
+
+        button.click(predict, [image, text], outputs, api_name="predict")
+        text.submit(predict, [image, text], outputs, api_visibility="private")
+    blocks.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)
+    return blocks
+
+
+def launch(blocks: gr.Blocks, **kwargs: Any):
+    """``blocks.launch`` with the upload limit."""
+    return blocks.launch(max_file_size=MAX_UPLOAD, **kwargs)
+
+
+PIPE = load_pipeline()
+demo = build_demo(PIPE)
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    launch(demo)

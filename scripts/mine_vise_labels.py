@@ -1,0 +1,62 @@
+#!/usr/bin/env python
+"""Mine VisE pseudo-labels (comment and reaction clusters) from an engagement corpus, resumably by shard.
+
+Usage:
+    python scripts/mine_vise_labels.py [configs/vise_mining_demo.yaml] [key=value ...]
+    python scripts/mine_vise_labels.py configs/vise_mining_demo.yaml data.path=/data/posts num_proc=8
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from hf_memotion.cli import USER_ERRORS
+from hf_memotion.config import load_run_config
+from hf_memotion.training.runs import check_keys
+from hf_memotion.vise import MiningConfig, make_demo_engagement, mine_labels
+
+
+def _sizes(stats: dict) -> str:
+    return (f"{stats['non_empty']}/{stats['clusters']} used, size min {stats['min']} median {stats['median']:g} "
+            f"max {stats['max']}, largest share {stats['largest_share']:.1%}, "
+            f"effective clusters {stats['effective_clusters']:.1f}")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config", nargs="?", default="configs/vise_mining_demo.yaml", help="YAML config")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. mining.comment_clusters=5000")
+    args = parser.parse_args(argv)
+    if "=" in args.config:  # only overrides were given: they apply to the default config
+        args.overrides.insert(0, args.config)
+        args.config = parser.get_default("config")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_run_config(args.config, args.overrides)
+        check_keys(config, {"data", "output_dir", "num_proc", "mining"})
+        data = {k: v for k, v in (config.get("data") or {}).items() if v is not None}
+        if ("path" in data) == ("demo" in data):
+            raise ValueError("the data section takes 'path' (a folder of jsonl/parquet shards) or 'demo' (settings)")
+        if "demo" in data:
+            demo = dict(data["demo"] or {})
+            corpus = make_demo_engagement(demo.pop("output_dir", "outputs/vise_engagement_demo"), **demo)
+        else:
+            corpus = data["path"]
+        settings = MiningConfig(**(config.get("mining") or {}))
+        output = config.get("output_dir", "outputs/vise_mined")
+        report = mine_labels(corpus, output, settings, num_proc=int(config.get("num_proc", 1)))
+    except USER_ERRORS as err:
+        sys.exit(f"error: {err}")
+    print(f"labelled {report['posts_labelled']} posts ({report['holdout']['holdout_posts']} held out for clustering); "
+          f"{report['posts_without_comments']} without comments, {report['posts_without_reactions']} without "
+          f"reactions, {report['malformed_rows']} malformed rows skipped")  # fmt: skip
+    print("comment clusters: " + _sizes(report["comment_cluster_sizes"]))
+    print("reaction clusters: " + _sizes(report["reaction_cluster_sizes"]))
+    print(f"labels: {config.get('output_dir')}/labels-*.parquet  report: {config.get('output_dir')}/mining.json")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,127 @@
+"""VisE pseudo-label mining: schema, determinism, non-degenerate clusters, documented edge cases, resume."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+
+from hf_memotion.vise import MiningConfig, load_engagement, make_demo_engagement, mine_labels
+from hf_memotion.vise.mining import ClusterModels, _label_shard, is_holdout, sample_comments
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = MiningConfig(comment_clusters=24, reaction_clusters=8, holdout_fraction=0.25, embedding_dim=32, seed=3)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return make_demo_engagement(tmp_path_factory.mktemp("vise") / "posts", n_posts=600, n_shards=3, seed=1)
+
+
+def _labels(folder):
+    return datasets.load_dataset("parquet", data_files=sorted(str(p) for p in folder.glob("labels-*.parquet")),
+                                 split="train").to_dict()  # fmt: skip
+
+
+def test_the_demo_corpus_streams_with_the_schema(corpus):
+    posts = load_engagement(corpus)
+    assert isinstance(posts, datasets.IterableDataset)
+    first = next(iter(posts))
+    assert first["post_id"] == "p0000000" and Path(first["image"]["path"]).is_file()
+    assert set(first["reactions"]) == {"haha", "sorry", "angry", "wow", "love"}
+    again = make_demo_engagement(corpus, n_posts=600, n_shards=3, seed=1)  # same settings: reused
+    assert again == corpus
+    with pytest.raises(FileExistsError):
+        make_demo_engagement(corpus.parent, n_posts=10)
+
+
+def test_two_runs_with_the_same_seed_give_identical_non_degenerate_labels(corpus, tmp_path):
+    one = mine_labels(corpus, tmp_path / "one", SMALL, num_proc=2)
+    two = mine_labels(corpus, tmp_path / "two", SMALL, num_proc=1)
+    assert _labels(tmp_path / "one") == _labels(tmp_path / "two")
+    for report in (one, two):
+        assert report["comment_cluster_sizes"]["non_empty"] >= 20  # most of the 24 clusters are used
+        assert report["comment_cluster_sizes"]["largest_share"] < 0.2
+        assert report["reaction_cluster_sizes"]["non_empty"] >= 6
+    labels = _labels(tmp_path / "one")
+    assert not set(labels["post_id"]) & {
+        p for p in labels["post_id"] if is_holdout(p, 0.25, 3)
+    }  # held out: not labelled
+    assert one["posts_labelled"] + one["holdout"]["holdout_posts"] == 600
+    weights = [sum(w) for w in labels["comment_weights"] if w]
+    assert np.allclose(weights, 1.0, atol=1e-5)  # soft multi-label targets are normalised counts
+    # the documented cases: no comments -> empty target, no reactions -> reaction_cluster -1
+    assert one["posts_without_comments"] == sum(1 for ids in labels["comment_clusters"] if not ids) > 0
+    assert one["posts_without_reactions"] == labels["reaction_cluster"].count(-1) > 0
+    models = ClusterModels.load(tmp_path / "one" / "clusters")
+    assert models.comment_centroids.shape == (24, 32) and models.reaction_centroids.shape == (8, 5)
+
+
+def test_comment_clusters_follow_what_the_image_shows(corpus, tmp_path):
+    mine_labels(corpus, tmp_path / "mined", SMALL)
+    models = ClusterModels.load(tmp_path / "mined" / "clusters")
+    fire = models.assign_comments(["fire hot burning danger", "so scary wow fire", "hot hot fire", "danger burning"])
+    sea = models.assign_comments(["calm blue sea peace", "beautiful sea love", "sea calm", "peace blue love"])
+    assert not set(fire) & set(sea)  # comments about different images land in different clusters
+
+
+def test_malformed_rows_are_reported_with_their_ids_and_skipped(corpus, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    good = (corpus / "posts-00000.jsonl").read_text().splitlines()
+    bad = [
+        '{"post_id": "x1", "image": "img.png", "comments": "not a list", "reactions": {}}',
+        '{"post_id": "x2", "image": "img.png", "comments": [], "reactions": {"haha": -3}}',
+        "this is not json",
+    ]
+    lines = [line.replace('"images/', f'"{corpus}/images/') for line in good]
+    (broken / "posts-00000.jsonl").write_text("\n".join(lines[:100] + bad + lines[100:]) + "\n")
+    report = mine_labels(broken, tmp_path / "out", SMALL)
+    assert report["malformed_rows"] == 3
+    assert {e["post_id"] for e in report["malformed_examples"]} == {"x1", "x2", None}
+    assert {e["row"] for e in report["malformed_examples"]} == {101, 102, 103}
+    assert report["posts_labelled"] + report["holdout"]["holdout_posts"] == len(good)
+
+
+def test_a_restarted_run_does_not_redo_finished_shards(corpus, tmp_path, monkeypatch):
+    import hf_memotion.vise.mining as mining
+
+    out = tmp_path / "run"
+    first = mine_labels(corpus, out, SMALL)
+    assert len(first["shards_labelled_this_run"]) == 3
+    (out / "labels-posts-00001.parquet").unlink()  # as if killed while labelling the second shard
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("labels-*.parquet")}
+    calls = []
+    monkeypatch.setattr(mining, "_label_shard", lambda *a: calls.append(Path(a[0]).name) or _label_shard(*a))
+    again = mine_labels(corpus, out, SMALL)
+    assert calls == ["posts-00001.jsonl"] and again["shards_labelled_this_run"] == ["posts-00001.jsonl"]
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("labels-*.parquet") if p.name in before} == before
+    assert again["posts_labelled"] == first["posts_labelled"]
+    changed = mine_labels(corpus, out, MiningConfig(**{**SMALL.__dict__, "reaction_clusters": 6}))
+    assert len(changed["shards_labelled_this_run"]) == 3  # other settings: new clusters, every shard again
+
+
+def test_comment_sampling_is_capped_and_deterministic():
+    comments = [f"comment {i}" for i in range(250)]
+    a = sample_comments(comments, 100, "p1", seed=0)
+    assert len(a) == 100 and a == sample_comments(comments, 100, "p1", seed=0)
+    assert a != sample_comments(comments, 100, "p2", seed=0)
+    assert sample_comments(["", "  ", "ok"], 100, "p1", seed=0) == ["ok"]
+
+
+def test_the_script_mines_the_demo_corpus(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "mine_vise_labels.py"), f"data.demo.output_dir={tmp_path / 'posts'}",
+         "data.demo.n_posts=400", "data.demo.n_shards=2", f"output_dir={tmp_path / 'mined'}", "num_proc=1"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "comment clusters: " in result.stdout and "reaction clusters: " in result.stdout
+    report = json.loads((tmp_path / "mined" / "mining.json").read_text())
+    assert report["comment_cluster_sizes"]["non_empty"] > 1
+    bad = subprocess.run([sys.executable, str(ROOT / "scripts" / "mine_vise_labels.py"), "data.path=/nonexistent",
+                          "data.demo=null"], capture_output=True, text=True)  # fmt: skip
+    assert bad.returncode != 0 and "error:" in bad.stderr and "Traceback" not in bad.stderr

@@ -4,6 +4,8 @@
 Usage:
     python scripts/mine_vise_labels.py [configs/vise_mining_demo.yaml] [key=value ...]
     python scripts/mine_vise_labels.py configs/vise_mining_demo.yaml data.path=/data/posts num_proc=8
+    python scripts/mine_vise_labels.py engine=spark            # the same two steps as a Spark job (local[num_proc])
+    spark-submit scripts/mine_vise_labels.py engine=spark data.path=hdfs:///posts   # a cluster: docs/vise_spark.md
 """
 
 from __future__ import annotations
@@ -24,6 +26,23 @@ def _sizes(stats: dict) -> str:
             f"effective clusters {stats['effective_clusters']:.1f}")  # fmt: skip
 
 
+def _run_spark(corpus, output, settings: MiningConfig, cores: int) -> dict:
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise RuntimeError("engine=spark needs pyspark: pip install 'hf-memotion[spark]'") from None
+    from hf_memotion.vise.spark_mining import local_spark_session, mine_labels_spark
+
+    active = SparkSession.getActiveSession()  # under spark-submit the cluster's session is already there
+    spark = active or local_spark_session(cores=cores)
+    spark.sparkContext.setLogLevel("ERROR")
+    try:
+        return mine_labels_spark(spark, corpus, output, settings)
+    finally:
+        if active is None:
+            spark.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config", nargs="?", default="configs/vise_mining_demo.yaml", help="YAML config")
@@ -35,7 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = load_run_config(args.config, args.overrides)
-        check_keys(config, {"data", "output_dir", "num_proc", "mining"})
+        check_keys(config, {"data", "output_dir", "num_proc", "mining", "engine"})
+        engine = config.get("engine", "local")
+        if engine not in ("local", "spark"):
+            raise ValueError(f"engine must be 'local' (this machine) or 'spark', got {engine!r}")
         data = {k: v for k, v in (config.get("data") or {}).items() if v is not None}
         if ("path" in data) == ("demo" in data):
             raise ValueError("the data section takes 'path' (a folder of jsonl/parquet shards) or 'demo' (settings)")
@@ -46,7 +68,10 @@ def main(argv: list[str] | None = None) -> int:
             corpus = data["path"]
         settings = MiningConfig(**(config.get("mining") or {}))
         output = config.get("output_dir", "outputs/vise_mined")
-        report = mine_labels(corpus, output, settings, num_proc=int(config.get("num_proc", 1)))
+        if engine == "spark":
+            report = _run_spark(corpus, output, settings, int(config.get("num_proc", 2)))
+        else:
+            report = mine_labels(corpus, output, settings, num_proc=int(config.get("num_proc", 1)))
     except USER_ERRORS as err:
         sys.exit(f"error: {err}")
     print(f"labelled {report['posts_labelled']} posts ({report['holdout']['holdout_posts']} held out for clustering); "

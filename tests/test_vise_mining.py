@@ -125,3 +125,28 @@ def test_the_script_mines_the_demo_corpus(tmp_path):
     bad = subprocess.run([sys.executable, str(ROOT / "scripts" / "mine_vise_labels.py"), "data.path=/nonexistent",
                           "data.demo=null"], capture_output=True, text=True)  # fmt: skip
     assert bad.returncode != 0 and "error:" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.slow
+def test_the_spark_job_writes_the_same_label_format_deterministically(corpus, tmp_path):
+    pytest.importorskip("pyspark")
+    from hf_memotion.vise.mining import label_features
+    from hf_memotion.vise.spark_mining import local_spark_session, mine_labels_spark
+
+    spark = local_spark_session()
+    spark.sparkContext.setLogLevel("ERROR")
+    try:
+        one = mine_labels_spark(spark, corpus, tmp_path / "one", SMALL)
+        mine_labels_spark(spark, corpus, tmp_path / "two", SMALL)
+    finally:
+        spark.stop()
+    local = mine_labels(corpus, tmp_path / "local", SMALL)
+    spark_labels = datasets.load_dataset("parquet", data_files=str(tmp_path / "one" / "labels-part-*.parquet"),
+                                         split="train", features=label_features())  # fmt: skip
+    assert spark_labels.features == label_features()
+    assert spark_labels.to_dict() == _labels(tmp_path / "two")  # same seed, same labels
+    assert sorted(spark_labels["post_id"]) == sorted(_labels(tmp_path / "local")["post_id"])  # same held-out rule
+    assert one["posts_without_comments"] == local["posts_without_comments"]
+    assert one["posts_without_reactions"] == local["posts_without_reactions"]
+    assert one["comment_cluster_sizes"]["non_empty"] >= 20 and one["reaction_cluster_sizes"]["non_empty"] >= 6
+    assert (tmp_path / "one" / "clusters_spark" / "comment_kmeans" / "metadata").is_dir()

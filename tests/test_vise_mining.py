@@ -150,3 +150,19 @@ def test_the_spark_job_writes_the_same_label_format_deterministically(corpus, tm
     assert one["posts_without_reactions"] == local["posts_without_reactions"]
     assert one["comment_cluster_sizes"]["non_empty"] >= 20 and one["reaction_cluster_sizes"]["non_empty"] >= 6
     assert (tmp_path / "one" / "clusters_spark" / "comment_kmeans" / "metadata").is_dir()
+
+
+@pytest.mark.slow
+def test_the_mining_benchmark_prints_its_tables(tmp_path):
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench_mining.py"), "--comments", "3000", "6000", "--kmeans-points",
+         "3000", "--output", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert [row["corpus_comments"] for row in report["sizes"]] == [3000, 6000]
+    assert all(row["step2_posts_per_s"] > 0 and row["peak_rss_mb"] > 0 for row in report["sizes"])
+    assert {row["implementation"] for row in report["kmeans"]} >= {"scikit-learn KMeans (lloyd)"}
+    assert "| implementation |" in result.stdout

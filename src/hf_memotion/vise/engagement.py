@@ -135,6 +135,8 @@ class DemoEngagementConfig:
         image_size: Side of the square images.
         max_comments: Most comments on one post (some posts have none).
         signal: Probability that a comment word, or a reaction, follows the image's theme.
+        write_images: Write the image files (``False``: reference them only, for mining benchmarks, which never
+            read pixels; the posts then differ from a corpus with images).
     """
 
     n_posts: int = 2000
@@ -143,6 +145,7 @@ class DemoEngagementConfig:
     image_size: int = 64
     max_comments: int = 12
     signal: float = 0.8
+    write_images: bool = True
 
 
 def _image(theme: dict, rng: np.random.Generator, size: int) -> bytes:
@@ -207,7 +210,8 @@ def make_demo_engagement(output_dir: str | os.PathLike, *, overwrite: bool = Fal
         for index in range(shard * per_shard, min(config.n_posts, (shard + 1) * per_shard)):
             theme = _THEMES[int(rng.integers(len(_THEMES)))]
             post_id = f"p{index:07d}"
-            atomic_write_bytes(root / "images" / f"{post_id}.png", _image(theme, rng, config.image_size))
+            if config.write_images:
+                atomic_write_bytes(root / "images" / f"{post_id}.png", _image(theme, rng, config.image_size))
             n_comments = 0 if rng.random() < 0.03 else int(rng.integers(1, config.max_comments + 1))
             comments = [_comment(theme, rng, config.signal) for _ in range(n_comments)]
             post = {"post_id": post_id, "image": f"images/{post_id}.png", "comments": comments,

@@ -166,3 +166,21 @@ def test_the_mining_benchmark_prints_its_tables(tmp_path):
     assert all(row["step2_posts_per_s"] > 0 and row["peak_rss_mb"] > 0 for row in report["sizes"])
     assert {row["implementation"] for row in report["kmeans"]} >= {"scikit-learn KMeans (lloyd)"}
     assert "| implementation |" in result.stdout
+
+
+def test_a_transformers_sentence_encoder_can_replace_tfidf(corpus, tmp_path):
+    from transformers import AutoModel
+
+    from hf_memotion.models.text.tiny import build_tiny_text_backbone
+
+    words = "fire hot burning danger scary wow sea calm blue beautiful peace love forest green hike fresh nature"
+    config, tokenizer = build_tiny_text_backbone("bert", [words + " sun lol funny haha rain sad party night"],
+                                                 hidden_size=16, num_layers=1)  # fmt: skip
+    encoder = tmp_path / "encoder"
+    AutoModel.from_config(config).save_pretrained(encoder)
+    tokenizer.save_pretrained(encoder)
+    settings = MiningConfig(**{**SMALL.__dict__, "comment_encoder": str(encoder), "comment_clusters": 8})
+    report = mine_labels(corpus, tmp_path / "mined", settings)
+    models = ClusterModels.load(tmp_path / "mined" / "clusters")
+    assert models.settings["comment_encoder"] == str(encoder) and models.comment_centroids.shape == (8, 16)
+    assert report["comment_cluster_sizes"]["non_empty"] >= 2 and report["posts_labelled"] > 0

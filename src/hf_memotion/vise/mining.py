@@ -80,6 +80,10 @@ class MiningConfig:
             ``"sklearn"`` (scikit-learn's Lloyd: 14%) or ``"auto"`` (faiss when installed). The backend
             used is recorded with the models; different backends give different (each deterministic) clusters.
         kmeans_iterations: Iterations of the faiss K-means (scikit-learn runs to convergence, at most 300).
+        comment_encoder: Instead of TF-IDF, a transformers text encoder (a local folder, or a Hub id fetched
+            into the HF cache) whose attention-masked mean of last hidden states, L2-normalised, is phi_C.
+            Loaded without remote code.
+        encoder_max_length: Tokens per comment for ``comment_encoder``.
     """
 
     comment_clusters: int = 5000
@@ -91,6 +95,8 @@ class MiningConfig:
     seed: int = 0
     kmeans_backend: str = "auto"
     kmeans_iterations: int = 25
+    comment_encoder: str | None = None
+    encoder_max_length: int = 64
 
     def key(self) -> str:
         """A short hash of the settings (finished shards are reused only under the same key)."""
@@ -133,20 +139,42 @@ class ClusterModels:
     comment_centroids: np.ndarray
     reaction_centroids: np.ndarray
     settings: dict[str, Any] = field(default_factory=dict)
-    _vectorizer: Any = field(default=None, repr=False)
+    _cache: Any = field(default=None, repr=False)  # the TF-IDF vectorizer, or (tokenizer, encoder)
 
     def _tfidf(self) -> TfidfVectorizer:
-        if self._vectorizer is None:
+        if self._cache is None:
             vectorizer = TfidfVectorizer(vocabulary={w: i for i, w in enumerate(self.vocabulary)}, sublinear_tf=True)
             vectorizer.idf_ = self.idf
-            self._vectorizer = vectorizer
-        return self._vectorizer
+            self._cache = vectorizer
+        return self._cache
 
     def embed_comments(self, comments: Sequence[str]) -> np.ndarray:
-        """phi_C: L2-normalised SVD projections of the comments' TF-IDF vectors, ``(n, embedding_dim)``."""
-        projected = np.asarray(self._tfidf().transform(comments) @ self.components.T, dtype=np.float32)
+        """phi_C, ``(n, dim)``, L2-normalised: SVD projections of TF-IDF vectors, or the sentence encoder's."""
+        if self.settings.get("comment_encoder"):
+            projected = self._encode(comments)
+        else:
+            projected = np.asarray(self._tfidf().transform(comments) @ self.components.T, dtype=np.float32)
         norms = np.linalg.norm(projected, axis=1, keepdims=True)
         return projected / np.maximum(norms, 1e-12)
+
+    def _encode(self, comments: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        if self._cache is None:  # (tokenizer, model), loaded once per process
+            name = self.settings["comment_encoder"]
+            self._cache = (AutoTokenizer.from_pretrained(name), AutoModel.from_pretrained(name).eval())
+        tokenizer, model = self._cache
+        length = int(self.settings.get("encoder_max_length", 64))
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(comments), batch_size):
+                texts = list(comments[start : start + batch_size])
+                batch = tokenizer(texts, padding=True, truncation=True, max_length=length, return_tensors="pt")
+                hidden = model(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                out.append(((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).float().numpy())
+        return np.concatenate(out) if out else np.zeros((0, model.config.hidden_size), dtype=np.float32)
 
     def assign_comments(self, comments: Sequence[str]) -> np.ndarray:
         """The nearest comment centroid of each comment."""
@@ -294,17 +322,24 @@ def fit_cluster_models(shards: Sequence[Path], config: MiningConfig) -> tuple[Cl
             f"the held-out subset ({posts} posts, holdout_fraction={config.holdout_fraction}) has {len(comments)} "
             f"comments and {len(reactions)} posts with reactions; raise holdout_fraction or add data"
         )
-    tfidf = TfidfVectorizer(max_features=config.max_features, sublinear_tf=True)
-    matrix = tfidf.fit_transform(comments)
-    dim = max(1, min(config.embedding_dim, matrix.shape[1] - 1, matrix.shape[0] - 1))
-    svd = TruncatedSVD(n_components=dim, random_state=config.seed).fit(matrix)
-    vocabulary = [None] * len(tfidf.vocabulary_)
-    for word, index in tfidf.vocabulary_.items():
-        vocabulary[index] = word
-    models = ClusterModels(vocabulary=vocabulary, idf=tfidf.idf_.astype(np.float64),
-                           components=svd.components_.astype(np.float32), comment_centroids=np.zeros((0, dim)),
-                           reaction_centroids=np.zeros((0, len(REACTIONS))))  # fmt: skip
-    embedded = models.embed_comments(comments)
+    if config.comment_encoder:
+        models = ClusterModels(vocabulary=[], idf=np.zeros(0), components=np.zeros((0, 0), dtype=np.float32),
+                               comment_centroids=np.zeros((0, 0)), reaction_centroids=np.zeros((0, len(REACTIONS))),
+                               settings=asdict(config))  # fmt: skip
+        embedded = models.embed_comments(comments)
+        dim = embedded.shape[1]
+    else:
+        tfidf = TfidfVectorizer(max_features=config.max_features, sublinear_tf=True)
+        matrix = tfidf.fit_transform(comments)
+        dim = max(1, min(config.embedding_dim, matrix.shape[1] - 1, matrix.shape[0] - 1))
+        svd = TruncatedSVD(n_components=dim, random_state=config.seed).fit(matrix)
+        vocabulary = [None] * len(tfidf.vocabulary_)
+        for word, index in tfidf.vocabulary_.items():
+            vocabulary[index] = word
+        models = ClusterModels(vocabulary=vocabulary, idf=tfidf.idf_.astype(np.float64),
+                               components=svd.components_.astype(np.float32), comment_centroids=np.zeros((0, dim)),
+                               reaction_centroids=np.zeros((0, len(REACTIONS))))  # fmt: skip
+        embedded = models.embed_comments(comments)
     k_comments = min(config.comment_clusters, len(np.unique(embedded, axis=0)))
     k_reactions = min(config.reaction_clusters, len(np.unique(np.round(reactions, 6), axis=0)))
     backend = _kmeans_backend(config.kmeans_backend)

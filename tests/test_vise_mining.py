@@ -184,3 +184,35 @@ def test_a_transformers_sentence_encoder_can_replace_tfidf(corpus, tmp_path):
     models = ClusterModels.load(tmp_path / "mined" / "clusters")
     assert models.settings["comment_encoder"] == str(encoder) and models.comment_centroids.shape == (8, 16)
     assert report["comment_cluster_sizes"]["non_empty"] >= 2 and report["posts_labelled"] > 0
+
+
+@pytest.mark.slow
+def test_a_killed_mining_run_resumes_without_redoing_finished_shards(tmp_path):
+    import os
+    import signal
+    import time
+
+    script = str(ROOT / "scripts" / "mine_vise_labels.py")
+    posts = ["data.demo.n_posts=6000", "data.demo.n_shards=6", f"data.demo.output_dir={tmp_path / 'posts'}",
+             "num_proc=1", "mining.comment_clusters=32", "mining.reaction_clusters=8",
+             "mining.embedding_dim=32"]  # fmt: skip
+    straight = subprocess.run([sys.executable, script, *posts, f"output_dir={tmp_path / 'straight'}"],
+                              capture_output=True, text=True)  # fmt: skip
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    run = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, script, *posts, f"output_dir={run}"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    deadline = time.time() + 300
+    while not (run / "labels-posts-00001.parquet").exists():
+        assert process.poll() is None and time.time() < deadline, "the run ended before it could be killed"
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    finished = {p.name: p.stat().st_mtime_ns for p in run.glob("labels-*.parquet")}
+    assert 2 <= len(finished) < 6 and not list(run.glob(".*.tmp"))  # killed midway, no half-written shard left
+    again = subprocess.run([sys.executable, script, *posts, f"output_dir={run}"], capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert {n: (run / n).stat().st_mtime_ns for n in finished} == finished  # finished shards were not redone
+    report = json.loads((run / "mining.json").read_text())
+    assert len(report["shards_labelled_this_run"]) == 6 - len(finished)
+    assert _labels(run) == _labels(tmp_path / "straight")

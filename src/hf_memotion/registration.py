@@ -26,6 +26,8 @@ from hf_memotion.models.vision import (
     MemotionVisionForImageClassification,
     MemotionVisionModel,
 )
+from hf_memotion.vise.configuration_vise import ViseConfig
+from hf_memotion.vise.modeling_vise import ViseModel
 
 __all__ = ["register_auto_classes"]
 
@@ -57,6 +59,10 @@ def register_auto_classes() -> None:
     MemotionVisionModel.register_for_auto_class("AutoModel")
     MemotionVisionForImageClassification.register_for_auto_class("AutoModelForImageClassification")
     MemotionImageProcessor.register_for_auto_class("AutoImageProcessor")
+    AutoConfig.register(ViseConfig.model_type, ViseConfig, exist_ok=True)
+    AutoModel.register(ViseConfig, ViseModel, exist_ok=True)
+    ViseConfig.register_for_auto_class("AutoConfig")
+    ViseModel.register_for_auto_class("AutoModel")
     AutoConfig.register(MemotionEnsembleConfig.model_type, MemotionEnsembleConfig, exist_ok=True)
     AutoModel.register(MemotionEnsembleConfig, MemotionEnsembleModel, exist_ok=True)
     from hf_memotion.pipelines import register_pipeline

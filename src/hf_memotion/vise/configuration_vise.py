@@ -1,0 +1,52 @@
+"""Configuration of VisE backbones: a timm network and the two engagement heads of pretraining."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from transformers import PretrainedConfig
+
+__all__ = ["ViseConfig"]
+
+
+class ViseConfig(PretrainedConfig):
+    r"""Configuration of :class:`ViseModel` (features) and :class:`ViseForPretraining` (engagement heads).
+
+    Args:
+        architecture: A timm model name: ``"resnet50"``, ``"resnet101"``, ``"resnext101_32x16d"`` (the paper's),
+            or any other.
+        model_args: Extra ``timm.create_model`` keyword arguments.
+        comment_clusters: Outputs of the comment head (k of the comment K-means; 5000 in the paper).
+        reaction_clusters: Outputs of the reaction head (128 in the paper).
+        prior_probability: pi of the heads' bias initialisation, ``-log((1 - pi) / pi)`` (0.01 in the paper).
+
+    Example:
+        >>> config = ViseConfig(architecture="resnet50", comment_clusters=5000)
+        >>> round(config.initial_bias, 3)
+        -4.595
+    """
+
+    model_type = "vise"
+    architecture: str = "resnet50"
+    model_args: dict[str, Any] | None = None
+    comment_clusters: int = 5000
+    reaction_clusters: int = 128
+    prior_probability: float = 0.01
+
+    def __post_init__(self, **kwargs: Any):
+        super().__post_init__(**kwargs)
+        import timm
+
+        if not timm.is_model(self.architecture):
+            raise ValueError(f"{self.architecture!r} is not a timm architecture; see timm.list_models()")
+        if not 0.0 < self.prior_probability < 1.0:
+            raise ValueError(f"prior_probability must be in (0, 1), got {self.prior_probability}")
+        if self.comment_clusters < 1 or self.reaction_clusters < 1:
+            raise ValueError("comment_clusters and reaction_clusters must be positive")
+        self.model_args = dict(self.model_args or {})
+
+    @property
+    def initial_bias(self) -> float:
+        """The heads' initial bias, ``-log((1 - pi) / pi)``: every cluster starts at probability about pi."""
+        return -math.log((1.0 - self.prior_probability) / self.prior_probability)

@@ -1,0 +1,139 @@
+"""VisE models: a timm backbone returning pooled features and feature maps, and its multi-task pretraining heads.
+
+``ViseModel`` is what ``AutoModel.from_pretrained`` returns for a VisE folder: ``pooler_output``
+``(batch, features)`` and ``last_hidden_state`` (the feature map). ``ViseForPretraining`` adds the two
+heads of Eq. (1) of the VisE paper: a comment head trained with a soft-target cross-entropy over the
+comment clusters (the mined normalised counts) and a reaction head trained with cross-entropy over
+the reaction clusters (posts without reactions, label ``-1``, are ignored); the loss is their sum.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import timm
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers.utils import ModelOutput
+
+from hf_memotion.vise.configuration_vise import ViseConfig
+
+__all__ = ["ViseForPretraining", "ViseModel", "VisePreTrainedModel", "VisePretrainingOutput"]
+
+
+class VisePreTrainedModel(PreTrainedModel):
+    """Base class: config class, loading conventions; timm keeps its own weight initialisation."""
+
+    config_class = ViseConfig
+    base_model_prefix = "vise"
+    main_input_name = "pixel_values"
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """Only the engagement heads are initialised here: small weights, the prior-probability bias."""
+        if isinstance(module, nn.Linear) and getattr(module, "_vise_head", False):
+            nn.init.normal_(module.weight, std=0.01)
+            nn.init.constant_(module.bias, self.config.initial_bias)
+
+
+class ViseModel(VisePreTrainedModel):
+    """A VisE backbone: pooled features and the last feature map of a timm network.
+
+    Example:
+        >>> import torch
+        >>> model = ViseModel(ViseConfig(architecture="test_resnet")).eval()
+        >>> out = model(torch.zeros(2, 3, 64, 64))
+        >>> out.pooler_output.shape[0], out.last_hidden_state.ndim
+        (2, 4)
+    """
+
+    def __init__(self, config: ViseConfig):
+        super().__init__(config)
+        self.timm_model = timm.create_model(config.architecture, num_classes=0, **config.model_args)
+        self.post_init()
+
+    def forward(self, pixel_values: torch.Tensor | None = None, **kwargs: Any) -> BaseModelOutputWithPooling:
+        """Features of a batch of images ``(batch, 3, H, W)``."""
+        if pixel_values is None or pixel_values.ndim != 4:
+            raise ValueError("pass pixel_values of shape (batch, 3, H, W)")
+        feature_map = self.timm_model.forward_features(pixel_values)
+        pooled = self.timm_model.forward_head(feature_map, pre_logits=True)
+        return BaseModelOutputWithPooling(last_hidden_state=feature_map, pooler_output=pooled)
+
+
+@dataclass
+class VisePretrainingOutput(ModelOutput):
+    """Losses and logits of :class:`ViseForPretraining`."""
+
+    loss: torch.Tensor | None = None
+    comment_loss: torch.Tensor | None = None
+    reaction_loss: torch.Tensor | None = None
+    comment_logits: torch.Tensor | None = None
+    reaction_logits: torch.Tensor | None = None
+    pooler_output: torch.Tensor | None = None
+
+
+class ViseForPretraining(VisePreTrainedModel):
+    """A VisE backbone with the comment and reaction heads; loss = soft CE (comments) + CE (reactions).
+
+    Example:
+        >>> import torch
+        >>> model = ViseForPretraining(ViseConfig(architecture="test_resnet", comment_clusters=6, reaction_clusters=3))
+        >>> targets = torch.tensor([[0.5, 0.5, 0, 0, 0, 0], [0, 0, 0, 0, 0, 1.0]])
+        >>> out = model(torch.zeros(2, 3, 64, 64), comment_targets=targets, reaction_labels=torch.tensor([2, -1]))
+        >>> out.comment_logits.shape, bool(out.loss > 0)
+        (torch.Size([2, 6]), True)
+    """
+
+    def __init__(self, config: ViseConfig):
+        super().__init__(config)
+        self.vise = ViseModel(config)
+        features = self.vise.timm_model.num_features
+        self.comment_head = nn.Linear(features, config.comment_clusters)
+        self.reaction_head = nn.Linear(features, config.reaction_clusters)
+        self.comment_head._vise_head = True
+        self.reaction_head._vise_head = True
+        self.post_init()
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        comment_targets: torch.Tensor | None = None,
+        reaction_labels: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> VisePretrainingOutput:
+        """Logits of both heads; with targets, the losses of Eq. (1).
+
+        Args:
+            pixel_values: Images ``(batch, 3, H, W)``.
+            comment_targets: ``(batch, comment_clusters)`` soft targets (rows sum to 1; an all-zero row, a
+                post without comments, adds no loss).
+            reaction_labels: ``(batch,)`` reaction cluster ids, ``-1`` for posts without reactions.
+            **kwargs: Ignored (``Trainer`` may pass extra columns).
+        """
+        pooled = self.vise(pixel_values).pooler_output
+        comment_logits = self.comment_head(pooled)
+        reaction_logits = self.reaction_head(pooled)
+        comment_loss = reaction_loss = None
+        if comment_targets is not None:
+            has_comments = comment_targets.sum(-1) > 0
+            per_post = -(comment_targets * comment_logits.log_softmax(-1)).sum(-1)
+            comment_loss = per_post[has_comments].mean() if has_comments.any() else comment_logits.sum() * 0
+        if reaction_labels is not None:
+            valid = reaction_labels >= 0
+            reaction_loss = (
+                nn.functional.cross_entropy(reaction_logits[valid], reaction_labels[valid])
+                if valid.any()
+                else reaction_logits.sum() * 0
+            )
+        losses = [x for x in (comment_loss, reaction_loss) if x is not None]
+        return VisePretrainingOutput(
+            loss=sum(losses) if losses else None,
+            comment_loss=comment_loss,
+            reaction_loss=reaction_loss,
+            comment_logits=comment_logits,
+            reaction_logits=reaction_logits,
+            pooler_output=pooled,
+        )

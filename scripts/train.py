@@ -14,10 +14,8 @@ import logging
 import sys
 from pathlib import Path
 
-from hf_memotion.cli import USER_ERRORS, publish_folders
-from hf_memotion.config import load_run_config
+from hf_memotion.cli import USER_ERRORS, publish_folders, read_run_config
 from hf_memotion.distributed import process_state
-from hf_memotion.hub.publishing import PushSettings
 from hf_memotion.training.recipe import format_table7, run_training
 
 
@@ -29,8 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     process_state()  # before anything else: N launched processes form one data-parallel group
     try:
-        config = load_run_config(args.config, args.overrides)
-        push = PushSettings.from_config(config.pop("push_to_hub", None))
+        config, push = read_run_config(args.config, args.overrides)
         report = run_training(config)
     except USER_ERRORS as err:
         sys.exit(f"error: {err}")

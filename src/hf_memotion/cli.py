@@ -20,7 +20,7 @@ from hf_memotion.data import ImageDecodeError
 from hf_memotion.distributed import process_state
 from hf_memotion.hub.publishing import HubPublishError, PushSettings
 
-__all__ = ["USER_ERRORS", "publish_folders", "run_base_model_cli"]
+__all__ = ["USER_ERRORS", "publish_folders", "read_run_config", "run_base_model_cli"]
 
 #: Errors that mean "fix your input": reported as one line, not a traceback.
 USER_ERRORS = (FileNotFoundError, ValueError, KeyError, TypeError, RuntimeError, ImageDecodeError)
@@ -40,8 +40,7 @@ def run_base_model_cli(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     process_state()  # before anything else: N launched processes form one data-parallel group
     try:
-        config = load_run_config(args.config, args.overrides)
-        push = PushSettings.from_config(config.pop("push_to_hub", None))
+        config, push = read_run_config(args.config, args.overrides)
         if push is not None and config.get("layout") == "per_problem" and "{name}" not in push.repo_id:
             raise ValueError("layout per_problem saves one model per problem: put {name} in push_to_hub.repo_id")
         results = runner(config)
@@ -57,6 +56,12 @@ def run_base_model_cli(
     if push is not None:
         publish_folders(push, {name: result.output_dir / "model" for name, result in results.items()})
     return 0
+
+
+def read_run_config(path: str | None, overrides: Sequence[str]) -> tuple[dict[str, Any], PushSettings | None]:
+    """A training script's config, with its ``push_to_hub:`` section taken out as :class:`PushSettings`."""
+    config = load_run_config(path, overrides)
+    return config, PushSettings.from_config(config.pop("push_to_hub", None))
 
 
 def publish_folders(push: PushSettings, folders: Mapping[str, Path]) -> None:

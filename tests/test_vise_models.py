@@ -104,6 +104,36 @@ def test_the_converter_reproduces_the_released_modules_feature_map(tmp_path):
         assert torch.allclose(again(x).last_hidden_state, expected, atol=1e-5)
 
 
+def test_the_converter_round_trips_the_released_layout_and_writes_a_licensed_folder(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from huggingface_hub import ModelCard
+    from transformers import AutoImageProcessor
+
+    from hf_memotion.vise import to_released_state_dict
+
+    state = _released_module().state_dict()
+    back = to_released_state_dict(convert_released_checkpoint(state))
+    assert list(back) == list(state) and all(torch.equal(back[k], state[k]) for k in state)
+    torch.save(state, tmp_path / "resnet50_250m.pth")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "convert_vise_checkpoint.py"
+    run = subprocess.run([sys.executable, str(script), str(tmp_path / "resnet50_250m.pth"), str(tmp_path / "out"),
+                          "--model-id", "org/vise-resnet50-250m"], capture_output=True, text=True)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    card = ModelCard.load(tmp_path / "out" / "README.md")
+    assert card.data.license == "cc-by-nc-4.0" and "CC-BY-NC 4.0" in card.text
+    assert 'AutoModel.from_pretrained("org/vise-resnet50-250m")' in card.text
+    loaded = AutoModel.from_pretrained(tmp_path / "out")
+    assert torch.equal(to_released_state_dict(loaded)["7.2.bn3.weight"], state["7.2.bn3.weight"])
+    assert AutoImageProcessor.from_pretrained(tmp_path / "out").crop_size == 224
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    bad = subprocess.run([sys.executable, str(script), str(tmp_path / "junk.pth"), str(tmp_path / "bad")],
+                         capture_output=True, text=True)  # fmt: skip
+    assert bad.returncode != 0 and bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr
+
+
 def test_the_converter_checks_every_key_and_shape():
     state = _released_module().state_dict()
     broken = dict(state)
@@ -115,3 +145,40 @@ def test_the_converter_checks_every_key_and_shape():
     wrong = {**state, "0.weight": torch.zeros(64, 3, 5, 5)}
     with pytest.raises(CheckpointMismatchError, match=r"conv1.weight: \(64, 3, 5, 5\) != \(64, 3, 7, 7\)"):
         convert_released_checkpoint(wrong)
+
+
+def test_image_classification_variant_loads_a_backbone_with_a_new_classifier(tmp_path):
+    from transformers import AutoModelForImageClassification
+
+    from hf_memotion.vise import ViseForImageClassification
+
+    torch.manual_seed(0)
+    backbone = ViseModel(ViseConfig(architecture="test_resnet")).eval()
+    backbone.save_pretrained(tmp_path / "vise")
+    model = AutoModelForImageClassification.from_pretrained(tmp_path / "vise", num_labels=3).eval()
+    assert isinstance(model, ViseForImageClassification) and model.config.num_labels == 3
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model.vise(x).pooler_output, backbone(x).pooler_output)
+        assert model.classifier.bias.abs().max() == 0 and model.classifier.weight.std() < 0.05  # freshly initialised
+        out = model(x, labels=torch.tensor([0, 2]))
+    assert out.logits.shape == (2, 3) and torch.isfinite(out.loss)
+    multimodal = ViseForImageClassification(ViseConfig(architecture="test_resnet", num_labels=2, extra_features=4))
+    with pytest.raises(ValueError, match=r"extra_features of shape \(batch, 4\)"):
+        multimodal(x)
+
+
+def test_a_vise_backbone_becomes_a_visual_base_model_of_the_meme_ensemble(tmp_path):
+    from hf_memotion.models.vision import MemotionVisionForImageClassification
+
+    torch.manual_seed(0)
+    backbone = ViseModel(ViseConfig(architecture="test_resnet")).eval()
+    backbone.save_pretrained(tmp_path / "vise")
+    model = MemotionVisionForImageClassification.from_vise(str(tmp_path / "vise"), problems=["humour", "sentiment"])
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = backbone(x).pooler_output
+        got = model.eval().timm_model.forward_head(model.timm_model.forward_features(x), pre_logits=True)
+    assert torch.equal(got, expected) and model.config.architecture == "test_resnet"
+    with pytest.raises(FileNotFoundError, match="vise_backbone"):
+        MemotionVisionForImageClassification.from_vise(str(tmp_path / "missing"), problems=["humour"])

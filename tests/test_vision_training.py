@@ -89,3 +89,25 @@ def test_learning_rate_grid_picks_the_best_rate_by_cross_validation(data, tmp_pa
     best = max(candidates, key=lambda r: candidates[r]["motivational"])
     assert saved["training"]["learning_rate"] == float(best)
     assert chosen.test_scores is not None
+
+
+def test_a_vise_backbone_trains_as_a_visual_base_model(tmp_path):
+    from hf_memotion.vise import ViseConfig, ViseModel
+
+    torch.manual_seed(0)
+    ViseModel(ViseConfig(architecture="test_resnet")).save_pretrained(tmp_path / "vise")
+    config = {
+        "data": {"demo": {"output_dir": str(tmp_path / "demo"), "n_train": 40, "n_test": 10, "seed": 3}},
+        "output_dir": str(tmp_path / "run"),
+        "vise_backbone": str(tmp_path / "vise"),
+        "problems": ["motivational"],
+        "n_splits": 2,
+        "ten_crop": False,
+        "processor": {"crop_size": 32},
+        "training": {"learning_rate": 0.01, "epochs": 1, "batch_size": 16, "lr_milestones": [5]},
+    }
+    result = run_vision_experiment(config)["multitask"]
+    saved = json.loads((tmp_path / "run" / "multitask" / "metrics.json").read_text())
+    assert saved["vise_backbone"] == str(tmp_path / "vise") and result.test_scores is not None
+    model = AutoModelForImageClassification.from_pretrained(tmp_path / "run" / "multitask" / "model")
+    assert model.config.model_type == "memotion_vision" and model.config.architecture == "test_resnet"

@@ -42,6 +42,7 @@ from hf_memotion.training import (
     train_text_classifier,
     train_vision_classifier,
 )
+from hf_memotion.vise import ViseConfig, ViseForImageClassification, ViseForPretraining, ViseModel
 
 register_auto_classes()
 
@@ -66,6 +67,10 @@ __all__ = [
     "MemotionVisionForImageClassification",
     "MemotionVisionModel",
     "Problem",
+    "ViseConfig",
+    "ViseForImageClassification",
+    "ViseForPretraining",
+    "ViseModel",
     "class_weights",
     "convert_polynet_state_dict",
     "cross_validate",

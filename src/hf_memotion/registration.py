@@ -2,8 +2,9 @@
 
 After ``import hf_memotion``, the Auto classes resolve ``memotion_text`` (``AutoConfig``, ``AutoModel``,
 ``AutoModelForSequenceClassification``) and ``memotion_vision`` (``AutoModelForImageClassification``,
-``AutoImageProcessor``) and ``memotion_ensemble`` (``AutoModel``), ``pipeline("meme-emotion")`` is
-registered, and ``timm.create_model("polynet")`` works. Saved configs also carry an
+``AutoImageProcessor``), ``vise`` (``AutoModel``, ``AutoModelForImageClassification``,
+``AutoModelForPreTraining``, ``AutoImageProcessor``) and ``memotion_ensemble`` (``AutoModel``),
+``pipeline("meme-emotion")`` is registered, and ``timm.create_model("polynet")`` works. Saved configs also carry an
 ``auto_map`` (the classes need the ``hf-memotion`` package installed; ``trust_remote_code`` is never
 required or defaulted).
 """
@@ -15,6 +16,7 @@ from transformers import (
     AutoImageProcessor,
     AutoModel,
     AutoModelForImageClassification,
+    AutoModelForPreTraining,
     AutoModelForSequenceClassification,
 )
 
@@ -27,7 +29,7 @@ from hf_memotion.models.vision import (
     MemotionVisionModel,
 )
 from hf_memotion.vise.configuration_vise import ViseConfig
-from hf_memotion.vise.modeling_vise import ViseModel
+from hf_memotion.vise.modeling_vise import ViseForImageClassification, ViseForPretraining, ViseModel
 
 __all__ = ["register_auto_classes"]
 
@@ -61,8 +63,17 @@ def register_auto_classes() -> None:
     MemotionImageProcessor.register_for_auto_class("AutoImageProcessor")
     AutoConfig.register(ViseConfig.model_type, ViseConfig, exist_ok=True)
     AutoModel.register(ViseConfig, ViseModel, exist_ok=True)
+    AutoModelForImageClassification.register(ViseConfig, ViseForImageClassification, exist_ok=True)
+    AutoModelForPreTraining.register(ViseConfig, ViseForPretraining, exist_ok=True)
+    AutoImageProcessor.register(
+        ViseConfig,
+        image_processor_classes={"torchvision": MemotionImageProcessor, "pil": MemotionImageProcessor},
+        exist_ok=True,
+    )
     ViseConfig.register_for_auto_class("AutoConfig")
     ViseModel.register_for_auto_class("AutoModel")
+    ViseForImageClassification.register_for_auto_class("AutoModelForImageClassification")
+    ViseForPretraining.register_for_auto_class("AutoModelForPreTraining")
     AutoConfig.register(MemotionEnsembleConfig.model_type, MemotionEnsembleConfig, exist_ok=True)
     AutoModel.register(MemotionEnsembleConfig, MemotionEnsembleModel, exist_ok=True)
     from hf_memotion.pipelines import register_pipeline

@@ -35,6 +35,7 @@ __all__ = [
     "ensemble_card",
     "framework_versions",
     "score_name",
+    "vise_card",
     "write_model_card",
 ]
 
@@ -128,6 +129,9 @@ def _hub_base_model(entry: Mapping[str, Any]) -> str | None:
     if entry.get("modality") == "text":
         backbone = str(entry.get("backbone", ""))
         return None if backbone.startswith("tiny:") or os.path.exists(backbone) else backbone or None
+    vise = entry.get("vise_backbone")
+    if vise:  # a VisE backbone: its Hub id, or nothing for a local folder
+        return None if os.path.exists(str(vise)) else str(vise)
     if not entry.get("pretrained") or entry.get("pretrained_file"):
         return None
     import timm
@@ -149,6 +153,8 @@ def _pretrained_text(entry: Mapping[str, Any]) -> str:
         return hub
     if entry.get("modality") == "text":
         return "none: random initialisation" if str(entry.get("backbone", "")).startswith("tiny:") else "local files"
+    if entry.get("vise_backbone"):
+        return f"the VisE backbone at {entry['vise_backbone']}"
     if entry.get("pretrained_file"):
         return "a local checkpoint"
     return "timm pretrained weights" if entry.get("pretrained") else "none: random initialisation"
@@ -303,6 +309,75 @@ def base_model_card(
         is_demo=data_name == _DEMO,
         framework_versions=framework_versions(),
         citations="\n\n".join(CITATIONS.values()),
+    )
+
+
+#: License of the released VisE checkpoints (and so of any conversion of them).
+RELEASED_VISE_LICENSE = "cc-by-nc-4.0"
+
+
+def vise_card(info: Mapping[str, Any], *, model_id: str | None = None, license: str | None = None) -> ModelCard:
+    """The card of a VisE backbone folder: converted from a released checkpoint, or pretrained here.
+
+    Args:
+        info: ``origin`` (``"released"`` or ``"pretrained"``), ``architecture``, ``num_features``; for released
+            weights ``checkpoint`` (file name); for pretrained ones the ``pretraining.json`` report fields
+            (``settings``, ``posts``, ``comment_clusters``, ``reaction_clusters``, ``curves``, ``demo``).
+        model_id: Hub id the folder will be published as (used in the usage snippet).
+        license: License id; released weights are always ``cc-by-nc-4.0`` (their license).
+
+    Example:
+        >>> card = vise_card({"origin": "released", "architecture": "resnet50", "num_features": 2048,
+        ...                   "checkpoint": "resnet50_1m.pth"})
+        >>> card.data.license, card.data.pipeline_tag
+        ('cc-by-nc-4.0', 'image-feature-extraction')
+    """
+    released = info.get("origin") == "released"
+    if released:
+        license = RELEASED_VISE_LICENSE
+        origin = (f"Converted by `hf_memotion.vise.convert_released_checkpoint` from the authors' released "
+                  f"checkpoint `{info.get('checkpoint', 'resnet50')}` (a torchvision ResNet-50 without pooling and "
+                  "classifier), every key and shape checked: the feature map equals the original's.")  # fmt: skip
+        note = ("The released VisE weights are licensed **CC-BY-NC 4.0** (attribution, non-commercial use only); "
+                "this conversion keeps that license.")  # fmt: skip
+    else:
+        license = license or "other"
+        origin = (f"Pretrained with `scripts/pretrain_vise.py` on {info.get('posts', '?')} posts' mined labels "
+                  f"({info.get('comment_clusters', '?')} comment clusters, {info.get('reaction_clusters', '?')} "
+                  f"reaction clusters), {info.get('max_steps', '?')} steps at peak learning rate "
+                  f"{info.get('peak_learning_rate', '?')}.")  # fmt: skip
+        note = ("These weights were trained by this library's user; they carry the terms of the engagement data "
+                f"they were trained on (declared here as `{license}`).")  # fmt: skip
+    curves = [c for c in info.get("curves") or [] if "comment_loss" in c and "reaction_loss" in c]
+    losses = None
+    if curves:
+        losses = {"first_step": curves[0]["step"], "last_step": curves[-1]["step"],
+                  "comment_first": f"{curves[0]['comment_loss']:.4f}",
+                  "comment_last": f"{curves[-1]['comment_loss']:.4f}",
+                  "reaction_first": f"{curves[0]['reaction_loss']:.4f}",
+                  "reaction_last": f"{curves[-1]['reaction_loss']:.4f}"}  # fmt: skip
+    architecture = info.get("architecture", "resnet50")
+    data = ModelCardData(
+        model_name=f"VisE {architecture}" + (" (released weights)" if released else ""),
+        library_name="hf-memotion",
+        pipeline_tag="image-feature-extraction",
+        tags=["hf-memotion", "vise", "visual-engagement", "image-feature-extraction", "timm"],
+        **_license(license),
+    )
+    hyper = {k: v for k, v in (info.get("settings") or {}).items() if v not in (None, {}, [])} if not released else {}
+    return _render(
+        "vise.md",
+        data,
+        model_id=model_id or MODEL_ID_PLACEHOLDER,
+        architecture=architecture,
+        num_features=info.get("num_features", "features"),
+        origin=origin,
+        hyperparameters=hyper,
+        losses=losses,
+        license_note=note,
+        is_demo=bool(info.get("demo")),
+        framework_versions=framework_versions(),
+        citations=CITATIONS["vise"],
     )
 
 

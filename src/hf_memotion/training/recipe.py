@@ -48,7 +48,7 @@ __all__ = ["TrainingReport", "format_table7", "run_training"]
 logger = logging.getLogger(__name__)
 
 _MODEL_KEYS = {"name", "modality", "backbone", "architecture", "problems", "layout", "training", "model", "tiny",
-               "processor", "ten_crop", "pretrained", "pretrained_file", "weighted_loss"}  # fmt: skip
+               "processor", "ten_crop", "pretrained", "pretrained_file", "vise_backbone", "weighted_loss"}  # fmt: skip
 
 
 def _expand(models: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -102,7 +102,7 @@ def _train_base_model(entry: Mapping[str, Any], data: datasets.DatasetDict, fold
             data, folder, architecture=entry.get("architecture", "test_resnet"), problems=problems,
             training=training, model_kwargs=entry.get("model"), processor_kwargs=entry.get("processor"),
             ten_crop=bool(entry.get("ten_crop", True)), pretrained=bool(entry.get("pretrained", False)),
-            pretrained_cfg_overlay={"file": str(file)} if file else None,
+            pretrained_cfg_overlay={"file": str(file)} if file else None, vise_backbone=entry.get("vise_backbone"),
             weighted_loss=bool(entry.get("weighted_loss", True)), **common,
         )  # fmt: skip
     raise ValueError(f"model {entry.get('name')!r}: modality must be 'text' or 'vision', got {entry.get('modality')!r}")

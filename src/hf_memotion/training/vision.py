@@ -98,11 +98,20 @@ def vision_model_factory(
     *,
     pretrained: bool = False,
     pretrained_cfg_overlay: dict | None = None,
+    vise_backbone: str | None = None,
     **model_kwargs: Any,
 ) -> Any:
-    """A ``model_init``: a fresh visual classifier (on timm's pre-trained weights when ``pretrained``)."""
+    """A ``model_init``: a fresh visual classifier, on pre-trained weights if asked.
+
+    timm's weights with ``pretrained`` (or a local file through ``pretrained_cfg_overlay``), a VisE backbone's with
+    ``vise_backbone``.
+    """
 
     def model_init() -> MemotionVisionForImageClassification:
+        if vise_backbone:
+            return MemotionVisionForImageClassification.from_vise(
+                vise_backbone, problems=list(problems), **model_kwargs
+            )
         if pretrained or pretrained_cfg_overlay:
             return MemotionVisionForImageClassification.from_timm(
                 architecture, pretrained_cfg_overlay=pretrained_cfg_overlay, problems=list(problems), **model_kwargs
@@ -132,6 +141,7 @@ def train_vision_classifier(
     weighted_loss: bool = True,
     pretrained: bool = False,
     pretrained_cfg_overlay: dict | None = None,
+    vise_backbone: str | None = None,
     ten_crop: bool = True,
     processor_kwargs: dict[str, Any] | None = None,
     model_kwargs: dict[str, Any] | None = None,
@@ -150,6 +160,7 @@ def train_vision_classifier(
         weighted_loss: Inverse-frequency class weights (the paper's loss).
         pretrained: Start from timm's pre-trained weights (downloads unless ``pretrained_cfg_overlay`` names a file).
         pretrained_cfg_overlay: timm's overlay, e.g. ``{"file": "weights.safetensors"}`` for a local checkpoint.
+        vise_backbone: Start from a VisE backbone (folder or Hub id); its architecture replaces ``architecture``.
         ten_crop: Ten-crop for early stopping, out-of-fold and test predictions (the paper's inference).
         processor_kwargs: Overrides of the processor timm's data config gives (e.g. ``{"crop_size": 64}``).
         model_kwargs: :class:`MemotionVisionConfig` fields (``drop_rate``, ``model_args``).
@@ -163,19 +174,34 @@ def train_vision_classifier(
     model_kwargs = dict(model_kwargs or {})
     if weighted_loss:
         model_kwargs["class_weights"] = {p: class_weights(train[p], len(problem_labels[p])).tolist() for p in problems}
+    if vise_backbone:
+        from hf_memotion.vise.configuration_vise import ViseConfig
+
+        try:
+            architecture = ViseConfig.from_pretrained(vise_backbone).architecture
+        except OSError as err:
+            raise FileNotFoundError(
+                f"vise_backbone {vise_backbone}: not a VisE model folder or Hub id ({err})"
+            ) from None
     processor = MemotionImageProcessor.from_timm(architecture, ten_crop=ten_crop, **(processor_kwargs or {}))
     test = splits.get("test")
     scored = test is not None and all(p in test.column_names for p in problems)
     settings = {"modality": "vision", "architecture": architecture, "problems": problems,
                 "training": training.to_dict(), "model": model_kwargs, "processor": processor.to_dict(),
-                "pretrained": bool(pretrained or pretrained_cfg_overlay), "n_splits": n_splits,
+                "pretrained": bool(pretrained or pretrained_cfg_overlay), "vise_backbone": vise_backbone,
+                "n_splits": n_splits,
                 "n_rows": len(train), "ten_crop": ten_crop, "weighted_loss": weighted_loss,
                 "data": data_provenance(train)}  # fmt: skip
     return run_classifier(
         train_dataset=prepare_vision_dataset(train, processor, problems, train=True),
         eval_dataset=prepare_vision_dataset(train, processor, problems, train=False, ten_crop=ten_crop),
         model_init=vision_model_factory(
-            architecture, problems, pretrained=pretrained, pretrained_cfg_overlay=pretrained_cfg_overlay, **model_kwargs
+            architecture,
+            problems,
+            pretrained=pretrained,
+            pretrained_cfg_overlay=pretrained_cfg_overlay,
+            vise_backbone=vise_backbone,
+            **model_kwargs,
         ),
         problem_labels=problem_labels,
         training=training,
@@ -199,7 +225,8 @@ def run_vision_experiment(config: dict[str, Any]) -> dict[str, ClassifierRunResu
 
     Keys: ``data`` (see :func:`hf_memotion.config.load_data`), ``output_dir``, ``architecture``,
     ``problems``, ``layout`` (``"multitask"`` or ``"per_problem"``), ``n_splits``, ``seed``,
-    ``weighted_loss``, ``pretrained``, ``pretrained_file`` (a local weight file for timm),
+    ``weighted_loss``, ``pretrained``, ``pretrained_file`` (a local weight file for timm), ``vise_backbone`` (a
+    VisE backbone folder or Hub id to start from),
     ``ten_crop``, ``processor`` (processor overrides), ``model`` (:class:`MemotionVisionConfig`
     fields) and ``training`` (:class:`ClassifierTrainingConfig` fields; a list as
     ``learning_rate`` is the paper's grid: each rate is cross-validated, the best mean out-of-fold
@@ -208,8 +235,8 @@ def run_vision_experiment(config: dict[str, Any]) -> dict[str, ClassifierRunResu
     from hf_memotion.config import load_data
 
     check_keys(config, {"data", "output_dir", "architecture", "problems", "layout", "n_splits", "seed",
-                        "weighted_loss", "pretrained", "pretrained_file", "ten_crop", "processor", "model",
-                        "training"})  # fmt: skip
+                        "weighted_loss", "pretrained", "pretrained_file", "vise_backbone", "ten_crop", "processor",
+                        "model", "training"})  # fmt: skip
     groups = problem_groups(config)
     data = load_data(config.get("data") or {"demo": {}})
     output = Path(config.get("output_dir", "outputs/vision"))
@@ -224,6 +251,7 @@ def run_vision_experiment(config: dict[str, Any]) -> dict[str, ClassifierRunResu
         "weighted_loss": bool(config.get("weighted_loss", True)),
         "pretrained": bool(config.get("pretrained", False)),
         "pretrained_cfg_overlay": {"file": str(file)} if file else None,
+        "vise_backbone": config.get("vise_backbone"),
         "ten_crop": bool(config.get("ten_crop", True)),
         "processor_kwargs": config.get("processor"),
         "model_kwargs": config.get("model"),

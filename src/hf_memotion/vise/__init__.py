@@ -1,7 +1,13 @@
-"""VisE: image representations learned from social-media engagement: mining pseudo-labels, backbones, conversion."""
+"""VisE: image representations learned from social-media engagement: mining, backbones, pretraining, conversion."""
 
 from hf_memotion.vise.configuration_vise import ViseConfig
-from hf_memotion.vise.convert import CheckpointMismatchError, convert_released_checkpoint, load_released_state_dict
+from hf_memotion.vise.convert import (
+    CheckpointMismatchError,
+    convert_released_checkpoint,
+    load_released_state_dict,
+    save_converted_checkpoint,
+    to_released_state_dict,
+)
 from hf_memotion.vise.engagement import (
     REACTIONS,
     DemoEngagementConfig,
@@ -10,15 +16,31 @@ from hf_memotion.vise.engagement import (
     make_demo_engagement,
 )
 from hf_memotion.vise.mining import ClusterModels, MiningConfig, fit_cluster_models, label_features, mine_labels
-from hf_memotion.vise.modeling_vise import ViseForPretraining, ViseModel, VisePreTrainedModel
+from hf_memotion.vise.modeling_vise import (
+    ViseForImageClassification,
+    ViseForPretraining,
+    ViseModel,
+    VisePreTrainedModel,
+)
+from hf_memotion.vise.pretraining import (
+    LearningRateSchedule,
+    PretrainingCollator,
+    PretrainingSettings,
+    load_mined_labels,
+    pretrain_vise,
+)
 
 __all__ = [
     "REACTIONS",
     "CheckpointMismatchError",
     "ClusterModels",
     "DemoEngagementConfig",
+    "LearningRateSchedule",
     "MiningConfig",
+    "PretrainingCollator",
+    "PretrainingSettings",
     "ViseConfig",
+    "ViseForImageClassification",
     "ViseForPretraining",
     "ViseModel",
     "VisePreTrainedModel",
@@ -27,7 +49,11 @@ __all__ = [
     "fit_cluster_models",
     "label_features",
     "load_engagement",
+    "load_mined_labels",
     "load_released_state_dict",
     "make_demo_engagement",
     "mine_labels",
+    "pretrain_vise",
+    "save_converted_checkpoint",
+    "to_released_state_dict",
 ]

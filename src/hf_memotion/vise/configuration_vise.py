@@ -20,6 +20,9 @@ class ViseConfig(PretrainedConfig):
         comment_clusters: Outputs of the comment head (k of the comment K-means; 5000 in the paper).
         reaction_clusters: Outputs of the reaction head (128 in the paper).
         prior_probability: pi of the heads' bias initialisation, ``-log((1 - pi) / pi)`` (0.01 in the paper).
+        extra_features: Width of extra per-example features that :class:`ViseForImageClassification` concatenates
+            to the pooled image features before its classifier (e.g. a frozen text encoder's sentence embedding
+            for Hateful Memes); 0 for images only.
 
     Example:
         >>> config = ViseConfig(architecture="resnet50", comment_clusters=5000)
@@ -33,6 +36,7 @@ class ViseConfig(PretrainedConfig):
     comment_clusters: int = 5000
     reaction_clusters: int = 128
     prior_probability: float = 0.01
+    extra_features: int = 0
 
     def __post_init__(self, **kwargs: Any):
         super().__post_init__(**kwargs)
@@ -42,6 +46,8 @@ class ViseConfig(PretrainedConfig):
             raise ValueError(f"{self.architecture!r} is not a timm architecture; see timm.list_models()")
         if not 0.0 < self.prior_probability < 1.0:
             raise ValueError(f"prior_probability must be in (0, 1), got {self.prior_probability}")
+        if self.extra_features < 0:
+            raise ValueError(f"extra_features must be >= 0, got {self.extra_features}")
         if self.comment_clusters < 1 or self.reaction_clusters < 1:
             raise ValueError("comment_clusters and reaction_clusters must be positive")
         self.model_args = dict(self.model_args or {})

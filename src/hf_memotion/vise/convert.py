@@ -22,9 +22,17 @@ import torch
 from hf_memotion.vise.configuration_vise import ViseConfig
 from hf_memotion.vise.modeling_vise import ViseModel
 
-__all__ = ["CheckpointMismatchError", "convert_released_checkpoint", "load_released_state_dict", "rename_released_key"]
+__all__ = [
+    "CheckpointMismatchError",
+    "convert_released_checkpoint",
+    "load_released_state_dict",
+    "rename_released_key",
+    "save_converted_checkpoint",
+    "to_released_state_dict",
+]
 
 _PREFIXES = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3", "7": "layer4"}
+_INDICES = {name: index for index, name in _PREFIXES.items()}
 
 
 class CheckpointMismatchError(ValueError):
@@ -41,7 +49,15 @@ def rename_released_key(key: str) -> str:
 
 def load_released_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read a released ``.pth`` with ``torch.load(weights_only=True)`` (tensors only; no code runs)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such checkpoint file (the released resnet50_1m / resnet50_250m .pth)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointMismatchError(
+            f"{path} is not a tensors-only PyTorch checkpoint ({type(err).__name__}: {reason})"
+        ) from None
     if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
         state = state["state_dict"]
     if not isinstance(state, Mapping):
@@ -68,4 +84,40 @@ def convert_released_checkpoint(state_dict: Mapping[str, torch.Tensor]) -> ViseM
             f"{unexpected[:10]} ({len(unexpected)}), shape mismatches {shapes[:10]}"
         )
     model.timm_model.load_state_dict(renamed, strict=True)
+    return model
+
+
+def to_released_state_dict(model: ViseModel) -> dict[str, torch.Tensor]:
+    """The inverse of :func:`convert_released_checkpoint`: a ResNet-50 ``ViseModel``'s weights in the released layout.
+
+    Converting a released state dict and back gives the same keys and bit-identical tensors.
+    """
+    out = {}
+    for key, value in model.timm_model.state_dict().items():
+        prefix, _, rest = key.partition(".")
+        if prefix not in _INDICES:
+            raise CheckpointMismatchError(f"{key!r} has no place in the released layout (only conv1, bn1, layer1..4)")
+        out[f"{_INDICES[prefix]}.{rest}"] = value
+    return out
+
+
+def save_converted_checkpoint(
+    path: str | os.PathLike, output_dir: str | os.PathLike, *, model_id: str | None = None
+) -> ViseModel:
+    """Convert a released ``.pth`` into a folder ``AutoModel.from_pretrained`` loads, with its processor and card.
+
+    The card carries the CC-BY-NC 4.0 license of the released weights.
+    """
+    from pathlib import Path
+
+    from hf_memotion.hub.cards import vise_card, write_model_card
+    from hf_memotion.models.vision.image_processing_memotion import MemotionImageProcessor
+
+    model = convert_released_checkpoint(load_released_state_dict(path))
+    folder = Path(output_dir)
+    model.save_pretrained(folder)
+    MemotionImageProcessor.from_timm("resnet50", ten_crop=False).save_pretrained(folder)
+    card = vise_card({"origin": "released", "architecture": "resnet50", "num_features": model.timm_model.num_features,
+                      "checkpoint": Path(path).name}, model_id=model_id)  # fmt: skip
+    write_model_card(folder, card)
     return model

@@ -478,9 +478,14 @@ def mine_labels(
     ]
     if errors:
         logger.warning("%d malformed rows skipped (listed in %s/labels-*.errors.jsonl)", len(errors), output)
-    report = _report(output, targets, config, holdout, results, errors)
+    report = {"corpus": corpus_description(corpus), **_report(output, targets, config, holdout, results, errors)}
     atomic_write_text(output / "mining.json", json.dumps(report, indent=2))
     return report
+
+
+def corpus_description(corpus: str | os.PathLike) -> dict[str, Any]:
+    """Where the posts came from, for reports and model cards: the path, and whether it is the demo corpus."""
+    return {"path": str(corpus), "demo": (Path(str(corpus)) / ".demo_engagement").is_file()}
 
 
 def _report(output: Path, targets: Mapping[Path, Path], config: MiningConfig, holdout, results, errors) -> dict:

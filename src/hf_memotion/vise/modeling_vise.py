@@ -5,6 +5,9 @@
 heads of Eq. (1) of the VisE paper: a comment head trained with a soft-target cross-entropy over the
 comment clusters (the mined normalised counts) and a reaction head trained with cross-entropy over
 the reaction clusters (posts without reactions, label ``-1``, are ignored); the loss is their sum.
+``ViseForImageClassification`` is the downstream variant (``AutoModelForImageClassification``): one
+linear classifier on the pooled features, optionally concatenated with extra features (a text
+embedding for multi-modal tasks).
 """
 
 from __future__ import annotations
@@ -16,12 +19,18 @@ import timm
 import torch
 from torch import nn
 from transformers import PreTrainedModel
-from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers.modeling_outputs import BaseModelOutputWithPooling, ImageClassifierOutputWithNoAttention
 from transformers.utils import ModelOutput
 
 from hf_memotion.vise.configuration_vise import ViseConfig
 
-__all__ = ["ViseForPretraining", "ViseModel", "VisePreTrainedModel", "VisePretrainingOutput"]
+__all__ = [
+    "ViseForImageClassification",
+    "ViseForPretraining",
+    "ViseModel",
+    "VisePreTrainedModel",
+    "VisePretrainingOutput",
+]
 
 
 class VisePreTrainedModel(PreTrainedModel):
@@ -32,10 +41,13 @@ class VisePreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
 
     def _init_weights(self, module: nn.Module) -> None:
-        """Only the engagement heads are initialised here: small weights, the prior-probability bias."""
+        """Only the linear heads are initialised here: small weights; the prior-probability bias for engagement."""
         if isinstance(module, nn.Linear) and getattr(module, "_vise_head", False):
             nn.init.normal_(module.weight, std=0.01)
             nn.init.constant_(module.bias, self.config.initial_bias)
+        elif isinstance(module, nn.Linear) and getattr(module, "_vise_classifier", False):
+            nn.init.normal_(module.weight, std=0.01)
+            nn.init.zeros_(module.bias)
 
 
 class ViseModel(VisePreTrainedModel):
@@ -137,3 +149,48 @@ class ViseForPretraining(VisePreTrainedModel):
             reaction_logits=reaction_logits,
             pooler_output=pooled,
         )
+
+
+class ViseForImageClassification(VisePreTrainedModel):
+    """A VisE backbone with one linear classifier, for downstream fine-tuning (``AutoModelForImageClassification``).
+
+    Load a pretrained backbone with a new classifier:
+    ``ViseForImageClassification.from_pretrained("org/vise-resnet50", num_labels=6)``. With
+    ``config.extra_features > 0``, ``extra_features`` (e.g. a frozen text encoder's sentence embedding) are
+    concatenated to the pooled image features before the classifier.
+
+    Example:
+        >>> import torch
+        >>> config = ViseConfig(architecture="test_resnet", num_labels=3, extra_features=8)
+        >>> model = ViseForImageClassification(config)
+        >>> out = model(torch.zeros(2, 3, 64, 64), extra_features=torch.zeros(2, 8), labels=torch.tensor([0, 2]))
+        >>> out.logits.shape, bool(out.loss > 0)
+        (torch.Size([2, 3]), True)
+    """
+
+    def __init__(self, config: ViseConfig):
+        super().__init__(config)
+        self.vise = ViseModel(config)
+        self.classifier = nn.Linear(self.vise.timm_model.num_features + config.extra_features, config.num_labels)
+        self.classifier._vise_classifier = True
+        self.post_init()
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        extra_features: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> ImageClassifierOutputWithNoAttention:
+        """Logits ``(batch, num_labels)``; with ``labels``, the cross-entropy loss."""
+        pooled = self.vise(pixel_values).pooler_output
+        if self.config.extra_features:
+            if extra_features is None or extra_features.shape != (pooled.shape[0], self.config.extra_features):
+                raise ValueError(
+                    f"this classifier takes extra_features of shape (batch, {self.config.extra_features}) "
+                    "beside the images (config.extra_features)"
+                )
+            pooled = torch.cat([pooled, extra_features.to(pooled.dtype)], dim=-1)
+        logits = self.classifier(pooled)
+        loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        return ImageClassifierOutputWithNoAttention(loss=loss, logits=logits)

@@ -33,7 +33,7 @@ from typing import Any
 
 from hf_memotion.io_utils import atomic_write_text
 from hf_memotion.vise.engagement import REACTIONS, engagement_shards
-from hf_memotion.vise.mining import MiningConfig, is_holdout, sample_comments
+from hf_memotion.vise.mining import MiningConfig, corpus_description, is_holdout, sample_comments
 
 __all__ = ["local_spark_session", "mine_labels_spark"]
 
@@ -200,7 +200,8 @@ def mine_labels_spark(
         os.replace(models, output / "clusters_spark")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    report = _spark_report(labels, k_comments, k_reactions, held, n_comments, errors, config)
+    report = {"corpus": corpus_description(corpus),
+              **_spark_report(labels, k_comments, k_reactions, held, n_comments, errors, config)}  # fmt: skip
     atomic_write_text(output / "mining.json", json.dumps(report, indent=2))
     return report
 

@@ -179,6 +179,27 @@ class MemotionVisionForImageClassification(MemotionVisionPreTrainedModel):
         model.timm_model.load_state_dict(pretrained.state_dict())
         return model
 
+    @classmethod
+    def from_vise(cls, source: str, **config_kwargs: Any) -> MemotionVisionForImageClassification:
+        """Build a classifier on a VisE backbone (a folder or Hub id of a ``ViseModel``; no remote code).
+
+        The architecture and ``model_args`` come from the VisE config, the network weights from its
+        ``timm_model``; the problem heads are new. This is how a VisE backbone becomes a visual base model of
+        the meme ensemble (``vise_backbone:`` in a training config).
+        """
+        from hf_memotion.vise.modeling_vise import ViseModel
+
+        try:
+            vise = ViseModel.from_pretrained(source)
+        except OSError as err:
+            raise FileNotFoundError(f"vise_backbone {source}: not a VisE model folder or Hub id ({err})") from None
+        config = MemotionVisionConfig(
+            architecture=vise.config.architecture, model_args=vise.config.model_args, **config_kwargs
+        )
+        model = cls(config)
+        model.timm_model.load_state_dict(vise.timm_model.state_dict())
+        return model
+
     def forward(
         self, pixel_values: torch.Tensor | None = None, labels: torch.Tensor | None = None, **kwargs: Any
     ) -> MemotionClassifierOutput:

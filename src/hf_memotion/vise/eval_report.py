@@ -1,0 +1,154 @@
+"""Tables and plots of VisE downstream results, in the form of the paper's Tables 6/7 (scores) and 10-16 (grids).
+
+Example:
+    >>> row = {"task": "cub", "backbone": "vise", "protocol": "linear", "metric": "accuracy", "splits": 1,
+    ...        "validation_accuracy_mean": 61.5, "validation_accuracy_std": 0.0, "test_accuracy_mean": 60.25,
+    ...        "test_accuracy_std": 0.0, "base_lr": 0.025, "weight_decay": 0.001, "s_lr": 3.1, "s_wd": 0.4}
+    >>> print(results_table([row], "linear").splitlines()[2])
+    | vise | 61.50 | 60.25 |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from hf_memotion.io_utils import atomic_open
+
+__all__ = ["hyperparameter_table", "plot_grids", "plot_results", "results_table"]
+
+_TITLES = {"linear": "Linear evaluation (frozen backbone)", "finetune": "Fine-tuning"}
+
+
+def _cell(row: Mapping[str, Any], part: str, name: str, reference: Mapping[str, Any] | None) -> str:
+    mean, std = row.get(f"{part}_{name}_mean"), row.get(f"{part}_{name}_std")
+    if mean is None:
+        return "-"
+    digits = 4 if name == "roc_auc" else 2
+    text = f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if row.get("splits", 1) > 1 else "")
+    if reference is not None and reference is not row and reference.get(f"{part}_{name}_mean") is not None:
+        delta = mean - reference[f"{part}_{name}_mean"]
+        text += f" ({'+' if delta >= 0 else '-'}{abs(delta):.{digits}f})"
+    return text
+
+
+def _columns(task_rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, str]]:
+    if task_rows[0]["metric"] == "roc_auc":
+        return [("test", "roc_auc", "ROC AUC"), ("test", "accuracy", "Accuracy")]
+    return [("validation", "accuracy", "Val Accuracy"), ("test", "accuracy", "Test Accuracy")]
+
+
+def results_table(rows: Sequence[Mapping[str, Any]], protocol: str, reference: str | None = None) -> str:
+    """A Markdown table of one protocol (Table 6: linear, Table 7: fine-tuning): a row per backbone.
+
+    Accuracy tasks give validation and test accuracy (mean ± std over random splits); ROC AUC tasks give test
+    ROC AUC and accuracy. With ``reference``, each cell also shows its difference from that backbone.
+    """
+    rows = [r for r in rows if r["protocol"] == protocol]
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    backbones = list(dict.fromkeys(r["backbone"] for r in rows))
+    index = {(r["task"], r["backbone"]): r for r in rows}
+    header, rule = ["Backbone"], ["---"]
+    for task in tasks:
+        for _, _, label in _columns([r for r in rows if r["task"] == task]):
+            header.append(f"{task} {label}" if len(tasks) > 1 else label)
+            rule.append("---:")
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(rule) + " |"]
+    for backbone in backbones:
+        cells = [backbone]
+        for task in tasks:
+            row = index.get((task, backbone))
+            ref = index.get((task, reference)) if reference else None
+            for part, name, _ in _columns([r for r in rows if r["task"] == task]):
+                cells.append(_cell(row, part, name, ref) if row else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def hyperparameter_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The chosen base LR and weight decay with ``S_lr`` and ``S_wd`` per task, backbone and protocol (Tables 10-16)."""
+    lines = [
+        "| Task | Backbone | Protocol | Base LR | WD | S_lr | S_wd |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        lines.append(f"| {r['task']} | {r['backbone']} | {r['protocol']} | {r['base_lr']:g} | {r['weight_decay']:g} "
+                     f"| {r['s_lr']:.4g} | {r['s_wd']:.4g} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def _save(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    with atomic_open(path, "wb", encoding=None) as handle:
+        fig.savefig(handle, format="png", dpi=100)
+    plt.close(fig)
+
+
+def plot_results(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> Path:
+    """Bar chart of each backbone's test score per task, one panel per protocol (error bars: std over splits)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    protocols = list(dict.fromkeys(r["protocol"] for r in rows))
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    backbones = list(dict.fromkeys(r["backbone"] for r in rows))
+    fig, axes = plt.subplots(1, len(protocols), figsize=(5 * len(protocols), 3.8), squeeze=False)
+    width = 0.8 / max(1, len(backbones))
+    for ax, protocol in zip(axes[0], protocols, strict=True):
+        for b, backbone in enumerate(backbones):
+            means, stds = [], []
+            for task in tasks:
+                row = next((r for r in rows if (r["task"], r["backbone"], r["protocol"]) == (task, backbone, protocol)),
+                           None)  # fmt: skip
+                scale = 100.0 if row and row["metric"] == "roc_auc" else 1.0  # ROC AUC drawn in percent
+                means.append(row[f"test_{row['metric']}_mean"] * scale if row else np.nan)
+                stds.append(row[f"test_{row['metric']}_std"] * scale if row else 0.0)
+            ax.bar(np.arange(len(tasks)) + b * width, means, width, yerr=stds, label=backbone, capsize=3)
+        ax.set_xticks(np.arange(len(tasks)) + width * (len(backbones) - 1) / 2)
+        ax.set_xticklabels(tasks, rotation=15)
+        ax.set(ylabel="test accuracy / ROC AUC (%)", title=_TITLES.get(protocol, protocol), ylim=(0, 100))
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    target = Path(path)
+    _save(fig, target)
+    return target
+
+
+def plot_grids(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> Path:
+    """Heat maps of the validation score over base LR x weight decay (first split), one per result row."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    columns = min(4, len(rows))
+    lines = -(-len(rows) // columns)
+    fig, axes = plt.subplots(lines, columns, figsize=(3.4 * columns, 3.0 * lines), squeeze=False)
+    for ax in axes.flat[len(rows) :]:
+        ax.axis("off")
+    for ax, row in zip(axes.flat, rows, strict=False):
+        grid = row["per_split"][0]["grid"]
+        lrs = sorted({g["base_lr"] for g in grid}, reverse=True)
+        wds = sorted({g["weight_decay"] for g in grid}, reverse=True)
+        values = np.full((len(wds), len(lrs)), np.nan)
+        for g in grid:
+            values[wds.index(g["weight_decay"]), lrs.index(g["base_lr"])] = g["validation"][row["metric"]]
+        image = ax.imshow(values, cmap="viridis")
+        for (i, j), value in np.ndenumerate(values):
+            ax.text(j, i, f"{value:.3g}", ha="center", va="center", color="white", fontsize=8)
+        ax.set_xticks(range(len(lrs)), [f"{x:g}" for x in lrs], fontsize=7)
+        ax.set_yticks(range(len(wds)), [f"{x:g}" for x in wds], fontsize=7)
+        ax.set(xlabel="base LR", ylabel="weight decay")
+        ax.set_title(f"{row['task']} / {row['backbone']} / {row['protocol']}", fontsize=8)
+        fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    target = Path(path)
+    _save(fig, target)
+    return target

@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.hf_memotion_installed
 
-.PHONY: demo test test-slow lint install clean
+.PHONY: demo vise-demo test test-slow lint install clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,12 @@ demo: $(STAMP)
 	$(PY) scripts/make_demo_data.py --config configs/demo.yaml
 	$(PY) scripts/train.py configs/demo.yaml
 	$(PY) scripts/predict.py outputs/demo/ensemble
+
+# VisE end to end on the demo corpus: mine pseudo-labels, pretrain a backbone, run the downstream protocols.
+vise-demo: $(STAMP)
+	$(PY) scripts/mine_vise_labels.py
+	$(PY) scripts/pretrain_vise.py
+	$(PY) scripts/evaluate_vise.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests scripts space

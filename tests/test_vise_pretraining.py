@@ -132,3 +132,20 @@ def test_a_killed_pretraining_run_resumes_from_its_last_checkpoint(mined, tmp_pa
     steps = [c["step"] for c in report["curves"]]  # the restored history, then the remaining steps
     assert steps == sorted(set(steps)) and steps[-1] == 120
     assert "comment_loss" in output and (tmp_path / "run" / "loss_curves.png").is_file()
+
+
+@pytest.mark.slow
+def test_two_processes_pretrain_from_the_same_stream(mined, tmp_path):
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+    args = [str(ROOT / "scripts" / "pretrain_vise.py"), str(ROOT / "configs" / "vise_pretrain_demo.yaml"),
+            "data.mine=null", f"data.labels={mined}", f"output_dir={tmp_path / 'run'}",
+            "pretraining.architecture=test_resnet", "pretraining.image_size=32", "pretraining.batch_size=32",
+            "pretraining.max_steps=40", "pretraining.base_learning_rate=0.8", "pretraining.logging_steps=5"]  # fmt: skip
+    run = subprocess.run([*launcher, *args], cwd=tmp_path, capture_output=True, text=True,
+                         env={**os.environ, "HF_MEMOTION_PROGRESS": "0"})  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads((tmp_path / "run" / "pretraining.json").read_text())
+    assert report["processes"] == 2 and report["curves"][-1]["step"] == 40
+    for name in ("comment_loss", "reaction_loss"):
+        assert report["curves"][-1][name] < report["curves"][0][name], name
+    assert AutoModel.from_pretrained(tmp_path / "run" / "backbone").config.architecture == "test_resnet"

@@ -308,6 +308,7 @@ def _training_arguments(settings: PretrainingSettings, output: Path, max_steps: 
         dataloader_pin_memory=torch.cuda.is_available(),
         remove_unused_columns=False,
         max_grad_norm=0.0,  # the paper does not clip
+        ddp_find_unused_parameters=False,  # both heads and the whole backbone take part in every step
         # each process streams its own label files instead of the main process dispatching batches
         accelerator_config={"use_configured_state": True, "dispatch_batches": False},
         use_cpu=not torch.cuda.is_available(),
@@ -371,9 +372,10 @@ def pretrain_vise(
     if trainer.pop_callback(ProgressCallback) is not None:
         trainer.add_callback(LoggingProgressCallback())
     checkpoint = get_last_checkpoint(args.output_dir) if resume and Path(args.output_dir).is_dir() else None
-    if checkpoint:
+    if checkpoint and state.is_main_process:
         logger.info("resuming from %s", checkpoint)
-    logger.info("pretraining %s for %d steps at peak learning rate %g (%d posts, k = %d comment / %d reaction)",
+    if state.is_main_process:
+        logger.info("pretraining %s for %d steps at peak learning rate %g (%d posts, k = %d comment / %d reaction)",
                 settings.architecture, max_steps, args.learning_rate, posts, comment_k, reaction_k)  # fmt: skip
     trainer.train(resume_from_checkpoint=checkpoint)
     curves = [

@@ -12,13 +12,12 @@ points are kept in ``<output_dir>/runs/``: an interrupted evaluation started aga
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
 from pathlib import Path
 
-from hf_memotion.cli import USER_ERRORS
+from hf_memotion.cli import USER_ERRORS, parse_config_arguments
 from hf_memotion.config import load_run_config
 from hf_memotion.training.runs import check_keys
 
@@ -51,14 +50,8 @@ def _read_tasks(entries):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("config", nargs="?", default="configs/vise_eval_demo.yaml", help="YAML config")
-    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. linear.epochs=90")
-    args = parser.parse_args(argv)
-    if "=" in args.config:
-        args.overrides.insert(0, args.config)
-        args.config = parser.get_default("config")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    path, overrides = parse_config_arguments(argv, __doc__.splitlines()[0], "configs/vise_eval_demo.yaml",
+                                             "linear.epochs=90")  # fmt: skip
     from hf_memotion.vise.eval_report import hyperparameter_table, plot_grids, plot_results, results_table
     from hf_memotion.vise.evaluation import (
         PROTOCOLS,
@@ -69,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     try:
-        config = load_run_config(args.config, args.overrides)
+        config = load_run_config(path, overrides)
         check_keys(config, {"output_dir", "backbones", "reference", "protocols", "image_size", "tasks", "seed",
                             *PROTOCOLS})  # fmt: skip
         protocols = list(config.get("protocols") or PROTOCOLS)
@@ -107,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     from hf_memotion.io_utils import atomic_write_text
 
     atomic_write_text(output / "results.json", json.dumps(rows, indent=2))
-    sections = [f"# VisE downstream evaluation\n\nConfig: `{args.config}`; differences from `{reference}` in "
+    sections = [f"# VisE downstream evaluation\n\nConfig: `{path}`; differences from `{reference}` in "
                 "parentheses.\n" if reference else "# VisE downstream evaluation\n"]  # fmt: skip
     for title, protocol in (("Linear evaluation (Table 6 form)", "linear"), ("Fine-tuning (Table 7 form)", "finetune")):
         if protocol in protocols:

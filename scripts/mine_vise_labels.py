@@ -10,14 +10,13 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
-import logging
 import sys
 
-from hf_memotion.cli import USER_ERRORS
+from hf_memotion.cli import USER_ERRORS, parse_config_arguments
 from hf_memotion.config import load_run_config
 from hf_memotion.training.runs import check_keys
-from hf_memotion.vise import MiningConfig, make_demo_engagement, mine_labels
+from hf_memotion.vise import MiningConfig, mine_labels
+from hf_memotion.vise.engagement import resolve_corpus
 
 
 def _sizes(stats: dict) -> str:
@@ -44,28 +43,15 @@ def _run_spark(corpus, output, settings: MiningConfig, cores: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("config", nargs="?", default="configs/vise_mining_demo.yaml", help="YAML config")
-    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. mining.comment_clusters=5000")
-    args = parser.parse_args(argv)
-    if "=" in args.config:  # only overrides were given: they apply to the default config
-        args.overrides.insert(0, args.config)
-        args.config = parser.get_default("config")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    path, overrides = parse_config_arguments(argv, __doc__.splitlines()[0], "configs/vise_mining_demo.yaml",
+                                             "mining.comment_clusters=5000")  # fmt: skip
     try:
-        config = load_run_config(args.config, args.overrides)
+        config = load_run_config(path, overrides)
         check_keys(config, {"data", "output_dir", "num_proc", "mining", "engine"})
         engine = config.get("engine", "local")
         if engine not in ("local", "spark"):
             raise ValueError(f"engine must be 'local' (this machine) or 'spark', got {engine!r}")
-        data = {k: v for k, v in (config.get("data") or {}).items() if v is not None}
-        if ("path" in data) == ("demo" in data):
-            raise ValueError("the data section takes 'path' (a folder of jsonl/parquet shards) or 'demo' (settings)")
-        if "demo" in data:
-            demo = dict(data["demo"] or {})
-            corpus = make_demo_engagement(demo.pop("output_dir", "outputs/vise_engagement_demo"), **demo)
-        else:
-            corpus = data["path"]
+        corpus = resolve_corpus(config.get("data"))
         settings = MiningConfig(**(config.get("mining") or {}))
         output = config.get("output_dir", "outputs/vise_mined")
         if engine == "spark":

@@ -14,12 +14,10 @@ and ``<output_dir>/loss_curves.png``. A killed run started again resumes from it
 
 from __future__ import annotations
 
-import argparse
-import logging
 import sys
 from pathlib import Path
 
-from hf_memotion.cli import USER_ERRORS
+from hf_memotion.cli import USER_ERRORS, parse_config_arguments
 from hf_memotion.config import load_run_config
 from hf_memotion.distributed import process_state
 from hf_memotion.training.runs import check_keys
@@ -27,34 +25,24 @@ from hf_memotion.training.runs import check_keys
 
 def _mine(mining_config: str) -> str:
     """Run the mining script's config (finished shards are reused) and return its output folder."""
-    from hf_memotion.vise import MiningConfig, make_demo_engagement, mine_labels
+    from hf_memotion.vise import MiningConfig, mine_labels
+    from hf_memotion.vise.engagement import resolve_corpus
 
     config = load_run_config(mining_config)
-    data = config.get("data") or {}
-    if "demo" in data:
-        demo = dict(data["demo"] or {})
-        corpus = make_demo_engagement(demo.pop("output_dir", "outputs/vise_engagement_demo"), **demo)
-    else:
-        corpus = data["path"]
+    corpus = resolve_corpus(config.get("data"))
     output = config.get("output_dir", "outputs/vise_mined")
     mine_labels(corpus, output, MiningConfig(**(config.get("mining") or {})), num_proc=int(config.get("num_proc", 1)))
     return output
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("config", nargs="?", default="configs/vise_pretrain_demo.yaml", help="YAML config")
-    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. pretraining.epochs=90")
-    args = parser.parse_args(argv)
-    if "=" in args.config:  # only overrides were given: they apply to the default config
-        args.overrides.insert(0, args.config)
-        args.config = parser.get_default("config")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    path, overrides = parse_config_arguments(argv, __doc__.splitlines()[0], "configs/vise_pretrain_demo.yaml",
+                                             "pretraining.epochs=90")  # fmt: skip
     state = process_state()  # first: launched processes form one data-parallel group
     from hf_memotion.vise.pretraining import PretrainingSettings, plot_pretraining_curves, pretrain_vise
 
     try:
-        config = load_run_config(args.config, args.overrides)
+        config = load_run_config(path, overrides)
         check_keys(config, {"data", "output_dir", "pretraining", "resume", "license"})
         data = {k: v for k, v in (config.get("data") or {}).items() if v is not None}
         if ("labels" in data) == ("mine" in data):

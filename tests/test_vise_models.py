@@ -128,6 +128,10 @@ def test_the_converter_round_trips_the_released_layout_and_writes_a_licensed_fol
     loaded = AutoModel.from_pretrained(tmp_path / "out")
     assert torch.equal(to_released_state_dict(loaded)["7.2.bn3.weight"], state["7.2.bn3.weight"])
     assert AutoImageProcessor.from_pretrained(tmp_path / "out").crop_size == 224
+    from hf_memotion.hub import upload_plan
+
+    planned = {f.path_in_repo for f in upload_plan(tmp_path / "out")}
+    assert {"README.md", "config.json", "model.safetensors", "preprocessor_config.json"} <= planned
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     bad = subprocess.run([sys.executable, str(script), str(tmp_path / "junk.pth"), str(tmp_path / "bad")],
                          capture_output=True, text=True)  # fmt: skip

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from huggingface_hub import ModelCard
 from transformers import AutoImageProcessor, AutoModel, AutoModelForPreTraining
 
 import hf_memotion  # noqa: F401  (registers the Auto classes)
@@ -86,7 +87,10 @@ def test_pretraining_lowers_both_losses_and_saves_an_automodel_backbone(mined, t
     with torch.no_grad():
         assert torch.equal(backbone.eval()(x).pooler_output, full.eval().vise(x).pooler_output)
     saved = json.loads((tmp_path / "run" / "pretraining.json").read_text())
-    assert saved["max_steps"] == 60 and saved["comment_clusters"] == 12
+    assert saved["max_steps"] == 60 and saved["comment_clusters"] == 12 and saved["demo"] is True
+    card = ModelCard.load(tmp_path / "run" / "backbone" / "README.md")
+    assert card.data.license == "apache-2.0" and "synthetic demo corpus" in card.text
+    assert f"| reaction loss | {curves[0]['reaction_loss']:.4f} |" in card.text
 
 
 def test_bad_inputs_name_the_fix(tmp_path, mined):
@@ -140,7 +144,8 @@ def test_two_processes_pretrain_from_the_same_stream(mined, tmp_path):
     args = [str(ROOT / "scripts" / "pretrain_vise.py"), str(ROOT / "configs" / "vise_pretrain_demo.yaml"),
             "data.mine=null", f"data.labels={mined}", f"output_dir={tmp_path / 'run'}",
             "pretraining.architecture=test_resnet", "pretraining.image_size=32", "pretraining.batch_size=32",
-            "pretraining.max_steps=40", "pretraining.base_learning_rate=0.8", "pretraining.logging_steps=5"]  # fmt: skip
+            "pretraining.max_steps=40", "pretraining.base_learning_rate=0.8",
+            "pretraining.logging_steps=5"]  # fmt: skip
     run = subprocess.run([*launcher, *args], cwd=tmp_path, capture_output=True, text=True,
                          env={**os.environ, "HF_MEMOTION_PROGRESS": "0"})  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]

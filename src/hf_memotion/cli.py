@@ -20,10 +20,32 @@ from hf_memotion.data import ImageDecodeError
 from hf_memotion.distributed import process_state
 from hf_memotion.hub.publishing import HubPublishError, PushSettings
 
-__all__ = ["USER_ERRORS", "publish_folders", "read_run_config", "run_base_model_cli"]
+__all__ = ["USER_ERRORS", "parse_config_arguments", "publish_folders", "read_run_config", "run_base_model_cli"]
 
 #: Errors that mean "fix your input": reported as one line, not a traceback.
 USER_ERRORS = (FileNotFoundError, ValueError, KeyError, TypeError, RuntimeError, ImageDecodeError)
+
+
+def parse_config_arguments(
+    argv: Sequence[str] | None, description: str, default_config: str, example: str
+) -> tuple[str, list[str]]:
+    """``SCRIPT [CONFIG] [key=value ...]``: the config path (the default when only overrides are given) and overrides.
+
+    Also sets up INFO logging, as every recipe script does.
+
+    Example:
+        >>> parse_config_arguments(["epochs=3"], "Train.", "configs/demo.yaml", "epochs=30")
+        ('configs/demo.yaml', ['epochs=3'])
+    """
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("config", nargs="?", default=default_config, help="YAML config")
+    parser.add_argument("overrides", nargs="*", help=f"dotted overrides, e.g. {example}")
+    args = parser.parse_args(argv)
+    if "=" in args.config:  # only overrides were given: they apply to the default config
+        args.overrides.insert(0, args.config)
+        args.config = default_config
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return args.config, list(args.overrides)
 
 
 def run_base_model_cli(

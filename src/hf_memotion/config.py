@@ -16,7 +16,30 @@ from typing import Any
 import datasets
 import yaml
 
-__all__ = ["BUILTIN_CONFIGS", "apply_overrides", "load_data", "load_run_config"]
+__all__ = ["BUILTIN_CONFIGS", "apply_overrides", "load_data", "load_run_config", "settings_from_dict"]
+
+
+def settings_from_dict(cls: type, values: Mapping[str, Any] | None, section: str) -> Any:
+    """Build the dataclass ``cls`` from a config section, naming any unknown key and the valid ones.
+
+    Example:
+        >>> from dataclasses import dataclass
+        >>> @dataclass
+        ... class Settings:
+        ...     epochs: int = 1
+        >>> settings_from_dict(Settings, {"epoch": 3}, "training")
+        Traceback (most recent call last):
+        ...
+        ValueError: unknown training setting(s) ['epoch']; valid: ['epochs']
+    """
+    from dataclasses import fields
+
+    values = dict(values or {})
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown {section} setting(s) {unknown}; valid: {sorted(known)}")
+    return cls(**values)
 
 
 def apply_overrides(config: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:

@@ -348,6 +348,8 @@ def vise_card(info: Mapping[str, Any], *, model_id: str | None = None, license: 
                   f"{info.get('peak_learning_rate', '?')}.")  # fmt: skip
         note = ("These weights were trained by this library's user; they carry the terms of the engagement data "
                 f"they were trained on (declared here as `{license}`).")  # fmt: skip
+        if info.get("demo"):
+            note = f"Pretrained on hf-memotion's synthetic demo corpus (no third-party data); `{license}`."
     curves = [c for c in info.get("curves") or [] if "comment_loss" in c and "reaction_loss" in c]
     losses = None
     if curves:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -93,12 +93,9 @@ class ClassifierTrainingConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> ClassifierTrainingConfig:
         """Build from a (YAML) mapping, naming any unknown key."""
-        values = dict(values or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown training setting(s) {unknown}; valid: {sorted(known)}")
-        return cls(**values)
+        from hf_memotion.config import settings_from_dict
+
+        return settings_from_dict(cls, values, "training")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (for reports and configs)."""

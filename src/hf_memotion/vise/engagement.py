@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import datasets
 import numpy as np
@@ -39,6 +41,7 @@ __all__ = [
     "engagement_shards",
     "load_engagement",
     "make_demo_engagement",
+    "resolve_corpus",
 ]
 
 #: The five reaction buttons, in the order of every reaction vector.
@@ -220,3 +223,21 @@ def make_demo_engagement(output_dir: str | os.PathLike, *, overwrite: bool = Fal
         atomic_write_text(root / f"posts-{shard:05d}.jsonl", "\n".join(lines) + "\n")
     atomic_write_text(marker, stamp)
     return root
+
+
+def resolve_corpus(section: Mapping[str, Any] | None) -> str | Path:
+    """The corpus a config's ``data`` section names: ``path`` (a folder of shards) or ``demo``.
+
+    ``demo`` holds settings of :func:`make_demo_engagement`, written to its ``output_dir`` (or reused when there).
+
+    Example:
+        >>> resolve_corpus({"path": "/data/posts"})
+        '/data/posts'
+    """
+    data = {k: v for k, v in (section or {}).items() if v is not None}
+    if ("path" in data) == ("demo" in data):
+        raise ValueError("the data section takes 'path' (a folder of jsonl/parquet shards) or 'demo' (settings)")
+    if "path" in data:
+        return data["path"]
+    demo = dict(data["demo"] or {})
+    return make_demo_engagement(demo.pop("output_dir", "outputs/vise_engagement_demo"), **demo)

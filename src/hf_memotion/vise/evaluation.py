@@ -32,7 +32,7 @@ import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from sklearn.metrics import accuracy_score, roc_auc_score
 from torch import nn
 from tqdm.auto import tqdm
 
+from hf_memotion.config import settings_from_dict
 from hf_memotion.io_utils import atomic_write_text
 from hf_memotion.models.vision.image_processing_memotion import MemotionImageProcessor
 from hf_memotion.training.trainer import show_progress
@@ -110,11 +111,7 @@ class ProtocolSettings:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> ProtocolSettings:
         """Build from a config section, naming unknown keys."""
-        values = dict(values or {})
-        unknown = sorted(set(values) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown protocol setting(s) {unknown}; valid: {sorted(f.name for f in fields(cls))}")
-        return cls(**values)
+        return settings_from_dict(cls, values, "protocol")
 
     def learning_rate(self, base: float) -> float:
         """``base / 256 x batch_size``."""
@@ -393,6 +390,8 @@ def evaluate_backbone(
     bar = tqdm(total=len(points) * len(task.repeats), desc=f"{task.name} {backbone.name} {protocol}",
                disable=not show_progress(), leave=False)  # fmt: skip
     for index, repeat in enumerate(task.repeats):
+        rows = {name: [repeat[name]["image"], repeat[name]["label"]] for name in repeat}
+        split_key = _settings_key(settings, {"base": key, "rows": rows})  # a finished point is reused for the same data
         text = None
         if task.has_text:
             text = {name: text_encoder.encode(repeat[name]["text"]) for name in repeat}
@@ -401,7 +400,7 @@ def evaluate_backbone(
         for lr_base, wd in points:
             target = runs / f"split{index}" / f"lr{lr_base:g}_wd{wd:g}.json"
             previous = json.loads(target.read_text()) if target.is_file() else None
-            if previous is None or previous.get("key") != key:
+            if previous is None or previous.get("key") != split_key:
                 lr = settings.learning_rate(lr_base)
                 if protocol == "linear":
                     if cache is None:
@@ -415,7 +414,7 @@ def evaluate_backbone(
                 else:
                     result = _finetune_point(backbone, repeat, task, text, lr, wd, settings,
                                              runs / f"split{index}" / "trainer")  # fmt: skip
-                previous = {"key": key, "base_lr": lr_base, "weight_decay": wd, "learning_rate": lr, **result}
+                previous = {"key": split_key, "base_lr": lr_base, "weight_decay": wd, "learning_rate": lr, **result}
                 target.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write_text(target, json.dumps(previous, indent=2))
             grid[(lr_base, wd)] = previous
@@ -427,7 +426,7 @@ def evaluate_backbone(
                                  "test": r["test"]} for p, r in grid.items()]})  # fmt: skip
     bar.close()
     choices = [tuple(s["chosen"]["best"]) for s in splits]
-    common = max(set(choices), key=choices.count)
+    common = max(choices, key=choices.count)  # the most frequent choice; the earliest split's among equals
     summary: dict[str, Any] = {"task": task.name, "backbone": backbone.name, "source": backbone.source,
                                "protocol": protocol, "metric": primary, "splits": len(splits),
                                "base_lr": common[0], "weight_decay": common[1],

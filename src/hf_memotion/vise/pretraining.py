@@ -26,7 +26,7 @@ import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ import torch
 from transformers import PrinterCallback, ProgressCallback, Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
+from hf_memotion.config import settings_from_dict
 from hf_memotion.data.images import ImageDecodeError
 from hf_memotion.io_utils import atomic_write_text
 from hf_memotion.models.vision.image_processing_memotion import MemotionImageProcessor
@@ -141,12 +142,7 @@ class PretrainingSettings:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> PretrainingSettings:
         """Build from a config section, naming unknown keys."""
-        values = dict(values or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown pretraining setting(s) {unknown}; valid: {sorted(known)}")
-        return cls(**values)
+        return settings_from_dict(cls, values, "pretraining")
 
     def learning_rate(self) -> float:
         """Peak learning rate: ``base / 256 x global batch`` (the global batch includes accumulation)."""

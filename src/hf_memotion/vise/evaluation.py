@@ -85,6 +85,11 @@ class ProtocolSettings:
         image_size: Input side (default: the backbone's image processor's).
         eval_batch_size: Batch of feature extraction and prediction.
         seed: Seed of initialisation, batches and augmentation.
+
+    Example:
+        >>> settings = ProtocolSettings(batch_size=128, epochs=300, lr_steps=[1 / 3, 2 / 3], lr_decay=0.1)  # CUB
+        >>> settings.learning_rate(0.025), round(settings.lr_factor(0.5), 3)
+        (0.0125, 0.1)
     """
 
     base_learning_rates: Sequence[float] = (0.025, 0.0025, 0.00025)
@@ -159,7 +164,13 @@ def sensitivity(grid: Mapping[tuple[float, float], float]) -> dict[str, Any]:
 
 @dataclass
 class Backbone:
-    """A named VisE backbone and its image processor."""
+    """A named VisE backbone and its image processor (what :func:`load_backbone` returns).
+
+    Example:
+        >>> backbone = load_backbone("random-init", "random:test_resnet", image_size=32)
+        >>> backbone.name, backbone.model.config.architecture
+        ('random-init', 'test_resnet')
+    """
 
     name: str
     model: ViseModel

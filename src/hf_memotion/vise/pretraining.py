@@ -73,6 +73,11 @@ class LearningRateSchedule:
         total_steps: Optimisation steps of the whole run.
         warmup_fraction: Share of the steps over which the rate rises linearly from 0 (paper: 5%).
         decay: A key of :data:`DECAY_SCHEDULES`.
+
+    Example:
+        >>> schedule = LearningRateSchedule(total_steps=20, warmup_fraction=0.0, decay="vise-250m")
+        >>> schedule(0), schedule(2), schedule(19)
+        (1.0, 0.5, 0.001953125)
     """
 
     total_steps: int
@@ -118,6 +123,11 @@ class PretrainingSettings:
         logging_steps: Log both losses every this many iterations.
         dataloader_num_workers: Decoding processes per training process.
         seed: Seed of initialisation, shuffling and augmentation.
+
+    Example:
+        >>> settings = PretrainingSettings.from_dict({"architecture": "resnet50", "batch_size": 1920})
+        >>> settings.learning_rate()
+        0.75
     """
 
     architecture: str = "resnet50"
@@ -249,7 +259,12 @@ class PretrainingCollator:
 class VisePretrainingTrainer(Trainer):
     """``Trainer`` that also logs the two terms of Eq. (1), ``comment_loss`` and ``reaction_loss``.
 
-    Each is averaged over the steps since the last log and over the processes.
+    Each is averaged over the steps since the last log and over the processes. :func:`pretrain_vise` builds it
+    with the paper's optimizer and schedule; use it directly to change anything else ``Trainer`` offers.
+
+    Example:
+        >>> issubclass(VisePretrainingTrainer, Trainer)
+        True
     """
 
     def __init__(self, *args: Any, **kwargs: Any):

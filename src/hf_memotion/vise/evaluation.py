@@ -198,7 +198,9 @@ def load_backbone(name: str, source: str, *, image_size: int | None = None, seed
     else:
         local = Path(source)
         if not local.exists() and (source.startswith((".", "/")) or source.count("/") != 1):
-            raise FileNotFoundError(f"backbone {name!r}: {source} is neither a folder nor a Hub id (org/name)")
+            raise FileNotFoundError(
+                f"backbone {name!r}: {source} is neither a folder (scripts/pretrain_vise.py writes one) nor a Hub id"
+            )
         try:
             model = ViseModel.from_pretrained(source)
         except OSError as err:

@@ -154,3 +154,13 @@ def test_two_processes_pretrain_from_the_same_stream(mined, tmp_path):
     for name in ("comment_loss", "reaction_loss"):
         assert report["curves"][-1][name] < report["curves"][0][name], name
     assert AutoModel.from_pretrained(tmp_path / "run" / "backbone").config.architecture == "test_resnet"
+
+
+def test_labels_stream_from_a_url_as_from_a_folder(mined, tmp_path):
+    """Corpora larger than the disk stay remote: the labels folder may be any fsspec URL (file:// here)."""
+    settings = PretrainingSettings(**TINY, max_steps=2, save_steps=100)
+    report = pretrain_vise(f"file://{mined}", tmp_path / "run", settings)
+    assert report["comment_clusters"] == 12 and report["max_steps"] == 2
+    assert [r["post_id"] for r in load_mined_labels(f"file://{mined}").take(3)] == [
+        r["post_id"] for r in load_mined_labels(mined).take(3)
+    ]

@@ -184,11 +184,20 @@ def load_mined_labels(labels: str | os.PathLike, *, streaming: bool = True) -> d
 
 
 def read_mining_report(labels: str | os.PathLike) -> dict[str, Any]:
-    """The ``mining.json`` of a mined folder (head sizes, number of posts, where the corpus came from)."""
-    report_path = Path(labels) / "mining.json"
-    if not report_path.is_file():
-        raise FileNotFoundError(f"{report_path} is missing: is {labels} the output folder of mine_vise_labels.py?")
-    report = json.loads(report_path.read_text())
+    """The ``mining.json`` of a mined folder (head sizes, number of posts, where the corpus came from).
+
+    ``labels`` may be a local folder or an fsspec URL (``file://``, ``hf://datasets/...``, ``s3://``...).
+    """
+    import fsspec
+
+    report_path = f"{str(labels).rstrip('/')}/mining.json"
+    try:
+        with fsspec.open(report_path, "r", encoding="utf-8") as handle:
+            report = json.loads(handle.read())
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"{report_path} is missing: is {labels} the output folder of mine_vise_labels.py?"
+        ) from None
     try:
         report["comment_clusters"] = int(report["comment_cluster_sizes"]["clusters"])
         report["reaction_clusters"] = int(report["reaction_cluster_sizes"]["clusters"])

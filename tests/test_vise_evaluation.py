@@ -185,3 +185,16 @@ def test_pretraining_on_demo_labels_beats_random_init_in_linear_evaluation(tmp_p
         scores[name] = evaluate_backbone(backbone, task, "linear", protocol, tmp_path / "eval")["test_accuracy_mean"]
     print("linear-probe test accuracy", scores)
     assert scores["vise"] > scores["random"] + 10.0, scores
+
+
+def test_demo_tasks_are_reused_rewritten_or_refused(tmp_path):
+    root = make_demo_downstream(tmp_path / "task", "image_folder", n_per_class=4, image_size=16)
+    assert sum(task_split for task_split in read_task("image_folder", root).sizes().values()) == 24
+    first = sorted(p.name for p in (root / "sun").iterdir())
+    again = make_demo_downstream(tmp_path / "task", "image_folder", n_per_class=2, image_size=16)
+    assert sorted(p.name for p in (again / "sun").iterdir()) == first[:2]  # no image of the larger task is left
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("my data")
+    with pytest.raises(FileExistsError, match="not a demo downstream task"):
+        make_demo_downstream(tmp_path / "mine", "cub", n_per_class=2)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "my data"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -51,8 +52,11 @@ def make_demo_downstream(
 ) -> Path:
     """Write a demo downstream task of format ``kind`` into ``output_dir`` and return the folder to read.
 
+    A folder holding the same demo task is reused; one holding another demo task is rewritten; a non-empty
+    folder that is not a demo task is an error (nothing of the user's is deleted).
+
     Args:
-        output_dir: Target folder (created; files are written atomically; an existing task is overwritten).
+        output_dir: Target folder (created; files are written atomically).
         kind: One of :data:`DEMO_TASK_FORMATS`.
         n_per_class: Images per theme.
         image_size: Image side.
@@ -61,6 +65,15 @@ def make_demo_downstream(
     if kind not in DEMO_TASK_FORMATS:
         raise ValueError(f"kind must be one of {DEMO_TASK_FORMATS}, got {kind!r}")
     root = Path(output_dir)
+    marker = root / ".demo_downstream"
+    stamp = json.dumps({"kind": kind, "n_per_class": n_per_class, "image_size": image_size, "seed": seed})
+    if marker.is_file():
+        if marker.read_text() == stamp:
+            return root
+        shutil.rmtree(root)  # another demo task: rewrite it whole, so no file of the old one is read
+    elif root.exists() and any(root.iterdir()):
+        raise FileExistsError(f"{root} exists and is not a demo downstream task; choose another folder")
+    atomic_write_text(marker, "incomplete")  # until the end: a killed write is redone by the next call
     rng = np.random.default_rng(seed)
     items = [(theme, i) for theme in range(len(_THEMES)) for i in range(n_per_class)]
     order = rng.permutation(len(items))
@@ -98,4 +111,5 @@ def make_demo_downstream(
         atomic_write_text(root / "image_class_labels.txt", "\n".join(lines["labels"]) + "\n")
         atomic_write_text(root / "train_test_split.txt", "\n".join(lines["split"]) + "\n")
         atomic_write_text(root / "classes.txt", "".join(f"{t + 1} {c}\n" for t, c in enumerate(classes)))
+    atomic_write_text(marker, stamp)
     return root

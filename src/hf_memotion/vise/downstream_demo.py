@@ -9,7 +9,7 @@ protocol script run on them and on the real data.
 Example:
     >>> import tempfile
     >>> root = make_demo_downstream(tempfile.mkdtemp(), "image_folder", n_per_class=2, image_size=16)
-    >>> sorted(p.name for p in root.iterdir())[:3]
+    >>> sorted(p.name for p in root.iterdir() if p.is_dir())[:3]
     ['fire', 'forest', 'party']
 """
 

@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) scripts/make_demo_data.py --config configs/demo.yaml
+	$(PY) scripts/make_demo_data.py configs/demo.yaml
 	$(PY) scripts/train.py configs/demo.yaml
 	$(PY) scripts/predict.py outputs/demo/ensemble
 

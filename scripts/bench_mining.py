@@ -34,8 +34,8 @@ SETTINGS = {"comment_clusters": 1000, "reaction_clusters": 128, "holdout_fractio
 def probe(n_posts: int, folder: str, num_proc: int) -> dict:
     """In a fresh process: make the corpus, run step 1 and step 2, time them and read the peak RSS."""
     from hf_memotion.benchmarking import peak_rss_bytes
+    from hf_memotion.data.engagement import engagement_shards
     from hf_memotion.vise import MiningConfig, make_demo_engagement
-    from hf_memotion.vise.engagement import engagement_shards
     from hf_memotion.vise.mining import fit_cluster_models, mine_labels
 
     baseline = peak_rss_bytes()  # the imported libraries

@@ -2,12 +2,20 @@
 """Train the paper's textual model(s) from a YAML config: k-fold out-of-fold probabilities, refit, save.
 
 Usage:
-    python scripts/train_text.py [--config configs/text_demo.yaml] [key=value ...]
-    accelerate launch scripts/train_text.py --config configs/text_demo.yaml
+    python scripts/train_text.py [configs/text_demo.yaml] [key=value ...]
+    accelerate launch scripts/train_text.py configs/text_paper.yaml
 """
 
-from hf_memotion.cli import run_base_model_cli
+from hf_memotion.cli import run_command
+from hf_memotion.training.run_specs import TextRunSpec
+from hf_memotion.training.runs import print_run_results, saved_model_folders
 from hf_memotion.training.text import run_text_experiment
 
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(run_text_experiment, TextRunSpec, "configs/text_demo.yaml", argv, description=__doc__,
+                       summarize=print_run_results, saved_folders=saved_model_folders)  # fmt: skip
+
+
 if __name__ == "__main__":
-    raise SystemExit(run_base_model_cli(run_text_experiment, "configs/text_demo.yaml", description=__doc__))
+    raise SystemExit(main())

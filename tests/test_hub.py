@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from huggingface_hub import HfApi, ModelCard
 
+from hf_memotion.cards import MODEL_ID_PLACEHOLDER, score_name
 from hf_memotion.hub import HubPublishError, PushSettings, ensemble_card, push_folder, upload_plan, write_model_card
-from hf_memotion.hub.cards import MODEL_ID_PLACEHOLDER, score_name
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = str(ROOT / "scripts" / "push_to_hub.py")

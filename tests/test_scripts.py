@@ -9,8 +9,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_make_demo_data_script_writes_and_describes_the_data(tmp_path):
     out = tmp_path / "demo"
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "make_demo_data.py"), "--config", str(ROOT / "configs" / "demo.yaml"),
-         "--output-dir", str(out), "--n-train", "30", "--n-test", "10"],
+        [sys.executable, str(ROOT / "scripts" / "make_demo_data.py"), str(ROOT / "configs" / "demo.yaml"),
+         f"data.demo.output_dir={out}", "data.demo.n_train=30", "data.demo.n_test=10"],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert "[train] 30 memes" in result.stdout and "[test] 10 memes" in result.stdout
@@ -24,20 +24,23 @@ def test_make_demo_data_script_refuses_to_clobber_and_reports_bad_config(tmp_pat
     (tmp_path / "taken" / "mine.txt").write_text("keep me")
     script = str(ROOT / "scripts" / "make_demo_data.py")
     result = subprocess.run(
-        [sys.executable, script, "--output-dir", str(tmp_path / "taken")], capture_output=True, text=True
+        [sys.executable, script, f"data.demo.output_dir={tmp_path / 'taken'}"], capture_output=True, text=True
     )
     assert result.returncode != 0 and "overwrite" in result.stderr
     assert (tmp_path / "taken" / "mine.txt").read_text() == "keep me"
-    result = subprocess.run(
-        [sys.executable, script, "--config", str(tmp_path / "none.yaml")], capture_output=True, text=True
-    )
+    result = subprocess.run([sys.executable, script, str(tmp_path / "none.yaml")], capture_output=True, text=True)
     assert result.returncode != 0 and "none.yaml not found" in result.stderr
+    result = subprocess.run([sys.executable, script, "data.demo.n_trains=3"], capture_output=True, text=True)
+    assert result.returncode != 0 and result.stderr.strip().splitlines() == [
+        "error: configs/demo.yaml, section 'data.demo': unknown key 'n_trains' (did you mean 'n_train'?); valid keys: "
+        "image_signal, image_size, missing_corrected, n_test, n_train, output_dir, seed, text_signal"
+    ]
 
 
 def test_train_text_script_trains_saves_and_reports(tmp_path):
     demo = tmp_path / "demo"
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "train_text.py"), "--config", str(ROOT / "configs" / "text_demo.yaml"),
+        [sys.executable, str(ROOT / "scripts" / "train_text.py"), str(ROOT / "configs" / "text_demo.yaml"),
          f"data.demo.output_dir={demo}", "data.demo.n_train=60", "data.demo.n_test=20",
          f"output_dir={tmp_path / 'run'}", "problems=[humour,sentiment]", "n_splits=2", "training.epochs=2"],
         capture_output=True, text=True, env={**os.environ, "HF_MEMOTION_PROGRESS": "0"},
@@ -47,7 +50,7 @@ def test_train_text_script_trains_saves_and_reports(tmp_path):
     assert (tmp_path / "run" / "multitask" / "model" / "model.safetensors").is_file()
     assert (tmp_path / "run" / "multitask" / "model" / "tokenizer.json").is_file()
     bad = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "train_text.py"), "--config", str(ROOT / "configs" / "text_demo.yaml"),
+        [sys.executable, str(ROOT / "scripts" / "train_text.py"), str(ROOT / "configs" / "text_demo.yaml"),
          "layout=sideways"],
         capture_output=True, text=True,
     )  # fmt: skip

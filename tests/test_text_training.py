@@ -6,8 +6,8 @@ from safetensors.numpy import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 import hf_memotion.training.cross_validation as cv_module
+from hf_memotion.cards import score_name
 from hf_memotion.data import load_memotion, make_demo_data
-from hf_memotion.hub.cards import score_name
 from hf_memotion.metrics import memotion_scores
 from hf_memotion.models.text.preprocessing import encode_texts
 from hf_memotion.training import ClassifierTrainingConfig, train_text_classifier

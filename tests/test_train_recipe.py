@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from huggingface_hub import ModelCard
 
-from hf_memotion.hub.cards import score_name
+from hf_memotion.cards import score_name
 from hf_memotion.metrics import memotion_scores
 from hf_memotion.tasks import PROBLEM_NAMES
 

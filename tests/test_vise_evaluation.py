@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import hf_memotion  # noqa: F401
+from hf_memotion.data.downstream import random_splits, read_task
+from hf_memotion.data.downstream_demo import DEMO_TASK_FORMATS, make_demo_downstream
 from hf_memotion.vise import ViseConfig, ViseModel
-from hf_memotion.vise.downstream import random_splits, read_task
-from hf_memotion.vise.downstream_demo import DEMO_TASK_FORMATS, make_demo_downstream
 from hf_memotion.vise.evaluation import ProtocolSettings, TextEncoder, evaluate_backbone, load_backbone, sensitivity
 
 ROOT = Path(__file__).resolve().parents[1]

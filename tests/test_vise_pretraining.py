@@ -16,8 +16,8 @@ from transformers import AutoImageProcessor, AutoModel, AutoModelForPreTraining
 
 import hf_memotion  # noqa: F401  (registers the Auto classes)
 from hf_memotion.models.vision import MemotionImageProcessor
+from hf_memotion.training import MemotionTrainer
 from hf_memotion.vise import (
-    LearningRateSchedule,
     MiningConfig,
     PretrainingCollator,
     PretrainingSettings,
@@ -42,14 +42,24 @@ def mined(tmp_path_factory):
     return base / "mined"
 
 
-def test_schedule_warms_up_linearly_then_decays_as_the_paper():
-    imagenet = LearningRateSchedule(total_steps=200, warmup_fraction=0.05, decay="imagenet")
+def _schedule(tmp_path, decay, total):
+    """The multiplier the shared trainer installs for a pretraining run of ``total`` steps."""
+    args = PretrainingSettings(decay=decay).training_arguments(tmp_path, max_steps=total)
+    trainer = MemotionTrainer(model=torch.nn.Linear(2, 2), args=args)
+    trainer.create_optimizer_and_scheduler(num_training_steps=total)
+    assert type(trainer.optimizer).__name__ == "SGD" and trainer.optimizer.defaults["momentum"] == 0.9
+    assert len(trainer.optimizer.param_groups) == 1 and trainer.optimizer.defaults["weight_decay"] == 1e-4
+    return trainer.lr_scheduler.lr_lambdas[0]
+
+
+def test_schedule_warms_up_linearly_then_decays_as_the_paper(tmp_path):
+    imagenet = _schedule(tmp_path, "imagenet", 200)
     assert [imagenet(s) for s in (0, 5, 10, 59, 60)] == [0.0, 0.5, 1.0, 1.0, pytest.approx(0.1)]
     assert imagenet(180) == pytest.approx(1e-3)
-    halvings = LearningRateSchedule(total_steps=100, warmup_fraction=0.05, decay="vise-250m")
+    halvings = _schedule(tmp_path, "vise-250m", 100)
     assert [halvings(s) for s in (9, 10, 55, 99)] == [1.0, 0.5, pytest.approx(0.5**5), pytest.approx(0.5**9)]
     with pytest.raises(ValueError, match="decay must be one of"):
-        LearningRateSchedule(total_steps=10, decay="cosine-ish")
+        PretrainingSettings(decay="cosine-ish")
     assert PretrainingSettings(batch_size=1920).learning_rate() == pytest.approx(0.75)  # 0.1 / 256 x 1920
 
 
@@ -102,7 +112,7 @@ def test_bad_inputs_name_the_fix(tmp_path, mined):
             tmp_path / "run",
             PretrainingSettings(**{**TINY, "batch_size": 33}, gradient_accumulation_steps=2, max_steps=2),
         )
-    with pytest.raises(ValueError, match="unknown pretraining setting"):
+    with pytest.raises(ValueError, match="section .pretraining.: unknown key .lr."):
         PretrainingSettings.from_dict({"lr": 0.1})
 
 

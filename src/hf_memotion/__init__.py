@@ -6,6 +6,7 @@ Example:
     'sentiment'
 """
 
+from hf_memotion.cards import MemotionCardData
 from hf_memotion.data import (
     DemoDataConfig,
     ImageDecodeError,
@@ -36,6 +37,9 @@ from hf_memotion.registration import register_auto_classes
 from hf_memotion.tasks import PROBLEM_NAMES, PROBLEMS, Problem, decode_submission, encode_submission, get_problem
 from hf_memotion.training import (
     ClassifierTrainingConfig,
+    CrossValidator,
+    MemotionTrainer,
+    MemotionTrainingArguments,
     class_weights,
     cross_validate,
     stratified_folds,
@@ -52,10 +56,12 @@ __all__ = [
     "PROBLEMS",
     "PROBLEM_NAMES",
     "ClassifierTrainingConfig",
+    "CrossValidator",
     "DemoDataConfig",
     "ImageDecodeError",
     "MemeEmotionPipeline",
     "MemeInputError",
+    "MemotionCardData",
     "MemotionEnsembleConfig",
     "MemotionEnsembleModel",
     "MemotionFormatError",
@@ -63,6 +69,8 @@ __all__ = [
     "MemotionTextConfig",
     "MemotionTextForSequenceClassification",
     "MemotionTextModel",
+    "MemotionTrainer",
+    "MemotionTrainingArguments",
     "MemotionVisionConfig",
     "MemotionVisionForImageClassification",
     "MemotionVisionModel",

@@ -1,16 +1,28 @@
-"""The shared body of the recipe scripts: parse a config and overrides, run, print the scores (main process).
+"""The one command-line convention of the scripts: ``script.py [CONFIG] [key=value ...]``.
+
+:func:`run_command` is the whole body of every config-driven script: it parses the arguments
+(``--help`` lists the config's keys, read from its spec), sets up logging and the launched processes,
+reads the YAML with its overrides and its ``push_to_hub:`` section, builds the typed spec (a misspelt
+key is one line naming file, section, key and the nearest valid key), runs one library function,
+prints its summary on the main process and publishes what it saved. Input errors end with one line,
+never a traceback.
 
 Example:
-    >>> # scripts/train_text.py: raise SystemExit(run_base_model_cli(run_text_experiment, "configs/text_demo.yaml"))
-    >>> callable(run_base_model_cli)
-    True
+    >>> from hf_memotion.training.run_specs import StackingSpec
+    >>> parse_command_line(["n_splits=3"], "Train.", "configs/demo.yaml", StackingSpec)
+    ('configs/demo.yaml', ['n_splits=3'])
+    >>> describe_spec(StackingSpec)
+    'config keys: methods, features, cv'
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import inspect
 import logging
 import sys
+import typing
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,69 +31,68 @@ from hf_memotion.config import load_run_config
 from hf_memotion.data import ImageDecodeError
 from hf_memotion.distributed import process_state
 from hf_memotion.hub.publishing import HubPublishError, PushSettings
+from hf_memotion.specs import spec_keys
 
-__all__ = ["USER_ERRORS", "parse_config_arguments", "publish_folders", "read_run_config", "run_base_model_cli"]
+__all__ = [
+    "USER_ERRORS",
+    "describe_spec",
+    "parse_command_line",
+    "publish_folders",
+    "read_run_config",
+    "run_command",
+]
+
+logger = logging.getLogger(__name__)
 
 #: Errors that mean "fix your input": reported as one line, not a traceback.
 USER_ERRORS = (FileNotFoundError, ValueError, KeyError, TypeError, RuntimeError, ImageDecodeError)
 
 
-def parse_config_arguments(
-    argv: Sequence[str] | None, description: str, default_config: str, example: str
+def describe_spec(spec_class: type) -> str:
+    """The keys a config of ``spec_class`` takes, nested sections with their own keys (for ``--help``)."""
+    hints = typing.get_type_hints(spec_class)
+    parts, sections = [], []
+    for name in spec_keys(spec_class):
+        parts.append(name)
+        hint = hints.get(name)
+        inner = [a for a in typing.get_args(hint)] or [hint]
+        nested = next((a for a in inner if isinstance(a, type) and dataclasses.is_dataclass(a)), None)
+        if nested is not None:
+            stock = " (and any stock TrainingArguments field)" if hasattr(nested, "spec_passthrough") else ""
+            sections.append(f"  {name}: {', '.join(spec_keys(nested))}{stock}")
+    return "config keys: " + ", ".join(parts) + ("\nsections:\n" + "\n".join(sections) if sections else "")
+
+
+def parse_command_line(
+    argv: Sequence[str] | None, description: str, default_config: str, spec_class: type | None = None
 ) -> tuple[str, list[str]]:
     """``SCRIPT [CONFIG] [key=value ...]``: the config path (the default when only overrides are given) and overrides.
 
-    Also sets up INFO logging, as every recipe script does.
-
-    Example:
-        >>> parse_config_arguments(["epochs=3"], "Train.", "configs/demo.yaml", "epochs=30")
-        ('configs/demo.yaml', ['epochs=3'])
+    ``--config PATH`` is still read, as an older spelling of the positional config.
     """
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("config", nargs="?", default=default_config, help="YAML config")
-    parser.add_argument("overrides", nargs="*", help=f"dotted overrides, e.g. {example}")
+    parser = argparse.ArgumentParser(
+        description=description,
+        epilog=describe_spec(spec_class) if spec_class is not None else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("config", nargs="?", default=None, help=f"YAML config (default: {default_config})")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. training.epochs=3 models.0.name=bert")
+    parser.add_argument("--config", dest="config_option", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if "=" in args.config:  # only overrides were given: they apply to the default config
-        args.overrides.insert(0, args.config)
-        args.config = default_config
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return args.config, list(args.overrides)
-
-
-def run_base_model_cli(
-    runner: Callable[[dict[str, Any]], Mapping[str, Any]],
-    default_config: str,
-    argv: Sequence[str] | None = None,
-    description: str = "Train base models from a YAML config.",
-) -> int:
-    """Run a base-model recipe (``run_text_experiment``, ``run_vision_experiment``) as a command."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--config", default=default_config, help="YAML run config")
-    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. training.epochs=5 seed=1")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    process_state()  # before anything else: N launched processes form one data-parallel group
-    try:
-        config, push = read_run_config(args.config, args.overrides)
-        if push is not None and config.get("layout") == "per_problem" and "{name}" not in push.repo_id:
-            raise ValueError("layout per_problem saves one model per problem: put {name} in push_to_hub.repo_id")
-        results = runner(config)
-    except USER_ERRORS as err:
-        sys.exit(f"error: {err}")
-    if not process_state().is_main_process:
-        return 0
-    for name, result in results.items():
-        print(f"[{name}] saved to {result.output_dir / 'model'}")
-        rows = [("out-of-fold", result.oof_scores)] + ([("test", result.test_scores)] if result.test_scores else [])
-        for label, scores in rows:
-            print(f"  {label:<12} " + "  ".join(f"{k} {v:.3f}" for k, v in scores.items()))
-    if push is not None:
-        publish_folders(push, {name: result.output_dir / "model" for name, result in results.items()})
-    return 0
+    overrides = list(args.overrides)
+    config = args.config
+    if config is not None and "=" in config:  # only overrides were given: they apply to the default config
+        overrides.insert(0, config)
+        config = None
+    if args.config_option is not None:
+        if config is not None:
+            overrides.insert(0, config)
+        config = args.config_option
+    return config or default_config, overrides
 
 
 def read_run_config(path: str | None, overrides: Sequence[str]) -> tuple[dict[str, Any], PushSettings | None]:
-    """A training script's config, with its ``push_to_hub:`` section taken out as :class:`PushSettings`."""
+    """A script's config, with its ``push_to_hub:`` section taken out as :class:`PushSettings`."""
     config = load_run_config(path, overrides)
     return config, PushSettings.from_config(config.pop("push_to_hub", None))
 
@@ -94,3 +105,48 @@ def publish_folders(push: PushSettings, folders: Mapping[str, Path]) -> None:
         except HubPublishError as err:
             sys.exit(f"error: publishing {folder} failed, the trained files stay on disk: {err}")
         print(f"[{name}] published {len(published.files)} files to {published.repo_id}: {published.url}")
+
+
+def run_command(
+    run: Callable[[Any], Any],
+    spec_class: type,
+    default_config: str,
+    argv: Sequence[str] | None = None,
+    *,
+    description: str = "",
+    summarize: Callable[[Any, Any], None] | None = None,
+    saved_folders: Callable[[Any, Any], Mapping[str, Path]] | None = None,
+) -> int:
+    """Parse, read the spec, run, summarise, publish: the body of a config-driven script.
+
+    Args:
+        run: The library entry point; called with the spec (and ``source=`` the config's path when it takes it).
+        spec_class: The config's spec (it has ``from_dict(values, source=...)``).
+        default_config: The config used when none is named.
+        argv: Arguments (default: ``sys.argv[1:]``).
+        description: The script's one-line description (``--help``).
+        summarize: ``(result, spec) -> None`` prints the outcome (main process only).
+        saved_folders: ``(result, spec) -> {name: folder}`` to publish when the config has ``push_to_hub:``.
+    """
+    path, overrides = parse_command_line(argv, description.strip().splitlines()[0] if description else "",
+                                         default_config, spec_class)  # fmt: skip
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    state = process_state()  # before anything else: N launched processes form one data-parallel group
+    try:
+        config, push = read_run_config(path, overrides)
+        spec = spec_class.from_dict(config, source=path)
+        if push is not None and getattr(spec, "layout", None) == "per_problem" and "{name}" not in push.repo_id:
+            raise ValueError("layout per_problem saves one model per problem: put {name} in push_to_hub.repo_id")
+        if push is not None and saved_folders is None:
+            raise ValueError(f"{path}: this command publishes nothing; remove its push_to_hub section")
+        takes_source = "source" in inspect.signature(run).parameters
+        result = run(spec, source=path) if takes_source else run(spec)
+    except USER_ERRORS as err:
+        sys.exit(f"error: {err}")
+    if not state.is_main_process:
+        return 0
+    if summarize is not None:
+        summarize(result, spec)
+    if push is not None:
+        publish_folders(push, saved_folders(result, spec))
+    return 0

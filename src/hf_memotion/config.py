@@ -19,27 +19,22 @@ import yaml
 __all__ = ["BUILTIN_CONFIGS", "apply_overrides", "load_data", "load_run_config", "settings_from_dict"]
 
 
-def settings_from_dict(cls: type, values: Mapping[str, Any] | None, section: str) -> Any:
-    """Build the dataclass ``cls`` from a config section, naming any unknown key and the valid ones.
+def settings_from_dict(cls: type, values: Mapping[str, Any] | None, section: str, source: str | None = None) -> Any:
+    """Build the settings dataclass ``cls`` from a config section (:func:`hf_memotion.specs.parse_spec`).
 
     Example:
         >>> from dataclasses import dataclass
         >>> @dataclass
         ... class Settings:
         ...     epochs: int = 1
-        >>> settings_from_dict(Settings, {"epoch": 3}, "training")
+        >>> settings_from_dict(Settings, {"epoch": 3}, "training")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        ValueError: unknown training setting(s) ['epoch']; valid: ['epochs']
+        hf_memotion.specs.SpecError: section 'training': unknown key 'epoch' (did you mean 'epochs'?); ...
     """
-    from dataclasses import fields
+    from hf_memotion.specs import parse_spec
 
-    values = dict(values or {})
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"unknown {section} setting(s) {unknown}; valid: {sorted(known)}")
-    return cls(**values)
+    return parse_spec(cls, values, source=source, section=section)
 
 
 def apply_overrides(config: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -112,15 +107,26 @@ def load_run_config(path: str | os.PathLike | None, overrides: Sequence[str] = (
     return apply_overrides(config, overrides)
 
 
-def load_data(section: Mapping[str, Any]) -> datasets.DatasetDict:
+def load_data(section: Mapping[str, Any], *, source: str | None = None) -> datasets.DatasetDict:
     """Load the data a config's ``data:`` section names.
 
     ``{"path": ...}`` is anything :func:`hf_memotion.data.load_memotion` reads (a release folder, a
     parquet file, a Hub id) with its options (``test_path``, ``on_error``, ``verify_images``,
-    ``revision``); ``{"demo": {...}}`` generates (or reuses) the demo data with those
-    :class:`~hf_memotion.data.DemoDataConfig` settings plus ``output_dir``.
+    ``revision``, ``num_proc``); ``{"demo": {...}}`` generates (or reuses) the demo data with those
+    :class:`~hf_memotion.data.DemoDataConfig` settings plus ``output_dir``. A misspelt key is refused with
+    the file (``source``), the section and the nearest valid key.
+
+    Example:
+        >>> load_data({"demo": {"n_trian": 10}}, source="run.yaml")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        hf_memotion.specs.SpecError: run.yaml, section 'data.demo': unknown key 'n_trian' (did you mean 'n_train'?); ...
     """
-    from hf_memotion.data import load_memotion, make_demo_data
+    import dataclasses
+    import inspect
+
+    from hf_memotion.data import DemoDataConfig, load_memotion, make_demo_data
+    from hf_memotion.specs import check_keys
 
     section = dict(section or {})
     if "path" in section and "demo" in section:
@@ -128,11 +134,16 @@ def load_data(section: Mapping[str, Any]) -> datasets.DatasetDict:
     if "demo" in section:
         from hf_memotion.distributed import process_state
 
-        demo = dict(section["demo"] or {})
+        demo = dict(section.pop("demo") or {})
+        check_keys(section, ["demo"], section="data", source=source)
+        demo_keys = ["output_dir", "overwrite", *(f.name for f in dataclasses.fields(DemoDataConfig))]
+        check_keys(demo, demo_keys, section="data.demo", source=source)
         with process_state().main_process_first():  # one process writes, the others reuse its files
             root = make_demo_data(demo.pop("output_dir", "outputs/demo_data"), **demo)
         return load_memotion(root)
     if "path" in section:
+        options = [n for n in inspect.signature(load_memotion).parameters if n != "path"]
+        check_keys(section, ["path", *options], section="data", source=source)
         path = section.pop("path")
         return load_memotion(path, **section)
     raise ValueError("the data section needs 'path' (Memotion folder, data file or Hub id) or 'demo' (settings)")

@@ -40,7 +40,7 @@ import io
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +49,14 @@ from tqdm.auto import tqdm
 
 from hf_memotion.tasks import EMOTIONS, PROBLEMS, RELEASE_LABELS, encode_submission
 
-__all__ = ["RELEASE_COUNTS", "DemoDataConfig", "make_demo_data"]
+__all__ = [
+    "RELEASE_COUNTS",
+    "DemoDataConfig",
+    "DemoDataSpec",
+    "make_demo_data",
+    "print_demo_statistics",
+    "write_demo_data",
+]
 
 #: Class counts of the real training release (FORMATS.md); the demo samples with these frequencies.
 RELEASE_COUNTS: dict[str, tuple[int, ...]] = {
@@ -299,3 +306,53 @@ def _generate(config: DemoDataConfig, root: Path) -> None:
             test_rows,
         )
         _write_csv(test_dir / "Meme_groundTruth.csv", ["Image_name", "Labels"], truth_rows)
+
+
+@dataclass
+class DemoDataSpec:
+    """What ``scripts/make_demo_data.py`` reads from a run config: its ``data.demo`` section and ``overwrite``.
+
+    The other sections of the run config (models, training...) are not this command's and are left alone.
+
+    Example:
+        >>> DemoDataSpec.from_dict({"data": {"demo": {"n_train": 30}}, "models": []}).settings()
+        {'n_train': 30}
+    """
+
+    data: dict = field(default_factory=lambda: {"demo": {}})
+    overwrite: bool = False
+
+    @classmethod
+    def from_dict(cls, values: dict | None, *, source: str | None = None) -> DemoDataSpec:
+        """Take ``data`` and ``overwrite`` from a config; the demo section's keys are checked."""
+        from hf_memotion.specs import SpecError, check_keys, parse_spec
+
+        values = dict(values or {})
+        spec = parse_spec(cls, {k: values[k] for k in ("data", "overwrite") if k in values}, source=source)
+        if "demo" not in (spec.data or {}):
+            raise SpecError(f"{source or 'the config'}: the data section has no 'demo' settings to generate")
+        demo = dict(spec.data["demo"] or {})
+        check_keys(demo, ["output_dir", *(f.name for f in fields(DemoDataConfig))], section="data.demo", source=source)
+        return spec
+
+    def settings(self) -> dict:
+        """The demo generator's settings (without ``output_dir``)."""
+        return {k: v for k, v in dict(self.data["demo"] or {}).items() if k != "output_dir"}
+
+    def output_dir(self) -> Path:
+        """Where the data goes (``data.demo.output_dir``, default ``outputs/demo_data``)."""
+        return Path(dict(self.data["demo"] or {}).get("output_dir", "outputs/demo_data"))
+
+
+def write_demo_data(spec: DemoDataSpec) -> Path:
+    """Generate the demo data a :class:`DemoDataSpec` describes; return its root."""
+    return make_demo_data(spec.output_dir(), overwrite=spec.overwrite, **spec.settings())
+
+
+def print_demo_statistics(root: Path, spec: DemoDataSpec | None = None) -> None:
+    """Load the demo data back and print where it is and its label statistics."""
+    from hf_memotion.data.memotion import load_memotion
+    from hf_memotion.data.statistics import format_statistics
+
+    print(f"Demo Memotion data in {root} (release layout: memotion_dataset_7k/, memotion_test_release/)")
+    print(format_statistics(load_memotion(root)))

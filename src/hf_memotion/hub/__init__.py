@@ -1,6 +1,6 @@
 """The Hub side of a saved model: its card (``README.md``) and publishing a folder."""
 
-from hf_memotion.hub.cards import base_model_card, ensemble_card, vise_card, write_model_card
+from hf_memotion.cards import base_model_card, ensemble_card, vise_card, write_model_card
 from hf_memotion.hub.publishing import HubPublishError, PublishResult, PushSettings, push_folder, upload_plan
 
 __all__ = [

@@ -27,7 +27,7 @@ from typing import Any
 from huggingface_hub import CommitOperationAdd, HfApi, constants, get_token
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled, RepositoryNotFoundError
 
-from hf_memotion.hub.cards import MODEL_ID_PLACEHOLDER
+from hf_memotion.cards import MODEL_ID_PLACEHOLDER
 from hf_memotion.models.ensemble.modeling_memotion_ensemble import PICKLE_SUFFIXES
 
 try:  # the HTTP client huggingface_hub uses: httpx2 from huggingface_hub 2, httpx before

@@ -32,7 +32,7 @@ from hf_memotion.metrics import memotion_scores
 from hf_memotion.training.folds import stratified_folds
 from hf_memotion.training.trainer import ClassifierTrainingConfig, best_epoch, fit_classifier, predict_probabilities
 
-__all__ = ["CrossValidationResult", "cross_validate", "labels_matrix"]
+__all__ = ["CrossValidationResult", "CrossValidator", "cross_validate", "labels_matrix"]
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +88,151 @@ def _load_fold(folder: Path) -> tuple[dict[str, np.ndarray], np.ndarray, dict] |
     return probabilities, tensors["indices"], json.loads((folder / "metrics.json").read_text())
 
 
+class CrossValidator:
+    """k-fold training that yields out-of-fold probabilities, resumable fold folders and the refit model.
+
+    Args:
+        model_init: Builds a fresh model (same config each call).
+        problem_labels: Label names per problem, in the model's order.
+        training: Settings of every fit; the refit trains for the median best epoch of the folds.
+        n_splits: Folds (5 in the paper).
+        seed: Fold assignment and early-stopping split seed.
+        data_collator: Passed to the trainer (e.g. ``DataCollatorWithPadding`` for text).
+        early_stopping_fraction: Share of each fold's training rows held out for early stopping.
+        run_key: Identifies the settings (e.g. a hash of model and training settings); a saved fold is reused
+            only when its key and its rows match, so changed settings retrain.
+        trainer_factory: ``(model, train_rows, stop_rows or None, training, output_dir, data_collator=...) ->
+            Trainer``: trains and returns the trainer (default :func:`~hf_memotion.training.fit_classifier`).
+
+    Example:
+        >>> import numpy as np
+        >>> validator = CrossValidator(lambda: None, {"humour": ["not_funny", "funny"]}, ClassifierTrainingConfig(),
+        ...                            n_splits=3)
+        >>> [len(held_out) for _, held_out in validator.folds(np.array([0, 1] * 6))]
+        [4, 4, 4]
+    """
+
+    def __init__(
+        self,
+        model_init: Callable[[], PreTrainedModel],
+        problem_labels: Mapping[str, Sequence[str]],
+        training: ClassifierTrainingConfig,
+        *,
+        n_splits: int = 5,
+        seed: int = 0,
+        data_collator: Callable | None = None,
+        early_stopping_fraction: float = 0.1,
+        run_key: str = "",
+        trainer_factory: Callable[..., Any] | None = None,
+    ):
+        self.model_init = model_init
+        self.problem_labels = dict(problem_labels)
+        self.training = training
+        self.n_splits = n_splits
+        self.seed = seed
+        self.data_collator = data_collator
+        self.early_stopping_fraction = early_stopping_fraction
+        self.run_key = run_key
+        self.trainer_factory = trainer_factory
+
+    def folds(self, strata: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The ``(training, held-out)`` row indices of every fold (stratified on ``strata``, seeded)."""
+        return list(stratified_folds(strata, n_splits=self.n_splits, seed=self.seed))
+
+    def fit(self, model: PreTrainedModel, train_rows: Any, stop_rows: Any | None, training, output_dir: Path):
+        """Train one model with the trainer factory (early stopping on ``stop_rows`` when given)."""
+        factory = self.trainer_factory or fit_classifier
+        return factory(model, train_rows, stop_rows, training, output_dir, data_collator=self.data_collator)
+
+    def run(
+        self,
+        dataset: Any,
+        output_dir: str | os.PathLike,
+        *,
+        eval_dataset: Any | None = None,
+        labels: np.ndarray | None = None,
+        refit: bool = True,
+    ) -> CrossValidationResult:
+        """Train one model per fold (finished folds in ``output_dir/fold_K`` are reused), then optionally refit.
+
+        Args:
+            dataset: Model-ready rows with a ``labels`` column (class id, or one per problem).
+            output_dir: Fold results and Trainer checkpoints go here.
+            eval_dataset: The same rows as ``dataset`` prepared for evaluation (e.g. without random augmentation,
+                with ten-crop); used for early stopping and the out-of-fold predictions. Default: ``dataset``.
+            labels: The rows' class ids, ``(n_rows, n_problems)``; default: read the ``labels`` column (pass them
+                for datasets whose labels come from an on-the-fly transform).
+            refit: Train the final model on all rows.
+        """
+        output = Path(output_dir)
+        state = process_state()
+        training = self.training
+        eval_rows = dataset if eval_dataset is None else eval_dataset
+        if len(eval_rows) != len(dataset):
+            raise ValueError(
+                f"eval_dataset has {len(eval_rows)} rows but dataset has {len(dataset)}; they must be the same rows"
+            )
+        names = list(self.problem_labels)
+        labels = labels_matrix(dataset, len(names)) if labels is None else np.asarray(labels).reshape(len(dataset), -1)
+        strata = labels[:, 0]
+        oof = {name: np.full((len(labels), len(self.problem_labels[name])), np.nan) for name in names}
+        fold_metrics, epochs = [], []
+        for k, (train_idx, val_idx) in enumerate(self.folds(strata)):
+            folder = output / f"fold_{k}"
+            saved = _load_fold(folder)
+            if (
+                saved is not None
+                and saved[2].get("run_key") == self.run_key
+                and np.array_equal(np.sort(saved[1]), np.sort(val_idx))
+            ):
+                logger.info("fold %d/%d already done in %s: reusing it", k + 1, self.n_splits, folder)
+                probabilities, indices, metrics = saved
+            else:
+                fit_idx, stop_idx = _early_stopping_split(
+                    train_idx, strata[train_idx], self.early_stopping_fraction, self.seed + k
+                )
+                set_seed(training.seed + k)  # the fresh model's initial weights depend on the fold only
+                trainer = self.fit(self.model_init(), dataset.select(np.sort(fit_idx)),
+                                   eval_rows.select(np.sort(stop_idx)), training, folder / "checkpoints")  # fmt: skip
+                indices = np.asarray(val_idx)
+                probabilities = predict_probabilities(trainer, eval_rows.select(indices))
+                held_out = memotion_scores(
+                    {n: p.argmax(-1) for n, p in probabilities.items()},
+                    {n: labels[indices, j] for j, n in enumerate(names)},
+                )
+                metrics = {"fold": k, "run_key": self.run_key, "best_epoch": best_epoch(trainer)}
+                metrics.update({f"f1_{n}": held_out[n] for n in names})
+                state.wait_for_everyone()  # every process is done with the fold's checkpoints
+                if state.is_main_process:
+                    _save_fold(folder, probabilities, indices, metrics)
+                    shutil.rmtree(folder / "checkpoints", ignore_errors=True)
+                state.wait_for_everyone()
+                del trainer
+            for name in names:
+                oof[name][indices] = probabilities[name]
+            fold_metrics.append(metrics)
+            epochs.append(float(metrics["best_epoch"]))
+        missing = [name for name, p in oof.items() if np.isnan(p).any()]
+        if missing:
+            raise RuntimeError(
+                f"out-of-fold probabilities are missing rows for {missing}: the folds did not cover the data"
+            )
+        oof_scores = memotion_scores(
+            {n: oof[n].argmax(-1) for n in names}, {n: labels[:, j] for j, n in enumerate(names)}
+        )
+        model = None
+        if refit:
+            refit_epochs = max(1.0, float(np.round(np.median(epochs))))
+            settings = ClassifierTrainingConfig.from_dict({**training.to_dict(), "epochs": refit_epochs})
+            set_seed(training.seed + self.n_splits)
+            trainer = self.fit(self.model_init(), dataset, None, settings, output / "refit_checkpoints")
+            model = trainer.model
+            state.wait_for_everyone()
+            if state.is_main_process:
+                shutil.rmtree(output / "refit_checkpoints", ignore_errors=True)
+        return CrossValidationResult(oof, fold_metrics, epochs, oof_scores, model)
+
+
 def cross_validate(
     dataset: Any,
     model_init: Callable[[], PreTrainedModel],
@@ -104,7 +249,7 @@ def cross_validate(
     eval_dataset: Any | None = None,
     labels: np.ndarray | None = None,
 ) -> CrossValidationResult:
-    """Train one model per fold, collect out-of-fold probabilities, and optionally refit on all rows.
+    """:class:`CrossValidator` in one call: one model per fold, out-of-fold probabilities, optional refit.
 
     Args:
         dataset: Model-ready rows with a ``labels`` column (class id, or one per problem).
@@ -128,73 +273,7 @@ def cross_validate(
     Returns:
         A :class:`CrossValidationResult`.
     """
-    output = Path(output_dir)
-    state = process_state()
-    eval_rows = dataset if eval_dataset is None else eval_dataset
-    if len(eval_rows) != len(dataset):
-        raise ValueError(
-            f"eval_dataset has {len(eval_rows)} rows but dataset has {len(dataset)}; they must be the same rows"
-        )
-    names = list(problem_labels)
-    labels = labels_matrix(dataset, len(names)) if labels is None else np.asarray(labels).reshape(len(dataset), -1)
-    strata = labels[:, 0]
-    oof = {name: np.full((len(labels), len(problem_labels[name])), np.nan) for name in names}
-    fold_metrics, epochs = [], []
-    for k, (train_idx, val_idx) in enumerate(stratified_folds(strata, n_splits=n_splits, seed=seed)):
-        folder = output / f"fold_{k}"
-        saved = _load_fold(folder)
-        if (
-            saved is not None
-            and saved[2].get("run_key") == run_key
-            and np.array_equal(np.sort(saved[1]), np.sort(val_idx))
-        ):
-            logger.info("fold %d/%d already done in %s: reusing it", k + 1, n_splits, folder)
-            probabilities, indices, metrics = saved
-        else:
-            fit_idx, stop_idx = _early_stopping_split(train_idx, strata[train_idx], early_stopping_fraction, seed + k)
-            set_seed(training.seed + k)  # the fresh model's initial weights depend on the fold only
-            trainer = fit_classifier(
-                model_init(),
-                dataset.select(np.sort(fit_idx)),
-                eval_rows.select(np.sort(stop_idx)),
-                training,
-                folder / "checkpoints",
-                data_collator=data_collator,
-            )
-            indices = np.asarray(val_idx)
-            probabilities = predict_probabilities(trainer, eval_rows.select(indices))
-            held_out = memotion_scores(
-                {n: p.argmax(-1) for n, p in probabilities.items()},
-                {n: labels[indices, j] for j, n in enumerate(names)},
-            )
-            metrics = {"fold": k, "run_key": run_key, "best_epoch": best_epoch(trainer)}
-            metrics.update({f"f1_{n}": held_out[n] for n in names})
-            state.wait_for_everyone()  # every process is done with the fold's checkpoints
-            if state.is_main_process:
-                _save_fold(folder, probabilities, indices, metrics)
-                shutil.rmtree(folder / "checkpoints", ignore_errors=True)
-            state.wait_for_everyone()
-            del trainer
-        for name in names:
-            oof[name][indices] = probabilities[name]
-        fold_metrics.append(metrics)
-        epochs.append(float(metrics["best_epoch"]))
-    missing = [name for name, p in oof.items() if np.isnan(p).any()]
-    if missing:
-        raise RuntimeError(
-            f"out-of-fold probabilities are missing rows for {missing}: the folds did not cover the data"
-        )
-    oof_scores = memotion_scores({n: oof[n].argmax(-1) for n in names}, {n: labels[:, j] for j, n in enumerate(names)})
-    model = None
-    if refit:
-        refit_epochs = max(1.0, float(np.round(np.median(epochs))))
-        settings = ClassifierTrainingConfig.from_dict({**training.to_dict(), "epochs": refit_epochs})
-        set_seed(training.seed + n_splits)
-        trainer = fit_classifier(
-            model_init(), dataset, None, settings, output / "refit_checkpoints", data_collator=data_collator
-        )
-        model = trainer.model
-        state.wait_for_everyone()
-        if state.is_main_process:
-            shutil.rmtree(output / "refit_checkpoints", ignore_errors=True)
-    return CrossValidationResult(oof, fold_metrics, epochs, oof_scores, model)
+    validator = CrossValidator(model_init, problem_labels, training, n_splits=n_splits, seed=seed,
+                               data_collator=data_collator, early_stopping_fraction=early_stopping_fraction,
+                               run_key=run_key)  # fmt: skip
+    return validator.run(dataset, output_dir, eval_dataset=eval_dataset, labels=labels, refit=refit)

@@ -23,7 +23,6 @@ from typing import Any
 
 import datasets
 import numpy as np
-from sklearn.metrics import confusion_matrix
 from transformers import (
     AutoImageProcessor,
     AutoModelForImageClassification,
@@ -34,41 +33,29 @@ from transformers import (
 from hf_memotion.config import load_data
 from hf_memotion.data.memotion import write_answer_file
 from hf_memotion.distributed import process_state
-from hf_memotion.hub.cards import ensemble_card, write_model_card
 from hf_memotion.io_utils import atomic_write_text
 from hf_memotion.metrics import memotion_scores
+from hf_memotion.metrics.tables import format_table7
 from hf_memotion.models.ensemble import MemotionEnsembleConfig, MemotionEnsembleModel, fit_stackers
 from hf_memotion.models.ensemble.stacking import META_METHODS
-from hf_memotion.tasks import EMOTIONS, PROBLEM_NAMES
-from hf_memotion.training.runs import ClassifierRunResult, check_keys, data_provenance
-from hf_memotion.training.trainer import ClassifierTrainingConfig
+from hf_memotion.reporting.ensemble_report import plot_scores, render_report
+from hf_memotion.specs import spec_to_dict
+from hf_memotion.tasks import PROBLEM_NAMES
+from hf_memotion.training.run_specs import BaseModelSpec, EnsembleRunSpec
+from hf_memotion.training.runs import ClassifierRunResult, data_provenance
 
-__all__ = ["TrainingReport", "format_table7", "run_training"]
+__all__ = ["TrainingReport", "ensemble_folder", "print_training_summary", "run_training"]
 
 logger = logging.getLogger(__name__)
 
-_MODEL_KEYS = {"name", "modality", "backbone", "architecture", "problems", "layout", "training", "model", "tiny",
-               "processor", "ten_crop", "pretrained", "pretrained_file", "vise_backbone", "weighted_loss"}  # fmt: skip
 
-
-def _expand(models: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def _expand(models: Sequence[BaseModelSpec]) -> list[dict[str, Any]]:
     """One entry per trained model: ``layout: per_problem`` (the paper's) becomes one model per problem."""
-    out = []
-    for entry in models:
-        check_keys(entry, _MODEL_KEYS)
-        layout = entry.get("layout", "multitask")
-        if layout not in ("multitask", "per_problem"):
-            raise ValueError(
-                f"model {entry.get('name')!r}: layout must be 'multitask' or 'per_problem', got {layout!r}"
-            )
-        problems = list(entry.get("problems") or PROBLEM_NAMES)
-        if layout == "multitask":
-            out.append({**entry, "problems": problems, "group": entry["name"]})
-        else:
-            out.extend(
-                {**entry, "name": f"{entry['name']}-{p}", "problems": [p], "group": entry["name"]} for p in problems
-            )
-    return out
+    return [
+        {"name": name, "modality": spec.modality, "problems": problems, "group": spec.name, "spec": spec}
+        for spec in models
+        for name, problems in spec.groups().items()
+    ]
 
 
 class TrainingReport(dict):
@@ -88,24 +75,10 @@ def _train_base_model(entry: Mapping[str, Any], data: datasets.DatasetDict, fold
     from hf_memotion.training.text import train_text_classifier
     from hf_memotion.training.vision import train_vision_classifier
 
-    problems = list(entry["problems"])
-    training = ClassifierTrainingConfig.from_dict(entry.get("training"))
-    if entry.get("modality") == "text":
-        return train_text_classifier(
-            data, folder, backbone=entry.get("backbone", "tiny:bert"), problems=problems, training=training,
-            model_kwargs=entry.get("model"), tiny_kwargs=entry.get("tiny"),
-            weighted_loss=bool(entry.get("weighted_loss", True)), **common,
-        )  # fmt: skip
-    if entry.get("modality") == "vision":
-        file = entry.get("pretrained_file")
-        return train_vision_classifier(
-            data, folder, architecture=entry.get("architecture", "test_resnet"), problems=problems,
-            training=training, model_kwargs=entry.get("model"), processor_kwargs=entry.get("processor"),
-            ten_crop=bool(entry.get("ten_crop", True)), pretrained=bool(entry.get("pretrained", False)),
-            pretrained_cfg_overlay={"file": str(file)} if file else None, vise_backbone=entry.get("vise_backbone"),
-            weighted_loss=bool(entry.get("weighted_loss", True)), **common,
-        )  # fmt: skip
-    raise ValueError(f"model {entry.get('name')!r}: modality must be 'text' or 'vision', got {entry.get('modality')!r}")
+    spec: BaseModelSpec = entry["spec"]
+    train = train_text_classifier if spec.modality == "text" else train_vision_classifier
+    return train(data, folder, problems=list(entry["problems"]), training=spec.training_config(),
+                 **spec.recipe_kwargs(), **common)  # fmt: skip
 
 
 def _scores(probabilities: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray]) -> dict[str, float]:
@@ -118,115 +91,59 @@ def _combine(stackers, probabilities: Mapping[str, Mapping[str, np.ndarray]]) ->
     return ensemble.combine(probabilities)
 
 
-def format_table7(rows: Sequence[Mapping[str, Any]]) -> str:
-    """A Markdown table in the form of the paper's Table 7 (macro-F1; emotions in the official hsom order)."""
-    heads = ["model", "A", "B ave.", *[f"B {e[:4]}." for e in EMOTIONS], "C ave.", *[f"C {e[:4]}." for e in EMOTIONS]]
-    keys = ["subtask_a", "subtask_b", *EMOTIONS, "subtask_c", *[f"{e}_intensity" for e in EMOTIONS]]
-    lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
-    for row in rows:
-        cells = [f"{row['scores'][k]:.3f}" if k in row["scores"] else "-" for k in keys]
-        lines.append(f"| {row['name']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def _plots(output: Path, rows: Sequence[Mapping[str, Any]], final: Mapping[str, np.ndarray], labels) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from hf_memotion.tasks import get_problem
-
-    written = []
-    fig, ax = plt.subplots(figsize=(12, 4))
-    problems = [p for p in PROBLEM_NAMES if p in final]
-    width = 0.8 / max(len(rows), 1)
-    for i, row in enumerate(rows):
-        ax.bar(
-            np.arange(len(problems)) + i * width,
-            [row["scores"].get(p, 0.0) for p in problems],
-            width,
-            label=row["name"],
-        )
-    ax.set_xticks(np.arange(len(problems)) + 0.4 - width / 2, problems, rotation=30, ha="right")
-    ax.set_ylabel("macro-F1 (held-out)")
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(output / "scores.png", dpi=100)
-    plt.close(fig)
-    written.append("scores.png")
-    fig, axes = plt.subplots(1, len(problems), figsize=(3.2 * len(problems), 3.2))
-    for ax, problem in zip(np.atleast_1d(axes), problems, strict=True):
-        names = get_problem(problem).labels
-        matrix = confusion_matrix(labels[problem], final[problem].argmax(-1), labels=range(len(names)))
-        ax.imshow(matrix, cmap="Blues")
-        for (r, c), value in np.ndenumerate(matrix):
-            ax.text(c, r, int(value), ha="center", va="center", fontsize=7)
-        ax.set_title(problem, fontsize=8)
-        ax.set_xticks(range(len(names)), [n[:8] for n in names], rotation=45, fontsize=6)
-        ax.set_yticks(range(len(names)), [n[:8] for n in names], fontsize=6)
-    fig.tight_layout()
-    fig.savefig(output / "confusion_matrices.png", dpi=100)
-    plt.close(fig)
-    written.append("confusion_matrices.png")
-    return written
-
-
 def _load_base(entry: Mapping[str, Any], folder: Path):
     if entry["modality"] == "text":
         return AutoModelForSequenceClassification.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
     return AutoModelForImageClassification.from_pretrained(folder), AutoImageProcessor.from_pretrained(folder)
 
 
-def run_training(config: Mapping[str, Any]) -> TrainingReport:
+def run_training(config: Mapping[str, Any] | EnsembleRunSpec, *, source: str | None = None) -> TrainingReport:
     """Train base models, fit the modality ensemble, evaluate, and write the output folder.
 
-    Config keys: ``data`` (:func:`hf_memotion.config.load_data`), ``output_dir``, ``seed``,
-    ``n_splits``, ``holdout`` (evaluation share carved from ``train`` when there is no labelled test
-    split), ``processes`` (refuse to run unless exactly this many processes were launched),
-    ``models`` (a list: ``name``, ``modality``, ``layout`` (``"multitask"`` or the paper's
-    ``"per_problem"``) and that recipe's settings) and ``stacking``
-    (``methods``: candidates, or per problem; ``features``: ``"own"`` or ``"all"``; ``cv``).
+    Args:
+        config: An :class:`~hf_memotion.training.run_specs.EnsembleRunSpec` or a mapping of one (a YAML
+            config): ``data``, ``output_dir``, ``seed``, ``n_splits``, ``holdout``, ``processes``, ``models``
+            (``name``, ``modality``, ``layout`` and that recipe's settings) and ``stacking``.
+        source: The config's file, named in errors.
     """
-    check_keys(config, {"data", "output_dir", "seed", "n_splits", "holdout", "processes", "models", "stacking"})
+    spec = config if isinstance(config, EnsembleRunSpec) else EnsembleRunSpec.from_dict(config, source=source)
+    settings = spec_to_dict(spec) if isinstance(config, EnsembleRunSpec) else dict(config)
+    settings.pop("data", None)
     state = process_state()
-    expected = config.get("processes")
-    if expected is not None and int(expected) != state.num_processes:
+    if spec.processes is not None and int(spec.processes) != state.num_processes:
         raise RuntimeError(
-            f"the config asks for {expected} processes but {state.num_processes} were launched; on CPU use "
+            f"the config asks for {spec.processes} processes but {state.num_processes} were launched; on CPU use "
             "`accelerate launch --multi_gpu --num_processes N` with ACCELERATE_USE_CPU=1 (or torchrun)"
         )
-    declared = list(config.get("models") or [])
+    declared = spec.models
     if not declared:
         raise ValueError("the config lists no base models under 'models'")
-    names = [m.get("name") for m in declared]
+    names = [m.name for m in declared]
     if len(set(names)) != len(names) or not all(names):
         raise ValueError(f"every model needs a unique name, got {names}")
     models = _expand(declared)
-    seed = int(config.get("seed", 0))
-    output = Path(config.get("output_dir", "outputs/run"))
-    data = _split_holdout(load_data(config.get("data") or {"demo": {}}), float(config.get("holdout", 0.1)), seed)
+    seed = spec.seed
+    output = Path(spec.output_dir)
+    data = _split_holdout(load_data(spec.data or {"demo": {}}, source=source), float(spec.holdout), seed)
     train_labels = {p: np.asarray(data["train"][p]) for p in PROBLEM_NAMES}
     test_labels = {p: np.asarray(data["test"][p]) for p in PROBLEM_NAMES}
-    common = {"n_splits": int(config.get("n_splits", 5)), "seed": seed}
+    common = {"n_splits": int(spec.n_splits), "seed": seed}
     results: dict[str, ClassifierRunResult] = {}
     for entry in models:
         logger.info("training base model %s (%s)", entry["name"], entry.get("modality"))
         results[entry["name"]] = _train_base_model(entry, data, output / "models" / entry["name"], common)
-    stacking = dict(config.get("stacking") or {})
-    check_keys(stacking, {"methods", "features", "cv"})
     stack_args = {
-        "candidates": stacking.get("methods") or META_METHODS,
-        "features": stacking.get("features", "own"),
-        "cv": int(stacking.get("cv", 5)),
+        "candidates": spec.stacking.methods or META_METHODS,
+        "features": spec.stacking.features,
+        "cv": int(spec.stacking.cv),
         "seed": seed,
     }
     oof = {name: r.oof_probabilities for name, r in results.items()}
     held_out = {name: r.test_probabilities for name, r in results.items()}
     rows = []  # one row per declared model (its per-problem models merged), as in Table 7
     for entry in declared:
-        merged = {p: v for m in models if m["group"] == entry["name"] for p, v in held_out[m["name"]].items()}
-        rows.append({"name": entry["name"], "modality": entry["modality"], "scores": _scores(merged, test_labels)})
+        merged = {p: v for m in models if m["group"] == entry.name for p, v in held_out[m["name"]].items()}
+        rows.append({"name": entry.name, "modality": entry.modality, "scores": _scores(merged, test_labels)})
     modalities = sorted({e["modality"] for e in models})
     for modality in modalities:
         members = [e["name"] for e in models if e["modality"] == modality]
@@ -242,7 +159,7 @@ def run_training(config: Mapping[str, Any]) -> TrainingReport:
         table8=table8,
         selection_scores={p: s.scores for p, s in stackers.items()},
         oof_scores={name: r.oof_scores for name, r in results.items()},
-        settings={k: v for k, v in config.items() if k != "data"},
+        settings=settings,
         n_train=len(data["train"]),
         n_test=len(data["test"]),
         data=data_provenance(data["train"]),
@@ -262,34 +179,25 @@ def run_training(config: Mapping[str, Any]) -> TrainingReport:
             ],
         )
         base = {e["name"]: _load_base(e, output / "models" / e["name"] / "model") for e in models}
-        MemotionEnsembleModel(ensemble_config, base_models=base, stackers=stackers).save_pretrained(output / "ensemble")
+        ensemble = MemotionEnsembleModel(ensemble_config, base_models=base, stackers=stackers)
+        ensemble.card_data.update(**report)  # the card is written by save_pretrained, from the report's numbers
+        ensemble.save_pretrained(output / "ensemble")
         write_answer_file({p: final[p].argmax(-1) for p in PROBLEM_NAMES}, output / "answer.txt")
-        plots = _plots(output, rows, final, test_labels)
+        plots = plot_scores(output, rows, final, test_labels)
         atomic_write_text(output / "report.json", json.dumps(report, indent=2, default=str))
         atomic_write_text(output / "report.md", render_report(report, plots))
-        write_model_card(output / "ensemble", ensemble_card(report))
     state.wait_for_everyone()
     return report
 
 
-def render_report(report: Mapping[str, Any], plots: Sequence[str] = ()) -> str:
-    """``report.md``: Table 7 and Table 8 in the paper's form, plus the plots."""
-    lines = [
-        "# Modality ensemble: results",
-        "",
-        f"Held-out evaluation on {report['n_test']} memes; base models and meta-estimators trained on "
-        f"{report['n_train']} memes (meta-estimators on out-of-fold probabilities only).",
-        "",
-        "## Macro-F1 per subtask and emotion (the form of Table 7 of the Memotion paper)",
-        "",
-        format_table7(report["table7"]),
-        "",
-        "## Meta-estimator chosen per problem (Table 8)",
-        "",
-        "| problem | method |",
-        "|---|---|",
-        *[f"| {p} | {m} |" for p, m in report["table8"].items()],
-        "",
-    ]
-    lines += [f"![{p}]({p})" for p in plots]
-    return "\n".join(lines) + "\n"
+def print_training_summary(report: Mapping[str, Any], spec: EnsembleRunSpec) -> None:
+    """Print Table 7, the chosen meta-estimators and where the outputs are (what ``scripts/train.py`` shows)."""
+    output = Path(spec.output_dir)
+    print(format_table7(report["table7"]))
+    print("meta-estimators:", ", ".join(f"{p}={m}" for p, m in report["table8"].items()))
+    print(f"ensemble: {output}/ensemble  report: {output}/report.md  submission: {output}/answer.txt")
+
+
+def ensemble_folder(report: Mapping[str, Any], spec: EnsembleRunSpec) -> dict[str, Path]:
+    """``{"ensemble": folder}``: what ``push_to_hub:`` publishes after ``scripts/train.py``."""
+    return {"ensemble": Path(spec.output_dir) / "ensemble"}

@@ -28,22 +28,21 @@ from typing import Any
 import datasets
 import numpy as np
 from safetensors.numpy import load_file, save
-from transformers import PreTrainedModel, Trainer
+from transformers import PreTrainedModel
 
 from hf_memotion.distributed import process_state
-from hf_memotion.hub.cards import base_model_card, write_model_card
 from hf_memotion.io_utils import atomic_open, atomic_write_text
 from hf_memotion.metrics import memotion_scores
-from hf_memotion.training.cross_validation import CrossValidationResult, cross_validate
-from hf_memotion.training.trainer import ClassifierTrainingConfig, predict_probabilities
+from hf_memotion.training.cross_validation import CrossValidationResult, CrossValidator
+from hf_memotion.training.trainer import ClassifierTrainingConfig, MemotionTrainer, predict_probabilities
 
 __all__ = [
     "ClassifierRunResult",
     "as_splits",
-    "check_keys",
     "data_provenance",
-    "problem_groups",
+    "print_run_results",
     "run_classifier",
+    "saved_model_folders",
     "settings_key",
 ]
 
@@ -71,28 +70,6 @@ def as_splits(data: datasets.DatasetDict | datasets.Dataset) -> datasets.Dataset
 def data_provenance(dataset: datasets.Dataset) -> dict[str, str | None]:
     """Where a dataset came from, as :func:`hf_memotion.data.load_memotion` recorded it in ``info``."""
     return {"name": dataset.info.dataset_name, "description": dataset.info.description or None}
-
-
-def check_keys(config: Mapping[str, Any], known: set[str]) -> None:
-    """Refuse a run config with keys the recipe does not know, naming them and the valid ones."""
-    unknown = sorted(set(config) - known)
-    if unknown:
-        raise ValueError(f"unknown config key(s) {unknown}; valid: {sorted(known)}")
-
-
-def problem_groups(config: Mapping[str, Any]) -> dict[str, list[str]]:
-    """Models to train from a config's ``problems`` and ``layout``.
-
-    ``"multitask"`` (default): one model named ``multitask`` for all problems (one forward pass);
-    ``"per_problem"``: the paper's layout, one model per problem, named after it.
-    """
-    from hf_memotion.tasks import PROBLEM_NAMES
-
-    problems = list(config.get("problems") or PROBLEM_NAMES)
-    layout = config.get("layout", "multitask")
-    if layout not in ("multitask", "per_problem"):
-        raise ValueError(f"layout must be 'multitask' or 'per_problem', got {layout!r}")
-    return {"multitask": problems} if layout == "multitask" else {p: [p] for p in problems}
 
 
 def settings_key(settings: Mapping[str, Any]) -> str:
@@ -183,15 +160,13 @@ def run_classifier(
     if finished is not None:
         logger.info("%s already finished with these settings: reusing it", output)
         return finished
-    cv = cross_validate(
-        train_dataset, model_init, problem_labels, training, output / "folds", n_splits=n_splits, seed=seed,
-        data_collator=data_collator, run_key=key, refit=refit, eval_dataset=eval_dataset,
-        labels=train_labels,
-    )  # fmt: skip
+    validator = CrossValidator(model_init, problem_labels, training, n_splits=n_splits, seed=seed,
+                               data_collator=data_collator, run_key=key)  # fmt: skip
+    cv = validator.run(train_dataset, output / "folds", eval_dataset=eval_dataset, labels=train_labels, refit=refit)
     result = ClassifierRunResult(**vars(cv), preprocessor=preprocessor, output_dir=output)
     if refit and test_dataset is not None and test_labels is not None:
         args = training.to_training_arguments(output / "predict", with_eval=False)
-        predictor = Trainer(model=cv.model, args=args, data_collator=data_collator)
+        predictor = MemotionTrainer(model=cv.model, args=args, data_collator=data_collator)
         result.test_probabilities = predict_probabilities(predictor, test_dataset)
         result.test_scores = memotion_scores(
             {p: v.argmax(-1) for p, v in result.test_probabilities.items()}, dict(test_labels)
@@ -200,12 +175,10 @@ def run_classifier(
     if state.is_main_process:  # under accelerate launch, one process writes the files
         save_probabilities(output / "oof_probabilities.safetensors", cv.oof_probabilities)
         if refit:
-            cv.model.save_pretrained(output / "model")
+            cv.model.card_data.name = output.name
+            cv.model.card_data.update(**settings, oof_scores=cv.oof_scores, test_scores=result.test_scores)
+            cv.model.save_pretrained(output / "model")  # writes the card (README.md) from the model's card data
             preprocessor.save_pretrained(output / "model")
-            card = base_model_card(
-                {**settings, "oof_scores": cv.oof_scores, "test_scores": result.test_scores}, name=output.name
-            )
-            write_model_card(output / "model", card)
         if result.test_probabilities is not None:
             save_probabilities(output / "test_probabilities.safetensors", result.test_probabilities)
         report = {
@@ -219,3 +192,17 @@ def run_classifier(
         atomic_write_text(output / "metrics.json", json.dumps(report, indent=2, default=str))
     state.wait_for_everyone()
     return result
+
+
+def print_run_results(results: Mapping[str, ClassifierRunResult], spec: Any = None) -> None:
+    """Print where each model was saved and its out-of-fold and test scores (what the base-model scripts show)."""
+    for name, result in results.items():
+        print(f"[{name}] saved to {result.output_dir / 'model'}")
+        rows = [("out-of-fold", result.oof_scores)] + ([("test", result.test_scores)] if result.test_scores else [])
+        for label, scores in rows:
+            print(f"  {label:<12} " + "  ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+
+
+def saved_model_folders(results: Mapping[str, ClassifierRunResult], spec: Any = None) -> dict[str, Path]:
+    """``{name: model folder}`` of a base-model run (what ``push_to_hub:`` publishes)."""
+    return {name: result.output_dir / "model" for name, result in results.items()}

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +28,11 @@ from hf_memotion.models.text.preprocessing import prepare_text_dataset
 from hf_memotion.models.text.tiny import TINY_FAMILIES, build_tiny_text_backbone
 from hf_memotion.tasks import PROBLEM_NAMES
 from hf_memotion.training.folds import class_weights
+from hf_memotion.training.run_specs import TextRunSpec
 from hf_memotion.training.runs import (
     ClassifierRunResult,
     as_splits,
-    check_keys,
     data_provenance,
-    problem_groups,
     run_classifier,
 )
 from hf_memotion.training.trainer import ClassifierTrainingConfig
@@ -167,15 +166,18 @@ def train_text_classifier(
     return result
 
 
-def run_text_experiment(config: dict[str, Any]) -> dict[str, TextClassifierResult]:
+def run_text_experiment(
+    config: Mapping[str, Any] | TextRunSpec, *, source: str | None = None
+) -> dict[str, TextClassifierResult]:
     """Run what a text YAML config describes (``scripts/train_text.py`` calls only this).
 
-    Keys: ``data`` (see :func:`hf_memotion.config.load_data`), ``output_dir``, ``backbone``,
-    ``problems``, ``layout`` (``"multitask"``: one model for all problems, or ``"per_problem"``: the
-    paper's one model per problem), ``n_splits``, ``seed``, ``weighted_loss``, ``training``
-    (:class:`ClassifierTrainingConfig` fields), ``model`` (:class:`MemotionTextConfig` fields),
-    ``tiny`` (tiny backbone sizes) and ``search`` (``n_trials`` > 0 runs the Optuna search first and
-    trains with its best settings; ``space`` replaces the paper's search space).
+    Args:
+        config: A :class:`~hf_memotion.training.run_specs.TextRunSpec` or a mapping of one: ``data``,
+            ``output_dir``, ``backbone``, ``problems``, ``layout`` (``"multitask"``: one model for all problems,
+            or ``"per_problem"``: the paper's one model per problem), ``n_splits``, ``seed``, ``weighted_loss``,
+            ``training``, ``model``, ``tiny`` and ``search`` (``n_trials`` > 0 runs the Optuna search first and
+            trains with its best settings; ``space`` replaces the paper's search space).
+        source: The config's file, named in errors.
 
     Returns:
         Result per model name (``"multitask"`` or each problem name).
@@ -183,37 +185,30 @@ def run_text_experiment(config: dict[str, Any]) -> dict[str, TextClassifierResul
     from hf_memotion.config import load_data
     from hf_memotion.training.search import search_space_from_config, search_text_hyperparameters
 
-    check_keys(config, {"data", "output_dir", "backbone", "problems", "layout", "n_splits", "seed", "weighted_loss",
-                        "training", "model", "tiny", "search"})  # fmt: skip
-    groups = problem_groups(config)
-    data = load_data(config.get("data") or {"demo": {}})
-    output = Path(config.get("output_dir", "outputs/text"))
-    common = {
-        "backbone": config.get("backbone", "tiny:bert"),
-        "n_splits": int(config.get("n_splits", 5)),
-        "seed": int(config.get("seed", 0)),
-        "tiny_kwargs": config.get("tiny"),
-    }
-    training = ClassifierTrainingConfig.from_dict(config.get("training"))
-    model_kwargs = dict(config.get("model") or {})
+    spec = config if isinstance(config, TextRunSpec) else TextRunSpec.from_dict(config, source=source)
+    if spec.modality != "text":
+        raise ValueError(f"a text run has modality 'text', got {spec.modality!r}")
+    data = load_data(spec.data, source=source)
+    output = Path(spec.output_dir)
+    common = {"backbone": spec.backbone, "n_splits": spec.n_splits, "seed": spec.seed, "tiny_kwargs": spec.tiny}
+    training = spec.training_config()
     results = {}
-    for name, group in groups.items():
-        run_training, run_model = training, model_kwargs
-        search = dict(config.get("search") or {})
-        if int(search.get("n_trials", 0)) > 0:
-            space = search_space_from_config(search["space"]) if search.get("space") else None
+    for name, group in spec.groups().items():
+        run_training, run_model = training, dict(spec.model)
+        if spec.search.n_trials > 0:
+            space = search_space_from_config(spec.search.space) if spec.search.space else None
             study = search_text_hyperparameters(
-                data, output / name / "search", problems=group, n_trials=int(search["n_trials"]),
-                training=training, search_space=space, model_kwargs=model_kwargs, **common,
+                data, output / name / "search", problems=group, n_trials=spec.search.n_trials,
+                training=training, search_space=space, model_kwargs=spec.model, **common,
             )  # fmt: skip
             best = study.best_params
             run_training = ClassifierTrainingConfig.from_dict(
                 {**training.to_dict(), **{k: v for k, v in best.items() if k in ("learning_rate", "optimizer")}}
             )
-            run_model = {**model_kwargs, **{k: v for k, v in best.items() if k not in ("learning_rate", "optimizer")}}
+            run_model = {**spec.model, **{k: v for k, v in best.items() if k not in ("learning_rate", "optimizer")}}
             logger.info("%s: best search settings %s (mean out-of-fold macro-F1 %.4f)", name, best, study.best_value)
         results[name] = train_text_classifier(
             data, output / name, problems=group, training=run_training, model_kwargs=run_model,
-            weighted_loss=bool(config.get("weighted_loss", True)), **common,
+            weighted_loss=spec.weighted_loss, **common,
         )  # fmt: skip
     return results

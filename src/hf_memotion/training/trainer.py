@@ -1,4 +1,11 @@
-"""Training one classifier with ``transformers.Trainer``: the paper's settings, metrics, probabilities.
+"""The training spine: :class:`MemotionTrainer` (the one ``Trainer`` subclass) and the base-model settings.
+
+Every training of the library runs through :class:`MemotionTrainer`: the text and visual base models
+(:func:`fit_classifier`), VisE pretraining and VisE fine-tuning. It owns the optimiser (SGD with
+momentum, or the stock Adam/AdamW), the schedule (stock, or warm-up then step decay from
+:mod:`hf_memotion.training.schedules`), the logging (per-step dicts to the logger, progress bars kept,
+extra loss terms averaged over steps and processes) and the model card data (a callback records the
+training's settings and metrics on ``model.card_data``, which ``save_pretrained`` renders).
 
 Example:
     >>> settings = ClassifierTrainingConfig(epochs=3, optimizer="adam_warmup")
@@ -24,17 +31,28 @@ from transformers import (
     PrinterCallback,
     ProgressCallback,
     Trainer,
-    TrainingArguments,
 )
 
+from hf_memotion.cards import CardDataCallback
 from hf_memotion.models.heads import split_logits
+from hf_memotion.specs import parse_spec
+from hf_memotion.training.arguments import (
+    MemotionTrainingArguments,
+    build_training_arguments,
+    show_progress,
+    stock_argument_names,
+)
+from hf_memotion.training.schedules import StepSchedule, milestone_steps, step_scheduler
 
 __all__ = [
     "ClassifierTrainingConfig",
+    "LoggingProgressCallback",
+    "MemotionTrainer",
     "best_epoch",
     "fit_classifier",
     "make_compute_metrics",
     "predict_probabilities",
+    "show_progress",
 ]
 
 logger = logging.getLogger(__name__)
@@ -91,11 +109,23 @@ class ClassifierTrainingConfig:
         self.lr_milestones = tuple(int(m) for m in self.lr_milestones)
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any] | None) -> ClassifierTrainingConfig:
-        """Build from a (YAML) mapping, naming any unknown key."""
-        from hf_memotion.config import settings_from_dict
+    def from_dict(cls, values: Mapping[str, Any] | None, *, source: str | None = None) -> ClassifierTrainingConfig:
+        """Build from a (YAML) ``training:`` section.
 
-        return settings_from_dict(cls, values, "training")
+        A key that is not a field here but a stock ``TrainingArguments`` field (``bf16``, ``fp16``,
+        ``dataloader_persistent_workers``, ``save_total_limit``, ...) goes to ``extra`` and reaches the
+        ``Trainer``; anything else is refused with the nearest valid key.
+
+        Example:
+            >>> ClassifierTrainingConfig.from_dict({"epochs": 2, "bf16": True}).extra
+            {'bf16': True}
+        """
+        return parse_spec(cls, values, source=source, section="training")
+
+    @classmethod
+    def spec_passthrough(cls) -> set[str]:
+        """Stock ``TrainingArguments`` fields a ``training:`` section may set (kept in ``extra``)."""
+        return stock_argument_names()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (for reports and configs)."""
@@ -103,24 +133,24 @@ class ClassifierTrainingConfig:
         out["lr_milestones"] = list(self.lr_milestones)
         return out
 
-    def to_training_arguments(self, output_dir: str | os.PathLike, with_eval: bool) -> TrainingArguments:
-        """``TrainingArguments`` for one run; with ``with_eval``, evaluate/save every epoch and keep the best."""
-        scheduler: dict[str, Any] = {"lr_scheduler_type": "constant", "warmup_steps": 0}
+    def to_training_arguments(self, output_dir: str | os.PathLike, with_eval: bool) -> MemotionTrainingArguments:
+        """Arguments of one run; with ``with_eval``, evaluate/save every epoch and keep the best."""
+        fields: dict[str, Any] = {"lr_scheduler_type": "constant", "warmup_steps": 0}
         if self.optimizer == "adam_warmup":
-            scheduler = {"lr_scheduler_type": "linear", "warmup_steps": float(self.warmup_ratio)}
-        optim: dict[str, Any] = {"optim": "adamw_torch", "weight_decay": self.weight_decay}
+            fields = {"lr_scheduler_type": "linear", "warmup_steps": float(self.warmup_ratio)}
+        if self.optimizer == "sgd":  # the paper's visual schedule: x0.1 at each milestone epoch
+            fields.update(optim="sgd", momentum=self.momentum, lr_milestones=list(self.lr_milestones),
+                          lr_milestone_unit="epoch", lr_decay=0.1)  # fmt: skip
+        else:
+            fields["optim"] = "adamw_torch"
         per_epoch = "epoch" if with_eval else "no"
-        from hf_memotion.distributed import process_state
-
-        processes = process_state().num_processes
-        if self.batch_size % processes:
-            logger.warning("batch_size %d is not a multiple of %d processes", self.batch_size, processes)
-        return TrainingArguments(
-            output_dir=str(output_dir),
+        return build_training_arguments(
+            output_dir,
+            batch_size=self.batch_size,
+            eval_batch_size=self.eval_batch_size,
             learning_rate=self.learning_rate,
+            weight_decay=self.weight_decay,
             num_train_epochs=self.epochs,
-            per_device_train_batch_size=max(1, self.batch_size // processes),
-            per_device_eval_batch_size=max(1, self.eval_batch_size // processes),
             max_grad_norm=self.max_grad_norm,
             eval_strategy=per_epoch,
             save_strategy=per_epoch,
@@ -128,27 +158,12 @@ class ClassifierTrainingConfig:
             load_best_model_at_end=with_eval,
             metric_for_best_model="macro_f1" if with_eval else None,
             greater_is_better=True if with_eval else None,
-            logging_strategy="epoch",
-            report_to=[],
             seed=self.seed,
             data_seed=self.seed,
             dataloader_num_workers=self.dataloader_num_workers,
-            dataloader_pin_memory=torch.cuda.is_available(),
-            remove_unused_columns=False,  # image datasets carry raw columns that their on-the-fly transform reads
-            # Reuse the process state (gloo data-parallel on a CPU-only machine) instead of letting
-            # TrainingArguments reset it to N independent processes.
-            accelerator_config={"use_configured_state": True},
-            use_cpu=not torch.cuda.is_available(),
-            disable_tqdm=not show_progress(),
-            **scheduler,
-            **optim,
+            **fields,
             **self.extra,
         )
-
-
-def show_progress() -> bool:
-    """Progress bars on unless ``HF_MEMOTION_PROGRESS=0`` (``Trainer`` draws them on the main process only)."""
-    return os.environ.get("HF_MEMOTION_PROGRESS", "1") != "0"
 
 
 class LoggingProgressCallback(ProgressCallback):
@@ -162,6 +177,122 @@ class LoggingProgressCallback(ProgressCallback):
                 state.epoch or 0.0,
                 {k: round(v, 4) if isinstance(v, float) else v for k, v in logs.items()},
             )
+
+
+def _match_mixed_precision(args: Any) -> None:
+    """Let this trainer's precision differ from the last one's in the same process.
+
+    accelerate keeps one ``AcceleratorState`` per process and refuses a second ``Accelerator`` with another
+    ``mixed_precision``; a recipe trains many models in one process (e.g. a bf16 text model beside an fp32 visual
+    one). The precision part of the state is dropped when it differs; the process group (``PartialState``) stays.
+    """
+    from accelerate.state import AcceleratorState
+
+    if args is None:
+        return
+    wanted = "bf16" if getattr(args, "bf16", False) else "fp16" if getattr(args, "fp16", False) else "no"
+    state = AcceleratorState._shared_state
+    if state and state.get("_mixed_precision") not in (None, wanted):
+        AcceleratorState._reset_state(reset_partial_state=False)
+
+
+class MemotionTrainer(Trainer):
+    """The library's ``Trainer``: the papers' optimisers and schedules, readable logs, card data on the model.
+
+    Behaves as the stock ``Trainer`` for every stock argument; with :class:`MemotionTrainingArguments` it adds:
+
+    - ``optim="sgd"``: SGD with ``args.momentum`` (the stock SGD takes its momentum from ``optim_args``);
+      ``decay_all_parameters``: one parameter group, weight decay on biases and norms too;
+    - ``lr_milestones``: linear warm-up over ``args.warmup_steps`` (a fraction when below 1), then
+      ``x lr_decay`` at each milestone (epochs or fractions of training);
+    - ``loss_terms``: output fields (e.g. VisE's ``comment_loss``) averaged since the last log and over the
+      processes, logged beside ``loss``;
+    - log dicts go to the logger (progress bars are kept on the main process), not to stdout;
+    - a :class:`~hf_memotion.cards.CardDataCallback` fills ``model.card_data`` when the model has one, so the
+      model's ``save_pretrained`` writes a card with the training's settings and metrics.
+
+    Example:
+        >>> import torch
+        >>> from hf_memotion.training.arguments import build_training_arguments
+        >>> model = torch.nn.Linear(2, 2)
+        >>> args = build_training_arguments("/tmp/hf_memotion_doc_trainer", batch_size=4, optim="sgd", momentum=0.9,
+        ...                                 lr_milestones=[0.5], lr_milestone_unit="fraction", max_steps=10)
+        >>> trainer = MemotionTrainer(model=model, args=args)
+        >>> trainer.create_optimizer_and_scheduler(num_training_steps=10)
+        >>> type(trainer.optimizer).__name__, trainer.optimizer.defaults["momentum"]
+        ('SGD', 0.9)
+        >>> [round(trainer.lr_scheduler.lr_lambdas[0](s), 3) for s in (0, 4, 5, 9)]
+        [1.0, 1.0, 0.1, 0.1]
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        _match_mixed_precision(kwargs.get("args", args[1] if len(args) > 1 else None))
+        super().__init__(*args, **kwargs)
+        # Trainer prints every log dict to stdout (through its progress bar, or PrinterCallback without one):
+        # send them to the logger instead, keeping the bars.
+        self.remove_callback(PrinterCallback)
+        if self.pop_callback(ProgressCallback) is not None:
+            self.add_callback(LoggingProgressCallback())
+        if getattr(self.model, "card_data", None) is not None:
+            self.add_callback(CardDataCallback(self.model.card_data))
+        self._terms: dict[str, list[torch.Tensor]] = {name: [] for name in getattr(self.args, "loss_terms", [])}
+
+    def create_optimizer(self, model=None) -> torch.optim.Optimizer:
+        """SGD with momentum for ``optim="sgd"``; one decayed group with ``decay_all_parameters``; else stock."""
+        if self.optimizer is not None:
+            return self.optimizer
+        opt_model = self.model if model is None else model
+        sgd = str(getattr(self.args.optim, "value", self.args.optim)) == "sgd"
+        if not sgd and not getattr(self.args, "decay_all_parameters", False):
+            return super().create_optimizer(model)
+        parameters = [p for p in opt_model.parameters() if p.requires_grad]
+        if sgd:
+            self.optimizer = torch.optim.SGD(parameters, lr=self.args.learning_rate,
+                                             momentum=getattr(self.args, "momentum", 0.0),
+                                             weight_decay=self.args.weight_decay)  # fmt: skip
+        else:
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+            self.optimizer = optimizer_cls(parameters, weight_decay=self.args.weight_decay, **optimizer_kwargs)
+        return self.optimizer
+
+    def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
+        """Warm-up then step decay when ``args.lr_milestones`` is set; the stock scheduler otherwise."""
+        milestones = getattr(self.args, "lr_milestones", None)
+        if self.lr_scheduler is not None or not milestones:
+            return super().create_scheduler(num_training_steps, optimizer)
+        steps_per_epoch = self._steps_per_epoch() if self.args.lr_milestone_unit == "epoch" else None
+        schedule = StepSchedule(
+            total_steps=max(1, num_training_steps),
+            warmup_steps=self.args.get_warmup_steps(num_training_steps),
+            milestones=milestone_steps(milestones, num_training_steps, steps_per_epoch=steps_per_epoch),
+            factor=self.args.lr_decay,
+        )
+        self.lr_scheduler = step_scheduler(optimizer or self.optimizer, schedule)
+        self._created_lr_scheduler = True
+        return self.lr_scheduler
+
+    def _steps_per_epoch(self) -> int:
+        return max(1, len(self.get_train_dataloader()) // max(1, self.args.gradient_accumulation_steps))
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """The stock loss; the ``loss_terms`` of the outputs are kept for the next log."""
+        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        if model.training:
+            for name, values in self._terms.items():
+                value = getattr(outputs, name, None)
+                if value is not None:
+                    values.append(value.detach())
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        """Add the mean of each loss term since the last log (over the processes) to a training log."""
+        if "loss" in logs:
+            for name, values in self._terms.items():
+                if values:
+                    mean = torch.stack(values).mean()
+                    logs[name] = round(float(self.accelerator.reduce(mean, reduction="mean")), 4)
+                values.clear()
+        super().log(logs, *args, **kwargs)
 
 
 def make_compute_metrics(problem_labels: Mapping[str, Sequence[str]]) -> Callable[[Any], dict[str, float]]:
@@ -185,20 +316,6 @@ def make_compute_metrics(problem_labels: Mapping[str, Sequence[str]]) -> Callabl
     return compute
 
 
-def _install_sgd(trainer: Trainer, training: ClassifierTrainingConfig, steps_per_epoch: int) -> None:
-    """SGD with momentum and a x0.1 step at each milestone epoch (the paper's visual schedule).
-
-    ``Trainer`` has no per-epoch multi-step schedule, so the optimizer and scheduler are built here.
-    """
-    parameters = [p for p in trainer.model.parameters() if p.requires_grad]
-    trainer.optimizer = torch.optim.SGD(
-        parameters, lr=training.learning_rate, momentum=training.momentum, weight_decay=training.weight_decay
-    )
-    trainer.lr_scheduler = torch.optim.lr_scheduler.MultiStepLR(
-        trainer.optimizer, milestones=[m * steps_per_epoch for m in training.lr_milestones], gamma=0.1
-    )
-
-
 def fit_classifier(
     model: PreTrainedModel,
     train_dataset: Any,
@@ -220,7 +337,7 @@ def fit_classifier(
     all_callbacks = list(callbacks)
     if with_eval and training.early_stopping_patience:
         all_callbacks.append(EarlyStoppingCallback(early_stopping_patience=training.early_stopping_patience))
-    trainer = Trainer(
+    trainer = MemotionTrainer(
         model=model,
         args=args,
         train_dataset=train_dataset,
@@ -229,14 +346,6 @@ def fit_classifier(
         compute_metrics=make_compute_metrics(model.config.problem_labels) if with_eval else None,
         callbacks=all_callbacks,
     )
-    # Trainer prints every log dict to stdout (through its progress bar, or PrinterCallback without one):
-    # send them to the logger instead, keeping the bars.
-    trainer.remove_callback(PrinterCallback)
-    if trainer.pop_callback(ProgressCallback) is not None:
-        trainer.add_callback(LoggingProgressCallback())
-    if training.optimizer == "sgd":
-        steps_per_epoch = max(1, len(trainer.get_train_dataloader()) // max(1, args.gradient_accumulation_steps))
-        _install_sgd(trainer, training, steps_per_epoch)
     trainer.train()
     return trainer
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +35,11 @@ from hf_memotion.models.vision import (
 )
 from hf_memotion.tasks import PROBLEM_NAMES
 from hf_memotion.training.folds import class_weights
+from hf_memotion.training.run_specs import VisionRunSpec
 from hf_memotion.training.runs import (
     ClassifierRunResult,
     as_splits,
-    check_keys,
     data_provenance,
-    problem_groups,
     run_classifier,
 )
 from hf_memotion.training.trainer import ClassifierTrainingConfig
@@ -175,7 +174,7 @@ def train_vision_classifier(
     if weighted_loss:
         model_kwargs["class_weights"] = {p: class_weights(train[p], len(problem_labels[p])).tolist() for p in problems}
     if vise_backbone:
-        from hf_memotion.vise.configuration_vise import ViseConfig
+        from hf_memotion.models.vise.configuration_vise import ViseConfig
 
         try:
             architecture = ViseConfig.from_pretrained(vise_backbone).architecture
@@ -220,44 +219,33 @@ def train_vision_classifier(
     )
 
 
-def run_vision_experiment(config: dict[str, Any]) -> dict[str, ClassifierRunResult]:
+def run_vision_experiment(
+    config: Mapping[str, Any] | VisionRunSpec, *, source: str | None = None
+) -> dict[str, ClassifierRunResult]:
     """Run what a vision YAML config describes (``scripts/train_vision.py`` calls only this).
 
-    Keys: ``data`` (see :func:`hf_memotion.config.load_data`), ``output_dir``, ``architecture``,
-    ``problems``, ``layout`` (``"multitask"`` or ``"per_problem"``), ``n_splits``, ``seed``,
-    ``weighted_loss``, ``pretrained``, ``pretrained_file`` (a local weight file for timm), ``vise_backbone`` (a
-    VisE backbone folder or Hub id to start from),
-    ``ten_crop``, ``processor`` (processor overrides), ``model`` (:class:`MemotionVisionConfig`
-    fields) and ``training`` (:class:`ClassifierTrainingConfig` fields; a list as
-    ``learning_rate`` is the paper's grid: each rate is cross-validated, the best mean out-of-fold
-    macro-F1 wins and trains the final model).
+    Args:
+        config: A :class:`~hf_memotion.training.run_specs.VisionRunSpec` or a mapping of one: ``data``,
+            ``output_dir``, ``architecture``, ``problems``, ``layout``, ``n_splits``, ``seed``, ``weighted_loss``,
+            ``pretrained``, ``pretrained_file`` (a local weight file for timm), ``vise_backbone`` (a VisE backbone
+            folder or Hub id to start from), ``ten_crop``, ``processor``, ``model`` and ``training``
+            (:data:`PAPER_VISION_TRAINING` under it; a list as ``learning_rate`` is the paper's grid: each rate is
+            cross-validated, the best mean out-of-fold macro-F1 wins and trains the final model).
+        source: The config's file, named in errors.
     """
     from hf_memotion.config import load_data
 
-    check_keys(config, {"data", "output_dir", "architecture", "problems", "layout", "n_splits", "seed",
-                        "weighted_loss", "pretrained", "pretrained_file", "vise_backbone", "ten_crop", "processor",
-                        "model", "training"})  # fmt: skip
-    groups = problem_groups(config)
-    data = load_data(config.get("data") or {"demo": {}})
-    output = Path(config.get("output_dir", "outputs/vision"))
-    training_values = {**PAPER_VISION_TRAINING.to_dict(), **(config.get("training") or {})}
+    spec = config if isinstance(config, VisionRunSpec) else VisionRunSpec.from_dict(config, source=source)
+    if spec.modality != "vision":
+        raise ValueError(f"a vision run has modality 'vision', got {spec.modality!r}")
+    data = load_data(spec.data, source=source)
+    output = Path(spec.output_dir)
+    training_values = {**PAPER_VISION_TRAINING.to_dict(), **spec.training}
     grid = training_values.pop("learning_rate")
     grid = [float(v) for v in grid] if isinstance(grid, list) else [float(grid)]
-    file = config.get("pretrained_file")
-    common = {
-        "architecture": config.get("architecture", "test_resnet"),
-        "n_splits": int(config.get("n_splits", 5)),
-        "seed": int(config.get("seed", 0)),
-        "weighted_loss": bool(config.get("weighted_loss", True)),
-        "pretrained": bool(config.get("pretrained", False)),
-        "pretrained_cfg_overlay": {"file": str(file)} if file else None,
-        "vise_backbone": config.get("vise_backbone"),
-        "ten_crop": bool(config.get("ten_crop", True)),
-        "processor_kwargs": config.get("processor"),
-        "model_kwargs": config.get("model"),
-    }
+    common = {"n_splits": spec.n_splits, "seed": spec.seed, **spec.recipe_kwargs()}
     results = {}
-    for name, group in groups.items():
+    for name, group in spec.groups().items():
         rate = grid[0]
         if len(grid) > 1:
             scores = {}

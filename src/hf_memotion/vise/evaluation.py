@@ -12,7 +12,7 @@ splits (UnbiasedEmotion) run the grid on each and report mean and standard devia
   split, and a linear classifier is trained on them with SGD (momentum 0.9). Training a linear layer on
   cached features is a few lines of torch: a ``Trainer`` per grid point would run the frozen backbone
   again every epoch.
-- **finetune**: :class:`~hf_memotion.vise.modeling_vise.ViseForImageClassification` initialised from the
+- **finetune**: :class:`~hf_memotion.models.vise.modeling_vise.ViseForImageClassification` initialised from the
   backbone, trained end to end with ``Trainer`` and the pretraining augmentation (random resized crop,
   flip); SGD with momentum 0.9 for images, AdamW for image + text (the paper's choices).
 
@@ -32,7 +32,7 @@ import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +43,15 @@ from sklearn.metrics import accuracy_score, roc_auc_score
 from torch import nn
 from tqdm.auto import tqdm
 
-from hf_memotion.config import settings_from_dict
+from hf_memotion.data.downstream import DownstreamTask
 from hf_memotion.io_utils import atomic_write_text
+from hf_memotion.models.vise.configuration_vise import ViseConfig
+from hf_memotion.models.vise.modeling_vise import ViseForImageClassification, ViseModel
 from hf_memotion.models.vision.image_processing_memotion import MemotionImageProcessor
-from hf_memotion.training.trainer import show_progress
-from hf_memotion.vise.configuration_vise import ViseConfig
-from hf_memotion.vise.downstream import DownstreamTask
-from hf_memotion.vise.modeling_vise import ViseForImageClassification, ViseModel
+from hf_memotion.specs import parse_spec
+from hf_memotion.training.arguments import build_training_arguments, show_progress, stock_argument_names
+from hf_memotion.training.schedules import StepSchedule, milestone_steps
+from hf_memotion.training.trainer import MemotionTrainer
 
 __all__ = [
     "PROTOCOLS",
@@ -85,10 +87,11 @@ class ProtocolSettings:
         image_size: Input side (default: the backbone's image processor's).
         eval_batch_size: Batch of feature extraction and prediction.
         seed: Seed of initialisation, batches and augmentation.
+        extra: Stock ``TrainingArguments`` fields for fine-tuning (``bf16``, ``dataloader_num_workers``, ...).
 
     Example:
         >>> settings = ProtocolSettings(batch_size=128, epochs=300, lr_steps=[1 / 3, 2 / 3], lr_decay=0.1)  # CUB
-        >>> settings.learning_rate(0.025), round(settings.lr_factor(0.5), 3)
+        >>> settings.learning_rate(0.025), round(settings.epoch_schedule()(150), 3)
         (0.0125, 0.1)
     """
 
@@ -103,6 +106,7 @@ class ProtocolSettings:
     image_size: int | None = None
     eval_batch_size: int = 64
     seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.optimizer not in ("auto", "sgd", "adamw"):
@@ -114,17 +118,25 @@ class ProtocolSettings:
         self.lr_steps = [float(x) for x in self.lr_steps]
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any] | None) -> ProtocolSettings:
-        """Build from a config section, naming unknown keys."""
-        return settings_from_dict(cls, values, "protocol")
+    def from_dict(
+        cls, values: Mapping[str, Any] | None, *, source: str | None = None, section: str = "protocol"
+    ) -> ProtocolSettings:
+        """Build from a config section, naming an unknown key and the nearest valid one."""
+        return parse_spec(cls, values, source=source, section=section)
+
+    @classmethod
+    def spec_passthrough(cls) -> set[str]:
+        """Stock ``TrainingArguments`` fields a fine-tuning section may set (kept in ``extra``)."""
+        return stock_argument_names()
 
     def learning_rate(self, base: float) -> float:
         """``base / 256 x batch_size``."""
         return base / 256 * self.batch_size
 
-    def lr_factor(self, epoch_fraction: float) -> float:
-        """The step schedule's multiplier at a point of training (0..1)."""
-        return self.lr_decay ** sum(1 for s in self.lr_steps if epoch_fraction >= s)
+    def epoch_schedule(self) -> StepSchedule:
+        """The step decay over epochs (the linear probe's loop; fine-tuning applies it per step)."""
+        return StepSchedule(total_steps=self.epochs, milestones=milestone_steps(self.lr_steps, self.epochs),
+                            factor=self.lr_decay)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
@@ -287,9 +299,10 @@ def _fit_linear(train_x: np.ndarray, train_y: np.ndarray, num_labels: int, lr: f
     optimizer = torch.optim.SGD(layer.parameters(), lr=lr, momentum=settings.momentum, weight_decay=wd)
     x, y = torch.from_numpy(train_x), torch.from_numpy(train_y).long()
     generator = torch.Generator().manual_seed(settings.seed)
+    schedule = settings.epoch_schedule()
     for epoch in range(settings.epochs):
         for group in optimizer.param_groups:
-            group["lr"] = lr * settings.lr_factor(epoch / settings.epochs)
+            group["lr"] = lr * schedule(epoch)
         for batch in torch.randperm(len(x), generator=generator).split(settings.batch_size):
             optimizer.zero_grad()
             nn.functional.cross_entropy(layer(x[batch]), y[batch]).backward()
@@ -329,11 +342,6 @@ class _FinetuneData(torch.utils.data.Dataset):
 def _finetune_point(backbone: Backbone, repeat: datasets.DatasetDict, task: DownstreamTask,
                     text: Mapping[str, np.ndarray] | None, lr: float, wd: float, settings: ProtocolSettings,
                     workdir: Path) -> dict[str, dict[str, float]]:  # fmt: skip
-    from transformers import PrinterCallback, ProgressCallback, Trainer, TrainingArguments
-
-    from hf_memotion.distributed import process_state
-
-    process_state()  # Trainer joins the shared process state (one process here: the grid is run serially)
     torch.manual_seed(settings.seed)
     extra = 0 if text is None else int(text["train"].shape[1])
     config = ViseConfig(architecture=backbone.model.config.architecture, model_args=backbone.model.config.model_args,
@@ -342,26 +350,16 @@ def _finetune_point(backbone: Backbone, repeat: datasets.DatasetDict, task: Down
     model = ViseForImageClassification(config)
     model.vise.load_state_dict(backbone.model.state_dict())
     adamw = settings.optimizer == "adamw" or (settings.optimizer == "auto" and text is not None)
-    optimizer = (
-        torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd)
-        if adamw
-        else torch.optim.SGD(model.parameters(), lr=lr, momentum=settings.momentum, weight_decay=wd)
-    )
     train = _FinetuneData(repeat["train"], backbone.processor, True, None if text is None else text["train"])
-    steps_per_epoch = -(-len(train) // settings.batch_size)
-    total = steps_per_epoch * settings.epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: settings.lr_factor(step / total))
-    args = TrainingArguments(
-        output_dir=str(workdir), num_train_epochs=settings.epochs, per_device_train_batch_size=settings.batch_size,
-        per_device_eval_batch_size=settings.eval_batch_size, learning_rate=lr, max_grad_norm=0.0,
-        save_strategy="no", eval_strategy="no", logging_strategy="no", report_to=[], seed=settings.seed,
-        data_seed=settings.seed, remove_unused_columns=False, use_cpu=not torch.cuda.is_available(),
-        dataloader_pin_memory=torch.cuda.is_available(), disable_tqdm=True,
-        accelerator_config={"use_configured_state": True},
+    args = build_training_arguments(
+        workdir, batch_size=settings.batch_size, eval_batch_size=settings.eval_batch_size,
+        num_train_epochs=settings.epochs, learning_rate=lr, weight_decay=wd,
+        optim="adamw_torch" if adamw else "sgd", momentum=settings.momentum, decay_all_parameters=True,
+        lr_milestones=list(settings.lr_steps), lr_milestone_unit="fraction", lr_decay=settings.lr_decay,
+        max_grad_norm=0.0, save_strategy="no", eval_strategy="no", logging_strategy="no", seed=settings.seed,
+        data_seed=settings.seed, disable_tqdm=True, **settings.extra,
     )  # fmt: skip
-    trainer = Trainer(model=model, args=args, train_dataset=train, optimizers=(optimizer, scheduler))
-    trainer.remove_callback(PrinterCallback)
-    trainer.remove_callback(ProgressCallback)
+    trainer = MemotionTrainer(model=model, args=args, train_dataset=train)
     trainer.train()
     out = {}
     for name in ("validation", "test"):
@@ -372,7 +370,8 @@ def _finetune_point(backbone: Backbone, repeat: datasets.DatasetDict, task: Down
 
 
 def _settings_key(settings: ProtocolSettings, extra: Mapping[str, Any]) -> str:
-    payload = json.dumps({**asdict(settings), **extra}, sort_keys=True, default=str)
+    values = {k: v for k, v in asdict(settings).items() if k != "extra" or v}  # no stock fields: the key of before
+    payload = json.dumps({**values, **extra}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 

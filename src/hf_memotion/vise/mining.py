@@ -47,8 +47,8 @@ from sklearn.cluster import KMeans
 from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import TfidfVectorizer
 
+from hf_memotion.data.engagement import REACTIONS, engagement_shards
 from hf_memotion.io_utils import atomic_open, atomic_write_text
-from hf_memotion.vise.engagement import REACTIONS, engagement_shards
 
 __all__ = [
     "ClusterModels",
@@ -437,7 +437,7 @@ def mine_labels(
     """Run both steps over a corpus of shards and write the output folder (resumable by shard).
 
     Args:
-        corpus: A folder of engagement shards (:func:`~hf_memotion.vise.engagement.engagement_shards`).
+        corpus: A folder of engagement shards (:func:`~hf_memotion.data.engagement.engagement_shards`).
         output_dir: Where clusters, label shards, errors and the report go.
         config: Mining settings (default: the paper's).
         num_proc: Processes labelling shards in parallel.

@@ -13,10 +13,15 @@ global batch``, linear warm-up from 0 over the first 5% of the iterations, then 
 ``"imagenet"`` (the 1.2M-image models: x0.1 at 30%, 60% and 90% of training, as in the common
 90-epoch ImageNet recipe) or ``"vise-250m"`` (ten halvings spread evenly over training).
 
+The run goes through the shared spine (:class:`~hf_memotion.training.MemotionTrainer`); every stock
+``TrainingArguments`` field (``bf16``, ``dataloader_num_workers``, ``save_total_limit``...) may be set in the
+``pretraining:`` section.
+
 Example:
-    >>> schedule = LearningRateSchedule(total_steps=100, warmup_fraction=0.05, decay="imagenet")
-    >>> [round(schedule(step), 3) for step in (0, 4, 5, 29, 30, 60, 95)]
-    [0.0, 0.8, 1.0, 1.0, 0.1, 0.01, 0.001]
+    >>> settings = PretrainingSettings.from_dict({"batch_size": 512, "decay": "vise-250m", "bf16": True})
+    >>> args = settings.training_arguments("/tmp/hf_memotion_doc_pretrain", max_steps=100)
+    >>> args.learning_rate, args.lr_milestones[:2], args.lr_decay, args.bf16, args.loss_terms
+    (0.2, [0.1, 0.2], 0.5, True, ['comment_loss', 'reaction_loss'])
 """
 
 from __future__ import annotations
@@ -32,72 +37,28 @@ from typing import Any
 
 import datasets
 import torch
-from transformers import PrinterCallback, ProgressCallback, Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
-from hf_memotion.config import settings_from_dict
 from hf_memotion.data.images import ImageDecodeError
 from hf_memotion.io_utils import atomic_write_text
+from hf_memotion.models.vise.configuration_vise import ViseConfig
+from hf_memotion.models.vise.modeling_vise import ViseForPretraining
 from hf_memotion.models.vision.image_processing_memotion import MemotionImageProcessor
-from hf_memotion.training.trainer import LoggingProgressCallback, show_progress
-from hf_memotion.vise.configuration_vise import ViseConfig
+from hf_memotion.specs import parse_spec
+from hf_memotion.training.arguments import MemotionTrainingArguments, build_training_arguments, stock_argument_names
+from hf_memotion.training.schedules import DECAY_PRESETS
+from hf_memotion.training.trainer import MemotionTrainer
 from hf_memotion.vise.mining import label_features
-from hf_memotion.vise.modeling_vise import ViseForPretraining
 
 __all__ = [
-    "DECAY_SCHEDULES",
-    "LearningRateSchedule",
     "PretrainingCollator",
     "PretrainingSettings",
-    "VisePretrainingTrainer",
     "load_mined_labels",
     "plot_pretraining_curves",
     "pretrain_vise",
 ]
 
 logger = logging.getLogger(__name__)
-
-# decay name -> (milestones as fractions of all iterations, factor applied at each)
-DECAY_SCHEDULES: dict[str, tuple[tuple[float, ...], float]] = {
-    "imagenet": ((0.3, 0.6, 0.9), 0.1),
-    "vise-250m": (tuple(i / 10 for i in range(1, 11)), 0.5),
-    "constant": ((), 1.0),
-}
-
-
-@dataclass(frozen=True)
-class LearningRateSchedule:
-    """Multiplier of the peak learning rate at each step: linear warm-up, then a step decay.
-
-    Attributes:
-        total_steps: Optimisation steps of the whole run.
-        warmup_fraction: Share of the steps over which the rate rises linearly from 0 (paper: 5%).
-        decay: A key of :data:`DECAY_SCHEDULES`.
-
-    Example:
-        >>> schedule = LearningRateSchedule(total_steps=20, warmup_fraction=0.0, decay="vise-250m")
-        >>> schedule(0), schedule(2), schedule(19)
-        (1.0, 0.5, 0.001953125)
-    """
-
-    total_steps: int
-    warmup_fraction: float = 0.05
-    decay: str = "imagenet"
-
-    def __post_init__(self):
-        if self.decay not in DECAY_SCHEDULES:
-            raise ValueError(f"decay must be one of {sorted(DECAY_SCHEDULES)}, got {self.decay!r}")
-        if self.total_steps < 1 or not 0.0 <= self.warmup_fraction < 1.0:
-            raise ValueError("total_steps must be positive and warmup_fraction in [0, 1)")
-
-    def __call__(self, step: int) -> float:
-        """The multiplier at ``step`` (0-based)."""
-        warmup = round(self.warmup_fraction * self.total_steps)
-        if step < warmup:
-            return step / warmup
-        milestones, factor = DECAY_SCHEDULES[self.decay]
-        passed = sum(1 for m in milestones if step >= round(m * self.total_steps))
-        return factor**passed
 
 
 @dataclass
@@ -123,6 +84,7 @@ class PretrainingSettings:
         logging_steps: Log both losses every this many iterations.
         dataloader_num_workers: Decoding processes per training process.
         seed: Seed of initialisation, shuffling and augmentation.
+        extra: Stock ``TrainingArguments`` fields (``bf16``, ``save_total_limit``, ...) given in the section.
 
     Example:
         >>> settings = PretrainingSettings.from_dict({"architecture": "resnet50", "batch_size": 1920})
@@ -148,11 +110,56 @@ class PretrainingSettings:
     logging_steps: int = 10
     dataloader_num_workers: int = 0
     seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.decay not in DECAY_PRESETS:
+            raise ValueError(f"decay must be one of {sorted(DECAY_PRESETS)}, got {self.decay!r}")
+        if not 0.0 <= self.warmup_fraction < 1.0:
+            raise ValueError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any] | None) -> PretrainingSettings:
-        """Build from a config section, naming unknown keys."""
-        return settings_from_dict(cls, values, "pretraining")
+    def from_dict(cls, values: Mapping[str, Any] | None, *, source: str | None = None) -> PretrainingSettings:
+        """Build from a config section, naming an unknown key and the nearest valid one."""
+        return parse_spec(cls, values, source=source, section="pretraining")
+
+    @classmethod
+    def spec_passthrough(cls) -> set[str]:
+        """Stock ``TrainingArguments`` fields the section may set (kept in ``extra``)."""
+        return stock_argument_names()
+
+    def training_arguments(self, output_dir: str | os.PathLike, max_steps: int) -> MemotionTrainingArguments:
+        """The run's arguments: SGD, warm-up then the step decay, both loss terms logged, no clipping."""
+        milestones, factor = DECAY_PRESETS[self.decay]
+        fields = {
+            "max_steps": max_steps,
+            "gradient_accumulation_steps": self.gradient_accumulation_steps,
+            "learning_rate": self.learning_rate(),
+            "optim": "sgd",
+            "momentum": self.momentum,
+            "weight_decay": self.weight_decay,
+            "decay_all_parameters": True,  # torchvision-style SGD: biases and BatchNorm decayed too
+            "warmup_steps": self.warmup_fraction,
+            "lr_milestones": list(milestones),
+            "lr_milestone_unit": "fraction",
+            "lr_decay": factor,
+            "lr_scheduler_type": "constant_with_warmup",  # used when there are no milestones ("constant")
+            "loss_terms": ["comment_loss", "reaction_loss"],
+            "save_strategy": "steps",
+            "save_steps": self.save_steps,
+            "save_total_limit": 2,
+            "logging_strategy": "steps",
+            "logging_steps": self.logging_steps,
+            "seed": self.seed,
+            "data_seed": self.seed,
+            "dataloader_num_workers": self.dataloader_num_workers,
+            "max_grad_norm": 0.0,  # the paper does not clip
+            "ddp_find_unused_parameters": False,  # both heads and the whole backbone take part in every step
+            **self.extra,
+        }
+        # each process streams its own label files instead of the main process dispatching batches
+        return build_training_arguments(Path(output_dir) / "checkpoints", batch_size=self.batch_size,
+                                        strict_batch=True, dispatch_batches=False, **fields)  # fmt: skip
 
     def learning_rate(self) -> float:
         """Peak learning rate: ``base / 256 x global batch`` (the global batch includes accumulation)."""
@@ -265,77 +272,6 @@ class PretrainingCollator:
         }
 
 
-class VisePretrainingTrainer(Trainer):
-    """``Trainer`` that also logs the two terms of Eq. (1), ``comment_loss`` and ``reaction_loss``.
-
-    Each is averaged over the steps since the last log and over the processes. :func:`pretrain_vise` builds it
-    with the paper's optimizer and schedule; use it directly to change anything else ``Trainer`` offers.
-
-    Example:
-        >>> issubclass(VisePretrainingTrainer, Trainer)
-        True
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self._terms: dict[str, list[torch.Tensor]] = {"comment_loss": [], "reaction_loss": []}
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        """The summed loss; its two terms are kept for the next log."""
-        outputs = model(**inputs)
-        for name in self._terms:
-            value = getattr(outputs, name, None)
-            if value is not None:
-                self._terms[name].append(value.detach())
-        return (outputs.loss, outputs) if return_outputs else outputs.loss
-
-    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
-        """Add the mean comment and reaction losses to a training log."""
-        if "loss" in logs:
-            for name, values in self._terms.items():
-                if values:
-                    mean = torch.stack(values).mean()
-                    logs[name] = round(float(self.accelerator.reduce(mean, reduction="mean")), 4)
-                values.clear()
-        super().log(logs, *args, **kwargs)
-
-
-def _training_arguments(settings: PretrainingSettings, output: Path, max_steps: int) -> TrainingArguments:
-    from hf_memotion.distributed import process_state
-
-    processes = process_state().num_processes
-    per_device = settings.batch_size // (processes * settings.gradient_accumulation_steps)
-    if per_device < 1 or per_device * processes * settings.gradient_accumulation_steps != settings.batch_size:
-        raise ValueError(
-            f"batch_size {settings.batch_size} is not a multiple of {processes} processes x "
-            f"{settings.gradient_accumulation_steps} accumulation steps"
-        )
-    return TrainingArguments(
-        output_dir=str(output / "checkpoints"),
-        max_steps=max_steps,
-        per_device_train_batch_size=per_device,
-        gradient_accumulation_steps=settings.gradient_accumulation_steps,
-        learning_rate=settings.learning_rate(),
-        save_strategy="steps",
-        save_steps=settings.save_steps,
-        save_total_limit=2,
-        logging_strategy="steps",
-        logging_steps=settings.logging_steps,
-        report_to=[],
-        seed=settings.seed,
-        data_seed=settings.seed,
-        dataloader_num_workers=settings.dataloader_num_workers,
-        dataloader_pin_memory=torch.cuda.is_available(),
-        remove_unused_columns=False,
-        max_grad_norm=0.0,  # the paper does not clip
-        ddp_find_unused_parameters=False,  # both heads and the whole backbone take part in every step
-        # each process streams its own label files instead of the main process dispatching batches
-        accelerator_config={"use_configured_state": True, "dispatch_batches": False},
-        use_cpu=not torch.cuda.is_available(),
-        disable_tqdm=not show_progress(),
-    )
-
-
 def pretrain_vise(
     labels: str | os.PathLike,
     output_dir: str | os.PathLike,
@@ -380,17 +316,9 @@ def pretrain_vise(
         settings.architecture, crop_size=settings.image_size, ten_crop=False, rotation_degrees=0.0
     )
     stream = load_mined_labels(labels).shuffle(seed=settings.seed, buffer_size=settings.shuffle_buffer)
-    args = _training_arguments(settings, output, max_steps)
-    optimizer = torch.optim.SGD(model.parameters(), lr=args.learning_rate, momentum=settings.momentum,
-                                weight_decay=settings.weight_decay)  # fmt: skip
-    schedule = LearningRateSchedule(max_steps, settings.warmup_fraction, settings.decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    args = settings.training_arguments(output, max_steps)
     collator = PretrainingCollator(processor, comment_k)
-    trainer = VisePretrainingTrainer(model=model, args=args, train_dataset=stream, data_collator=collator,
-                                     optimizers=(optimizer, scheduler))  # fmt: skip
-    trainer.remove_callback(PrinterCallback)
-    if trainer.pop_callback(ProgressCallback) is not None:
-        trainer.add_callback(LoggingProgressCallback())
+    trainer = MemotionTrainer(model=model, args=args, train_dataset=stream, data_collator=collator)
     checkpoint = get_last_checkpoint(args.output_dir) if resume and Path(args.output_dir).is_dir() else None
     if checkpoint and state.is_main_process:
         logger.info("resuming from %s", checkpoint)
@@ -418,16 +346,14 @@ def pretrain_vise(
         "curves": curves,
     }
     if state.is_main_process:
-        from hf_memotion.hub.cards import vise_card, write_model_card
-
         backbone = trainer.model.vise
-        card = vise_card({"origin": "pretrained", "architecture": settings.architecture,
-                          "num_features": backbone.timm_model.num_features, **report},
-                         license=license or ("apache-2.0" if report["demo"] else None))  # fmt: skip
+        card_info = {"origin": "pretrained", "architecture": settings.architecture,
+                     "num_features": backbone.timm_model.num_features, **report}  # fmt: skip
         for folder, model in (("pretraining", trainer.model), ("backbone", backbone)):
+            model.card_data.update(**card_info)
+            model.card_data.license = license or ("apache-2.0" if report["demo"] else None)
             model.save_pretrained(output / folder)
             processor.save_pretrained(output / folder)
-            write_model_card(output / folder, card)
         atomic_write_text(output / "pretraining.json", json.dumps(report, indent=2))
     state.wait_for_everyone()
     return report

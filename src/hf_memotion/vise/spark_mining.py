@@ -31,11 +31,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from hf_memotion.data.engagement import REACTIONS, engagement_shards
 from hf_memotion.io_utils import atomic_write_text
-from hf_memotion.vise.engagement import REACTIONS, engagement_shards
 from hf_memotion.vise.mining import MiningConfig, corpus_description, is_holdout, sample_comments
 
-__all__ = ["local_spark_session", "mine_labels_spark"]
+__all__ = ["local_spark_session", "mine_labels_on_spark", "mine_labels_spark"]
 
 #: sklearn's default token pattern, so both engines split words alike.
 TOKEN_PATTERN = r"(?u)\b\w\w+\b"
@@ -242,3 +242,21 @@ def _spark_report(labels, k_comments, k_reactions, held, n_comments, errors, con
         "comment_cluster_sizes": _size_statistics(comment_sizes),
         "reaction_cluster_sizes": _size_statistics(reaction_sizes),
     }
+
+
+def mine_labels_on_spark(
+    corpus: str | os.PathLike, output_dir: str | os.PathLike, config: MiningConfig, *, cores: int = 2
+) -> dict[str, Any]:
+    """:func:`mine_labels_spark` in the active Spark session (under ``spark-submit``), else a local one of ``cores``."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise RuntimeError("engine=spark needs pyspark: pip install 'hf-memotion[spark]'") from None
+    active = SparkSession.getActiveSession()  # under spark-submit the cluster's session is already there
+    spark = active or local_spark_session(cores=cores)
+    spark.sparkContext.setLogLevel("ERROR")
+    try:
+        return mine_labels_spark(spark, corpus, output_dir, config)
+    finally:
+        if active is None:
+            spark.stop()

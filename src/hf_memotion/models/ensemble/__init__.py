@@ -1,11 +1,17 @@
 """The modality ensemble: stacked meta-estimators over independently trained text and vision models."""
 
+from transformers import AutoConfig, AutoModel
+
 from hf_memotion.models.ensemble.modeling_memotion_ensemble import (
     MemotionEnsembleConfig,
     MemotionEnsembleModel,
     UnsafeModelFolderError,
 )
 from hf_memotion.models.ensemble.stacking import META_METHODS, ProblemStacker, fit_stackers
+
+# The ensemble's config carries no auto_map: it is loaded by this package's pipeline or AutoModel after import.
+AutoConfig.register(MemotionEnsembleConfig.model_type, MemotionEnsembleConfig, exist_ok=True)
+AutoModel.register(MemotionEnsembleConfig, MemotionEnsembleModel, exist_ok=True)
 
 __all__ = [
     "META_METHODS",

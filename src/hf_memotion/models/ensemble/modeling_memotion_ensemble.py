@@ -35,6 +35,7 @@ from transformers import (
     PreTrainedModel,
 )
 
+from hf_memotion.cards import ModelCardMixin
 from hf_memotion.io_utils import atomic_write_bytes
 from hf_memotion.models.ensemble.stacking import RULES, ProblemStacker, dump_estimator, load_estimator
 from hf_memotion.models.heads import resolve_problem_labels
@@ -113,7 +114,7 @@ def _resolve(path: str | os.PathLike, revision: str | None) -> Path:
     return Path(snapshot_download(str(path), revision=revision))
 
 
-class MemotionEnsembleModel(PreTrainedModel):
+class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
     """Independently trained text and vision models fused per problem by stacked meta-estimators.
 
     Example:
@@ -126,6 +127,7 @@ class MemotionEnsembleModel(PreTrainedModel):
     config_class = MemotionEnsembleConfig
     base_model_prefix = "ensemble"
     main_input_name = "texts"
+    card_kind = "ensemble"
 
     def __init__(
         self,
@@ -173,6 +175,8 @@ class MemotionEnsembleModel(PreTrainedModel):
                 self.preprocessors[entry["name"]].save_pretrained(staging / entry["path"])
             self.config.architectures = [type(self).__name__]
             self.config.save_pretrained(staging)
+            if self.card_data.info or self.card_data.previous_card is not None:  # a recipe's report, or a loaded card
+                self.card_data.save(staging)
             if target.exists():
                 keep = [p for p in ("README.md",) if (target / p).exists() and not (staging / p).exists()]
                 for name in keep:
@@ -236,6 +240,8 @@ class MemotionEnsembleModel(PreTrainedModel):
                 prep = AutoImageProcessor.from_pretrained(source)
             base_models[entry["name"]] = (model.eval(), prep)
         ensemble = cls(config, base_models=base_models, stackers=stackers).eval()
+        if (folder / "README.md").is_file():  # kept for the next save_pretrained
+            ensemble.card_data.previous_card = (folder / "README.md").read_text(encoding="utf-8")
         return ensemble.optimize_for_inference(
             channels_last=channels_last, quantize_text=quantize_text, images_per_forward=images_per_forward
         )

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from transformers import AutoModel, PreTrainedModel
 
+from hf_memotion.cards import ModelCardMixin
 from hf_memotion.models.heads import MemotionClassifierOutput, ProblemHeads, split_logits
 from hf_memotion.models.text.configuration_memotion_text import MemotionTextConfig
 
@@ -70,14 +71,20 @@ class DotProductSelfAttention(nn.Module):
         return torch.bmm(scores.softmax(dim=-1), self.value(states))
 
 
-class MemotionTextPreTrainedModel(PreTrainedModel):
-    """Base class: config class, weight initialisation, loading conventions."""
+class MemotionTextPreTrainedModel(ModelCardMixin, PreTrainedModel):
+    """Base class: config class, weight initialisation, loading conventions, the card written on save."""
 
     config_class = MemotionTextConfig
     base_model_prefix = "memotion_text"
     main_input_name = "input_ids"
     supports_gradient_checkpointing = False
     _supports_sdpa = True
+
+    def card_defaults(self) -> dict:
+        """What the config tells the card: the modality, the backbone, the problems."""
+        text = self.config.text_config
+        backbone = getattr(text, "_name_or_path", "") or getattr(text, "model_type", "transformer")
+        return {"modality": "text", "backbone": backbone, "problems": list(self.config.problems)}
 
 
 class MemotionTextModel(MemotionTextPreTrainedModel):

@@ -15,6 +15,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
+from hf_memotion.cards import ModelCardMixin
 from hf_memotion.models.heads import MemotionClassifierOutput, ProblemHeads, split_logits
 from hf_memotion.models.vision.configuration_memotion_vision import MemotionVisionConfig
 
@@ -42,12 +43,17 @@ def _flatten_crops(pixel_values: torch.Tensor) -> tuple[torch.Tensor, int | None
 CPU_IMAGES_PER_FORWARD = 4
 
 
-class MemotionVisionPreTrainedModel(PreTrainedModel):
-    """Base class: config class and loading conventions; timm keeps its own weight initialisation."""
+class MemotionVisionPreTrainedModel(ModelCardMixin, PreTrainedModel):
+    """Base class: config class, loading conventions, the card written on save (timm keeps its own init)."""
 
     config_class = MemotionVisionConfig
     base_model_prefix = "memotion_vision"
     main_input_name = "pixel_values"
+
+    def card_defaults(self) -> dict:
+        """What the config tells the card: the modality, the timm architecture, the problems."""
+        return {"modality": "vision", "architecture": self.config.architecture,
+                "problems": list(getattr(self.config, "problems", []) or [])}  # fmt: skip
 
     #: Feed the network NHWC tensors (set by :meth:`to_channels_last`).
     channels_last = False
@@ -187,7 +193,7 @@ class MemotionVisionForImageClassification(MemotionVisionPreTrainedModel):
         ``timm_model``; the problem heads are new. This is how a VisE backbone becomes a visual base model of
         the meme ensemble (``vise_backbone:`` in a training config).
         """
-        from hf_memotion.vise.modeling_vise import ViseModel
+        from hf_memotion.models.vise.modeling_vise import ViseModel
 
         try:
             vise = ViseModel.from_pretrained(source)

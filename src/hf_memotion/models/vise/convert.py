@@ -19,8 +19,8 @@ from collections.abc import Mapping
 
 import torch
 
-from hf_memotion.vise.configuration_vise import ViseConfig
-from hf_memotion.vise.modeling_vise import ViseModel
+from hf_memotion.models.vise.configuration_vise import ViseConfig
+from hf_memotion.models.vise.modeling_vise import ViseModel
 
 __all__ = [
     "CheckpointMismatchError",
@@ -110,14 +110,13 @@ def save_converted_checkpoint(
     """
     from pathlib import Path
 
-    from hf_memotion.hub.cards import vise_card, write_model_card
     from hf_memotion.models.vision.image_processing_memotion import MemotionImageProcessor
 
     model = convert_released_checkpoint(load_released_state_dict(path))
+    model.card_data.update(origin="released", architecture="resnet50", num_features=model.timm_model.num_features,
+                           checkpoint=Path(path).name)  # fmt: skip
+    model.card_data.model_id = model_id
     folder = Path(output_dir)
     model.save_pretrained(folder)
     MemotionImageProcessor.from_timm("resnet50", ten_crop=False).save_pretrained(folder)
-    card = vise_card({"origin": "released", "architecture": "resnet50", "num_features": model.timm_model.num_features,
-                      "checkpoint": Path(path).name}, model_id=model_id)  # fmt: skip
-    write_model_card(folder, card)
     return model

@@ -22,7 +22,8 @@ from transformers import PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutputWithPooling, ImageClassifierOutputWithNoAttention
 from transformers.utils import ModelOutput
 
-from hf_memotion.vise.configuration_vise import ViseConfig
+from hf_memotion.cards import ModelCardMixin
+from hf_memotion.models.vise.configuration_vise import ViseConfig
 
 __all__ = [
     "ViseForImageClassification",
@@ -33,12 +34,17 @@ __all__ = [
 ]
 
 
-class VisePreTrainedModel(PreTrainedModel):
-    """Base class: config class, loading conventions; timm keeps its own weight initialisation."""
+class VisePreTrainedModel(ModelCardMixin, PreTrainedModel):
+    """Base class: config class, loading conventions, the card written on save (timm keeps its own init)."""
 
     config_class = ViseConfig
     base_model_prefix = "vise"
     main_input_name = "pixel_values"
+    card_kind = "vise"
+
+    def card_defaults(self) -> dict:
+        """What the config tells the card: the architecture (and, once trained here, the origin)."""
+        return {"origin": "pretrained", "architecture": self.config.architecture}
 
     def _init_weights(self, module: nn.Module) -> None:
         """Only the linear heads are initialised here: small weights; the prior-probability bias for engagement."""

@@ -2,7 +2,7 @@
 
 Each class is one of the demo corpus's six hidden themes (colour and shape), so a backbone pretrained on
 the demo engagement labels has learned something about them and a randomly initialised one has not:
-the VisE claim at toy scale. The files follow :mod:`hf_memotion.vise.downstream`'s formats exactly
+the VisE claim at toy scale. The files follow :mod:`hf_memotion.data.downstream`'s formats exactly
 (UnbiasedEmotion, Hateful Memes, CUB-200-2011, image folder), so the same readers and the same
 protocol script run on them and on the real data.
 
@@ -22,13 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
+from hf_memotion.data.engagement import _THEMES, _image
 from hf_memotion.io_utils import atomic_write_bytes, atomic_write_text
-from hf_memotion.vise.engagement import _THEMES, _image
 
 __all__ = ["DEMO_TASK_FORMATS", "make_demo_downstream"]
 
 DEMO_TASK_FORMATS = ("unbiased_emotion", "hateful_memes", "cub", "image_folder")
-_NAMES = ("fire", "sea", "forest", "sun", "rain", "party")  # the themes of hf_memotion.vise.engagement, in order
+_NAMES = ("fire", "sea", "forest", "sun", "rain", "party")  # the themes of hf_memotion.data.engagement, in order
 _EMOTIONS = ("fear", "love", "joy", "surprise", "sadness", "anger")  # UnbiasedEmotion class of each theme
 _HATEFUL_THEMES = {0, 4}  # the binary Hateful Memes stand-in: "hateful" = fire or rain
 _FILLER = ["look", "at", "this", "one", "when", "you", "see", "it", "today", "again", "my", "friend"]

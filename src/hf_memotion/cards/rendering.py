@@ -1,4 +1,4 @@
-"""Model cards: the ``README.md`` written into every saved model folder, rendered offline.
+"""Rendering model cards: the ``README.md`` of every saved model folder, offline, from a model's card data.
 
 The templates live in ``hf_memotion/model_cards/`` (Jinja, shipped with the package) and are
 rendered with :meth:`huggingface_hub.ModelCard.from_template`, whose YAML front matter comes from
@@ -7,7 +7,7 @@ rendered with :meth:`huggingface_hub.ModelCard.from_template`, whose YAML front 
 the run's held-out scores. Nothing here touches the network.
 
 Example:
-    >>> from hf_memotion.hub.cards import base_model_card
+    >>> from hf_memotion.cards import base_model_card
     >>> card = base_model_card({"modality": "text", "backbone": "tiny:bert", "problems": ["sentiment"],
     ...                         "test_scores": {"sentiment": 0.5}, "oof_scores": {"sentiment": 0.4}})
     >>> card.data.pipeline_tag, card.data.eval_results[0].metric_value
@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from hf_memotion.io_utils import atomic_write_text
+from hf_memotion.metrics.tables import format_table7
 from hf_memotion.tasks import EMOTIONS, get_problem
 
 __all__ = [
@@ -228,17 +229,11 @@ def ensemble_card(report: Mapping[str, Any], *, model_id: str | None = None, lic
             for m in models
         ],
         table8=report.get("table8", {}),
-        table7=_table7(report["table7"]),
+        table7=format_table7(report["table7"]),
         is_demo=data_name == _DEMO,
         framework_versions=framework_versions(),
         citations="\n\n".join(CITATIONS.values()),
     )
-
-
-def _table7(rows: Sequence[Mapping[str, Any]]) -> str:
-    from hf_memotion.training.recipe import format_table7
-
-    return format_table7(rows)
 
 
 def base_model_card(
@@ -248,7 +243,9 @@ def base_model_card(
 
     Args:
         metrics: ``modality``, ``backbone``/``architecture``, ``problems``, ``training``, ``test_scores``,
-            ``oof_scores``, ``n_rows``, ``n_splits``, ``data``.
+            ``oof_scores``, ``n_rows``, ``n_splits`` (a cross-validated recipe run), ``data``; from a training
+            with :class:`~hf_memotion.training.MemotionTrainer`: ``eval_metrics`` (its last evaluation) and
+            ``train_summary`` (steps, epochs, final loss).
         name: The model's name in its recipe.
         model_id: Hub id the folder will be published as (used in the usage snippet).
         license: SPDX-style license id for the card's metadata.
@@ -261,6 +258,8 @@ def base_model_card(
     data_name, data_description = _data(metrics.get("data"))
     task = "text-classification" if text else "image-classification"
     hub = _hub_base_model(metrics)
+    evaluation = dict(metrics.get("eval_metrics") or {})
+    validation = {p: evaluation[f"eval_f1_{p}"] for p in problems if f"eval_f1_{p}" in evaluation}
     data = ModelCardData(
         model_name=f"Memotion {modality} base model: {name}",
         library_name="hf-memotion",
@@ -269,7 +268,9 @@ def base_model_card(
         datasets=[data_name] if "/" in data_name else None,
         base_model=hub,
         metrics=["f1"],
-        eval_results=_eval_results({p: test[p] for p in problems if p in test}, task, data_name, "held-out") or None,
+        eval_results=_eval_results({p: test[p] for p in problems if p in test}, task, data_name, "held-out")
+        or _eval_results(validation, task, data_name, "validation")
+        or None,
         **_license(license),
     )
     hyper = dict(metrics.get("training") or {})
@@ -294,7 +295,9 @@ def base_model_card(
         auto_preprocessor="AutoTokenizer" if text else "AutoImageProcessor",
         data_description=data_description,
         n_rows=metrics.get("n_rows", "?"),
-        n_splits=metrics.get("n_splits", 5),
+        n_splits=metrics.get("n_splits"),
+        train_summary={k: v for k, v in (metrics.get("train_summary") or {}).items() if v is not None},
+        eval_metrics=evaluation,
         weighted_loss=", with class-weighted cross-entropy" if metrics.get("weighted_loss", True) else "",
         hyperparameters=hyper,
         results=[
@@ -335,7 +338,7 @@ def vise_card(info: Mapping[str, Any], *, model_id: str | None = None, license: 
     released = info.get("origin") == "released"
     if released:
         license = RELEASED_VISE_LICENSE
-        origin = (f"Converted by `hf_memotion.vise.convert_released_checkpoint` from the authors' released "
+        origin = (f"Converted by `hf_memotion.models.vise.convert_released_checkpoint` from the authors' released "
                   f"checkpoint `{info.get('checkpoint', 'resnet50')}` (a torchvision ResNet-50 without pooling and "
                   "classifier), every key and shape checked: the feature map equals the original's.")  # fmt: skip
         note = ("The released VisE weights are licensed **CC-BY-NC 4.0** (attribution, non-commercial use only); "

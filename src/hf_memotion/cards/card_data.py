@@ -1,0 +1,213 @@
+"""Card data held by a model: filled while it trains, rendered into ``README.md`` by its ``save_pretrained``.
+
+In the manner of SetFit and SpanMarker: every model class of the library carries a
+:class:`MemotionCardData` (``model.card_data``). :class:`CardDataCallback` (added by
+:class:`~hf_memotion.training.MemotionTrainer`) records the training's settings, its last evaluation
+and where it ended; a recipe adds what only it knows (cross-validated and held-out scores, the data's
+provenance) with :meth:`MemotionCardData.update`. ``save_pretrained`` renders the card with the
+templates of :mod:`hf_memotion.cards.rendering`, so any saved folder has a card, whoever saved it. A model
+loaded from a local folder keeps that folder's card until it learns something new.
+
+Example:
+    >>> data = MemotionCardData(kind="base_model", info={"modality": "text", "backbone": "tiny:bert"})
+    >>> data.update(problems=["humour"], test_scores={"humour": 0.61})
+    >>> data.render().data.eval_results[0].metric_value
+    0.61
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from hf_memotion.io_utils import atomic_write_text
+
+__all__ = ["CardDataCallback", "MemotionCardData", "ModelCardMixin"]
+
+CARD_KINDS = ("base_model", "vise", "ensemble")
+
+
+@dataclass
+class MemotionCardData:
+    """What a model's card says.
+
+    Attributes:
+        kind: ``"base_model"`` (a text or visual classifier), ``"vise"`` (a VisE backbone) or ``"ensemble"``.
+        info: The renderer's inputs: for a base model ``modality``, ``backbone``/``architecture``, ``problems``,
+            ``training``, ``oof_scores``, ``test_scores``, ``data``...; for VisE the pretraining report; for the
+            ensemble the run's report (see :mod:`hf_memotion.cards.rendering`).
+        training: Settings of the last training, recorded by :class:`CardDataCallback`.
+        eval_metrics: Metrics of the last evaluation during training.
+        train_summary: Steps, epochs and final training loss.
+        name: The model's name in the card's title.
+        license: License id of the card (default: the renderer's).
+        model_id: Hub id for the usage snippet (publishing fills it in).
+        previous_card: A loaded folder's ``README.md``, re-written unchanged while nothing new is known.
+
+    Example:
+        >>> MemotionCardData(kind="vise", info={"origin": "released"}).kind
+        'vise'
+    """
+
+    kind: str = "base_model"
+    info: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    eval_metrics: dict[str, float] = field(default_factory=dict)
+    train_summary: dict[str, Any] = field(default_factory=dict)
+    name: str | None = None
+    license: str | None = None
+    model_id: str | None = None
+    previous_card: str | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        if self.kind not in CARD_KINDS:
+            raise ValueError(f"card kind must be one of {CARD_KINDS}, got {self.kind!r}")
+
+    def update(self, **info: Any) -> None:
+        """Add what a recipe knows (scores, settings, provenance) to ``info``."""
+        self.info.update(info)
+        self.previous_card = None
+
+    @property
+    def knows_training(self) -> bool:
+        """Whether anything beyond the model's own config has been recorded."""
+        return bool(self.training or self.eval_metrics or self.train_summary or self.info.get("trained"))
+
+    def render(self, defaults: dict[str, Any] | None = None):
+        """The :class:`huggingface_hub.ModelCard` (``defaults``: what the model's config says, under ``info``)."""
+        from hf_memotion.cards import rendering
+
+        info = {**(defaults or {}), **self.info}
+        if self.training and not info.get("training"):
+            info["training"] = dict(self.training)
+        info.setdefault("eval_metrics", dict(self.eval_metrics))
+        info.setdefault("train_summary", dict(self.train_summary))
+        options = {"model_id": self.model_id}
+        if self.license:
+            options["license"] = self.license
+        if self.kind == "ensemble":
+            return rendering.ensemble_card(info, **options)
+        if self.kind == "vise":
+            return rendering.vise_card(info, **options)
+        return rendering.base_model_card(info, name=self.name or "model", **options)
+
+    def save(self, folder: str | os.PathLike, defaults: dict[str, Any] | None = None) -> Path:
+        """Write ``folder/README.md`` atomically: the loaded card unchanged, else a fresh rendering."""
+        path = Path(folder) / "README.md"
+        text = self.previous_card if self.previous_card is not None else str(self.render(defaults))
+        atomic_write_text(path, text)
+        return path
+
+
+def _global_batch(args: Any) -> int:
+    return (
+        int(args.per_device_train_batch_size)
+        * int(getattr(args, "world_size", 1))
+        * int(args.gradient_accumulation_steps)
+    )
+
+
+class CardDataCallback(TrainerCallback):
+    """Records a training in a :class:`MemotionCardData`: its settings, last evaluation and end state.
+
+    Example:
+        >>> callback = CardDataCallback(MemotionCardData())
+        >>> callback.card_data.training
+        {}
+    """
+
+    def __init__(self, card_data: MemotionCardData):
+        self.card_data = card_data
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        """Record the settings that define the training."""
+        optim = str(getattr(args.optim, "value", args.optim))
+        recorded = {
+            "learning_rate": args.learning_rate,
+            "optimizer": optim
+            + (f" (momentum {args.momentum})" if optim == "sgd" and hasattr(args, "momentum") else ""),
+            "weight_decay": args.weight_decay,
+            "global_batch_size": _global_batch(args),
+            "epochs": args.num_train_epochs if args.max_steps <= 0 else None,
+            "max_steps": args.max_steps if args.max_steps > 0 else None,
+            "schedule": (
+                f"warm-up then x{args.lr_decay} at {args.lr_milestone_unit}s {list(args.lr_milestones)}"
+                if getattr(args, "lr_milestones", None)
+                else str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type))
+            ),
+            "max_grad_norm": args.max_grad_norm,
+            "seed": args.seed,
+            "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
+        }
+        self.card_data.training = {k: v for k, v in recorded.items() if v is not None}
+        self.card_data.previous_card = None
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        """Keep the metrics of the latest evaluation."""
+        if metrics:
+            self.card_data.eval_metrics = {
+                k: round(float(v), 4) for k, v in metrics.items() if isinstance(v, int | float) and "runtime" not in k
+                and "per_second" not in k
+            }  # fmt: skip
+            self.card_data.eval_metrics["epoch"] = round(float(state.epoch or 0.0), 2)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        """Record where the training ended."""
+        losses = [e["loss"] for e in state.log_history if "loss" in e]
+        self.card_data.train_summary = {
+            "steps": state.global_step,
+            "epochs": round(float(state.epoch or 0.0), 2),
+            "final_training_loss": round(float(losses[-1]), 4) if losses else None,
+        }
+
+
+class ModelCardMixin:
+    """For ``PreTrainedModel`` classes: a ``card_data`` attribute, and a card written by ``save_pretrained``.
+
+    A class sets ``card_kind`` and may override :meth:`card_defaults` (what its config tells a card).
+
+    Example:
+        >>> from hf_memotion.models.text import MemotionTextForSequenceClassification
+        >>> issubclass(MemotionTextForSequenceClassification, ModelCardMixin)
+        True
+    """
+
+    card_kind = "base_model"
+
+    @property
+    def card_data(self) -> MemotionCardData:
+        """The card data of this model (created on first use)."""
+        data = self.__dict__.get("_card_data")
+        if data is None:
+            data = MemotionCardData(kind=self.card_kind)
+            self.__dict__["_card_data"] = data
+        return data
+
+    @card_data.setter
+    def card_data(self, value: MemotionCardData) -> None:
+        self.__dict__["_card_data"] = value
+
+    def card_defaults(self) -> dict[str, Any]:
+        """What the model's config tells its card (overridden per class)."""
+        return {}
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any):
+        """``PreTrainedModel.save_pretrained``, then the card (``README.md``) on the main process."""
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("is_main_process", True):
+            self.card_data.save(save_directory, self.card_defaults())
+        return result
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: Any, *args: Any, **kwargs: Any):
+        """``PreTrainedModel.from_pretrained``; a local folder's card is kept for the next save."""
+        loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded  # output_loading_info=True
+        readme = Path(str(pretrained_model_name_or_path)) / "README.md"
+        if isinstance(pretrained_model_name_or_path, str | os.PathLike) and readme.is_file():
+            model.card_data.previous_card = readme.read_text(encoding="utf-8")
+        return loaded

@@ -1,0 +1,183 @@
+"""Typed run specs: the one reader that turns a YAML mapping into the dataclasses each entry point takes.
+
+Every section of every config is a dataclass whose defaults are written once, in its fields. A key that
+is not a field is refused with one line naming the file, the section, the key and the nearest valid
+key; a nested section is a dataclass field (or a list of them), read the same way. A field whose
+``metadata`` names a ``schema`` dataclass stays a mapping but its keys are checked against that class
+(used where a recipe widens a value, such as the visual models' learning-rate grid). A class with a
+``spec_passthrough()`` classmethod also accepts those extra names and keeps them in its ``extra`` field
+(the stock ``TrainingArguments`` fields of a ``training:`` section).
+
+This module imports nothing else of the library, so any module may use it.
+
+Example:
+    >>> from dataclasses import dataclass, field
+    >>> @dataclass
+    ... class Stacking:
+    ...     cv: int = 5
+    >>> @dataclass
+    ... class Run:
+    ...     seed: int = 0
+    ...     stacking: Stacking = field(default_factory=Stacking)
+    >>> parse_spec(Run, {"stacking": {"cv": 3}}).stacking.cv
+    3
+    >>> parse_spec(Run, {"stacking": {"cvs": 3}}, source="demo.yaml")
+    Traceback (most recent call last):
+    ...
+    hf_memotion.specs.SpecError: demo.yaml, section 'stacking': unknown key 'cvs' (did you mean 'cv'?); valid keys: cv
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+__all__ = ["SpecError", "check_keys", "parse_spec", "spec_keys", "spec_to_dict"]
+
+
+class SpecError(ValueError):
+    """A config that does not fit its spec: the message names file, section, key and the nearest valid key."""
+
+
+def _where(source: str | None, section: str) -> str:
+    place = f"section '{section}'" if section else "top level"
+    return f"{source}, {place}" if source else place
+
+
+def check_keys(
+    values: Mapping[str, Any],
+    valid: Iterable[str],
+    *,
+    section: str = "",
+    source: str | None = None,
+    also: Iterable[str] = (),
+    also_name: str = "a stock TrainingArguments field",
+) -> None:
+    """Refuse keys of ``values`` not in ``valid`` (nor in ``also``, named ``also_name``), with the nearest valid key.
+
+    Example:
+        >>> check_keys({"epoch": 3}, ["epochs"], section="training", source="run.yaml")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        hf_memotion.specs.SpecError: run.yaml, section 'training': unknown key 'epoch' (did you mean 'epochs'?); ...
+    """
+    if not isinstance(values, Mapping):
+        raise SpecError(f"{_where(source, section)}: expected a mapping of keys, got {type(values).__name__}")
+    known = sorted(set(valid))
+    extra = set(also)
+    unknown = [k for k in values if k not in known and k not in extra]
+    if not unknown:
+        return
+    key = unknown[0]
+    near = difflib.get_close_matches(str(key), [*known, *sorted(extra)], n=1, cutoff=0.6)
+    hint = f" (did you mean '{near[0]}'?)" if near else ""
+    more = f" (and {len(unknown) - 1} more: {unknown[1:]})" if len(unknown) > 1 else ""
+    shown = ", ".join(known) + (f", or {also_name}" if extra else "")
+    raise SpecError(f"{_where(source, section)}: unknown key '{key}'{hint}{more}; valid keys: {shown}")
+
+
+def spec_keys(cls: type) -> list[str]:
+    """The keys a section of type ``cls`` takes (its init fields, less ``extra`` when it passes keys through)."""
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    if hasattr(cls, "spec_passthrough"):
+        names = [n for n in names if n != "extra"]
+    return names
+
+
+def _dataclass_of(hint: Any) -> tuple[type | None, bool]:
+    """``(dataclass, is_list)`` when a field's type is a dataclass, a list of one, or an optional of either."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(hint):
+            if arg is not type(None):
+                found = _dataclass_of(arg)
+                if found[0] is not None:
+                    return found
+        return None, False
+    if origin in (list, typing.List):  # noqa: UP006
+        args = typing.get_args(hint)
+        inner = args[0] if args else None
+        return (inner, True) if dataclasses.is_dataclass(inner) else (None, False)
+    return (hint, False) if isinstance(hint, type) and dataclasses.is_dataclass(hint) else (None, False)
+
+
+def parse_spec(cls: type, values: Mapping[str, Any] | None, *, source: str | None = None, section: str = "") -> Any:
+    """Build the dataclass ``cls`` from a config mapping, recursing into nested spec sections.
+
+    Args:
+        cls: The spec dataclass.
+        values: The section (``None``: all defaults).
+        source: The config file (named in errors).
+        section: Dotted path of this section (named in errors).
+
+    Raises:
+        SpecError: An unknown key, a section that is not a mapping, or a value the spec refuses.
+    """
+    values = {} if values is None else values
+    passthrough = set(cls.spec_passthrough()) if hasattr(cls, "spec_passthrough") else set()
+    own = spec_keys(cls)
+    # ``extra`` itself is accepted too, so that a spec's own dict (``to_dict()``) reads back
+    check_keys(values, own, section=section, source=source, also=passthrough | ({"extra"} if passthrough else set()))
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for key, value in values.items():
+        if key == "extra" and passthrough:
+            extra.update(dict(value or {}))
+            continue
+        if key not in own:
+            extra[key] = value
+            continue
+        child = f"{section}.{key}" if section else key
+        spec_field = next(f for f in dataclasses.fields(cls) if f.name == key)
+        schema = spec_field.metadata.get("schema")
+        nested, is_list = _dataclass_of(hints.get(key))
+        if value is None or (nested is None and schema is None):
+            kwargs[key] = value
+        elif schema is not None:
+            items = value if isinstance(value, list) else [value]
+            for index, item in enumerate(items):
+                name = f"{child}.{index}" if isinstance(value, list) else child
+                passthrough_names = set(schema.spec_passthrough()) if hasattr(schema, "spec_passthrough") else set()
+                check_keys(item, spec_keys(schema), section=name, source=source, also=passthrough_names)
+            kwargs[key] = value
+        elif is_list:
+            if not isinstance(value, list):
+                raise SpecError(f"{_where(source, child)}: expected a list of sections, got {type(value).__name__}")
+            kwargs[key] = [
+                parse_spec(nested, item, source=source, section=f"{child}.{i}") for i, item in enumerate(value)
+            ]
+        else:
+            kwargs[key] = parse_spec(nested, value, source=source, section=child)
+    if extra:
+        kwargs["extra"] = {**dict(kwargs.get("extra") or {}), **extra}
+    try:
+        return cls(**kwargs)
+    except SpecError:
+        raise
+    except (TypeError, ValueError) as err:
+        raise SpecError(f"{_where(source, section)}: {err}") from None
+
+
+def spec_to_dict(spec: Any) -> Any:
+    """A spec as plain data (nested dataclasses to dicts, tuples to lists), e.g. for a report.
+
+    Example:
+        >>> from dataclasses import dataclass
+        >>> @dataclass
+        ... class S:
+        ...     steps: tuple = (1, 2)
+        >>> spec_to_dict(S())
+        {'steps': [1, 2]}
+    """
+    if dataclasses.is_dataclass(spec) and not isinstance(spec, type):
+        return {f.name: spec_to_dict(getattr(spec, f.name)) for f in dataclasses.fields(spec)}
+    if isinstance(spec, list | tuple):
+        return [spec_to_dict(v) for v in spec]
+    if isinstance(spec, Mapping):
+        return {k: spec_to_dict(v) for k, v in spec.items()}
+    return spec

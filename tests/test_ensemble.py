@@ -197,14 +197,15 @@ def test_predict_script_prints_the_schema(saved_ensemble, tmp_path):
 
 def test_per_problem_layout_expands_to_one_model_per_problem():
     from hf_memotion.training.recipe import _expand
+    from hf_memotion.training.run_specs import EnsembleRunSpec
 
     per_problem = {"name": "bert", "modality": "text", "layout": "per_problem", "problems": ["humour", "sentiment"]}
-    models = _expand([per_problem, {"name": "cnn", "modality": "vision"}])
+    models = _expand(EnsembleRunSpec.from_dict({"models": [per_problem, {"name": "cnn", "modality": "vision"}]}).models)
     assert [m["name"] for m in models] == ["bert-humour", "bert-sentiment", "cnn"]
     assert models[0]["problems"] == ["humour"] and models[2]["problems"] == list(PROBLEM_NAMES)
     assert {m["group"] for m in models} == {"bert", "cnn"}
-    with pytest.raises(ValueError, match="unknown config key"):
-        _expand([{"name": "x", "modality": "text", "epochs": 3}])
+    with pytest.raises(ValueError, match="section 'models.0': unknown key 'epochs'"):
+        EnsembleRunSpec.from_dict({"models": [{"name": "x", "modality": "text", "epochs": 3}]})
 
 
 def test_pipeline_loads_an_ensemble_by_hub_id_from_the_cache(saved_ensemble, tmp_path):

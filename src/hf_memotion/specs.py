@@ -11,20 +11,13 @@ key; a nested section is a dataclass field (or a list of them), read the same wa
 This module imports nothing else of the library, so any module may use it.
 
 Example:
-    >>> from dataclasses import dataclass, field
-    >>> @dataclass
-    ... class Stacking:
-    ...     cv: int = 5
-    >>> @dataclass
-    ... class Run:
-    ...     seed: int = 0
-    ...     stacking: Stacking = field(default_factory=Stacking)
-    >>> parse_spec(Run, {"stacking": {"cv": 3}}).stacking.cv
+    >>> from hf_memotion.training.run_specs import EnsembleRunSpec
+    >>> parse_spec(EnsembleRunSpec, {"stacking": {"cv": 3}}).stacking.cv
     3
-    >>> parse_spec(Run, {"stacking": {"cvs": 3}}, source="demo.yaml")
+    >>> parse_spec(EnsembleRunSpec, {"stacking": {"cvs": 3}}, source="demo.yaml")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    hf_memotion.specs.SpecError: demo.yaml, section 'stacking': unknown key 'cvs' (did you mean 'cv'?); valid keys: cv
+    hf_memotion.specs.SpecError: demo.yaml, section 'stacking': unknown key 'cvs' (did you mean 'cv'?); ...
 """
 
 from __future__ import annotations
@@ -122,7 +115,10 @@ def parse_spec(cls: type, values: Mapping[str, Any] | None, *, source: str | Non
     own = spec_keys(cls)
     # ``extra`` itself is accepted too, so that a spec's own dict (``to_dict()``) reads back
     check_keys(values, own, section=section, source=source, also=passthrough | ({"extra"} if passthrough else set()))
-    hints = typing.get_type_hints(cls)
+    try:
+        hints = typing.get_type_hints(cls)
+    except NameError:  # annotations naming classes local to a function: no nested sections to find
+        hints = {}
     kwargs: dict[str, Any] = {}
     extra: dict[str, Any] = {}
     for key, value in values.items():

@@ -11,7 +11,7 @@ Example:
     >>> args = build_training_arguments("/tmp/hf_memotion_doc_args", batch_size=32, optim="sgd", momentum=0.95,
     ...                                 lr_milestones=[40, 60], num_train_epochs=100, dataloader_num_workers=2)
     >>> args.per_device_train_batch_size, args.momentum, args.lr_milestones, args.dataloader_num_workers
-    (32, 0.95, [40, 60], 2)
+    (32, 0.95, [40.0, 60.0], 2)
 """
 
 from __future__ import annotations

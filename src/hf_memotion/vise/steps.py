@@ -8,8 +8,9 @@ Example:
     >>> spec = MiningRunSpec.from_dict({"data": {"demo": {"output_dir": "/tmp/hf_memotion_doc_posts", "n_posts": 200}},
     ...                                 "output_dir": "/tmp/hf_memotion_doc_mined",
     ...                                 "mining": {"comment_clusters": 8, "reaction_clusters": 4, "embedding_dim": 8}})
-    >>> mine(spec)["posts_labelled"]
-    200
+    >>> report = mine(spec)
+    >>> report["comment_cluster_sizes"]["clusters"], report["reaction_cluster_sizes"]["clusters"]
+    (8, 4)
 """
 
 from __future__ import annotations

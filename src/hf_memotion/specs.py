@@ -6,7 +6,9 @@ key; a nested section is a dataclass field (or a list of them), read the same wa
 ``metadata`` names a ``schema`` dataclass stays a mapping but its keys are checked against that class
 (used where a recipe widens a value, such as the visual models' learning-rate grid). A class with a
 ``spec_passthrough()`` classmethod also accepts those extra names and keeps them in its ``extra`` field
-(the stock ``TrainingArguments`` fields of a ``training:`` section).
+(the stock ``TrainingArguments`` fields of a ``training:`` section; a mapping of names to annotations gets
+their values checked too). A value of the wrong simple type (a string for a flag, a float for a count) is
+refused the same way.
 
 This module imports nothing else of the library, so any module may use it.
 
@@ -98,6 +100,40 @@ def _dataclass_of(hint: Any) -> tuple[type | None, bool]:
     return (hint, False) if isinstance(hint, type) and dataclasses.is_dataclass(hint) else (None, False)
 
 
+_SIMPLE = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _type_problem(value: Any, hint: Any) -> str | None:
+    """What is wrong with ``value`` for a simple annotation (bool, int, float, str, optionals of them), or None."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        problems = [_type_problem(value, a) for a in args if a is not type(None)]
+        return None if any(p is None for p in problems) else next((p for p in problems if p), None)
+    if hint not in _SIMPLE:
+        return None  # containers, enums, nested specs: checked elsewhere or by the class itself
+    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return None
+    if hint is int and isinstance(value, bool):
+        return _SIMPLE[hint]
+    return None if isinstance(value, hint) else _SIMPLE[hint]
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(cls)
+    except NameError:  # annotations naming classes local to a function: no nested sections to find
+        return {}
+
+
+def _check_value(key: str, value: Any, hint: Any, where: str) -> None:
+    problem = _type_problem(value, hint)
+    if problem is not None:
+        raise SpecError(f"{where}: '{key}' must be {problem}, got {value!r}")
+
+
 def parse_spec(cls: type, values: Mapping[str, Any] | None, *, source: str | None = None, section: str = "") -> Any:
     """Build the dataclass ``cls`` from a config mapping, recursing into nested spec sections.
 
@@ -115,10 +151,9 @@ def parse_spec(cls: type, values: Mapping[str, Any] | None, *, source: str | Non
     own = spec_keys(cls)
     # ``extra`` itself is accepted too, so that a spec's own dict (``to_dict()``) reads back
     check_keys(values, own, section=section, source=source, also=passthrough | ({"extra"} if passthrough else set()))
-    try:
-        hints = typing.get_type_hints(cls)
-    except NameError:  # annotations naming classes local to a function: no nested sections to find
-        hints = {}
+    hints = _hints(cls)
+    names = cls.spec_passthrough() if hasattr(cls, "spec_passthrough") else {}
+    stock_hints = dict(names) if isinstance(names, Mapping) else {}
     kwargs: dict[str, Any] = {}
     extra: dict[str, Any] = {}
     for key, value in values.items():
@@ -126,8 +161,10 @@ def parse_spec(cls: type, values: Mapping[str, Any] | None, *, source: str | Non
             extra.update(dict(value or {}))
             continue
         if key not in own:
+            _check_value(key, value, stock_hints.get(key), _where(source, section))
             extra[key] = value
             continue
+        _check_value(key, value, hints.get(key), _where(source, section))
         child = f"{section}.{key}" if section else key
         spec_field = next(f for f in dataclasses.fields(cls) if f.name == key)
         schema = spec_field.metadata.get("schema")
@@ -153,7 +190,11 @@ def parse_spec(cls: type, values: Mapping[str, Any] | None, *, source: str | Non
         kwargs["extra"] = {**dict(kwargs.get("extra") or {}), **extra}
     try:
         return cls(**kwargs)
-    except SpecError:
+    except SpecError as err:  # a section checked inside the class: place it under this one
+        message = str(err)
+        if message.startswith("section '"):
+            inner, rest = message[len("section '") :].split("': ", 1)
+            raise SpecError(f"{_where(source, f'{section}.{inner}' if section else inner)}: {rest}") from None
         raise
     except (TypeError, ValueError) as err:
         raise SpecError(f"{_where(source, section)}: {err}") from None

@@ -30,10 +30,13 @@ __all__ = [
     "MemotionTrainingArguments",
     "build_training_arguments",
     "show_progress",
-    "stock_argument_names",
+    "stock_argument_types",
 ]
 
 logger = logging.getLogger(__name__)
+
+
+MILESTONE_UNITS = ("epoch", "fraction", "step")
 
 
 @dataclass
@@ -43,9 +46,9 @@ class MemotionTrainingArguments(TrainingArguments):
     Args:
         momentum: SGD momentum when ``optim="sgd"`` (Memotion visual models 0.95, VisE 0.9).
         lr_milestones: Where the learning rate is multiplied by ``lr_decay``: epochs (``lr_milestone_unit=
-            "epoch"``) or fractions of training (``"fraction"``). With milestones the scheduler is warm-up
-            (``warmup_steps``) then step decay; without, the stock ``lr_scheduler_type``.
-        lr_milestone_unit: ``"epoch"`` or ``"fraction"``.
+            "epoch"``), fractions of training (``"fraction"``) or optimisation steps (``"step"``). With milestones
+            the scheduler is warm-up (``warmup_steps``) then step decay; without, the stock ``lr_scheduler_type``.
+        lr_milestone_unit: ``"epoch"``, ``"fraction"`` or ``"step"``.
         lr_decay: Factor applied at each milestone.
         decay_all_parameters: Apply ``weight_decay`` to every parameter (biases and norms included), as the
             torchvision-style recipes of VisE do; stock ``Trainer`` exempts biases and norms.
@@ -60,14 +63,14 @@ class MemotionTrainingArguments(TrainingArguments):
     lr_milestones: list[float] = field(
         default_factory=list, metadata={"help": "Epochs or fractions of training where the rate is x lr_decay."}
     )
-    lr_milestone_unit: str = field(default="epoch", metadata={"help": "'epoch' or 'fraction'."})
+    lr_milestone_unit: str = field(default="epoch", metadata={"help": "'epoch', 'fraction' or 'step'."})
     lr_decay: float = field(default=0.1, metadata={"help": "Factor at each milestone."})
     decay_all_parameters: bool = field(default=False, metadata={"help": "Weight decay on biases and norms too."})
     loss_terms: list[str] = field(default_factory=list, metadata={"help": "Output fields logged beside the loss."})
 
     def __post_init__(self):
-        if self.lr_milestone_unit not in ("epoch", "fraction"):
-            raise ValueError(f"lr_milestone_unit must be 'epoch' or 'fraction', got {self.lr_milestone_unit!r}")
+        if self.lr_milestone_unit not in MILESTONE_UNITS:
+            raise ValueError(f"lr_milestone_unit must be one of {MILESTONE_UNITS}, got {self.lr_milestone_unit!r}")
         self.lr_milestones = [float(m) for m in self.lr_milestones]
         self.loss_terms = list(self.loss_terms)
         super().__post_init__()
@@ -84,9 +87,22 @@ MANAGED_ARGUMENTS = {
 }
 
 
-def stock_argument_names() -> set[str]:
-    """Names of the stock ``TrainingArguments`` fields a config may set directly (less the managed ones)."""
-    return {f.name for f in dataclasses.fields(TrainingArguments) if f.init} - set(MANAGED_ARGUMENTS)
+def stock_argument_types() -> dict[str, Any]:
+    """The stock ``TrainingArguments`` fields a config may set directly (less the managed ones) and their types.
+
+    Example:
+        >>> types = stock_argument_types()
+        >>> types["bf16"], "output_dir" in types
+        (<class 'bool'>, False)
+    """
+    import typing
+
+    hints = typing.get_type_hints(TrainingArguments)
+    return {
+        f.name: hints.get(f.name)
+        for f in dataclasses.fields(TrainingArguments)
+        if f.init and f.name not in MANAGED_ARGUMENTS
+    }
 
 
 def show_progress() -> bool:

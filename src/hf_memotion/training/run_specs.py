@@ -76,6 +76,10 @@ class BaseModelSpec:
         if self.layout not in LAYOUTS:
             raise ValueError(f"model {self.name!r}: layout must be 'multitask' or 'per_problem', got {self.layout!r}")
         self.training = dict(self.training or {})
+        grid = isinstance(self.training.get("learning_rate"), list)  # the visual recipe's learning-rate grid
+        ClassifierTrainingConfig.from_dict(
+            {k: v for k, v in self.training.items() if not (grid and k == "learning_rate")}
+        )
         self.model = dict(self.model or {})
         self.problems = list(self.problems or PROBLEM_NAMES)
 

@@ -40,7 +40,7 @@ from hf_memotion.training.arguments import (
     MemotionTrainingArguments,
     build_training_arguments,
     show_progress,
-    stock_argument_names,
+    stock_argument_types,
 )
 from hf_memotion.training.schedules import StepSchedule, milestone_steps, step_scheduler
 
@@ -123,9 +123,9 @@ class ClassifierTrainingConfig:
         return parse_spec(cls, values, source=source, section="training")
 
     @classmethod
-    def spec_passthrough(cls) -> set[str]:
+    def spec_passthrough(cls) -> dict[str, Any]:
         """Stock ``TrainingArguments`` fields a ``training:`` section may set (kept in ``extra``)."""
-        return stock_argument_names()
+        return stock_argument_types()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (for reports and configs)."""
@@ -204,7 +204,7 @@ class MemotionTrainer(Trainer):
     - ``optim="sgd"``: SGD with ``args.momentum`` (the stock SGD takes its momentum from ``optim_args``);
       ``decay_all_parameters``: one parameter group, weight decay on biases and norms too;
     - ``lr_milestones``: linear warm-up over ``args.warmup_steps`` (a fraction when below 1), then
-      ``x lr_decay`` at each milestone (epochs or fractions of training);
+      ``x lr_decay`` at each milestone (epochs, fractions of training or steps);
     - ``loss_terms``: output fields (e.g. VisE's ``comment_loss``) averaged since the last log and over the
       processes, logged beside ``loss``;
     - log dicts go to the logger (progress bars are kept on the main process), not to stdout;
@@ -241,14 +241,15 @@ class MemotionTrainer(Trainer):
         """SGD with momentum for ``optim="sgd"``; one decayed group with ``decay_all_parameters``; else stock."""
         if self.optimizer is not None:
             return self.optimizer
+        if not isinstance(self.args, MemotionTrainingArguments):  # stock arguments: the stock optimizer
+            return super().create_optimizer(model)
         opt_model = self.model if model is None else model
         sgd = str(getattr(self.args.optim, "value", self.args.optim)) == "sgd"
-        if not sgd and not getattr(self.args, "decay_all_parameters", False):
+        if not sgd and not self.args.decay_all_parameters:
             return super().create_optimizer(model)
         parameters = [p for p in opt_model.parameters() if p.requires_grad]
         if sgd:
-            self.optimizer = torch.optim.SGD(parameters, lr=self.args.learning_rate,
-                                             momentum=getattr(self.args, "momentum", 0.0),
+            self.optimizer = torch.optim.SGD(parameters, lr=self.args.learning_rate, momentum=self.args.momentum,
                                              weight_decay=self.args.weight_decay)  # fmt: skip
         else:
             optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
@@ -260,7 +261,8 @@ class MemotionTrainer(Trainer):
         milestones = getattr(self.args, "lr_milestones", None)
         if self.lr_scheduler is not None or not milestones:
             return super().create_scheduler(num_training_steps, optimizer)
-        steps_per_epoch = self._steps_per_epoch() if self.args.lr_milestone_unit == "epoch" else None
+        unit = self.args.lr_milestone_unit
+        steps_per_epoch = self._steps_per_epoch() if unit == "epoch" else 1 if unit == "step" else None
         schedule = StepSchedule(
             total_steps=max(1, num_training_steps),
             warmup_steps=self.args.get_warmup_steps(num_training_steps),

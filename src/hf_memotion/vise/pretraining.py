@@ -21,7 +21,7 @@ Example:
     >>> settings = PretrainingSettings.from_dict({"batch_size": 512, "decay": "vise-250m", "bf16": True})
     >>> args = settings.training_arguments("/tmp/hf_memotion_doc_pretrain", max_steps=100)
     >>> args.learning_rate, args.lr_milestones[:2], args.lr_decay, args.bf16, args.loss_terms
-    (0.2, [0.1, 0.2], 0.5, True, ['comment_loss', 'reaction_loss'])
+    (0.2, [10.0, 20.0], 0.5, True, ['comment_loss', 'reaction_loss'])
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from hf_memotion.models.vise.configuration_vise import ViseConfig
 from hf_memotion.models.vise.modeling_vise import ViseForPretraining
 from hf_memotion.models.vision.image_processing_memotion import MemotionImageProcessor
 from hf_memotion.specs import parse_spec
-from hf_memotion.training.arguments import MemotionTrainingArguments, build_training_arguments, stock_argument_names
+from hf_memotion.training.arguments import MemotionTrainingArguments, build_training_arguments, stock_argument_types
 from hf_memotion.training.schedules import DECAY_PRESETS
 from hf_memotion.training.trainer import MemotionTrainer
 from hf_memotion.vise.mining import label_features
@@ -124,9 +124,9 @@ class PretrainingSettings:
         return parse_spec(cls, values, source=source, section="pretraining")
 
     @classmethod
-    def spec_passthrough(cls) -> set[str]:
+    def spec_passthrough(cls) -> dict[str, Any]:
         """Stock ``TrainingArguments`` fields the section may set (kept in ``extra``)."""
-        return stock_argument_names()
+        return stock_argument_types()
 
     def training_arguments(self, output_dir: str | os.PathLike, max_steps: int) -> MemotionTrainingArguments:
         """The run's arguments: SGD, warm-up then the step decay, both loss terms logged, no clipping."""
@@ -139,9 +139,10 @@ class PretrainingSettings:
             "momentum": self.momentum,
             "weight_decay": self.weight_decay,
             "decay_all_parameters": True,  # torchvision-style SGD: biases and BatchNorm decayed too
-            "warmup_steps": self.warmup_fraction,
-            "lr_milestones": list(milestones),
-            "lr_milestone_unit": "fraction",
+            # the paper's fractions of the run as steps (rounded)
+            "warmup_steps": round(self.warmup_fraction * max_steps),
+            "lr_milestones": [round(m * max_steps) for m in milestones],
+            "lr_milestone_unit": "step",
             "lr_decay": factor,
             "lr_scheduler_type": "constant_with_warmup",  # used when there are no milestones ("constant")
             "loss_terms": ["comment_loss", "reaction_loss"],

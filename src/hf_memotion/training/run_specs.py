@@ -25,7 +25,15 @@ from hf_memotion.specs import parse_spec
 from hf_memotion.tasks import PROBLEM_NAMES
 from hf_memotion.training.trainer import ClassifierTrainingConfig
 
-__all__ = ["BaseModelSpec", "EnsembleRunSpec", "SearchSpec", "StackingSpec", "TextRunSpec", "VisionRunSpec"]
+__all__ = [
+    "BaseModelRunSpec",
+    "BaseModelSpec",
+    "EnsembleRunSpec",
+    "SearchSpec",
+    "StackingSpec",
+    "TextRunSpec",
+    "VisionRunSpec",
+]
 
 MODALITIES = ("text", "vision")
 LAYOUTS = ("multitask", "per_problem")
@@ -153,47 +161,42 @@ class SearchSpec:
 
 
 @dataclass
-class TextRunSpec(BaseModelSpec):
-    """``scripts/train_text.py``: one textual model per group of problems (optionally after a search).
+class BaseModelRunSpec(BaseModelSpec):
+    """A run of one kind of base model (``scripts/train_text.py``, ``scripts/train_vision.py``).
 
     Attributes:
         data: The data section.
         output_dir: Run folder (one sub-folder per model).
         n_splits: Folds.
         seed: Seed of folds and training.
-        search: The hyperparameter search.
     """
 
     data: dict[str, Any] = field(default_factory=lambda: {"demo": {}})
-    output_dir: str = "outputs/text"
+    output_dir: str = "outputs/run"
     n_splits: int = 5
     seed: int = 0
-    search: SearchSpec = field(default_factory=SearchSpec)
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any] | None, *, source: str | None = None) -> TextRunSpec:
+    def from_dict(cls, values: Mapping[str, Any] | None, *, source: str | None = None) -> BaseModelRunSpec:
         """Read a config mapping (``source``: its file, named in errors)."""
         return parse_spec(cls, values, source=source)
 
 
 @dataclass
-class VisionRunSpec(BaseModelSpec):
-    """``scripts/train_vision.py``: one visual model per group of problems; a learning-rate list is a grid.
+class TextRunSpec(BaseModelRunSpec):
+    """``scripts/train_text.py``: one textual model per group of problems (optionally after a search).
 
     Attributes:
-        data: The data section.
-        output_dir: Run folder (one sub-folder per model).
-        n_splits: Folds.
-        seed: Seed of folds and training.
+        search: The hyperparameter search.
     """
 
-    modality: str = "vision"
-    data: dict[str, Any] = field(default_factory=lambda: {"demo": {}})
-    output_dir: str = "outputs/vision"
-    n_splits: int = 5
-    seed: int = 0
+    output_dir: str = "outputs/text"
+    search: SearchSpec = field(default_factory=SearchSpec)
 
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any] | None, *, source: str | None = None) -> VisionRunSpec:
-        """Read a config mapping (``source``: its file, named in errors)."""
-        return parse_spec(cls, values, source=source)
+
+@dataclass
+class VisionRunSpec(BaseModelRunSpec):
+    """``scripts/train_vision.py``: one visual model per group of problems; a learning-rate list is a grid."""
+
+    modality: str = "vision"
+    output_dir: str = "outputs/vision"

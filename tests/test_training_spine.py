@@ -279,3 +279,33 @@ def test_a_mistyped_value_is_one_line_too():
         0.1,
         0.01,
     ]
+
+
+# ------------------------------------------------------------------------------------------------ cross-validation
+
+
+def test_cross_validator_is_an_object_with_a_pluggable_trainer_and_resumable_folds(demo, tmp_path):
+    from hf_memotion.models.heads import resolve_problem_labels
+    from hf_memotion.training import CrossValidator, fit_classifier
+
+    data = load_memotion(demo)["train"]
+    backbone, tokenizer = build_tiny_text_backbone("bert", data["text"], hidden_size=16, num_layers=1)
+    config = MemotionTextConfig(text_config=backbone, problems=["humour"], lstm_hidden_size=8, attention_size=8,
+                                ffn_size=8)  # fmt: skip
+    calls = []
+
+    def factory(model, train_rows, stop_rows, training, output_dir, data_collator=None):
+        calls.append((len(train_rows), stop_rows is None))
+        return fit_classifier(model, train_rows, stop_rows, training, output_dir, data_collator=data_collator)
+
+    labels = resolve_problem_labels(["humour"])
+    validator = CrossValidator(lambda: MemotionTextForSequenceClassification(config), labels,
+                               ClassifierTrainingConfig(epochs=1, batch_size=8), n_splits=2, run_key="k",
+                               data_collator=DataCollatorWithPadding(tokenizer), trainer_factory=factory)  # fmt: skip
+    rows = prepare_text_dataset(data, tokenizer, ["humour"], 32)
+    result = validator.run(rows, tmp_path / "folds")
+    assert result.oof_probabilities["humour"].shape == (len(data), 2) and result.model is not None
+    assert [refit for _, refit in calls] == [False, False, True]  # two folds with early-stopping rows, then the refit
+    again = validator.run(rows, tmp_path / "folds", refit=False)  # the folds are finished: nothing trains
+    assert len(calls) == 3  # saved as float32:
+    assert again.oof_probabilities["humour"] == pytest.approx(result.oof_probabilities["humour"], abs=1e-6)

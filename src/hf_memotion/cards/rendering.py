@@ -26,7 +26,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from hf_memotion.io_utils import atomic_write_text
 from hf_memotion.metrics.tables import format_table7
-from hf_memotion.tasks import EMOTIONS, get_problem
+from hf_memotion.tasks import EMOTIONS, PROBLEM_NAMES, get_problem
 
 __all__ = [
     "CITATIONS",
@@ -220,10 +220,12 @@ def ensemble_card(report: Mapping[str, Any], *, model_id: str | None = None, lic
                 "name": m["name"],
                 "modality": m.get("modality"),
                 "network": _network(m),
-                "problems": "all nine" if not m.get("problems") else ", ".join(m["problems"]),
+                "problems": "all nine"
+                if not m.get("problems") or set(m["problems"]) == set(PROBLEM_NAMES)
+                else ", ".join(m["problems"]),
                 "pretrained": _pretrained_text(m),
                 "hyperparameters": _compact(m.get("training"))
-                + (f"; layout={m['layout']}" if m.get("layout") else "")
+                + (f"; layout={m['layout']}" if m.get("layout") not in (None, "multitask") else "")
                 + (f"; model: {_compact(m.get('model'))}" if m.get("model") else ""),
             }
             for m in models

@@ -152,6 +152,7 @@ class CrossValidator:
         eval_dataset: Any | None = None,
         labels: np.ndarray | None = None,
         refit: bool = True,
+        run_key: str | None = None,
     ) -> CrossValidationResult:
         """Train one model per fold (finished folds in ``output_dir/fold_K`` are reused), then optionally refit.
 
@@ -163,7 +164,9 @@ class CrossValidator:
             labels: The rows' class ids, ``(n_rows, n_problems)``; default: read the ``labels`` column (pass them
                 for datasets whose labels come from an on-the-fly transform).
             refit: Train the final model on all rows.
+            run_key: The key of this run's settings (default: the validator's); saved folds are reused under it.
         """
+        run_key = self.run_key if run_key is None else run_key
         output = Path(output_dir)
         state = process_state()
         training = self.training
@@ -182,7 +185,7 @@ class CrossValidator:
             saved = _load_fold(folder)
             if (
                 saved is not None
-                and saved[2].get("run_key") == self.run_key
+                and saved[2].get("run_key") == run_key
                 and np.array_equal(np.sort(saved[1]), np.sort(val_idx))
             ):
                 logger.info("fold %d/%d already done in %s: reusing it", k + 1, self.n_splits, folder)
@@ -200,7 +203,7 @@ class CrossValidator:
                     {n: p.argmax(-1) for n, p in probabilities.items()},
                     {n: labels[indices, j] for j, n in enumerate(names)},
                 )
-                metrics = {"fold": k, "run_key": self.run_key, "best_epoch": best_epoch(trainer)}
+                metrics = {"fold": k, "run_key": run_key, "best_epoch": best_epoch(trainer)}
                 metrics.update({f"f1_{n}": held_out[n] for n in names})
                 state.wait_for_everyone()  # every process is done with the fold's checkpoints
                 if state.is_main_process:

@@ -20,7 +20,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,13 +28,12 @@ from typing import Any
 import datasets
 import numpy as np
 from safetensors.numpy import load_file, save
-from transformers import PreTrainedModel
 
 from hf_memotion.distributed import process_state
 from hf_memotion.io_utils import atomic_open, atomic_write_text
 from hf_memotion.metrics import memotion_scores
 from hf_memotion.training.cross_validation import CrossValidationResult, CrossValidator
-from hf_memotion.training.trainer import ClassifierTrainingConfig, MemotionTrainer, predict_probabilities
+from hf_memotion.training.trainer import MemotionTrainer, predict_probabilities
 
 __all__ = [
     "ClassifierRunResult",
@@ -118,39 +117,29 @@ def _load_finished_run(output: Path, key: str, refit: bool, preprocessor: Any) -
 
 
 def run_classifier(
+    validator: CrossValidator,
     *,
     train_dataset: Any,
-    model_init: Callable[[], PreTrainedModel],
-    problem_labels: Mapping[str, Sequence[str]],
-    training: ClassifierTrainingConfig,
     output_dir: str | os.PathLike,
     settings: Mapping[str, Any],
     preprocessor: Any,
     eval_dataset: Any | None = None,
     test_dataset: Any | None = None,
     test_labels: Mapping[str, Sequence[int]] | None = None,
-    n_splits: int = 5,
-    seed: int = 0,
-    data_collator: Callable | None = None,
     refit: bool = True,
     train_labels: np.ndarray | None = None,
 ) -> ClassifierRunResult:
     """Cross-validate, refit, score the test split and write the run folder (main process only).
 
     Args:
+        validator: How to train (model, problems, training settings, folds, seed, collator).
         train_dataset: Model-ready training rows with ``labels`` (training transforms).
-        model_init: Builds a fresh model.
-        problem_labels: Label names per problem, in the model's order.
-        training: Trainer settings.
         output_dir: Run folder.
         settings: Everything that defines the run (hashed into the fold-reuse key, saved in metrics.json).
         preprocessor: Tokenizer or image processor, saved beside the model.
         eval_dataset: The training rows with evaluation transforms (default: ``train_dataset``).
         test_dataset: Model-ready test rows, scored after the refit.
         test_labels: Gold test labels per problem.
-        n_splits: Folds.
-        seed: Fold seed.
-        data_collator: Passed to ``Trainer``.
         refit: Refit on all rows, save the model and score the test split.
         train_labels: ``(n_rows, n_problems)`` class ids, for datasets whose ``labels`` come from a transform.
     """
@@ -160,13 +149,12 @@ def run_classifier(
     if finished is not None:
         logger.info("%s already finished with these settings: reusing it", output)
         return finished
-    validator = CrossValidator(model_init, problem_labels, training, n_splits=n_splits, seed=seed,
-                               data_collator=data_collator, run_key=key)  # fmt: skip
-    cv = validator.run(train_dataset, output / "folds", eval_dataset=eval_dataset, labels=train_labels, refit=refit)
+    cv = validator.run(train_dataset, output / "folds", eval_dataset=eval_dataset, labels=train_labels, refit=refit,
+                       run_key=key)  # fmt: skip
     result = ClassifierRunResult(**vars(cv), preprocessor=preprocessor, output_dir=output)
     if refit and test_dataset is not None and test_labels is not None:
-        args = training.to_training_arguments(output / "predict", with_eval=False)
-        predictor = MemotionTrainer(model=cv.model, args=args, data_collator=data_collator)
+        args = validator.training.to_training_arguments(output / "predict", with_eval=False)
+        predictor = MemotionTrainer(model=cv.model, args=args, data_collator=validator.data_collator)
         result.test_probabilities = predict_probabilities(predictor, test_dataset)
         result.test_scores = memotion_scores(
             {p: v.argmax(-1) for p, v in result.test_probabilities.items()}, dict(test_labels)

@@ -27,6 +27,7 @@ from hf_memotion.models.text import MemotionTextConfig, MemotionTextForSequenceC
 from hf_memotion.models.text.preprocessing import prepare_text_dataset
 from hf_memotion.models.text.tiny import TINY_FAMILIES, build_tiny_text_backbone
 from hf_memotion.tasks import PROBLEM_NAMES
+from hf_memotion.training.cross_validation import CrossValidator
 from hf_memotion.training.folds import class_weights
 from hf_memotion.training.run_specs import TextRunSpec
 from hf_memotion.training.runs import (
@@ -148,19 +149,17 @@ def train_text_classifier(
     settings = {"modality": "text", "backbone": backbone, "problems": problems, "training": training.to_dict(),
                 "model": model_kwargs, "tiny": tiny_kwargs, "n_splits": n_splits, "n_rows": len(train),
                 "weighted_loss": weighted_loss, "data": data_provenance(train)}  # fmt: skip
+    validator = CrossValidator(text_model_factory(backbone_config, weights, problems, **model_kwargs), problem_labels,
+                               training, n_splits=n_splits, seed=seed,
+                               data_collator=DataCollatorWithPadding(tokenizer))  # fmt: skip
     result = run_classifier(
+        validator,
         train_dataset=prepare_text_dataset(train, tokenizer, problems, max_length),
-        model_init=text_model_factory(backbone_config, weights, problems, **model_kwargs),
-        problem_labels=problem_labels,
-        training=training,
         output_dir=output_dir,
         settings=settings,
         preprocessor=tokenizer,
         test_dataset=prepare_text_dataset(test, tokenizer, problems, max_length) if scored else None,
         test_labels={p: test[p] for p in problems} if scored else None,
-        n_splits=n_splits,
-        seed=seed,
-        data_collator=DataCollatorWithPadding(tokenizer),
         refit=refit,
     )
     return result

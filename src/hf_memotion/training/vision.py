@@ -34,6 +34,7 @@ from hf_memotion.models.vision import (
     MemotionVisionForImageClassification,
 )
 from hf_memotion.tasks import PROBLEM_NAMES
+from hf_memotion.training.cross_validation import CrossValidator
 from hf_memotion.training.folds import class_weights
 from hf_memotion.training.run_specs import VisionRunSpec
 from hf_memotion.training.runs import (
@@ -191,19 +192,15 @@ def train_vision_classifier(
                 "n_splits": n_splits,
                 "n_rows": len(train), "ten_crop": ten_crop, "weighted_loss": weighted_loss,
                 "data": data_provenance(train)}  # fmt: skip
+    model_init = vision_model_factory(architecture, problems, pretrained=pretrained,
+                                      pretrained_cfg_overlay=pretrained_cfg_overlay, vise_backbone=vise_backbone,
+                                      **model_kwargs)  # fmt: skip
+    validator = CrossValidator(model_init, problem_labels, training, n_splits=n_splits, seed=seed,
+                               data_collator=_collate)  # fmt: skip
     return run_classifier(
+        validator,
         train_dataset=prepare_vision_dataset(train, processor, problems, train=True),
         eval_dataset=prepare_vision_dataset(train, processor, problems, train=False, ten_crop=ten_crop),
-        model_init=vision_model_factory(
-            architecture,
-            problems,
-            pretrained=pretrained,
-            pretrained_cfg_overlay=pretrained_cfg_overlay,
-            vise_backbone=vise_backbone,
-            **model_kwargs,
-        ),
-        problem_labels=problem_labels,
-        training=training,
         output_dir=output_dir,
         settings=settings,
         preprocessor=processor,
@@ -211,9 +208,6 @@ def train_vision_classifier(
         if scored
         else None,
         test_labels={p: test[p] for p in problems} if scored else None,
-        n_splits=n_splits,
-        seed=seed,
-        data_collator=_collate,
         refit=refit,
         train_labels=np.stack([np.asarray(train[p]) for p in problems], axis=1),
     )

@@ -42,8 +42,6 @@ __all__ = [
     "run_command",
 ]
 
-logger = logging.getLogger(__name__)
-
 #: Errors that mean "fix your input": reported as one line, not a traceback.
 USER_ERRORS = (FileNotFoundError, ValueError, KeyError, TypeError, RuntimeError, ImageDecodeError)
 
@@ -55,7 +53,7 @@ def describe_spec(spec_class: type) -> str:
     for name in spec_keys(spec_class):
         parts.append(name)
         hint = hints.get(name)
-        inner = [a for a in typing.get_args(hint)] or [hint]
+        inner = list(typing.get_args(hint)) or [hint]
         nested = next((a for a in inner if isinstance(a, type) and dataclasses.is_dataclass(a)), None)
         if nested is not None:
             stock = " (and any stock TrainingArguments field)" if hasattr(nested, "spec_passthrough") else ""

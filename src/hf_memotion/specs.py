@@ -2,13 +2,11 @@
 
 Every section of every config is a dataclass whose defaults are written once, in its fields. A key that
 is not a field is refused with one line naming the file, the section, the key and the nearest valid
-key; a nested section is a dataclass field (or a list of them), read the same way. A field whose
-``metadata`` names a ``schema`` dataclass stays a mapping but its keys are checked against that class
-(used where a recipe widens a value, such as the visual models' learning-rate grid). A class with a
-``spec_passthrough()`` classmethod also accepts those extra names and keeps them in its ``extra`` field
-(the stock ``TrainingArguments`` fields of a ``training:`` section; a mapping of names to annotations gets
-their values checked too). A value of the wrong simple type (a string for a flag, a float for a count) is
-refused the same way.
+key; a nested section is a dataclass field (or a list of them), read the same way. A class with a
+``spec_passthrough()`` classmethod (names -> annotations) also accepts those names and keeps them in its
+``extra`` field (the stock ``TrainingArguments`` fields of a ``training:`` section). A value of the wrong
+simple type (a string for a flag, a float for a count) is refused the same way. A section a spec keeps as
+a mapping is checked in the spec's ``__post_init__``; its errors are placed under the enclosing section.
 
 This module imports nothing else of the library, so any module may use it.
 
@@ -147,36 +145,26 @@ def parse_spec(cls: type, values: Mapping[str, Any] | None, *, source: str | Non
         SpecError: An unknown key, a section that is not a mapping, or a value the spec refuses.
     """
     values = {} if values is None else values
-    passthrough = set(cls.spec_passthrough()) if hasattr(cls, "spec_passthrough") else set()
+    stock = dict(cls.spec_passthrough()) if hasattr(cls, "spec_passthrough") else {}  # name -> annotation
     own = spec_keys(cls)
     # ``extra`` itself is accepted too, so that a spec's own dict (``to_dict()``) reads back
-    check_keys(values, own, section=section, source=source, also=passthrough | ({"extra"} if passthrough else set()))
+    check_keys(values, own, section=section, source=source, also={*stock, "extra"} if stock else ())
     hints = _hints(cls)
-    names = cls.spec_passthrough() if hasattr(cls, "spec_passthrough") else {}
-    stock_hints = dict(names) if isinstance(names, Mapping) else {}
+    where = _where(source, section)
     kwargs: dict[str, Any] = {}
     extra: dict[str, Any] = {}
     for key, value in values.items():
-        if key == "extra" and passthrough:
+        if key == "extra" and stock:
             extra.update(dict(value or {}))
             continue
         if key not in own:
-            _check_value(key, value, stock_hints.get(key), _where(source, section))
+            _check_value(key, value, stock.get(key), where)
             extra[key] = value
             continue
-        _check_value(key, value, hints.get(key), _where(source, section))
+        _check_value(key, value, hints.get(key), where)
         child = f"{section}.{key}" if section else key
-        spec_field = next(f for f in dataclasses.fields(cls) if f.name == key)
-        schema = spec_field.metadata.get("schema")
         nested, is_list = _dataclass_of(hints.get(key))
-        if value is None or (nested is None and schema is None):
-            kwargs[key] = value
-        elif schema is not None:
-            items = value if isinstance(value, list) else [value]
-            for index, item in enumerate(items):
-                name = f"{child}.{index}" if isinstance(value, list) else child
-                passthrough_names = set(schema.spec_passthrough()) if hasattr(schema, "spec_passthrough") else set()
-                check_keys(item, spec_keys(schema), section=name, source=source, also=passthrough_names)
+        if value is None or nested is None:
             kwargs[key] = value
         elif is_list:
             if not isinstance(value, list):
@@ -187,7 +175,7 @@ def parse_spec(cls: type, values: Mapping[str, Any] | None, *, source: str | Non
         else:
             kwargs[key] = parse_spec(nested, value, source=source, section=child)
     if extra:
-        kwargs["extra"] = {**dict(kwargs.get("extra") or {}), **extra}
+        kwargs["extra"] = extra
     try:
         return cls(**kwargs)
     except SpecError as err:  # a section checked inside the class: place it under this one

@@ -72,11 +72,6 @@ class MemotionCardData:
         self.info.update(info)
         self.previous_card = None
 
-    @property
-    def knows_training(self) -> bool:
-        """Whether anything beyond the model's own config has been recorded."""
-        return bool(self.training or self.eval_metrics or self.train_summary or self.info.get("trained"))
-
     def render(self, defaults: dict[str, Any] | None = None):
         """The :class:`huggingface_hub.ModelCard` (``defaults``: what the model's config says, under ``info``)."""
         from hf_memotion.cards import rendering

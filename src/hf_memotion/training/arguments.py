@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from transformers import TrainingArguments
 __all__ = [
     "MANAGED_ARGUMENTS",
     "MemotionTrainingArguments",
+    "TakesTrainingArguments",
     "build_training_arguments",
     "show_progress",
     "stock_argument_types",
@@ -87,6 +89,7 @@ MANAGED_ARGUMENTS = {
 }
 
 
+@functools.cache
 def stock_argument_types() -> dict[str, Any]:
     """The stock ``TrainingArguments`` fields a config may set directly (less the managed ones) and their types.
 
@@ -103,6 +106,22 @@ def stock_argument_types() -> dict[str, Any]:
         for f in dataclasses.fields(TrainingArguments)
         if f.init and f.name not in MANAGED_ARGUMENTS
     }
+
+
+class TakesTrainingArguments:
+    """For a settings dataclass whose config section may also set any stock ``TrainingArguments`` field.
+
+    :func:`hf_memotion.specs.parse_spec` keeps those keys (type-checked) in the dataclass's ``extra`` field.
+
+    Example:
+        >>> "bf16" in TakesTrainingArguments.spec_passthrough()
+        True
+    """
+
+    @classmethod
+    def spec_passthrough(cls) -> dict[str, Any]:
+        """Stock ``TrainingArguments`` fields the section may set, with their annotations."""
+        return stock_argument_types()
 
 
 def show_progress() -> bool:

@@ -68,7 +68,7 @@ class BaseModelSpec:
     architecture: str = "test_resnet"
     problems: list[str] | None = None
     layout: str = "multitask"
-    training: dict[str, Any] = field(default_factory=dict, metadata={"schema": ClassifierTrainingConfig})
+    training: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)
     tiny: dict[str, Any] | None = None
     processor: dict[str, Any] | None = None

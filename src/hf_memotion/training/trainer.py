@@ -38,9 +38,9 @@ from hf_memotion.models.heads import split_logits
 from hf_memotion.specs import parse_spec
 from hf_memotion.training.arguments import (
     MemotionTrainingArguments,
+    TakesTrainingArguments,
     build_training_arguments,
     show_progress,
-    stock_argument_types,
 )
 from hf_memotion.training.schedules import StepSchedule, milestone_steps, step_scheduler
 
@@ -61,7 +61,7 @@ OPTIMIZERS = ("adam", "adam_warmup", "sgd")
 
 
 @dataclass
-class ClassifierTrainingConfig:
+class ClassifierTrainingConfig(TakesTrainingArguments):
     """How to train one base classifier; defaults are the paper's fixed text settings (Table 5a).
 
     Attributes:
@@ -121,11 +121,6 @@ class ClassifierTrainingConfig:
             {'bf16': True}
         """
         return parse_spec(cls, values, source=source, section="training")
-
-    @classmethod
-    def spec_passthrough(cls) -> dict[str, Any]:
-        """Stock ``TrainingArguments`` fields a ``training:`` section may set (kept in ``extra``)."""
-        return stock_argument_types()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (for reports and configs)."""

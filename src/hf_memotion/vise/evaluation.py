@@ -49,7 +49,7 @@ from hf_memotion.models.vise.configuration_vise import ViseConfig
 from hf_memotion.models.vise.modeling_vise import ViseForImageClassification, ViseModel
 from hf_memotion.models.vision.image_processing_memotion import MemotionImageProcessor
 from hf_memotion.specs import parse_spec
-from hf_memotion.training.arguments import build_training_arguments, show_progress, stock_argument_types
+from hf_memotion.training.arguments import TakesTrainingArguments, build_training_arguments, show_progress
 from hf_memotion.training.schedules import StepSchedule, milestone_steps
 from hf_memotion.training.trainer import MemotionTrainer
 
@@ -70,7 +70,7 @@ PROTOCOLS = ("linear", "finetune")
 
 
 @dataclass
-class ProtocolSettings:
+class ProtocolSettings(TakesTrainingArguments):
     """Settings of one protocol's grid (the paper's grid by default).
 
     Attributes:
@@ -123,11 +123,6 @@ class ProtocolSettings:
     ) -> ProtocolSettings:
         """Build from a config section, naming an unknown key and the nearest valid one."""
         return parse_spec(cls, values, source=source, section=section)
-
-    @classmethod
-    def spec_passthrough(cls) -> dict[str, Any]:
-        """Stock ``TrainingArguments`` fields a fine-tuning section may set (kept in ``extra``)."""
-        return stock_argument_types()
 
     def learning_rate(self, base: float) -> float:
         """``base / 256 x batch_size``."""

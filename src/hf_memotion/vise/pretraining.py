@@ -45,7 +45,7 @@ from hf_memotion.models.vise.configuration_vise import ViseConfig
 from hf_memotion.models.vise.modeling_vise import ViseForPretraining
 from hf_memotion.models.vision.image_processing_memotion import MemotionImageProcessor
 from hf_memotion.specs import parse_spec
-from hf_memotion.training.arguments import MemotionTrainingArguments, build_training_arguments, stock_argument_types
+from hf_memotion.training.arguments import MemotionTrainingArguments, TakesTrainingArguments, build_training_arguments
 from hf_memotion.training.schedules import DECAY_PRESETS
 from hf_memotion.training.trainer import MemotionTrainer
 from hf_memotion.vise.mining import label_features
@@ -62,7 +62,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class PretrainingSettings:
+class PretrainingSettings(TakesTrainingArguments):
     """Settings of one pretraining run (the paper's optimisation by default).
 
     Attributes:
@@ -122,11 +122,6 @@ class PretrainingSettings:
     def from_dict(cls, values: Mapping[str, Any] | None, *, source: str | None = None) -> PretrainingSettings:
         """Build from a config section, naming an unknown key and the nearest valid one."""
         return parse_spec(cls, values, source=source, section="pretraining")
-
-    @classmethod
-    def spec_passthrough(cls) -> dict[str, Any]:
-        """Stock ``TrainingArguments`` fields the section may set (kept in ``extra``)."""
-        return stock_argument_types()
 
     def training_arguments(self, output_dir: str | os.PathLike, max_steps: int) -> MemotionTrainingArguments:
         """The run's arguments: SGD, warm-up then the step decay, both loss terms logged, no clipping."""

@@ -309,3 +309,14 @@ def test_cross_validator_is_an_object_with_a_pluggable_trainer_and_resumable_fol
     again = validator.run(rows, tmp_path / "folds", refit=False)  # the folds are finished: nothing trains
     assert len(calls) == 3  # saved as float32:
     assert again.oof_probabilities["humour"] == pytest.approx(result.oof_probabilities["humour"], abs=1e-6)
+
+
+def test_trainers_of_different_precisions_follow_each_other_in_one_process(tmp_path):
+    from accelerate.state import PartialState
+
+    processes = PartialState().num_processes
+    for precision in ({"bf16": True}, {}, {"bf16": True}):
+        args = build_training_arguments(tmp_path, batch_size=2, max_steps=1, **precision)
+        trainer = MemotionTrainer(model=torch.nn.Linear(2, 2), args=args)  # accelerate refused the second one
+        assert trainer.accelerator.mixed_precision == ("bf16" if precision else "no")
+    assert PartialState().num_processes == processes  # the process group is kept

@@ -164,7 +164,8 @@ def test_image_classification_variant_loads_a_backbone_with_a_new_classifier(tmp
     x = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(model.vise(x).pooler_output, backbone(x).pooler_output)
-        assert model.classifier.bias.abs().max() == 0 and model.classifier.weight.std() < 0.05  # freshly initialised
+        classifier = model.heads.classifiers["label"]
+        assert classifier.bias.abs().max() == 0 and classifier.weight.std() < 0.05  # freshly initialised
         out = model(x, labels=torch.tensor([0, 2]))
     assert out.logits.shape == (2, 3) and torch.isfinite(out.loss)
     multimodal = ViseForImageClassification(ViseConfig(architecture="test_resnet", num_labels=2, extra_features=4))

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 from transformers import AutoConfig, PretrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
-from hf_memotion.models.heads import drop_derived_label_fields, finish_problem_config
+from hf_memotion.models.heads import ProblemLabelsMixin
 
 __all__ = ["POOLING_BY_MODEL_TYPE", "MemotionTextConfig", "default_pooling"]
 
@@ -15,6 +15,7 @@ __all__ = ["POOLING_BY_MODEL_TYPE", "MemotionTextConfig", "default_pooling"]
 #: encoders, the last non-padding token for GPT-2 and XLNet, max-pooling for Transformer-XL.
 POOLING_BY_MODEL_TYPE = {"xlnet": "last", "transfo-xl": "max", "transfo_xl": "max"}
 POOLINGS = ("first", "last", "max")
+LSTM_IMPLEMENTATIONS = ("auto", "packed", "masked")
 
 
 def default_pooling(model_type: str) -> str:
@@ -37,7 +38,7 @@ def default_pooling(model_type: str) -> str:
     return "last" if causal_only else "first"
 
 
-class MemotionTextConfig(PretrainedConfig):
+class MemotionTextConfig(ProblemLabelsMixin, PretrainedConfig):
     r"""Configuration of :class:`MemotionTextModel` and :class:`MemotionTextForSequenceClassification`.
 
     The backbone's own config is stored inside (``text_config``), so a saved model loads with no
@@ -57,6 +58,9 @@ class MemotionTextConfig(PretrainedConfig):
         pooling: ``"first"``, ``"last"`` (last non-padding token, left or right padding) or
             ``"max"``; ``None`` chooses the paper's pooling for the backbone type.
         max_length: Tokens kept per text when preprocessing (longer texts are truncated).
+        lstm_implementation: ``"packed"``, ``"masked"`` (no packing: ``torch.export``/``torch.compile``; same
+            outputs) or ``"auto"`` (masked while compiling, packed otherwise).
+        num_labels, id2label: Relabel a one-problem model (see :class:`~hf_memotion.models.heads.ProblemLabelsMixin`).
 
     Example:
         >>> from transformers import BertConfig
@@ -81,11 +85,16 @@ class MemotionTextConfig(PretrainedConfig):
     dropout: float = 0.1
     pooling: str | None = None
     max_length: int = 128
+    lstm_implementation: str = "auto"
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs: Any):
-        drop_derived_label_fields(self, kwargs)
+        requested_labels = self._take_label_fields(kwargs)
         super().__post_init__(**kwargs)
+        if self.lstm_implementation not in LSTM_IMPLEMENTATIONS:
+            raise ValueError(
+                f"lstm_implementation must be one of {LSTM_IMPLEMENTATIONS}, got {self.lstm_implementation!r}"
+            )
         if self.lstm_layers not in (1, 2):
             raise ValueError(f"lstm_layers must be 1 or 2 (the paper's range), got {self.lstm_layers}")
         for name in ("lstm_hidden_size", "attention_size", "ffn_size", "max_length"):
@@ -97,4 +106,4 @@ class MemotionTextConfig(PretrainedConfig):
             self.pooling = default_pooling(self.text_config.model_type)
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS} or None (automatic), got {self.pooling!r}")
-        finish_problem_config(self)
+        self._finish_problems(*requested_labels)

@@ -3,6 +3,11 @@
 backbone (any transformers encoder or decoder) -> BiLSTM -> dot-product self-attention -> pooling
 (first token / last non-padding token / max) -> FFN -> one linear head per problem, trained with
 class-weighted cross-entropy summed over problems.
+
+The BiLSTM reads only each text's tokens, whatever the padding side, in one of two ways with the same outputs
+(``config.lstm_implementation``): ``"packed"`` (``pack_padded_sequence``, the eager default) or ``"masked"``
+(each direction run over aligned tokens, no packing: what ``torch.export`` and ``torch.compile`` can trace;
+``"auto"`` picks it while compiling).
 """
 
 from __future__ import annotations
@@ -10,11 +15,13 @@ from __future__ import annotations
 import inspect
 import math
 import os
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 from transformers import AutoModel, PreTrainedModel
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers.utils import can_return_tuple
 
 from hf_memotion.cards import ModelCardMixin
 from hf_memotion.models.heads import MemotionClassifierOutput, ProblemHeads, split_logits
@@ -77,14 +84,57 @@ class MemotionTextPreTrainedModel(ModelCardMixin, PreTrainedModel):
     config_class = MemotionTextConfig
     base_model_prefix = "memotion_text"
     main_input_name = "input_ids"
-    supports_gradient_checkpointing = False
+    input_modalities = ("text",)
+    supports_gradient_checkpointing = True
     _supports_sdpa = True
+    _supports_flash_attn = True
+    # checkpoints saved before the backbone was built without its (unused) pooler
+    _keys_to_ignore_on_load_unexpected: ClassVar[list[str]] = [r"backbone\.pooler\."]
 
     def card_defaults(self) -> dict:
         """What the config tells the card: the modality, the backbone, the problems."""
         text = self.config.text_config
         backbone = getattr(text, "_name_or_path", "") or getattr(text, "model_type", "transformer")
         return {"modality": "text", "backbone": backbone, "problems": list(self.config.problems)}
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """Transformers' initialisation (linear, LSTM, ...; the backbone keeps its own), and the class weights."""
+        super()._init_weights(module)
+        if isinstance(module, ProblemHeads):
+            module.reset_class_weights()
+
+    def get_backbone(self) -> PreTrainedModel:
+        """The transformers backbone (encoder or decoder) under the BiLSTM."""
+        text = self if isinstance(self, MemotionTextModel) else self.memotion_text
+        return text.backbone
+
+
+def _backbone_without_pooler(text_config) -> PreTrainedModel:
+    """The backbone from its config; BERT-like encoders without their pooler, which the BiLSTM head never reads.
+
+    An unused pooler would get no gradient: DDP without ``find_unused_parameters`` fails on it.
+    """
+    backbone_class = AutoModel._model_mapping[type(text_config)]
+    if "add_pooling_layer" in inspect.signature(backbone_class.__init__).parameters:
+        return AutoModel.from_config(text_config, add_pooling_layer=False)
+    return AutoModel.from_config(text_config)
+
+
+def _select_hidden_states(states: tuple, wanted: bool | list[int]) -> tuple:
+    """All states, or (``output_hidden_states=[i, ...]``) the selected ones with ``None`` elsewhere."""
+    if not isinstance(wanted, (list, tuple)):
+        return states
+    kept = {i % len(states) for i in wanted}
+    return tuple(state if i in kept else None for i, state in enumerate(states))
+
+
+def _check_text_inputs(reference: torch.Tensor | None, attention_mask: torch.Tensor) -> None:
+    if torch.compiler.is_compiling():  # data-dependent checks cannot be traced; eager runs keep them
+        return
+    if reference.shape[1] == 0:
+        raise ValueError("got a batch of empty token sequences; give every text at least one token")
+    if not bool(attention_mask.bool().any(dim=1).all()):
+        raise ValueError("a sequence in the batch has no unmasked token; give every text at least one token")
 
 
 class MemotionTextModel(MemotionTextPreTrainedModel):
@@ -96,13 +146,14 @@ class MemotionTextModel(MemotionTextPreTrainedModel):
         ...                       intermediate_size=32)
         >>> config = MemotionTextConfig(text_config=backbone, lstm_hidden_size=8, attention_size=12, ffn_size=8)
         >>> model = MemotionTextModel(config).eval()
-        >>> model(input_ids=torch.tensor([[2, 5, 7, 3]]), attention_mask=torch.ones(1, 4)).pooler_output.shape
-        torch.Size([1, 12])
+        >>> out = model(input_ids=torch.tensor([[2, 5, 7, 3]]), output_hidden_states=True)
+        >>> out.pooler_output.shape, len(out.hidden_states)  # embeddings + 1 layer, then the BiLSTM and attention
+        (torch.Size([1, 12]), 4)
     """
 
     def __init__(self, config: MemotionTextConfig):
         super().__init__(config)
-        self.backbone = AutoModel.from_config(config.text_config)
+        self.backbone = _backbone_without_pooler(config.text_config)
         hidden = config.text_config.hidden_size
         self.lstm = nn.LSTM(
             hidden,
@@ -122,52 +173,112 @@ class MemotionTextModel(MemotionTextPreTrainedModel):
         """The backbone's token embeddings."""
         return self.backbone.get_input_embeddings()
 
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        """Replace the backbone's token embeddings (``resize_token_embeddings`` uses it)."""
+        self.backbone.set_input_embeddings(value)
+
     def _run_lstm(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Run the BiLSTM over the non-padding tokens only, whatever the padding side.
 
-        Valid tokens are moved to the front of each row (order kept), packed so the LSTM never sees
-        padding, then put back in place; padding positions get zeros.
+        Valid tokens are moved to the front of each row (order kept), run through the BiLSTM (packed, or
+        masked: see the module docstring), then put back in place; padding positions get zeros.
         """
         order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)
         front = states.gather(1, order[..., None].expand_as(states))
-        packed = nn.utils.rnn.pack_padded_sequence(front, mask.sum(dim=1).cpu(), batch_first=True, enforce_sorted=False)
-        output, _ = self.lstm(packed)
-        output, _ = nn.utils.rnn.pad_packed_sequence(output, batch_first=True, total_length=states.shape[1])
+        lengths = mask.sum(dim=1)
+        implementation = self.config.lstm_implementation
+        if implementation == "auto":
+            implementation = "masked" if torch.compiler.is_compiling() else "packed"
+        if implementation == "packed":
+            packed = nn.utils.rnn.pack_padded_sequence(front, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            output, _ = self.lstm(packed)
+            output, _ = nn.utils.rnn.pad_packed_sequence(output, batch_first=True, total_length=states.shape[1])
+        else:
+            output = self._masked_lstm(front, lengths)
         inverse = torch.argsort(order, dim=1)
         return output.gather(1, inverse[..., None].expand(-1, -1, output.shape[-1]))
 
+    def _masked_lstm(self, front: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The BiLSTM over front-aligned rows without packing; each direction reads only a row's tokens.
+
+        The forward direction reads the rows as they are (padding comes after the tokens); the backward one
+        reads each row's tokens reversed in place, so it too starts at the last token. ``torch.lstm`` is the op
+        ``nn.LSTM`` itself calls, here one layer and direction at a time with the module's own weights.
+        """
+        batch, length = front.shape[:2]
+        positions = torch.arange(length, device=front.device).expand(batch, length)
+        valid = positions < lengths[:, None]
+        reverse = torch.where(valid, lengths[:, None] - 1 - positions, positions)
+        out = front
+        for layer in range(self.lstm.num_layers):
+            if layer > 0:
+                out = nn.functional.dropout(out, self.lstm.dropout, self.training)
+            directions = []
+            for suffix, index in (("", None), ("_reverse", reverse)):
+                weights = [getattr(self.lstm, f"{name}_l{layer}{suffix}")
+                           for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]  # fmt: skip
+                inputs = out if index is None else out.gather(1, index[..., None].expand_as(out))
+                state = inputs.new_zeros(1, batch, self.lstm.hidden_size)
+                result, _, _ = torch.lstm(inputs, (state, state), weights, True, 1, 0.0, self.training, False, True)
+                if index is not None:
+                    result = result.gather(1, index[..., None].expand_as(result))
+                directions.append(result)
+            out = torch.cat(directions, dim=-1) * valid[..., None].to(front.dtype)
+        return out
+
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
+        output_hidden_states: bool | list[int] | None = None,
+        output_attentions: bool | None = None,
         **kwargs,
-    ):
-        """Encode a batch; returns ``last_hidden_state`` (attention output) and ``pooler_output``."""
-        from transformers.modeling_outputs import BaseModelOutputWithPooling
+    ) -> BaseModelOutputWithPooling:
+        """Encode a batch: ``last_hidden_state`` (attention output), ``pooler_output``, optional states/attentions.
 
+        ``hidden_states`` (``output_hidden_states=True``) are the backbone's per-layer states followed by the
+        BiLSTM's and the self-attention's (a list of indices keeps those, ``None`` in the other places);
+        ``attentions`` are the backbone's.
+        """
         reference = input_ids if input_ids is not None else inputs_embeds
         if reference is None:
             raise ValueError("pass input_ids (or inputs_embeds): tokenize the text with the model's tokenizer first")
-        if reference.shape[1] == 0:
-            raise ValueError("got a batch of empty token sequences; give every text at least one token")
         if attention_mask is None:
             attention_mask = torch.ones(reference.shape[:2], dtype=torch.long, device=reference.device)
-        if not bool(attention_mask.bool().any(dim=1).all()):
-            raise ValueError("a sequence in the batch has no unmasked token; give every text at least one token")
-        backbone_inputs = {"attention_mask": attention_mask}
+        _check_text_inputs(reference, attention_mask)
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
+        backbone_inputs = {"attention_mask": attention_mask, "return_dict": True}
         if input_ids is not None:
             backbone_inputs["input_ids"] = input_ids
         else:
             backbone_inputs["inputs_embeds"] = inputs_embeds
         if token_type_ids is not None and self._backbone_takes_token_types:
             backbone_inputs["token_type_ids"] = token_type_ids
-        states = self.backbone(**backbone_inputs).last_hidden_state
-        lstm_states = self._run_lstm(self.dropout(states), attention_mask.bool())
+        if output_hidden_states:
+            backbone_inputs["output_hidden_states"] = True
+        if output_attentions:
+            backbone_inputs["output_attentions"] = True
+        encoded = self.backbone(**backbone_inputs)
+        lstm_states = self._run_lstm(self.dropout(encoded.last_hidden_state), attention_mask.bool())
         attended = self.dropout(self.attention(lstm_states, attention_mask))
         pooled = pool_sequence(attended, attention_mask, self.config.pooling)
-        return BaseModelOutputWithPooling(last_hidden_state=attended, pooler_output=pooled)
+        hidden_states = None
+        if output_hidden_states:
+            hidden_states = _select_hidden_states(
+                (*(encoded.hidden_states or ()), lstm_states, attended), output_hidden_states
+            )
+        return BaseModelOutputWithPooling(
+            last_hidden_state=attended,
+            pooler_output=pooled,
+            hidden_states=hidden_states,
+            attentions=encoded.attentions if output_attentions else None,
+        )
 
 
 class MemotionTextForSequenceClassification(MemotionTextPreTrainedModel):
@@ -175,7 +286,7 @@ class MemotionTextForSequenceClassification(MemotionTextPreTrainedModel):
 
     With ``labels`` (``(batch,)`` for one problem, ``(batch, n_problems)`` for several, ``-100``
     ignored) the output carries the class-weighted cross-entropy summed over problems, so a plain
-    ``Trainer`` trains it.
+    ``Trainer`` trains it (``config.problem_type`` selects another loss: see :meth:`ProblemHeads.loss`).
 
     Example:
         >>> from transformers import BertConfig
@@ -202,6 +313,10 @@ class MemotionTextForSequenceClassification(MemotionTextPreTrainedModel):
         """The backbone's token embeddings."""
         return self.memotion_text.get_input_embeddings()
 
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        """Replace the backbone's token embeddings (``resize_token_embeddings`` uses it)."""
+        self.memotion_text.set_input_embeddings(value)
+
     @classmethod
     def from_backbone(
         cls, backbone: str | os.PathLike, *, revision: str | None = None, **config_kwargs: Any
@@ -218,11 +333,13 @@ class MemotionTextForSequenceClassification(MemotionTextPreTrainedModel):
         """
         pretrained = AutoModel.from_pretrained(backbone, revision=revision)
         model = cls(MemotionTextConfig(text_config=pretrained.config, **config_kwargs))
-        missing, unexpected = model.memotion_text.backbone.load_state_dict(pretrained.state_dict(), strict=False)
+        weights = {k: v for k, v in pretrained.state_dict().items() if not k.startswith("pooler.")}
+        missing, unexpected = model.memotion_text.backbone.load_state_dict(weights, strict=False)
         if unexpected or [k for k in missing if not k.endswith("position_ids")]:
             raise ValueError(f"backbone weights of {backbone} do not fit: missing {missing}, unexpected {unexpected}")
         return model
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
@@ -230,6 +347,8 @@ class MemotionTextForSequenceClassification(MemotionTextPreTrainedModel):
         token_type_ids: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        output_hidden_states: bool | list[int] | None = None,
+        output_attentions: bool | None = None,
         **kwargs,
     ) -> MemotionClassifierOutput:
         """Classify a batch; see the class docstring for ``labels``."""
@@ -238,13 +357,18 @@ class MemotionTextForSequenceClassification(MemotionTextPreTrainedModel):
             attention_mask=attention_mask,
             token_type_ids=token_type_ids,
             inputs_embeds=inputs_embeds,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+            return_dict=True,
         )
         hidden = self.ffn(encoded.pooler_output)
         logits = self.heads(hidden)
-        loss = self.heads.loss(logits, labels) if labels is not None else None
+        loss = self.heads.loss(logits, labels, self.config.problem_type) if labels is not None else None
         return MemotionClassifierOutput(
             loss=loss,
             logits=logits,
             problem_logits=split_logits(logits, self.config.problem_labels),
-            hidden_states=hidden,
+            pooler_output=hidden,
+            hidden_states=encoded.hidden_states,
+            attentions=encoded.attentions,
         )

@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from transformers import PretrainedConfig
+from hf_memotion.models.timm_backbone import TimmBackboneConfig
 
 __all__ = ["ViseConfig"]
 
 
-class ViseConfig(PretrainedConfig):
+class ViseConfig(TimmBackboneConfig):
     r"""Configuration of :class:`ViseModel` (features) and :class:`ViseForPretraining` (engagement heads).
 
     Args:
@@ -23,6 +23,10 @@ class ViseConfig(PretrainedConfig):
         extra_features: Width of extra per-example features that :class:`ViseForImageClassification` concatenates
             to the pooled image features before its classifier (e.g. a frozen text encoder's sentence embedding
             for Hateful Memes); 0 for images only.
+        num_labels, id2label, problem_type: :class:`ViseForImageClassification`'s labels and loss
+            (``"single_label_classification"``, ``"multi_label_classification"`` or ``"regression"``; ``None``
+            infers it from the labels, as transformers' classifiers do).
+        initializer_range: Standard deviation of the heads' initial weights.
 
     Example:
         >>> config = ViseConfig(architecture="resnet50", comment_clusters=5000)
@@ -31,26 +35,20 @@ class ViseConfig(PretrainedConfig):
     """
 
     model_type = "vise"
-    architecture: str = "resnet50"
-    model_args: dict[str, Any] | None = None
     comment_clusters: int = 5000
     reaction_clusters: int = 128
     prior_probability: float = 0.01
     extra_features: int = 0
+    initializer_range: float = 0.01
 
     def __post_init__(self, **kwargs: Any):
         super().__post_init__(**kwargs)
-        import timm
-
-        if not timm.is_model(self.architecture):
-            raise ValueError(f"{self.architecture!r} is not a timm architecture; see timm.list_models()")
         if not 0.0 < self.prior_probability < 1.0:
             raise ValueError(f"prior_probability must be in (0, 1), got {self.prior_probability}")
         if self.extra_features < 0:
             raise ValueError(f"extra_features must be >= 0, got {self.extra_features}")
         if self.comment_clusters < 1 or self.reaction_clusters < 1:
             raise ValueError("comment_clusters and reaction_clusters must be positive")
-        self.model_args = dict(self.model_args or {})
 
     @property
     def initial_bias(self) -> float:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from transformers import PretrainedConfig
-
-from hf_memotion.models.heads import drop_derived_label_fields, finish_problem_config
+from hf_memotion.models.heads import ProblemLabelsMixin
+from hf_memotion.models.timm_backbone import TimmBackboneConfig
 
 __all__ = ["MemotionVisionConfig"]
 
 
-class MemotionVisionConfig(PretrainedConfig):
+class MemotionVisionConfig(ProblemLabelsMixin, TimmBackboneConfig):
     r"""Configuration of :class:`MemotionVisionModel` and :class:`MemotionVisionForImageClassification`.
 
     Like transformers' ``TimmWrapperConfig``, the network is named by its timm ``architecture`` plus
@@ -26,6 +25,7 @@ class MemotionVisionConfig(PretrainedConfig):
         problem_labels: Label names per problem, for problems outside Memotion.
         class_weights: Loss weight per class, per problem (inverse class frequency in the paper).
         drop_rate: Dropout on the pooled features before the heads.
+        num_labels, id2label: Relabel a one-problem model (see :class:`~hf_memotion.models.heads.ProblemLabelsMixin`).
 
     Example:
         >>> config = MemotionVisionConfig(architecture="test_resnet", problems=["humour", "sentiment"])
@@ -35,8 +35,6 @@ class MemotionVisionConfig(PretrainedConfig):
 
     model_type = "memotion_vision"
 
-    architecture: str = "resnet50"
-    model_args: dict[str, Any] | None = None
     problems: list[str] | None = None
     problem_labels: dict[str, list[str]] | None = None
     class_weights: dict[str, list[float]] | None = None
@@ -44,16 +42,8 @@ class MemotionVisionConfig(PretrainedConfig):
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs: Any):
-        drop_derived_label_fields(self, kwargs)
+        requested_labels = self._take_label_fields(kwargs)
         super().__post_init__(**kwargs)
-        import timm
-
-        if not timm.is_model(self.architecture):
-            raise ValueError(
-                f"{self.architecture!r} is not a timm architecture (after `import hf_memotion`, which adds "
-                "'polynet'); see timm.list_models()"
-            )
         if not 0.0 <= self.drop_rate < 1.0:
             raise ValueError(f"drop_rate must be in [0, 1), got {self.drop_rate}")
-        self.model_args = dict(self.model_args or {})
-        finish_problem_config(self)
+        self._finish_problems(*requested_labels)

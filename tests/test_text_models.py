@@ -55,12 +55,12 @@ def test_save_and_auto_load_give_the_same_logits_offline(tmp_path, family):
         torch.testing.assert_close(base(**batch).pooler_output, model.memotion_text(**batch).pooler_output)
 
 
-def test_saved_config_has_auto_map_and_loads_in_a_fresh_process(tmp_path):
+def test_saved_folder_holds_no_code_and_loads_in_a_fresh_process(tmp_path):
     model, tokenizer = _model("bert", problems=["humour"])
     model.save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
     config = (tmp_path / "config.json").read_text()
-    assert '"auto_map"' in config and "AutoModelForSequenceClassification" in config
+    assert '"auto_map"' not in config and not list(tmp_path.glob("*.py"))
     code = textwrap.dedent(f"""
         import hf_memotion
         from transformers import AutoModelForSequenceClassification, AutoTokenizer

@@ -4,8 +4,8 @@ Each model package registers its own classes when it is imported (``register_mod
 ``__init__``; PolyNet through timm's ``@register_model``): importing them here is all it takes. After
 ``import hf_memotion``, the Auto classes resolve ``memotion_text``, ``memotion_vision``, ``vise`` and
 ``memotion_ensemble``, ``pipeline("meme-emotion")`` is registered and ``timm.create_model("polynet")`` works.
-Saved configs carry an ``auto_map`` (the classes need the ``hf-memotion`` package installed;
-``trust_remote_code`` is never required or defaulted).
+Saved folders carry no ``auto_map`` and no Python file (the classes need the ``hf-memotion`` package
+installed; ``trust_remote_code`` is never required or defaulted).
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """Registering a model family with transformers' Auto classes: what each model package calls on import.
 
 Each package registers its own classes beside them (``models/text/__init__.py`` and so on), as timm's
-``@register_model`` does; the calls are idempotent. A saved config also gets an ``auto_map`` (the classes live
-in the installed ``hf-memotion`` package: no remote code is ever needed).
+``@register_model`` does; the calls are idempotent. Nothing is registered for remote code: a saved folder holds
+no Python file and no ``auto_map`` (the Hub flags both), so loading needs ``pip install hf-memotion`` and
+``import hf_memotion``, and ``trust_remote_code`` is never needed (the model card says so, with
+``library_name: hf-memotion``).
 
 Example:
     >>> import transformers
@@ -34,14 +36,11 @@ def register_model_family(
         image_processor: Registered with ``AutoImageProcessor`` for this config, when given.
     """
     AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
-    config_class.register_for_auto_class("AutoConfig")
     for auto_name, model_class in models.items():
         getattr(transformers, auto_name).register(config_class, model_class, exist_ok=True)
-        model_class.register_for_auto_class(auto_name)
     if image_processor is not None:
         AutoImageProcessor.register(
             config_class,
             image_processor_classes={"torchvision": image_processor, "pil": image_processor},
             exist_ok=True,
         )
-        image_processor.register_for_auto_class("AutoImageProcessor")

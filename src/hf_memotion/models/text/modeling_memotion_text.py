@@ -21,11 +21,13 @@ import torch
 from torch import nn
 from transformers import AutoModel, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutputWithPooling
-from transformers.utils import can_return_tuple
+from transformers.utils import can_return_tuple, logging
 
 from hf_memotion.cards import ModelCardMixin
 from hf_memotion.models.heads import MemotionClassifierOutput, ProblemHeads, split_logits
 from hf_memotion.models.text.configuration_memotion_text import MemotionTextConfig
+
+logger = logging.get_logger(__name__)
 
 __all__ = [
     "MemotionTextForSequenceClassification",
@@ -265,6 +267,12 @@ class MemotionTextModel(MemotionTextPreTrainedModel):
         if output_attentions:
             backbone_inputs["output_attentions"] = True
         encoded = self.backbone(**backbone_inputs)
+        if output_attentions and not encoded.attentions:  # as transformers' own models: a warning, no weights
+            logger.warning_once(
+                f"output_attentions: the backbone's {self.config.text_config._attn_implementation!r} attention "
+                "returns no weights; load the model with attn_implementation='eager' (or call "
+                "model.set_attn_implementation('eager'))"
+            )
         lstm_states = self._run_lstm(self.dropout(encoded.last_hidden_state), attention_mask.bool())
         attended = self.dropout(self.attention(lstm_states, attention_mask))
         pooled = pool_sequence(attended, attention_mask, self.config.pooling)

@@ -20,13 +20,13 @@ Example:
     torch.Size([1, 3])
 """
 
-from __future__ import annotations
-
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from timm.layers import SelectAdaptivePool2d
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_cfgs, register_model
+from timm.models._features import feature_take_indices
 from torch import nn
 
 __all__ = ["PolyNet", "convert_polynet_state_dict", "polynet"]
@@ -41,208 +41,260 @@ def _unit_scale(k: int) -> float:
 class ConvBN(nn.Module):
     """Convolution (no bias) -> BatchNorm -> optional ReLU."""
 
-    def __init__(self, cin: int, cout: int, kernel, stride: int = 1, padding=0, relu: bool = True):
+    def __init__(self, cin: int, cout: int, kernel, stride: int = 1, padding=0, relu: bool = True, dd=None):
         super().__init__()
-        self.conv = nn.Conv2d(cin, cout, kernel, stride=stride, padding=padding, bias=False)
-        self.bn = nn.BatchNorm2d(cout)
+        dd = dd or {}
+        self.conv = nn.Conv2d(cin, cout, kernel, stride=stride, padding=padding, bias=False, **dd)
+        self.bn = nn.BatchNorm2d(cout, **dd)
         self.relu = nn.ReLU(inplace=False) if relu else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.relu(self.bn(self.conv(x)))
 
 
-def _chain(*specs) -> nn.Sequential:
+def _chain(*specs, dd=None) -> nn.Sequential:
     """A Sequential of ConvBN from ``(cin, cout, kernel[, stride[, padding]])`` tuples."""
-    return nn.Sequential(*[ConvBN(*spec) for spec in specs])
+    return nn.Sequential(*[ConvBN(*spec, dd=dd) for spec in specs])
 
 
 class SharedConvBN(nn.Module):
     """A convolution shared by the orders of a poly-N unit, with one BatchNorm per order."""
 
-    def __init__(self, cin: int, cout: int, kernel, orders: int, padding=0):
+    def __init__(self, cin: int, cout: int, kernel, orders: int, padding=0, dd=None):
         super().__init__()
-        self.conv = nn.Conv2d(cin, cout, kernel, padding=padding, bias=False)
-        self.bn_blocks = nn.ModuleList(nn.BatchNorm2d(cout) for _ in range(orders))
+        dd = dd or {}
+        self.conv = nn.Conv2d(cin, cout, kernel, padding=padding, bias=False, **dd)
+        self.bn_blocks = nn.ModuleList(nn.BatchNorm2d(cout, **dd) for _ in range(orders))
         self.relu = nn.ReLU()
 
     def forward(self, x: torch.Tensor, order: int) -> torch.Tensor:
-        return self.relu(self.bn_blocks[order](self.conv(x)))
+        x = self.conv(x)
+        for i, bn in enumerate(self.bn_blocks):  # a loop, not bn_blocks[order]: TorchScript indexes by constants
+            if i == order:
+                x = bn(x)
+        return self.relu(x)
 
 
 class Stem(nn.Module):
-    """Inception-v4 style stem: 3x331x331 -> 384x35x35."""
+    """Inception-v4 style stem: 3x331x331 -> 384x35x35 (``in_chans`` input channels)."""
 
-    def __init__(self):
+    def __init__(self, in_chans: int = 3, dd=None):
         super().__init__()
-        self.conv1 = _chain((3, 32, 3, 2), (32, 32, 3), (32, 64, 3, 1, 1))
+        self.conv1 = _chain((in_chans, 32, 3, 2), (32, 32, 3), (32, 64, 3, 1, 1), dd=dd)
         self.conv1_pool_branch = nn.MaxPool2d(3, stride=2)
-        self.conv1_branch = ConvBN(64, 96, 3, stride=2)
-        self.conv2_short = _chain((160, 64, 1), (64, 96, 3))
-        self.conv2_long = _chain((160, 64, 1), (64, 64, (7, 1), 1, (3, 0)), (64, 64, (1, 7), 1, (0, 3)), (64, 96, 3))
+        self.conv1_branch = ConvBN(64, 96, 3, stride=2, dd=dd)
+        self.conv2_short = _chain((160, 64, 1), (64, 96, 3), dd=dd)
+        self.conv2_long = _chain(
+            (160, 64, 1), (64, 64, (7, 1), 1, (3, 0)), (64, 64, (1, 7), 1, (0, 3)), (64, 96, 3), dd=dd
+        )
         self.conv2_pool_branch = nn.MaxPool2d(3, stride=2)
-        self.conv2_branch = ConvBN(192, 192, 3, stride=2)
+        self.conv2_branch = ConvBN(192, 192, 3, stride=2, dd=dd)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.conv1(x)
-        x = torch.cat([self.conv1_pool_branch(x), self.conv1_branch(x)], 1)
+    def first(self, x: torch.Tensor) -> torch.Tensor:
+        """The first convolutions: 64 channels at stride 2 (feature level 0)."""
+        return self.conv1(x)
+
+    def second(self, x: torch.Tensor) -> torch.Tensor:
+        """Pool and strided convolution, concatenated: 160 channels at stride 4 (feature level 1)."""
+        return torch.cat([self.conv1_pool_branch(x), self.conv1_branch(x)], 1)
+
+    def third(self, x: torch.Tensor) -> torch.Tensor:
+        """The rest of the stem: 384 channels at stride 8."""
         x = torch.cat([self.conv2_short(x), self.conv2_long(x)], 1)
         return torch.cat([self.conv2_pool_branch(x), self.conv2_branch(x)], 1)
 
-
-class _Branches(nn.Module):
-    """Parallel paths whose outputs are concatenated, then optionally projected by ``conv2d``."""
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        paths = [getattr(self, f"path{i}") for i in range(4) if hasattr(self, f"path{i}")]
-        out = torch.cat([path(x) for path in paths], 1)
-        return self.conv2d(out) if hasattr(self, "conv2d") else out
+        return self.third(self.second(self.first(x)))
 
 
-class BlockA(_Branches):
+class BlockA(nn.Module):
     """Inception-ResNet-A residual function (384 channels)."""
 
-    def __init__(self):
+    def __init__(self, dd=None):
         super().__init__()
-        self.path0 = _chain((384, 32, 1), (32, 48, 3, 1, 1), (48, 64, 3, 1, 1))
-        self.path1 = _chain((384, 32, 1), (32, 32, 3, 1, 1))
-        self.path2 = ConvBN(384, 32, 1)
-        self.conv2d = ConvBN(128, 384, 1, relu=False)
+        self.path0 = _chain((384, 32, 1), (32, 48, 3, 1, 1), (48, 64, 3, 1, 1), dd=dd)
+        self.path1 = _chain((384, 32, 1), (32, 32, 3, 1, 1), dd=dd)
+        self.path2 = ConvBN(384, 32, 1, dd=dd)
+        self.conv2d = ConvBN(128, 384, 1, relu=False, dd=dd)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv2d(torch.cat([self.path0(x), self.path1(x), self.path2(x)], 1))
 
 
-class BlockB(_Branches):
+class BlockB(nn.Module):
     """Inception-ResNet-B residual function (1152 channels)."""
 
-    def __init__(self):
+    def __init__(self, dd=None):
         super().__init__()
-        self.path0 = _chain((1152, 128, 1), (128, 160, (1, 7), 1, (0, 3)), (160, 192, (7, 1), 1, (3, 0)))
-        self.path1 = ConvBN(1152, 192, 1)
-        self.conv2d = ConvBN(384, 1152, 1, relu=False)
+        self.path0 = _chain((1152, 128, 1), (128, 160, (1, 7), 1, (0, 3)), (160, 192, (7, 1), 1, (3, 0)), dd=dd)
+        self.path1 = ConvBN(1152, 192, 1, dd=dd)
+        self.conv2d = ConvBN(384, 1152, 1, relu=False, dd=dd)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv2d(torch.cat([self.path0(x), self.path1(x)], 1))
 
 
-class BlockC(_Branches):
+class BlockC(nn.Module):
     """Inception-ResNet-C residual function (2048 channels)."""
 
-    def __init__(self):
+    def __init__(self, dd=None):
         super().__init__()
-        self.path0 = _chain((2048, 192, 1), (192, 224, (1, 3), 1, (0, 1)), (224, 256, (3, 1), 1, (1, 0)))
-        self.path1 = ConvBN(2048, 192, 1)
-        self.conv2d = ConvBN(448, 2048, 1, relu=False)
+        self.path0 = _chain((2048, 192, 1), (192, 224, (1, 3), 1, (0, 1)), (224, 256, (3, 1), 1, (1, 0)), dd=dd)
+        self.path1 = ConvBN(2048, 192, 1, dd=dd)
+        self.conv2d = ConvBN(448, 2048, 1, relu=False, dd=dd)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv2d(torch.cat([self.path0(x), self.path1(x)], 1))
 
 
-class ReductionA(_Branches):
+class ReductionA(nn.Module):
     """35x35x384 -> 17x17x1152."""
 
-    def __init__(self):
+    def __init__(self, dd=None):
         super().__init__()
-        self.path0 = _chain((384, 256, 1), (256, 256, 3, 1, 1), (256, 384, 3, 2))
-        self.path1 = ConvBN(384, 384, 3, stride=2)
+        self.path0 = _chain((384, 256, 1), (256, 256, 3, 1, 1), (256, 384, 3, 2), dd=dd)
+        self.path1 = ConvBN(384, 384, 3, stride=2, dd=dd)
         self.path2 = nn.MaxPool2d(3, stride=2)
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.path0(x), self.path1(x), self.path2(x)], 1)
 
-class ReductionB(_Branches):
+
+class ReductionB(nn.Module):
     """17x17x1152 -> 8x8x2048 (9x9 at 331 input)."""
 
-    def __init__(self):
+    def __init__(self, dd=None):
         super().__init__()
-        self.path0 = _chain((1152, 256, 1), (256, 256, 3, 1, 1), (256, 256, 3, 2))
-        self.path1 = _chain((1152, 256, 1), (256, 256, 3, 2))
-        self.path2 = _chain((1152, 256, 1), (256, 384, 3, 2))
+        self.path0 = _chain((1152, 256, 1), (256, 256, 3, 1, 1), (256, 256, 3, 2), dd=dd)
+        self.path1 = _chain((1152, 256, 1), (256, 256, 3, 2), dd=dd)
+        self.path2 = _chain((1152, 256, 1), (256, 384, 3, 2), dd=dd)
         self.path3 = nn.MaxPool2d(3, stride=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.path0(x), self.path1(x), self.path2(x), self.path3(x)], 1)
 
 
 class TwoWay(nn.Module):
     """``relu(x + s*F1(x) + s*F2(x))`` with two independent residual functions."""
 
-    def __init__(self, block: type[nn.Module], scale: float):
+    def __init__(self, block: type[nn.Module], scale: float, dd=None):
         super().__init__()
         self.scale = scale
-        self.blocks = nn.ModuleList([block(), block()])
+        self.blocks = nn.ModuleList([block(dd=dd), block(dd=dd)])
         self.relu = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.relu(x + sum(self.scale * block(x) for block in self.blocks))
+        out = x
+        for block in self.blocks:
+            out = out + self.scale * block(x)
+        return self.relu(out)
 
 
-# (input channels, path0 widths and kernels, path1 width, projection input) of the poly-3 B and C units
-_POLY_SPECS = {
-    "B": (
-        1152,
-        [(128, 1, 0), (160, (1, 7), (0, 3)), (192, (7, 1), (3, 0))],
-        192,
-        ("path0_1x1", "path0_1x7", "path0_7x1"),
-    ),
-    "C": (
-        2048,
-        [(192, 1, 0), (224, (1, 3), (0, 1)), (256, (3, 1), (1, 0))],
-        192,
-        ("path0_1x1", "path0_1x3", "path0_3x1"),
-    ),
-}
+class _Poly3(nn.Module):
+    """``relu(x + s*F(x) + s*F(F(x)) + s*F(F(F(x))))``: convolutions shared across orders, BatchNorms not.
 
+    The two kinds (B, C) name their first path's convolutions after their kernels, as the released checkpoint
+    does; each subclass spells its path out (TorchScript cannot look attributes up by a variable name).
+    """
 
-class Poly3(nn.Module):
-    """``relu(x + s*F(x) + s*F(F(x)) + s*F(F(F(x))))``: convolutions shared across orders, BatchNorms not."""
-
-    def __init__(self, kind: str, scale: float, orders: int = 3):
+    def __init__(self, channels: int, path0: list, path1_width: int, names: tuple, scale: float, orders: int, dd):
         super().__init__()
-        channels, path0, path1_width, names = _POLY_SPECS[kind]
-        self.scale, self.orders, self.names = scale, orders, names
+        self.scale, self.orders = scale, orders
         cin = channels
         for name, (cout, kernel, padding) in zip(names, path0, strict=True):
-            setattr(self, name, SharedConvBN(cin, cout, kernel, orders, padding))
+            setattr(self, name, SharedConvBN(cin, cout, kernel, orders, padding, dd=dd))
             cin = cout
-        self.path1 = SharedConvBN(channels, path1_width, 1, orders)
+        self.path1 = SharedConvBN(channels, path1_width, 1, orders, dd=dd)
         self.conv2d_blocks = nn.ModuleList(
-            ConvBN(path0[-1][0] + path1_width, channels, 1, relu=False) for _ in range(orders)
+            ConvBN(path0[-1][0] + path1_width, channels, 1, relu=False, dd=dd) for _ in range(orders)
         )
         self.relu = nn.ReLU()
 
-    def _residual(self, x: torch.Tensor, order: int) -> torch.Tensor:
-        branch = x
-        for name in self.names:
-            branch = getattr(self, name)(branch, order)
-        return self.conv2d_blocks[order](torch.cat([branch, self.path1(x, order)], 1))
+    def _path0(self, x: torch.Tensor, order: int) -> torch.Tensor:
+        raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out, term = x, x
-        for order in range(self.orders):
-            term = self._residual(term, order)
+        for order, project in enumerate(self.conv2d_blocks):
+            term = project(torch.cat([self._path0(term, order), self.path1(term, order)], 1))
             out = out + self.scale * term
             term = self.relu(term)
         return self.relu(out)
 
 
+class Poly3B(_Poly3):
+    """The poly-3 unit of stage B (1152 channels)."""
+
+    def __init__(self, scale: float, orders: int = 3, dd=None):
+        path0 = [(128, 1, 0), (160, (1, 7), (0, 3)), (192, (7, 1), (3, 0))]
+        super().__init__(1152, path0, 192, ("path0_1x1", "path0_1x7", "path0_7x1"), scale, orders, dd)
+
+    def _path0(self, x: torch.Tensor, order: int) -> torch.Tensor:
+        return self.path0_7x1(self.path0_1x7(self.path0_1x1(x, order), order), order)
+
+
+class Poly3C(_Poly3):
+    """The poly-3 unit of stage C (2048 channels)."""
+
+    def __init__(self, scale: float, orders: int = 3, dd=None):
+        path0 = [(192, 1, 0), (224, (1, 3), (0, 1)), (256, (3, 1), (1, 0))]
+        super().__init__(2048, path0, 192, ("path0_1x1", "path0_1x3", "path0_3x1"), scale, orders, dd)
+
+    def _path0(self, x: torch.Tensor, order: int) -> torch.Tensor:
+        return self.path0_3x1(self.path0_1x3(self.path0_1x1(x, order), order), order)
+
+
 class PolyNet(nn.Module):
-    """PolyNet with timm's model interface (``forward_features``, ``forward_head``, ``reset_classifier``).
+    """PolyNet with timm's model interface.
+
+    ``forward_features`` / ``forward_head`` / ``reset_classifier``, ``forward_intermediates`` and
+    ``prune_intermediate_layers`` over five feature levels (stride 2, 4, 8, 16, 32: the stem's first
+    convolutions, its first concatenation, stages A, B and C), ``set_grad_checkpointing`` over the residual
+    units, ``features_only=True`` (timm's feature getter), ``device``/``dtype`` factory keywords, TorchScript.
 
     Args:
         num_classes: Classifier outputs; 0 returns pooled features.
-        in_chans: Only 3 is supported (the stem is fixed).
+        in_chans: Input channels (the first convolution's; timm adapts pretrained weights to it).
         drop_rate: Dropout before the classifier (0.2 in the original).
-        global_pool: timm pooling type.
+        global_pool: timm pooling type; ``""`` keeps the unpooled feature map.
+        device: Where the weights are created.
+        dtype: Their dtype.
     """
 
-    def __init__(self, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2, global_pool: str = "avg"):
+    def __init__(
+        self,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        drop_rate: float = 0.2,
+        global_pool: str = "avg",
+        device: Any = None,
+        dtype: torch.dtype | None = None,
+    ):
         super().__init__()
-        if in_chans != 3:
-            raise ValueError(f"polynet takes 3-channel images, not in_chans={in_chans}")
+        dd = {"device": device, "dtype": dtype}
         self.num_classes = num_classes
+        self.in_chans = in_chans
         self.num_features = self.head_hidden_size = 2048
         self.drop_rate = drop_rate
-        self.stem = Stem()
-        self.stage_a = nn.Sequential(*[TwoWay(BlockA, _unit_scale(k)) for k in range(10)])
-        self.reduction_a = ReductionA()
+        self.grad_checkpointing = False
+        self.stem = Stem(in_chans, dd=dd)
+        self.stage_a = nn.Sequential(*[TwoWay(BlockA, _unit_scale(k), dd=dd) for k in range(10)])
+        self.reduction_a = ReductionA(dd=dd)
         self.stage_b = nn.Sequential(
-            *[Poly3("B", _unit_scale(k)) if k % 2 == 0 else TwoWay(BlockB, _unit_scale(k)) for k in range(10, 30)]
-        )
-        self.reduction_b = ReductionB()
+            *[Poly3B(_unit_scale(k), dd=dd) if k % 2 == 0 else TwoWay(BlockB, _unit_scale(k), dd=dd)
+              for k in range(10, 30)]
+        )  # fmt: skip
+        self.reduction_b = ReductionB(dd=dd)
         self.stage_c = nn.Sequential(
-            *[Poly3("C", _unit_scale(k)) if k % 2 == 0 else TwoWay(BlockC, _unit_scale(k)) for k in range(30, 40)]
-        )
-        self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=True)
+            *[Poly3C(_unit_scale(k), dd=dd) if k % 2 == 0 else TwoWay(BlockC, _unit_scale(k), dd=dd)
+              for k in range(30, 40)]
+        )  # fmt: skip
+        self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=bool(global_pool))
         self.dropout = nn.Dropout(drop_rate)
-        self.last_linear = nn.Linear(2048, num_classes) if num_classes > 0 else nn.Identity()
+        self.last_linear = nn.Linear(2048, num_classes, **dd) if num_classes > 0 else nn.Identity()
         self.feature_info = [
+            {"num_chs": 64, "reduction": 2, "module": "stem.conv1"},
+            {"num_chs": 160, "reduction": 4, "module": "stem.conv1_branch"},
             {"num_chs": 384, "reduction": 8, "module": "stage_a"},
             {"num_chs": 1152, "reduction": 16, "module": "stage_b"},
             {"num_chs": 2048, "reduction": 32, "module": "stage_c"},
@@ -253,15 +305,106 @@ class PolyNet(nn.Module):
         return self.last_linear
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        """Replace the classifier, as fine-tuning does (timm interface)."""
+        """Replace the classifier (and the pooling when given), on the weights' device and dtype (timm interface)."""
         self.num_classes = num_classes
         if global_pool is not None:
-            self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=True)
-        self.last_linear = nn.Linear(2048, num_classes) if num_classes > 0 else nn.Identity()
+            self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=bool(global_pool))
+        reference = self.stem.conv1[0].conv.weight
+        self.last_linear = (
+            nn.Linear(self.num_features, num_classes, device=reference.device, dtype=reference.dtype)
+            if num_classes > 0
+            else nn.Identity()
+        )
+        self.global_pool.train(self.training)
+        self.last_linear.train(self.training)
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute the residual units' activations in the backward pass (saves memory; timm interface)."""
+        self.grad_checkpointing = enable
+
+    @torch.jit.ignore
+    def _stage(self, stage: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+        return checkpoint_seq(stage, x) if self.grad_checkpointing else stage(x)
+
+    def _levels(self) -> list:
+        # (function, index of the feature level it ends, or -1): one entry per step of the network
+        return [
+            (self.stem.first, 0),
+            (self.stem.second, 1),
+            (self.stem.third, -1),
+            (lambda x: self._stage(self.stage_a, x), 2),
+            (self.reduction_a, -1),
+            (lambda x: self._stage(self.stage_b, x), 3),
+            (self.reduction_b, -1),
+            (lambda x: self._stage(self.stage_c, x), 4),
+        ]
+
+    @torch.jit.ignore
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """The feature maps of the five levels (or those of ``indices``) along with the final one (timm interface).
+
+        Args:
+            x: Images ``(batch, in_chans, H, W)``.
+            indices: The last n levels if an int, all if ``None``, the listed ones if a list.
+            norm: Unused (PolyNet has no final norm).
+            stop_early: Stop after the last level asked for.
+            output_fmt: ``"NCHW"`` only.
+            intermediates_only: Return only the intermediate maps.
+        """
+        if output_fmt != "NCHW":
+            raise ValueError(f"polynet returns NCHW feature maps, not {output_fmt!r}")
+        take, max_index = feature_take_indices(len(self.feature_info), indices)
+        intermediates = []
+        for step, level in self._levels():
+            x = step(x)
+            if level in take:
+                intermediates.append(x)
+            if stop_early and level == max_index:
+                break
+        if intermediates_only:
+            return intermediates
+        return x, intermediates
+
+    @torch.jit.ignore
+    def prune_intermediate_layers(
+        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        """Drop the layers after the last level kept, and the head when asked (timm interface)."""
+        take, max_index = feature_take_indices(len(self.feature_info), indices)
+        after = {0: ["stem.rest", "stage_a", "reduction_a", "stage_b", "reduction_b", "stage_c"],
+                 1: ["stem.rest", "stage_a", "reduction_a", "stage_b", "reduction_b", "stage_c"],
+                 2: ["reduction_a", "stage_b", "reduction_b", "stage_c"],
+                 3: ["reduction_b", "stage_c"], 4: []}[max_index]  # fmt: skip
+        for name in after:
+            if name == "stem.rest":
+                for part in ("conv2_short", "conv2_long", "conv2_pool_branch", "conv2_branch"):
+                    setattr(self.stem, part, nn.Identity())
+                if max_index == 0:
+                    self.stem.conv1_pool_branch, self.stem.conv1_branch = nn.Identity(), nn.Identity()
+            else:
+                setattr(self, name, nn.Identity())
+        if max_index < len(self.feature_info) - 1:
+            self.num_features = self.head_hidden_size = self.feature_info[max_index]["num_chs"]
+        if prune_head or max_index < len(self.feature_info) - 1:
+            self.reset_classifier(0, "")
+        return take
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Unpooled feature map ``(batch, 2048, h, w)``."""
         x = self.stem(x)
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            x = self.reduction_a(checkpoint_seq(self.stage_a, x))
+            x = self.reduction_b(checkpoint_seq(self.stage_b, x))
+            return checkpoint_seq(self.stage_c, x)
         x = self.reduction_a(self.stage_a(x))
         x = self.reduction_b(self.stage_b(x))
         return self.stage_c(x)
@@ -272,7 +415,7 @@ class PolyNet(nn.Module):
         return x if pre_logits else self.last_linear(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Class logits (or pooled features when ``num_classes=0``)."""
+        """Class logits (or pooled features when ``num_classes=0``, the map when also ``global_pool=""``)."""
         return self.forward_head(self.forward_features(x))
 
 
@@ -321,6 +464,7 @@ def _cfg(**kwargs) -> dict:
         "num_classes": 1000,
         "input_size": (3, 331, 331),
         "pool_size": (9, 9),
+        "min_input_size": (3, 139, 139),
         "crop_pct": 0.911,
         "interpolation": "bicubic",
         "mean": (0.485, 0.456, 0.406),
@@ -344,5 +488,10 @@ def polynet(pretrained: bool = False, **kwargs) -> PolyNet:
     :func:`convert_polynet_state_dict`.
     """
     return build_model_with_cfg(
-        PolyNet, "polynet", pretrained, pretrained_filter_fn=convert_polynet_state_dict, **kwargs
+        PolyNet,
+        "polynet",
+        pretrained,
+        pretrained_filter_fn=convert_polynet_state_dict,
+        feature_cfg={"feature_cls": "getter", "out_indices": (0, 1, 2, 3, 4)},
+        **kwargs,
     )

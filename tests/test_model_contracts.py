@@ -172,3 +172,17 @@ def test_saved_folders_hold_no_code_and_loading_needs_only_the_package(tmp_path)
     out = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True, env=env, check=True).stdout
     assert "refused:" in out and "memotion_text" in out
     assert AutoModelForImageClassification is not AutoModelForSequenceClassification  # both Auto classes used above
+
+
+@pytest.mark.parametrize("index", [0, 1, 2], ids=["text", "vision", "vise"])
+def test_classifiers_load_in_another_dtype_and_with_a_device_map(tmp_path, index):
+    model, batch = _classifiers()[index]
+    model.save_pretrained(tmp_path)
+    labels = torch.tensor([0, 1, 2, 2])
+    half = type(model).from_pretrained(tmp_path, dtype=torch.bfloat16).eval()
+    mapped = type(model).from_pretrained(tmp_path, device_map="cpu").eval()
+    with torch.no_grad():
+        low = half(**{k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in batch.items()}, labels=labels)
+        full = mapped(**batch, labels=labels)
+    assert next(half.parameters()).dtype == torch.bfloat16 and low.logits.dtype == torch.bfloat16
+    assert torch.isfinite(low.loss) and abs(float(low.loss) - float(full.loss)) < 0.05

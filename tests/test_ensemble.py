@@ -160,9 +160,9 @@ def test_a_skops_file_with_untrusted_types_is_refused(synthetic, tmp_path):
     target = next(p for p, m in config["meta"].items() if m["file"])
     rogue = _voting()  # holds sklearn.utils._bunch.Bunch: a type outside the reviewed list
     (folder / config["meta"][target]["file"]).write_bytes(sio.dumps(rogue))
-    with pytest.raises(ValueError, match="not on hf-memotion's trusted list"):
+    with pytest.raises(ValueError, match="outside hf-memotion's reviewed list"):
         MemotionEnsembleModel.from_pretrained(folder)
-    with pytest.raises(ValueError, match="trusted list"):
+    with pytest.raises(ValueError, match="reviewed list"):
         load_estimator(sio.dumps(rogue), source="x.skops")
 
 

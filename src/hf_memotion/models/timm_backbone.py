@@ -34,7 +34,14 @@ from transformers import PretrainedConfig
 
 from hf_memotion.models.heads import ProblemHeads
 
-__all__ = ["CPU_IMAGES_PER_FORWARD", "TimmBackboneConfig", "TimmBackboneMixin", "create_timm_model"]
+__all__ = [
+    "CPU_IMAGES_PER_FORWARD",
+    "REFUSED_MODEL_ARGS",
+    "TimmBackboneConfig",
+    "TimmBackboneMixin",
+    "check_model_args",
+    "create_timm_model",
+]
 
 #: Images per network call at inference on a CPU (``inference_chunk_size="auto"``), from ``scripts/bench.py``.
 CPU_IMAGES_PER_FORWARD = 4
@@ -64,12 +71,52 @@ class TimmBackboneConfig(PretrainedConfig):
                 "hf_memotion`, which adds 'polynet'); see timm.list_models(), or upgrade with `pip install -U timm`"
             )
         self.model_args = dict(self.model_args or {})
-        for managed in ("num_classes", "pretrained", "features_only"):
-            if managed in self.model_args:
-                raise ValueError(
-                    f"model_args must not set {managed!r}: the heads replace timm's classifier, and pretrained "
-                    "weights come through from_timm / from_pretrained"
-                )
+        check_model_args(self.model_args)
+
+
+#: ``timm.create_model`` keywords a config may not carry: they would fetch or read weights while a saved folder
+#: loads (``pretrained``, a ``pretrained_cfg`` with a URL or file, a checkpoint path), or change what the wrapper
+#: builds. Pretrained weights are asked for at build time (``from_timm``, ``from_vise``), never by a folder.
+REFUSED_MODEL_ARGS = frozenset({"pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "pretrained_strict",
+                                "checkpoint_path", "cache_dir", "num_classes", "features_only", "out_indices",
+                                "feature_cls", "scriptable", "exportable", "no_jit"})  # fmt: skip
+
+
+def check_model_args(model_args: dict[str, Any]) -> None:
+    """Refuse ``model_args`` that could download or read a file, or that the wrapper manages itself.
+
+    Raises:
+        ValueError: Naming the key (and the fix). Strings that look like URLs or paths are refused anywhere in the
+            value (a nested dict included).
+
+    Example:
+        >>> check_model_args({"drop_path_rate": 0.1})
+        >>> check_model_args({"pretrained": True})
+        Traceback (most recent call last):
+        ValueError: model_args must not set 'pretrained': ...
+    """
+    for key, value in model_args.items():
+        if key in REFUSED_MODEL_ARGS:
+            raise ValueError(
+                f"model_args must not set {key!r}: a saved folder never downloads or reads weights on loading, and "
+                "the heads replace timm's classifier; ask for pretrained weights when building "
+                "(MemotionVisionForImageClassification.from_timm / from_vise)"
+            )
+        for text in _strings(value):
+            if "://" in text or text.startswith(("/", "~", "./", "../")) or text.endswith((".pth", ".safetensors",
+                                                                                           ".bin", ".pt", ".ckpt")):  # fmt: skip
+                raise ValueError(f"model_args[{key!r}] holds a URL or file path ({text!r}): refused on loading")
+
+
+def _strings(value: Any):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _strings(item)
 
 
 def create_timm_model(config: TimmBackboneConfig, **overrides: Any) -> nn.Module:

@@ -36,6 +36,13 @@ from transformers import (
 )
 
 from hf_memotion.cards import ModelCardMixin
+from hf_memotion.folder_safety import (
+    PICKLE_SUFFIXES,
+    UnsafeModelFolderError,
+    check_folder_is_safe,
+    read_bounded,
+    resolve_inside,
+)
 from hf_memotion.io_utils import atomic_write_bytes
 from hf_memotion.models.ensemble.stacking import RULES, ProblemStacker, dump_estimator, load_estimator
 from hf_memotion.models.heads import resolve_problem_labels
@@ -43,13 +50,7 @@ from hf_memotion.models.text.preprocessing import encode_texts
 
 __all__ = ["PICKLE_SUFFIXES", "MemotionEnsembleConfig", "MemotionEnsembleModel", "UnsafeModelFolderError"]
 
-#: File types that deserialise with pickle: a model folder holding any of them is refused.
-PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".bin", ".pt", ".pth", ".ckpt")
 MODALITIES = ("text", "vision")
-
-
-class UnsafeModelFolderError(ValueError):
-    """A model folder holds files that could run code when loaded; nothing was loaded."""
 
 
 class MemotionEnsembleConfig(PretrainedConfig):
@@ -93,16 +94,34 @@ class MemotionEnsembleConfig(PretrainedConfig):
         for entry in self.base_models:
             if entry.get("modality") not in MODALITIES:
                 raise ValueError(f"base model {entry.get('name')!r}: modality must be one of {MODALITIES}")
+            if not isinstance(entry.get("path"), str) or not isinstance(entry.get("problems", []), list):
+                raise ValueError(f"base model {entry.get('name')!r}: needs a 'path' string and a 'problems' list")
+        self._check_meta()
 
+    def _check_meta(self) -> None:
+        """Every meta entry must fit the problems and base models, so a bad config fails on loading."""
+        from hf_memotion.models.ensemble.stacking import META_METHODS
 
-def check_folder_is_safe(folder: Path) -> None:
-    """Refuse a folder that holds pickle-based files (listing them), before anything is loaded."""
-    unsafe = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.suffix.lower() in PICKLE_SUFFIXES)
-    if unsafe:
-        raise UnsafeModelFolderError(
-            f"{folder} holds pickle-based files that could run code when loaded: {unsafe}; hf-memotion only loads "
-            "safetensors weights and skops estimators. Remove them (or convert the weights to safetensors)."
-        )
+        serves = {m.get("name"): set(m.get("problems") or []) for m in self.base_models}
+        for problem, entry in self.meta.items():
+            where = f"meta[{problem!r}]"
+            if problem not in self.problem_labels:
+                raise ValueError(f"{where}: {problem!r} is not one of the ensemble's problems {self.problems}")
+            if not isinstance(entry, dict) or entry.get("method") not in META_METHODS:
+                raise ValueError(f"{where}: method must be one of {list(META_METHODS)}")
+            classes = len(self.problem_labels[problem])
+            if entry.get("num_classes") != classes:
+                raise ValueError(f"{where}: num_classes is {entry.get('num_classes')!r}, {problem!r} has {classes}")
+            order = entry.get("model_order")
+            if not isinstance(order, list) or not order or any(problem not in serves.get(m, ()) for m in order):
+                raise ValueError(
+                    f"{where}: model_order {order!r} must list base models that predict {problem!r} "
+                    f"(base models: {sorted(serves)})"
+                )
+            if not isinstance(entry.get("feature_order"), list):
+                raise ValueError(f"{where}: feature_order must be a list")
+            if entry["method"] not in ("average", "soft_vote", "hard_vote") and not entry.get("file"):
+                raise ValueError(f"{where}: a {entry['method']} meta-estimator needs its skops 'file'")
 
 
 def _resolve(path: str | os.PathLike, revision: str | None) -> Path:
@@ -208,7 +227,10 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
         config_file = folder / "config.json"
         if not config_file.is_file():
             raise FileNotFoundError(f"{folder} has no config.json: not a saved MemotionEnsembleModel")
-        config = MemotionEnsembleConfig.from_dict(json.loads(config_file.read_text()))
+        try:
+            config = MemotionEnsembleConfig.from_dict(json.loads(read_bounded(config_file, "ensemble config")))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"{config_file} is not a JSON config ({err})") from None
         stackers = {}
         for problem, entry in config.meta.items():  # estimators first: cheap to check, refused before any model loads
             stacker = ProblemStacker(
@@ -217,8 +239,8 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
                 num_classes=int(entry["num_classes"]),
             )  # fmt: skip
             if entry.get("file"):
-                path = folder / entry["file"]
-                stacker.estimator = load_estimator(path.read_bytes(), source=str(path))
+                path = resolve_inside(folder, entry["file"], f"meta-estimator file of {problem!r}")
+                stacker.estimator = load_estimator(read_bounded(path, "meta-estimator file"), source=str(path))
             stackers[problem] = stacker
         base_models = {}
         for entry in config.base_models:
@@ -226,7 +248,7 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
                 location = _resolve(entry["path"], entry["revision"])
                 check_folder_is_safe(location)
             else:
-                location = folder / entry["path"]
+                location = resolve_inside(folder, entry["path"], f"base model {entry['name']!r} path")
                 if not location.is_dir():
                     raise FileNotFoundError(
                         f"base model {entry['name']!r}: {location} is missing (a Hub id needs a pinned revision)"

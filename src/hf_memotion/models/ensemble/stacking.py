@@ -56,8 +56,22 @@ ESTIMATORS = {
 RULES = ("hard_vote", "soft_vote", "average")
 #: Every method, in the order ties are broken (simpler first).
 META_METHODS = ("average", "soft_vote", "hard_vote", "logistic_regression", "decision_tree", "random_forest")
-#: The types a meta-estimator file may hold beyond skops' defaults: reviewed, nothing else is loaded.
-TRUSTED_TYPES = ("sklearn.tree._tree.Tree",)
+#: The estimators a meta-estimator file may hold (its root object): those :data:`ESTIMATORS` writes.
+ROOT_TYPES = (
+    "sklearn.linear_model._logistic.LogisticRegression",
+    "sklearn.tree._classes.DecisionTreeClassifier",
+    "sklearn.ensemble._forest.RandomForestClassifier",
+)
+#: Every type a meta-estimator file may hold: exactly the reviewed types of the files hf-memotion writes (what
+#: skops records for the three estimators and their fitted state). Anything else, even a type skops trusts by
+#: default, is refused. ``tests/test_ensemble.py`` checks that fitted estimators use no other type.
+TRUSTED_TYPES = (
+    *ROOT_TYPES,
+    "sklearn.tree._tree.Tree",
+    "builtins.dict", "builtins.list", "builtins.str", "builtins.tuple", "builtins.int", "builtins.float",
+    "builtins.bool", "builtins.NoneType",
+    "numpy.ndarray", "numpy.dtype", "numpy.int64", "numpy.int32", "numpy.float64", "numpy.float32", "numpy.bool_",
+)  # fmt: skip
 
 
 def dump_estimator(estimator) -> bytes:
@@ -67,21 +81,56 @@ def dump_estimator(estimator) -> bytes:
     return sio.dumps(estimator)
 
 
-def load_estimator(data: bytes, source: str = "<bytes>"):
-    """Load a skops meta-estimator, refusing any type outside skops' defaults and :data:`TRUSTED_TYPES`.
+def estimator_file_types(data: bytes, source: str = "<bytes>") -> tuple[str, list[str]]:
+    """The root type and every type recorded in a skops file's schema (read without loading anything).
 
     Raises:
-        ValueError: Naming the file and the untrusted types; nothing in it is executed.
+        ValueError: When ``data`` is not a skops file.
+    """
+    import io
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            schema = json.loads(archive.read("schema.json"))
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{source} is not a skops estimator file ({type(err).__name__}: {err})") from None
+    found: set[str] = set()
+
+    def walk(node) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("__module__"), str) and isinstance(node.get("__class__"), str):
+                found.add(f"{node['__module__']}.{node['__class__']}")
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(schema)
+    root = f"{schema.get('__module__')}.{schema.get('__class__')}" if isinstance(schema, dict) else "<none>"
+    return root, sorted(found)
+
+
+def load_estimator(data: bytes, source: str = "<bytes>"):
+    """Load a skops meta-estimator holding only :data:`TRUSTED_TYPES`, rooted in one of :data:`ROOT_TYPES`.
+
+    Raises:
+        ValueError: Naming the file and the refused types; nothing in it is executed.
     """
     import skops.io as sio
 
-    untrusted = [t for t in sio.get_untrusted_types(data=data) if t not in TRUSTED_TYPES]
-    if untrusted:
+    root, types = estimator_file_types(data, source)
+    refused = [t for t in types if t not in TRUSTED_TYPES]
+    if refused or root not in ROOT_TYPES:
         raise ValueError(
-            f"{source} holds types that are not on hf-memotion's trusted list: {untrusted}; refusing to load it "
-            "(only scikit-learn logistic regression, decision tree and random forest files are accepted)"
+            f"{source} holds types outside hf-memotion's reviewed list: {refused or [root]}; refusing to load it "
+            "(only scikit-learn logistic regression, decision tree and random forest files written by "
+            "hf-memotion are accepted)"
         )
-    return sio.loads(data, trusted=list(TRUSTED_TYPES))
+    untrusted = sio.get_untrusted_types(data=data)
+    return sio.loads(data, trusted=[t for t in untrusted if t in TRUSTED_TYPES])
 
 
 def _stack(features: Mapping[str, np.ndarray], order: Sequence[str]) -> np.ndarray:

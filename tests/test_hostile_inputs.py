@@ -1,0 +1,180 @@
+"""Hostile and careless inputs (issue 15): each is refused with an error naming it, nothing fetched or read outside.
+
+Fixtures are made here: saved folders edited the way an attacker would, FIFOs, symlinks, rogue skops files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+import numpy as np
+import pytest
+import skops.io as sio
+from transformers import AutoModel, AutoModelForImageClassification
+
+import hf_memotion  # noqa: F401
+from conftest import build_tiny_ensemble
+from hf_memotion.folder_safety import UnsafeModelFolderError, check_folder_is_safe, read_bounded, resolve_inside
+from hf_memotion.models.ensemble import MemotionEnsembleModel
+from hf_memotion.models.ensemble.stacking import ESTIMATORS, TRUSTED_TYPES, estimator_file_types, load_estimator
+from hf_memotion.models.vise import ViseConfig, ViseModel
+from hf_memotion.models.vision import MemotionVisionConfig, MemotionVisionForImageClassification
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any socket connection fails the test: loading a folder must not reach the network."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network access attempted: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+@pytest.mark.parametrize("family", ["vision", "vise"])
+@pytest.mark.parametrize(
+    "model_args",
+    [
+        {"pretrained": True, "pretrained_cfg_overlay": {"url": "http://attacker.example/w.pth"}},
+        {"pretrained_cfg_overlay": {"file": "/etc/passwd"}},
+        {"checkpoint_path": "/tmp/other.safetensors"},
+        {"drop_rate": 0.0, "extra": {"hidden": "https://attacker.example/x"}},
+    ],
+    ids=["pretrained-url", "overlay-file", "checkpoint", "nested-url"],
+)
+def test_a_folder_cannot_make_loading_download_or_read_weights(tmp_path, no_network, family, model_args):
+    if family == "vision":
+        model = MemotionVisionForImageClassification(MemotionVisionConfig(architecture="test_resnet"))
+    else:
+        model = ViseModel(ViseConfig(architecture="test_resnet"))
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["model_args"] = model_args
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    loader = AutoModelForImageClassification if family == "vision" else AutoModel
+    with pytest.raises(ValueError, match="model_args"):
+        loader.from_pretrained(tmp_path)
+
+
+def test_pretrained_weights_are_asked_for_at_build_time_only():
+    with pytest.raises(ValueError, match="from_timm"):
+        MemotionVisionConfig(architecture="test_resnet", model_args={"pretrained": True})
+
+
+def test_folder_check_sees_through_symlinks(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "evil.pkl").write_bytes(b"not checked before")
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "linked").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(UnsafeModelFolderError, match="symlinked folders"):
+        check_folder_is_safe(folder)
+    (folder / "linked").unlink()
+    (folder / "weights.safetensors").symlink_to(outside / "evil.pkl")  # a harmless name for a pickle
+    with pytest.raises(UnsafeModelFolderError, match="pickle-based"):
+        check_folder_is_safe(folder)
+
+
+@pytest.mark.parametrize("path", ["../elsewhere", "/etc", "~/models", "a/../../b"])
+def test_paths_in_a_config_stay_inside_the_folder(tmp_path, path):
+    with pytest.raises(UnsafeModelFolderError, match="leaves the folder"):
+        resolve_inside(tmp_path, path, "base model path")
+
+
+def test_fifos_and_devices_are_refused_before_opening(tmp_path):
+    fifo = tmp_path / "endless.skops"
+    os.mkfifo(fifo)
+    with pytest.raises(UnsafeModelFolderError, match="not a regular file"):
+        read_bounded(fifo, "meta-estimator file")  # opening a FIFO would block forever
+    with pytest.raises(UnsafeModelFolderError, match="not a regular file"):
+        read_bounded("/dev/zero", "meta-estimator file")
+    big = tmp_path / "big.skops"
+    big.write_bytes(b"0" * 2048)
+    with pytest.raises(UnsafeModelFolderError, match="2048 bytes"):
+        read_bounded(big, "meta-estimator file", max_bytes=1024)
+
+
+def _saved_ensemble(synthetic, tmp_path):
+    folder = tmp_path / "ensemble"
+    build_tiny_ensemble(synthetic).save_pretrained(folder)
+    return folder, json.loads((folder / "config.json").read_text())
+
+
+def _rewrite(folder, config):
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+def test_an_ensemble_never_loads_from_outside_its_folder(synthetic, tmp_path):
+    folder, config = _saved_ensemble(synthetic, tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    (folder / config["base_models"][0]["path"]).rename(elsewhere)
+    config["base_models"][0]["path"] = "../elsewhere"
+    _rewrite(folder, config)
+    with pytest.raises(UnsafeModelFolderError, match="leaves the folder"):
+        MemotionEnsembleModel.from_pretrained(folder)
+    config["base_models"][0]["path"] = str(elsewhere)
+    _rewrite(folder, config)
+    with pytest.raises(UnsafeModelFolderError, match="leaves the folder"):
+        MemotionEnsembleModel.from_pretrained(folder)
+
+
+def test_a_meta_estimator_file_stays_inside_and_is_bounded(synthetic, tmp_path):
+    folder, config = _saved_ensemble(synthetic, tmp_path)
+    problem = next(p for p, m in config["meta"].items() if m["file"])
+    config["meta"][problem]["file"] = "/dev/zero"
+    _rewrite(folder, config)
+    with pytest.raises(UnsafeModelFolderError, match="leaves the folder"):
+        MemotionEnsembleModel.from_pretrained(folder)
+    fifo = folder / "meta" / "fifo.skops"
+    os.mkfifo(fifo)
+    config["meta"][problem]["file"] = "meta/fifo.skops"
+    _rewrite(folder, config)
+    with pytest.raises(UnsafeModelFolderError, match="not a regular file"):
+        MemotionEnsembleModel.from_pretrained(folder)
+
+
+def test_a_type_skops_trusts_by_default_is_still_refused(synthetic, tmp_path):
+    from sklearn.dummy import DummyClassifier
+
+    folder, config = _saved_ensemble(synthetic, tmp_path)
+    problem = next(p for p, m in config["meta"].items() if m["file"])
+    constant = DummyClassifier(strategy="constant", constant=0).fit(np.zeros((4, 2)), [0, 1, 0, 1])
+    assert not sio.get_untrusted_types(data=sio.dumps(constant))  # skops itself would load it
+    (folder / config["meta"][problem]["file"]).write_bytes(sio.dumps(constant))
+    with pytest.raises(ValueError, match="DummyClassifier"):
+        MemotionEnsembleModel.from_pretrained(folder)
+    with pytest.raises(ValueError, match="not a skops estimator file"):
+        load_estimator(b"PK\x03\x04 truncated", source="cut.skops")
+
+
+def test_the_estimators_we_write_use_only_reviewed_types():
+    from sklearn.base import clone
+
+    rng = np.random.default_rng(0)
+    features, labels = rng.random((60, 6)), rng.integers(0, 3, 60)
+    for name, estimator in ESTIMATORS.items():
+        data = sio.dumps(clone(estimator).fit(features, labels))
+        root, types = estimator_file_types(data)
+        assert set(types) <= set(TRUSTED_TYPES), (name, sorted(set(types) - set(TRUSTED_TYPES)))
+        assert load_estimator(data).__class__.__name__ == root.rsplit(".", 1)[1]
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda meta: meta.update(num_classes=7), "num_classes"),
+        (lambda meta: meta.update(model_order=["nobody"]), "model_order"),
+        (lambda meta: meta.update(method="magic"), "method must be one of"),
+    ],
+    ids=["num_classes", "model_order", "method"],
+)
+def test_a_wrong_ensemble_config_fails_on_loading(synthetic, tmp_path, edit, message):
+    folder, config = _saved_ensemble(synthetic, tmp_path)
+    edit(next(iter(config["meta"].values())))
+    _rewrite(folder, config)
+    with pytest.raises(ValueError, match=message):
+        MemotionEnsembleModel.from_pretrained(folder)

@@ -82,6 +82,10 @@ REFUSED_MODEL_ARGS = frozenset({"pretrained", "pretrained_cfg", "pretrained_cfg_
                                 "feature_cls", "scriptable", "exportable", "no_jit"})  # fmt: skip
 
 
+_PATH_STARTS = ("/", "~", "./", "../")
+_WEIGHT_SUFFIXES = (".pth", ".safetensors", ".bin", ".pt", ".ckpt", ".npz", ".h5")
+
+
 def check_model_args(model_args: dict[str, Any]) -> None:
     """Refuse ``model_args`` that could download or read a file, or that the wrapper manages itself.
 
@@ -103,8 +107,7 @@ def check_model_args(model_args: dict[str, Any]) -> None:
                 "(MemotionVisionForImageClassification.from_timm / from_vise)"
             )
         for text in _strings(value):
-            if "://" in text or text.startswith(("/", "~", "./", "../")) or text.endswith((".pth", ".safetensors",
-                                                                                           ".bin", ".pt", ".ckpt")):  # fmt: skip
+            if "://" in text or text.startswith(_PATH_STARTS) or text.endswith(_WEIGHT_SUFFIXES):
                 raise ValueError(f"model_args[{key!r}] holds a URL or file path ({text!r}): refused on loading")
 
 

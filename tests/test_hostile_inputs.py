@@ -178,3 +178,54 @@ def test_a_wrong_ensemble_config_fails_on_loading(synthetic, tmp_path, edit, mes
     _rewrite(folder, config)
     with pytest.raises(ValueError, match=message):
         MemotionEnsembleModel.from_pretrained(folder)
+
+
+def _png(width: int, height: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (width, height)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_a_thin_strip_is_refused_before_it_is_decoded_or_resized():
+    from hf_memotion.data.images import ImageDecodeError, load_rgb_image
+
+    strip = _png(100_000, 1)
+    assert len(strip) < 1000
+    with pytest.raises(ImageDecodeError, match=r"100000x1, longer than 40:1"):
+        load_rgb_image(strip)
+    assert load_rgb_image(_png(400, 20)).size == (400, 20)  # 20:1 is a legitimate banner
+
+
+def test_images_without_pixels_or_that_could_block_are_refused(tmp_path):
+    from hf_memotion.data.images import ImageDecodeError, load_rgb_image
+
+    fifo = tmp_path / "meme.png"
+    os.mkfifo(fifo)
+    for source in (str(fifo), {"path": str(fifo), "bytes": None}, "/dev/zero", str(tmp_path)):
+        with pytest.raises(ImageDecodeError, match="not a regular file"):
+            load_rgb_image(source)
+    with pytest.raises(ImageDecodeError, match="no pixels"):
+        load_rgb_image(np.zeros((0, 0, 3), dtype=np.uint8))
+
+
+def test_a_huge_crop_size_is_refused_when_the_processor_loads(tmp_path):
+    from hf_memotion.models.vision import MemotionImageProcessor
+
+    MemotionImageProcessor(crop_size=64).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "preprocessor_config.json").read_text())
+    config["crop_size"] = 10**6
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="crop_size must be between"):
+        MemotionImageProcessor.from_pretrained(tmp_path)
+
+
+def test_weights_that_are_not_safetensors_are_one_readable_error(tmp_path):
+    model = MemotionVisionForImageClassification(MemotionVisionConfig(architecture="test_resnet"))
+    model.save_pretrained(tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(ValueError, match="not a readable safetensors file"):
+        MemotionVisionForImageClassification.from_pretrained(tmp_path)

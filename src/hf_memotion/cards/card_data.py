@@ -199,8 +199,19 @@ class ModelCardMixin:
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: Any, *args: Any, **kwargs: Any):
-        """``PreTrainedModel.from_pretrained``; a local folder's card is kept for the next save."""
-        loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        """``PreTrainedModel.from_pretrained``; a local folder's card is kept for the next save.
+
+        A weights file that is not safetensors (truncated, replaced) is reported in one line naming the folder.
+        """
+        from safetensors import SafetensorError
+
+        try:
+            loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        except SafetensorError as err:
+            raise ValueError(
+                f"{pretrained_model_name_or_path}: the weights are not a readable safetensors file ({err}); "
+                "download or save the model again"
+            ) from None
         model = loaded[0] if isinstance(loaded, tuple) else loaded  # output_loading_info=True
         readme = Path(str(pretrained_model_name_or_path)) / "README.md"
         if isinstance(pretrained_model_name_or_path, str | os.PathLike) and readme.is_file():

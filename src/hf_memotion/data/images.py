@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -24,11 +25,15 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["DEFAULT_MAX_PIXELS", "ImageDecodeError", "describe_source", "load_rgb_image"]
+__all__ = ["DEFAULT_MAX_PIXELS", "MAX_ASPECT_RATIO", "ImageDecodeError", "describe_source", "load_rgb_image"]
 
 #: Largest image accepted, in pixels (width x height). Larger images are refused as possible
 #: decompression bombs. 8192 x 8192 covers every meme in the Memotion release many times over.
 DEFAULT_MAX_PIXELS = 8192 * 8192
+#: Longest side over shortest side accepted. The processors scale the *short* side to the network's input, so a
+#: thin strip (100000 x 1: a few hundred bytes of PNG) would resize to gigabytes; 1:40 is far beyond any meme
+#: (the widest Memotion images are about 1:5) and bounds a resized image to 40 x its short side squared.
+MAX_ASPECT_RATIO = 40
 
 
 class ImageDecodeError(ValueError):
@@ -59,20 +64,28 @@ def _open(source: Any, formats: Sequence[str] | None) -> Image.Image:
         if source.get("bytes") is not None:
             return Image.open(io.BytesIO(source["bytes"]), formats=formats)
         if source.get("path"):
-            return Image.open(source["path"], formats=formats)
+            return Image.open(_regular_file(os.fspath(source["path"])), formats=formats)
         raise ImageDecodeError("image entry has neither bytes nor a path")
     if isinstance(source, bytes | bytearray):
         return Image.open(io.BytesIO(bytes(source)), formats=formats)
     if isinstance(source, str | os.PathLike):
-        path = os.fspath(source)
-        if not os.path.isfile(path):
-            raise ImageDecodeError(f"image file not found: {path}")
-        if os.path.getsize(path) == 0:
-            raise ImageDecodeError(f"image file is empty: {path}")
-        return Image.open(path, formats=formats)
+        return Image.open(_regular_file(os.fspath(source)), formats=formats)
     raise ImageDecodeError(
         f"unsupported image type {type(source).__name__}; pass a file path, bytes, a PIL image or an HxWxC uint8 array"
     )
+
+
+def _regular_file(path: str) -> str:
+    """The path of a non-empty regular file; FIFOs and devices are refused before opening (they could block)."""
+    try:
+        info = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        raise ImageDecodeError(f"image file not found: {path}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ImageDecodeError(f"image {path} is not a regular file (a folder, FIFO or device): refused")
+    if info.st_size == 0:
+        raise ImageDecodeError(f"image file is empty: {path}")
+    return path
 
 
 def _from_array(array: np.ndarray) -> Image.Image:
@@ -111,8 +124,10 @@ def load_rgb_image(
         A fully loaded RGB image (frame 0 of an animation, EXIF orientation applied).
 
     Raises:
-        ImageDecodeError: If the source is missing, empty, truncated, corrupt, too large, of a
-            refused format or of an unsupported type. The message names the source.
+        ImageDecodeError: If the source is missing, empty, not a regular file, truncated, corrupt, too large,
+            without pixels, thinner than 1:``MAX_ASPECT_RATIO``, of a refused format or of an unsupported type.
+            The message names the source and, where it is known, its size. All of it is checked from the header,
+            before the pixels are decoded.
     """
     name = describe_source(source)
     try:
@@ -120,6 +135,13 @@ def load_rgb_image(
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = _open(source, formats)
             width, height = image.size
+            if min(width, height) < 1:
+                raise ImageDecodeError(f"image {name} is {width}x{height}: it has no pixels")
+            if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+                raise ImageDecodeError(
+                    f"image {name} is {width}x{height}, longer than {MAX_ASPECT_RATIO}:1; resizing it for a network "
+                    "would take memory out of proportion to the file: crop it first"
+                )
             if max_pixels is not None and width * height > max_pixels:
                 raise ImageDecodeError(
                     f"image {name} is {width}x{height} = {width * height} pixels, more than the limit of "

@@ -38,6 +38,10 @@ _INTERPOLATIONS = {"bilinear": InterpolationMode.BILINEAR, "bicubic": Interpolat
                    "nearest": InterpolationMode.NEAREST}  # fmt: skip
 
 
+#: Largest network input side accepted (the paper's largest is PNASNet's 331; ViT-style models reach 1024).
+MAX_CROP_SIZE = 2048
+
+
 class MemotionImageProcessor(BaseImageProcessor):
     """Decode, resize, crop and normalise meme images for a :class:`MemotionVisionForImageClassification`.
 
@@ -78,6 +82,8 @@ class MemotionImageProcessor(BaseImageProcessor):
             raise ValueError(f"interpolation must be one of {sorted(_INTERPOLATIONS)}, got {interpolation!r}")
         if not 0.0 < crop_pct <= 1.0:
             raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct}")
+        if not 8 <= int(crop_size) <= MAX_CROP_SIZE:
+            raise ValueError(f"crop_size must be between 8 and {MAX_CROP_SIZE} pixels, got {crop_size}")
         self.crop_size = int(crop_size)
         self.crop_pct = float(crop_pct)
         self.mean = [float(m) for m in mean]

@@ -229,3 +229,80 @@ def test_weights_that_are_not_safetensors_are_one_readable_error(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"\x00" * 64)
     with pytest.raises(ValueError, match="not a readable safetensors file"):
         MemotionVisionForImageClassification.from_pretrained(tmp_path)
+
+
+def test_a_lone_surrogate_in_a_text_names_the_item():
+    from hf_memotion.models.text.preprocessing import normalize_text
+
+    with pytest.raises(ValueError, match=r"meme text at index 3 holds '\\udc80' at character 2"):
+        normalize_text("ok\udc80", index=3)
+
+
+# ----------------------------------------------------------------------------------------------- the data layer
+
+_ROW = ["0", "image_1.jpg", "OCR", "Text", "funny", "general", "slight", "motivational", "positive"]
+
+
+def _release(tmp_path, rows):
+    from conftest import write_train_release
+
+    return write_train_release(tmp_path / "memotion_dataset_7k", rows, images={r[1]: None for r in rows})
+
+
+@pytest.mark.parametrize("name", ["/etc/hostname", "../labels.csv", "sub/../../x.png", "C:\\x.png", "a/b.png"])
+def test_image_names_cannot_leave_the_image_folder(tmp_path, name):
+    from conftest import write_image
+    from hf_memotion.data import MemotionFormatError, load_memotion
+
+    root = _release(tmp_path, [_ROW, ["1", name, "o", "t", "funny", "general", "slight", "motivational", "positive"]])
+    write_image(root / "images" / "image_1.jpg")
+    with pytest.raises(MemotionFormatError, match=r"labels.csv: line 3: image_name .* leaves the image folder"):
+        load_memotion(root, verify_images=False)
+    assert load_memotion(root, verify_images=False, on_error="skip")["train"].num_rows == 1
+
+
+def test_duplicated_image_names_are_an_error_or_skipped_with_a_count(tmp_path, caplog):
+    from conftest import write_image
+    from hf_memotion.data import MemotionFormatError, load_memotion
+
+    other = ["1", "image_1.jpg", "o", "t", "not_funny", "general", "slight", "motivational", "negative"]
+    root = _release(tmp_path, [_ROW, other])
+    write_image(root / "images" / "image_1.jpg")
+    with pytest.raises(MemotionFormatError, match="line 2: image_name 'image_1.jpg' is listed more than once"):
+        load_memotion(root)
+    assert load_memotion(root, on_error="skip")["train"].num_rows == 0
+    assert "skipped 2 row(s)" in caplog.text
+
+
+def test_a_stray_byte_names_the_file_and_line_and_nothing_is_reinterpreted(tmp_path):
+    from conftest import write_image
+    from hf_memotion.data import MemotionFormatError, load_memotion
+
+    root = _release(tmp_path, [_ROW, ["1", "image_2.jpg", "caf\u00e9 \U0001f600", "t", "funny", "general", "slight",
+                                      "motivational", "positive"]])  # fmt: skip
+    write_image(root / "images" / "image_1.jpg")
+    write_image(root / "images" / "image_2.jpg")
+    data = (root / "labels.csv").read_bytes().replace(b"OCR", b"OC\xff")
+    (root / "labels.csv").write_bytes(data)
+    with pytest.raises(MemotionFormatError, match=r"labels.csv line 2: bytes b'\\xff' are not utf-8"):
+        load_memotion(root)
+    (root / "labels.csv").write_bytes(data.replace(b"OC\xff", b"OCR"))
+    train = load_memotion(root)["train"]
+    assert train["image_name"] == ["image_1.jpg", "image_2.jpg"]  # the emoji row loads intact, nothing re-read
+
+
+def test_a_header_only_csv_and_both_releases_in_one_folder(tmp_path):
+    from conftest import TRAIN_HEADER, write_csv, write_image
+    from hf_memotion.data import MemotionFormatError, load_memotion
+
+    root = tmp_path / "both"
+    write_csv(root / "labels.csv", TRAIN_HEADER, [])
+    (root / "images").mkdir(parents=True)
+    with pytest.raises(MemotionFormatError, match="labels.csv has a header but no rows"):
+        load_memotion(root)
+    write_csv(root / "labels.csv", TRAIN_HEADER, [_ROW])
+    write_image(root / "images" / "image_1.jpg")
+    write_image(root / "2000_data" / "t.png", fmt="PNG")
+    write_csv(root / "2000_testdata.csv", ["Image_name", "Image_URL", "OCR_extracted_text", "corrected_text"],
+              [["t.png", "u", "o", "c"]])  # fmt: skip
+    assert sorted(load_memotion(root)) == ["test", "train"]

@@ -107,7 +107,7 @@ def test_train_and_test_release_together_and_test_path(tmp_path):
 
 def test_bad_ground_truth_is_reported(tmp_path):
     _write_test_release(tmp_path / "t1", truth=["1_1101_2301", "7_0000_0000", "0_1010_3010"])
-    with pytest.raises(MemotionFormatError, match=r"2000_testdata.csv line 3 \(image_name='a.jpg'\).*'7_0000_0000'"):
+    with pytest.raises(MemotionFormatError, match=r"Meme_groundTruth.csv line 3 \(image_name='a.jpg'\).*'7_0000_0000'"):
         load_memotion(tmp_path / "t1")
     _write_test_release(tmp_path / "t2")
     write_csv(tmp_path / "t2" / "Meme_groundTruth.csv", ["Image_name", "Labels"], [["b.png", "1_1101_2301"]])

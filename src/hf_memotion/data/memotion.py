@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import os
@@ -107,6 +108,7 @@ def load_memotion(
     verify_images: bool = True,
     revision: str | None = None,
     num_proc: int | None = None,
+    encoding: str = "utf-8",
 ) -> datasets.DatasetDict:
     """Load Memotion data from a release folder, a data file or folder, or a Hub dataset id.
 
@@ -121,18 +123,22 @@ def load_memotion(
             and not in the middle of training. ``False`` only checks that image files exist.
         revision: Git revision of a Hub dataset.
         num_proc: Processes for the per-row checks (image decoding); ``None`` runs in-process.
+        encoding: Encoding of the release CSVs. A byte that does not decode is an error naming the file and
+            line (a file is never silently re-read in another encoding); pass e.g. ``"cp1252"`` for a file
+            saved by a Windows spreadsheet.
 
     Returns:
         A ``DatasetDict`` whose splits have :func:`memotion_features`.
 
     Raises:
         MemotionFormatError: Missing files or columns, unknown label strings, missing or unreadable
-            images (unless ``on_error="skip"``).
+            images, image names that leave the image folder, image names listed twice (unless
+            ``on_error="skip"``), bytes that are not ``encoding``; every message names the file it is about.
         FileNotFoundError: ``path`` is neither a local folder/file nor a loadable Hub dataset.
     """
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
-    options = {"on_error": on_error, "verify_images": verify_images, "num_proc": num_proc}
+    options = {"on_error": on_error, "verify_images": verify_images, "num_proc": num_proc, "encoding": encoding}
     splits = dict(_load_any(Path(path) if _is_local(path) else str(path), revision, options))
     if test_path is not None:
         if "test" in splits:
@@ -190,10 +196,11 @@ def _load_any(path: Path | str, revision: str | None, options: dict) -> Iterable
                 f"cannot read {path}: expected a release folder or a {', '.join(DATA_FILE_SUFFIXES)} file"
             )
         return _load_with_datasets(builder, str(path), revision, options, data_files=str(path)).items()
-    if (path / TRAIN_CSV).is_file():
-        return [("train", _load_train_release(path, options))]
-    if (path / TEST_CSV).is_file():
-        return [("test", _load_test_release(path, options))]
+    if (path / TRAIN_CSV).is_file() or (path / TEST_CSV).is_file():  # one release, or both side by side
+        splits = [("train", _load_train_release(path, options))] if (path / TRAIN_CSV).is_file() else []
+        if (path / TEST_CSV).is_file():
+            splits.append(("test", _load_test_release(path, options)))
+        return splits
     train_dirs = sorted(p.parent for p in path.glob(f"*/{TRAIN_CSV}"))
     test_dirs = sorted(p.parent for p in path.glob(f"*/{TEST_CSV}"))
     if len(train_dirs) > 1 or len(test_dirs) > 1:
@@ -218,15 +225,31 @@ def _load_any(path: Path | str, revision: str | None, options: dict) -> Iterable
 # --------------------------------------------------------------------------------------------
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    """Read a release CSV as strings, empty cells as ``""``; UTF-8, else Latin-1 with a warning."""
+def _read_csv(path: Path, encoding: str = "utf-8") -> pd.DataFrame:
+    """Read a release CSV as strings, empty cells as ``""``; bytes that are not ``encoding`` are an error.
+
+    The error names the file, the line and the bytes (never a silent re-read as Latin-1, which would garble every
+    accented character and emoji); a header-only file is an error too.
+    """
+    data = path.read_bytes()
+    codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        logger.warning("%s is not UTF-8; reading it as Latin-1", path)
-        return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="latin-1")
+        text = data.decode(codec)
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise MemotionFormatError(
+            f"{path} line {line}: bytes {data[err.start : err.end]!r} are not {encoding}; re-save the file as UTF-8, "
+            "or pass encoding=... (e.g. 'cp1252') if it was written in another encoding"
+        ) from None
+    except LookupError:
+        raise ValueError(f"unknown encoding {encoding!r}") from None
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise MemotionFormatError(f"cannot parse {path} as CSV: {err}") from None
+    if frame.empty:
+        raise MemotionFormatError(f"{path} has a header but no rows")
+    return frame
 
 
 def _columns(frame: pd.DataFrame) -> dict[str, str]:
@@ -272,7 +295,7 @@ class _ImageFolder:
 
 def _load_train_release(folder: Path, options: dict) -> datasets.Dataset:
     csv_path = folder / TRAIN_CSV
-    frame = _read_csv(csv_path)
+    frame = _read_csv(csv_path, options["encoding"])
     columns = _columns(frame)
     _require(columns, (*_IMAGE_NAME, *RELEASE_COLUMNS), csv_path)
     if _TEXT_CORRECTED[0] not in columns and _TEXT_OCR[0] not in columns:
@@ -280,8 +303,9 @@ def _load_train_release(folder: Path, options: dict) -> datasets.Dataset:
     images_dir = folder / TRAIN_IMAGES
     if not images_dir.is_dir():
         raise MemotionFormatError(f"image folder {images_dir} is missing; the release keeps images in {TRAIN_IMAGES}/")
+    frame = _check_image_names(frame, columns, csv_path, options)
     raw = _frame_to_raw(frame, columns, _ImageFolder(images_dir))
-    return _standardize(raw, lambda i: f"{csv_path} line {i + 2}", options)
+    return _standardize(raw, _row_locator(frame, csv_path), options)
 
 
 def _find_truth_file(folder: Path) -> Path | None:
@@ -295,12 +319,13 @@ def _load_test_release(folder: Path, options: dict) -> datasets.Dataset:
     csv_path = folder / TEST_CSV
     if not csv_path.is_file():
         raise MemotionFormatError(f"{folder} is not a Memotion test release: {TEST_CSV} is missing")
-    frame = _read_csv(csv_path)
+    frame = _read_csv(csv_path, options["encoding"])
     columns = _columns(frame)
     _require(columns, _IMAGE_NAME, csv_path)
+    frame = _check_image_names(frame, columns, csv_path, options)
     truth_path = _find_truth_file(folder)
     if truth_path is not None:
-        truth = _read_csv(truth_path)
+        truth = _read_csv(truth_path, options["encoding"])
         truth_columns = _columns(truth)
         _require(truth_columns, (*_IMAGE_NAME, *_LABEL_STRING), truth_path)
         names = truth[truth_columns["image_name"]].str.strip()
@@ -319,7 +344,59 @@ def _load_test_release(folder: Path, options: dict) -> datasets.Dataset:
     else:
         logger.warning("%s has no %s: the test split has no labels", folder, TEST_TRUTH_NAMES[0])
     raw = _frame_to_raw(frame, columns, _ImageFolder(folder / TEST_IMAGES))
-    return _standardize(raw, lambda i: f"{csv_path} line {i + 2}", options)
+    where = _row_locator(frame, csv_path)
+    if truth_path is not None:  # a label error is about the ground-truth file
+        line_of = {n: i + 2 for i, n in enumerate(truth[truth_columns["image_name"]].str.strip())}
+        names = list(frame[columns["image_name"]].str.strip())
+        where = _truth_locator(names, line_of, csv_path, truth_path)
+    return _standardize(raw, where, options)
+
+
+def _split_locator(source: str, split: str) -> Callable[..., str]:
+    def where(i: int, about_labels: bool = False) -> str:
+        return f"{source} [{split}] row {i}"
+
+    return where
+
+
+def _row_locator(frame: pd.DataFrame, csv_path: Path) -> Callable[[int], str]:
+    """Row index of the (possibly filtered) frame -> ``file line N`` (its CSV line: header is line 1)."""
+    lines = [int(i) + 2 for i in frame.index]
+
+    def where(i: int, about_labels: bool = False) -> str:
+        return f"{csv_path} line {lines[i]}"
+
+    return where
+
+
+def _truth_locator(names: list[str], line_of: dict[str, int], csv_path: Path, truth_path: Path) -> Callable:
+    def where(i: int, about_labels: bool = False) -> str:
+        if about_labels and names[i] in line_of:
+            return f"{truth_path} line {line_of[names[i]]}"
+        return f"{csv_path} row of {names[i]!r}"
+
+    return where
+
+
+def _check_image_names(frame: pd.DataFrame, columns: Mapping[str, str], csv_path: Path, options: dict) -> pd.DataFrame:
+    """Image names must name a file inside the image folder, once each (``on_error="skip"`` drops the others)."""
+    names = frame[columns["image_name"]].astype(str).str.strip()
+    escaping = names.map(lambda n: n == "" or n.startswith(("/", "\\", "~")) or ".." in Path(n).parts
+                         or "/" in n or "\\" in n or (len(n) > 1 and n[1] == ":"))  # fmt: skip
+    duplicated = names.duplicated(keep=False) & ~escaping
+    problems = []
+    for index in frame.index[escaping]:
+        problems.append(f"line {int(index) + 2}: image_name {names[index]!r} leaves the image folder")
+    for index in frame.index[duplicated]:
+        problems.append(f"line {int(index) + 2}: image_name {names[index]!r} is listed more than once")
+    if not problems:
+        return frame
+    if options["on_error"] == "raise":
+        shown = "; ".join(problems[:10]) + (f"; ... ({len(problems)} in all)" if len(problems) > 10 else "")
+        raise MemotionFormatError(f"{csv_path}: {shown}")
+    logger.warning("%s: skipped %d row(s) whose image_name leaves the image folder or repeats", csv_path,
+                   int((escaping | duplicated).sum()))  # fmt: skip
+    return frame[~(escaping | duplicated)]
 
 
 def _frame_to_raw(frame: pd.DataFrame, columns: Mapping[str, str], images: _ImageFolder) -> datasets.Dataset:
@@ -356,7 +433,7 @@ def _load_with_datasets(
     out = {}
     for split, table in loaded.items():
         raw = _table_to_raw(table, f"{source} [{split}]", base)
-        out[split] = _standardize(raw, lambda i, s=source, sp=split: f"{s} [{sp}] row {i}", options)
+        out[split] = _standardize(raw, _split_locator(source, split), options)
     return out
 
 
@@ -469,6 +546,8 @@ def _standardize(raw: datasets.Dataset, where: Callable[[int], str], options: di
     label_source = _label_source(raw.column_names)
     features = memotion_features(with_labels=label_source is not None)
     verify = options["verify_images"]
+    if raw.num_rows == 0:  # every row skipped: an empty split of the right schema
+        return datasets.Dataset.from_dict({name: [] for name in features}, features=features)
 
     def convert(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
         out: dict[str, list] = {name: [] for name in (*features, "_error")}
@@ -477,14 +556,19 @@ def _standardize(raw: datasets.Dataset, where: Callable[[int], str], options: di
             text = _text_of(row)
             result: dict[str, Any] = {"image_name": row.get("image_name") or "", "text": text.lower(), "text_raw": text}
             error = None
+            name = f" (image_name={row.get('image_name')!r})" if row.get("image_name") else ""
             try:
                 if label_source is not None:
                     result.update(_labels_of(row, label_source))
-                _check_image(row["image"], verify)
-                result["image"] = row["image"]
-            except (ValueError, ImageDecodeError) as err:
-                name = f" (image_name={row.get('image_name')!r})" if row.get("image_name") else ""
-                error = f"{where(index)}{name}: {err}"
+            except ValueError as err:
+                error = f"{where(index, about_labels=True)}{name}: {err}"
+            if error is None:
+                try:
+                    _check_image(row["image"], verify)
+                    result["image"] = row["image"]
+                except (ValueError, ImageDecodeError) as err:
+                    error = f"{where(index)}{name}: {err}"
+            if error is not None:
                 result.update({p.name: -1 for p in PROBLEMS if p.name in features})
                 result["image"] = None
             for key in features:

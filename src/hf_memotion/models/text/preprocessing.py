@@ -23,12 +23,20 @@ def normalize_text(text: object, index: int | None = None) -> str:
 
     Raises:
         TypeError: For anything that is not a string, naming its position.
+        ValueError: For a string that is not valid Unicode text (a lone surrogate), naming its position.
     """
     if text is None:
         return ""
+    where = f" at index {index}" if index is not None else ""
     if not isinstance(text, str):
-        where = f" at index {index}" if index is not None else ""
         raise TypeError(f"meme text{where} must be a string, got {type(text).__name__} ({text!r:.50})")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(
+            f"meme text{where} holds {text[err.start : err.end]!r} at character {err.start}, not valid Unicode "
+            "(a lone surrogate, e.g. from bytes decoded with errors='surrogateescape'); decode the text properly"
+        ) from None
     return text.lower()
 
 

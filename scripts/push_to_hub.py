@@ -34,16 +34,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--commit-message", help="message of the upload commit")
     parser.add_argument("--repo-type", choices=["model", "space"], default="model")
     parser.add_argument("--dry-run", action="store_true", help="list the files that would be uploaded; upload nothing")
+    parser.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        help="upload this file although it looks like a credential or key (repeatable)",
+    )
+    parser.add_argument("--allow-large", action="store_true", help="accept a file above 5 GB or an upload above 10 GB")
     args = parser.parse_args(argv)
     try:
         result = push_folder(
             args.folder, args.repo_id, private=args.private, revision=args.revision,
             commit_message=args.commit_message, repo_type=args.repo_type, dry_run=args.dry_run,
+            include=args.include, allow_large=args.allow_large,
         )  # fmt: skip
     except HubPublishError as err:
         sys.exit(f"error: {err}")
     for file in result.files:
         print(f"{file.path_in_repo}\t{_size(file.size)}")
+    for name in result.left_out or []:
+        print(f"left out: {name}", file=sys.stderr)
     total = _size(sum(f.size for f in result.files))
     if result.dry_run:
         print(f"dry run: {len(result.files)} files ({total}) would be uploaded to {result.repo_id}", file=sys.stderr)

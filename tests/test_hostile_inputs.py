@@ -306,3 +306,29 @@ def test_a_header_only_csv_and_both_releases_in_one_folder(tmp_path):
     write_csv(root / "2000_testdata.csv", ["Image_name", "Image_URL", "OCR_extracted_text", "corrected_text"],
               [["t.png", "u", "o", "c"]])  # fmt: skip
     assert sorted(load_memotion(root)) == ["test", "train"]
+
+
+# -------------------------------------------------------------------------------------------------- publishing
+
+
+def test_publishing_leaves_out_secrets_refuses_symlinks_and_asks_before_large_uploads(tmp_path, monkeypatch):
+    from hf_memotion.hub import publishing
+    from hf_memotion.hub.publishing import HubPublishError, push_folder, upload_plan
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for name in ("config.json", "README.md", "id_rsa", "credentials.json", "hf_token.txt", "server.pem"):
+        (folder / name).write_text("x")
+    result = push_folder(folder, "me/model", dry_run=True)
+    assert [f.path_in_repo for f in result.files] == ["README.md", "config.json"]
+    assert result.left_out == ["credentials.json", "hf_token.txt", "id_rsa", "server.pem"]
+    planned = [f.path_in_repo for f in upload_plan(folder, include=["server.pem"])]
+    assert planned == ["README.md", "config.json", "server.pem"]
+    (folder / "notes.txt").symlink_to(tmp_path / "elsewhere.txt")
+    with pytest.raises(HubPublishError, match=r"symlinks \['notes.txt'\]"):
+        upload_plan(folder)
+    (folder / "notes.txt").unlink()
+    monkeypatch.setattr(publishing, "MAX_TOTAL_BYTES", 1)
+    with pytest.raises(HubPublishError, match="allow_large=True"):
+        upload_plan(folder)
+    assert len(upload_plan(folder, allow_large=True)) == 2

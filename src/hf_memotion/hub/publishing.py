@@ -4,8 +4,11 @@
 uploads the folder as it is, in one commit, with :class:`huggingface_hub.HfApi`. What is uploaded is
 decided here, once (:func:`upload_plan`), so a dry run lists exactly the files a real run sends:
 every file of the folder except hidden files and folders (``.demo_config``, unfinished ``.*.tmp``
-files of atomic writes, caches) and ``__pycache__``. A folder holding pickle-based files is refused,
-as :class:`~hf_memotion.models.ensemble.MemotionEnsembleModel` refuses to load one.
+files of atomic writes, caches), ``__pycache__``, and files that look like credentials or keys
+(:data:`SECRET_PATTERNS`: ``id_rsa``, ``*.pem``, ``*.key``, ``credentials*``, ``*token*``, ``.env``, ...), which are
+left out with a warning unless named in ``include``. A folder holding pickle-based files or symlinks is refused
+(a link's target could be any file of the machine), as is a plan above ``max_total_bytes`` (10 GB) or with a
+file above ``max_file_bytes`` (5 GB) unless ``allow_large=True``: the dry run shows the same plan.
 
 Example:
     >>> import tempfile, pathlib
@@ -28,14 +31,31 @@ from huggingface_hub import CommitOperationAdd, HfApi, constants, get_token
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled, RepositoryNotFoundError
 
 from hf_memotion.cards import MODEL_ID_PLACEHOLDER
-from hf_memotion.models.ensemble.modeling_memotion_ensemble import PICKLE_SUFFIXES
+from hf_memotion.folder_safety import PICKLE_SUFFIXES
 
 try:  # the HTTP client huggingface_hub uses: httpx2 from huggingface_hub 2, httpx before
     from httpx2 import HTTPError as _TransportError
 except ImportError:  # pragma: no cover - huggingface_hub 1.x
     from httpx import HTTPError as _TransportError
 
-__all__ = ["HubPublishError", "PlannedFile", "PublishResult", "PushSettings", "push_folder", "upload_plan"]
+__all__ = [
+    "SECRET_PATTERNS",
+    "HubPublishError",
+    "PlannedFile",
+    "PublishResult",
+    "PushSettings",
+    "push_folder",
+    "upload_plan",
+]
+
+#: File names (lower-cased, matched with ``fnmatch``) that look like credentials or private keys: never planned
+#: unless listed in ``include``.
+SECRET_PATTERNS = ("id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*", "*.pem", "*.key", "*.p12", "*.pfx", "*.kdbx",
+                   "credentials*", "*credentials.json", "*secret*", "*token*", ".env", "*.env", ".netrc", ".npmrc",
+                   ".pypirc", "*.gpg", "*.asc")  # fmt: skip
+#: Above these sizes a plan needs ``allow_large=True`` (the Hub's own limits are near them; a slip is costly).
+MAX_FILE_BYTES = 5 * 1024**3
+MAX_TOTAL_BYTES = 10 * 1024**3
 
 logger = logging.getLogger(__name__)
 
@@ -61,36 +81,68 @@ class PublishResult:
     files: list[PlannedFile]
     dry_run: bool
     url: str | None = None
+    left_out: list[str] | None = None
 
 
 def _hidden(relative: Path) -> bool:
     return any(part.startswith(".") or part == "__pycache__" for part in relative.parts)
 
 
-def upload_plan(folder: str | os.PathLike) -> list[PlannedFile]:
+def _looks_secret(relative: Path) -> bool:
+    import fnmatch
+
+    return any(fnmatch.fnmatch(part.lower(), pattern) for part in relative.parts for pattern in SECRET_PATTERNS)
+
+
+def upload_plan(
+    folder: str | os.PathLike, *, include: tuple[str, ...] | list[str] = (), allow_large: bool = False
+) -> list[PlannedFile]:
     """The files of ``folder`` that publishing uploads, sorted by their path in the repository.
 
+    Args:
+        folder: The saved folder.
+        include: Paths (relative to the folder) to upload although they look like credentials.
+        allow_large: Accept a file above 5 GB or a plan above 10 GB.
+
     Raises:
-        HubPublishError: ``folder`` is missing or empty, or holds pickle-based files.
+        HubPublishError: ``folder`` is missing or empty, holds pickle-based files or symlinks, or is too large.
     """
     root = Path(folder)
     if not root.is_dir():
         raise HubPublishError(
             f"{root} is not a folder: pass the folder a training script saved (e.g. outputs/demo/ensemble)"
         )
-    files = sorted(
-        (p for p in root.rglob("*") if p.is_file() and not _hidden(p.relative_to(root))),
-        key=lambda p: p.relative_to(root).as_posix(),
-    )
+    entries = [p for p in root.rglob("*") if not _hidden(p.relative_to(root))]
+    links = sorted(p.relative_to(root).as_posix() for p in entries if p.is_symlink())
+    if links:
+        raise HubPublishError(
+            f"{root} holds symlinks {links}: their targets could be any file of this machine; copy the files in "
+            "(or remove the links) and publish again"
+        )
+    files = sorted((p for p in entries if p.is_file()), key=lambda p: p.relative_to(root).as_posix())
     unsafe = [p.relative_to(root).as_posix() for p in files if p.suffix.lower() in PICKLE_SUFFIXES]
     if unsafe:
         raise HubPublishError(
             f"{root} holds pickle-based files {unsafe}: they could run code on whoever loads them; remove them "
             "(hf-memotion saves weights as safetensors and estimators as skops) and publish again"
         )
+    wanted = {Path(i).as_posix() for i in include}
+    secret = [p for p in files if _looks_secret(p.relative_to(root)) and p.relative_to(root).as_posix() not in wanted]
+    if secret:
+        logger.warning("left out of the upload (they look like credentials or keys; pass include=[...] to send "
+                       "them): %s", [p.relative_to(root).as_posix() for p in secret])  # fmt: skip
+    files = [p for p in files if p not in secret]
     if not files:
         raise HubPublishError(f"{root} holds no files to publish")
-    return [PlannedFile(p.relative_to(root).as_posix(), p, p.stat().st_size) for p in files]
+    plan = [PlannedFile(p.relative_to(root).as_posix(), p, p.stat().st_size) for p in files]
+    big = [f"{f.path_in_repo} ({f.size / 1024**3:.1f} GB)" for f in plan if f.size > MAX_FILE_BYTES]
+    total = sum(f.size for f in plan)
+    if (big or total > MAX_TOTAL_BYTES) and not allow_large:
+        raise HubPublishError(
+            f"{root} would upload {total / 1024**3:.1f} GB{' with ' + ', '.join(big) if big else ''}: check the "
+            "plan (--dry-run) and pass allow_large=True (--allow-large) to send it"
+        )
+    return plan
 
 
 @dataclass(frozen=True)
@@ -179,6 +231,8 @@ def push_folder(
     token: str | None = None,
     repo_type: str = "model",
     dry_run: bool = False,
+    include: tuple[str, ...] | list[str] = (),
+    allow_large: bool = False,
 ) -> PublishResult:
     """Upload a saved model folder to the Hub as one commit, keeping its ``README.md`` model card.
 
@@ -195,6 +249,8 @@ def push_folder(
         token: A Hub token (default: ``HF_TOKEN`` or the one saved by ``hf auth login``).
         repo_type: ``"model"`` or ``"space"`` (a Gradio Space folder).
         dry_run: Only plan: list the files, touch nothing.
+        include: Files to upload although they look like credentials (see :data:`SECRET_PATTERNS`).
+        allow_large: Accept a file above 5 GB or an upload above 10 GB.
 
     Returns:
         The files (planned or uploaded), and the commit URL after a real upload.
@@ -211,10 +267,13 @@ def push_folder(
     """
     if repo_id.count("/") != 1 or not all(repo_id.split("/")):
         raise HubPublishError(f"repo id {repo_id!r} must look like 'namespace/name'")
-    files = upload_plan(folder)
+    files = upload_plan(folder, include=include, allow_large=allow_large)
     if not (Path(folder) / "README.md").is_file() and repo_type == "model":
         logger.warning("%s has no README.md: the repository will have no model card", folder)
-    result = PublishResult(repo_id=repo_id, files=files, dry_run=dry_run)
+    planned = {f.local_path for f in files}
+    left_out = sorted(p.relative_to(folder).as_posix() for p in Path(folder).rglob("*")
+                      if p.is_file() and p not in planned)  # fmt: skip
+    result = PublishResult(repo_id=repo_id, files=files, dry_run=dry_run, left_out=left_out)
     if dry_run:
         return result
     token = token or get_token()

@@ -216,3 +216,25 @@ def test_a_killed_mining_run_resumes_without_redoing_finished_shards(tmp_path):
     report = json.loads((run / "mining.json").read_text())
     assert len(report["shards_labelled_this_run"]) == 6 - len(finished)
     assert _labels(run) == _labels(tmp_path / "straight")
+
+
+def test_damaged_shards_are_relabelled_and_damaged_clusters_refit(corpus, tmp_path, caplog):
+    from hf_memotion.vise.mining import MiningArtifactError
+
+    out = tmp_path / "run"
+    first = mine_labels(corpus, out, SMALL)
+    truncated = out / "labels-posts-00000.parquet"
+    truncated.write_bytes(truncated.read_bytes()[:100])  # cut: no longer a parquet file
+    cut = out / "labels-posts-00002.parquet"
+    rows = datasets.Dataset.from_parquet(str(cut))
+    rows.select(range(2)).to_parquet(str(cut))  # a valid parquet file with fewer rows than recorded
+    (out / ".labels-posts-00001.parquet.abc.tmp").write_bytes(b"left by a killed run")
+    again = mine_labels(corpus, out, SMALL)
+    assert sorted(again["shards_labelled_this_run"]) == ["posts-00000.jsonl", "posts-00002.jsonl"]
+    assert "labelling posts-00000.jsonl again" in caplog.text and "posts-00002.jsonl again" in caplog.text
+    assert again["posts_labelled"] == first["posts_labelled"] and not list(out.glob(".*.tmp"))
+    (out / "clusters" / "clusters.npz").write_bytes(b"PK\x03\x04")  # truncated archive
+    with pytest.raises(MiningArtifactError, match="clusters: the cluster models are damaged"):
+        ClusterModels.load(out / "clusters")
+    refit = mine_labels(corpus, out, SMALL)
+    assert "fitting the cluster models again" in caplog.text and len(refit["shards_labelled_this_run"]) == 3

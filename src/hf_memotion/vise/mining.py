@@ -52,6 +52,7 @@ from hf_memotion.io_utils import atomic_open, atomic_write_text
 
 __all__ = [
     "ClusterModels",
+    "MiningArtifactError",
     "MiningConfig",
     "fit_cluster_models",
     "is_holdout",
@@ -197,13 +198,25 @@ class ClusterModels:
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> ClusterModels:
-        """Read what :meth:`save` wrote (``allow_pickle=False``)."""
+        """Read what :meth:`save` wrote (``allow_pickle=False``).
+
+        Raises:
+            MiningArtifactError: A missing, truncated or otherwise damaged file, named in one line.
+        """
+        import zipfile
+
         target = Path(folder)
-        meta = json.loads((target / "clusters.json").read_text())
-        with np.load(target / "clusters.npz", allow_pickle=False) as arrays:
-            return cls(vocabulary=list(meta["vocabulary"]), idf=arrays["idf"], components=arrays["components"],
-                       comment_centroids=arrays["comment_centroids"], reaction_centroids=arrays["reaction_centroids"],
-                       settings=dict(meta["settings"]))  # fmt: skip
+        try:
+            meta = json.loads((target / "clusters.json").read_text())
+            with np.load(target / "clusters.npz", allow_pickle=False) as arrays:
+                return cls(vocabulary=list(meta["vocabulary"]), idf=arrays["idf"], components=arrays["components"],
+                           comment_centroids=arrays["comment_centroids"],
+                           reaction_centroids=arrays["reaction_centroids"], settings=dict(meta["settings"]))  # fmt: skip
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+            raise MiningArtifactError(
+                f"{target}: the cluster models are damaged ({type(err).__name__}: {err}); delete the folder to fit "
+                "them again"
+            ) from None
 
 
 def _nearest(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
@@ -383,6 +396,42 @@ def _image_reference(image: Any, shard: Path) -> dict[str, Any]:
     return {"bytes": None, "path": path if os.path.isabs(path) else str(shard.parent / path)}
 
 
+class MiningArtifactError(RuntimeError):
+    """A file of a mining output folder is damaged; the message names it."""
+
+
+def _digest(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _record_path(target: Path) -> Path:
+    return target.with_suffix(".done.json")
+
+
+def _shard_state(target: Path, key: str) -> str | None:
+    """``None`` when the label shard ``target`` is finished and intact; else why it must be labelled (again)."""
+    record_path = _record_path(target)
+    if not target.is_file() and not record_path.is_file():
+        return "new"
+    try:
+        record = json.loads(record_path.read_text())
+    except (OSError, ValueError) as err:
+        return f"no valid completion record ({type(err).__name__})"
+    if record.get("key") != key:
+        return "labelled under other settings"
+    if not target.is_file() or target.stat().st_size != record.get("bytes"):
+        return f"{target.name} is missing or of another size than recorded"
+    if _digest(target) != record.get("sha256"):
+        return f"{target.name} does not match its recorded checksum"
+    return None
+
+
 def _label_shard(shard: str, clusters: str, output: str, config: MiningConfig) -> dict[str, Any]:
     """Label one shard into ``output`` (atomically); runs in a worker process."""
     models = ClusterModels.load(clusters)
@@ -411,6 +460,8 @@ def _label_shard(shard: str, clusters: str, output: str, config: MiningConfig) -
     atomic_write_text(target.with_suffix(".errors.jsonl"), "".join(json.dumps(e) + "\n" for e in errors))
     with atomic_open(target, "wb") as handle:
         table.to_parquet(handle, batch_size=1000)  # explicit: no size estimate that stats every image file
+    record = {"key": config.key(), "rows": len(rows), "bytes": target.stat().st_size, "sha256": _digest(target)}
+    atomic_write_text(_record_path(target), json.dumps(record))  # last: the shard counts as finished from here
     no_comments = sum(1 for r in rows if not r["comment_clusters"])
     no_reactions = sum(1 for r in rows if r["reaction_cluster"] < 0)
     return {"shard": source.name, "posts": len(rows), "no_comments": no_comments, "no_reactions": no_reactions,
@@ -450,8 +501,12 @@ def mine_labels(
     output = Path(output_dir)
     clusters = output / "clusters"
     output.mkdir(parents=True, exist_ok=True)
-    previous = clusters / "clusters.json"
-    if previous.is_file() and json.loads(previous.read_text())["settings"].get("key") == config.key():
+    for stale in output.glob(".*.tmp"):  # left by a killed run (atomic writes rename only finished files)
+        logger.info("removing %s, left by an interrupted run", stale)
+        stale.unlink()
+    for stale in clusters.glob(".*.tmp"):
+        stale.unlink()
+    if _reusable_clusters(clusters, output, config):
         logger.info("reusing the cluster models in %s (same settings)", clusters)
         holdout = json.loads((output / "holdout.json").read_text())
     else:
@@ -461,7 +516,13 @@ def mine_labels(
         atomic_write_text(output / "holdout.json", json.dumps(holdout))
         models.save(clusters)
     targets = {shard: output / f"labels-{shard.stem}.parquet" for shard in shards}
-    pending = [shard for shard, target in targets.items() if not target.is_file()]
+    pending = []
+    for shard, target in targets.items():
+        reason = _shard_state(target, config.key())
+        if reason is not None:
+            if reason != "new":
+                logger.warning("labelling %s again: %s", shard.name, reason)
+            pending.append(shard)
     logger.info("%d of %d shards to label (%d finished)", len(pending), len(shards), len(shards) - len(pending))
     results = []
     if pending:
@@ -481,6 +542,19 @@ def mine_labels(
     report = {"corpus": corpus_description(corpus), **_report(output, targets, config, holdout, results, errors)}
     atomic_write_text(output / "mining.json", json.dumps(report, indent=2))
     return report
+
+
+def _reusable_clusters(clusters: Path, output: Path, config: MiningConfig) -> bool:
+    """Whether fitted cluster models of the same settings are there and intact (a damaged one is said, and refit)."""
+    if not (clusters / "clusters.json").is_file():
+        return False
+    try:
+        models = ClusterModels.load(clusters)
+        json.loads((output / "holdout.json").read_text())
+    except (MiningArtifactError, OSError, ValueError) as err:
+        logger.warning("fitting the cluster models again: %s", err)
+        return False
+    return models.settings.get("key") == config.key()
 
 
 def corpus_description(corpus: str | os.PathLike) -> dict[str, Any]:

@@ -211,7 +211,8 @@ class ClusterModels:
             with np.load(target / "clusters.npz", allow_pickle=False) as arrays:
                 return cls(vocabulary=list(meta["vocabulary"]), idf=arrays["idf"], components=arrays["components"],
                            comment_centroids=arrays["comment_centroids"],
-                           reaction_centroids=arrays["reaction_centroids"], settings=dict(meta["settings"]))  # fmt: skip
+                           reaction_centroids=arrays["reaction_centroids"],
+                           settings=dict(meta["settings"]))  # fmt: skip
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
             raise MiningArtifactError(
                 f"{target}: the cluster models are damaged ({type(err).__name__}: {err}); delete the folder to fit "

@@ -332,3 +332,33 @@ def test_publishing_leaves_out_secrets_refuses_symlinks_and_asks_before_large_up
     with pytest.raises(HubPublishError, match="allow_large=True"):
         upload_plan(folder)
     assert len(upload_plan(folder, allow_large=True)) == 2
+
+
+# ---------------------------------------------------------------------------------------------------- pipeline
+
+
+def test_one_bad_meme_does_not_lose_the_others_when_asked(saved_ensemble, tmp_path):
+    from transformers import pipeline
+
+    from hf_memotion.pipelines import MemeInputError
+
+    pipe = pipeline("meme-emotion", model=str(saved_ensemble))
+    good = {"image": _png(32, 32), "text": "fine"}
+    fifo = tmp_path / "blocked.png"
+    os.mkfifo(fifo)
+    batch = [good, {"image": str(fifo), "text": "x"}, {"image": _png(100_000, 1), "text": "y"}, good]
+    with pytest.raises(MemeInputError, match="meme 1: .*not a regular file"):
+        pipe(batch)
+    out = pipe(batch, errors="return", batch_size=1)
+    assert "sentiment" in out[0] and "sentiment" in out[3] and out[0] == out[3]
+    assert "not a regular file" in out[1]["error"] and "40:1" in out[2]["error"]
+
+
+@pytest.mark.parametrize("bad", [{"batch_size": 0}, {"batch_size": -2}, {"batch_size": 2.5}, {"batch_size": True},
+                                 {"tencrop": False}, {"errors": "ignore"}])  # fmt: skip
+def test_pipeline_arguments_are_checked(saved_ensemble, bad):
+    from transformers import pipeline
+
+    pipe = pipeline("meme-emotion", model=str(saved_ensemble))
+    with pytest.raises((ValueError, TypeError), match="batch_size|unknown argument|errors must be"):
+        pipe({"image": _png(32, 32), "text": "x"}, **bad)

@@ -61,11 +61,22 @@ class MemeEmotionPipeline(Pipeline):
     _load_feature_extractor = False
     _load_tokenizer = False
 
-    def _sanitize_parameters(self, ten_crop=None, return_base=None, batch_size=None, **kwargs):
+    #: Keyword arguments a call (or ``pipeline(...)``) takes besides the inputs.
+    call_parameters = ("ten_crop", "return_base", "errors", "batch_size")
+
+    def _sanitize_parameters(self, ten_crop=None, return_base=None, batch_size=None, errors=None, **kwargs):
+        if kwargs:
+            raise TypeError(
+                f"meme-emotion got unknown argument(s) {sorted(kwargs)}; it takes {list(self.call_parameters)}"
+            )
         forward = {}
         if ten_crop is not None:
             forward["ten_crop"] = bool(ten_crop)
         post = {"return_base": bool(return_base)} if return_base is not None else {}
+        if errors is not None:
+            if errors not in ("raise", "return"):
+                raise ValueError(f"errors must be 'raise' or 'return', got {errors!r}")
+            post["errors"] = errors
         return {}, forward, post
 
     # The standard Pipeline machinery, for one meme ------------------------------------------
@@ -91,7 +102,9 @@ class MemeEmotionPipeline(Pipeline):
     def _forward(self, model_inputs: Mapping[str, Any], ten_crop: bool = True) -> dict[str, Any]:
         return self._predict_batch([model_inputs], ten_crop=ten_crop)[0]
 
-    def postprocess(self, model_outputs: Mapping[str, Any], return_base: bool = False) -> dict[str, Any]:
+    def postprocess(
+        self, model_outputs: Mapping[str, Any], return_base: bool = False, errors: str = "raise"
+    ) -> dict[str, Any]:
         """Turn one meme's probabilities into the output schema."""
         final: Mapping[str, np.ndarray] = model_outputs["final"]
         out: dict[str, Any] = {}
@@ -150,9 +163,11 @@ class MemeEmotionPipeline(Pipeline):
 
         Args:
             inputs: ``{"image": path | PIL image | array | bytes, "text": str}`` or a list of them.
-            batch_size: Memes per model call (default 8).
-            **kwargs: ``ten_crop`` (default on, as in the paper) and ``return_base`` (add each base
-                model's and each modality's probabilities).
+            batch_size: Memes per model call, a positive integer (default 8).
+            **kwargs: ``ten_crop`` (default on, as in the paper), ``return_base`` (add each base
+                model's and each modality's probabilities) and ``errors``: ``"raise"`` (default: a bad
+                meme stops the call, naming it) or ``"return"`` (a bad meme gives ``{"error": "..."}`` in its
+                place and the others are predicted). Any other keyword is an error.
         """
         single = isinstance(inputs, Mapping)
         memes = [inputs] if single else inputs
@@ -161,14 +176,25 @@ class MemeEmotionPipeline(Pipeline):
                 f"pass a meme dict {{'image': ..., 'text': ...}} or a list of them, not a {type(inputs).__name__}"
             )
         _, forward_kwargs, post_kwargs = self._sanitize_parameters(**kwargs)
-        size = int(batch_size or getattr(self, "_batch_size", None) or 8)
-        if size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        prepared = [self.preprocess(m, i) for i, m in enumerate(memes)]
-        results = []
-        for start in range(0, len(prepared), size):
-            outputs = self._predict_batch(prepared[start : start + size], **forward_kwargs)
-            results.extend(self.postprocess(o, **post_kwargs) for o in outputs)
+        errors = post_kwargs.pop("errors", self._postprocess_params.get("errors", "raise"))
+        size = batch_size if batch_size is not None else getattr(self, "_batch_size", None) or 8
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {size!r}")
+        prepared: list[Any] = []
+        for i, meme in enumerate(memes):
+            try:
+                prepared.append(self.preprocess(meme, i))
+            except MemeInputError as err:
+                if errors == "raise":
+                    raise
+                prepared.append(err)
+        good = [item for item in prepared if not isinstance(item, MemeInputError)]
+        predictions = []
+        for start in range(0, len(good), size):
+            outputs = self._predict_batch(good[start : start + size], **forward_kwargs)
+            predictions.extend(self.postprocess(o, **post_kwargs) for o in outputs)
+        answers = iter(predictions)
+        results = [{"error": str(item)} if isinstance(item, MemeInputError) else next(answers) for item in prepared]
         return results[0] if single else results
 
 

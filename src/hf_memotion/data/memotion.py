@@ -383,10 +383,13 @@ def _check_image_names(frame: pd.DataFrame, columns: Mapping[str, str], csv_path
     names = frame[columns["image_name"]].astype(str).str.strip()
     escaping = names.map(lambda n: n == "" or n.startswith(("/", "\\", "~")) or ".." in Path(n).parts
                          or "/" in n or "\\" in n or (len(n) > 1 and n[1] == ":"))  # fmt: skip
-    duplicated = names.duplicated(keep=False) & ~escaping
+    too_long = names.map(lambda n: len(n.encode("utf-8", "surrogatepass")) > 255) & ~escaping
+    duplicated = names.duplicated(keep=False) & ~escaping & ~too_long
     problems = []
     for index in frame.index[escaping]:
         problems.append(f"line {int(index) + 2}: image_name {names[index]!r} leaves the image folder")
+    for index in frame.index[too_long]:
+        problems.append(f"line {int(index) + 2}: image_name {names[index][:40]!r}... is longer than a file name can be")
     for index in frame.index[duplicated]:
         problems.append(f"line {int(index) + 2}: image_name {names[index]!r} is listed more than once")
     if not problems:
@@ -394,9 +397,10 @@ def _check_image_names(frame: pd.DataFrame, columns: Mapping[str, str], csv_path
     if options["on_error"] == "raise":
         shown = "; ".join(problems[:10]) + (f"; ... ({len(problems)} in all)" if len(problems) > 10 else "")
         raise MemotionFormatError(f"{csv_path}: {shown}")
-    logger.warning("%s: skipped %d row(s) whose image_name leaves the image folder or repeats", csv_path,
-                   int((escaping | duplicated).sum()))  # fmt: skip
-    return frame[~(escaping | duplicated)]
+    bad = escaping | too_long | duplicated
+    logger.warning("%s: skipped %d row(s) whose image_name leaves the image folder, is too long or repeats",
+                   csv_path, int(bad.sum()))  # fmt: skip
+    return frame[~bad]
 
 
 def _frame_to_raw(frame: pd.DataFrame, columns: Mapping[str, str], images: _ImageFolder) -> datasets.Dataset:

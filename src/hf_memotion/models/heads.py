@@ -104,8 +104,16 @@ class ProblemLabelsMixin:
         return requested
 
     def _finish_problems(self, num_labels: int | None = None, id2label: Mapping | None = None) -> None:
-        self.problems = list(self.problems or ["sentiment"])
-        labels = resolve_problem_labels(self.problems, self.problem_labels)
+        problems = self.problems or ["sentiment"]
+        if isinstance(problems, str) or not all(isinstance(p, str) for p in problems):
+            raise ValueError(f"problems must be a list of problem names, got {problems!r}")
+        if self.problem_labels is not None and not isinstance(self.problem_labels, dict):
+            raise ValueError(f"problem_labels must map problem names to label lists, got {self.problem_labels!r}")
+        self.problems = list(problems)
+        try:
+            labels = resolve_problem_labels(self.problems, self.problem_labels)
+        except KeyError as err:
+            raise ValueError(err.args[0]) from None
         requested = None
         if id2label is not None:
             given = [name for _, name in sorted((int(k), v) for k, v in id2label.items())]
@@ -124,6 +132,8 @@ class ProblemLabelsMixin:
         self._set_label_maps()
 
     def _relabelled(self, labels: dict[str, list[str]], new: list[str]) -> dict[str, list[str]]:
+        if not new or len(set(new)) != len(new):
+            raise ValueError(f"new labels {new} must be at least one, each named once (num_labels / id2label)")
         if len(labels) != 1:
             raise ValueError(
                 f"this model predicts {list(labels)} ({sum(len(v) for v in labels.values())} labels in all); "

@@ -65,6 +65,10 @@ class TimmBackboneConfig(PretrainedConfig):
 
     def __post_init__(self, **kwargs: Any):
         super().__post_init__(**kwargs)
+        if not isinstance(self.architecture, str):
+            raise ValueError(f"architecture must be a timm model name (a string), got {self.architecture!r}")
+        if self.model_args is not None and not isinstance(self.model_args, dict):
+            raise ValueError(f"model_args must be a mapping of timm.create_model keywords, got {self.model_args!r}")
         if not timm.is_model(self.architecture):
             raise ValueError(
                 f"{self.architecture!r} is not a timm architecture of timm {timm.__version__} (after `import "

@@ -33,7 +33,8 @@ def _assert_ours(err: BaseException, what: str) -> None:
 
 
 _CELLS = ["", " ", "funny", "hilarious", "very_twisted", "0", "-1", "nan", "None", "\u00e9\u00e8", "\U0001f600",
-          "a,b", '"', "\n", "x" * 300, "../x.png", "/etc/passwd", "image_1.jpg", "IMAGE_1.JPG", "\\\\server\\x"]  # fmt: skip
+          "a,b", '"', "\n", "x" * 300, "../x.png", "/etc/passwd", "image_1.jpg", "IMAGE_1.JPG",
+          "\\\\server\\x"]  # fmt: skip
 
 
 @pytest.mark.parametrize("seed", range(60))
@@ -107,8 +108,9 @@ def _folder_edits(rng: random.Random):
         )
 
     def hostile_args(config):
-        config["model_args"] = rng.choice([{"pretrained": True}, {"checkpoint_path": "/x.pth"},
-                                           {"pretrained_cfg_overlay": {"url": "http://x/y"}}, {"not_an_arg": 1}])  # fmt: skip
+        choices = [{"pretrained": True}, {"checkpoint_path": "/x.pth"},
+                   {"pretrained_cfg_overlay": {"url": "http://x/y"}}, {"not_an_arg": 1}]  # fmt: skip
+        config["model_args"] = rng.choice(choices)
 
     def labels(config):
         config["id2label"] = rng.choice([{"0": "a"}, {"0": "a", "1": "b", "2": "c", "9": "z"}, {}])

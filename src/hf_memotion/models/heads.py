@@ -308,7 +308,11 @@ class ProblemHeads(nn.Module):
         for column, (name, problem_logits) in enumerate(split_logits(logits, self.problem_labels).items()):
             target = labels[:, column].long()
             weight = self.class_weights(name).to(problem_logits.dtype)
-            # a batch without any label of this problem adds 0 (not NaN); no data-dependent branch, so it exports
+            if not torch.compiler.is_compiling():  # eager: a batch without a label of this problem adds nothing
+                if bool((target != -100).any()):
+                    total = total + F.cross_entropy(problem_logits, target, weight=weight, ignore_index=-100)
+                continue
+            # traced (torch.export / compile): the same weighted mean without a data-dependent branch
             losses = F.cross_entropy(problem_logits, target, weight=weight, ignore_index=-100, reduction="none")
             valid = target != -100
             weights = torch.where(valid, weight[target.clamp(min=0)], torch.zeros_like(losses))

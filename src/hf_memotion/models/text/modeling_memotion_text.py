@@ -111,15 +111,16 @@ class MemotionTextPreTrainedModel(ModelCardMixin, PreTrainedModel):
         return text.backbone
 
 
-def _backbone_without_pooler(text_config) -> PreTrainedModel:
-    """The backbone from its config; BERT-like encoders without their pooler, which the BiLSTM head never reads.
+def _drop_unused_pooler(backbone: PreTrainedModel) -> None:
+    """Remove a BERT-like encoder's pooler, which the BiLSTM head never reads.
 
-    An unused pooler would get no gradient: DDP without ``find_unused_parameters`` fails on it.
+    An unused pooler gets no gradient (DDP without ``find_unused_parameters`` fails on it). It is removed after
+    construction rather than never built, so the random initialisation draws (and seeded results) stay as they
+    were; encoders built with ``add_pooling_layer`` accept ``pooler = None``.
     """
-    backbone_class = AutoModel._model_mapping[type(text_config)]
-    if "add_pooling_layer" in inspect.signature(backbone_class.__init__).parameters:
-        return AutoModel.from_config(text_config, add_pooling_layer=False)
-    return AutoModel.from_config(text_config)
+    backbone_class = type(backbone)
+    if "add_pooling_layer" in inspect.signature(backbone_class.__init__).parameters and hasattr(backbone, "pooler"):
+        backbone.pooler = None
 
 
 def _select_hidden_states(states: tuple, wanted: bool | list[int]) -> tuple:
@@ -155,7 +156,7 @@ class MemotionTextModel(MemotionTextPreTrainedModel):
 
     def __init__(self, config: MemotionTextConfig):
         super().__init__(config)
-        self.backbone = _backbone_without_pooler(config.text_config)
+        self.backbone = AutoModel.from_config(config.text_config)
         hidden = config.text_config.hidden_size
         self.lstm = nn.LSTM(
             hidden,
@@ -170,6 +171,7 @@ class MemotionTextModel(MemotionTextPreTrainedModel):
         accepted = inspect.signature(self.backbone.forward).parameters
         self._backbone_takes_token_types = "token_type_ids" in accepted
         self.post_init()
+        _drop_unused_pooler(self.backbone)
 
     def get_input_embeddings(self) -> nn.Module:
         """The backbone's token embeddings."""

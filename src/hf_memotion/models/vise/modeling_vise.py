@@ -50,11 +50,12 @@ class VisePreTrainedModel(ModelCardMixin, TimmBackboneMixin, PreTrainedModel):
         return {"origin": "pretrained", "architecture": self.config.architecture}
 
     def _init_weights(self, module: nn.Module) -> None:
-        """The shared initialisation, and the engagement heads' prior-probability bias (Sec. 3.2 of the paper)."""
-        super()._init_weights(module)
+        """The engagement heads' prior-probability bias (Sec. 3.2 of the paper); the shared initialisation elsewhere."""
         if isinstance(module, nn.Linear) and getattr(module, "_vise_head", False):
             init.normal_(module.weight, std=self.config.initializer_range)
             init.constant_(module.bias, self.config.initial_bias)
+            return
+        super()._init_weights(module)
 
 
 class ViseModel(VisePreTrainedModel):

@@ -14,7 +14,7 @@ import textwrap
 
 import pytest
 import torch
-from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification, BertConfig
+from transformers import BertConfig
 
 import hf_memotion  # noqa: F401
 from hf_memotion.models.text import MemotionTextConfig, MemotionTextForSequenceClassification
@@ -171,7 +171,6 @@ def test_saved_folders_hold_no_code_and_loading_needs_only_the_package(tmp_path)
     """)
     out = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True, env=env, check=True).stdout
     assert "refused:" in out and "memotion_text" in out
-    assert AutoModelForImageClassification is not AutoModelForSequenceClassification  # both Auto classes used above
 
 
 @pytest.mark.parametrize("index", [0, 1, 2], ids=["text", "vision", "vise"])

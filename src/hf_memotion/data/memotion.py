@@ -381,8 +381,9 @@ def _truth_locator(names: list[str], line_of: dict[str, int], csv_path: Path, tr
 def _check_image_names(frame: pd.DataFrame, columns: Mapping[str, str], csv_path: Path, options: dict) -> pd.DataFrame:
     """Image names must name a file inside the image folder, once each (``on_error="skip"`` drops the others)."""
     names = frame[columns["image_name"]].astype(str).str.strip()
-    escaping = names.map(lambda n: n == "" or n.startswith(("/", "\\", "~")) or ".." in Path(n).parts
-                         or "/" in n or "\\" in n or (len(n) > 1 and n[1] == ":"))  # fmt: skip
+    # a plain file name: no separator (so no absolute path or ..), no home or drive prefix
+    escaping = names.map(lambda n: n in ("", ".", "..") or "/" in n or "\\" in n or n.startswith("~")
+                         or (len(n) > 1 and n[1] == ":"))  # fmt: skip
     too_long = names.map(lambda n: len(n.encode("utf-8", "surrogatepass")) > 255) & ~escaping
     duplicated = names.duplicated(keep=False) & ~escaping & ~too_long
     problems = []

@@ -95,7 +95,11 @@ def _looks_secret(relative: Path) -> bool:
 
 
 def upload_plan(
-    folder: str | os.PathLike, *, include: tuple[str, ...] | list[str] = (), allow_large: bool = False
+    folder: str | os.PathLike,
+    *,
+    include: tuple[str, ...] | list[str] = (),
+    allow_large: bool = False,
+    plan_left_out: list[str] | None = None,
 ) -> list[PlannedFile]:
     """The files of ``folder`` that publishing uploads, sorted by their path in the repository.
 
@@ -103,10 +107,12 @@ def upload_plan(
         folder: The saved folder.
         include: Paths (relative to the folder) to upload although they look like credentials.
         allow_large: Accept a file above 5 GB or a plan above 10 GB.
+        plan_left_out: When given, filled with the files left out because they look like credentials.
 
     Raises:
         HubPublishError: ``folder`` is missing or empty, holds pickle-based files or symlinks, or is too large.
     """
+    plan_left_out = plan_left_out if plan_left_out is not None else []
     root = Path(folder)
     if not root.is_dir():
         raise HubPublishError(
@@ -135,6 +141,7 @@ def upload_plan(
     if not files:
         raise HubPublishError(f"{root} holds no files to publish")
     plan = [PlannedFile(p.relative_to(root).as_posix(), p, p.stat().st_size) for p in files]
+    plan_left_out[:] = sorted(p.relative_to(root).as_posix() for p in secret)
     big = [f"{f.path_in_repo} ({f.size / 1024**3:.1f} GB)" for f in plan if f.size > MAX_FILE_BYTES]
     total = sum(f.size for f in plan)
     if (big or total > MAX_TOTAL_BYTES) and not allow_large:
@@ -267,12 +274,10 @@ def push_folder(
     """
     if repo_id.count("/") != 1 or not all(repo_id.split("/")):
         raise HubPublishError(f"repo id {repo_id!r} must look like 'namespace/name'")
-    files = upload_plan(folder, include=include, allow_large=allow_large)
+    left_out: list[str] = []
+    files = upload_plan(folder, include=include, allow_large=allow_large, plan_left_out=left_out)
     if not (Path(folder) / "README.md").is_file() and repo_type == "model":
         logger.warning("%s has no README.md: the repository will have no model card", folder)
-    planned = {f.local_path for f in files}
-    left_out = sorted(p.relative_to(folder).as_posix() for p in Path(folder).rglob("*")
-                      if p.is_file() and p not in planned)  # fmt: skip
     result = PublishResult(repo_id=repo_id, files=files, dry_run=dry_run, left_out=left_out)
     if dry_run:
         return result

@@ -121,30 +121,33 @@ class BlockA(nn.Module):
         return self.conv2d(torch.cat([self.path0(x), self.path1(x), self.path2(x)], 1))
 
 
-class BlockB(nn.Module):
+class _TwoPathBlock(nn.Module):
+    """An Inception-ResNet residual function of two paths (B and C): a 3-convolution path, a 1x1, a projection."""
+
+    def __init__(self, channels: int, path0: tuple, path1_width: int, dd=None):
+        super().__init__()
+        self.path0 = _chain(*path0, dd=dd)
+        self.path1 = ConvBN(channels, path1_width, 1, dd=dd)
+        self.conv2d = ConvBN(path0[-1][1] + path1_width, channels, 1, relu=False, dd=dd)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv2d(torch.cat([self.path0(x), self.path1(x)], 1))
+
+
+class BlockB(_TwoPathBlock):
     """Inception-ResNet-B residual function (1152 channels)."""
 
     def __init__(self, dd=None):
-        super().__init__()
-        self.path0 = _chain((1152, 128, 1), (128, 160, (1, 7), 1, (0, 3)), (160, 192, (7, 1), 1, (3, 0)), dd=dd)
-        self.path1 = ConvBN(1152, 192, 1, dd=dd)
-        self.conv2d = ConvBN(384, 1152, 1, relu=False, dd=dd)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv2d(torch.cat([self.path0(x), self.path1(x)], 1))
+        path0 = ((1152, 128, 1), (128, 160, (1, 7), 1, (0, 3)), (160, 192, (7, 1), 1, (3, 0)))
+        super().__init__(1152, path0, 192, dd=dd)
 
 
-class BlockC(nn.Module):
+class BlockC(_TwoPathBlock):
     """Inception-ResNet-C residual function (2048 channels)."""
 
     def __init__(self, dd=None):
-        super().__init__()
-        self.path0 = _chain((2048, 192, 1), (192, 224, (1, 3), 1, (0, 1)), (224, 256, (3, 1), 1, (1, 0)), dd=dd)
-        self.path1 = ConvBN(2048, 192, 1, dd=dd)
-        self.conv2d = ConvBN(448, 2048, 1, relu=False, dd=dd)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv2d(torch.cat([self.path0(x), self.path1(x)], 1))
+        path0 = ((2048, 192, 1), (192, 224, (1, 3), 1, (0, 1)), (224, 256, (3, 1), 1, (1, 0)))
+        super().__init__(2048, path0, 192, dd=dd)
 
 
 class ReductionA(nn.Module):

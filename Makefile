@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_SPEC)
-	$(PY) -m pip install --quiet -e ".[dev,space,vise,spark]"
+	$(PY) -m pip install --quiet -e ".[dev,space,vise,spark,ocr]"
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -35,6 +35,7 @@ from transformers import pipeline
 import hf_memotion  # noqa: F401  (registers the meme-emotion task)
 from hf_memotion.config import load_run_config
 from hf_memotion.data.images import ImageDecodeError, load_rgb_image
+from hf_memotion.data.ocr import OCRUnavailableError, read_meme_text
 from hf_memotion.pipelines import MemeEmotionPipeline, MemeInputError
 from hf_memotion.tasks import EMOTIONS, PROBLEM_NAMES, get_problem
 
@@ -163,25 +164,32 @@ def contribution_chart(output: dict[str, Any]) -> Figure:
     return figure
 
 
+def read_text(image: Image.Image | None, current: str | None = None) -> str:
+    """The text read off an uploaded meme (OCR), for the user to correct; the current text when OCR is missing."""
+    if image is None:
+        return current or ""
+    try:
+        return read_meme_text(image)
+    except OCRUnavailableError as err:
+        gr.Warning(f"The text cannot be read from the image here ({err}); type it.")
+        return current or ""
+
+
 def analyse(pipe: MemeEmotionPipeline, image: Image.Image | None, text: str | None) -> tuple:
-    """Everything the page shows for one meme; bad input raises ``gr.Error`` with the fix."""
+    """Everything the page shows for one meme; an empty text is read from the image; bad input raises ``gr.Error``."""
     if image is None:
         raise gr.Error("Upload the meme's image first.", title="No image")
     text = (text or "").strip()
-    if not text:
-        raise gr.Error(
-            "The meme's text is empty: type the text written on the meme (the model does not read it from the image).",
-            title="No text",
-        )
     if len(text) > MAX_TEXT:
         raise gr.Error(f"The text has {len(text)} characters; memes carry at most {MAX_TEXT}.", title="Text too long")
+    meme = {"image": image, "text": text} if text else {"image": image}  # no text: the pipeline reads it (OCR)
     try:
-        output = pipe({"image": image, "text": text}, return_base=True, ten_crop=TEN_CROP)
+        output = pipe(meme, return_base=True, ten_crop=TEN_CROP)
     except MemeInputError as err:
         raise gr.Error(str(err), title="Cannot analyse this meme") from None
     present = {e: output["emotions"][e]["score"] for e in EMOTIONS}
     intensities = [output["emotions"][e]["intensity_scores"] for e in EMOTIONS]
-    summary = {key: output[key] for key in ("sentiment", "emotions", "submission")}
+    summary = {key: output[key] for key in ("sentiment", "emotions", "submission", "text", "text_source")}
     return output["sentiment"]["scores"], present, *intensities, contribution_chart(output), summary
 
 
@@ -191,13 +199,18 @@ def build_demo(pipe: MemeEmotionPipeline, model_name: str = MODEL) -> gr.Blocks:
         gr.Markdown(
             "# Meme emotion analysis\n"
             "A modality ensemble (SemEval-2020 Task 8, Memotion): textual and visual classifiers fused by stacked "
-            "meta-estimators. Upload a meme and type its text to get its sentiment, which of humour, sarcasm, "
-            f"offensiveness and motivation it shows, and how strongly. Model: `{model_name}`."
+            "meta-estimators. Upload a meme (its text is read from the image: correct it if need be) to get its "
+            "sentiment, which of humour, sarcasm, offensiveness and motivation it shows, and how strongly. "
+            f"Model: `{model_name}`."
         )
         with gr.Row():
             with gr.Column():
                 image = meme_image(label="Meme image", sources=["upload", "clipboard"], height=320)
-                text = gr.Textbox(label="Meme text", placeholder="the text written on the meme", lines=2)
+                text = gr.Textbox(
+                    label="Meme text",
+                    placeholder="read from the image on upload; correct it, or leave it empty to read it on analysis",
+                    lines=2,
+                )
                 button = gr.Button("Analyse", variant="primary")
                 gr.Examples(EXAMPLES, inputs=[image, text])
             with gr.Column():
@@ -217,6 +230,7 @@ def build_demo(pipe: MemeEmotionPipeline, model_name: str = MODEL) -> gr.Blocks:
         def predict(image: Image.Image | None, text: str | None) -> tuple:
             return analyse(pipe, image, text)
 
+        image.upload(read_text, [image, text], text, api_name="read_text")
         button.click(predict, [image, text], outputs, api_name="predict")
         text.submit(predict, [image, text], outputs, api_visibility="private")
     blocks.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)

@@ -79,7 +79,8 @@ def test_pipeline_returns_the_schema_for_one_meme_and_a_batch(saved_ensemble, tm
     image_path = tmp_path / "meme.png"
     image_path.write_bytes(_png())
     one = pipe({"image": str(image_path), "text": "WHEN THE EXAM IS ON MONDAY"})
-    assert set(one) == {"sentiment", "emotions", "submission"}
+    assert set(one) == {"sentiment", "emotions", "submission", "text", "text_source"}
+    assert (one["text"], one["text_source"]) == ("WHEN THE EXAM IS ON MONDAY", "given")
     assert one["sentiment"]["label"] in ("negative", "neutral", "positive")
     assert sum(one["sentiment"]["scores"].values()) == pytest.approx(1.0)
     assert set(one["emotions"]) == {"humour", "sarcasm", "offensive", "motivational"}
@@ -105,7 +106,7 @@ def test_pipeline_errors_name_the_item(saved_ensemble):
     with pytest.raises(MemeInputError, match="meme 1 lacks image"):
         pipe([{"image": _png(), "text": "ok"}, {"text": "no image"}])
     with pytest.raises(MemeInputError, match="meme 0 lacks text"):
-        pipe({"image": _png()})
+        pipe({"image": _png()}, ocr=False)
     with pytest.raises(MemeInputError, match="meme 0: .*not a readable image"):
         pipe({"image": b"garbage bytes", "text": "x"})
     with pytest.raises(MemeInputError, match="'text' must be a string, got int"):

@@ -83,8 +83,8 @@ def test_bad_uploads_get_a_readable_message(served, tmp_path):
     Image.new("RGB", (8, 8)).save(tiff)
     with pytest.raises(AppError, match=r"accepted formats: JPEG, PNG, GIF, BMP, WEBP"):
         client.predict(handle_file(str(tiff)), "some text", api_name="/predict")
-    with pytest.raises(AppError, match="The meme's text is empty"):
-        client.predict(handle_file(app.EXAMPLES[0][0]), "   ", api_name="/predict")
+    with pytest.raises(AppError, match="The text has 1001 characters"):
+        client.predict(handle_file(app.EXAMPLES[0][0]), "x" * 1001, api_name="/predict")
     big = tmp_path / "big.png"
     big.write_bytes(b"\x89PNG" + b"\0" * (app.MAX_UPLOAD_MB * 1024 * 1024 + 10))
     with pytest.raises(Exception, match=r"(?i)exceeds the maximum|too large|413"):
@@ -96,6 +96,39 @@ def test_the_app_builds_without_launching_and_bounds_its_queue(served):
     app, _ = served
     assert app.demo.max_file_size is not None  # launch() applied the upload limit
     assert app.demo._queue.max_size == app.QUEUE_SIZE
+
+
+@pytest.fixture(scope="module")
+def ocr():
+    from hf_memotion.data.ocr import OCRUnavailableError, check_ocr_available
+
+    try:
+        return check_ocr_available()
+    except OCRUnavailableError as err:
+        if os.environ.get("HF_MEMOTION_REQUIRE_OCR") == "1":
+            pytest.fail(str(err))
+        pytest.skip(f"{err} (set HF_MEMOTION_REQUIRE_OCR=1 to fail instead)")
+
+
+@pytest.fixture(scope="module")
+def captioned_meme(tmp_path_factory):
+    from hf_memotion.data.meme_rendering import render_meme
+
+    path = tmp_path_factory.mktemp("captioned") / "captioned.png"
+    render_meme("when the exam is on monday", "and you studied nothing", seed=4).save(path)
+    return path
+
+
+def test_an_image_alone_gets_its_text_read_and_an_answer(served, ocr, captioned_meme):
+    _, url = served
+    client = Client(url, verbose=False)
+    read = client.predict(handle_file(str(captioned_meme)), "", api_name="/read_text")
+    assert {"exam", "monday", "studied"} <= set(read.split())
+    result = client.predict(handle_file(str(captioned_meme)), "", api_name="/predict")
+    _check_schema(result)
+    assert result[-1]["text_source"] == "ocr" and result[-1]["text"] == read
+    typed = client.predict(handle_file(str(captioned_meme)), "typed text", api_name="/predict")
+    assert (typed[-1]["text"], typed[-1]["text_source"]) == ("typed text", "given")
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +169,24 @@ def test_a_real_browser_uploads_a_meme_and_reads_the_labels(served, browser, tmp
     page.get_by_text("is not a readable image").first.wait_for(timeout=30_000)
     page.wait_for_timeout(500)  # the toast fades in
     page.screenshot(path=str(tmp_path / "space_error.png"))
+    page.close()
+
+
+def test_a_real_browser_analyses_an_image_only_upload(served, browser, ocr, captioned_meme, tmp_path):
+    app, url = served
+    page = browser.new_page(viewport={"width": 1280, "height": 1400})
+    page.goto(url)
+    page.locator("input[type=file]").first.set_input_files(str(captioned_meme))
+    box = page.get_by_label("Meme text")
+    page.wait_for_function("el => el.value.includes('monday')", arg=box.element_handle(), timeout=60_000)
+    read = box.input_value()  # pre-filled from the image, for the user to correct
+    page.get_by_role("button", name="Analyse").click()
+    expected = app.PIPE({"image": str(captioned_meme)}, ten_crop=app.TEN_CROP)
+    assert expected["text"] == read
+    page.locator("#sentiment").get_by_text(expected["sentiment"]["label"], exact=True).first.wait_for(timeout=60_000)
+    humour = expected["emotions"]["humour"]["intensity"]
+    page.locator("#humour_intensity").get_by_text(humour, exact=True).first.wait_for(timeout=10_000)
+    page.screenshot(path=str(tmp_path / "space_image_only.png"), full_page=True)
     page.close()
 
 

@@ -109,6 +109,7 @@ def load_memotion(
     revision: str | None = None,
     num_proc: int | None = None,
     encoding: str = "utf-8",
+    read_missing_text: bool = False,
 ) -> datasets.DatasetDict:
     """Load Memotion data from a release folder, a data file or folder, or a Hub dataset id.
 
@@ -126,6 +127,9 @@ def load_memotion(
         encoding: Encoding of the release CSVs. A byte that does not decode is an error naming the file and
             line (a file is never silently re-read in another encoding); pass e.g. ``"cp1252"`` for a file
             saved by a Windows spreadsheet.
+        read_missing_text: Read the text of memes whose ``text_corrected`` and ``text_ocr`` are both blank off
+            their images (OCR, as ``pipeline("meme-emotion")`` does: :func:`hf_memotion.data.ocr.read_meme_text`;
+            needs the ``ocr`` extra and Tesseract). Off by default: such memes keep an empty text.
 
     Returns:
         A ``DatasetDict`` whose splits have :func:`memotion_features`.
@@ -138,7 +142,12 @@ def load_memotion(
     """
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
-    options = {"on_error": on_error, "verify_images": verify_images, "num_proc": num_proc, "encoding": encoding}
+    if read_missing_text:
+        from hf_memotion.data.ocr import check_ocr_available
+
+        check_ocr_available()  # before any row is read: the message says what to install
+    options = {"on_error": on_error, "verify_images": verify_images, "num_proc": num_proc, "encoding": encoding,
+               "read_missing_text": bool(read_missing_text)}  # fmt: skip
     splits = dict(_load_any(Path(path) if _is_local(path) else str(path), revision, options))
     if test_path is not None:
         if "test" in splits:
@@ -437,12 +446,12 @@ def _load_with_datasets(
     base = Path(source).parent if Path(source).is_file() else Path(source)
     out = {}
     for split, table in loaded.items():
-        raw = _table_to_raw(table, f"{source} [{split}]", base)
+        raw = _table_to_raw(table, f"{source} [{split}]", base, options)
         out[split] = _standardize(raw, _split_locator(source, split), options)
     return out
 
 
-def _table_to_raw(table: datasets.Dataset, source: str, base: Path) -> datasets.Dataset:
+def _table_to_raw(table: datasets.Dataset, source: str, base: Path, options: dict) -> datasets.Dataset:
     columns = {c.strip().lower(): c for c in table.column_names}
     if "image" not in columns:
         raise MemotionFormatError(f"{source} lacks an 'image' column; found: {', '.join(table.column_names)}")
@@ -461,7 +470,7 @@ def _table_to_raw(table: datasets.Dataset, source: str, base: Path) -> datasets.
     if "image_name" not in table.column_names:
         table = table.map(lambda image: {"image_name": _name_of(image)}, input_columns="image")
     has_text = any(k in table.column_names for k in (*_TEXT_CORRECTED, *_TEXT_OCR, *_TEXT_OURS))
-    if not has_text:
+    if not has_text and not options.get("read_missing_text"):
         raise MemotionFormatError(
             f"{source} lacks a text column (text_corrected, text_ocr, corrected_text, OCR_extracted_text or text)"
         )
@@ -573,6 +582,11 @@ def _standardize(raw: datasets.Dataset, where: Callable[[int], str], options: di
                     result["image"] = row["image"]
                 except (ValueError, ImageDecodeError) as err:
                     error = f"{where(index)}{name}: {err}"
+            if error is None and not text and options.get("read_missing_text"):
+                from hf_memotion.data.ocr import read_meme_text
+
+                text = read_meme_text(row["image"])
+                result.update(text=text.lower(), text_raw=text)
             if error is not None:
                 result.update({p.name: -1 for p in PROBLEMS if p.name in features})
                 result["image"] = None

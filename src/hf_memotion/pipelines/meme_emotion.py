@@ -7,7 +7,9 @@ Registered when ``hf_memotion`` is imported::
 
     pipe = pipeline("meme-emotion", model="outputs/demo/ensemble")        # a folder or a Hub id
     pipe({"image": "meme.jpg", "text": "when the exam is on monday"})
+    pipe({"image": "meme.jpg"})                                          # text read from the image (OCR)
     pipe([{"image": ..., "text": ...}, ...], batch_size=8, return_base=True, ten_crop=False)
+    for out in pipe(dataset, batch_size=8, num_workers=2): ...           # datasets.Dataset, generator: streamed
 
 Each meme gives::
 
@@ -15,45 +17,103 @@ Each meme gives::
      "emotions": {"humour": {"present": True, "score": 0.73, "intensity": "very_funny",
                              "intensity_scores": {...}}, "sarcasm": {...}, "offensive": {...},
                   "motivational": {...}},
-     "submission": "1_1101_2301"}
+     "submission": "1_1101_2301",
+     "text": "when the exam is on monday", "text_source": "given"}        # or "ocr"
 
 plus, with ``return_base=True``, ``"base"`` (each base model's probabilities) and ``"modalities"``
 (each modality's mean probabilities).
+
+It runs on transformers' own :class:`~transformers.Pipeline` machinery: ``preprocess`` checks, decodes
+and (when a meme has no text) reads one meme, then tokenizes, resizes and crops it with the ensemble's
+:class:`~hf_memotion.models.ensemble.MemeProcessor`; a ``DataLoader`` (``num_workers``) collates
+``batch_size`` memes with transformers' pad collate function; ``_forward`` runs every base model once per
+batch and the meta-estimators; ``postprocess`` writes one meme's answer. A list comes back as a list; a
+generator, a ``datasets.Dataset`` or a torch ``Dataset`` as an iterator, so memory is bounded by the batch,
+not by the number of memes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
+from torch.utils.data import Dataset as TorchDataset
+from torch.utils.data import IterableDataset as TorchIterableDataset
 from transformers import Pipeline
 
 from hf_memotion.data.images import ImageDecodeError, load_rgb_image
 from hf_memotion.tasks import EMOTIONS, PROBLEM_NAMES, encode_submission, get_problem
 
-__all__ = ["MemeEmotionPipeline", "MemeInputError"]
+__all__ = ["DEFAULT_BATCH_SIZE", "MemeEmotionPipeline", "MemeInputError"]
+
+#: Memes per model call when neither ``pipeline(...)`` nor the call sets ``batch_size``.
+DEFAULT_BATCH_SIZE = 8
+#: What a meme that failed its checks is run as (with ``errors="return"``), so that its batch keeps one layout.
+_PLACEHOLDER = Image.new("RGB", (8, 8))
 
 
 class MemeInputError(ValueError):
     """A meme given to the pipeline is malformed; the message names the item."""
 
 
+class _Numbered:
+    """A meme and its position in the caller's input (error messages name the position)."""
+
+    __slots__ = ("index", "meme")
+
+    def __init__(self, index: int, meme: Any):
+        self.index, self.meme = index, meme
+
+
+class _NumberedMemes(TorchDataset):
+    """A sized input (list, ``datasets.Dataset``, torch ``Dataset``) read lazily, each meme with its position."""
+
+    def __init__(self, memes: Any):
+        self.memes = memes
+
+    def __len__(self) -> int:
+        return len(self.memes)
+
+    def __getitem__(self, index: int) -> _Numbered:
+        return _Numbered(index, self.memes[index])
+
+
 def _scores(problem: str, probabilities: np.ndarray) -> dict[str, float]:
     return {label: float(p) for label, p in zip(get_problem(problem).labels, probabilities, strict=True)}
+
+
+def _one(value: Any) -> Any:
+    """One meme's entry of a batch-of-one value (a list of one, or an array with a first axis of one)."""
+    return value[0] if isinstance(value, list | tuple | np.ndarray) else value
+
+
+def _check_batching(batch_size: Any, num_workers: Any) -> None:
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if num_workers is not None and (
+        isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0
+    ):
+        raise ValueError(f"num_workers must be a non-negative integer, got {num_workers!r}")
 
 
 class MemeEmotionPipeline(Pipeline):
     """Predict Memotion's three subtasks for memes (an image and its text) with a modality ensemble.
 
     Batches are processed inside the pipeline: every base model runs once per batch over all memes
-    (and all their crops), not once per meme.
+    (and all their crops), not once per meme. A meme without text (no ``"text"`` key, or ``None``) has
+    its text read from the image by OCR (``pip install hf-memotion[ocr]`` and Tesseract).
 
     Example:
-        >>> # pipe = pipeline("meme-emotion", model="outputs/demo/ensemble")
+        >>> # from transformers import pipeline
+        >>> # pipe = pipeline("meme-emotion", model="outputs/demo/ensemble", batch_size=16)
         >>> # pipe({"image": "meme.jpg", "text": "LOOK AT ME"})["sentiment"]["label"]
-        >>> MemeEmotionPipeline._load_tokenizer
-        False
+        >>> # for answer in pipe(load_memotion("data")["test"], num_workers=2): ...
+        >>> sorted(MemeEmotionPipeline.call_parameters)[:3]
+        ['batch_size', 'errors', 'num_workers']
     """
 
     _load_processor = False
@@ -62,51 +122,165 @@ class MemeEmotionPipeline(Pipeline):
     _load_tokenizer = False
 
     #: Keyword arguments a call (or ``pipeline(...)``) takes besides the inputs.
-    call_parameters = ("ten_crop", "return_base", "errors", "batch_size")
+    call_parameters = ("ten_crop", "return_base", "errors", "ocr", "batch_size", "num_workers")
 
-    def _sanitize_parameters(self, ten_crop=None, return_base=None, batch_size=None, errors=None, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any):
+        _check_batching(kwargs.get("batch_size"), kwargs.get("num_workers"))
+        super().__init__(*args, **kwargs)
+        if self._batch_size is None:
+            self._batch_size = DEFAULT_BATCH_SIZE
+        # transformers' pad collate function reads the padding settings of the pipeline's feature extractor.
+        self.feature_extractor = self.model.processor
+
+    def _sanitize_parameters(self, ten_crop=None, return_base=None, errors=None, ocr=None, **kwargs):
         if kwargs:
             raise TypeError(
                 f"meme-emotion got unknown argument(s) {sorted(kwargs)}; it takes {list(self.call_parameters)}"
             )
-        forward = {}
+        pre: dict[str, Any] = {}
         if ten_crop is not None:
-            forward["ten_crop"] = bool(ten_crop)
+            pre["ten_crop"] = bool(ten_crop)
+        if ocr is not None:
+            pre["ocr"] = bool(ocr)
         post = {"return_base": bool(return_base)} if return_base is not None else {}
         if errors is not None:
             if errors not in ("raise", "return"):
                 raise ValueError(f"errors must be 'raise' or 'return', got {errors!r}")
-            post["errors"] = errors
-        return {}, forward, post
+            pre["errors"] = post["errors"] = errors
+        return pre, {}, post
 
-    # The standard Pipeline machinery, for one meme ------------------------------------------
+    def __call__(self, inputs: Any, batch_size: int | None = None, num_workers: int | None = None, **kwargs: Any):
+        """Predict one meme (a dict) or many (a list, a generator, a ``datasets.Dataset``, a torch ``Dataset``).
 
-    def preprocess(self, meme: Any, index: int = 0) -> dict[str, Any]:
-        """Check one meme and decode its image."""
+        Args:
+            inputs: ``{"image": path | PIL image | array | bytes, "text": str}`` (``"text"`` may be left
+                out or ``None``: it is read from the image), or many of them. A list gives a list back; any
+                other collection gives an iterator, decoding and predicting ``batch_size`` memes at a time.
+            batch_size: Memes per model call, a positive integer (default: the pipeline's, else 8).
+            num_workers: ``DataLoader`` worker processes that decode, OCR and preprocess memes (default 0:
+                in this process; a generator is read by at most one).
+            **kwargs: ``ten_crop`` (default on, as in the paper), ``return_base`` (add each base model's and
+                each modality's probabilities), ``ocr`` (default on; off: a meme without text is an error) and
+                ``errors``: ``"raise"`` (default: a bad meme stops the call, naming it) or ``"return"`` (a bad
+                meme gives ``{"error": "..."}`` in its place and the others are predicted). Any other keyword
+                is an error.
+
+        Raises:
+            MemeInputError: For a malformed meme (naming its position), or an input that holds no memes.
+            TypeError: For an unknown keyword.
+            ValueError: For a bad ``batch_size``, ``num_workers`` or ``errors``.
+        """
+        _check_batching(batch_size, num_workers)
+        options = {"batch_size": batch_size, "num_workers": num_workers, **kwargs}
+        if isinstance(inputs, Mapping):
+            return super().__call__(_Numbered(0, inputs), **options)
+        if isinstance(inputs, list | tuple):
+            return list(super().__call__(_NumberedMemes(list(inputs)), **options))
+        if _is_columnar(inputs):  # datasets.Dataset: rows read (and images decoded) lazily
+            columns = list(inputs.column_names)
+            if "image" not in columns:
+                raise MemeInputError(f"the dataset has columns {columns}; memes need an 'image' column (and 'text')")
+            return super().__call__(_NumberedMemes(inputs), **options)
+        if isinstance(inputs, TorchDataset) and not isinstance(inputs, TorchIterableDataset):
+            return super().__call__(_NumberedMemes(inputs), **options)
+        if isinstance(inputs, str | bytes | os.PathLike | Image.Image | np.ndarray) or not isinstance(inputs, Iterable):
+            raise MemeInputError(
+                f"pass a meme dict {{'image': ..., 'text': ...}}, a list, a generator or a dataset of them, "
+                f"not a {type(inputs).__name__}"
+            )
+        numbered = (_Numbered(i, meme) for i, meme in enumerate(inputs))  # generators and other iterables, lazily
+        return super().__call__(numbered, **options)
+
+    # The standard Pipeline steps --------------------------------------------------------------
+
+    def _check(self, meme: Any, index: int, ocr: bool) -> tuple[Image.Image, str, str]:
         if not isinstance(meme, Mapping):
             raise MemeInputError(
                 f"meme {index} is a {type(meme).__name__}; pass a dict {{'image': ..., 'text': ...}} or a list of them"
             )
-        missing = [key for key in ("image", "text") if key not in meme or meme[key] is None]
-        if missing:
-            raise MemeInputError(f"meme {index} lacks {' and '.join(missing)}: give both 'image' and 'text'")
-        text = meme["text"]
-        if not isinstance(text, str):
+        if meme.get("image") is None:
+            raise MemeInputError(f"meme {index} lacks image: give 'image' (a path, PIL image, array or bytes)")
+        text = meme.get("text")
+        if text is not None and not isinstance(text, str):
             raise MemeInputError(f"meme {index}: 'text' must be a string, got {type(text).__name__}")
         try:
             image = load_rgb_image(meme["image"])
         except ImageDecodeError as err:
             raise MemeInputError(f"meme {index}: {err}") from None
-        return {"image": image, "text": text}
+        if text is not None:
+            return image, text, "given"
+        if not ocr:
+            raise MemeInputError(f"meme {index} lacks text: give 'text', or allow reading it from the image (ocr=True)")
+        from hf_memotion.data.ocr import OCRUnavailableError, read_meme_text
 
-    def _forward(self, model_inputs: Mapping[str, Any], ten_crop: bool = True) -> dict[str, Any]:
-        return self._predict_batch([model_inputs], ten_crop=ten_crop)[0]
+        try:
+            return image, read_meme_text(image), "ocr"
+        except OCRUnavailableError as err:
+            raise MemeInputError(f"meme {index} lacks text and it cannot be read from the image: {err}") from None
+
+    def preprocess(self, meme: Any, ten_crop: bool = True, errors: str = "raise", ocr: bool = True) -> dict[str, Any]:
+        """Check one meme, decode its image, read its text when it has none, and make every base model's inputs.
+
+        With ``errors="return"`` a bad meme becomes a placeholder carrying its message (so that its batch keeps
+        one layout); ``_forward`` leaves it out of the models.
+        """
+        index, meme = (meme.index, meme.meme) if isinstance(meme, _Numbered) else (0, meme)
+        try:
+            image, text, source = self._check(meme, index, ocr)
+            error = None
+        except MemeInputError as err:
+            if errors == "raise":
+                raise
+            image, text, source, error = _PLACEHOLDER, "", None, str(err)
+        inputs = self.model.processor([image], [text], ten_crop=ten_crop)
+        return {"error": error, "text": text if error is None else None, "text_source": source, **inputs}
+
+    def _forward(self, model_inputs: dict[str, Any]) -> dict[str, Any]:
+        """Run every base model once over the batch, then the meta-estimators; flat arrays, memes first."""
+        listed = {key: model_inputs.pop(key) for key in ("error", "text", "text_source")}
+        listed = {key: value if isinstance(value, list) else [value] for key, value in listed.items()}
+        size = len(listed["error"])
+        keep = [i for i, error in enumerate(listed["error"]) if error is None]
+        out: dict[str, Any] = dict(listed)  # "error" first: transformers reads the batch size from the first entry
+        if not keep:
+            return out
+        if len(keep) < size:
+            model_inputs = {key: value[keep] for key, value in model_inputs.items()}
+        base = self.model.probabilities_from_inputs(model_inputs)
+        final = self.model.combine(base)
+        modalities: dict[str, dict[str, list[np.ndarray]]] = {}
+        for entry in self.model.config.base_models:
+            for problem, probs in base[entry["name"]].items():
+                modalities.setdefault(entry["modality"], {}).setdefault(problem, []).append(probs)
+
+        def scatter(values: np.ndarray) -> np.ndarray:
+            full = np.full((size, *values.shape[1:]), np.nan)
+            full[keep] = values
+            return full
+
+        out.update({f"final/{p}": scatter(v) for p, v in final.items()})
+        out.update({f"base/{m}/{p}": scatter(v) for m, per in base.items() for p, v in per.items()})
+        out.update(
+            {f"modality/{m}/{p}": scatter(np.mean(v, axis=0)) for m, per in modalities.items() for p, v in per.items()}
+        )
+        return out
 
     def postprocess(
         self, model_outputs: Mapping[str, Any], return_base: bool = False, errors: str = "raise"
     ) -> dict[str, Any]:
         """Turn one meme's probabilities into the output schema."""
-        final: Mapping[str, np.ndarray] = model_outputs["final"]
+        error = _one(model_outputs["error"])
+        if error is not None:
+            return {"error": error}
+        nested: dict[str, Any] = {}
+        for key, value in model_outputs.items():
+            if "/" in key:
+                *path, problem = key.split("/")
+                level = nested
+                for part in path:
+                    level = level.setdefault(part, {})
+                level[problem] = np.asarray(value).reshape(-1, value.shape[-1])[0]
+        final: Mapping[str, np.ndarray] = nested.get("final", {})
         out: dict[str, Any] = {}
         if "sentiment" in final:
             scores = _scores("sentiment", final["sentiment"])
@@ -129,73 +303,29 @@ class MemeEmotionPipeline(Pipeline):
         out["emotions"] = emotions
         if all(p in final for p in PROBLEM_NAMES):
             out["submission"] = encode_submission({p: int(final[p].argmax()) for p in PROBLEM_NAMES})
+        out["text"] = _one(model_outputs["text"])
+        out["text_source"] = _one(model_outputs["text_source"])
         if return_base:
-            out["base"] = {m: {p: _scores(p, v) for p, v in per.items()} for m, per in model_outputs["base"].items()}
+            out["base"] = {m: {p: _scores(p, v) for p, v in per.items()} for m, per in nested.get("base", {}).items()}
             out["modalities"] = {
-                modality: {p: _scores(p, v) for p, v in per.items()}
-                for modality, per in model_outputs["modalities"].items()
+                m: {p: _scores(p, v) for p, v in per.items()} for m, per in nested.get("modality", {}).items()
             }
         return out
 
-    # Batched prediction ----------------------------------------------------------------------
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
+        """Save the ensemble so that ``pipeline("meme-emotion", model=save_directory)`` loads the same pipeline.
 
-    def _predict_batch(self, memes: list[Mapping[str, Any]], ten_crop: bool = True) -> list[dict[str, Any]]:
-        images = [m["image"] for m in memes]
-        texts = [m["text"] for m in memes]
-        base = self.model.base_probabilities(images, texts, ten_crop=ten_crop)
-        final = self.model.combine(base)
-        modalities: dict[str, dict[str, list[np.ndarray]]] = {}
-        for entry in self.model.config.base_models:
-            for problem, probs in base[entry["name"]].items():
-                modalities.setdefault(entry["modality"], {}).setdefault(problem, []).append(probs)
-        means = {mod: {p: np.mean(v, axis=0) for p, v in per.items()} for mod, per in modalities.items()}
-        return [
-            {
-                "final": {p: v[i] for p, v in final.items()},
-                "base": {m: {p: v[i] for p, v in per.items()} for m, per in base.items()},
-                "modalities": {m: {p: v[i] for p, v in per.items()} for m, per in means.items()},
-            }
-            for i in range(len(memes))
-        ]
-
-    def __call__(self, inputs: Any, batch_size: int | None = None, **kwargs: Any):
-        """Predict one meme (a dict) or a list of memes, ``batch_size`` memes per model call.
-
-        Args:
-            inputs: ``{"image": path | PIL image | array | bytes, "text": str}`` or a list of them.
-            batch_size: Memes per model call, a positive integer (default 8).
-            **kwargs: ``ten_crop`` (default on, as in the paper), ``return_base`` (add each base
-                model's and each modality's probabilities) and ``errors``: ``"raise"`` (default: a bad
-                meme stops the call, naming it) or ``"return"`` (a bad meme gives ``{"error": "..."}`` in its
-                place and the others are predicted). Any other keyword is an error.
+        Unlike :meth:`transformers.Pipeline.save_pretrained` it writes no ``custom_pipelines`` entry and no
+        Python file (the task comes from the installed hf-memotion package), and leaves the live model as it is.
         """
-        single = isinstance(inputs, Mapping)
-        memes = [inputs] if single else inputs
-        if not isinstance(memes, list | tuple):
-            raise MemeInputError(
-                f"pass a meme dict {{'image': ..., 'text': ...}} or a list of them, not a {type(inputs).__name__}"
-            )
-        _, forward_kwargs, post_kwargs = self._sanitize_parameters(**kwargs)
-        errors = post_kwargs.pop("errors", self._postprocess_params.get("errors", "raise"))
-        size = batch_size if batch_size is not None else getattr(self, "_batch_size", None) or 8
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {size!r}")
-        prepared: list[Any] = []
-        for i, meme in enumerate(memes):
-            try:
-                prepared.append(self.preprocess(meme, i))
-            except MemeInputError as err:
-                if errors == "raise":
-                    raise
-                prepared.append(err)
-        good = [item for item in prepared if not isinstance(item, MemeInputError)]
-        predictions = []
-        for start in range(0, len(good), size):
-            outputs = self._predict_batch(good[start : start + size], **forward_kwargs)
-            predictions.extend(self.postprocess(o, **post_kwargs) for o in outputs)
-        answers = iter(predictions)
-        results = [{"error": str(item)} if isinstance(item, MemeInputError) else next(answers) for item in prepared]
-        return results[0] if single else results
+        if Path(save_directory).is_file():
+            raise NotADirectoryError(f"{save_directory} is a file; give a folder to save the pipeline's ensemble in")
+        self.model.save_pretrained(save_directory, **kwargs)
+
+
+def _is_columnar(inputs: Any) -> bool:
+    """A ``datasets.Dataset`` (sized, indexable, with named columns), without importing ``datasets`` here."""
+    return hasattr(inputs, "column_names") and hasattr(inputs, "__getitem__") and hasattr(inputs, "__len__")
 
 
 def register_pipeline() -> None:

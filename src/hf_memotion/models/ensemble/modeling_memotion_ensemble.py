@@ -15,6 +15,7 @@ it is read.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -44,13 +45,25 @@ from hf_memotion.folder_safety import (
     resolve_inside,
 )
 from hf_memotion.io_utils import atomic_write_bytes
+from hf_memotion.models.ensemble.processing_memotion_ensemble import MemeProcessor
 from hf_memotion.models.ensemble.stacking import RULES, ProblemStacker, dump_estimator, load_estimator
 from hf_memotion.models.heads import resolve_problem_labels
-from hf_memotion.models.text.preprocessing import encode_texts
 
-__all__ = ["PICKLE_SUFFIXES", "MemotionEnsembleConfig", "MemotionEnsembleModel", "UnsafeModelFolderError"]
+__all__ = [
+    "BASE_MODEL_OPTIONS",
+    "PICKLE_SUFFIXES",
+    "MemotionEnsembleConfig",
+    "MemotionEnsembleModel",
+    "UnsafeModelFolderError",
+]
 
 MODALITIES = ("text", "vision")
+#: ``from_pretrained`` options handed to every base model's ``from_pretrained`` (``attn_implementation``: text models).
+BASE_MODEL_OPTIONS = ("dtype", "device_map", "max_memory", "offload_folder", "attn_implementation")
+#: Options for downloading Hub repositories (the ensemble and base models pinned to a revision).
+HUB_OPTIONS = ("token", "cache_dir", "force_download", "local_files_only")
+#: Options transformers' ``pipeline()`` always passes that an ensemble has no use for (no remote code is ever run).
+_PIPELINE_OPTIONS = ("_from_pipeline", "code_revision", "_commit_hash")
 
 
 class MemotionEnsembleConfig(PretrainedConfig):
@@ -124,13 +137,13 @@ class MemotionEnsembleConfig(PretrainedConfig):
                 raise ValueError(f"{where}: a {entry['method']} meta-estimator needs its skops 'file'")
 
 
-def _resolve(path: str | os.PathLike, revision: str | None) -> Path:
+def _resolve(path: str | os.PathLike, revision: str | None, hub_options: Mapping[str, Any] | None = None) -> Path:
     local = Path(path)
     if local.is_dir():
         return local
     from huggingface_hub import snapshot_download
 
-    return Path(snapshot_download(str(path), revision=revision))
+    return Path(snapshot_download(str(path), revision=revision, **dict(hub_options or {})))
 
 
 class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
@@ -185,15 +198,18 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
                     "scores": stacker.scores,
                     "file": file,
                 }
-            self.config.meta = meta
-            for entry in self.config.base_models:
+            config = copy.deepcopy(self.config)  # the live model's config is left as it is
+            config.meta = meta
+            config.architectures = [type(self).__name__]
+            if hasattr(config, "custom_pipelines"):  # the task is this package's: never a remote-code pipeline
+                del config.custom_pipelines
+            for entry in config.base_models:
                 if entry.get("revision"):
                     continue  # a Hub id pinned to a revision: referenced, not copied
                 model = self.base_models[entry["name"]]
                 model.save_pretrained(staging / entry["path"])
                 self.preprocessors[entry["name"]].save_pretrained(staging / entry["path"])
-            self.config.architectures = [type(self).__name__]
-            self.config.save_pretrained(staging)
+            config.save_pretrained(staging)
             if self.card_data.info or self.card_data.previous_card is not None:  # a recipe's report, or a loaded card
                 self.card_data.save(staging)
             if target.exists():
@@ -219,10 +235,27 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
     ) -> MemotionEnsembleModel:
         """Load an ensemble folder or Hub repository (refusing pickle files and untrusted skops types).
 
-        ``channels_last``, ``quantize_text`` and ``images_per_forward`` are applied with :meth:`optimize_for_inference`
-        (through a pipeline: ``pipeline("meme-emotion", model=..., model_kwargs={"quantize_text": True})``).
+        Args:
+            pretrained_model_name_or_path: A saved ensemble folder, or a Hub id (``revision`` pins it).
+            *args: None are taken (an error, rather than being ignored).
+            revision: The Hub revision of the ensemble (base models pinned in its config keep their own).
+            channels_last: See :meth:`optimize_for_inference`.
+            quantize_text: See :meth:`optimize_for_inference`.
+            images_per_forward: See :meth:`optimize_for_inference`.
+            **kwargs: Options handed to every base model's ``from_pretrained``: ``dtype`` (``torch_dtype`` is
+                read as ``dtype``), ``device_map``, ``max_memory``, ``offload_folder``, ``attn_implementation``
+                (text models); and download options: ``token``, ``cache_dir``, ``force_download``,
+                ``local_files_only``. Anything else is an error naming it. Through a pipeline these arrive
+                as ``pipeline("meme-emotion", model=..., dtype=..., device_map=..., model_kwargs={...})``.
+
+        Raises:
+            TypeError: For an option this loader does not know (or positional arguments).
+            ValueError: For ``trust_remote_code=True``: an ensemble never runs code from its folder.
         """
-        folder = _resolve(pretrained_model_name_or_path, revision)
+        if args:
+            raise TypeError(f"MemotionEnsembleModel.from_pretrained takes one positional argument, got {len(args) + 1}")
+        base_options, hub_options = cls._loading_options(kwargs)
+        folder = _resolve(pretrained_model_name_or_path, revision, hub_options)
         check_folder_is_safe(folder)
         config_file = folder / "config.json"
         if not config_file.is_file():
@@ -245,7 +278,7 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
         base_models = {}
         for entry in config.base_models:
             if entry.get("revision"):  # a pinned Hub model: downloaded (or cached), checked like the ensemble
-                location = _resolve(entry["path"], entry["revision"])
+                location = _resolve(entry["path"], entry["revision"], hub_options)
                 check_folder_is_safe(location)
             else:
                 location = resolve_inside(folder, entry["path"], f"base model {entry['name']!r} path")
@@ -254,11 +287,13 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
                         f"base model {entry['name']!r}: {location} is missing (a Hub id needs a pinned revision)"
                     )
             source = str(location)
+            options = dict(base_options)
             if entry["modality"] == "text":
-                model = AutoModelForSequenceClassification.from_pretrained(source)
+                model = AutoModelForSequenceClassification.from_pretrained(source, **options)
                 prep = AutoTokenizer.from_pretrained(source)
             else:
-                model = AutoModelForImageClassification.from_pretrained(source)
+                options.pop("attn_implementation", None)  # convolutional networks have no attention to choose
+                model = AutoModelForImageClassification.from_pretrained(source, **options)
                 prep = AutoImageProcessor.from_pretrained(source)
             base_models[entry["name"]] = (model.eval(), prep)
         ensemble = cls(config, base_models=base_models, stackers=stackers).eval()
@@ -267,6 +302,30 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
         return ensemble.optimize_for_inference(
             channels_last=channels_last, quantize_text=quantize_text, images_per_forward=images_per_forward
         )
+
+    @staticmethod
+    def _loading_options(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Split ``from_pretrained``'s keyword options into base-model and download options; refuse the rest."""
+        options = dict(kwargs)
+        if options.pop("trust_remote_code", None):
+            raise ValueError(
+                "trust_remote_code=True: an hf-memotion ensemble never runs code from its folder; the classes come "
+                "from the installed hf-memotion package, so leave trust_remote_code unset"
+            )
+        if "torch_dtype" in options:  # transformers' old name
+            torch_dtype = options.pop("torch_dtype")
+            options.setdefault("dtype", torch_dtype)
+        for name in _PIPELINE_OPTIONS:
+            options.pop(name, None)
+        unknown = sorted(set(options) - set(BASE_MODEL_OPTIONS) - set(HUB_OPTIONS))
+        if unknown:
+            raise TypeError(
+                f"MemotionEnsembleModel.from_pretrained got unknown option(s) {unknown}; it takes channels_last, "
+                f"quantize_text, images_per_forward, revision, {', '.join(BASE_MODEL_OPTIONS + HUB_OPTIONS)}"
+            )
+        base = {k: v for k, v in options.items() if k in BASE_MODEL_OPTIONS and v is not None}
+        hub = {k: v for k, v in options.items() if k in HUB_OPTIONS and v is not None}
+        return base, hub
 
     def optimize_for_inference(
         self, *, channels_last: bool = True, quantize_text: bool = False, images_per_forward: int | str | None = "auto"
@@ -308,34 +367,42 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
 
     # ------------------------------------------------------------------ prediction
 
+    @property
+    def processor(self) -> MemeProcessor:
+        """The :class:`MemeProcessor` that turns memes into every base model's inputs."""
+        if getattr(self, "_processor", None) is None:
+            max_lengths = {
+                e["name"]: int(getattr(self.base_models[e["name"]].config, "max_length", 128))
+                for e in self.config.base_models
+                if e["modality"] == "text"
+            }
+            self._processor = MemeProcessor(self.config.base_models, self.preprocessors, max_lengths)
+        return self._processor
+
     @torch.inference_mode()
+    def probabilities_from_inputs(self, batch: Mapping[str, torch.Tensor]) -> dict[str, dict[str, np.ndarray]]:
+        """Each base model's class probabilities per problem (``{model: {problem: ...}}``) from processor outputs.
+
+        Each model runs once over the whole batch (all memes and all their crops; a visual model splits them
+        into calls of ``images_per_forward`` images), on its own device and in its own dtype.
+        """
+        out: dict[str, dict[str, np.ndarray]] = {}
+        for entry in self.config.base_models:
+            name = entry["name"]
+            model = self.base_models[name]
+            inputs = self.processor.model_inputs(batch, name, device=model.device, dtype=model.dtype)
+            problem_logits = model(**inputs).problem_logits
+            out[name] = {p: v.float().softmax(-1).cpu().numpy() for p, v in problem_logits.items()}
+        return out
+
     def base_probabilities(
         self, images: Sequence[Any], texts: Sequence[str], ten_crop: bool = True
     ) -> dict[str, dict[str, np.ndarray]]:
         """Each base model's class probabilities per problem: ``{model: {problem: (n, classes)}}``.
 
-        Each model runs once over the whole batch (all memes and all their crops; a visual model splits
-        them into calls of ``images_per_forward`` images), and models with the same preprocessing share
-        one tensor.
+        Models with the same preprocessing share one tensor (:class:`MemeProcessor`).
         """
-        out: dict[str, dict[str, np.ndarray]] = {}
-        shared: dict[str, Any] = {}  # models with the same preprocessing share one tensor (resized and cropped once)
-        for entry in self.config.base_models:
-            name = entry["name"]
-            model, prep = self.base_models[name], self.preprocessors[name]
-            if entry["modality"] == "text":
-                max_length = int(getattr(model.config, "max_length", 128))
-                key = json.dumps({"tokenizer": prep.name_or_path, "vocab": len(prep), "max_length": max_length})
-                if key not in shared:
-                    shared[key] = prep.pad(encode_texts(prep, list(texts), max_length), return_tensors="pt")
-            else:
-                key = json.dumps({**prep.to_dict(), "ten_crop": ten_crop}, sort_keys=True, default=str)
-                if key not in shared:
-                    shared[key] = prep(list(images), ten_crop=ten_crop)
-            inputs = {k: v.to(model.device) for k, v in shared[key].items()}
-            problem_logits = model(**inputs).problem_logits
-            out[name] = {p: v.float().softmax(-1).cpu().numpy() for p, v in problem_logits.items()}
-        return out
+        return self.probabilities_from_inputs(self.processor(images, texts, ten_crop=ten_crop))
 
     def combine(self, base: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
         """Final class probabilities per problem from the base models' probabilities."""

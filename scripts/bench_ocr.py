@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import pytesseract
 
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")  # every method with one Tesseract thread, as read_meme_text runs
     rng = np.random.default_rng(args.seed)
     sizes = [(480, 480), (320, 320), (640, 480), (250, 250)]
     memes = []

@@ -170,3 +170,35 @@ def test_hub_failures_are_one_readable_line(tmp_path):
     finally:
         server.shutdown()
     assert "the Hub rejected the token (401)" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_the_card_templates_are_the_top_level_folder_and_ship_in_the_wheel(tmp_path):
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    from hf_memotion.cards.rendering import TEMPLATES
+
+    root = Path(__file__).resolve().parents[1]
+    assert TEMPLATES.resolve() == (root / "model_cards").resolve()
+    templates = sorted(p.name for p in (root / "model_cards").glob("*.md") if p.name != "README.md")
+    assert templates == ["base_model.md", "ensemble.md", "vise.md"]
+    import shutil
+
+    source = tmp_path / "source"  # built from a copy: the checkout gets no build/ folder
+    shutil.copytree(
+        root / "src", source / "src", symlinks=True, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__")
+    )
+    shutil.copytree(root / "model_cards", source / "model_cards")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(root / name, source / name)
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path),
+         str(source)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert build.returncode == 0, build.stderr[-2000:]
+    (wheel,) = tmp_path.glob("hf_memotion-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {f"hf_memotion/model_cards/{t}" for t in templates} <= names

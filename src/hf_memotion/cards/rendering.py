@@ -1,6 +1,7 @@
 """Rendering model cards: the ``README.md`` of every saved model folder, offline, from a model's card data.
 
-The templates live in ``hf_memotion/model_cards/`` (Jinja, shipped with the package) and are
+The templates live in the repository's ``model_cards/`` (Jinja; ``hf_memotion/model_cards`` links there, so
+the package ships them) and are
 rendered with :meth:`huggingface_hub.ModelCard.from_template`, whose YAML front matter comes from
 :class:`huggingface_hub.ModelCardData`: ``library_name``, ``pipeline_tag``, ``tags``, ``license``,
 ``base_model``, ``datasets`` (when the data is a Hub dataset), ``metrics`` and a ``model-index`` with

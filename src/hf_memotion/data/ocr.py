@@ -110,6 +110,7 @@ def read_meme_text(image: Any) -> str:
 
     Raises:
         OCRUnavailableError: When pytesseract or Tesseract is missing (the message says how to install them).
+        ValueError: When Tesseract takes longer than :data:`TIMEOUT_S` on the image.
     """
     check_ocr_available()
     import pytesseract
@@ -121,10 +122,16 @@ def read_meme_text(image: Any) -> str:
     from hf_memotion.data.images import load_rgb_image
 
     rgb = image.convert("RGB") if isinstance(image, Image.Image) else load_rgb_image(image)
-    text = clean_ocr_text(pytesseract.image_to_string(caption_mask(rgb), config="--psm 11", timeout=TIMEOUT_S))
+
+    def tesseract(page: Image.Image, layout: int) -> str:
+        try:
+            return clean_ocr_text(pytesseract.image_to_string(page, config=f"--psm {layout}", timeout=TIMEOUT_S))
+        except RuntimeError as err:  # pytesseract's timeout
+            raise ValueError(f"Tesseract did not read the image within {TIMEOUT_S} s ({err}); pass its text") from None
+
+    text = tesseract(caption_mask(rgb), 11)
     if not text:  # no white caption: dark text on a light background, read as one block
-        grey = _upscaled(rgb.convert("L"))
-        text = clean_ocr_text(pytesseract.image_to_string(grey, config="--psm 6", timeout=TIMEOUT_S))
+        text = tesseract(_upscaled(rgb.convert("L")), 6)
     return text
 
 

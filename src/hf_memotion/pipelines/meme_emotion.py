@@ -108,12 +108,17 @@ class MemeEmotionPipeline(Pipeline):
     its text read from the image by OCR (``pip install hf-memotion[ocr]`` and Tesseract).
 
     Example:
-        >>> # from transformers import pipeline
-        >>> # pipe = pipeline("meme-emotion", model="outputs/demo/ensemble", batch_size=16)
-        >>> # pipe({"image": "meme.jpg", "text": "LOOK AT ME"})["sentiment"]["label"]
-        >>> # for answer in pipe(load_memotion("data")["test"], num_workers=2): ...
-        >>> sorted(MemeEmotionPipeline.call_parameters)[:3]
-        ['batch_size', 'errors', 'num_workers']
+        >>> from PIL import Image
+        >>> from hf_memotion.benchmarking import ENSEMBLE_SIZES, random_ensemble
+        >>> pipe = MemeEmotionPipeline(model=random_ensemble(ENSEMBLE_SIZES["demo"]), task="meme-emotion")
+        >>> memes = ({"image": Image.new("RGB", (64, 64), (i, 0, 0)), "text": "lol"} for i in range(3))
+        >>> [answer["text_source"] for answer in pipe(memes, batch_size=2)]  # a generator: streamed
+        ['given', 'given', 'given']
+
+        A saved ensemble through transformers (a folder or a Hub id)::
+
+            pipe = pipeline("meme-emotion", model="outputs/demo/ensemble", batch_size=16, dtype=torch.bfloat16)
+            for answer in pipe(load_memotion("data")["test"], num_workers=2): ...
     """
 
     _load_processor = False
@@ -215,7 +220,7 @@ class MemeEmotionPipeline(Pipeline):
 
         try:
             return image, read_meme_text(image), "ocr"
-        except OCRUnavailableError as err:
+        except (OCRUnavailableError, ValueError) as err:
             raise MemeInputError(f"meme {index} lacks text and it cannot be read from the image: {err}") from None
 
     def preprocess(self, meme: Any, ten_crop: bool = True, errors: str = "raise", ocr: bool = True) -> dict[str, Any]:

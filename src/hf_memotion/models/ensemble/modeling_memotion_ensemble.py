@@ -150,10 +150,14 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
     """Independently trained text and vision models fused per problem by stacked meta-estimators.
 
     Example:
-        >>> # ensemble = MemotionEnsembleModel.from_pretrained("outputs/demo/ensemble")
-        >>> # ensemble.predict_proba(images=["meme.jpg"], texts=["when the exam is on monday"])["humour"]
-        >>> MemotionEnsembleConfig.model_type
-        'memotion_ensemble'
+        >>> import tempfile
+        >>> from PIL import Image
+        >>> from hf_memotion.benchmarking import ENSEMBLE_SIZES, random_ensemble
+        >>> folder = tempfile.mkdtemp() + "/ensemble"
+        >>> random_ensemble(ENSEMBLE_SIZES["demo"]).save_pretrained(folder)
+        >>> ensemble = MemotionEnsembleModel.from_pretrained(folder, dtype="float32")
+        >>> ensemble.predict_proba([Image.new("RGB", (64, 64))], ["when the exam is on monday"])["humour"].shape
+        (1, 2)
     """
 
     config_class = MemotionEnsembleConfig
@@ -344,10 +348,10 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
                 reports the macro-F1 change).
 
         Example:
-            >>> # ensemble = MemotionEnsembleModel.from_pretrained(path, channels_last=False)
-            >>> # ensemble.optimize_for_inference(quantize_text=True)
-            >>> MemotionEnsembleModel.optimize_for_inference.__name__
-            'optimize_for_inference'
+            >>> from hf_memotion.benchmarking import ENSEMBLE_SIZES, random_ensemble
+            >>> ensemble = random_ensemble(ENSEMBLE_SIZES["demo"]).optimize_for_inference(quantize_text=True)
+            >>> ensemble.base_models["text"].quantized
+            True
         """
         for entry in self.config.base_models:
             model = self.base_models[entry["name"]]

@@ -277,15 +277,18 @@ class MemeEmotionPipeline(Pipeline):
         error = _one(model_outputs["error"])
         if error is not None:
             return {"error": error}
-        nested: dict[str, Any] = {}
+        final: dict[str, np.ndarray] = {}
+        nested: dict[str, dict[str, dict[str, np.ndarray]]] = {"base": {}, "modality": {}}
         for key, value in model_outputs.items():
-            if "/" in key:
-                *path, problem = key.split("/")
-                level = nested
-                for part in path:
-                    level = level.setdefault(part, {})
-                level[problem] = np.asarray(value).reshape(-1, value.shape[-1])[0]
-        final: Mapping[str, np.ndarray] = nested.get("final", {})
+            kind, _, rest = key.partition("/")  # "final/<problem>", "base/<model>/<problem>", "modality/<m>/<problem>"
+            if not rest:
+                continue
+            probabilities = np.asarray(value).reshape(-1, value.shape[-1])[0]
+            if kind == "final":
+                final[rest] = probabilities
+            else:
+                owner, _, problem = rest.rpartition("/")  # problem names hold no "/"; model names might
+                nested[kind].setdefault(owner, {})[problem] = probabilities
         out: dict[str, Any] = {}
         if "sentiment" in final:
             scores = _scores("sentiment", final["sentiment"])
@@ -311,10 +314,8 @@ class MemeEmotionPipeline(Pipeline):
         out["text"] = _one(model_outputs["text"])
         out["text_source"] = _one(model_outputs["text_source"])
         if return_base:
-            out["base"] = {m: {p: _scores(p, v) for p, v in per.items()} for m, per in nested.get("base", {}).items()}
-            out["modalities"] = {
-                m: {p: _scores(p, v) for p, v in per.items()} for m, per in nested.get("modality", {}).items()
-            }
+            out["base"] = {m: {p: _scores(p, v) for p, v in per.items()} for m, per in nested["base"].items()}
+            out["modalities"] = {m: {p: _scores(p, v) for p, v in per.items()} for m, per in nested["modality"].items()}
         return out
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:

@@ -8,7 +8,11 @@ Usage:
 
 Every ratio is against a baseline measured in the same run on the same inputs:
 
-- ``matmul``: dense fp32 matmul GFLOP/s, the yardstick for achieved GFLOP/s.
+- ``matmul``: the yardsticks. The machine's theoretical peak (cores x FLOP per cycle x clock, from its detected
+  features: :mod:`hf_memotion.hardware`) and the best measured kernel per dtype (fp32 and bf16 matmul, oneDNN
+  convolution: :func:`hf_memotion.benchmarking.best_kernels`); achieved GFLOP/s below are given against the dense
+  fp32 matmul of 2048^3 (``of matmul``, kept for comparison with earlier runs), the best fp32 kernel and the
+  fp32 peak.
 - ``pipeline`` (per size): memes/s and latency p50/p95 at batch 1 and 8 of ``pipeline("meme-emotion")`` vs
   the naive baseline (each model on its own per meme, ten crops as ten forwards, eager, default memory
   format), with the largest output difference; what transformers' Pipeline machinery costs (batch 8 through
@@ -43,6 +47,7 @@ import torch
 
 from hf_memotion.benchmarking import (
     ENSEMBLE_SIZES,
+    best_kernels,
     count_flops,
     matmul_gflops,
     max_difference,
@@ -54,6 +59,7 @@ from hf_memotion.benchmarking import (
     time_calls,
     weights_bytes,
 )
+from hf_memotion.hardware import cpu_name, theoretical_peak
 from hf_memotion.io_utils import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -320,12 +326,32 @@ def _plain_loop(model, dataset, collate, training) -> float:
     return time.perf_counter() - start
 
 
+def _gflops(value: float | None) -> str:
+    return "not measured" if value is None else f"{value:.1f} GFLOP/s"
+
+
+def _shares(gflops: float, report: dict[str, Any]) -> str:
+    """``gflops`` against the best fp32 kernel and the fp32 peak."""
+    best = max(v for k, v in report["kernels"].items() if k.startswith("fp32") and v)
+    peak = report["peak"]["fp32_gflops"]
+    return f"{gflops / best:.0%} of the best fp32 kernel" + (f", {gflops / peak:.0%} of fp32 peak" if peak else "")
+
+
 def _print_report(report: dict[str, Any]) -> None:
     print(
         f"\n# hf-memotion benchmarks — {report['date']}\n\nmachine: {report['machine']}\ncommand: {report['command']}"
     )
     if "matmul" in report:
         print(f"\ndense fp32 matmul (2048^3): {report['matmul']:.1f} GFLOP/s")
+    if "peak" in report:
+        peak, kernels = report["peak"], report["kernels"]
+        print(f"theoretical peak: fp32 {_gflops(peak['fp32_gflops'])}, bf16 {_gflops(peak['bf16_gflops'])} "
+              f"({peak['name']}: {peak['basis']})")  # fmt: skip
+        print("| best kernel | GFLOP/s | of its dtype's peak |\n|---|---|---|")
+        for name, value in kernels.items():
+            dtype_peak = peak["bf16_gflops" if name.startswith("bf16") else "fp32_gflops"]
+            share = f"{value / dtype_peak:.0%}" if value and dtype_peak else "-"
+            print(f"| {name.replace('_', ' ')} | {_gflops(value)} | {share} |")
     for result in report.get("pipeline", []):
         print(f"\n## pipeline, {result['size']} ensemble (ten-crop on)\n")
         print("| | ours | naive | speed-up |\n|---|---|---|---|")
@@ -345,11 +371,13 @@ def _print_report(report: dict[str, Any]) -> None:
         print(f"largest output difference ours vs naive: {result['max_abs_difference']:.2e}")
         print(f"whole pipeline: {result['pipeline_gflop']:.1f} GFLOP per batch, "
               f"{result['pipeline_gflops']:.1f} GFLOP/s "
-              f"= {result['pipeline_of_matmul']:.0%} of matmul\n")  # fmt: skip
-        print("| backbone | input | GFLOP | s | GFLOP/s | of matmul |\n|---|---|---|---|---|---|")
+              f"= {result['pipeline_of_matmul']:.0%} of matmul, "
+              f"{_shares(result['pipeline_gflops'], report)}\n")  # fmt: skip
+        print("| backbone | input | GFLOP | s | GFLOP/s | of matmul | of best fp32 kernel, of fp32 peak |")
+        print("|---|---|---|---|---|---|---|")
         for row in result["backbones"]:
             print(f"| {row['model']} | {row['input']} | {row['gflop']:.2f} | {row['seconds']:.3f} | "
-                  f"{row['gflops']:.1f} | {row['of_matmul']:.0%} |")  # fmt: skip
+                  f"{row['gflops']:.1f} | {row['of_matmul']:.0%} | {_shares(row['gflops'], report)} |")  # fmt: skip
     if "layout" in report:
         lay = report["layout"]
         print("\n## layout (space size, batch 8)\n")
@@ -392,12 +420,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.rss_probe:
         print(json.dumps(rss_probe(args.rss_probe)))
         return 0
-    machine = (f"{platform.machine()} {platform.processor() or ''}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+    machine = (f"{cpu_name()} ({platform.machine()}), {os.cpu_count()} CPUs, torch {torch.__version__}, "
                f"{torch.get_num_threads()} threads, CUDA {'yes' if torch.cuda.is_available() else 'no'}")  # fmt: skip
     report: dict[str, Any] = {"date": datetime.date.today().isoformat(), "machine": machine,
                               "command": "python scripts/bench.py " + " ".join(argv or sys.argv[1:])}  # fmt: skip
     matmul = matmul_gflops()
     report["matmul"] = matmul
+    peak = theoretical_peak("cpu")
+    report["peak"] = peak.as_dict()
+    report["kernels"] = best_kernels("cpu")
     if "pipeline" in args.sections:
         report["pipeline"] = [bench_pipeline(size, matmul) for size in args.sizes]
     if "layout" in args.sections:

@@ -18,8 +18,10 @@ from hf_memotion.data import (
     read_answer_file,
     write_answer_file,
 )
+from hf_memotion.data.ocr import read_meme_text
+from hf_memotion.hardware import native_bf16, theoretical_peak
 from hf_memotion.metrics import load_memotion_metric, memotion_scores
-from hf_memotion.models.ensemble import MemotionEnsembleConfig, MemotionEnsembleModel, fit_stackers
+from hf_memotion.models.ensemble import MemeProcessor, MemotionEnsembleConfig, MemotionEnsembleModel, fit_stackers
 from hf_memotion.models.text import (
     MemotionTextConfig,
     MemotionTextForSequenceClassification,
@@ -61,6 +63,7 @@ __all__ = [
     "ImageDecodeError",
     "MemeEmotionPipeline",
     "MemeInputError",
+    "MemeProcessor",
     "MemotionCardData",
     "MemotionEnsembleConfig",
     "MemotionEnsembleModel",
@@ -92,9 +95,12 @@ __all__ = [
     "load_rgb_image",
     "make_demo_data",
     "memotion_scores",
+    "native_bf16",
     "read_answer_file",
+    "read_meme_text",
     "register_auto_classes",
     "stratified_folds",
+    "theoretical_peak",
     "train_text_classifier",
     "train_vision_classifier",
     "write_answer_file",

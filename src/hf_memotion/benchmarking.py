@@ -37,6 +37,7 @@ __all__ = [
     "ENSEMBLE_SIZES",
     "EnsembleSpec",
     "Timing",
+    "best_kernels",
     "count_flops",
     "matmul_gflops",
     "naive_base_probabilities",
@@ -55,6 +56,50 @@ def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
     a @ b  # warm-up
     best = min(_seconds(lambda: a @ b) for _ in range(repeats))
     return 2 * n**3 / best / 1e9
+
+
+def _best_gflops(fn: Callable[[], Any], flop: float, repeats: int, device: torch.device) -> float:
+    def timed() -> float:
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - start
+
+    timed()  # warm-up (kernel selection, weight packing)
+    return flop / min(timed() for _ in range(repeats)) / 1e9
+
+
+def best_kernels(device: str | torch.device = "cpu", repeats: int = 3) -> dict[str, float | None]:
+    """Best achieved GFLOP/s of the kernels the models run on, per dtype: the practical yardstick.
+
+    Dense matmul (``4096^3`` on a CPU, ``8192^3`` on a GPU) and a channels-last 3x3 convolution (ResNet's
+    third stage: 8 x 256 x 28 x 28, oneDNN on a CPU, cuDNN on a GPU), in fp32 and bf16. bf16 is measured only
+    where :func:`hf_memotion.hardware.native_bf16` holds (elsewhere it can be hundreds of times slower: ``None``).
+
+    Example:
+        >>> figures = best_kernels("cpu", repeats=1)  # doctest: +SKIP
+        >>> sorted(figures)  # doctest: +SKIP
+        ['bf16_conv', 'bf16_matmul', 'fp32_conv', 'fp32_matmul']
+    """
+    from hf_memotion.hardware import native_bf16
+
+    device = torch.device(device)
+    n = 8192 if device.type == "cuda" else 4096
+    out: dict[str, float | None] = {}
+    for dtype, name in ((torch.float32, "fp32"), (torch.bfloat16, "bf16")):
+        if dtype == torch.bfloat16 and not native_bf16(device):
+            out[f"{name}_matmul"] = out[f"{name}_conv"] = None
+            continue
+        a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+        with torch.inference_mode():
+            out[f"{name}_matmul"] = _best_gflops(lambda a=a, b=b: a @ b, 2 * n**3, repeats, device)
+            conv = torch.nn.Conv2d(256, 256, 3, padding=1, bias=False)
+            conv = conv.to(device, dtype, memory_format=torch.channels_last)
+            x = torch.randn(8, 256, 28, 28, device=device, dtype=dtype).to(memory_format=torch.channels_last)
+            flop = 2 * 8 * 256 * 256 * 9 * 28 * 28
+            out[f"{name}_conv"] = _best_gflops(lambda c=conv, x=x: c(x), flop, repeats, device)
+    return out
 
 
 def _seconds(fn: Callable[[], Any]) -> float:

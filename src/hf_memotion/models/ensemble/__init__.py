@@ -7,6 +7,7 @@ from hf_memotion.models.ensemble.modeling_memotion_ensemble import (
     MemotionEnsembleModel,
     UnsafeModelFolderError,
 )
+from hf_memotion.models.ensemble.processing_memotion_ensemble import MemeProcessor
 from hf_memotion.models.ensemble.stacking import META_METHODS, ProblemStacker, fit_stackers
 
 # The ensemble's config carries no auto_map: it is loaded by this package's pipeline or AutoModel after import.
@@ -15,6 +16,7 @@ AutoModel.register(MemotionEnsembleConfig, MemotionEnsembleModel, exist_ok=True)
 
 __all__ = [
     "META_METHODS",
+    "MemeProcessor",
     "MemotionEnsembleConfig",
     "MemotionEnsembleModel",
     "ProblemStacker",

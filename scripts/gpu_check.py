@@ -1,0 +1,204 @@
+#!/usr/bin/env python
+"""GPU check: the paper-size ensemble's inference and one paper backbone's training, in one short run.
+
+Usage:
+    python scripts/gpu_check.py [--output gpu_check.json]   # a CUDA GPU (sized for under 8 minutes on one H200)
+    python scripts/gpu_check.py --dry-run                    # the same steps at demo size on the CPU (CI runs it)
+
+It installs nothing beyond the project and prints, each figure beside its baseline from the same run:
+
+- the device, its theoretical peak (:mod:`hf_memotion.hardware`) and its best measured kernels (fp32 and bf16
+  matmul and convolution, :func:`hf_memotion.benchmarking.best_kernels`);
+- **inference**: the paper-size ensemble (the paper's eight backbones at their real sizes with random weights:
+  speed does not depend on the values), ten-crop on, a batch of 16 memes already preprocessed, bf16 weights
+  against fp32 weights: memes/s and achieved TFLOP/s (FLOPs counted by torch's ``FlopCounterMode``), and the
+  largest probability difference bf16 - fp32;
+- **training**: one paper backbone (Inception-ResNet-v2 at 299 pixels, batch 32, bf16 autocast) on random
+  images: images/s with the library's ``fit_classifier`` (its ``Trainer``) against a plain PyTorch loop doing the
+  same work (same optimizer, no clipping, autocast), both timed from the end of the first step to the end of
+  the last (set-up and warm-up left out);
+- peak GPU memory.
+
+``--dry-run`` swaps in the demo ensemble, timm's ``test_resnet`` at 64 pixels and a few steps, on the CPU, so
+the script's code paths are tested without a GPU (``tests/test_benchmarking.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _best_seconds(fn, repeats: int, device: torch.device) -> float:
+    fn()
+    _synchronize(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        _synchronize(device)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def check_inference(size: str, device: torch.device, batch: int, repeats: int) -> dict[str, Any]:
+    """Memes/s and TFLOP/s of the ensemble in fp32 and bf16 weights on a preprocessed batch."""
+    from hf_memotion.benchmarking import ENSEMBLE_SIZES, count_flops, random_ensemble, sample_memes
+
+    ensemble = random_ensemble(ENSEMBLE_SIZES[size]).optimize_for_inference()
+    images, texts = sample_memes(batch, seed=1)
+    inputs = ensemble.processor(images, texts, ten_crop=True)
+    out: dict[str, Any] = {"size": size, "batch": batch, "crops_per_meme": 10}
+    probabilities = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        ensemble.to(device=device, dtype=dtype)
+        run = lambda e=ensemble: e.probabilities_from_inputs(inputs)  # noqa: E731
+        seconds = _best_seconds(run, repeats, device)
+        flop = count_flops(run)
+        probabilities[name] = run()
+        out[name] = {"seconds": seconds, "memes_per_s": batch / seconds, "tflops": flop / seconds / 1e12}
+    out["flop_per_batch"] = flop
+    out["bf16_speedup"] = out["fp32"]["seconds"] / out["bf16"]["seconds"]
+    out["max_probability_difference"] = max(
+        float(abs(probabilities["bf16"][m][p] - probabilities["fp32"][m][p]).max())
+        for m in probabilities["fp32"]
+        for p in probabilities["fp32"][m]
+    )
+    ensemble.to("cpu")
+    del ensemble
+    return out
+
+
+def check_training(architecture: str, image_size: int, device: torch.device, steps: int, batch: int) -> dict[str, Any]:
+    """Images/s of ``fit_classifier`` (bf16 autocast) vs a plain loop on the same model, data and settings."""
+    from hf_memotion.hardware import native_bf16
+    from hf_memotion.tasks import PROBLEM_NAMES
+    from hf_memotion.training.trainer import ClassifierTrainingConfig, fit_classifier
+    from hf_memotion.training.vision import vision_model_factory
+
+    problems = list(PROBLEM_NAMES)
+    make_model = vision_model_factory(architecture, problems)
+    generator = torch.Generator().manual_seed(0)
+    rows = steps * batch
+    pixels = torch.randn(rows, 3, image_size, image_size, generator=generator)
+    labels = torch.stack([torch.randint(0, 2, (rows,), generator=generator) for _ in problems], dim=1)
+    dataset = [{"pixel_values": pixels[i], "labels": labels[i]} for i in range(rows)]
+
+    def collate(items):
+        return {"pixel_values": torch.stack([r["pixel_values"] for r in items]),
+                "labels": torch.stack([r["labels"] for r in items])}  # fmt: skip
+
+    bf16 = native_bf16(device)
+    training = ClassifierTrainingConfig(optimizer="sgd", momentum=0.9, learning_rate=0.01, epochs=1, batch_size=batch,
+                                        max_grad_norm=0.0, extra={"bf16": bf16})  # fmt: skip
+    from transformers import TrainerCallback
+
+    class StepTimes(TrainerCallback):
+        """When each optimizer step ended (device synchronised)."""
+
+        def __init__(self):
+            self.times: list[float] = []
+
+        def on_step_end(self, args, state, control, **kwargs):
+            _synchronize(device)
+            self.times.append(time.perf_counter())
+
+    def rate(times: list[float]) -> float:
+        """Images/s between the first and the last step: set-up and the first (warm-up) step left out."""
+        return (len(times) - 1) * batch / (times[-1] - times[0])
+
+    with tempfile.TemporaryDirectory(prefix="hf_memotion_gpu_check_") as tmp:
+        torch.manual_seed(0)
+        steps_ours = StepTimes()
+        fit_classifier(make_model(), dataset, None, training, Path(tmp) / "ours", data_collator=collate,
+                       callbacks=[steps_ours])  # fmt: skip
+        ours = rate(steps_ours.times)
+    torch.manual_seed(0)
+    model = make_model().to(device).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch, collate_fn=collate)
+    times = []
+    for item in loader:
+        item = {k: v.to(device, non_blocking=True) for k, v in item.items()}
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = model(**item).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        _synchronize(device)
+        times.append(time.perf_counter())
+    plain = rate(times)
+    return {"architecture": architecture, "image_size": image_size, "batch": batch, "steps": steps, "bf16": bf16,
+            "ours_images_per_s": ours, "plain_images_per_s": plain, "ratio": ours / plain}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dry-run", action="store_true", help="demo sizes on the CPU: checks the script, no GPU")
+    parser.add_argument("--output", help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+
+    from hf_memotion.benchmarking import best_kernels
+    from hf_memotion.hardware import theoretical_peak
+    from hf_memotion.io_utils import atomic_write_text
+
+    if args.dry_run:
+        device = torch.device("cpu")
+        plan = {"size": "demo", "batch": 4, "repeats": 1, "architecture": "test_resnet", "image_size": 64, "steps": 8,
+                "train_batch": 8}  # fmt: skip
+    elif torch.cuda.is_available():
+        device = torch.device("cuda")
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False  # fp32 means fp32
+        plan = {"size": "paper", "batch": 16, "repeats": 3, "architecture": "inception_resnet_v2", "image_size": 299,
+                "steps": 40, "train_batch": 32}  # fmt: skip
+    else:
+        print("error: no CUDA GPU here; run with --dry-run to check the script on the CPU", file=sys.stderr)
+        return 2
+    peak = theoretical_peak(device)
+    kernels = best_kernels(device, repeats=1 if args.dry_run else 3)
+    report: dict[str, Any] = {"device": str(device), "torch": torch.__version__, "dry_run": args.dry_run,
+                              "peak": peak.as_dict(), "kernels": kernels}  # fmt: skip
+    print(f"device: {peak.name} ({device}), torch {torch.__version__}")
+    print(f"theoretical peak: fp32 {peak.fp32_gflops or 0:.0f} GFLOP/s, bf16 {peak.bf16_gflops or 0:.0f} GFLOP/s "
+          f"({peak.basis})")  # fmt: skip
+    for name, value in report["kernels"].items():
+        print(f"  best {name.replace('_', ' ')}: {'not measured' if value is None else f'{value:.0f} GFLOP/s'}")
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    inference = check_inference(plan["size"], device, plan["batch"], plan["repeats"])
+    report["inference"] = inference
+    print(f"\ninference, {plan['size']} ensemble, batch {plan['batch']} memes x 10 crops "
+          f"({inference['flop_per_batch'] / 1e12:.2f} TFLOP per batch):")  # fmt: skip
+    for name in ("fp32", "bf16"):
+        row = inference[name]
+        print(f"  {name} weights: {row['memes_per_s']:.1f} memes/s, {row['tflops']:.2f} TFLOP/s")
+    print(f"  bf16 / fp32: {inference['bf16_speedup']:.2f}x; largest probability difference "
+          f"{inference['max_probability_difference']:.2e}")  # fmt: skip
+    training = check_training(plan["architecture"], plan["image_size"], device, plan["steps"], plan["train_batch"])
+    report["training"] = training
+    print(f"\ntraining, {training['architecture']} at {training['image_size']} px, batch {training['batch']}, "
+          f"{'bf16 autocast' if training['bf16'] else 'fp32'}: fit_classifier {training['ours_images_per_s']:.1f} "
+          f"images/s, plain loop {training['plain_images_per_s']:.1f} images/s ({training['ratio']:.2f}x)")  # fmt: skip
+    if device.type == "cuda":
+        report["peak_memory_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
+        print(f"\npeak GPU memory: {report['peak_memory_gb']:.1f} GiB")
+    if args.output:
+        atomic_write_text(args.output, json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

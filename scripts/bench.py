@@ -352,6 +352,11 @@ def _print_report(report: dict[str, Any]) -> None:
             dtype_peak = peak["bf16_gflops" if name.startswith("bf16") else "fp32_gflops"]
             share = f"{value / dtype_peak:.0%}" if value and dtype_peak else "-"
             print(f"| {name.replace('_', ' ')} | {_gflops(value)} | {share} |")
+        best = max(v for k, v in kernels.items() if k.startswith("fp32") and v)
+        if peak["clock_ghz"] and best > peak["fp32_gflops"]:  # the reported clock is the nominal one
+            implied = best / (peak["cores"] * peak["fp32_flop_per_cycle"])
+            print(f"the best fp32 kernel implies a sustained clock of at least {implied:.2f} GHz "
+                  f"(reported: {peak['clock_ghz']:.2f} GHz): the cores boost past the reported clock")  # fmt: skip
     for result in report.get("pipeline", []):
         print(f"\n## pipeline, {result['size']} ensemble (ten-crop on)\n")
         print("| | ours | naive | speed-up |\n|---|---|---|---|")

@@ -585,8 +585,11 @@ def _standardize(raw: datasets.Dataset, where: Callable[[int], str], options: di
             if error is None and not text and options.get("read_missing_text"):
                 from hf_memotion.data.ocr import read_meme_text
 
-                text = read_meme_text(row["image"])
-                result.update(text=text.lower(), text_raw=text)
+                try:
+                    text = read_meme_text(row["image"])
+                    result.update(text=text.lower(), text_raw=text)
+                except (ValueError, ImageDecodeError) as err:  # Tesseract's time limit: a bad row like any other
+                    error = f"{where(index)}{name}: {err}"
             if error is not None:
                 result.update({p.name: -1 for p in PROBLEMS if p.name in features})
                 result["image"] = None

@@ -70,22 +70,27 @@ def _best_gflops(fn: Callable[[], Any], flop: float, repeats: int, device: torch
     return flop / min(timed() for _ in range(repeats)) / 1e9
 
 
-def best_kernels(device: str | torch.device = "cpu", repeats: int = 3) -> dict[str, float | None]:
+def best_kernels(device: str | torch.device = "cpu", repeats: int = 3, n: int | None = None) -> dict[str, float | None]:
     """Best achieved GFLOP/s of the kernels the models run on, per dtype: the practical yardstick.
 
     Dense matmul (``4096^3`` on a CPU, ``8192^3`` on a GPU) and a channels-last 3x3 convolution (ResNet's
     third stage: 8 x 256 x 28 x 28, oneDNN on a CPU, cuDNN on a GPU), in fp32 and bf16. bf16 is measured only
     where :func:`hf_memotion.hardware.native_bf16` holds (elsewhere it can be hundreds of times slower: ``None``).
 
+    Args:
+        device: Where to measure.
+        repeats: Timed calls per kernel (the best counts), after one warm-up call.
+        n: Matmul size (default 4096 on a CPU, 8192 on a GPU).
+
     Example:
-        >>> figures = best_kernels("cpu", repeats=1)  # doctest: +SKIP
-        >>> sorted(figures)  # doctest: +SKIP
-        ['bf16_conv', 'bf16_matmul', 'fp32_conv', 'fp32_matmul']
+        >>> figures = best_kernels("cpu", repeats=1, n=256)
+        >>> sorted(figures), figures["fp32_matmul"] > 0
+        (['bf16_conv', 'bf16_matmul', 'fp32_conv', 'fp32_matmul'], True)
     """
     from hf_memotion.hardware import native_bf16
 
     device = torch.device(device)
-    n = 8192 if device.type == "cuda" else 4096
+    n = n or (8192 if device.type == "cuda" else 4096)
     out: dict[str, float | None] = {}
     for dtype, name in ((torch.float32, "fp32"), (torch.bfloat16, "bf16")):
         if dtype == torch.bfloat16 and not native_bf16(device):

@@ -330,9 +330,13 @@ def _gflops(value: float | None) -> str:
     return "not measured" if value is None else f"{value:.1f} GFLOP/s"
 
 
+def _best_fp32(kernels: dict[str, float | None]) -> float:
+    return max(v for k, v in kernels.items() if k.startswith("fp32") and v)
+
+
 def _shares(gflops: float, report: dict[str, Any]) -> str:
     """``gflops`` against the best fp32 kernel and the fp32 peak."""
-    best = max(v for k, v in report["kernels"].items() if k.startswith("fp32") and v)
+    best = _best_fp32(report["kernels"])
     peak = report["peak"]["fp32_gflops"]
     return f"{gflops / best:.0%} of the best fp32 kernel" + (f", {gflops / peak:.0%} of fp32 peak" if peak else "")
 
@@ -352,7 +356,7 @@ def _print_report(report: dict[str, Any]) -> None:
             dtype_peak = peak["bf16_gflops" if name.startswith("bf16") else "fp32_gflops"]
             share = f"{value / dtype_peak:.0%}" if value and dtype_peak else "-"
             print(f"| {name.replace('_', ' ')} | {_gflops(value)} | {share} |")
-        best = max(v for k, v in kernels.items() if k.startswith("fp32") and v)
+        best = _best_fp32(kernels)
         if peak["clock_ghz"] and best > peak["fp32_gflops"]:  # the reported clock is the nominal one
             implied = best / (peak["cores"] * peak["fp32_flop_per_cycle"])
             print(f"the best fp32 kernel implies a sustained clock of at least {implied:.2f} GHz "

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import statistics
 import sys
@@ -37,10 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     from hf_memotion.data.meme_rendering import random_caption, render_meme
     from hf_memotion.data.ocr import (
         OCRUnavailableError,
-        _upscaled,
+        _one_openmp_thread,
         caption_mask,
         check_ocr_available,
         read_meme_text,
+        upscale_for_reading,
         word_accuracy,
     )
 
@@ -51,7 +51,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import pytesseract
 
-    os.environ.setdefault("OMP_THREAD_LIMIT", "1")  # every method with one Tesseract thread, as read_meme_text runs
     rng = np.random.default_rng(args.seed)
     sizes = [(480, 480), (320, 320), (640, 480), (250, 250)]
     memes = []
@@ -62,13 +61,17 @@ def main(argv: list[str] | None = None) -> int:
         memes.append((image, f"{top} {bottom}"))
 
     def tesseract(prepare, psm):
-        return lambda image: pytesseract.image_to_string(prepare(image), config=f"--psm {psm}")
+        def read(image):
+            with _one_openmp_thread():  # every method as read_meme_text runs Tesseract
+                return pytesseract.image_to_string(prepare(image), config=f"--psm {psm}")
+
+        return read
 
     methods = {
         "raw colour, block (psm 6)": tesseract(lambda im: im, 6),
         "grey, block (psm 6)": tesseract(lambda im: im.convert("L"), 6),
-        "grey upscaled, block (psm 6)": tesseract(lambda im: _upscaled(im.convert("L")), 6),
-        "grey upscaled, sparse (psm 11)": tesseract(lambda im: _upscaled(im.convert("L")), 11),
+        "grey upscaled, block (psm 6)": tesseract(lambda im: upscale_for_reading(im.convert("L")), 6),
+        "grey upscaled, sparse (psm 11)": tesseract(lambda im: upscale_for_reading(im.convert("L")), 11),
         "caption mask, auto (psm 3)": tesseract(caption_mask, 3),
         "caption mask, sparse (psm 11)": tesseract(caption_mask, 11),
         "hf-memotion read_meme_text": read_meme_text,

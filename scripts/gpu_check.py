@@ -36,26 +36,9 @@ from typing import Any
 import torch
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _best_seconds(fn, repeats: int, device: torch.device) -> float:
-    fn()
-    _synchronize(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        _synchronize(device)
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def check_inference(size: str, device: torch.device, batch: int, repeats: int) -> dict[str, Any]:
     """Memes/s and TFLOP/s of the ensemble in fp32 and bf16 weights on a preprocessed batch."""
-    from hf_memotion.benchmarking import ENSEMBLE_SIZES, count_flops, random_ensemble, sample_memes
+    from hf_memotion.benchmarking import ENSEMBLE_SIZES, best_seconds, count_flops, random_ensemble, sample_memes
 
     ensemble = random_ensemble(ENSEMBLE_SIZES[size]).optimize_for_inference()
     images, texts = sample_memes(batch, seed=1)
@@ -65,7 +48,7 @@ def check_inference(size: str, device: torch.device, batch: int, repeats: int) -
     for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
         ensemble.to(device=device, dtype=dtype)
         run = lambda e=ensemble: e.probabilities_from_inputs(inputs)  # noqa: E731
-        seconds = _best_seconds(run, repeats, device)
+        seconds = best_seconds(run, repeats, device)
         flop = count_flops(run)
         probabilities[name] = run()
         out[name] = {"seconds": seconds, "memes_per_s": batch / seconds, "tflops": flop / seconds / 1e12}
@@ -83,6 +66,7 @@ def check_inference(size: str, device: torch.device, batch: int, repeats: int) -
 
 def check_training(architecture: str, image_size: int, device: torch.device, steps: int, batch: int) -> dict[str, Any]:
     """Images/s of ``fit_classifier`` (bf16 autocast) vs a plain loop on the same model, data and settings."""
+    from hf_memotion.benchmarking import synchronize
     from hf_memotion.hardware import native_bf16
     from hf_memotion.tasks import PROBLEM_NAMES
     from hf_memotion.training.trainer import ClassifierTrainingConfig, fit_classifier
@@ -112,7 +96,7 @@ def check_training(architecture: str, image_size: int, device: torch.device, ste
             self.times: list[float] = []
 
         def on_step_end(self, args, state, control, **kwargs):
-            _synchronize(device)
+            synchronize(device)
             self.times.append(time.perf_counter())
 
     def rate(times: list[float]) -> float:
@@ -137,7 +121,7 @@ def check_training(architecture: str, image_size: int, device: torch.device, ste
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        _synchronize(device)
+        synchronize(device)
         times.append(time.perf_counter())
     plain = rate(times)
     return {"architecture": architecture, "image_size": image_size, "batch": batch, "steps": steps, "bf16": bf16,

@@ -27,6 +27,19 @@ TRAIN_HEADER = ["", "image_name", "text_ocr", "text_corrected", "humour", "sarca
 
 
 @pytest.fixture(scope="session")
+def ocr():
+    """Tesseract's version; skips without Tesseract (fails instead with HF_MEMOTION_REQUIRE_OCR=1, as CI sets)."""
+    from hf_memotion.data.ocr import OCRUnavailableError, check_ocr_available
+
+    try:
+        return check_ocr_available()
+    except OCRUnavailableError as err:
+        if os.environ.get("HF_MEMOTION_REQUIRE_OCR") == "1":
+            pytest.fail(str(err))
+        pytest.skip(f"{err} (set HF_MEMOTION_REQUIRE_OCR=1 to fail instead)")
+
+
+@pytest.fixture(scope="session")
 def demo_root(tmp_path_factory) -> Path:
     return make_demo_data(tmp_path_factory.mktemp("demo") / "data", n_train=60, n_test=20, seed=3)
 

@@ -99,18 +99,6 @@ def test_the_app_builds_without_launching_and_bounds_its_queue(served):
 
 
 @pytest.fixture(scope="module")
-def ocr():
-    from hf_memotion.data.ocr import OCRUnavailableError, check_ocr_available
-
-    try:
-        return check_ocr_available()
-    except OCRUnavailableError as err:
-        if os.environ.get("HF_MEMOTION_REQUIRE_OCR") == "1":
-            pytest.fail(str(err))
-        pytest.skip(f"{err} (set HF_MEMOTION_REQUIRE_OCR=1 to fail instead)")
-
-
-@pytest.fixture(scope="module")
 def captioned_meme(tmp_path_factory):
     from hf_memotion.data.meme_rendering import render_meme
 

@@ -38,6 +38,7 @@ __all__ = [
     "EnsembleSpec",
     "Timing",
     "best_kernels",
+    "best_seconds",
     "count_flops",
     "matmul_gflops",
     "naive_base_probabilities",
@@ -45,6 +46,7 @@ __all__ = [
     "random_ensemble",
     "sample_memes",
     "set_channels_last",
+    "synchronize",
     "time_calls",
     "weights_bytes",
 ]
@@ -53,21 +55,34 @@ __all__ = [
 def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
     """Best achieved GFLOP/s of a dense fp32 ``n x n`` matmul (the yardstick for every other figure)."""
     a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b  # warm-up
-    best = min(_seconds(lambda: a @ b) for _ in range(repeats))
-    return 2 * n**3 / best / 1e9
+    return 2 * n**3 / best_seconds(lambda: a @ b, repeats) / 1e9
 
 
-def _best_gflops(fn: Callable[[], Any], flop: float, repeats: int, device: torch.device) -> float:
+def synchronize(device: str | torch.device) -> None:
+    """Wait until a GPU has finished its queued work (nothing to wait for on a CPU)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def best_seconds(fn: Callable[[], Any], repeats: int, device: str | torch.device = "cpu") -> float:
+    """The shortest of ``repeats`` timed calls of ``fn``, after one warm-up call (kernel selection, weight packing).
+
+    Each call is timed until ``device`` has finished its work.
+
+    Example:
+        >>> best_seconds(lambda: torch.ones(64, 64) @ torch.ones(64, 64), repeats=2) > 0
+        True
+    """
+
     def timed() -> float:
         start = time.perf_counter()
         fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
         return time.perf_counter() - start
 
-    timed()  # warm-up (kernel selection, weight packing)
-    return flop / min(timed() for _ in range(repeats)) / 1e9
+    timed()
+    return min(timed() for _ in range(repeats))
 
 
 def best_kernels(device: str | torch.device = "cpu", repeats: int = 3, n: int | None = None) -> dict[str, float | None]:
@@ -98,12 +113,12 @@ def best_kernels(device: str | torch.device = "cpu", repeats: int = 3, n: int | 
             continue
         a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
         with torch.inference_mode():
-            out[f"{name}_matmul"] = _best_gflops(lambda a=a, b=b: a @ b, 2 * n**3, repeats, device)
+            out[f"{name}_matmul"] = 2 * n**3 / best_seconds(lambda a=a, b=b: a @ b, repeats, device) / 1e9
             conv = torch.nn.Conv2d(256, 256, 3, padding=1, bias=False)
             conv = conv.to(device, dtype, memory_format=torch.channels_last)
             x = torch.randn(8, 256, 28, 28, device=device, dtype=dtype).to(memory_format=torch.channels_last)
             flop = 2 * 8 * 256 * 256 * 9 * 28 * 28
-            out[f"{name}_conv"] = _best_gflops(lambda c=conv, x=x: c(x), flop, repeats, device)
+            out[f"{name}_conv"] = flop / best_seconds(lambda c=conv, x=x: c(x), repeats, device) / 1e9
     return out
 
 

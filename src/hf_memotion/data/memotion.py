@@ -35,6 +35,7 @@ import datasets
 import pandas as pd
 
 from hf_memotion.data.images import ImageDecodeError, load_rgb_image
+from hf_memotion.data.ocr import check_ocr_available, read_meme_text
 from hf_memotion.io_utils import atomic_write_text
 from hf_memotion.tasks import (
     PROBLEM_NAMES,
@@ -143,8 +144,6 @@ def load_memotion(
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
     if read_missing_text:
-        from hf_memotion.data.ocr import check_ocr_available
-
         check_ocr_available()  # before any row is read: the message says what to install
     options = {"on_error": on_error, "verify_images": verify_images, "num_proc": num_proc, "encoding": encoding,
                "read_missing_text": bool(read_missing_text)}  # fmt: skip
@@ -583,8 +582,6 @@ def _standardize(raw: datasets.Dataset, where: Callable[[int], str], options: di
                 except (ValueError, ImageDecodeError) as err:
                     error = f"{where(index)}{name}: {err}"
             if error is None and not text and options.get("read_missing_text"):
-                from hf_memotion.data.ocr import read_meme_text
-
                 try:
                     text = read_meme_text(row["image"])
                     result.update(text=text.lower(), text_raw=text)

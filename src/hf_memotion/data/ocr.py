@@ -29,11 +29,16 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
+
+from hf_memotion.data.images import load_rgb_image
 
 __all__ = [
     "OCR_INSTALL",
@@ -42,6 +47,7 @@ __all__ = [
     "check_ocr_available",
     "clean_ocr_text",
     "read_meme_text",
+    "upscale_for_reading",
     "word_accuracy",
 ]
 
@@ -77,7 +83,8 @@ def check_ocr_available() -> str:
     return str(pytesseract.get_tesseract_version())
 
 
-def _upscaled(image: Image.Image, size: int = READ_SIZE) -> Image.Image:
+def upscale_for_reading(image: Image.Image, size: int = READ_SIZE) -> Image.Image:
+    """``image`` enlarged (Lanczos) so that its longer side is ``size`` pixels; larger images are left as they are."""
     scale = size / max(image.size)
     if scale <= 1:
         return image
@@ -86,11 +93,33 @@ def _upscaled(image: Image.Image, size: int = READ_SIZE) -> Image.Image:
 
 def caption_mask(image: Image.Image) -> Image.Image:
     """White caption fill as black text on a white page (upscaled, speckles removed, with a margin)."""
-    pixels = np.asarray(_upscaled(image.convert("RGB")), dtype=np.int16)
+    pixels = np.asarray(upscale_for_reading(image.convert("RGB")), dtype=np.int16)
     low, high = pixels.min(axis=2), pixels.max(axis=2)
     fill = (low > BRIGHT) & (high - low < MAX_SPREAD)
     page = Image.fromarray(np.where(fill, 0, 255).astype(np.uint8)).filter(ImageFilter.MedianFilter(3))
     return ImageOps.expand(page, 20, fill=255)
+
+
+_ENVIRONMENT = threading.Lock()
+
+
+@contextmanager
+def _one_openmp_thread() -> Iterator[None]:
+    """Run Tesseract with one OpenMP thread (measured twice as fast per image on 2 cores: its threads contend).
+
+    pytesseract passes this process's own environment to Tesseract, so the limit is set only around the call
+    (under a lock) and removed after: left set, it would reach torch in every later child process, where
+    ``OMP_THREAD_LIMIT=1`` with two intra-op threads was seen to hang training. A limit the user set is kept.
+    """
+    with _ENVIRONMENT:
+        added = "OMP_THREAD_LIMIT" not in os.environ
+        if added:
+            os.environ["OMP_THREAD_LIMIT"] = "1"
+        try:
+            yield
+        finally:
+            if added:
+                os.environ.pop("OMP_THREAD_LIMIT", None)
 
 
 _SYMBOLS_ONLY = re.compile(r"^[^\w]+$")
@@ -115,23 +144,19 @@ def read_meme_text(image: Any) -> str:
     check_ocr_available()
     import pytesseract
 
-    # One thread per Tesseract: measured twice as fast per image on 2 cores (its OpenMP threads contend);
-    # a value the user set is kept.
-    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
-
-    from hf_memotion.data.images import load_rgb_image
-
     rgb = image.convert("RGB") if isinstance(image, Image.Image) else load_rgb_image(image)
 
     def tesseract(page: Image.Image, layout: int) -> str:
         try:
-            return clean_ocr_text(pytesseract.image_to_string(page, config=f"--psm {layout}", timeout=TIMEOUT_S))
+            with _one_openmp_thread():
+                raw = pytesseract.image_to_string(page, config=f"--psm {layout}", timeout=TIMEOUT_S)
+            return clean_ocr_text(raw)
         except RuntimeError as err:  # pytesseract's timeout
             raise ValueError(f"Tesseract did not read the image within {TIMEOUT_S} s ({err}); pass its text") from None
 
     text = tesseract(caption_mask(rgb), 11)
     if not text:  # no white caption: dark text on a light background, read as one block
-        text = tesseract(_upscaled(rgb.convert("L")), 6)
+        text = tesseract(upscale_for_reading(rgb.convert("L")), 6)
     return text
 
 

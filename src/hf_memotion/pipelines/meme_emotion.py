@@ -46,6 +46,7 @@ from torch.utils.data import IterableDataset as TorchIterableDataset
 from transformers import Pipeline
 
 from hf_memotion.data.images import ImageDecodeError, load_rgb_image
+from hf_memotion.data.ocr import OCRUnavailableError, read_meme_text
 from hf_memotion.tasks import EMOTIONS, PROBLEM_NAMES, encode_submission, get_problem
 
 __all__ = ["DEFAULT_BATCH_SIZE", "MemeEmotionPipeline", "MemeInputError"]
@@ -216,8 +217,6 @@ class MemeEmotionPipeline(Pipeline):
             return image, text, "given"
         if not ocr:
             raise MemeInputError(f"meme {index} lacks text: give 'text', or allow reading it from the image (ocr=True)")
-        from hf_memotion.data.ocr import OCRUnavailableError, read_meme_text
-
         try:
             return image, read_meme_text(image), "ocr"
         except (OCRUnavailableError, ValueError) as err:

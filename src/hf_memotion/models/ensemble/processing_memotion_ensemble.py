@@ -75,11 +75,6 @@ class MemeProcessor:
             self.group_of[name] = group
             self.groups.setdefault(group, (modality, prep, max_length))
 
-    @property
-    def modalities(self) -> set[str]:
-        """The modalities the base models read (``"text"``, ``"vision"``)."""
-        return {modality for modality, _, _ in self.groups.values()}
-
     def __call__(
         self, images: Sequence[Any] | None = None, texts: Sequence[str] | None = None, *, ten_crop: bool = True
     ) -> dict[str, torch.Tensor]:

@@ -30,6 +30,7 @@ Every ratio is against a baseline measured in the same run on the same inputs:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -57,13 +58,15 @@ from hf_memotion.benchmarking import (
     sample_memes,
     set_channels_last,
     time_calls,
+    time_interleaved,
     weights_bytes,
 )
-from hf_memotion.hardware import cpu_name, theoretical_peak
+from hf_memotion.hardware import cpu_name, native_bf16, theoretical_peak
 from hf_memotion.io_utils import atomic_write_text
+from hf_memotion.models.onednn_linear import use_onednn_linear
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("matmul", "pipeline", "layout", "int8", "memory", "training")
+SECTIONS = ("matmul", "pipeline", "dtype", "layout", "int8", "memory", "training")
 REPEATS = {"demo": 10, "space": 5, "paper": 1}
 
 
@@ -112,6 +115,13 @@ def bench_pipeline(size: str, matmul: float, batch: int = 8) -> dict[str, Any]:
         gflops = forward_flops / seconds / 1e9
         backbones.append({"model": entry["name"], "input": what, "gflop": forward_flops / 1e9, "seconds": seconds,
                           "gflops": gflops, "of_matmul": gflops / matmul})  # fmt: skip
+        if entry["modality"] == "text" and use_onednn_linear(model, enabled=False):  # the stock (MKL) fp32 path
+            with torch.inference_mode():
+                stock = time_calls(lambda m=model, x=inputs: m(**x), max(repeats, 2)).p50
+            use_onednn_linear(model)
+            backbones.append({"model": f"{entry['name']} (stock nn.Linear)", "input": what,
+                              "gflop": forward_flops / 1e9, "seconds": stock, "gflops": forward_flops / stock / 1e9,
+                              "of_matmul": forward_flops / stock / 1e9 / matmul})  # fmt: skip
     pipeline_gflops = flops / ours_batch.p50 / 1e9
     return {
         "size": size,
@@ -130,7 +140,83 @@ def bench_pipeline(size: str, matmul: float, batch: int = 8) -> dict[str, Any]:
         "pipeline_gflops": pipeline_gflops,
         "pipeline_of_matmul": pipeline_gflops / matmul,
         "backbones": backbones,
+        "text_over_vision_gflops": _text_over_vision(backbones),
     }
+
+
+def _text_over_vision(backbones: list[dict[str, Any]]) -> float | None:
+    """GFLOP/s of the first text backbone (as the pipeline runs it) over the first visual one's."""
+    text = [r["gflops"] for r in backbones if "bert" in r["model"] and "stock" not in r["model"]]
+    vision = [r["gflops"] for r in backbones if "crops" in r["input"]]
+    return text[0] / vision[0] if text and vision else None
+
+
+def _held_out_memes(n: int):
+    """``n`` labelled demo memes (the demo test release, written to a temporary folder)."""
+    from hf_memotion.data import load_memotion, make_demo_data
+
+    root = make_demo_data(Path(tempfile.mkdtemp(prefix="hf_memotion_bench_")) / "data", n_train=n, n_test=n, seed=7)
+    return load_memotion(root)["test"]
+
+
+def bench_dtype(size: str = "space", batch: int = 8, train: bool = False) -> dict[str, Any]:
+    """The pipeline in fp32, bf16 autocast, bf16 weights and ``dtype="auto"``; the demo ensemble's F1 per dtype.
+
+    The variants' calls are interleaved (one of each in turn, ``REPEATS`` rounds), so a drift of the machine's
+    speed during the run falls on all of them alike.
+    """
+    import copy
+
+    out: dict[str, Any] = {"size": size, "batch": batch, "native_bf16": native_bf16("cpu")}
+    images, texts = sample_memes(batch, seed=1)
+    memes = [{"image": i, "text": t} for i, t in zip(images, texts, strict=True)]
+    fp32 = random_ensemble(ENSEMBLE_SIZES[size]).optimize_for_inference()
+    variants: dict[str, tuple[Any, bool]] = {"float32": (fp32, False)}
+    if out["native_bf16"]:
+        variants["bf16_autocast"] = (fp32, True)
+        variants["bf16_weights"] = (copy.deepcopy(fp32).to_inference_dtype(torch.bfloat16), False)
+    # dtype="auto" as a user gets it: the ensemble carries a bf16 check measured on labelled held-out memes
+    checked = copy.deepcopy(fp32)
+    out["auto_check"] = _brief_check(checked.check_dtype(_held_out_memes(32)))
+    checked.to_inference_dtype("auto")
+    out["auto_dtype"] = str(checked.base_models[checked.config.base_models[0]["name"]].dtype)
+    out["auto_reason"] = checked.inference_dtype_reason
+    variants["auto"] = (checked, False)
+    pipes = {label: _pipeline(ensemble) for label, (ensemble, _) in variants.items()}
+
+    def call(label: str, inputs: list[dict[str, Any]]) -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=variants[label][1]):
+            pipes[label](inputs, batch_size=batch)
+
+    rounds = REPEATS[size]
+    batches = time_interleaved({label: lambda label=label: call(label, memes) for label in variants}, rounds)
+    ones = time_interleaved({label: lambda label=label: call(label, memes[:1]) for label in variants}, max(rounds, 3))
+    finals = {}
+    for label, (ensemble, autocast) in variants.items():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            finals[label] = ensemble.predict_proba(images, texts)  # what the pipeline computes, as arrays
+        out[label] = {"batch": batches[label].as_dict(), "one": ones[label].as_dict(),
+                      "memes_per_s": batch / batches[label].p50,
+                      "speedup": batches["float32"].p50 / batches[label].p50,
+                      "max_probability_change": max_difference(finals[label], finals["float32"])}  # fmt: skip
+    folder = ROOT / "outputs" / "demo" / "ensemble"
+    if not folder.is_dir() and train:
+        _train_demo(str(folder.parent), [])
+    if folder.is_dir() and out["native_bf16"]:
+        from hf_memotion.config import load_run_config
+        from hf_memotion.data import load_memotion
+        from hf_memotion.models.ensemble import MemotionEnsembleModel
+
+        data_dir = load_run_config("demo")["data"]["demo"]["output_dir"]
+        test = load_memotion(ROOT / data_dir)["test"]
+        demo = MemotionEnsembleModel.from_pretrained(folder, dtype=torch.float32)
+        out["demo_check"] = _brief_check(demo.check_dtype(test, record=False))
+    return out
+
+
+def _brief_check(check: dict[str, Any]) -> dict[str, Any]:
+    keep = ("rows", "macro_f1", "macro_f1_change", "max_probability_change", "passed")
+    return {k: check[k] for k in keep}
 
 
 def _demo_f1(run: Path) -> dict[str, float] | None:
@@ -283,6 +369,36 @@ def bench_training() -> dict[str, Any]:
         plain = samples / _plain_loop(make_model(), dataset, collate, training)
         out[name] = {"ours_samples_per_s": ours, "trainer_samples_per_s": trainer, "plain_samples_per_s": plain,
                      "ratio_to_trainer": ours / trainer, "ratio_to_loop": ours / plain}  # fmt: skip
+        if native_bf16("cpu"):  # bf16 autocast with fp32 master weights (TrainingArguments(bf16=True))
+            bf16 = dataclasses.replace(training, extra={**training.extra, "bf16": True})
+            torch.manual_seed(0)
+            start = time.perf_counter()
+            fit_classifier(make_model(), dataset, None, bf16, tmp / "ours_bf16", data_collator=collate)
+            out[name]["bf16_samples_per_s"] = samples / (time.perf_counter() - start)
+            out[name]["bf16_speedup"] = out[name]["bf16_samples_per_s"] / ours
+    return out
+
+
+def bench_demo_precision() -> dict[str, Any]:
+    """The demo run trained in fp32, in bf16 and in fp32 with another seed: wall time and held-out macro-F1.
+
+    The second fp32 seed shows how far macro-F1 moves between two fp32 runs (the noise bf16 is judged against).
+    """
+    runs = {"fp32": [], "bf16": ["models.0.training.bf16=true", "models.1.training.bf16=true"],
+            "fp32 (seed 1)": ["seed=1"]}  # fmt: skip
+    out: dict[str, Any] = {}
+    for label, overrides in runs.items():
+        folder = Path(tempfile.mkdtemp(prefix="hf_memotion_bench_demo_"))
+        start = time.perf_counter()
+        _train_demo(str(folder / "run"), overrides)
+        out[label] = {"seconds": time.perf_counter() - start, "macro_f1": _demo_f1(folder / "run")}
+    out["bf16_speedup"] = out["fp32"]["seconds"] / out["bf16"]["seconds"]
+    out["bf16_f1_change"] = {
+        k: out["bf16"]["macro_f1"][k] - out["fp32"]["macro_f1"][k] for k in out["fp32"]["macro_f1"]
+    }
+    out["seed_f1_change"] = {
+        k: out["fp32 (seed 1)"]["macro_f1"][k] - out["fp32"]["macro_f1"][k] for k in out["fp32"]["macro_f1"]
+    }
     return out
 
 
@@ -387,6 +503,34 @@ def _print_report(report: dict[str, Any]) -> None:
         for row in result["backbones"]:
             print(f"| {row['model']} | {row['input']} | {row['gflop']:.2f} | {row['seconds']:.3f} | "
                   f"{row['gflops']:.1f} | {row['of_matmul']:.0%} | {_shares(row['gflops'], report)} |")  # fmt: skip
+    for result in report.get("pipeline", []):
+        if result.get("text_over_vision_gflops"):
+            print(f"\n{result['size']}: text backbone at {result['text_over_vision_gflops']:.2f}x the visual "
+                  "backbone's GFLOP/s (fp32)")  # fmt: skip
+    if "dtype" in report:
+        d = report["dtype"]
+        print(f"\n## dtype ({d['size']} ensemble, ten-crop, batch {d['batch']}; native bf16: {d['native_bf16']})\n")
+        print("| dtype | memes/s | batch p50 (s) | batch-1 p50 (s) | vs fp32 | largest probability change |")
+        print("|---|---|---|---|---|---|")
+        for label in ("float32", "bf16_autocast", "bf16_weights", "auto"):
+            if label in d:
+                row = d[label]
+                speed = f"{row['speedup']:.2f}x" if "speedup" in row else "1.00x"
+                change = f"{row['max_probability_change']:.4f}" if "max_probability_change" in row else "-"
+                names = {"auto": f"auto, this ensemble's own check ({d['auto_dtype']})",
+                         "bf16_weights": "bf16 weights (auto's pick after a passed check)"}  # fmt: skip
+                name = names.get(label, label)
+                print(f"| {name} | {row['memes_per_s']:.2f} | {row['batch']['p50_s']:.3f} | "
+                      f"{row['one']['p50_s']:.3f} | {speed} | {change} |")  # fmt: skip
+        print(f"\nauto chose {d['auto_dtype']}: {d['auto_reason']}")
+        for key, what in (("auto_check", "this ensemble, 32 held-out demo memes"),
+                          ("demo_check", "the trained demo ensemble, demo test split")):  # fmt: skip
+            if key in d:
+                c = d[key]
+                print(f"bf16 check ({what}, {c['rows']} rows): macro-F1 change "
+                      + ", ".join(f"{k} {v:+.4f}" for k, v in c["macro_f1_change"].items())
+                      + f"; largest probability change {c['max_probability_change']:.4f}; "
+                      f"{'passed' if c['passed'] else 'failed'} (tolerance 0.005)")  # fmt: skip
     if "layout" in report:
         lay = report["layout"]
         print("\n## layout (space size, batch 8)\n")
@@ -416,6 +560,21 @@ def _print_report(report: dict[str, Any]) -> None:
             print(f"| {name} | {row['ours_samples_per_s']:.1f}/s | {row['trainer_samples_per_s']:.1f}/s | "
                   f"{row['plain_samples_per_s']:.1f}/s | {row['ratio_to_trainer']:.2f} | "
                   f"{row['ratio_to_loop']:.2f} |")  # fmt: skip
+        for name, row in report["training"].items():
+            if "bf16_speedup" in row:
+                print(f"{name}: bf16 autocast {row['bf16_samples_per_s']:.1f}/s = {row['bf16_speedup']:.2f}x fp32")
+    if "demo_precision" in report:
+        d = report["demo_precision"]
+        print("\n## demo training, fp32 vs bf16 (scripts/train.py demo)\n")
+        print("| run | seconds | macro-F1 A / B / C |\n|---|---|---|")
+        for label in ("fp32", "bf16", "fp32 (seed 1)"):
+            f1 = d[label]["macro_f1"]
+            print(f"| {label} | {d[label]['seconds']:.0f} | "
+                  + " / ".join(f"{f1[k]:.3f}" for k in ("subtask_a", "subtask_b", "subtask_c")) + " |")  # fmt: skip
+        print(f"\nbf16 speed-up {d['bf16_speedup']:.2f}x; macro-F1 change bf16 - fp32: "
+              + ", ".join(f"{k} {v:+.3f}" for k, v in d["bf16_f1_change"].items())
+              + "; between two fp32 seeds: "
+              + ", ".join(f"{k} {v:+.3f}" for k, v in d["seed_f1_change"].items()))  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -423,6 +582,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--sizes", nargs="+", choices=list(ENSEMBLE_SIZES), default=["demo", "space"])
     parser.add_argument("--train-layouts", action="store_true", help="train the demo runs the layout/int8 F1 need")
+    parser.add_argument("--train-precision", action="store_true",
+                        help="train the demo run in fp32, bf16 and fp32 with another seed (~9 min)")  # fmt: skip
     parser.add_argument("--output", type=Path, help="also write the figures as JSON")
     parser.add_argument("--rss-probe", choices=list(ENSEMBLE_SIZES), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -440,6 +601,8 @@ def main(argv: list[str] | None = None) -> int:
     report["kernels"] = best_kernels("cpu")
     if "pipeline" in args.sections:
         report["pipeline"] = [bench_pipeline(size, matmul) for size in args.sizes]
+    if "dtype" in args.sections:
+        report["dtype"] = bench_dtype(train=args.train_layouts)
     if "layout" in args.sections:
         report["layout"] = bench_layout(args.train_layouts)
     if "int8" in args.sections:
@@ -448,6 +611,8 @@ def main(argv: list[str] | None = None) -> int:
         report["memory"] = {size: bench_memory(size) for size in args.sizes}
     if "training" in args.sections:
         report["training"] = bench_training()
+    if args.train_precision:
+        report["demo_precision"] = bench_demo_precision()
     _print_report(report)
     if args.output:
         atomic_write_text(args.output, json.dumps(report, indent=2))

@@ -48,6 +48,7 @@ __all__ = [
     "set_channels_last",
     "synchronize",
     "time_calls",
+    "time_interleaved",
     "weights_bytes",
 ]
 
@@ -162,6 +163,26 @@ def time_calls(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> Timing:
     for _ in range(warmup):
         fn()
     return Timing([_seconds(fn) for _ in range(repeats)])
+
+
+def time_interleaved(fns: Mapping[str, Callable[[], Any]], repeats: int, warmup: int = 1) -> dict[str, Timing]:
+    """Time ``repeats`` rounds of calls, one of each of ``fns`` in turn per round, after ``warmup`` rounds.
+
+    For ratios between variants: a drift of the machine's speed during the run falls on all of them alike.
+
+    Example:
+        >>> timings = time_interleaved({"a": lambda: sum(range(100)), "b": lambda: sum(range(10))}, repeats=3)
+        >>> sorted(timings), len(timings["a"].seconds)
+        (['a', 'b'], 3)
+    """
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    timings = {name: Timing() for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            timings[name].seconds.append(_seconds(fn))
+    return timings
 
 
 def peak_rss_bytes() -> int:

@@ -175,6 +175,18 @@ def _render(template: str, data: ModelCardData, **values: Any) -> ModelCard:
     return ModelCard.from_template(data, template_path=str(TEMPLATES / template), **values)
 
 
+def _bf16_check(check: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The card's precision paragraph from the run's held-out bf16 check (``None``: not run)."""
+    if not check:
+        return None
+    changes = check.get("macro_f1_change") or {}
+    return {
+        "changes": ", ".join(f"{changes[k]:+.4f}" for k in ("subtask_a", "subtask_b", "subtask_c") if k in changes),
+        "rows": check.get("rows"),
+        "passed": bool(check.get("passed")),
+    }
+
+
 def ensemble_card(report: Mapping[str, Any], *, model_id: str | None = None, license: str = "apache-2.0") -> ModelCard:
     """The card of a modality-ensemble folder, from ``report.json`` of :func:`~hf_memotion.training.run_training`.
 
@@ -233,6 +245,7 @@ def ensemble_card(report: Mapping[str, Any], *, model_id: str | None = None, lic
         ],
         table8=report.get("table8", {}),
         table7=format_table7(report["table7"]),
+        bf16_check=_bf16_check(report.get("bf16_check")),
         is_demo=data_name == _DEMO,
         framework_versions=framework_versions(),
         citations="\n\n".join(CITATIONS.values()),

@@ -118,7 +118,9 @@ class MemeEmotionPipeline(Pipeline):
 
         A saved ensemble through transformers (a folder or a Hub id)::
 
-            pipe = pipeline("meme-emotion", model="outputs/demo/ensemble", batch_size=16, dtype=torch.bfloat16)
+            # dtype="auto" (the default): bf16 where the device has it natively and the ensemble's held-out
+            # bf16 check passed, else fp32 (pipe.model.inference_dtype_reason says which); dtype=torch.float32 to fix it
+            pipe = pipeline("meme-emotion", model="outputs/demo/ensemble", batch_size=16)
             for answer in pipe(load_memotion("data")["test"], num_workers=2): ...
     """
 
@@ -133,6 +135,8 @@ class MemeEmotionPipeline(Pipeline):
     def __init__(self, *args: Any, **kwargs: Any):
         _check_batching(kwargs.get("batch_size"), kwargs.get("num_workers"))
         super().__init__(*args, **kwargs)
+        if getattr(self.model, "inference_dtype_request", None) == "auto":  # the device may have changed since loading
+            self.model.to_inference_dtype("auto")
         if self._batch_size is None:
             self._batch_size = DEFAULT_BATCH_SIZE
         # transformers' pad collate function reads the padding settings of the pipeline's feature extractor.

@@ -96,16 +96,18 @@ def stock_argument_types() -> dict[str, Any]:
     Example:
         >>> types = stock_argument_types()
         >>> types["bf16"], "output_dir" in types
-        (<class 'bool'>, False)
+        (bool | str, False)
     """
     import typing
 
     hints = typing.get_type_hints(TrainingArguments)
-    return {
+    types = {
         f.name: hints.get(f.name)
         for f in dataclasses.fields(TrainingArguments)
         if f.init and f.name not in MANAGED_ARGUMENTS
     }
+    types["bf16"] = bool | str  # also "auto" (resolved by build_training_arguments)
+    return types
 
 
 class TakesTrainingArguments:
@@ -129,6 +131,21 @@ def show_progress() -> bool:
     return os.environ.get("HF_MEMOTION_PROGRESS", "1") != "0"
 
 
+def _resolve_bf16(value: Any) -> bool:
+    """``bf16``: ``"auto"`` is bf16 autocast (fp32 master weights) where the device has native bf16."""
+    from hf_memotion.hardware import native_bf16
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if value == "auto":
+        return native_bf16(device)
+    if not isinstance(value, bool):
+        raise ValueError(f"bf16 must be true, false or 'auto', got {value!r}")
+    if value and not native_bf16(device):
+        logger.warning("bf16: true on a %s without native bf16: training may be far slower than fp32 "
+                       "(use bf16: auto to train in bf16 only where it is native)", device)  # fmt: skip
+    return value
+
+
 def build_training_arguments(
     output_dir: str | os.PathLike,
     *,
@@ -149,7 +166,9 @@ def build_training_arguments(
             warning and the nearest per-device size).
         dispatch_batches: accelerate's ``dispatch_batches`` (``False``: each process reads its own shards of a
             stream instead of the main process dispatching batches).
-        **fields: Any :class:`MemotionTrainingArguments` field; these win over the library's defaults (no
+        **fields: Any :class:`MemotionTrainingArguments` field (``bf16`` may also be ``"auto"``: bf16 autocast
+            with fp32 master weights where the GPU, or without one the CPU, computes bf16 natively (AVX512-BF16,
+            AMX), fp32 elsewhere); these win over the library's defaults (no
             reporting integrations, per-epoch logging, unused columns kept for on-the-fly transforms,
             pinned memory on a GPU only, progress bars unless ``HF_MEMOTION_PROGRESS=0``).
     """
@@ -166,6 +185,7 @@ def build_training_arguments(
             raise ValueError(message)
         logger.warning(message)
     eval_size = batch_size if eval_batch_size is None else eval_batch_size
+    fields["bf16"] = _resolve_bf16(fields.get("bf16", False))
     defaults: dict[str, Any] = {
         "report_to": [],
         "logging_strategy": "epoch",

@@ -97,6 +97,29 @@ def _load_base(entry: Mapping[str, Any], folder: Path):
     return AutoModelForImageClassification.from_pretrained(folder), AutoImageProcessor.from_pretrained(folder)
 
 
+def _bf16_check(ensemble: MemotionEnsembleModel, held_out: datasets.Dataset, when: bool | str) -> dict | None:
+    """Record in ``ensemble`` what bf16 changes on the held-out split (``dtype="auto"`` reads it); ``None``: skipped."""
+    import torch
+
+    from hf_memotion.hardware import native_bf16
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if when is False or (when == "auto" and not native_bf16(device)):
+        logger.info("bf16 check skipped (%s): dtype='auto' will predict in fp32", "bf16_check: false" if when is False
+                    else f"no native bf16 on {device}")  # fmt: skip
+        return None
+    ensemble.to(device)
+    try:
+        check = ensemble.check_dtype(held_out)
+    finally:
+        ensemble.to("cpu")
+    verdict = "passed: dtype='auto' predicts in bf16" if check["passed"] else "failed: dtype='auto' stays fp32"
+    changes = {k: round(v, 4) for k, v in check["macro_f1_change"].items()}
+    logger.info("bf16 on the held-out split: macro-F1 change %s, largest probability change %.4f (%s)",
+                changes, check["max_probability_change"], verdict)  # fmt: skip
+    return check
+
+
 def run_training(config: Mapping[str, Any] | EnsembleRunSpec, *, source: str | None = None) -> TrainingReport:
     """Train base models, fit the modality ensemble, evaluate, and write the output folder.
 
@@ -180,6 +203,9 @@ def run_training(config: Mapping[str, Any] | EnsembleRunSpec, *, source: str | N
         )
         base = {e["name"]: _load_base(e, output / "models" / e["name"] / "model") for e in models}
         ensemble = MemotionEnsembleModel(ensemble_config, base_models=base, stackers=stackers)
+        check = _bf16_check(ensemble, data["test"], spec.bf16_check)
+        if check is not None:
+            report["bf16_check"] = check
         ensemble.card_data.update(**report)  # the card is written by save_pretrained, from the report's numbers
         ensemble.save_pretrained(output / "ensemble")
         write_answer_file({p: final[p].argmax(-1) for p in PROBLEM_NAMES}, output / "answer.txt")
@@ -195,6 +221,11 @@ def print_training_summary(report: Mapping[str, Any], spec: EnsembleRunSpec) -> 
     output = Path(spec.output_dir)
     print(format_table7(report["table7"]))
     print("meta-estimators:", ", ".join(f"{p}={m}" for p, m in report["table8"].items()))
+    if report.get("bf16_check"):
+        check = report["bf16_check"]
+        worst = max(abs(v) for v in check["macro_f1_change"].values())
+        verdict = "dtype='auto' predicts in bf16" if check["passed"] else "dtype='auto' stays fp32"
+        print(f"bf16 check on the held-out split: largest macro-F1 change {worst:.4f} ({verdict})")
     print(f"ensemble: {output}/ensemble  report: {output}/report.md  submission: {output}/answer.txt")
 
 

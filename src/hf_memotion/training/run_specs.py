@@ -135,6 +135,10 @@ class EnsembleRunSpec:
         processes: Refuse to run unless exactly this many processes were launched.
         models: The base models.
         stacking: The meta-estimators.
+        bf16_check: Measure on the held-out split what predicting in bf16 changes, and record it in the
+            ensemble (``dtype="auto"`` then predicts in bf16 only if no subtask's macro-F1 moved by more than
+            0.005): ``"auto"`` where the device (a GPU if there is one, else the CPU) has native bf16,
+            ``true`` always, ``false`` never.
     """
 
     data: dict[str, Any] = field(default_factory=lambda: {"demo": {}})
@@ -145,6 +149,11 @@ class EnsembleRunSpec:
     processes: int | None = None
     models: list[BaseModelSpec] = field(default_factory=list)
     stacking: StackingSpec = field(default_factory=StackingSpec)
+    bf16_check: bool | str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.bf16_check not in (True, False, "auto"):
+            raise ValueError(f"bf16_check must be true, false or 'auto', got {self.bf16_check!r}")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None, *, source: str | None = None) -> EnsembleRunSpec:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -45,9 +46,13 @@ from hf_memotion.folder_safety import (
     resolve_inside,
 )
 from hf_memotion.io_utils import atomic_write_bytes
+from hf_memotion.models.ensemble.inference_dtype import cast_base_models, check_inference_dtype, resolve_inference_dtype
 from hf_memotion.models.ensemble.processing_memotion_ensemble import MemeProcessor
 from hf_memotion.models.ensemble.stacking import RULES, ProblemStacker, dump_estimator, load_estimator
 from hf_memotion.models.heads import resolve_problem_labels
+from hf_memotion.models.onednn_linear import use_onednn_linear
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "BASE_MODEL_OPTIONS",
@@ -77,6 +82,9 @@ class MemotionEnsembleConfig(PretrainedConfig):
         meta: Per problem: ``method``, ``model_order``, ``feature_order``, ``file`` (skops file or
             ``None`` for rules) and the selection ``scores``.
         features: ``"own"`` (a problem's meta-estimator reads that problem's probabilities) or ``"all"``.
+        dtype_checks: Per lower-precision dtype (``"bfloat16"``), the held-out check
+            :meth:`MemotionEnsembleModel.check_dtype` recorded; ``dtype="auto"`` reads it
+            (:mod:`hf_memotion.models.ensemble.inference_dtype`).
 
     Example:
         >>> config = MemotionEnsembleConfig(problems=["humour"], base_models=[
@@ -92,6 +100,7 @@ class MemotionEnsembleConfig(PretrainedConfig):
     problem_labels: dict[str, list[str]] | None = None
     meta: dict[str, dict[str, Any]] | None = None
     features: str = "own"
+    dtype_checks: dict[str, dict[str, Any]] | None = None
 
     def __post_init__(self, **kwargs: Any):
         super().__post_init__(**kwargs)
@@ -99,6 +108,7 @@ class MemotionEnsembleConfig(PretrainedConfig):
         self.problems = list(self.problems or [])
         self.problem_labels = resolve_problem_labels(self.problems, self.problem_labels) if self.problems else {}
         self.meta = dict(self.meta or {})
+        self.dtype_checks = dict(self.dtype_checks or {})
         if self.features not in ("own", "all"):
             raise ValueError(f"features must be 'own' or 'all', got {self.features!r}")
         names = [m.get("name") for m in self.base_models]
@@ -235,6 +245,7 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
         channels_last: bool = True,
         quantize_text: bool = False,
         images_per_forward: int | str | None = "auto",
+        onednn_linear: bool = True,
         **kwargs: Any,
     ) -> MemotionEnsembleModel:
         """Load an ensemble folder or Hub repository (refusing pickle files and untrusted skops types).
@@ -246,11 +257,15 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
             channels_last: See :meth:`optimize_for_inference`.
             quantize_text: See :meth:`optimize_for_inference`.
             images_per_forward: See :meth:`optimize_for_inference`.
-            **kwargs: Options handed to every base model's ``from_pretrained``: ``dtype`` (``torch_dtype`` is
-                read as ``dtype``), ``device_map``, ``max_memory``, ``offload_folder``, ``attn_implementation``
-                (text models); and download options: ``token``, ``cache_dir``, ``force_download``,
-                ``local_files_only``. Anything else is an error naming it. Through a pipeline these arrive
-                as ``pipeline("meme-emotion", model=..., dtype=..., device_map=..., model_kwargs={...})``.
+            onednn_linear: See :meth:`optimize_for_inference`.
+            **kwargs: ``dtype``: ``"auto"`` (the default, as in transformers: bf16 where the device computes it
+                natively and the ensemble's recorded held-out check passed, else fp32; see
+                :meth:`to_inference_dtype`) or an explicit dtype (``torch_dtype`` is read as ``dtype``).
+                Options handed to every base model's ``from_pretrained``: ``device_map``, ``max_memory``,
+                ``offload_folder``, ``attn_implementation`` (text models); and download options:
+                ``token``, ``cache_dir``, ``force_download``, ``local_files_only``. Anything else is an error
+                naming it. Through a pipeline these arrive as
+                ``pipeline("meme-emotion", model=..., dtype=..., device_map=..., model_kwargs={...})``.
 
         Raises:
             TypeError: For an option this loader does not know (or positional arguments).
@@ -259,6 +274,9 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
         if args:
             raise TypeError(f"MemotionEnsembleModel.from_pretrained takes one positional argument, got {len(args) + 1}")
         base_options, hub_options = cls._loading_options(kwargs)
+        requested_dtype = base_options.pop("dtype", "auto")
+        if requested_dtype != "auto":
+            base_options["dtype"] = requested_dtype
         folder = _resolve(pretrained_model_name_or_path, revision, hub_options)
         check_folder_is_safe(folder)
         config_file = folder / "config.json"
@@ -303,9 +321,15 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
         ensemble = cls(config, base_models=base_models, stackers=stackers).eval()
         if (folder / "README.md").is_file():  # kept for the next save_pretrained
             ensemble.card_data.previous_card = (folder / "README.md").read_text(encoding="utf-8")
-        return ensemble.optimize_for_inference(
-            channels_last=channels_last, quantize_text=quantize_text, images_per_forward=images_per_forward
+        ensemble.optimize_for_inference(
+            channels_last=channels_last,
+            quantize_text=quantize_text,
+            images_per_forward=images_per_forward,
+            onednn_linear=onednn_linear,
         )
+        if requested_dtype == "auto":
+            ensemble.to_inference_dtype("auto")
+        return ensemble
 
     @staticmethod
     def _loading_options(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -325,14 +349,20 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
         if unknown:
             raise TypeError(
                 f"MemotionEnsembleModel.from_pretrained got unknown option(s) {unknown}; it takes channels_last, "
-                f"quantize_text, images_per_forward, revision, {', '.join(BASE_MODEL_OPTIONS + HUB_OPTIONS)}"
+                f"quantize_text, images_per_forward, onednn_linear, revision, "
+                f"{', '.join(BASE_MODEL_OPTIONS + HUB_OPTIONS)}"
             )
         base = {k: v for k, v in options.items() if k in BASE_MODEL_OPTIONS and v is not None}
         hub = {k: v for k, v in options.items() if k in HUB_OPTIONS and v is not None}
         return base, hub
 
     def optimize_for_inference(
-        self, *, channels_last: bool = True, quantize_text: bool = False, images_per_forward: int | str | None = "auto"
+        self,
+        *,
+        channels_last: bool = True,
+        quantize_text: bool = False,
+        images_per_forward: int | str | None = "auto",
+        onednn_linear: bool = True,
     ) -> MemotionEnsembleModel:
         """Make prediction cheaper; outputs stay the same up to float rounding (int8 excepted).
 
@@ -346,6 +376,9 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
             quantize_text: Dynamic int8 quantization of the ``nn.Linear`` layers of the text models'
                 backbones (CPU only; weights 4x smaller; changes probabilities slightly: the benchmark
                 reports the macro-F1 change).
+            onednn_linear: Run fp32 linear layers on a CPU through oneDNN rather than the stock MKL path
+                (:mod:`hf_memotion.models.onednn_linear`; measured here: BERT-base about 2x faster, same
+                outputs to float rounding). Layers quantized to int8 keep their own kernels.
 
         Example:
             >>> from hf_memotion.benchmarking import ENSEMBLE_SIZES, random_ensemble
@@ -363,11 +396,75 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
                 from torch.ao.quantization import quantize_dynamic
 
                 backbone = model.memotion_text.backbone
+                use_onednn_linear(backbone, enabled=False)  # quantize_dynamic maps plain nn.Linear only
                 with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao
                     warnings.simplefilter("ignore", DeprecationWarning)
                     quantize_dynamic(backbone, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
                 model.quantized = True
+            use_onednn_linear(model, enabled=onednn_linear)
         return self
+
+    def to_inference_dtype(self, dtype: str | torch.dtype = "auto") -> MemotionEnsembleModel:
+        """Cast the base models to the dtype they predict in (int8-quantized text models stay as they are).
+
+        Args:
+            dtype: ``"auto"``: bf16 where the base models' device computes bf16 natively *and* this ensemble
+                carries a passed held-out check (:meth:`check_dtype`: no subtask's macro-F1 moved by more
+                than 0.005), fp32 otherwise; or an explicit ``torch.float32`` / ``torch.bfloat16``.
+                ``self.inference_dtype_reason`` says why ``"auto"`` chose what it did.
+
+        Example:
+            >>> from hf_memotion.benchmarking import ENSEMBLE_SIZES, random_ensemble
+            >>> ensemble = random_ensemble(ENSEMBLE_SIZES["demo"]).to_inference_dtype("auto")
+            >>> ensemble.base_models["text"].dtype, ensemble.inference_dtype_reason.startswith(("no", "cpu has no"))
+            (torch.float32, True)
+        """
+        self.inference_dtype_request = dtype
+        if dtype == "auto":
+            devices = {m.device for m in self.base_models.values()}
+            device = next(iter(devices)) if len(devices) == 1 else torch.device("cpu")
+            dtype, self.inference_dtype_reason = resolve_inference_dtype(self.config, device)
+            logger.info("dtype='auto': %s (%s)", str(dtype).removeprefix("torch."), self.inference_dtype_reason)
+        elif isinstance(dtype, str):
+            dtype = getattr(torch, dtype, None)
+            if not isinstance(dtype, torch.dtype):
+                raise ValueError(f"dtype must be 'auto' or a torch dtype such as torch.bfloat16, got {dtype!r}")
+            self.inference_dtype_reason = "given"
+        else:
+            self.inference_dtype_reason = "given"
+        cast_base_models({n: m for n, m in self.base_models.items() if not getattr(m, "quantized", False)}, dtype)
+        return self
+
+    def check_dtype(
+        self, data: Any, dtype: torch.dtype = torch.bfloat16, batch_size: int = 16, record: bool = True
+    ) -> dict[str, Any]:
+        """Measure what predicting in ``dtype`` changes on labelled held-out memes; ``record`` keeps it in the config.
+
+        ``dtype="auto"`` picks bf16 only for an ensemble whose recorded check passed (and only on a device with
+        native bf16). ``scripts/train.py`` runs this on the held-out split after training.
+
+        Args:
+            data: A ``datasets.Dataset`` with ``image``, ``text`` and the ensemble's problem label columns.
+            dtype: The lower precision to check (bf16).
+            batch_size: Memes per forward.
+            record: Store the result in ``config.dtype_checks`` (saved with the ensemble).
+
+        Returns:
+            See :func:`hf_memotion.models.ensemble.inference_dtype.check_inference_dtype`.
+
+        Example:
+            >>> from hf_memotion.benchmarking import ENSEMBLE_SIZES, random_ensemble
+            >>> from hf_memotion.data import load_memotion, make_demo_data
+            >>> held_out = load_memotion(make_demo_data("/tmp/memotion_dtype_doc", n_train=12, n_test=12))["test"]
+            >>> ensemble = random_ensemble(ENSEMBLE_SIZES["demo"])
+            >>> check = ensemble.check_dtype(held_out)
+            >>> sorted(check["macro_f1_change"]), check["rows"], "bfloat16" in ensemble.config.dtype_checks
+            (['subtask_a', 'subtask_b', 'subtask_c'], 12, True)
+        """
+        result = check_inference_dtype(self, data, dtype=dtype, batch_size=batch_size)
+        if record:
+            self.config.dtype_checks = {**(self.config.dtype_checks or {}), result["dtype"]: result}
+        return result
 
     # ------------------------------------------------------------------ prediction
 

@@ -1,0 +1,155 @@
+"""Which dtype an ensemble predicts in: ``dtype="auto"`` and the held-out check that licenses bf16.
+
+``dtype="auto"`` (the default of ``MemotionEnsembleModel.from_pretrained`` and of
+``pipeline("meme-emotion")``) picks **bf16 weights** where both hold:
+
+1. the device computes bf16 natively (:func:`hf_memotion.hardware.native_bf16`: AVX512-BF16 or AMX on a
+   CPU, compute capability 8.0+ on a GPU; elsewhere bf16 can be far slower than fp32), and
+2. the ensemble carries a passed bf16 check: :func:`check_inference_dtype` ran it on labelled held-out
+   memes (``scripts/train.py`` does at the end of training) and no subtask's macro-F1 moved by more
+   than :data:`DTYPE_TOLERANCE` (0.005).
+
+Otherwise fp32. bf16 *weights* rather than autocast: on the CPU measured here both give the same
+outputs to rounding and bf16 weights are faster (BERT-base 557 vs 462 GFLOP/s, ResNet-50 531 vs 480:
+``scripts/bench.py``, ``dtype`` section). An explicit ``dtype=torch.float32`` / ``torch.bfloat16`` is taken
+as given.
+
+Example:
+    >>> from hf_memotion.benchmarking import ENSEMBLE_SIZES, random_ensemble
+    >>> ensemble = random_ensemble(ENSEMBLE_SIZES["demo"])
+    >>> resolve_inference_dtype(ensemble.config, "cpu")  # no check recorded: fp32
+    (torch.float32, 'no bf16 check recorded for this ensemble (MemotionEnsembleModel.check_dtype)')
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from hf_memotion.hardware import native_bf16
+
+if TYPE_CHECKING:
+    import datasets
+
+    from hf_memotion.models.ensemble.modeling_memotion_ensemble import MemotionEnsembleModel
+
+__all__ = ["DTYPE_TOLERANCE", "check_inference_dtype", "resolve_inference_dtype"]
+
+logger = logging.getLogger(__name__)
+
+#: Largest held-out macro-F1 change (any subtask) at which ``dtype="auto"`` still picks bf16.
+DTYPE_TOLERANCE = 0.005
+SUBTASK_KEYS = ("subtask_a", "subtask_b", "subtask_c")
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def resolve_inference_dtype(config: Any, device: str | torch.device) -> tuple[torch.dtype, str]:
+    """The dtype ``"auto"`` means for an ensemble's config on ``device``, and why (one line).
+
+    Args:
+        config: A ``MemotionEnsembleConfig`` (its ``dtype_checks`` are read).
+        device: Where the base models run.
+    """
+    device = torch.device(device)
+    if not native_bf16(device):
+        return torch.float32, f"{device.type} has no native bf16"
+    check = (getattr(config, "dtype_checks", None) or {}).get("bfloat16")
+    if not check:
+        return torch.float32, "no bf16 check recorded for this ensemble (MemotionEnsembleModel.check_dtype)"
+    changes = check.get("macro_f1_change") or {}
+    worst = max((abs(float(v)) for v in changes.values()), default=float("inf"))
+    if worst > DTYPE_TOLERANCE:
+        return torch.float32, f"bf16 moved held-out macro-F1 by {worst:.4f} (> {DTYPE_TOLERANCE})"
+    return torch.bfloat16, f"native bf16 on {device.type}; held-out macro-F1 moved by at most {worst:.4f}"
+
+
+def _probabilities(ensemble: MemotionEnsembleModel, name: str, model: torch.nn.Module, data, batch_size: int):
+    """One base model's probabilities over ``data`` (rows with ``image`` and ``text``)."""
+    rows: dict[str, list[np.ndarray]] = {}
+    with torch.inference_mode():
+        for start in range(0, len(data), batch_size):
+            chunk = data[start : start + batch_size]
+            batch = ensemble.processor(chunk["image"], chunk["text"], ten_crop=True)
+            inputs = ensemble.processor.model_inputs(batch, name, device=model.device, dtype=model.dtype)
+            for problem, logits in model(**inputs).problem_logits.items():
+                rows.setdefault(problem, []).append(logits.float().softmax(-1).cpu().numpy())
+    return {p: np.concatenate(v) for p, v in rows.items()}
+
+
+def check_inference_dtype(
+    ensemble: MemotionEnsembleModel,
+    data: datasets.Dataset,
+    dtype: torch.dtype = torch.bfloat16,
+    batch_size: int = 16,
+) -> dict[str, Any]:
+    """Held-out macro-F1 of the ensemble in fp32 and in ``dtype``, and the largest probability change.
+
+    The ensemble's base models must be in fp32 (the reference); each is copied to ``dtype`` in turn (one
+    copy at a time, so the extra memory is one model's). Nothing of the ensemble is changed.
+
+    Args:
+        ensemble: The ensemble to check.
+        data: Labelled memes: ``image``, ``text`` and every problem's label column (the held-out split).
+        dtype: The lower precision to check.
+        batch_size: Memes per forward.
+
+    Returns:
+        ``{"dtype", "rows", "device", "macro_f1": {"float32": {...}, "<dtype>": {...}},
+        "macro_f1_change": {subtask: change}, "max_probability_change", "passed"}``.
+    """
+    missing = [c for c in ("image", "text", *ensemble.config.problems) if c not in data.column_names]
+    if missing:
+        raise ValueError(f"check_dtype needs labelled memes: the data lacks column(s) {missing}")
+    if len(data) == 0:
+        raise ValueError("check_dtype needs at least one labelled meme")
+    from hf_memotion.metrics import memotion_scores
+
+    reference: dict[str, dict[str, np.ndarray]] = {}
+    lowered: dict[str, dict[str, np.ndarray]] = {}
+    devices = set()
+    for entry in ensemble.config.base_models:
+        name = entry["name"]
+        model = ensemble.base_models[name]
+        if model.dtype != torch.float32:
+            raise ValueError(f"check_dtype compares against fp32: base model {name!r} is {model.dtype}")
+        devices.add(str(model.device))
+        reference[name] = _probabilities(ensemble, name, model, data, batch_size)
+        low = copy.deepcopy(model).to(dtype)
+        lowered[name] = _probabilities(ensemble, name, low, data, batch_size)
+        del low
+    labels = {p: np.asarray(data[p]) for p in ensemble.config.problems}
+    finals = {"float32": ensemble.combine(reference), _dtype_name(dtype): ensemble.combine(lowered)}
+    scores = {
+        key: {k: v for k, v in memotion_scores({p: f[p].argmax(-1) for p in f}, labels).items() if k in SUBTASK_KEYS}
+        for key, f in finals.items()
+    }
+    low_scores, fp32_scores = scores[_dtype_name(dtype)], scores["float32"]
+    change = {k: low_scores[k] - fp32_scores[k] for k in fp32_scores}
+    largest = max(
+        [float(np.abs(finals[_dtype_name(dtype)][p] - finals["float32"][p]).max()) for p in finals["float32"]]
+        + [float(np.abs(lowered[m][p] - reference[m][p]).max()) for m in reference for p in reference[m]]
+    )
+    return {
+        "dtype": _dtype_name(dtype),
+        "rows": len(data),
+        "device": ",".join(sorted(devices)),
+        "macro_f1": scores,
+        "macro_f1_change": change,
+        "max_probability_change": largest,
+        "passed": all(abs(v) <= DTYPE_TOLERANCE for v in change.values()),
+    }
+
+
+def cast_base_models(models: Mapping[str, torch.nn.Module], dtype: torch.dtype) -> None:
+    """Cast every base model's floating-point weights to ``dtype`` in place."""
+    for model in models.values():
+        if model.dtype != dtype:
+            model.to(dtype)

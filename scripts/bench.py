@@ -293,7 +293,7 @@ def _demo_scores(folder: Path, quantize: bool) -> dict[str, float]:
 
     data_dir = load_run_config("demo")["data"]["demo"]["output_dir"]
     test = load_memotion(ROOT / data_dir)["test"]
-    ensemble = MemotionEnsembleModel.from_pretrained(folder, quantize_text=quantize)
+    ensemble = MemotionEnsembleModel.from_pretrained(folder, quantize_text=quantize, dtype=torch.float32)
     probabilities: dict[str, list] = {p: [] for p in PROBLEM_NAMES}
     for start in range(0, len(test), 32):
         rows = test[start : start + 32]

@@ -14,6 +14,7 @@ from conftest import build_tiny_ensemble
 from hf_memotion.data import load_memotion
 from hf_memotion.models.ensemble import MemotionEnsembleModel, inference_dtype
 from hf_memotion.models.onednn_linear import OneDNNLinear, onednn_linear_available, use_onednn_linear
+from hf_memotion.specs import SpecError
 from hf_memotion.training import arguments
 from hf_memotion.training.trainer import ClassifierTrainingConfig
 
@@ -197,5 +198,7 @@ def test_bf16_auto_trains_in_bf16_only_where_it_is_native(monkeypatch, caplog, t
     with caplog.at_level(logging.WARNING, logger=arguments.__name__):
         assert args_of(True).bf16
     assert "without native bf16" in caplog.text
-    with pytest.raises(ValueError, match="bf16 must be true, false or 'auto'"):
+    with pytest.raises(SpecError, match="'bf16' must be true or false or 'auto', got 'yes'"):
         args_of("yes")
+    with pytest.raises(ValueError, match="bf16 must be true, false or 'auto'"):
+        arguments.build_training_arguments(tmp_path, batch_size=4, bf16="yes")

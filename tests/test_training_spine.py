@@ -271,7 +271,9 @@ def test_a_model_trained_with_the_trainer_writes_its_card_with_the_metrics_on_sa
 def test_a_mistyped_value_is_one_line_too():
     with pytest.raises(SpecError, match=r"^run.yaml, section 'models.0.training': 'epochs' must be a number, got 'x'$"):
         EnsembleRunSpec.from_dict({"models": [{"name": "a", "training": {"epochs": "x"}}]}, source="run.yaml")
-    with pytest.raises(SpecError, match=r"^run.yaml, section 'pretraining': 'bf16' must be true or false, got 'yes'$"):
+    with pytest.raises(
+        SpecError, match=r"^run.yaml, section 'pretraining': 'bf16' must be true or false or 'auto', got 'yes'$"
+    ):
         PretrainRunSpec.from_dict({"pretraining": {"bf16": "yes"}}, source="run.yaml")
     with pytest.raises(SpecError, match="'num_proc' must be an integer"):
         MiningRunSpec.from_dict({"num_proc": 1.5})

@@ -109,7 +109,10 @@ def _type_problem(value: Any, hint: Any) -> str | None:
         if value is None and type(None) in args:
             return None
         problems = [_type_problem(value, a) for a in args if a is not type(None)]
-        return None if any(p is None for p in problems) else next((p for p in problems if p), None)
+        return None if any(p is None for p in problems) else " or ".join(dict.fromkeys(p for p in problems if p))
+    if origin is typing.Literal:
+        allowed = typing.get_args(hint)
+        return None if value in allowed and not isinstance(value, bool) else " or ".join(map(repr, allowed))
     if hint not in _SIMPLE:
         return None  # containers, enums, nested specs: checked elsewhere or by the class itself
     if hint is float and isinstance(value, int | float) and not isinstance(value, bool):

@@ -21,7 +21,7 @@ import functools
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from transformers import TrainingArguments
@@ -95,8 +95,8 @@ def stock_argument_types() -> dict[str, Any]:
 
     Example:
         >>> types = stock_argument_types()
-        >>> types["bf16"], "output_dir" in types
-        (bool | str, False)
+        >>> types["max_steps"], "output_dir" in types
+        (<class 'int'>, False)
     """
     import typing
 
@@ -106,7 +106,7 @@ def stock_argument_types() -> dict[str, Any]:
         for f in dataclasses.fields(TrainingArguments)
         if f.init and f.name not in MANAGED_ARGUMENTS
     }
-    types["bf16"] = bool | str  # also "auto" (resolved by build_training_arguments)
+    types["bf16"] = bool | Literal["auto"]  # "auto" is resolved by build_training_arguments
     return types
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from hf_memotion.specs import parse_spec
 from hf_memotion.tasks import PROBLEM_NAMES
@@ -149,7 +149,7 @@ class EnsembleRunSpec:
     processes: int | None = None
     models: list[BaseModelSpec] = field(default_factory=list)
     stacking: StackingSpec = field(default_factory=StackingSpec)
-    bf16_check: bool | str = "auto"
+    bf16_check: bool | Literal["auto"] = "auto"
 
     def __post_init__(self) -> None:
         if self.bf16_check not in (True, False, "auto"):

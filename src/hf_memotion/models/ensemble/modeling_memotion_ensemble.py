@@ -185,6 +185,8 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
         self.base_models = torch.nn.ModuleDict({name: model for name, (model, _) in (base_models or {}).items()})
         self.preprocessors = {name: prep for name, (_, prep) in (base_models or {}).items()}
         self.stackers = dict(stackers or {})
+        self.inference_dtype_request: str | torch.dtype | None = None  # set by to_inference_dtype
+        self.inference_dtype_reason = "the base models' own dtype (to_inference_dtype not called)"
         self.post_init()
 
     def _init_weights(self, module: torch.nn.Module) -> None:
@@ -327,9 +329,7 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
             images_per_forward=images_per_forward,
             onednn_linear=onednn_linear,
         )
-        if requested_dtype == "auto":
-            ensemble.to_inference_dtype("auto")
-        return ensemble
+        return ensemble.to_inference_dtype(requested_dtype)  # an explicit dtype is already loaded: nothing to cast
 
     @staticmethod
     def _loading_options(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -178,6 +178,35 @@ def test_from_pretrained_and_the_pipeline_default_to_auto(monkeypatch, checked_f
     assert set(_dtypes(MemotionEnsembleModel.from_pretrained(checked_folder)).values()) == {torch.float32}
 
 
+@pytest.mark.parametrize(
+    ("device_map", "expected"),
+    [
+        (None, "cpu"),
+        ("cpu", "cpu"),
+        ({"": "cpu"}, "cpu"),
+        (0, "cuda:0"),
+        ("cuda:1", "cuda:1"),
+        (torch.device("cpu"), "cpu"),
+    ],
+)
+def test_auto_resolves_for_the_device_the_base_models_will_load_on(device_map, expected):
+    from hf_memotion.models.ensemble.modeling_memotion_ensemble import _target_device
+
+    assert _target_device(device_map) == torch.device(expected)
+
+
+def test_auto_reads_weights_straight_into_bf16(monkeypatch, checked_folder):
+    monkeypatch.setattr(inference_dtype, "native_bf16", lambda device: True)
+    casts = []
+    monkeypatch.setattr(
+        "hf_memotion.models.ensemble.modeling_memotion_ensemble.cast_base_models",
+        lambda models, dtype: casts.append(dtype),
+    )
+    ensemble = MemotionEnsembleModel.from_pretrained(checked_folder, device_map="cpu")
+    assert set(_dtypes(ensemble).values()) == {torch.bfloat16} and casts == []  # loaded in bf16, not cast after
+    assert ensemble.inference_dtype_request == "auto" and "held-out macro-F1" in ensemble.inference_dtype_reason
+
+
 def test_bad_dtypes_are_errors(synthetic):
     ensemble = build_tiny_ensemble(synthetic)
     with pytest.raises(ValueError, match="dtype must be 'auto' or a torch dtype"):

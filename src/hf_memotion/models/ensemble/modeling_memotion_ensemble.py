@@ -147,6 +147,21 @@ class MemotionEnsembleConfig(PretrainedConfig):
                 raise ValueError(f"{where}: a {entry['method']} meta-estimator needs its skops 'file'")
 
 
+def _target_device(device_map: Any) -> torch.device:
+    """Where base models loaded with ``device_map`` run (the first device of a map; CPU without one)."""
+    if device_map is None:
+        return torch.device("cpu")
+    if isinstance(device_map, Mapping):
+        device_map = next(iter(device_map.values()), "cpu")
+    if isinstance(device_map, int):
+        return torch.device("cuda", device_map)
+    if isinstance(device_map, torch.device):
+        return device_map
+    if device_map in ("auto", "balanced", "balanced_low_0", "sequential"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device_map)
+
+
 def _resolve(path: str | os.PathLike, revision: str | None, hub_options: Mapping[str, Any] | None = None) -> Path:
     local = Path(path)
     if local.is_dir():
@@ -277,8 +292,6 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
             raise TypeError(f"MemotionEnsembleModel.from_pretrained takes one positional argument, got {len(args) + 1}")
         base_options, hub_options = cls._loading_options(kwargs)
         requested_dtype = base_options.pop("dtype", "auto")
-        if requested_dtype != "auto":
-            base_options["dtype"] = requested_dtype
         folder = _resolve(pretrained_model_name_or_path, revision, hub_options)
         check_folder_is_safe(folder)
         config_file = folder / "config.json"
@@ -299,6 +312,11 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
                 path = resolve_inside(folder, entry["file"], f"meta-estimator file of {problem!r}")
                 stacker.estimator = load_estimator(read_bounded(path, "meta-estimator file"), source=str(path))
             stackers[problem] = stacker
+        if requested_dtype == "auto":  # resolved before loading: weights are read straight into that dtype
+            dtype, dtype_reason = resolve_inference_dtype(config, _target_device(base_options.get("device_map")))
+            logger.info("dtype='auto': %s (%s)", str(dtype).removeprefix("torch."), dtype_reason)
+        else:
+            dtype, dtype_reason = requested_dtype, "given"
         base_models = {}
         for entry in config.base_models:
             if entry.get("revision"):  # a pinned Hub model: downloaded (or cached), checked like the ensemble
@@ -312,6 +330,8 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
                     )
             source = str(location)
             options = dict(base_options)
+            # int8 dynamic quantization works on fp32 layers: a text model to quantize is read in fp32
+            options["dtype"] = torch.float32 if quantize_text and entry["modality"] == "text" else dtype
             if entry["modality"] == "text":
                 model = AutoModelForSequenceClassification.from_pretrained(source, **options)
                 prep = AutoTokenizer.from_pretrained(source)
@@ -329,7 +349,8 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
             images_per_forward=images_per_forward,
             onednn_linear=onednn_linear,
         )
-        return ensemble.to_inference_dtype(requested_dtype)  # an explicit dtype is already loaded: nothing to cast
+        ensemble.inference_dtype_request, ensemble.inference_dtype_reason = requested_dtype, dtype_reason
+        return ensemble
 
     @staticmethod
     def _loading_options(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -426,10 +447,10 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
             dtype, self.inference_dtype_reason = resolve_inference_dtype(self.config, device)
             logger.info("dtype='auto': %s (%s)", str(dtype).removeprefix("torch."), self.inference_dtype_reason)
         elif isinstance(dtype, str):
-            dtype = getattr(torch, dtype, None)
-            if not isinstance(dtype, torch.dtype):
+            named = getattr(torch, dtype, None)
+            if not isinstance(named, torch.dtype):
                 raise ValueError(f"dtype must be 'auto' or a torch dtype such as torch.bfloat16, got {dtype!r}")
-            self.inference_dtype_reason = "given"
+            dtype, self.inference_dtype_reason = named, "given"
         else:
             self.inference_dtype_reason = "given"
         cast_base_models({n: m for n, m in self.base_models.items() if not getattr(m, "quantized", False)}, dtype)

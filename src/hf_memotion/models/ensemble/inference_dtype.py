@@ -10,7 +10,7 @@
    than :data:`DTYPE_TOLERANCE` (0.005).
 
 Otherwise fp32. bf16 *weights* rather than autocast: on the CPU measured here both give the same
-outputs to rounding and bf16 weights are faster (BERT-base 557 vs 462 GFLOP/s, ResNet-50 531 vs 480:
+outputs to rounding and bf16 weights are faster (the Space-size pipeline 1.93x fp32 against 1.65x:
 ``scripts/bench.py``, ``dtype`` section). An explicit ``dtype=torch.float32`` / ``torch.bfloat16`` is taken
 as given.
 

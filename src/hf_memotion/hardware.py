@@ -29,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import gc
 import os
 import platform
 import re
@@ -40,7 +41,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["MachinePeak", "cpu_flags", "cpu_name", "native_bf16", "theoretical_peak"]
+__all__ = ["MachinePeak", "cpu_flags", "cpu_name", "native_bf16", "release_memory", "theoretical_peak"]
 
 
 @cache
@@ -80,6 +81,17 @@ def native_bf16(device: str | torch.device | None = None) -> bool:
     if kind == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+
+
+def release_memory() -> None:
+    """Give freed tensors' memory back: collect reference cycles (a ``Trainer`` holds its model) and empty CUDA's cache.
+
+    Example:
+        >>> release_memory()  # after dropping the last reference to a model
+    """
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 @dataclass(frozen=True)

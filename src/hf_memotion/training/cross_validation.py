@@ -27,6 +27,7 @@ from sklearn.model_selection import train_test_split
 from transformers import PreTrainedModel, set_seed
 
 from hf_memotion.distributed import process_state
+from hf_memotion.hardware import release_memory
 from hf_memotion.io_utils import atomic_open, atomic_write_text
 from hf_memotion.metrics import memotion_scores
 from hf_memotion.training.folds import stratified_folds
@@ -211,6 +212,7 @@ class CrossValidator:
                     shutil.rmtree(folder / "checkpoints", ignore_errors=True)
                 state.wait_for_everyone()
                 del trainer
+                release_memory()  # a fold's model and optimizer state leave the device before the next fold
             for name in names:
                 oof[name][indices] = probabilities[name]
             fold_metrics.append(metrics)
@@ -230,6 +232,8 @@ class CrossValidator:
             set_seed(training.seed + self.n_splits)
             trainer = self.fit(self.model_init(), dataset, None, settings, output / "refit_checkpoints")
             model = trainer.model
+            del trainer  # the optimizer state goes; the caller decides how long the model stays
+            release_memory()
             state.wait_for_everyone()
             if state.is_main_process:
                 shutil.rmtree(output / "refit_checkpoints", ignore_errors=True)

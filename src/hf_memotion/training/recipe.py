@@ -9,8 +9,16 @@ Steps (Section 4 of the Memotion paper):
    modality ensemble) and of each modality alone (for the ablation);
 4. score every base model, each modality's ensemble and the full ensemble on the held-out split
    (Table 7), record the chosen meta-estimators (Table 8);
-5. write ``ensemble/`` (``pipeline("meme-emotion", model=...)`` loads it), ``report.md``,
+5. measure what bf16 changes on the held-out split (``dtype="auto"`` reads it);
+6. write ``ensemble/`` (``pipeline("meme-emotion", model=...)`` loads it), ``report.md``,
    ``report.json``, ``answer.txt`` (official submission of the held-out split) and plots.
+
+Memory is bounded by the largest base model, not by how many there are: each model is freed once saved
+(``keep_model=False``), the bf16 check loads the saved models one at a time, and ``ensemble/`` is assembled
+from the saved folders without loading them: its base-model files are **hard links** to
+``models/<name>/model/`` (a copy where the file system cannot link), so the weights are on disk once.
+A re-run writes new files rather than rewriting the old ones in place, so an ensemble folder kept from an
+earlier run keeps its own weights.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from hf_memotion.io_utils import atomic_write_text
 from hf_memotion.metrics import memotion_scores
 from hf_memotion.metrics.tables import format_table7
 from hf_memotion.models.ensemble import MemotionEnsembleConfig, MemotionEnsembleModel, fit_stackers
+from hf_memotion.models.ensemble.inference_dtype import check_inference_dtype
 from hf_memotion.models.ensemble.stacking import META_METHODS
 from hf_memotion.reporting.ensemble_report import plot_scores, render_report
 from hf_memotion.specs import spec_to_dict
@@ -77,8 +86,9 @@ def _train_base_model(entry: Mapping[str, Any], data: datasets.DatasetDict, fold
 
     spec: BaseModelSpec = entry["spec"]
     train = train_text_classifier if spec.modality == "text" else train_vision_classifier
+    # keep_model=False: each model leaves the device and memory once saved; the ensemble is assembled from folders
     return train(data, folder, problems=list(entry["problems"]), training=spec.training_config(),
-                 **spec.recipe_kwargs(), **common)  # fmt: skip
+                 keep_model=False, **spec.recipe_kwargs(), **common)  # fmt: skip
 
 
 def _scores(probabilities: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray]) -> dict[str, float]:
@@ -97,8 +107,13 @@ def _load_base(entry: Mapping[str, Any], folder: Path):
     return AutoModelForImageClassification.from_pretrained(folder), AutoImageProcessor.from_pretrained(folder)
 
 
-def _bf16_check(ensemble: MemotionEnsembleModel, held_out: datasets.Dataset, when: bool | str) -> dict | None:
-    """Record in ``ensemble`` what bf16 changes on the held-out split (``dtype="auto"`` reads it); ``None``: skipped."""
+def _bf16_check(
+    ensemble: MemotionEnsembleModel, held_out: datasets.Dataset, when: bool | str, models: Path
+) -> dict | None:
+    """Record in ``ensemble`` what bf16 changes on the held-out split (``dtype="auto"`` reads it); ``None``: skipped.
+
+    The base models are loaded from ``models/<name>/model`` one at a time (never all at once).
+    """
     import torch
 
     from hf_memotion.hardware import native_bf16
@@ -108,11 +123,9 @@ def _bf16_check(ensemble: MemotionEnsembleModel, held_out: datasets.Dataset, whe
         logger.info("bf16 check skipped (%s): dtype='auto' will predict in fp32", "bf16_check: false" if when is False
                     else f"no native bf16 on {device}")  # fmt: skip
         return None
-    ensemble.to(device)
-    try:
-        check = ensemble.check_dtype(held_out)
-    finally:
-        ensemble.to("cpu")
+    check = check_inference_dtype(ensemble, held_out, load=lambda e: _load_base(e, models / e["name"] / "model"),
+                                  device=device)  # fmt: skip
+    ensemble.config.dtype_checks = {**ensemble.config.dtype_checks, check["dtype"]: check}
     verdict = "passed: dtype='auto' predicts in bf16" if check["passed"] else "failed: dtype='auto' stays fp32"
     changes = {k: round(v, 4) for k, v in check["macro_f1_change"].items()}
     logger.info("bf16 on the held-out split: macro-F1 change %s, largest probability change %.4f (%s)",
@@ -201,13 +214,15 @@ def run_training(config: Mapping[str, Any] | EnsembleRunSpec, *, source: str | N
                 for e in models
             ],
         )
-        base = {e["name"]: _load_base(e, output / "models" / e["name"] / "model") for e in models}
-        ensemble = MemotionEnsembleModel(ensemble_config, base_models=base, stackers=stackers)
-        check = _bf16_check(ensemble, data["test"], spec.bf16_check)
+        # no base model in memory: the check loads them one at a time, the folder links their saved files
+        ensemble = MemotionEnsembleModel(ensemble_config, stackers=stackers)
+        check = _bf16_check(ensemble, data["test"], spec.bf16_check, output / "models")
         if check is not None:
             report["bf16_check"] = check
         ensemble.card_data.update(**report)  # the card is written by save_pretrained, from the report's numbers
-        ensemble.save_pretrained(output / "ensemble")
+        ensemble.save_pretrained(
+            output / "ensemble", base_model_folders={e["name"]: output / "models" / e["name"] / "model" for e in models}
+        )
         write_answer_file({p: final[p].argmax(-1) for p in PROBLEM_NAMES}, output / "answer.txt")
         plots = plot_scores(output, rows, final, test_labels)
         atomic_write_text(output / "report.json", json.dumps(report, indent=2, default=str))

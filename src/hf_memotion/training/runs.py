@@ -20,6 +20,8 @@ import hashlib
 import json
 import logging
 import os
+import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +32,7 @@ import numpy as np
 from safetensors.numpy import load_file, save
 
 from hf_memotion.distributed import process_state
+from hf_memotion.hardware import release_memory
 from hf_memotion.io_utils import atomic_open, atomic_write_text
 from hf_memotion.metrics import memotion_scores
 from hf_memotion.training.cross_validation import CrossValidationResult, CrossValidator
@@ -82,7 +85,9 @@ def save_probabilities(path: Path, probabilities: Mapping[str, np.ndarray]) -> N
         handle.write(save({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in probabilities.items()}))
 
 
-def _load_finished_run(output: Path, key: str, refit: bool, preprocessor: Any) -> ClassifierRunResult | None:
+def _load_finished_run(
+    output: Path, key: str, refit: bool, preprocessor: Any, load_model: bool = True
+) -> ClassifierRunResult | None:
     """The saved result of a run that already finished with the same settings (a restarted job skips it)."""
     metrics_file = output / "metrics.json"
     if not metrics_file.is_file():
@@ -93,7 +98,7 @@ def _load_finished_run(output: Path, key: str, refit: bool, preprocessor: Any) -
     oof = load_file(output / "oof_probabilities.safetensors")
     test_file = output / "test_probabilities.safetensors"
     model = None
-    if refit:
+    if refit and load_model:
         from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification
 
         loader = (
@@ -128,6 +133,7 @@ def run_classifier(
     test_labels: Mapping[str, Sequence[int]] | None = None,
     refit: bool = True,
     train_labels: np.ndarray | None = None,
+    keep_model: bool = True,
 ) -> ClassifierRunResult:
     """Cross-validate, refit, score the test split and write the run folder (main process only).
 
@@ -142,10 +148,13 @@ def run_classifier(
         test_labels: Gold test labels per problem.
         refit: Refit on all rows, save the model and score the test split.
         train_labels: ``(n_rows, n_problems)`` class ids, for datasets whose ``labels`` come from a transform.
+        keep_model: Return the refit model in ``result.model``. ``False`` (what the ensemble recipe passes) frees it
+            once it is saved, so a run of many base models holds at most one model at a time, on the device and
+            in memory; the saved folder is what the ensemble is assembled from.
     """
     output = Path(output_dir)
     key = settings_key(settings)
-    finished = _load_finished_run(output, key, refit, preprocessor)
+    finished = _load_finished_run(output, key, refit, preprocessor, load_model=keep_model)
     if finished is not None:
         logger.info("%s already finished with these settings: reusing it", output)
         return finished
@@ -159,14 +168,21 @@ def run_classifier(
         result.test_scores = memotion_scores(
             {p: v.argmax(-1) for p, v in result.test_probabilities.items()}, dict(test_labels)
         )
+        del predictor
     state = process_state()
     if state.is_main_process:  # under accelerate launch, one process writes the files
         save_probabilities(output / "oof_probabilities.safetensors", cv.oof_probabilities)
         if refit:
             cv.model.card_data.name = output.name
             cv.model.card_data.update(**settings, oof_scores=cv.oof_scores, test_scores=result.test_scores)
-            cv.model.save_pretrained(output / "model")  # writes the card (README.md) from the model's card data
-            preprocessor.save_pretrained(output / "model")
+            # written beside, then moved into place: a killed run leaves no half-written model, and the new files are
+            # new inodes, so an ensemble folder hard-linked to the previous ones keeps them
+            staging = Path(tempfile.mkdtemp(prefix=".model.", dir=output))
+            cv.model.save_pretrained(staging)  # writes the card (README.md) from the model's card data
+            preprocessor.save_pretrained(staging)
+            if (output / "model").exists():
+                shutil.rmtree(output / "model")
+            os.replace(staging, output / "model")
         if result.test_probabilities is not None:
             save_probabilities(output / "test_probabilities.safetensors", result.test_probabilities)
         report = {
@@ -179,6 +195,9 @@ def run_classifier(
         }
         atomic_write_text(output / "metrics.json", json.dumps(report, indent=2, default=str))
     state.wait_for_everyone()
+    if not keep_model:
+        cv.model = result.model = None
+        release_memory()
     return result
 
 

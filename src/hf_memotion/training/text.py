@@ -111,6 +111,7 @@ def train_text_classifier(
     model_kwargs: dict[str, Any] | None = None,
     tiny_kwargs: dict[str, Any] | None = None,
     refit: bool = True,
+    keep_model: bool = True,
 ) -> TextClassifierResult:
     """Train one textual model (one problem, or several from one backbone pass) the paper's way.
 
@@ -133,6 +134,8 @@ def train_text_classifier(
         tiny_kwargs: Sizes for a tiny backbone (``hidden_size``, ``num_layers``, ...).
         refit: Refit on all rows, save the model and score the test split; ``False`` stops after the
             folds (what a hyperparameter search needs).
+        keep_model: Return the refit model in the result (``False``: freed once saved; see
+            :func:`~hf_memotion.training.runs.run_classifier`).
     """
     splits = as_splits(data)
     training = ClassifierTrainingConfig.from_dict({**(training or ClassifierTrainingConfig()).to_dict(), "seed": seed})
@@ -161,6 +164,7 @@ def train_text_classifier(
         test_dataset=prepare_text_dataset(test, tokenizer, problems, max_length) if scored else None,
         test_labels={p: test[p] for p in problems} if scored else None,
         refit=refit,
+        keep_model=keep_model,
     )
     return result
 

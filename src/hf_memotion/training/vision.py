@@ -146,6 +146,7 @@ def train_vision_classifier(
     processor_kwargs: dict[str, Any] | None = None,
     model_kwargs: dict[str, Any] | None = None,
     refit: bool = True,
+    keep_model: bool = True,
 ) -> ClassifierRunResult:
     """Train one visual model (one problem, or several from one forward pass) the paper's way.
 
@@ -165,6 +166,8 @@ def train_vision_classifier(
         processor_kwargs: Overrides of the processor timm's data config gives (e.g. ``{"crop_size": 64}``).
         model_kwargs: :class:`MemotionVisionConfig` fields (``drop_rate``, ``model_args``).
         refit: Refit on all rows, save the model and score the test split.
+        keep_model: Return the refit model in the result (``False``: freed once saved; see
+            :func:`~hf_memotion.training.runs.run_classifier`).
     """
     splits = as_splits(data)
     training = ClassifierTrainingConfig.from_dict({**(training or PAPER_VISION_TRAINING).to_dict(), "seed": seed})
@@ -209,6 +212,7 @@ def train_vision_classifier(
         else None,
         test_labels={p: test[p] for p in problems} if scored else None,
         refit=refit,
+        keep_model=keep_model,
         train_labels=np.stack([np.asarray(train[p]) for p in problems], axis=1),
     )
 

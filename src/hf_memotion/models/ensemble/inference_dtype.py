@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from hf_memotion.hardware import native_bf16
+from hf_memotion.hardware import native_bf16, release_memory
 
 if TYPE_CHECKING:
     import datasets
@@ -71,14 +71,14 @@ def resolve_inference_dtype(config: Any, device: str | torch.device) -> tuple[to
     return torch.bfloat16, f"native bf16 on {device.type}; held-out macro-F1 moved by at most {worst:.4f}"
 
 
-def _probabilities(ensemble: MemotionEnsembleModel, name: str, model: torch.nn.Module, data, batch_size: int):
+def _probabilities(processor: Any, name: str, model: torch.nn.Module, data, batch_size: int):
     """One base model's probabilities over ``data`` (rows with ``image`` and ``text``)."""
     rows: dict[str, list[np.ndarray]] = {}
     with torch.inference_mode():
         for start in range(0, len(data), batch_size):
             chunk = data[start : start + batch_size]
-            batch = ensemble.processor(chunk["image"], chunk["text"], ten_crop=True)
-            inputs = ensemble.processor.model_inputs(batch, name, device=model.device, dtype=model.dtype)
+            batch = processor(chunk["image"], chunk["text"], ten_crop=True)
+            inputs = processor.model_inputs(batch, name, device=model.device, dtype=model.dtype)
             for problem, logits in model(**inputs).problem_logits.items():
                 rows.setdefault(problem, []).append(logits.float().softmax(-1).cpu().numpy())
     return {p: np.concatenate(v) for p, v in rows.items()}
@@ -89,22 +89,30 @@ def check_inference_dtype(
     data: datasets.Dataset,
     dtype: torch.dtype = torch.bfloat16,
     batch_size: int = 16,
+    load: Callable[[Mapping[str, Any]], tuple[torch.nn.Module, Any]] | None = None,
+    device: str | torch.device | None = None,
 ) -> dict[str, Any]:
     """Held-out macro-F1 of the ensemble in fp32 and in ``dtype``, and the largest probability change.
 
-    The ensemble's base models must be in fp32 (the reference); each is copied to ``dtype`` in turn (one
-    copy at a time, so the extra memory is one model's). Nothing of the ensemble is changed.
+    One base model at a time is run in fp32 and then in ``dtype``, so the extra memory is one model's:
+    with the ensemble's own base models (which must be fp32; each is copied to ``dtype``, the ensemble is left
+    as it is), or, with ``load``, models loaded one by one and freed after (the ensemble then needs no base
+    model in memory: what ``scripts/train.py`` does, so the check does not hold every model at once).
 
     Args:
-        ensemble: The ensemble to check.
+        ensemble: The ensemble to check (its config and meta-estimators; its base models unless ``load``).
         data: Labelled memes: ``image``, ``text`` and every problem's label column (the held-out split).
         dtype: The lower precision to check.
         batch_size: Memes per forward.
+        load: ``entry -> (model, tokenizer or image processor)`` for a base-model entry of the config.
+        device: Where loaded models run (default: the CPU); the ensemble's own models stay where they are.
 
     Returns:
         ``{"dtype", "rows", "device", "macro_f1": {"float32": {...}, "<dtype>": {...}},
         "macro_f1_change": {subtask: change}, "max_probability_change", "passed"}``.
     """
+    from hf_memotion.models.ensemble.processing_memotion_ensemble import MemeProcessor
+
     missing = [c for c in ("image", "text", *ensemble.config.problems) if c not in data.column_names]
     if missing:
         raise ValueError(f"check_dtype needs labelled memes: the data lacks column(s) {missing}")
@@ -117,14 +125,22 @@ def check_inference_dtype(
     devices = set()
     for entry in ensemble.config.base_models:
         name = entry["name"]
-        model = ensemble.base_models[name]
+        if load is None:
+            model, processor = ensemble.base_models[name], ensemble.processor
+        else:
+            model, prep = load(entry)
+            model = model.eval().to(device or "cpu")
+            max_length = {name: int(getattr(model.config, "max_length", 128))} if entry["modality"] == "text" else {}
+            processor = MemeProcessor([entry], {name: prep}, max_length)
         if model.dtype != torch.float32:
             raise ValueError(f"check_dtype compares against fp32: base model {name!r} is {model.dtype}")
         devices.add(str(model.device))
-        reference[name] = _probabilities(ensemble, name, model, data, batch_size)
-        low = copy.deepcopy(model).to(dtype)
-        lowered[name] = _probabilities(ensemble, name, low, data, batch_size)
-        del low
+        reference[name] = _probabilities(processor, name, model, data, batch_size)
+        low = copy.deepcopy(model).to(dtype) if load is None else model.to(dtype)  # a loaded model is ours to cast
+        lowered[name] = _probabilities(processor, name, low, data, batch_size)
+        del low, model
+        if load is not None:
+            release_memory()
     labels = {p: np.asarray(data[p]) for p in ensemble.config.problems}
     finals = {"float32": ensemble.combine(reference), _dtype_name(dtype): ensemble.combine(lowered)}
     scores = {

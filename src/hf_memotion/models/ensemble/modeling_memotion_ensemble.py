@@ -147,6 +147,22 @@ class MemotionEnsembleConfig(PretrainedConfig):
                 raise ValueError(f"{where}: a {entry['method']} meta-estimator needs its skops 'file'")
 
 
+def _link_tree(source: Path, destination: Path) -> None:
+    """Hard-link every file of ``source`` into ``destination`` (a copy where links are impossible)."""
+    check_folder_is_safe(source)
+    if not (source / "config.json").is_file():
+        raise FileNotFoundError(f"{source} is not a saved model folder (no config.json)")
+    for path in sorted(source.rglob("*")):
+        if path.is_dir():
+            continue
+        target = destination / path.relative_to(source)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(path, target)
+        except OSError:  # another file system, or links not allowed
+            shutil.copy2(path, target)
+
+
 def _target_device(device_map: Any) -> torch.device:
     """Where base models loaded with ``device_map`` run (the first device of a map; CPU without one)."""
     if device_map is None:
@@ -209,8 +225,35 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
 
     # ------------------------------------------------------------------ saving and loading
 
-    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
-        """Write the ensemble folder (built in a temporary folder, then moved into place)."""
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        *,
+        base_model_folders: Mapping[str, str | os.PathLike] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Write the ensemble folder (built in a temporary folder, then moved into place).
+
+        Args:
+            save_directory: The ensemble folder.
+            base_model_folders: Saved base-model folders (``save_pretrained`` of the model and its tokenizer or image
+                processor) to put in the ensemble instead of models held in memory: their files are hard-linked
+                (copied where the file system cannot link), so assembling an ensemble neither loads its base
+                models nor writes a second copy of their weights (what ``scripts/train.py`` does).
+            **kwargs: Ignored (``PreTrainedModel.save_pretrained`` options do not apply to the ensemble folder).
+
+        Example:
+            >>> import tempfile
+            >>> from hf_memotion.benchmarking import ENSEMBLE_SIZES, random_ensemble
+            >>> root = Path(tempfile.mkdtemp())
+            >>> full = random_ensemble(ENSEMBLE_SIZES["demo"])
+            >>> full.save_pretrained(root / "full")
+            >>> light = MemotionEnsembleModel(full.config, stackers=full.stackers)  # no base model in memory
+            >>> light.save_pretrained(root / "linked", base_model_folders={"text": root / "full" / "text",
+            ...                                                             "vision": root / "full" / "vision"})
+            >>> (root / "linked" / "text" / "model.safetensors").stat().st_nlink >= 2  # the same file, linked
+            True
+        """
         target = Path(save_directory)
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
@@ -234,9 +277,15 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
             config.architectures = [type(self).__name__]
             if hasattr(config, "custom_pipelines"):  # the task is this package's: never a remote-code pipeline
                 del config.custom_pipelines
+            folders = {name: Path(folder) for name, folder in (base_model_folders or {}).items()}
             for entry in config.base_models:
                 if entry.get("revision"):
                     continue  # a Hub id pinned to a revision: referenced, not copied
+                if entry["name"] in folders:
+                    _link_tree(folders[entry["name"]], staging / entry["path"])
+                    continue
+                if entry["name"] not in self.base_models:
+                    raise ValueError(f"base model {entry['name']!r} is neither loaded nor given in base_model_folders")
                 model = self.base_models[entry["name"]]
                 model.save_pretrained(staging / entry["path"])
                 self.preprocessors[entry["name"]].save_pretrained(staging / entry["path"])

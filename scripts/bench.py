@@ -113,13 +113,14 @@ def bench_pipeline(size: str, matmul: float, batch: int = 8) -> dict[str, Any]:
             forward_flops = count_flops(lambda m=model, x=inputs: m(**x))
             seconds = time_calls(lambda m=model, x=inputs: m(**x), max(repeats, 2)).p50
         gflops = forward_flops / seconds / 1e9
-        backbones.append({"model": entry["name"], "input": what, "gflop": forward_flops / 1e9, "seconds": seconds,
-                          "gflops": gflops, "of_matmul": gflops / matmul})  # fmt: skip
+        backbones.append({"model": entry["name"], "modality": entry["modality"], "input": what,
+                          "gflop": forward_flops / 1e9, "seconds": seconds, "gflops": gflops,
+                          "of_matmul": gflops / matmul})  # fmt: skip
         if entry["modality"] == "text" and use_onednn_linear(model, enabled=False):  # the stock (MKL) fp32 path
             with torch.inference_mode():
                 stock = time_calls(lambda m=model, x=inputs: m(**x), max(repeats, 2)).p50
             use_onednn_linear(model)
-            backbones.append({"model": f"{entry['name']} (stock nn.Linear)", "input": what,
+            backbones.append({"model": f"{entry['name']} (stock nn.Linear)", "modality": "text (stock)", "input": what,
                               "gflop": forward_flops / 1e9, "seconds": stock, "gflops": forward_flops / stock / 1e9,
                               "of_matmul": forward_flops / stock / 1e9 / matmul})  # fmt: skip
     pipeline_gflops = flops / ours_batch.p50 / 1e9
@@ -146,8 +147,8 @@ def bench_pipeline(size: str, matmul: float, batch: int = 8) -> dict[str, Any]:
 
 def _text_over_vision(backbones: list[dict[str, Any]]) -> float | None:
     """GFLOP/s of the first text backbone (as the pipeline runs it) over the first visual one's."""
-    text = [r["gflops"] for r in backbones if "bert" in r["model"] and "stock" not in r["model"]]
-    vision = [r["gflops"] for r in backbones if "crops" in r["input"]]
+    text = [r["gflops"] for r in backbones if r["modality"] == "text"]
+    vision = [r["gflops"] for r in backbones if r["modality"] == "vision"]
     return text[0] / vision[0] if text and vision else None
 
 

@@ -158,6 +158,6 @@ def test_peak_memory_of_an_ensemble_run_does_not_grow_with_its_number_of_models(
     many = _peak_rss_of_a_run(tmp_path, "thirty_six", "per_problem")
     assert few["models"] == 4 and many["models"] == 36
     print(f"peak RSS: 4 models {few['peak_mb']:.0f} MB, 36 models {many['peak_mb']:.0f} MB")  # shown with -s
-    # each model is about 7 MB of weights and 21 MB with its Adam state: 32 more held would add 650 MB or more
+    # each model holds about 7 MB of weights (21 MB with its Adam state): 32 more kept would add at least 220 MB
     margin_mb = 120
     assert many["peak_mb"] <= few["peak_mb"] + margin_mb, (few, many)

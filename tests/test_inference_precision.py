@@ -154,7 +154,7 @@ def _dtypes(ensemble):
 
 def test_from_pretrained_and_the_pipeline_default_to_auto(monkeypatch, checked_folder, caplog):
     monkeypatch.setattr(inference_dtype, "native_bf16", lambda device: True)
-    with caplog.at_level(logging.INFO, logger="hf_memotion.models.ensemble.modeling_memotion_ensemble"):
+    with caplog.at_level(logging.INFO, logger=inference_dtype.__name__):
         ensemble = MemotionEnsembleModel.from_pretrained(checked_folder)
     assert set(_dtypes(ensemble).values()) == {torch.bfloat16}
     assert "dtype='auto': bfloat16" in caplog.text

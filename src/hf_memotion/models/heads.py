@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -205,6 +206,16 @@ class MemotionClassifierOutput(ModelOutput):
     pooler_output: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     attentions: tuple[torch.FloatTensor, ...] | None = None
+
+    def problem_probabilities(self) -> dict[str, np.ndarray]:
+        """Class probabilities per problem (softmax of ``problem_logits`` in fp32), as numpy arrays on the CPU.
+
+        Example:
+            >>> out = MemotionClassifierOutput(problem_logits={"humour": torch.zeros(1, 2)})
+            >>> out.problem_probabilities()["humour"].tolist()
+            [[0.5, 0.5]]
+        """
+        return {p: v.float().softmax(-1).cpu().numpy() for p, v in (self.problem_logits or {}).items()}
 
 
 class ProblemHeads(nn.Module):

@@ -135,8 +135,8 @@ class MemeEmotionPipeline(Pipeline):
     def __init__(self, *args: Any, **kwargs: Any):
         _check_batching(kwargs.get("batch_size"), kwargs.get("num_workers"))
         super().__init__(*args, **kwargs)
-        if getattr(self.model, "inference_dtype_request", None) == "auto":  # the device may have changed since loading
-            self.model.to_inference_dtype("auto")
+        if getattr(self.model, "inference_dtype_request", None) == "auto" and self.model.device.type != "cpu":
+            self.model.to_inference_dtype("auto")  # loaded (and resolved) on the CPU, then moved: resolve for the GPU
         if self._batch_size is None:
             self._batch_size = DEFAULT_BATCH_SIZE
         # transformers' pad collate function reads the padding settings of the pipeline's feature extractor.

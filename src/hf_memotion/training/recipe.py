@@ -45,7 +45,6 @@ from hf_memotion.io_utils import atomic_write_text
 from hf_memotion.metrics import memotion_scores
 from hf_memotion.metrics.tables import format_table7
 from hf_memotion.models.ensemble import MemotionEnsembleConfig, MemotionEnsembleModel, fit_stackers
-from hf_memotion.models.ensemble.inference_dtype import check_inference_dtype
 from hf_memotion.models.ensemble.stacking import META_METHODS
 from hf_memotion.reporting.ensemble_report import plot_scores, render_report
 from hf_memotion.specs import spec_to_dict
@@ -123,9 +122,7 @@ def _bf16_check(
         logger.info("bf16 check skipped (%s): dtype='auto' will predict in fp32", "bf16_check: false" if when is False
                     else f"no native bf16 on {device}")  # fmt: skip
         return None
-    check = check_inference_dtype(ensemble, held_out, load=lambda e: _load_base(e, models / e["name"] / "model"),
-                                  device=device)  # fmt: skip
-    ensemble.config.dtype_checks = {**ensemble.config.dtype_checks, check["dtype"]: check}
+    check = ensemble.check_dtype(held_out, load=lambda e: _load_base(e, models / e["name"] / "model"), device=device)
     verdict = "passed: dtype='auto' predicts in bf16" if check["passed"] else "failed: dtype='auto' stays fp32"
     changes = {k: round(v, 4) for k, v in check["macro_f1_change"].items()}
     logger.info("bf16 on the held-out split: macro-F1 change %s, largest probability change %.4f (%s)",

@@ -58,7 +58,12 @@ def resolve_inference_dtype(config: Any, device: str | torch.device) -> tuple[to
         config: A ``MemotionEnsembleConfig`` (its ``dtype_checks`` are read).
         device: Where the base models run.
     """
-    device = torch.device(device)
+    dtype, reason = _resolve(config, torch.device(device))
+    logger.info("dtype='auto': %s (%s)", _dtype_name(dtype), reason)
+    return dtype, reason
+
+
+def _resolve(config: Any, device: torch.device) -> tuple[torch.dtype, str]:
     if not native_bf16(device):
         return torch.float32, f"{device.type} has no native bf16"
     check = (getattr(config, "dtype_checks", None) or {}).get("bfloat16")
@@ -71,17 +76,22 @@ def resolve_inference_dtype(config: Any, device: str | torch.device) -> tuple[to
     return torch.bfloat16, f"native bf16 on {device.type}; held-out macro-F1 moved by at most {worst:.4f}"
 
 
-def _probabilities(processor: Any, name: str, model: torch.nn.Module, data, batch_size: int):
-    """One base model's probabilities over ``data`` (rows with ``image`` and ``text``)."""
+def _probability_pairs(processor: Any, name: str, model: torch.nn.Module, low: torch.nn.Module, data, batch_size: int):
+    """One base model's probabilities over ``data`` in fp32 (``model``) and in the lower precision (``low``).
+
+    Each chunk of memes is preprocessed once for both.
+    """
     rows: dict[str, list[np.ndarray]] = {}
+    low_rows: dict[str, list[np.ndarray]] = {}
     with torch.inference_mode():
         for start in range(0, len(data), batch_size):
             chunk = data[start : start + batch_size]
             batch = processor(chunk["image"], chunk["text"], ten_crop=True)
-            inputs = processor.model_inputs(batch, name, device=model.device, dtype=model.dtype)
-            for problem, logits in model(**inputs).problem_logits.items():
-                rows.setdefault(problem, []).append(logits.float().softmax(-1).cpu().numpy())
-    return {p: np.concatenate(v) for p, v in rows.items()}
+            for net, out in ((model, rows), (low, low_rows)):
+                inputs = processor.model_inputs(batch, name, device=net.device, dtype=net.dtype)
+                for problem, values in net(**inputs).problem_probabilities().items():
+                    out.setdefault(problem, []).append(values)
+    return tuple({p: np.concatenate(v) for p, v in found.items()} for found in (rows, low_rows))
 
 
 def check_inference_dtype(
@@ -135,9 +145,8 @@ def check_inference_dtype(
         if model.dtype != torch.float32:
             raise ValueError(f"check_dtype compares against fp32: base model {name!r} is {model.dtype}")
         devices.add(str(model.device))
-        reference[name] = _probabilities(processor, name, model, data, batch_size)
-        low = copy.deepcopy(model).to(dtype) if load is None else model.to(dtype)  # a loaded model is ours to cast
-        lowered[name] = _probabilities(processor, name, low, data, batch_size)
+        low = copy.deepcopy(model).to(dtype)
+        reference[name], lowered[name] = _probability_pairs(processor, name, model, low, data, batch_size)
         del low, model
         if load is not None:
             release_memory()

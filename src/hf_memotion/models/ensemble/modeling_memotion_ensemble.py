@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
 import os
 import shutil
 import tempfile
@@ -51,8 +50,6 @@ from hf_memotion.models.ensemble.processing_memotion_ensemble import MemeProcess
 from hf_memotion.models.ensemble.stacking import RULES, ProblemStacker, dump_estimator, load_estimator
 from hf_memotion.models.heads import resolve_problem_labels
 from hf_memotion.models.onednn_linear import use_onednn_linear
-
-logger = logging.getLogger(__name__)
 
 __all__ = [
     "BASE_MODEL_OPTIONS",
@@ -363,7 +360,6 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
             stackers[problem] = stacker
         if requested_dtype == "auto":  # resolved before loading: weights are read straight into that dtype
             dtype, dtype_reason = resolve_inference_dtype(config, _target_device(base_options.get("device_map")))
-            logger.info("dtype='auto': %s (%s)", str(dtype).removeprefix("torch."), dtype_reason)
         else:
             dtype, dtype_reason = requested_dtype, "given"
         base_models = {}
@@ -494,7 +490,6 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
             devices = {m.device for m in self.base_models.values()}
             device = next(iter(devices)) if len(devices) == 1 else torch.device("cpu")
             dtype, self.inference_dtype_reason = resolve_inference_dtype(self.config, device)
-            logger.info("dtype='auto': %s (%s)", str(dtype).removeprefix("torch."), self.inference_dtype_reason)
         elif isinstance(dtype, str):
             named = getattr(torch, dtype, None)
             if not isinstance(named, torch.dtype):
@@ -506,7 +501,12 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
         return self
 
     def check_dtype(
-        self, data: Any, dtype: torch.dtype = torch.bfloat16, batch_size: int = 16, record: bool = True
+        self,
+        data: Any,
+        dtype: torch.dtype = torch.bfloat16,
+        batch_size: int = 16,
+        record: bool = True,
+        **kwargs: Any,
     ) -> dict[str, Any]:
         """Measure what predicting in ``dtype`` changes on labelled held-out memes; ``record`` keeps it in the config.
 
@@ -518,6 +518,9 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
             dtype: The lower precision to check (bf16).
             batch_size: Memes per forward.
             record: Store the result in ``config.dtype_checks`` (saved with the ensemble).
+            **kwargs: ``load`` and ``device`` of
+                :func:`~hf_memotion.models.ensemble.inference_dtype.check_inference_dtype` (base models loaded one at a
+                time instead of the ensemble's own).
 
         Returns:
             See :func:`hf_memotion.models.ensemble.inference_dtype.check_inference_dtype`.
@@ -531,7 +534,7 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
             >>> sorted(check["macro_f1_change"]), check["rows"], "bfloat16" in ensemble.config.dtype_checks
             (['subtask_a', 'subtask_b', 'subtask_c'], 12, True)
         """
-        result = check_inference_dtype(self, data, dtype=dtype, batch_size=batch_size)
+        result = check_inference_dtype(self, data, dtype=dtype, batch_size=batch_size, **kwargs)
         if record:
             self.config.dtype_checks = {**(self.config.dtype_checks or {}), result["dtype"]: result}
         return result
@@ -562,8 +565,7 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
             name = entry["name"]
             model = self.base_models[name]
             inputs = self.processor.model_inputs(batch, name, device=model.device, dtype=model.dtype)
-            problem_logits = model(**inputs).problem_logits
-            out[name] = {p: v.float().softmax(-1).cpu().numpy() for p, v in problem_logits.items()}
+            out[name] = model(**inputs).problem_probabilities()
         return out
 
     def base_probabilities(

@@ -244,7 +244,7 @@ def ensemble_card(report: Mapping[str, Any], *, model_id: str | None = None, lic
             for m in models
         ],
         table8=report.get("table8", {}),
-        table7=format_table7(report["table7"]),
+        table7=format_table7(report["table7"], (report.get("protocol") or {}).get("table7_columns", "release")),
         bf16_check=_bf16_check(report.get("bf16_check")),
         is_demo=data_name == _DEMO,
         framework_versions=framework_versions(),
@@ -316,6 +316,8 @@ def base_model_card(
         eval_metrics=evaluation,
         weighted_loss=", with class-weighted cross-entropy" if metrics.get("weighted_loss", True) else "",
         hyperparameters=hyper,
+        selection=metrics.get("selection"),
+        test_time=metrics.get("test_time", "refit"),
         results=[
             {
                 "problem": p,

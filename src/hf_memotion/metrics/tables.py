@@ -12,13 +12,30 @@ from typing import Any
 
 from hf_memotion.tasks import EMOTIONS
 
-__all__ = ["format_table7"]
+__all__ = ["PAPER_EMOTION_ORDER", "format_table7"]
 
 
-def format_table7(rows: Sequence[Mapping[str, Any]]) -> str:
-    """A Markdown table in the form of the paper's Table 7 (macro-F1; emotions in the official hsom order)."""
-    heads = ["model", "A", "B ave.", *[f"B {e[:4]}." for e in EMOTIONS], "C ave.", *[f"C {e[:4]}." for e in EMOTIONS]]
-    keys = ["subtask_a", "subtask_b", *EMOTIONS, "subtask_c", *[f"{e}_intensity" for e in EMOTIONS]]
+#: The order the paper's Table 7 prints the emotions in (humour, offensive, sarcasm, motivational).
+PAPER_EMOTION_ORDER: tuple[str, ...] = ("humour", "offensive", "sarcasm", "motivational")
+
+
+def format_table7(rows: Sequence[Mapping[str, Any]], columns: str = "release") -> str:
+    """A Markdown table in the form of the paper's Table 7 (macro-F1).
+
+    Args:
+        rows: ``{"name", "scores"}`` per row (scores keyed ``subtask_a``, ``humour``, ``humour_intensity``...).
+        columns: Emotion order: ``"release"`` (humour, sarcasm, offensive, motivational: the release's and the
+            submission's hsom order) or ``"paper"`` (humour, offensive, sarcasm, motivational: as the paper prints).
+
+    Example:
+        >>> format_table7([], columns="paper").splitlines()[0][:60]
+        '| model | A | B ave. | B humo. | B offe. | B sarc. | B moti. '
+    """
+    if columns not in ("release", "paper"):
+        raise ValueError(f"columns must be 'release' or 'paper', got {columns!r}")
+    emotions = PAPER_EMOTION_ORDER if columns == "paper" else EMOTIONS
+    heads = ["model", "A", "B ave.", *[f"B {e[:4]}." for e in emotions], "C ave.", *[f"C {e[:4]}." for e in emotions]]
+    keys = ["subtask_a", "subtask_b", *emotions, "subtask_c", *[f"{e}_intensity" for e in emotions]]
     lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
     for row in rows:
         cells = [f"{row['scores'][k]:.3f}" if k in row["scores"] else "-" for k in keys]

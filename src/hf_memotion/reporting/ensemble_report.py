@@ -74,7 +74,7 @@ def render_report(report: Mapping[str, Any], plots: Sequence[str] = ()) -> str:
         "",
         "## Macro-F1 per subtask and emotion (the form of Table 7 of the Memotion paper)",
         "",
-        format_table7(report["table7"]),
+        format_table7(report["table7"], (report.get("protocol") or {}).get("table7_columns", "release")),
         "",
         "## Meta-estimator chosen per problem (Table 8)",
         "",
@@ -83,5 +83,27 @@ def render_report(report: Mapping[str, Any], plots: Sequence[str] = ()) -> str:
         *[f"| {p} | {m} |" for p, m in report["table8"].items()],
         "",
     ]
+    protocol = report.get("protocol") or {}
+    if protocol:
+        dev = protocol.get("evaluation_split") == "dev"
+        folds = protocol.get("test_time") == "fold_average"
+        shared = protocol.get("share_motivational")
+        lines += [
+            "## Protocol",
+            "",
+            f"Scored on the {'dev split of the training release' if dev else 'held-out split'} with the "
+            f"{'mean of the fold models' if folds else 'refit models'}' probabilities; motivational "
+            f"{'trained once for subtasks B and C' if shared else 'trained per subtask'}; "
+            f"{protocol.get('trainings', '?')} trainings in all.",
+            "",
+        ]
+    if report.get("search"):
+        lines += ["## Hyperparameters selected per model", "",
+                  "| model | method | chosen | mean out-of-fold macro-F1 |", "|---|---|---|---|"]  # fmt: skip
+        for name, chosen in report["search"].items():
+            values = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                               for k, v in chosen["chosen"].items())  # fmt: skip
+            lines.append(f"| {name} | {chosen['method']} | {values} | {chosen['score']:.4f} |")
+        lines.append("")
     lines += [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"

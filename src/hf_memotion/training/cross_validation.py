@@ -31,7 +31,13 @@ from hf_memotion.hardware import release_memory
 from hf_memotion.io_utils import atomic_open, atomic_write_text
 from hf_memotion.metrics import memotion_scores
 from hf_memotion.training.folds import stratified_folds
-from hf_memotion.training.trainer import ClassifierTrainingConfig, best_epoch, fit_classifier, predict_probabilities
+from hf_memotion.training.trainer import (
+    ClassifierTrainingConfig,
+    StopAfterEpochs,
+    best_epoch,
+    fit_classifier,
+    predict_probabilities,
+)
 
 __all__ = ["CrossValidationResult", "CrossValidator", "cross_validate", "labels_matrix"]
 
@@ -50,6 +56,8 @@ class CrossValidationResult:
         oof_scores: Macro-F1 of the out-of-fold predictions per problem (and subtasks when all
             their problems are present).
         model: The model refit on all rows (``None`` when ``refit=False``).
+        fold_test_probabilities: Problem -> the mean over the fold models of their probabilities for the test rows
+            (when a ``test_dataset`` was given): ``test_time: fold_average``.
     """
 
     oof_probabilities: dict[str, np.ndarray]
@@ -57,6 +65,7 @@ class CrossValidationResult:
     best_epochs: list[float]
     oof_scores: dict[str, float]
     model: PreTrainedModel | None = field(default=None, repr=False)
+    fold_test_probabilities: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
 
 def labels_matrix(dataset: Any, n_problems: int) -> np.ndarray:
@@ -72,21 +81,29 @@ def _early_stopping_split(indices: np.ndarray, strata: np.ndarray, fraction: flo
         return train_test_split(indices, test_size=fraction, random_state=seed)
 
 
-def _save_fold(folder: Path, probabilities: Mapping[str, np.ndarray], indices: np.ndarray, metrics: dict) -> None:
+def _save_fold(
+    folder: Path,
+    probabilities: Mapping[str, np.ndarray],
+    indices: np.ndarray,
+    metrics: dict,
+    test: Mapping[str, np.ndarray] | None = None,
+) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {f"probabilities.{k}": np.ascontiguousarray(v, dtype=np.float32) for k, v in probabilities.items()}
+    tensors.update({f"test.{k}": np.ascontiguousarray(v, dtype=np.float32) for k, v in (test or {}).items()})
     tensors["indices"] = indices.astype(np.int64)
     with atomic_open(folder / "oof.safetensors", "wb") as handle:
         handle.write(save(tensors))
     atomic_write_text(folder / "metrics.json", json.dumps(metrics, indent=2))  # written last: marks the fold done
 
 
-def _load_fold(folder: Path) -> tuple[dict[str, np.ndarray], np.ndarray, dict] | None:
+def _load_fold(folder: Path) -> tuple[dict[str, np.ndarray], np.ndarray, dict, dict[str, np.ndarray]] | None:
     if not (folder / "metrics.json").is_file() or not (folder / "oof.safetensors").is_file():
         return None
     tensors = load_file(folder / "oof.safetensors")
     probabilities = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("probabilities.")}
-    return probabilities, tensors["indices"], json.loads((folder / "metrics.json").read_text())
+    test = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("test.")}
+    return probabilities, tensors["indices"], json.loads((folder / "metrics.json").read_text()), test
 
 
 class CrossValidator:
@@ -95,11 +112,13 @@ class CrossValidator:
     Args:
         model_init: Builds a fresh model (same config each call).
         problem_labels: Label names per problem, in the model's order.
-        training: Settings of every fit; the refit trains for the median best epoch of the folds.
+        training: Settings of every fit; the refit trains for the median best epoch of the folds (as
+            ``training.refit_schedule`` says).
         n_splits: Folds (5 in the paper).
         seed: Fold assignment and early-stopping split seed.
         data_collator: Passed to the trainer (e.g. ``DataCollatorWithPadding`` for text).
-        early_stopping_fraction: Share of each fold's training rows held out for early stopping.
+        early_stopping_fraction: Share of each fold's training rows held out for early stopping (default:
+            ``training.validation_fraction``; 0: none, every fold trains ``epochs`` on all its rows).
         run_key: Identifies the settings (e.g. a hash of model and training settings); a saved fold is reused
             only when its key and its rows match, so changed settings retrain.
         trainer_factory: ``(model, train_rows, stop_rows or None, training, output_dir, data_collator=...) ->
@@ -122,7 +141,7 @@ class CrossValidator:
         n_splits: int = 5,
         seed: int = 0,
         data_collator: Callable | None = None,
-        early_stopping_fraction: float = 0.1,
+        early_stopping_fraction: float | None = None,
         run_key: str = "",
         trainer_factory: Callable[..., Any] | None = None,
     ):
@@ -132,7 +151,9 @@ class CrossValidator:
         self.n_splits = n_splits
         self.seed = seed
         self.data_collator = data_collator
-        self.early_stopping_fraction = early_stopping_fraction
+        self.early_stopping_fraction = (
+            training.validation_fraction if early_stopping_fraction is None else float(early_stopping_fraction)
+        )
         self.run_key = run_key
         self.trainer_factory = trainer_factory
 
@@ -140,10 +161,19 @@ class CrossValidator:
         """The ``(training, held-out)`` row indices of every fold (stratified on ``strata``, seeded)."""
         return list(stratified_folds(strata, n_splits=self.n_splits, seed=self.seed))
 
-    def fit(self, model: PreTrainedModel, train_rows: Any, stop_rows: Any | None, training, output_dir: Path):
+    def fit(
+        self, model: PreTrainedModel, train_rows: Any, stop_rows: Any | None, training, output_dir: Path, **kwargs: Any
+    ):
         """Train one model with the trainer factory (early stopping on ``stop_rows`` when given)."""
         factory = self.trainer_factory or fit_classifier
-        return factory(model, train_rows, stop_rows, training, output_dir, data_collator=self.data_collator)
+        return factory(model, train_rows, stop_rows, training, output_dir, data_collator=self.data_collator, **kwargs)
+
+    def refit_plan(self, best_epochs: Sequence[float]) -> tuple[ClassifierTrainingConfig, list[Any]]:
+        """The refit's settings and callbacks: the folds' median best epoch, schedule as ``refit_schedule`` says."""
+        epochs = max(1.0, float(np.round(np.median(best_epochs))))
+        if self.training.refit_schedule == "fold" and epochs < float(self.training.epochs):
+            return self.training, [StopAfterEpochs(epochs)]  # the folds' schedule, stopped where they peaked
+        return ClassifierTrainingConfig.from_dict({**self.training.to_dict(), "epochs": epochs}), []
 
     def run(
         self,
@@ -154,6 +184,7 @@ class CrossValidator:
         labels: np.ndarray | None = None,
         refit: bool = True,
         run_key: str | None = None,
+        test_dataset: Any | None = None,
     ) -> CrossValidationResult:
         """Train one model per fold (finished folds in ``output_dir/fold_K`` are reused), then optionally refit.
 
@@ -166,6 +197,8 @@ class CrossValidator:
                 for datasets whose labels come from an on-the-fly transform).
             refit: Train the final model on all rows.
             run_key: The key of this run's settings (default: the validator's); saved folds are reused under it.
+            test_dataset: Model-ready test rows: every fold model predicts them before it is freed, and the result
+                holds their mean (``fold_test_probabilities``).
         """
         run_key = self.run_key if run_key is None else run_key
         output = Path(output_dir)
@@ -180,7 +213,8 @@ class CrossValidator:
         labels = labels_matrix(dataset, len(names)) if labels is None else np.asarray(labels).reshape(len(dataset), -1)
         strata = labels[:, 0]
         oof = {name: np.full((len(labels), len(self.problem_labels[name])), np.nan) for name in names}
-        fold_metrics, epochs = [], []
+        fold_metrics, epochs, fold_tests = [], [], []
+        n_test = None if test_dataset is None else len(test_dataset)
         for k, (train_idx, val_idx) in enumerate(self.folds(strata)):
             folder = output / f"fold_{k}"
             saved = _load_fold(folder)
@@ -188,18 +222,26 @@ class CrossValidator:
                 saved is not None
                 and saved[2].get("run_key") == run_key
                 and np.array_equal(np.sort(saved[1]), np.sort(val_idx))
+                and (
+                    n_test is None or (set(saved[3]) == set(names) and all(len(v) == n_test for v in saved[3].values()))
+                )
             ):
                 logger.info("fold %d/%d already done in %s: reusing it", k + 1, self.n_splits, folder)
-                probabilities, indices, metrics = saved
+                probabilities, indices, metrics, test = saved
             else:
-                fit_idx, stop_idx = _early_stopping_split(
-                    train_idx, strata[train_idx], self.early_stopping_fraction, self.seed + k
-                )
+                if self.early_stopping_fraction > 0:
+                    fit_idx, stop_idx = _early_stopping_split(
+                        train_idx, strata[train_idx], self.early_stopping_fraction, self.seed + k
+                    )
+                    stop_rows = eval_rows.select(np.sort(stop_idx))
+                else:  # no epoch selection: the fold trains all its rows for the configured epochs
+                    fit_idx, stop_rows = train_idx, None
                 set_seed(training.seed + k)  # the fresh model's initial weights depend on the fold only
-                trainer = self.fit(self.model_init(), dataset.select(np.sort(fit_idx)),
-                                   eval_rows.select(np.sort(stop_idx)), training, folder / "checkpoints")  # fmt: skip
+                trainer = self.fit(self.model_init(), dataset.select(np.sort(fit_idx)), stop_rows, training,
+                                   folder / "checkpoints")  # fmt: skip
                 indices = np.asarray(val_idx)
                 probabilities = predict_probabilities(trainer, eval_rows.select(indices))
+                test = predict_probabilities(trainer, test_dataset) if test_dataset is not None else {}
                 held_out = memotion_scores(
                     {n: p.argmax(-1) for n, p in probabilities.items()},
                     {n: labels[indices, j] for j, n in enumerate(names)},
@@ -208,7 +250,7 @@ class CrossValidator:
                 metrics.update({f"f1_{n}": held_out[n] for n in names})
                 state.wait_for_everyone()  # every process is done with the fold's checkpoints
                 if state.is_main_process:
-                    _save_fold(folder, probabilities, indices, metrics)
+                    _save_fold(folder, probabilities, indices, metrics, test)
                     shutil.rmtree(folder / "checkpoints", ignore_errors=True)
                 state.wait_for_everyone()
                 del trainer
@@ -217,6 +259,7 @@ class CrossValidator:
                 oof[name][indices] = probabilities[name]
             fold_metrics.append(metrics)
             epochs.append(float(metrics["best_epoch"]))
+            fold_tests.append(test)
         missing = [name for name, p in oof.items() if np.isnan(p).any()]
         if missing:
             raise RuntimeError(
@@ -225,19 +268,22 @@ class CrossValidator:
         oof_scores = memotion_scores(
             {n: oof[n].argmax(-1) for n in names}, {n: labels[:, j] for j, n in enumerate(names)}
         )
+        fold_test = None
+        if test_dataset is not None:
+            fold_test = {n: np.mean([t[n] for t in fold_tests], axis=0).astype(np.float64) for n in names}
         model = None
         if refit:
-            refit_epochs = max(1.0, float(np.round(np.median(epochs))))
-            settings = ClassifierTrainingConfig.from_dict({**training.to_dict(), "epochs": refit_epochs})
+            settings, callbacks = self.refit_plan(epochs)
             set_seed(training.seed + self.n_splits)
-            trainer = self.fit(self.model_init(), dataset, None, settings, output / "refit_checkpoints")
+            trainer = self.fit(self.model_init(), dataset, None, settings, output / "refit_checkpoints",
+                               callbacks=callbacks)  # fmt: skip
             model = trainer.model
             del trainer  # the optimizer state goes; the caller decides how long the model stays
             release_memory()
             state.wait_for_everyone()
             if state.is_main_process:
                 shutil.rmtree(output / "refit_checkpoints", ignore_errors=True)
-        return CrossValidationResult(oof, fold_metrics, epochs, oof_scores, model)
+        return CrossValidationResult(oof, fold_metrics, epochs, oof_scores, model, fold_test)
 
 
 def cross_validate(
@@ -250,7 +296,7 @@ def cross_validate(
     n_splits: int = 5,
     seed: int = 0,
     data_collator: Callable | None = None,
-    early_stopping_fraction: float = 0.1,
+    early_stopping_fraction: float | None = None,
     refit: bool = True,
     run_key: str = "",
     eval_dataset: Any | None = None,
@@ -267,7 +313,8 @@ def cross_validate(
         n_splits: Folds (5 in the paper).
         seed: Fold assignment and early-stopping split seed.
         data_collator: Passed to ``Trainer`` (e.g. ``DataCollatorWithPadding`` for text).
-        early_stopping_fraction: Share of each fold's training rows held out for early stopping.
+        early_stopping_fraction: Share of each fold's training rows held out for early stopping (default:
+            ``training.validation_fraction``).
         refit: Train the final model on all rows.
         eval_dataset: The same rows as ``dataset`` prepared for evaluation (e.g. without random
             augmentation, with ten-crop); used for early stopping and the out-of-fold predictions.

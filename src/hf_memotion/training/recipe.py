@@ -38,7 +38,6 @@ from transformers import (
     AutoTokenizer,
 )
 
-from hf_memotion.config import load_data
 from hf_memotion.data.memotion import write_answer_file
 from hf_memotion.distributed import process_state
 from hf_memotion.io_utils import atomic_write_text
@@ -49,45 +48,29 @@ from hf_memotion.models.ensemble.stacking import META_METHODS
 from hf_memotion.reporting.ensemble_report import plot_scores, render_report
 from hf_memotion.specs import spec_to_dict
 from hf_memotion.tasks import PROBLEM_NAMES
+from hf_memotion.training.jobs import run_jobs
+from hf_memotion.training.recipe_data import RecipeData
 from hf_memotion.training.run_specs import BaseModelSpec, EnsembleRunSpec
-from hf_memotion.training.runs import ClassifierRunResult, data_provenance
+from hf_memotion.training.runs import ClassifierRunResult, data_provenance, load_finished_run
+from hf_memotion.training.selection import adopt_folds, candidate_jobs, model_job, select_candidate
 
 __all__ = ["TrainingReport", "ensemble_folder", "print_training_summary", "run_training"]
 
 logger = logging.getLogger(__name__)
 
 
-def _expand(models: Sequence[BaseModelSpec]) -> list[dict[str, Any]]:
+def _expand(models: Sequence[BaseModelSpec], share_motivational: bool = False) -> list[dict[str, Any]]:
     """One entry per trained model: ``layout: per_problem`` (the paper's) becomes one model per problem."""
     return [
-        {"name": name, "modality": spec.modality, "problems": problems, "group": spec.name, "spec": spec}
+        {"name": name, "modality": spec.modality, "problems": problems, "group": spec.name, "spec": spec,
+         "aliases": spec.aliases(problems, share_motivational)}
         for spec in models
-        for name, problems in spec.groups().items()
-    ]
+        for name, problems in spec.groups(share_motivational).items()
+    ]  # fmt: skip
 
 
 class TrainingReport(dict):
     """``report.json`` as a dict: ``table7`` (rows of macro-F1), ``table8`` (method per problem), settings."""
-
-
-def _split_holdout(data: datasets.DatasetDict, fraction: float, seed: int) -> datasets.DatasetDict:
-    labelled_test = "test" in data and all(p in data["test"].column_names for p in PROBLEM_NAMES)
-    if labelled_test:
-        return datasets.DatasetDict({"train": data["train"], "test": data["test"]})
-    parts = data["train"].train_test_split(test_size=fraction, seed=seed, stratify_by_column="sentiment")
-    logger.info("no labelled test split: holding out %d training rows for evaluation", len(parts["test"]))
-    return datasets.DatasetDict({"train": parts["train"], "test": parts["test"]})
-
-
-def _train_base_model(entry: Mapping[str, Any], data: datasets.DatasetDict, folder: Path, common: Mapping[str, Any]):
-    from hf_memotion.training.text import train_text_classifier
-    from hf_memotion.training.vision import train_vision_classifier
-
-    spec: BaseModelSpec = entry["spec"]
-    train = train_text_classifier if spec.modality == "text" else train_vision_classifier
-    # keep_model=False: each model leaves the device and memory once saved; the ensemble is assembled from folders
-    return train(data, folder, problems=list(entry["problems"]), training=spec.training_config(),
-                 keep_model=False, **spec.recipe_kwargs(), **common)  # fmt: skip
 
 
 def _scores(probabilities: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray]) -> dict[str, float]:
@@ -130,13 +113,54 @@ def _bf16_check(
     return check
 
 
+def _alias(probabilities: dict[str, np.ndarray] | None, aliases: Mapping[str, str]) -> dict[str, np.ndarray] | None:
+    """A model's probabilities with the problems it serves through another's labels (shared motivational)."""
+    if probabilities is None:
+        return None
+    return {**probabilities, **{alias: probabilities[target] for alias, target in aliases.items()}}
+
+
+def _train_base_models(
+    spec: EnsembleRunSpec, models: list[dict[str, Any]], load: RecipeData, data: datasets.DatasetDict, output: Path
+) -> tuple[dict[str, ClassifierRunResult], dict[str, dict[str, Any]]]:
+    """Every base model, its search first where it has one, as jobs; results read back from the folders."""
+    state = process_state()
+    folders = output / "models"
+    common = {"n_splits": int(spec.n_splits), "seed": spec.seed, "test_time": spec.evaluation.test_time}
+    searched = [e for e in models if candidate_jobs(e, folders, **common)]
+    first = [job for e in searched for job in candidate_jobs(e, folders, **common)]
+    first += [model_job(e, folders, **common) for e in models if e not in searched]  # unsearched models meanwhile
+    run_jobs(first, load, spec.jobs, data)
+    state.wait_for_everyone()
+    selections = {}
+    for entry in searched:
+        selections[entry["name"]] = select_candidate(entry, folders)
+        if state.is_main_process:
+            adopt_folds(selections[entry["name"]]["folder"], folders / entry["name"])
+    state.wait_for_everyone()
+    run_jobs([model_job(e, folders, selection=selections[e["name"]], **common) for e in searched], load, spec.jobs,
+             data)  # fmt: skip
+    state.wait_for_everyone()
+    results = {}
+    for entry in models:
+        result = load_finished_run(folders / entry["name"], refit=True, load_model=False,
+                                   test_time=spec.evaluation.test_time)  # fmt: skip
+        if result is None:
+            raise RuntimeError(f"base model {entry['name']} did not finish: see the log of its job")
+        result.oof_probabilities = _alias(result.oof_probabilities, entry["aliases"])
+        result.test_probabilities = _alias(result.test_probabilities, entry["aliases"])
+        results[entry["name"]] = result
+    return results, selections
+
+
 def run_training(config: Mapping[str, Any] | EnsembleRunSpec, *, source: str | None = None) -> TrainingReport:
-    """Train base models, fit the modality ensemble, evaluate, and write the output folder.
+    """Train base models (after their hyperparameter search), fit the modality ensemble, evaluate, write the folder.
 
     Args:
         config: An :class:`~hf_memotion.training.run_specs.EnsembleRunSpec` or a mapping of one (a YAML
             config): ``data``, ``output_dir``, ``seed``, ``n_splits``, ``holdout``, ``processes``, ``models``
-            (``name``, ``modality``, ``layout`` and that recipe's settings) and ``stacking``.
+            (``name``, ``modality``, ``layout``, ``search`` and that recipe's settings), ``stacking``,
+            ``share_motivational``, ``evaluation``, ``jobs`` and ``bf16_check``.
         source: The config's file, named in errors.
     """
     spec = config if isinstance(config, EnsembleRunSpec) else EnsembleRunSpec.from_dict(config, source=source)
@@ -154,17 +178,17 @@ def run_training(config: Mapping[str, Any] | EnsembleRunSpec, *, source: str | N
     names = [m.name for m in declared]
     if len(set(names)) != len(names) or not all(names):
         raise ValueError(f"every model needs a unique name, got {names}")
-    models = _expand(declared)
+    models = _expand(declared, spec.share_motivational)
     seed = spec.seed
     output = Path(spec.output_dir)
-    data = _split_holdout(load_data(spec.data or {"demo": {}}, source=source), float(spec.holdout), seed)
+    evaluation = spec.evaluation
+    load = RecipeData(section=dict(spec.data or {"demo": {}}), source=source, seed=seed, holdout=float(spec.holdout),
+                      split=evaluation.split, dev_fraction=float(evaluation.dev_fraction),
+                      dev_file=evaluation.dev_file)  # fmt: skip
+    data = load()
     train_labels = {p: np.asarray(data["train"][p]) for p in PROBLEM_NAMES}
     test_labels = {p: np.asarray(data["test"][p]) for p in PROBLEM_NAMES}
-    common = {"n_splits": int(spec.n_splits), "seed": seed}
-    results: dict[str, ClassifierRunResult] = {}
-    for entry in models:
-        logger.info("training base model %s (%s)", entry["name"], entry.get("modality"))
-        results[entry["name"]] = _train_base_model(entry, data, output / "models" / entry["name"], common)
+    results, selections = _train_base_models(spec, models, load, data, output)
     stack_args = {
         "candidates": spec.stacking.methods or META_METHODS,
         "features": spec.stacking.features,
@@ -176,7 +200,12 @@ def run_training(config: Mapping[str, Any] | EnsembleRunSpec, *, source: str | N
     rows = []  # one row per declared model (its per-problem models merged), as in Table 7
     for entry in declared:
         merged = {p: v for m in models if m["group"] == entry.name for p, v in held_out[m["name"]].items()}
-        rows.append({"name": entry.name, "modality": entry.modality, "scores": _scores(merged, test_labels)})
+        row = {"name": entry.name, "modality": entry.modality, "scores": _scores(merged, test_labels)}
+        chosen = {m["name"]: selections[m["name"]]["chosen"] for m in models if m["group"] == entry.name
+                  and m["name"] in selections}  # fmt: skip
+        if chosen:
+            row["selected"] = chosen
+        rows.append(row)
     modalities = sorted({e["modality"] for e in models})
     for modality in modalities:
         members = [e["name"] for e in models if e["modality"] == modality]
@@ -192,6 +221,15 @@ def run_training(config: Mapping[str, Any] | EnsembleRunSpec, *, source: str | N
         table8=table8,
         selection_scores={p: s.scores for p, s in stackers.items()},
         oof_scores={name: r.oof_scores for name, r in results.items()},
+        search={name: {k: v for k, v in chosen.items() if k != "folder"} for name, chosen in selections.items()},
+        protocol={
+            "evaluation_split": evaluation.split,
+            "test_time": evaluation.test_time,
+            "share_motivational": spec.share_motivational,
+            "table7_columns": evaluation.columns,
+            "trainings": sum(len(r.fold_metrics) + 1 for r in results.values())
+            + sum(int(spec.n_splits) * (len(c["candidates"]) - 1) for c in selections.values()),
+        },
         settings=settings,
         n_train=len(data["train"]),
         n_test=len(data["test"]),
@@ -206,7 +244,8 @@ def run_training(config: Mapping[str, Any] | EnsembleRunSpec, *, source: str | N
                     "name": e["name"],
                     "modality": e["modality"],
                     "path": e["name"],
-                    "problems": e["problems"],
+                    "problems": [*e["problems"], *e["aliases"]],
+                    **({"aliases": e["aliases"]} if e["aliases"] else {}),
                 }
                 for e in models
             ],
@@ -231,7 +270,7 @@ def run_training(config: Mapping[str, Any] | EnsembleRunSpec, *, source: str | N
 def print_training_summary(report: Mapping[str, Any], spec: EnsembleRunSpec) -> None:
     """Print Table 7, the chosen meta-estimators and where the outputs are (what ``scripts/train.py`` shows)."""
     output = Path(spec.output_dir)
-    print(format_table7(report["table7"]))
+    print(format_table7(report["table7"], columns=spec.evaluation.columns))
     print("meta-estimators:", ", ".join(f"{p}={m}" for p, m in report["table8"].items()))
     if report.get("bf16_check"):
         check = report["bf16_check"]

@@ -23,12 +23,16 @@ from typing import Any, Literal
 
 from hf_memotion.specs import parse_spec
 from hf_memotion.tasks import PROBLEM_NAMES
-from hf_memotion.training.trainer import ClassifierTrainingConfig
+from hf_memotion.training.trainer import PAPER_VISION_TRAINING, ClassifierTrainingConfig
 
 __all__ = [
     "BaseModelRunSpec",
     "BaseModelSpec",
     "EnsembleRunSpec",
+    "EvaluationSpec",
+    "JobsSpec",
+    "ModelSearchSpec",
+    "PlanSpec",
     "SearchSpec",
     "StackingSpec",
     "TextRunSpec",
@@ -37,6 +41,28 @@ __all__ = [
 
 MODALITIES = ("text", "vision")
 LAYOUTS = ("multitask", "per_problem")
+#: Problems whose labels are the same: motivational is binary in subtask B and C (``share_motivational``).
+SHARED_PROBLEMS = {"motivational_intensity": "motivational"}
+
+
+@dataclass
+class ModelSearchSpec:
+    """The Optuna search of a textual model entry (Table 5b), run per problem under the model's own folds.
+
+    Attributes:
+        trials: Trials per study (the paper: 30); finished trials count (a stopped search continues).
+        space: Replaces :data:`~hf_memotion.training.search.TEXT_SEARCH_SPACE` (same keys or a subset; ranges
+            as ``[low, high]``).
+        seed: The sampler's seed (default: the run's).
+    """
+
+    trials: int = 30
+    space: dict[str, Any] | None = None
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if int(self.trials) < 1:
+            raise ValueError(f"search.trials must be at least 1, got {self.trials!r}")
 
 
 @dataclass
@@ -51,7 +77,10 @@ class BaseModelSpec:
         problems: Problems to predict (default: all nine).
         layout: ``"multitask"`` (one model, one forward pass for all problems) or ``"per_problem"`` (the paper's).
         training: :class:`ClassifierTrainingConfig` fields and any stock ``TrainingArguments`` field (``bf16``,
-            ``dataloader_num_workers``...); for vision a list as ``learning_rate`` is the paper's grid.
+            ``dataloader_num_workers``...), over the modality's defaults (text: the class's; vision:
+            :data:`~hf_memotion.training.trainer.PAPER_VISION_TRAINING`); for vision a list as ``learning_rate``
+            is the paper's grid (each value cross-validated, the best mean out-of-fold macro-F1 kept).
+        search: Text: an Optuna search (:class:`ModelSearchSpec`) run per problem before the model trains.
         model: Fields of the model's config (``MemotionTextConfig`` or ``MemotionVisionConfig``).
         tiny: Sizes of a tiny text backbone.
         processor: Overrides of the visual processor (``crop_size``...).
@@ -77,6 +106,7 @@ class BaseModelSpec:
     pretrained_file: str | None = None
     vise_backbone: str | None = None
     weighted_loss: bool = True
+    search: ModelSearchSpec | None = None
 
     def __post_init__(self):
         if self.modality not in MODALITIES:
@@ -85,22 +115,51 @@ class BaseModelSpec:
             raise ValueError(f"model {self.name!r}: layout must be 'multitask' or 'per_problem', got {self.layout!r}")
         self.training = dict(self.training or {})
         grid = isinstance(self.training.get("learning_rate"), list)  # the visual recipe's learning-rate grid
+        if grid and self.modality != "vision":
+            raise ValueError(f"model {self.name!r}: a list of learning rates is the visual grid; a text model "
+                             "searches with 'search: {trials: N}' (the learning rate is in its space)")  # fmt: skip
+        if grid and (not self.training["learning_rate"] or any(float(v) <= 0 for v in self.training["learning_rate"])):
+            raise ValueError(f"model {self.name!r}: the learning-rate grid needs positive values, "
+                             f"got {self.training['learning_rate']!r}")  # fmt: skip
+        if self.search is not None and self.modality != "text":
+            raise ValueError(f"model {self.name!r}: 'search' is the textual models' Optuna search; a visual model "
+                             "searches its learning rate from a list: training: {learning_rate: [...]}")  # fmt: skip
         ClassifierTrainingConfig.from_dict(
             {k: v for k, v in self.training.items() if not (grid and k == "learning_rate")}
         )
         self.model = dict(self.model or {})
         self.problems = list(self.problems or PROBLEM_NAMES)
 
-    def groups(self) -> dict[str, list[str]]:
-        """Models to train: ``{name: problems}``; one per problem under ``layout: per_problem``."""
+    def groups(self, share_motivational: bool = False) -> dict[str, list[str]]:
+        """Models to train: ``{name: problems}``; one per problem under ``layout: per_problem``.
+
+        With ``share_motivational`` (per-problem layout), ``motivational_intensity`` gets no model of its own: its
+        labels are ``motivational``'s, whose model serves both (see :meth:`aliases`).
+        """
         if self.layout == "multitask":
             return {self.name or "multitask": list(self.problems)}
         prefix = f"{self.name}-" if self.name else ""
-        return {f"{prefix}{p}": [p] for p in self.problems}
+        return {f"{prefix}{p}": [p] for p in self.problems if not (share_motivational and self.shares(p))}
+
+    def shares(self, problem: str) -> bool:
+        """Whether ``problem`` is served by another problem's per-problem model under ``share_motivational``."""
+        return self.layout == "per_problem" and problem in SHARED_PROBLEMS and SHARED_PROBLEMS[problem] in self.problems
+
+    def aliases(self, problems: list[str], share_motivational: bool = False) -> dict[str, str]:
+        """``{problem: problem it reads}`` for a model trained on ``problems`` (one of :meth:`groups`)."""
+        if not share_motivational:
+            return {}
+        return {a: p for a, p in SHARED_PROBLEMS.items() if p in problems and self.shares(a)}
+
+    def learning_rates(self) -> list[float] | None:
+        """The visual learning-rate grid (``training.learning_rate`` as a list), or ``None``."""
+        rates = self.training.get("learning_rate")
+        return [float(v) for v in rates] if isinstance(rates, list) else None
 
     def training_config(self, **overrides: Any) -> ClassifierTrainingConfig:
-        """The training section as :class:`ClassifierTrainingConfig` (the recipe's defaults under it)."""
-        return ClassifierTrainingConfig.from_dict({**self.training, **overrides})
+        """The training section as :class:`ClassifierTrainingConfig`, over the modality's defaults."""
+        base = PAPER_VISION_TRAINING.to_dict() if self.modality == "vision" else {}
+        return ClassifierTrainingConfig.from_dict({**base, **self.training, **overrides})
 
     def recipe_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of ``train_text_classifier`` or ``train_vision_classifier`` (training excluded)."""
@@ -123,6 +182,70 @@ class StackingSpec:
 
 
 @dataclass
+class EvaluationSpec:
+    """Where Table 7 is scored and with which models' probabilities.
+
+    Attributes:
+        split: ``"test"``: the labelled test release (or, without one, ``holdout`` of ``train``); ``"dev"``: a dev
+            split of the training release (the paper's Table 7 is on a dev set), ``dev_fraction`` of it
+            (stratified by sentiment, seeded) or the memes ``dev_file`` lists; the base models then train on the
+            rest.
+        dev_fraction: The dev share of ``train`` for ``split: dev``.
+        dev_file: A text file of ``image_name`` values, one per line: those training memes are the dev split.
+        test_time: The held-out probabilities the stacker combines: ``"refit"`` (the model refit on all training
+            rows, the one the ensemble serves) or ``"fold_average"`` (the mean of the fold models: the ones whose
+            out-of-fold probabilities the stacker was fitted on).
+        columns: Column order of Table 7: ``"release"`` (humour, sarcasm, offensive, motivational: the release's
+            and the submission's hsom order) or ``"paper"`` (humour, offensive, sarcasm, motivational: the order
+            the paper prints).
+    """
+
+    split: Literal["test", "dev"] = "test"
+    dev_fraction: float = 0.1
+    dev_file: str | None = None
+    test_time: Literal["refit", "fold_average"] = "refit"
+    columns: Literal["release", "paper"] = "release"
+
+    def __post_init__(self) -> None:
+        if not 0 < float(self.dev_fraction) < 1:
+            raise ValueError(f"evaluation.dev_fraction must be in (0, 1), got {self.dev_fraction!r}")
+
+
+@dataclass
+class JobsSpec:
+    """How the recipe's trainings run: each base model, and each search candidate, is one job in its own folder.
+
+    Attributes:
+        engine: ``"sequential"`` (one after another in this process) or ``"ray"`` (Ray tasks: side by side on the
+            local GPUs or CPUs, or over a cluster). Same folders, same results, same resumability: a job's folder
+            is its checkpoint, and a job that finished is read back, not run again.
+        address: The Ray cluster to join (``"auto"``: the one this machine belongs to); default: start a local Ray.
+        gpus_per_job: GPUs each job reserves (default: 1 where Ray sees GPUs, else 0).
+        cpus_per_job: CPU cores each job reserves (and its torch threads).
+    """
+
+    engine: Literal["sequential", "ray"] = "sequential"
+    address: str | None = None
+    gpus_per_job: float | None = None
+    cpus_per_job: float = 1
+
+
+@dataclass
+class PlanSpec:
+    """What ``scripts/train.py CONFIG --plan`` assumes where it cannot measure.
+
+    Attributes:
+        device_tflops: The sustained training rate of one device, in TFLOP/s, for the GPU-hour estimate.
+        n_train: Training memes (default: the data's, or the Memotion 7k release's 6,992 when it is not here).
+        n_test: Test memes (default: the data's, or the test release's 1,878).
+    """
+
+    device_tflops: float = 100.0
+    n_train: int | None = None
+    n_test: int | None = None
+
+
+@dataclass
 class EnsembleRunSpec:
     """``scripts/train.py``: base models, stacking, evaluation, the ensemble folder and the report.
 
@@ -139,6 +262,11 @@ class EnsembleRunSpec:
             ensemble (``dtype="auto"`` then predicts in bf16 only if no subtask's macro-F1 moved by more than
             0.005): ``"auto"`` where the device (a GPU if there is one, else the CPU) has native bf16,
             ``true`` always, ``false`` never.
+        share_motivational: Train motivational once and serve subtask B's and C's problem with it (their labels
+            are the same; per-problem layout): 8 models per backbone instead of 9.
+        evaluation: Where Table 7 is scored, with which probabilities, in which column order.
+        jobs: How the trainings run (in this process, or as Ray tasks over GPUs and nodes).
+        plan: Assumptions of ``--plan``.
     """
 
     data: dict[str, Any] = field(default_factory=lambda: {"demo": {}})
@@ -150,6 +278,10 @@ class EnsembleRunSpec:
     models: list[BaseModelSpec] = field(default_factory=list)
     stacking: StackingSpec = field(default_factory=StackingSpec)
     bf16_check: bool | Literal["auto"] = "auto"
+    share_motivational: bool = False
+    evaluation: EvaluationSpec = field(default_factory=EvaluationSpec)
+    jobs: JobsSpec = field(default_factory=JobsSpec)
+    plan: PlanSpec = field(default_factory=PlanSpec)
 
     def __post_init__(self) -> None:
         if self.bf16_check not in (True, False, "auto"):

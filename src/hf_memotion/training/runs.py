@@ -7,7 +7,8 @@ same way for both, so the ensemble sees one layout per base model::
       folds/fold_K/{oof.safetensors, metrics.json}   finished folds (reused by a repeated run)
       model/                                          refit model + tokenizer or image processor
       oof_probabilities.safetensors                   problem -> (n_train, n_classes)
-      test_probabilities.safetensors                  problem -> (n_test, n_classes), when scored
+      test_probabilities.safetensors                  problem -> (n_test, n_classes), when scored: the refit model's,
+                                                      or the mean of the fold models' (test_time="fold_average")
       metrics.json                                    settings, out-of-fold and test scores, folds
 
 A run that already finished with the same settings (``metrics.json`` holds their key) is loaded,
@@ -42,6 +43,7 @@ __all__ = [
     "ClassifierRunResult",
     "as_splits",
     "data_provenance",
+    "load_finished_run",
     "print_run_results",
     "run_classifier",
     "saved_model_folders",
@@ -85,16 +87,30 @@ def save_probabilities(path: Path, probabilities: Mapping[str, np.ndarray]) -> N
         handle.write(save({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in probabilities.items()}))
 
 
-def _load_finished_run(
-    output: Path, key: str, refit: bool, preprocessor: Any, load_model: bool = True
+def load_finished_run(
+    output: str | os.PathLike,
+    key: str | None = None,
+    refit: bool | None = None,
+    preprocessor: Any = None,
+    load_model: bool = True,
+    test_time: str | None = None,
 ) -> ClassifierRunResult | None:
-    """The saved result of a run that already finished with the same settings (a restarted job skips it)."""
+    """The saved result of a run that finished (with the same settings, refit and test time when given), or ``None``.
+
+    A restarted job skips a finished run; the ensemble recipe reads the results of jobs that ran elsewhere.
+    """
+    output = Path(output)
     metrics_file = output / "metrics.json"
     if not metrics_file.is_file():
         return None
     metrics = json.loads(metrics_file.read_text())
-    if metrics.get("run_key") != key or bool(metrics.get("refit")) != refit:
+    if key is not None and metrics.get("run_key") != key:
         return None
+    if refit is not None and bool(metrics.get("refit")) != refit:
+        return None
+    if test_time is not None and metrics.get("test_time", "refit") != test_time:
+        return None
+    refit = bool(metrics.get("refit"))
     oof = load_file(output / "oof_probabilities.safetensors")
     test_file = output / "test_probabilities.safetensors"
     model = None
@@ -134,6 +150,8 @@ def run_classifier(
     refit: bool = True,
     train_labels: np.ndarray | None = None,
     keep_model: bool = True,
+    test_time: str = "refit",
+    card_data: Mapping[str, Any] | None = None,
 ) -> ClassifierRunResult:
     """Cross-validate, refit, score the test split and write the run folder (main process only).
 
@@ -151,30 +169,42 @@ def run_classifier(
         keep_model: Return the refit model in ``result.model``. ``False`` (what the ensemble recipe passes) frees it
             once it is saved, so a run of many base models holds at most one model at a time, on the device and
             in memory; the saved folder is what the ensemble is assembled from.
+        test_time: The test split's probabilities: ``"refit"`` (the refit model's) or ``"fold_average"`` (the mean of
+            the fold models', each predicting the test rows before it is freed: the models the stacker's
+            out-of-fold probabilities came from). Needs no refit.
+        card_data: More fields for the refit model's card (e.g. the search that chose its settings); not part of
+            the settings' key.
     """
+    if test_time not in ("refit", "fold_average"):
+        raise ValueError(f"test_time must be 'refit' or 'fold_average', got {test_time!r}")
     output = Path(output_dir)
     key = settings_key(settings)
-    finished = _load_finished_run(output, key, refit, preprocessor, load_model=keep_model)
+    finished = load_finished_run(output, key, refit, preprocessor, load_model=keep_model, test_time=test_time)
     if finished is not None:
         logger.info("%s already finished with these settings: reusing it", output)
         return finished
+    fold_average = test_time == "fold_average" and test_dataset is not None and test_labels is not None
     cv = validator.run(train_dataset, output / "folds", eval_dataset=eval_dataset, labels=train_labels, refit=refit,
-                       run_key=key)  # fmt: skip
+                       run_key=key, test_dataset=test_dataset if fold_average else None)  # fmt: skip
     result = ClassifierRunResult(**vars(cv), preprocessor=preprocessor, output_dir=output)
-    if refit and test_dataset is not None and test_labels is not None:
+    if fold_average:
+        result.test_probabilities = cv.fold_test_probabilities
+    elif refit and test_dataset is not None and test_labels is not None:
         args = validator.training.to_training_arguments(output / "predict", with_eval=False)
         predictor = MemotionTrainer(model=cv.model, args=args, data_collator=validator.data_collator)
         result.test_probabilities = predict_probabilities(predictor, test_dataset)
+        del predictor
+    if result.test_probabilities is not None:
         result.test_scores = memotion_scores(
             {p: v.argmax(-1) for p, v in result.test_probabilities.items()}, dict(test_labels)
         )
-        del predictor
     state = process_state()
     if state.is_main_process:  # under accelerate launch, one process writes the files
         save_probabilities(output / "oof_probabilities.safetensors", cv.oof_probabilities)
         if refit:
             cv.model.card_data.name = output.name
-            cv.model.card_data.update(**settings, oof_scores=cv.oof_scores, test_scores=result.test_scores)
+            cv.model.card_data.update(**settings, **dict(card_data or {}), oof_scores=cv.oof_scores,
+                                      test_scores=result.test_scores, test_time=test_time)  # fmt: skip
             # written beside, then moved into place: a killed run leaves no half-written model, and the new files are
             # new inodes, so an ensemble folder hard-linked to the previous ones keeps them
             staging = Path(tempfile.mkdtemp(prefix=".model.", dir=output))
@@ -189,6 +219,8 @@ def run_classifier(
             **settings,
             "run_key": key,
             "refit": refit,
+            "test_time": test_time,
+            **dict(card_data or {}),
             "oof_scores": cv.oof_scores,
             "test_scores": result.test_scores,
             "fold_metrics": cv.fold_metrics,

@@ -24,7 +24,13 @@ import optuna
 from hf_memotion.tasks import PROBLEM_NAMES
 from hf_memotion.training.trainer import ClassifierTrainingConfig
 
-__all__ = ["TEXT_SEARCH_SPACE", "search_space_from_config", "search_text_hyperparameters"]
+__all__ = [
+    "TEXT_SEARCH_SPACE",
+    "search_space_from_config",
+    "search_text_hyperparameters",
+    "study_results",
+    "trial_settings",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +62,32 @@ def search_space_from_config(space: Mapping[str, Any]) -> dict[str, Any]:
     return {k: tuple(v) if k in _RANGE_KEYS else list(v) for k, v in space.items()}
 
 
+def trial_settings(
+    values: Mapping[str, Any], training: ClassifierTrainingConfig, model_kwargs: Mapping[str, Any] | None = None
+) -> tuple[ClassifierTrainingConfig, dict[str, Any]]:
+    """The training settings and model fields of a trial's ``values`` (searched keys over the fixed ones).
+
+    Example:
+        >>> run, model = trial_settings({"learning_rate": 1e-4, "dropout": 0.2}, ClassifierTrainingConfig(), {})
+        >>> run.learning_rate, model
+        (0.0001, {'dropout': 0.2})
+    """
+    run_training = ClassifierTrainingConfig.from_dict(
+        {**training.to_dict(), **{k: v for k, v in values.items() if k in _TRAINING_KEYS}}
+    )
+    run_model = {**(model_kwargs or {}), **{k: v for k, v in values.items() if k not in _TRAINING_KEYS}}
+    return run_training, run_model
+
+
+def study_results(output_dir: str | os.PathLike) -> tuple[int, dict[str, Any], float, list[dict[str, Any]]]:
+    """The finished study in ``output_dir``: ``(best trial number, its values, its score, every finished trial)``."""
+    study = optuna.load_study(study_name="memotion_text", storage=f"sqlite:///{Path(output_dir) / 'study.db'}")
+    trials = [{"trial": t.number, "values": dict(t.params), "score": float(t.value)}
+              for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]  # fmt: skip
+    best = study.best_trial
+    return best.number, dict(best.params), float(best.value), trials
+
+
 def _sample(trial: optuna.Trial, space: Mapping[str, Any]) -> dict[str, Any]:
     values = {}
     for name, spec in space.items():
@@ -81,6 +113,9 @@ def search_text_hyperparameters(
     search_space: Mapping[str, Any] | None = None,
     model_kwargs: dict[str, Any] | None = None,
     tiny_kwargs: dict[str, Any] | None = None,
+    weighted_loss: bool = True,
+    sampler_seed: int | None = None,
+    test_time: str = "refit",
 ) -> optuna.Study:
     """Run (or continue) an Optuna study over the textual model's hyperparameters.
 
@@ -96,6 +131,13 @@ def search_text_hyperparameters(
         search_space: Replaces :data:`TEXT_SEARCH_SPACE` (same keys or a subset).
         model_kwargs: Fixed :class:`MemotionTextConfig` fields.
         tiny_kwargs: Sizes of a tiny backbone.
+        weighted_loss: Inverse-frequency class weights (the paper's loss).
+        sampler_seed: The TPE sampler's seed (default: ``seed``).
+        test_time: ``"fold_average"``: each trial's fold models also predict the ``test`` split, so the winner's
+            folds serve a ``test_time: fold_average`` run as they are (no fold trains twice).
+
+    Trial ``N`` trains in ``output_dir/trial_N`` with exactly the settings :func:`trial_settings` gives, so a run of
+    the best trial's settings reuses its folds.
 
     Returns:
         The study; ``study.best_params`` holds the best settings.
@@ -103,7 +145,8 @@ def search_text_hyperparameters(
     from hf_memotion.training.text import train_text_classifier
 
     splits = data if isinstance(data, datasets.DatasetDict) else datasets.DatasetDict({"train": data})
-    train_only = datasets.DatasetDict({"train": splits["train"]})
+    with_test = test_time == "fold_average" and "test" in splits
+    trial_data = datasets.DatasetDict({"train": splits["train"], **({"test": splits["test"]} if with_test else {})})
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     space = dict(TEXT_SEARCH_SPACE if search_space is None else search_space)
@@ -113,20 +156,17 @@ def search_text_hyperparameters(
         storage=f"sqlite:///{output / 'study.db'}",
         load_if_exists=True,
         direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=seed),
+        sampler=optuna.samplers.TPESampler(seed=seed if sampler_seed is None else sampler_seed),
     )
     finished = sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
 
     def objective(trial: optuna.Trial) -> float:
         values = _sample(trial, space)
-        run_training = ClassifierTrainingConfig.from_dict(
-            {**base_training.to_dict(), **{k: v for k, v in values.items() if k in _TRAINING_KEYS}}
-        )
-        run_model = {**(model_kwargs or {}), **{k: v for k, v in values.items() if k not in _TRAINING_KEYS}}
+        run_training, run_model = trial_settings(values, base_training, model_kwargs)
         result = train_text_classifier(
-            train_only, output / f"trial_{trial.number}", backbone=backbone, problems=problems,
+            trial_data, output / f"trial_{trial.number}", backbone=backbone, problems=problems,
             training=run_training, n_splits=n_splits, seed=seed, model_kwargs=run_model, tiny_kwargs=tiny_kwargs,
-            refit=False,
+            refit=False, weighted_loss=weighted_loss, test_time=test_time,
         )  # fmt: skip
         score = sum(result.oof_scores[p] for p in problems) / len(problems)
         logger.info("trial %d: %s -> mean out-of-fold macro-F1 %.4f", trial.number, values, score)

@@ -112,6 +112,8 @@ def train_text_classifier(
     tiny_kwargs: dict[str, Any] | None = None,
     refit: bool = True,
     keep_model: bool = True,
+    test_time: str = "refit",
+    card_data: Mapping[str, Any] | None = None,
 ) -> TextClassifierResult:
     """Train one textual model (one problem, or several from one backbone pass) the paper's way.
 
@@ -136,6 +138,9 @@ def train_text_classifier(
             folds (what a hyperparameter search needs).
         keep_model: Return the refit model in the result (``False``: freed once saved; see
             :func:`~hf_memotion.training.runs.run_classifier`).
+        test_time: ``"refit"`` or ``"fold_average"``: which models' probabilities the test split gets (see
+            :func:`~hf_memotion.training.runs.run_classifier`).
+        card_data: More fields for the saved model's card and ``metrics.json`` (not part of the settings' key).
     """
     splits = as_splits(data)
     training = ClassifierTrainingConfig.from_dict({**(training or ClassifierTrainingConfig()).to_dict(), "seed": seed})
@@ -165,6 +170,8 @@ def train_text_classifier(
         test_labels={p: test[p] for p in problems} if scored else None,
         refit=refit,
         keep_model=keep_model,
+        test_time=test_time,
+        card_data=card_data,
     )
     return result
 
@@ -186,7 +193,7 @@ def run_text_experiment(
         Result per model name (``"multitask"`` or each problem name).
     """
     from hf_memotion.config import load_data
-    from hf_memotion.training.search import search_space_from_config, search_text_hyperparameters
+    from hf_memotion.training.search import search_space_from_config, search_text_hyperparameters, trial_settings
 
     spec = config if isinstance(config, TextRunSpec) else TextRunSpec.from_dict(config, source=source)
     if spec.modality != "text":
@@ -202,13 +209,11 @@ def run_text_experiment(
             space = search_space_from_config(spec.search.space) if spec.search.space else None
             study = search_text_hyperparameters(
                 data, output / name / "search", problems=group, n_trials=spec.search.n_trials,
-                training=training, search_space=space, model_kwargs=spec.model, **common,
+                training=training, search_space=space, model_kwargs=spec.model, weighted_loss=spec.weighted_loss,
+                **common,
             )  # fmt: skip
             best = study.best_params
-            run_training = ClassifierTrainingConfig.from_dict(
-                {**training.to_dict(), **{k: v for k, v in best.items() if k in ("learning_rate", "optimizer")}}
-            )
-            run_model = {**spec.model, **{k: v for k, v in best.items() if k not in ("learning_rate", "optimizer")}}
+            run_training, run_model = trial_settings(best, training, spec.model)
             logger.info("%s: best search settings %s (mean out-of-fold macro-F1 %.4f)", name, best, study.best_value)
         results[name] = train_text_classifier(
             data, output / name, problems=group, training=run_training, model_kwargs=run_model,

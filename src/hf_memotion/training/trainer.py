@@ -20,7 +20,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -31,6 +31,7 @@ from transformers import (
     PrinterCallback,
     ProgressCallback,
     Trainer,
+    TrainerCallback,
 )
 
 from hf_memotion.cards import CardDataCallback
@@ -45,9 +46,11 @@ from hf_memotion.training.arguments import (
 from hf_memotion.training.schedules import StepSchedule, milestone_steps, step_scheduler
 
 __all__ = [
+    "PAPER_VISION_TRAINING",
     "ClassifierTrainingConfig",
     "LoggingProgressCallback",
     "MemotionTrainer",
+    "StopAfterEpochs",
     "best_epoch",
     "fit_classifier",
     "make_compute_metrics",
@@ -72,7 +75,8 @@ class ClassifierTrainingConfig(TakesTrainingArguments):
         epochs: Maximum epochs (30 for text in the paper).
         batch_size: Global training batch size: split across the processes of a data-parallel run,
             so one process and N processes take the same optimisation steps.
-        eval_batch_size: Global evaluation batch size.
+        eval_batch_size: Global evaluation batch size; for a ten-crop visual model counted in images (a meme is
+            ten), so one forward holds at most this many images whatever the crops.
         max_grad_norm: Gradient clipping (5.0 in the paper).
         early_stopping_patience: Epochs without improvement of the validation macro-F1 before
             stopping (5 in the paper); ``None`` disables early stopping.
@@ -83,6 +87,13 @@ class ClassifierTrainingConfig(TakesTrainingArguments):
             visual models: 40 and 60).
         seed: Seed for initialisation and data order.
         dataloader_num_workers: Worker processes for data loading.
+        validation_fraction: Share of each fold's training rows held out to pick the best epoch and early-stop
+            (0.1); ``0`` trains on all of the fold's rows for ``epochs`` and keeps the last epoch (the paper's
+            visual protocol: 100 epochs, no selection).
+        refit_schedule: How the refit on all rows trains for the folds' median best epoch: ``"shortened"`` (a run
+            of that many epochs, its warm-up, decay and milestones fitted to it) or ``"fold"`` (the folds'
+            schedule of ``epochs`` intact, stopped after the median best epoch: every step at the learning rate
+            the folds had there).
         extra: Any other ``TrainingArguments`` field, passed through (e.g. ``{"fp16": True}`` on a GPU).
     """
 
@@ -99,11 +110,17 @@ class ClassifierTrainingConfig(TakesTrainingArguments):
     lr_milestones: tuple[int, ...] = (40, 60)
     seed: int = 0
     dataloader_num_workers: int = 0
+    validation_fraction: float = 0.1
+    refit_schedule: Literal["shortened", "fold"] = "shortened"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if not 0 <= self.validation_fraction < 1:
+            raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction!r}")
+        if self.refit_schedule not in ("shortened", "fold"):
+            raise ValueError(f"refit_schedule must be 'shortened' or 'fold', got {self.refit_schedule!r}")
         if self.learning_rate <= 0 or self.epochs <= 0 or self.batch_size < 1:
             raise ValueError("learning_rate and epochs must be positive and batch_size at least 1")
         self.lr_milestones = tuple(int(m) for m in self.lr_milestones)
@@ -150,6 +167,9 @@ class ClassifierTrainingConfig(TakesTrainingArguments):
             eval_strategy=per_epoch,
             save_strategy=per_epoch,
             save_total_limit=1 if with_eval else None,
+            # a fold that stops is trained again from its start (finished folds are kept), so a checkpoint needs
+            # the weights only: no optimizer state (about 2x the weights for Adam) is written each epoch
+            save_only_model=with_eval,
             load_best_model_at_end=with_eval,
             metric_for_best_model="macro_f1" if with_eval else None,
             greater_is_better=True if with_eval else None,
@@ -159,6 +179,32 @@ class ClassifierTrainingConfig(TakesTrainingArguments):
             **fields,
             **self.extra,
         )
+
+
+#: Table 4 of the Memotion paper: SGD with momentum 0.95, the rate x0.1 at epochs 40 and 60, 100 epochs with no epoch
+#: selection (``validation_fraction=0``) and no gradient clipping (the paper clips the textual models only). The
+#: learning rate is picked from a grid there (``learning_rate: [...]`` in a config); 0.01 is one of its values.
+PAPER_VISION_TRAINING = ClassifierTrainingConfig(
+    optimizer="sgd", momentum=0.95, learning_rate=0.01, lr_milestones=(40, 60), epochs=100, batch_size=16,
+    early_stopping_patience=None, max_grad_norm=0.0, validation_fraction=0.0, refit_schedule="fold",
+)  # fmt: skip
+
+
+class StopAfterEpochs(TrainerCallback):
+    """Stop training at the end of epoch ``epochs``, whatever ``num_train_epochs`` the schedule was built for.
+
+    The refit of ``refit_schedule="fold"`` keeps the folds' schedule (warm-up, decay, milestones over all epochs) and
+    stops at their median best epoch.
+    """
+
+    def __init__(self, epochs: float):
+        self.epochs = float(epochs)
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        """Ask the trainer to stop once ``epochs`` epochs are done."""
+        if (state.epoch or 0.0) >= self.epochs - 1e-6:
+            control.should_training_stop = True
+        return control
 
 
 class LoggingProgressCallback(ProgressCallback):

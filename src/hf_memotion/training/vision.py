@@ -43,7 +43,7 @@ from hf_memotion.training.runs import (
     data_provenance,
     run_classifier,
 )
-from hf_memotion.training.trainer import ClassifierTrainingConfig
+from hf_memotion.training.trainer import PAPER_VISION_TRAINING, ClassifierTrainingConfig
 
 __all__ = [
     "PAPER_VISION_TRAINING",
@@ -54,12 +54,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-#: Table 4 of the Memotion paper (the learning rate is picked from a grid there; 0.01 is one of its values).
-PAPER_VISION_TRAINING = ClassifierTrainingConfig(
-    optimizer="sgd", momentum=0.95, learning_rate=0.01, lr_milestones=(40, 60), epochs=100, batch_size=16,
-    early_stopping_patience=None,
-)  # fmt: skip
 
 
 def prepare_vision_dataset(
@@ -147,6 +141,8 @@ def train_vision_classifier(
     model_kwargs: dict[str, Any] | None = None,
     refit: bool = True,
     keep_model: bool = True,
+    test_time: str = "refit",
+    card_data: Mapping[str, Any] | None = None,
 ) -> ClassifierRunResult:
     """Train one visual model (one problem, or several from one forward pass) the paper's way.
 
@@ -168,6 +164,9 @@ def train_vision_classifier(
         refit: Refit on all rows, save the model and score the test split.
         keep_model: Return the refit model in the result (``False``: freed once saved; see
             :func:`~hf_memotion.training.runs.run_classifier`).
+        test_time: ``"refit"`` or ``"fold_average"``: which models' probabilities the test split gets (see
+            :func:`~hf_memotion.training.runs.run_classifier`).
+        card_data: More fields for the saved model's card and ``metrics.json`` (not part of the settings' key).
     """
     splits = as_splits(data)
     training = ClassifierTrainingConfig.from_dict({**(training or PAPER_VISION_TRAINING).to_dict(), "seed": seed})
@@ -198,7 +197,12 @@ def train_vision_classifier(
     model_init = vision_model_factory(architecture, problems, pretrained=pretrained,
                                       pretrained_cfg_overlay=pretrained_cfg_overlay, vise_backbone=vise_backbone,
                                       **model_kwargs)  # fmt: skip
-    validator = CrossValidator(model_init, problem_labels, training, n_splits=n_splits, seed=seed,
+    # eval_batch_size counts images through the network: a ten-crop meme is ten of them (a bounded forward)
+    crops = 10 if ten_crop else 1
+    fits = ClassifierTrainingConfig.from_dict(
+        {**training.to_dict(), "eval_batch_size": max(1, training.eval_batch_size // crops)}
+    )
+    validator = CrossValidator(model_init, problem_labels, fits, n_splits=n_splits, seed=seed,
                                data_collator=_collate)  # fmt: skip
     return run_classifier(
         validator,
@@ -213,6 +217,8 @@ def train_vision_classifier(
         test_labels={p: test[p] for p in problems} if scored else None,
         refit=refit,
         keep_model=keep_model,
+        test_time=test_time,
+        card_data=card_data,
         train_labels=np.stack([np.asarray(train[p]) for p in problems], axis=1),
     )
 

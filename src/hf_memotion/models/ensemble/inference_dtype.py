@@ -121,6 +121,7 @@ def check_inference_dtype(
         ``{"dtype", "rows", "device", "macro_f1": {"float32": {...}, "<dtype>": {...}},
         "macro_f1_change": {subtask: change}, "max_probability_change", "passed"}``.
     """
+    from hf_memotion.models.ensemble.modeling_memotion_ensemble import with_aliases
     from hf_memotion.models.ensemble.processing_memotion_ensemble import MemeProcessor
 
     missing = [c for c in ("image", "text", *ensemble.config.problems) if c not in data.column_names]
@@ -146,7 +147,8 @@ def check_inference_dtype(
             raise ValueError(f"check_dtype compares against fp32: base model {name!r} is {model.dtype}")
         devices.add(str(model.device))
         low = copy.deepcopy(model).to(dtype)
-        reference[name], lowered[name] = _probability_pairs(processor, name, model, low, data, batch_size)
+        pairs = _probability_pairs(processor, name, model, low, data, batch_size)
+        reference[name], lowered[name] = (with_aliases(entry, found) for found in pairs)
         del low, model
         if load is not None:
             release_memory()

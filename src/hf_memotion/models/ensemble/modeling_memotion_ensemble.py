@@ -74,7 +74,9 @@ class MemotionEnsembleConfig(PretrainedConfig):
     Args:
         base_models: One entry per base model: ``name``, ``modality`` (``"text"`` or ``"vision"``),
             ``path`` (a subfolder of the ensemble), or ``path`` + ``revision`` (a Hub id pinned to a
-            revision: referenced, not copied), and the ``problems`` it predicts.
+            revision: referenced, not copied), and the ``problems`` it predicts; optionally ``aliases``,
+            ``{problem: problem whose probabilities it reads}``, for problems with the same labels served by one head
+            (motivational in subtasks B and C).
         problems: Problems the ensemble predicts.
         meta: Per problem: ``method``, ``model_order``, ``feature_order``, ``file`` (skops file or
             ``None`` for rules) and the selection ``scores``.
@@ -116,6 +118,13 @@ class MemotionEnsembleConfig(PretrainedConfig):
                 raise ValueError(f"base model {entry.get('name')!r}: modality must be one of {MODALITIES}")
             if not isinstance(entry.get("path"), str) or not isinstance(entry.get("problems", []), list):
                 raise ValueError(f"base model {entry.get('name')!r}: needs a 'path' string and a 'problems' list")
+            for alias, target in (entry.get("aliases") or {}).items():
+                if alias not in entry["problems"] or target not in entry["problems"]:
+                    raise ValueError(f"base model {entry.get('name')!r}: alias {alias!r} -> {target!r} must name two "
+                                     "of its problems")  # fmt: skip
+                if len(resolve_problem_labels([alias])[alias]) != len(resolve_problem_labels([target])[target]):
+                    raise ValueError(f"base model {entry.get('name')!r}: {alias!r} and {target!r} have different "
+                                     "classes; only problems with the same labels can share a head")  # fmt: skip
         self._check_meta()
 
     def _check_meta(self) -> None:
@@ -142,6 +151,12 @@ class MemotionEnsembleConfig(PretrainedConfig):
                 raise ValueError(f"{where}: feature_order must be a list")
             if entry["method"] not in ("average", "soft_vote", "hard_vote") and not entry.get("file"):
                 raise ValueError(f"{where}: a {entry['method']} meta-estimator needs its skops 'file'")
+
+
+def with_aliases(entry: Mapping[str, Any], probabilities: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A base model's probabilities per problem, plus the problems its config entry serves through ``aliases``."""
+    aliases = entry.get("aliases") or {}
+    return {**probabilities, **{alias: probabilities[target] for alias, target in aliases.items()}}
 
 
 def _link_tree(source: Path, destination: Path) -> None:
@@ -565,7 +580,7 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
             name = entry["name"]
             model = self.base_models[name]
             inputs = self.processor.model_inputs(batch, name, device=model.device, dtype=model.dtype)
-            out[name] = model(**inputs).problem_probabilities()
+            out[name] = with_aliases(entry, model(**inputs).problem_probabilities())
         return out
 
     def base_probabilities(

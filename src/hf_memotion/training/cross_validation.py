@@ -122,7 +122,8 @@ class CrossValidator:
         run_key: Identifies the settings (e.g. a hash of model and training settings); a saved fold is reused
             only when its key and its rows match, so changed settings retrain.
         trainer_factory: ``(model, train_rows, stop_rows or None, training, output_dir, data_collator=...) ->
-            Trainer``: trains and returns the trainer (default :func:`~hf_memotion.training.fit_classifier`).
+            Trainer``: trains and returns the trainer (default :func:`~hf_memotion.training.fit_classifier`); it is
+            also passed ``callbacks=`` for a refit with ``refit_schedule="fold"``.
 
     Example:
         >>> import numpy as np
@@ -275,8 +276,8 @@ class CrossValidator:
         if refit:
             settings, callbacks = self.refit_plan(epochs)
             set_seed(training.seed + self.n_splits)
-            trainer = self.fit(self.model_init(), dataset, None, settings, output / "refit_checkpoints",
-                               callbacks=callbacks)  # fmt: skip
+            extra = {"callbacks": callbacks} if callbacks else {}  # a factory without callbacks still serves the rest
+            trainer = self.fit(self.model_init(), dataset, None, settings, output / "refit_checkpoints", **extra)
             model = trainer.model
             del trainer  # the optimizer state goes; the caller decides how long the model stays
             release_memory()

@@ -209,7 +209,8 @@ def run_training(config: Mapping[str, Any] | EnsembleRunSpec, *, source: str | N
     modalities = sorted({e["modality"] for e in models})
     for modality in modalities:
         members = [e["name"] for e in models if e["modality"] == modality]
-        stackers = fit_stackers({m: oof[m] for m in members}, train_labels, **stack_args)
+        covered = {p: y for p, y in train_labels.items() if any(p in oof[m] for m in members)}  # what it predicts
+        stackers = fit_stackers({m: oof[m] for m in members}, covered, **stack_args)
         final = _combine(stackers, {m: held_out[m] for m in members})
         rows.append({"name": f"ensemble ({modality})", "modality": modality, "scores": _scores(final, test_labels)})
     stackers = fit_stackers(oof, train_labels, **stack_args)

@@ -124,9 +124,7 @@ class BaseModelSpec:
         if self.search is not None and self.modality != "text":
             raise ValueError(f"model {self.name!r}: 'search' is the textual models' Optuna search; a visual model "
                              "searches its learning rate from a list: training: {learning_rate: [...]}")  # fmt: skip
-        ClassifierTrainingConfig.from_dict(
-            {k: v for k, v in self.training.items() if not (grid and k == "learning_rate")}
-        )
+        self.training_config(**({"learning_rate": 1.0} if grid else {}))  # checked now, over the modality's defaults
         self.model = dict(self.model or {})
         self.problems = list(self.problems or PROBLEM_NAMES)
 

@@ -119,6 +119,11 @@ class ClassifierTrainingConfig(TakesTrainingArguments):
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if not 0 <= self.validation_fraction < 1:
             raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction!r}")
+        if self.early_stopping_patience and not self.validation_fraction:
+            raise ValueError(
+                "early_stopping_patience needs held-out rows to watch: set validation_fraction (e.g. 0.1) "
+                "or early_stopping_patience: null (train every epoch, as the paper's visual models)"
+            )
         if self.refit_schedule not in ("shortened", "fold"):
             raise ValueError(f"refit_schedule must be 'shortened' or 'fold', got {self.refit_schedule!r}")
         if self.learning_rate <= 0 or self.epochs <= 0 or self.batch_size < 1:

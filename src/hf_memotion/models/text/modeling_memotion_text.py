@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from transformers import AutoModel, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutputWithPooling
-from transformers.utils import can_return_tuple, logging
+from transformers.utils import can_return_tuple, is_tracing, logging
 
 from hf_memotion.cards import ModelCardMixin
 from hf_memotion.models.heads import MemotionClassifierOutput, ProblemHeads, split_logits
@@ -132,7 +132,7 @@ def _select_hidden_states(states: tuple, wanted: bool | list[int]) -> tuple:
 
 
 def _check_text_inputs(reference: torch.Tensor | None, attention_mask: torch.Tensor) -> None:
-    if torch.compiler.is_compiling():  # data-dependent checks cannot be traced; eager runs keep them
+    if is_tracing(attention_mask):  # data-dependent checks need values: eager runs keep them
         return
     if reference.shape[1] == 0:
         raise ValueError("got a batch of empty token sequences; give every text at least one token")
@@ -192,7 +192,7 @@ class MemotionTextModel(MemotionTextPreTrainedModel):
         lengths = mask.sum(dim=1)
         implementation = self.config.lstm_implementation
         if implementation == "auto":
-            implementation = "masked" if torch.compiler.is_compiling() else "packed"
+            implementation = "masked" if is_tracing(states) else "packed"
         if implementation == "packed":
             packed = nn.utils.rnn.pack_padded_sequence(front, lengths.cpu(), batch_first=True, enforce_sorted=False)
             output, _ = self.lstm(packed)

@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 import weakref
 from pathlib import Path
 
@@ -117,47 +116,16 @@ def test_the_dtype_check_loading_models_one_at_a_time_matches_the_in_memory_chec
     assert one_at_a_time["max_probability_change"] == pytest.approx(in_memory["max_probability_change"], abs=1e-6)
 
 
-def _peak_rss_of_a_run(tmp_path: Path, name: str, layout: str) -> dict:
-    """Train an ensemble of four text families in a fresh process (``layout``: multitask = 4 models, per_problem =
-    36); its peak RSS and model count."""
-    families = ("bert", "roberta", "gpt2", "xlnet")
-    models = [
-        {"name": family, "modality": "text", "backbone": f"tiny:{family}", "layout": layout,
-         "tiny": {"hidden_size": 256, "num_layers": 2, "num_heads": 4},
-         "model": {"lstm_hidden_size": 64, "attention_size": 32, "ffn_size": 32, "max_length": 32},
-         "training": {"optimizer": "adam", "learning_rate": 0.001, "epochs": 1, "batch_size": 16,
-                      "early_stopping_patience": None}}
-        for family in families
-    ]  # fmt: skip
-    config = {
-        "data": {"demo": {"output_dir": str(tmp_path / "data"), "n_train": 48, "n_test": 16, "seed": 0}},
-        "output_dir": str(tmp_path / name),
-        "n_splits": 2,
-        "models": models,
-        "stacking": {"methods": ["average"]},
-        "bf16_check": False,
-    }
-    code = textwrap.dedent(f"""
-        import json
-        from hf_memotion.benchmarking import peak_rss_bytes
-        from hf_memotion.training.recipe import run_training
-        report = run_training(json.loads({json.dumps(json.dumps(config))}))
-        print(json.dumps({{"peak_mb": peak_rss_bytes() / 2**20, "rows": len(report["table7"])}}))
-    """)
-    env = {**os.environ, "HF_MEMOTION_PROGRESS": "0", "HF_HUB_OFFLINE": "1"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
-    assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    result["models"] = len(list((tmp_path / name / "models").iterdir()))
-    return result
-
-
 @pytest.mark.slow
 def test_peak_memory_of_an_ensemble_run_does_not_grow_with_its_number_of_models(tmp_path):
-    few = _peak_rss_of_a_run(tmp_path, "four", "multitask")
-    many = _peak_rss_of_a_run(tmp_path, "thirty_six", "per_problem")
-    assert few["models"] == 4 and many["models"] == 36
-    print(f"peak RSS: 4 models {few['peak_mb']:.0f} MB, 36 models {many['peak_mb']:.0f} MB")  # shown with -s
+    """scripts/memory_check.py: 4 multi-task vs 36 per-problem tiny text models (four families), fresh processes."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "memory_check.py"), "--output", str(tmp_path / "memory.json")],
+        capture_output=True, text=True, env={**os.environ, "HF_MEMOTION_PROGRESS": "0"},
+    )  # fmt: skip
+    report = json.loads((tmp_path / "memory.json").read_text())
+    print(out.stdout)  # shown with -s
+    assert report["few"]["models"] == 4 and report["many"]["models"] == 36
     # each model holds about 7 MB of weights (21 MB with its Adam state): 32 more kept would add at least 220 MB
-    margin_mb = 120
-    assert many["peak_mb"] <= few["peak_mb"] + margin_mb, (few, many)
+    assert report["many"]["peak_rss_mb"] <= report["few"]["peak_rss_mb"] + report["margin_mb"], report
+    assert out.returncode == 0 and report["within_bound"], out.stdout + out.stderr[-2000:]

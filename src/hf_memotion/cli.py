@@ -24,6 +24,7 @@ import logging
 import sys
 import typing
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,9 @@ from hf_memotion.specs import spec_keys
 
 __all__ = [
     "USER_ERRORS",
+    "CommandLine",
     "describe_spec",
+    "parse_arguments",
     "parse_command_line",
     "publish_folders",
     "read_run_config",
@@ -61,12 +64,31 @@ def describe_spec(spec_class: type) -> str:
     return "config keys: " + ", ".join(parts) + ("\nsections:\n" + "\n".join(sections) if sections else "")
 
 
-def parse_command_line(
-    argv: Sequence[str] | None, description: str, default_config: str, spec_class: type | None = None
-) -> tuple[str, list[str]]:
-    """``SCRIPT [CONFIG] [key=value ...]``: the config path (the default when only overrides are given) and overrides.
+@dataclass
+class CommandLine:
+    """A script's parsed arguments: the config, its ``key=value`` overrides, and ``--plan``."""
 
-    ``--config PATH`` is still read, as an older spelling of the positional config.
+    config: str
+    overrides: list[str]
+    plan: bool = False
+
+
+def parse_arguments(
+    argv: Sequence[str] | None,
+    description: str,
+    default_config: str,
+    spec_class: type | None = None,
+    *,
+    with_plan: bool = False,
+) -> CommandLine:
+    """``SCRIPT [CONFIG] [key=value ...] [--plan]``: the config (the default when only overrides are given).
+
+    ``--config PATH`` is still read, as an older spelling of the positional config; ``--plan`` exists where the
+    script can plan (``with_plan``).
+
+    Example:
+        >>> parse_arguments(["configs/paper.yaml", "seed=1", "--plan"], "Train.", "configs/demo.yaml", with_plan=True)
+        CommandLine(config='configs/paper.yaml', overrides=['seed=1'], plan=True)
     """
     parser = argparse.ArgumentParser(
         description=description,
@@ -76,7 +98,11 @@ def parse_command_line(
     parser.add_argument("config", nargs="?", default=None, help=f"YAML config (default: {default_config})")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. training.epochs=3 models.0.name=bert")
     parser.add_argument("--config", dest="config_option", default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    if with_plan:
+        parser.add_argument("--plan", action="store_true",
+                            help="print what the run would train and cost (trainings, FLOPs, GPU-hours, disk); "
+                            "train nothing")  # fmt: skip
+    args = parser.parse_intermixed_args(argv)
     overrides = list(args.overrides)
     config = args.config
     if config is not None and "=" in config:  # only overrides were given: they apply to the default config
@@ -86,7 +112,18 @@ def parse_command_line(
         if config is not None:
             overrides.insert(0, config)
         config = args.config_option
-    return config or default_config, overrides
+    return CommandLine(config or default_config, overrides, bool(getattr(args, "plan", False)))
+
+
+def parse_command_line(
+    argv: Sequence[str] | None, description: str, default_config: str, spec_class: type | None = None
+) -> tuple[str, list[str]]:
+    """``SCRIPT [CONFIG] [key=value ...]``: the config path (the default when only overrides are given) and overrides.
+
+    ``--config PATH`` is still read, as an older spelling of the positional config.
+    """
+    line = parse_arguments(argv, description, default_config, spec_class)
+    return line.config, line.overrides
 
 
 def read_run_config(path: str | None, overrides: Sequence[str]) -> tuple[dict[str, Any], PushSettings | None]:
@@ -114,6 +151,8 @@ def run_command(
     description: str = "",
     summarize: Callable[[Any, Any], None] | None = None,
     saved_folders: Callable[[Any, Any], Mapping[str, Path]] | None = None,
+    plan: Callable[..., Any] | None = None,
+    show_plan: Callable[[Any], None] = print,
 ) -> int:
     """Parse, read the spec, run, summarise, publish: the body of a config-driven script.
 
@@ -125,9 +164,13 @@ def run_command(
         description: The script's one-line description (``--help``).
         summarize: ``(result, spec) -> None`` prints the outcome (main process only).
         saved_folders: ``(result, spec) -> {name: folder}`` to publish when the config has ``push_to_hub:``.
+        plan: ``(spec, source=...) -> plan``: what ``--plan`` computes instead of running (the flag exists only
+            when given).
+        show_plan: Prints the plan (main process only).
     """
-    path, overrides = parse_command_line(argv, description.strip().splitlines()[0] if description else "",
-                                         default_config, spec_class)  # fmt: skip
+    line = parse_arguments(argv, description.strip().splitlines()[0] if description else "", default_config,
+                           spec_class, with_plan=plan is not None)  # fmt: skip
+    path, overrides = line.config, line.overrides
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     state = process_state()  # before anything else: N launched processes form one data-parallel group
     try:
@@ -137,6 +180,11 @@ def run_command(
             raise ValueError("layout per_problem saves one model per problem: put {name} in push_to_hub.repo_id")
         if push is not None and saved_folders is None:
             raise ValueError(f"{path}: this command publishes nothing; remove its push_to_hub section")
+        if line.plan:
+            planned = plan(spec, source=path)
+            if state.is_main_process:
+                show_plan(planned)
+            return 0
         takes_source = "source" in inspect.signature(run).parameters
         result = run(spec, source=path) if takes_source else run(spec)
     except USER_ERRORS as err:

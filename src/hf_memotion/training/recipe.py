@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -50,23 +50,13 @@ from hf_memotion.specs import spec_to_dict
 from hf_memotion.tasks import PROBLEM_NAMES
 from hf_memotion.training.jobs import run_jobs
 from hf_memotion.training.recipe_data import RecipeData
-from hf_memotion.training.run_specs import BaseModelSpec, EnsembleRunSpec
+from hf_memotion.training.run_specs import EnsembleRunSpec, expand_models
 from hf_memotion.training.runs import ClassifierRunResult, data_provenance, load_finished_run
 from hf_memotion.training.selection import adopt_folds, candidate_jobs, model_job, select_candidate
 
 __all__ = ["TrainingReport", "ensemble_folder", "print_training_summary", "run_training"]
 
 logger = logging.getLogger(__name__)
-
-
-def _expand(models: Sequence[BaseModelSpec], share_motivational: bool = False) -> list[dict[str, Any]]:
-    """One entry per trained model: ``layout: per_problem`` (the paper's) becomes one model per problem."""
-    return [
-        {"name": name, "modality": spec.modality, "problems": problems, "group": spec.name, "spec": spec,
-         "aliases": spec.aliases(problems, share_motivational)}
-        for spec in models
-        for name, problems in spec.groups(share_motivational).items()
-    ]  # fmt: skip
 
 
 class TrainingReport(dict):
@@ -178,7 +168,7 @@ def run_training(config: Mapping[str, Any] | EnsembleRunSpec, *, source: str | N
     names = [m.name for m in declared]
     if len(set(names)) != len(names) or not all(names):
         raise ValueError(f"every model needs a unique name, got {names}")
-    models = _expand(declared, spec.share_motivational)
+    models = expand_models(declared, spec.share_motivational)
     seed = spec.seed
     output = Path(spec.output_dir)
     evaluation = spec.evaluation

@@ -37,6 +37,7 @@ __all__ = [
     "StackingSpec",
     "TextRunSpec",
     "VisionRunSpec",
+    "expand_models",
 ]
 
 MODALITIES = ("text", "vision")
@@ -168,6 +169,25 @@ class BaseModelSpec:
                 "pretrained": self.pretrained, "vise_backbone": self.vise_backbone,
                 "pretrained_cfg_overlay": {"file": str(self.pretrained_file)} if self.pretrained_file else None,
                 **common}  # fmt: skip
+
+
+def expand_models(models: list[BaseModelSpec], share_motivational: bool = False) -> list[dict[str, Any]]:
+    """One entry per trained model: ``layout: per_problem`` (the paper's) makes one model per problem.
+
+    Each entry: ``name`` (its folder), ``modality``, ``problems``, ``group`` (the config entry: its Table 7 row),
+    ``spec`` and ``aliases`` (problems it serves through another's labels under ``share_motivational``).
+
+    Example:
+        >>> spec = BaseModelSpec(name="bert", layout="per_problem", problems=["humour", "sarcasm"])
+        >>> [(e["name"], e["problems"]) for e in expand_models([spec])]
+        [('bert-humour', ['humour']), ('bert-sarcasm', ['sarcasm'])]
+    """
+    return [
+        {"name": name, "modality": spec.modality, "problems": problems, "group": spec.name, "spec": spec,
+         "aliases": spec.aliases(problems, share_motivational)}
+        for spec in models
+        for name, problems in spec.groups(share_motivational).items()
+    ]  # fmt: skip
 
 
 @dataclass

@@ -1,0 +1,430 @@
+"""What a training config will cost before it runs: ``scripts/train.py CONFIG --plan``.
+
+For every model the recipe trains (one per backbone and problem under ``layout: per_problem``) the plan counts:
+
+- **trainings**: ``n_splits`` folds per candidate of its hyperparameter selection (the visual learning-rate grid,
+  or the textual Optuna trials; 1 without selection) plus the refit (the winner's folds are reused, see
+  :mod:`hf_memotion.training.selection`);
+- **FLOPs per step**: forward and backward of one optimisation step at the global batch, counted by torch's
+  ``FlopCounterMode`` on the real architecture (the timm model, the transformers backbone with the BiLSTM head)
+  built under ``FakeTensorMode``: the same modules and shapes as in training, no memory and no arithmetic
+  (equal to a count on random weights, which the tests check); a visual model at its crop size, a text model at
+  ``max_length`` tokens (texts are padded to the longest of a batch, so this is an upper bound);
+- **steps and evaluation**: every training runs all its epochs (early stopping and the refit's median best epoch
+  only shorten it: an upper bound), the validation rows each epoch, the held-out fold and the test rows once per
+  model, ten crops per meme where ``ten_crop``;
+- **GPU-hours** at ``plan.device_tflops`` (the *sustained* rate of one device; a stated assumption, not a peak);
+- **disk**: the saved models (fp32 weights; ``ensemble/`` hard-links them, no second copy) and the checkpoint
+  space one running training takes (weights only, best and last epoch, none without epoch selection).
+
+Row counts come from ``plan.n_train``/``plan.n_test``, else the data section (demo sizes, or the release's CSV
+rows), else the Memotion release's 6,992 training and 1,878 test memes. Text backbones' configs are read from a
+local folder or the Hugging Face cache; the paper's four are also known by their published sizes, so the paper
+config plans offline.
+
+Example:
+    >>> from hf_memotion.training.run_specs import EnsembleRunSpec
+    >>> spec = EnsembleRunSpec.from_dict({"n_splits": 2, "models": [
+    ...     {"name": "cnn", "modality": "vision", "processor": {"crop_size": 32}, "ten_crop": False,
+    ...      "problems": ["humour"], "training": {"epochs": 2, "batch_size": 8, "learning_rate": [0.01, 0.1]}}],
+    ...     "plan": {"n_train": 40, "n_test": 10}})
+    >>> plan = plan_training(spec)
+    >>> plan.trainings, plan.trainings_without_selection, plan.models[0].steps
+    (5, 3, 30)
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hf_memotion.benchmarking import count_flops
+from hf_memotion.tasks import PROBLEM_NAMES
+from hf_memotion.training.run_specs import EnsembleRunSpec, expand_models
+
+__all__ = [
+    "PAPER_TEXT_BACKBONES",
+    "PlannedModel",
+    "TrainingPlan",
+    "count_step_flops",
+    "plan_training",
+    "print_plan",
+]
+
+#: Memotion 7k's training release and the test release, in memes.
+MEMOTION_ROWS = (6992, 1878)
+BYTES_PER_PARAMETER = 4  # weights are trained and saved in fp32 (bf16 is autocast)
+
+#: The paper's textual backbones by their published configs (their Hub repos' ``config.json``), so that ``--plan``
+#: needs no download; any other backbone's config is read from a folder or the Hugging Face cache.
+PAPER_TEXT_BACKBONES: dict[str, dict[str, Any]] = {
+    "bert-large-uncased": {"model_type": "bert", "vocab_size": 30522, "hidden_size": 1024, "num_hidden_layers": 24,
+                           "num_attention_heads": 16, "intermediate_size": 4096, "max_position_embeddings": 512},
+    "gpt2-medium": {"model_type": "gpt2", "vocab_size": 50257, "n_positions": 1024, "n_embd": 1024, "n_layer": 24,
+                    "n_head": 16},
+    "gpt2-large": {"model_type": "gpt2", "vocab_size": 50257, "n_positions": 1024, "n_embd": 1280, "n_layer": 36,
+                   "n_head": 20},
+    "xlnet-large-cased": {"model_type": "xlnet", "vocab_size": 32000, "d_model": 1024, "n_layer": 24, "n_head": 16,
+                          "d_inner": 4096},
+}  # fmt: skip
+
+
+@dataclass
+class PlannedModel:
+    """One trained model of the plan (a backbone's model of one problem under ``layout: per_problem``).
+
+    Attributes:
+        backbone: The config entry's name (its Table 7 row).
+        name: The trained model's name (its folder under ``models/``).
+        modality: ``"text"`` or ``"vision"``.
+        problems: What it predicts.
+        architecture: The timm architecture or the text backbone.
+        parameters: Trainable parameters.
+        candidates: Settings cross-validated by its selection (1: none).
+        trainings: Folds of every candidate, plus the refit.
+        step_flops: Forward and backward FLOPs of one optimisation step at the global batch.
+        meme_flops: Forward FLOPs of evaluating one meme (all its crops).
+        steps: Optimisation steps over all its trainings (every epoch run).
+        evaluated_memes: Memes evaluated over all its trainings (validation, held-out folds, test).
+        checkpoint_bytes: Checkpoint space one of its running trainings takes.
+        model_bytes: Its saved weights.
+    """
+
+    backbone: str
+    name: str
+    modality: str
+    problems: list[str]
+    architecture: str
+    parameters: int
+    candidates: int
+    trainings: int
+    step_flops: int
+    meme_flops: int
+    steps: int
+    evaluated_memes: int
+    checkpoint_bytes: int
+    model_bytes: int
+
+    @property
+    def flops(self) -> float:
+        """Training and evaluation FLOPs of all its trainings."""
+        return float(self.steps) * self.step_flops + float(self.evaluated_memes) * self.meme_flops
+
+
+@dataclass
+class TrainingPlan:
+    """The plan of a config: its models, the row counts it assumed and the device rate.
+
+    Attributes:
+        models: One :class:`PlannedModel` per trained model.
+        n_train: Training memes the base models train on.
+        n_test: Held-out memes Table 7 is scored on.
+        rows_from: Where the row counts came from.
+        device_tflops: The sustained rate of one device the GPU-hours assume.
+        n_splits: Folds per training.
+        jobs_side_by_side: Trainings that may run at once (1 for the sequential engine).
+        models_without_sharing: Base models if motivational were trained for subtask C too (``None``: not shared).
+        notes: Assumptions made while planning (configs read from a known table, ...).
+    """
+
+    models: list[PlannedModel]
+    n_train: int
+    n_test: int
+    rows_from: str
+    device_tflops: float
+    n_splits: int
+    jobs_side_by_side: int = 1
+    models_without_sharing: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def trainings(self) -> int:
+        """Trainings of the whole run, selection included."""
+        return sum(m.trainings for m in self.models)
+
+    @property
+    def trainings_without_selection(self) -> int:
+        """Trainings if every model trained once: folds and refit."""
+        return len(self.models) * (self.n_splits + 1)
+
+    @property
+    def flops(self) -> float:
+        """FLOPs of the whole run."""
+        return sum(m.flops for m in self.models)
+
+    @property
+    def gpu_hours(self) -> float:
+        """Device-hours at :attr:`device_tflops` sustained."""
+        return self.flops / (self.device_tflops * 1e12) / 3600
+
+    @property
+    def model_bytes(self) -> int:
+        """The saved base models (the ensemble folder links them)."""
+        return sum(m.model_bytes for m in self.models)
+
+    @property
+    def checkpoint_bytes(self) -> int:
+        """Checkpoint space of the largest running training."""
+        return max((m.checkpoint_bytes for m in self.models), default=0)
+
+    def format(self) -> str:
+        """The plan as tables per model and per backbone, and the totals (what ``--plan`` prints)."""
+        rate = self.device_tflops * 1e12 * 3600
+        lines = ["| model | problems | trainings | parameters | GFLOP/step | steps | PFLOP | GPU-h | checkpoint GB |",
+                 "|---|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+        for m in self.models:
+            problems = "all nine" if sorted(m.problems) == sorted(PROBLEM_NAMES) else ", ".join(m.problems)
+            lines.append(
+                f"| {m.name} | {problems} | {m.trainings:,} | {_number(m.parameters / 1e6)} M | "
+                f"{_number(m.step_flops / 1e9)} | {m.steps:,} | {_number(m.flops / 1e15)} | "
+                f"{_number(m.flops / rate)} | {_number(m.checkpoint_bytes / 1e9)} |"
+            )
+        lines += ["", "| backbone | models | trainings | GPU-h | saved GB |", "|---|---:|---:|---:|---:|"]
+        for backbone in dict.fromkeys(m.backbone for m in self.models):
+            group = [m for m in self.models if m.backbone == backbone]
+            lines.append(f"| {backbone} | {len(group)} | {sum(m.trainings for m in group):,} | "
+                         f"{_number(sum(m.flops for m in group) / rate)} | "
+                         f"{_number(sum(m.model_bytes for m in group) / 1e9)} |")  # fmt: skip
+        searched = sum(m.candidates > 1 for m in self.models)
+        lines += [
+            "",
+            f"data: {self.n_train:,} training memes, {self.n_test:,} held out ({self.rows_from})",
+            f"trainings: {self.trainings:,} ({len(self.models)} base models, {searched} of them with hyperparameter "
+            f"selection: {self.n_splits} folds per candidate, then 1 refit); without selection: "
+            f"{self.trainings_without_selection:,} ({len(self.models)} x ({self.n_splits} folds + refit))",
+        ]
+        if self.models_without_sharing is not None:
+            unshared = self.models_without_sharing
+            lines.append(f"  with subtask C's motivational trained apart: {unshared} base models, "
+                         f"{unshared * (self.n_splits + 1):,} trainings without selection")  # fmt: skip
+        lines += [
+            f"compute: {self.flops:.3g} FLOP (forward + backward of every step, evaluation forwards) = "
+            f"{_number(self.gpu_hours)} GPU-hours at {self.device_tflops:g} TFLOP/s sustained (plan.device_tflops); "
+            "an upper bound: every training runs all its epochs",
+            f"  wall-clock with {self.jobs_side_by_side} job(s) side by side: about "
+            f"{_number(self.gpu_hours / max(1, self.jobs_side_by_side))} hours",
+            f"disk: {_number(self.model_bytes / 1e9)} GB of saved base models (ensemble/ hard-links them); checkpoints "
+            f"at most {_number(self.checkpoint_bytes / 1e9)} GB per running training (weights only)",
+            *(f"note: {n}" for n in self.notes),
+        ]
+        return "\n".join(lines)
+
+
+def _number(value: float) -> str:
+    """Three significant digits below 100, whole numbers with separators above."""
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def count_step_flops(model: torch.nn.Module, inputs: Mapping[str, torch.Tensor], backward: bool = True) -> int:
+    """FLOPs of ``model(**inputs)`` (and the backward pass of its logits' sum) under torch's ``FlopCounterMode``.
+
+    Example:
+        >>> layer = torch.nn.Linear(8, 4)
+        >>> class Out(torch.nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.layer = layer
+        ...     def forward(self, x):
+        ...         from types import SimpleNamespace
+        ...         return SimpleNamespace(logits=self.layer(x))
+        >>> count_step_flops(Out(), {"x": torch.ones(2, 8)})  # 2*2*8*4 forward, twice that backward (no input grad)
+        256
+    """
+
+    def step() -> None:
+        logits = model(**inputs).logits
+        if backward:
+            logits.float().sum().backward()
+
+    return count_flops(step)
+
+
+def _text_backbone_config(backbone: str, tiny: Mapping[str, Any] | None, notes: list[str]):
+    from transformers import CONFIG_MAPPING, AutoConfig
+
+    if backbone.startswith("tiny:"):
+        from hf_memotion.models.text.tiny import build_tiny_text_backbone
+
+        corpus = [f"word{i}" for i in range(200)]  # the vocabulary's size only moves the (uncounted) embedding lookup
+        return build_tiny_text_backbone(backbone[len("tiny:") :], corpus, **dict(tiny or {}))[0]
+    try:
+        return AutoConfig.from_pretrained(backbone)
+    except OSError:
+        known = PAPER_TEXT_BACKBONES.get(backbone.rsplit("/", 1)[-1])
+        if known is None:
+            raise FileNotFoundError(
+                f"--plan: the config of text backbone {backbone!r} is neither a local folder nor in the Hugging Face "
+                "cache; download it once (huggingface-cli download <id> config.json) or give a local folder"
+            ) from None
+        note = f"{backbone}: config from its published sizes (not downloaded)"
+        if note not in notes:
+            notes.append(note)
+        values = dict(known)
+        return CONFIG_MAPPING[values.pop("model_type")](**values)
+
+
+def _build(entry: Mapping[str, Any], problems: list[str], notes: list[str]) -> tuple[torch.nn.Module, dict, int]:
+    """The entry's model, its inputs for a batch of two, and crops per meme (called under fake tensors)."""
+    spec = entry["spec"]
+    model_fields = {k: v for k, v in spec.model.items() if k != "class_weights"}
+    if spec.modality == "vision":
+        from hf_memotion.models.vision import (
+            MemotionImageProcessor,
+            MemotionVisionConfig,
+            MemotionVisionForImageClassification,
+        )
+
+        architecture = spec.architecture
+        if spec.vise_backbone:
+            from hf_memotion.models.vise.configuration_vise import ViseConfig
+
+            architecture = ViseConfig.from_pretrained(spec.vise_backbone).architecture
+        size = MemotionImageProcessor.from_timm(architecture, **(spec.processor or {})).crop_size
+        model = MemotionVisionForImageClassification(
+            MemotionVisionConfig(architecture=architecture, problems=problems, **model_fields)
+        )
+        return model, {"pixel_values": torch.zeros(2, 3, size, size)}, 10 if spec.ten_crop else 1
+    from hf_memotion.models.text import MemotionTextConfig, MemotionTextForSequenceClassification
+
+    backbone = _text_backbone_config(spec.backbone, spec.tiny, notes)
+    model = MemotionTextForSequenceClassification(
+        MemotionTextConfig(text_config=backbone, problems=problems, **model_fields)
+    )
+    tokens = torch.ones(2, model.config.max_length, dtype=torch.long)
+    return model, {"input_ids": tokens, "attention_mask": tokens}, 1
+
+
+def _count(entry: Mapping[str, Any], problems: list[str], notes: list[str]) -> tuple[int, int, int]:
+    """(parameters, forward + backward FLOPs of one sample, forward FLOPs of one meme with all its crops).
+
+    Counted on a batch of two (BatchNorm needs more than one value to train) and halved: every layer's FLOPs are
+    proportional to the batch.
+    """
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        model, inputs, crops = _build(entry, problems, notes)
+        model.train()
+        train = count_step_flops(model, inputs)
+        model.eval()
+        with torch.no_grad():
+            forward = count_step_flops(model, inputs, backward=False)
+        parameters = sum(p.numel() for p in model.parameters())
+    return parameters, train // 2, forward // 2 * crops
+
+
+def _rows(spec: EnsembleRunSpec) -> tuple[int, int, str]:
+    """Training and held-out memes before the evaluation split: from the plan, the data section, or the release."""
+    plan, data = spec.plan, dict(spec.data or {})
+    if plan.n_train is not None:
+        return int(plan.n_train), int(plan.n_test if plan.n_test is not None else 0), "plan.n_train / plan.n_test"
+    if "demo" in data:
+        from hf_memotion.data import DemoDataConfig
+
+        settings = {k: v for k, v in dict(data["demo"] or {}).items() if k not in ("output_dir", "overwrite")}
+        demo = DemoDataConfig(**settings)
+        return demo.n_train, demo.n_test, "the demo data's sizes"
+    root = Path(str(data.get("path", "")))
+    found = {}
+    if root.is_dir():
+        for name, kind in (("labels.csv", "train"), ("2000_testdata.csv", "test")):
+            files = sorted(root.glob(name)) + sorted(root.glob(f"*/{name}"))
+            if files:
+                with open(files[0], encoding="utf-8", errors="replace", newline="") as handle:
+                    found[kind] = sum(1 for _ in csv.reader(handle)) - 1
+    if "train" in found:
+        return found["train"], found.get("test", 0), f"the release's CSV rows under {root}"
+    return *MEMOTION_ROWS, f"Memotion 7k and its test release: no release found at {root or 'data.path'}"
+
+
+def _held_out(spec: EnsembleRunSpec, n_train: int, n_test: int) -> tuple[int, int]:
+    evaluation = spec.evaluation
+    if evaluation.split == "dev":
+        if evaluation.dev_file and Path(evaluation.dev_file).is_file():
+            dev = sum(1 for line in Path(evaluation.dev_file).read_text().splitlines() if line.strip())
+        else:
+            dev = math.ceil(n_train * float(evaluation.dev_fraction))
+        return n_train - dev, dev
+    if n_test == 0:
+        held = math.ceil(n_train * float(spec.holdout))
+        return n_train - held, held
+    return n_train, n_test
+
+
+def plan_training(config: Mapping[str, Any] | EnsembleRunSpec, *, source: str | None = None) -> TrainingPlan:
+    """Plan what :func:`~hf_memotion.training.recipe.run_training` would train for ``config`` (nothing runs).
+
+    Args:
+        config: An :class:`~hf_memotion.training.run_specs.EnsembleRunSpec` or its mapping.
+        source: The config's file, named in errors.
+    """
+    spec = config if isinstance(config, EnsembleRunSpec) else EnsembleRunSpec.from_dict(config, source=source)
+    if not spec.models:
+        raise ValueError("the config lists no base models under 'models'")
+    n_train, n_test, rows_from = _rows(spec)
+    n_train, n_test = _held_out(spec, n_train, n_test)
+    k = int(spec.n_splits)
+    notes: list[str] = []
+    counted: dict[str, tuple[int, int, int]] = {}
+    models = []
+    for entry in expand_models(spec.models, spec.share_motivational):
+        spec_ = entry["spec"]
+        training = spec_.training_config(**({"learning_rate": 1.0} if spec_.learning_rates() else {}))
+        if spec_.modality == "vision":
+            candidates = len(spec_.learning_rates() or [0])
+        else:
+            candidates = int(spec_.search.trials) if spec_.search is not None else 1
+        # a backbone's models differ only in their heads' widths (a few outputs of the last layer): counted once
+        if entry["group"] not in counted:
+            counted[entry["group"]] = _count(entry, list(entry["problems"]), notes)
+        parameters, sample_flops, meme_flops = counted[entry["group"]]
+        fold_rows = n_train - math.ceil(n_train / k)
+        validation = math.ceil(fold_rows * float(training.validation_fraction)) if training.validation_fraction else 0
+        epochs = math.ceil(float(training.epochs))
+        batch = int(training.batch_size)
+        fold_steps = epochs * math.ceil((fold_rows - validation) / batch)
+        refit_steps = epochs * math.ceil(n_train / batch)
+        fold_evaluated = validation * epochs + math.ceil(n_train / k)
+        if spec.evaluation.test_time == "fold_average":
+            fold_evaluated += n_test
+        model_bytes = parameters * BYTES_PER_PARAMETER
+        models.append(
+            PlannedModel(
+                backbone=entry["group"],
+                name=entry["name"],
+                modality=spec_.modality,
+                problems=[*entry["problems"], *entry["aliases"]],
+                architecture=spec_.architecture if spec_.modality == "vision" else spec_.backbone,
+                parameters=parameters,
+                candidates=candidates,
+                trainings=candidates * k + 1,
+                step_flops=sample_flops * batch,
+                meme_flops=meme_flops,
+                steps=candidates * k * fold_steps + refit_steps,
+                evaluated_memes=candidates * k * fold_evaluated + n_test,
+                checkpoint_bytes=2 * model_bytes if validation else 0,  # best and last epoch, weights only
+                model_bytes=model_bytes,
+            )
+        )
+    side_by_side = 1
+    if spec.jobs.engine == "ray":
+        side_by_side = max(1, torch.cuda.device_count()) if spec.jobs.address is None else 1
+        if spec.jobs.address is not None:
+            notes.append("jobs on a Ray cluster: divide the GPU-hours by the GPUs it has")
+    unshared = None
+    if spec.share_motivational:
+        unshared = len(expand_models(spec.models, False))
+    return TrainingPlan(models=models, n_train=n_train, n_test=n_test, rows_from=rows_from,
+                        device_tflops=float(spec.plan.device_tflops), n_splits=k, jobs_side_by_side=side_by_side,
+                        models_without_sharing=unshared, notes=notes)  # fmt: skip
+
+
+def print_plan(plan: TrainingPlan) -> None:
+    """Print :meth:`TrainingPlan.format` (what ``--plan`` shows)."""
+    print(plan.format())

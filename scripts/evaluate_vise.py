@@ -4,6 +4,7 @@
 Usage:
     python scripts/evaluate_vise.py [configs/vise_eval_demo.yaml] [key=value ...]
     python scripts/evaluate_vise.py my_eval.yaml protocols=[linear]
+    python scripts/evaluate_vise.py configs/vise_eval_paper.yaml --plan   # every grid point and schedule; runs nothing
 
 Writes ``<output_dir>/results.json`` (every grid point, the chosen one, S_lr and S_wd), ``results.md``
 (Tables 6/7-style scores and the hyperparameter table), ``results.png`` and ``grids.png``. Finished grid
@@ -12,12 +13,13 @@ points are kept in ``<output_dir>/runs/``: an interrupted evaluation started aga
 
 from hf_memotion.cli import run_command
 from hf_memotion.vise.run_specs import EvaluationRunSpec
-from hf_memotion.vise.steps import evaluate, print_evaluation_summary
+from hf_memotion.vise.steps import evaluate, plan_evaluation, print_evaluation_plan, print_evaluation_summary
 
 
 def main(argv: list[str] | None = None) -> int:
     return run_command(evaluate, EvaluationRunSpec, "configs/vise_eval_demo.yaml", argv, description=__doc__,
-                       summarize=print_evaluation_summary)  # fmt: skip
+                       summarize=print_evaluation_summary, plan=plan_evaluation,
+                       show_plan=print_evaluation_plan)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -197,11 +197,11 @@ def test_predict_script_prints_the_schema(saved_ensemble, tmp_path):
 
 
 def test_per_problem_layout_expands_to_one_model_per_problem():
-    from hf_memotion.training.recipe import _expand
-    from hf_memotion.training.run_specs import EnsembleRunSpec
+    from hf_memotion.training.run_specs import EnsembleRunSpec, expand_models
 
     per_problem = {"name": "bert", "modality": "text", "layout": "per_problem", "problems": ["humour", "sentiment"]}
-    models = _expand(EnsembleRunSpec.from_dict({"models": [per_problem, {"name": "cnn", "modality": "vision"}]}).models)
+    spec = EnsembleRunSpec.from_dict({"models": [per_problem, {"name": "cnn", "modality": "vision"}]})
+    models = expand_models(spec.models)
     assert [m["name"] for m in models] == ["bert-humour", "bert-sentiment", "cnn"]
     assert models[0]["problems"] == ["humour"] and models[2]["problems"] == list(PROBLEM_NAMES)
     assert {m["group"] for m in models} == {"bert", "cnn"}

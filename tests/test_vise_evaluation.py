@@ -136,7 +136,8 @@ def test_the_script_runs_the_full_grid_on_every_real_format(fixtures, tmp_path):
         "reference": "random-init",
         "image_size": 24,
         "tasks": [{"name": kind, "format": kind, "path": str(fixtures[kind]),
-                   **({"text_encoder": "tiny:bert"} if kind == "hateful_memes" else {}),
+                   **({"text_encoder": "tiny:bert", "settings": ["image_text_frozen", "image_text_finetuned",
+                                                                  "image_only"]} if kind == "hateful_memes" else {}),
                    **({"options": {"n_splits": 2}} if kind == "unbiased_emotion" else {})}
                   for kind in DEMO_TASK_FORMATS],
         "linear": {"batch_size": 16, "epochs": 2},
@@ -148,7 +149,14 @@ def test_the_script_runs_the_full_grid_on_every_real_format(fixtures, tmp_path):
                          env={"HF_MEMOTION_PROGRESS": "0", "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     rows = json.loads((tmp_path / "eval" / "results.json").read_text())
-    assert len(rows) == 4 * 2 * 2
+    # 4 image tasks x 2 protocols + Hateful Memes: frozen text (2 protocols), both fine-tuned (1), image only (2)
+    assert len(rows) == (4 * 2 + 5) * 2
+    assert {r["task"] for r in rows} == {*DEMO_TASK_FORMATS, "hateful_memes (image text finetuned)",
+                                         "hateful_memes (image only)"}  # fmt: skip
+    optimizers = {(r["setting"], r["protocol"]): r["optimizer"] for r in rows if r["task"].startswith("hateful")}
+    assert optimizers == {("image_text_frozen", "linear"): "adamw", ("image_text_frozen", "finetune"): "adamw",
+                          ("image_text_finetuned", "finetune"): "adamw", ("image_only", "linear"): "sgd",
+                          ("image_only", "finetune"): "sgd"}  # fmt: skip
     for row in rows:
         assert {"s_lr", "s_wd", "base_lr", "weight_decay"} <= set(row)
         assert all(len(split["grid"]) == 9 for split in row["per_split"])

@@ -7,17 +7,25 @@ decoded later by the library's checked decoder), ``label`` and, for Hateful Meme
 - **UnbiasedEmotion** ``images/<emotion>/<object>/<file>``: six classes ordered by name; no official
   split, so ``n_splits`` random 70/10/20 splits (drawn per class, so that every class is in every
   split) whose results are reported as mean and standard deviation.
+- **Politics** ``{train,test}/{left,right}/<file>``, or ``train.csv`` and ``test.csv`` (columns ``image``, a path
+  relative to the folder, and ``label``, ``left``/``right``): the official test set is the test split; the
+  validation split is a random 10% of the official train set (per class), the rest trains (the paper's split).
 - **Hateful Memes** ``img/*.png`` + ``train.jsonl``, ``dev.jsonl`` (or ``dev_seen.jsonl``): the labelled
-  ``dev`` set is the test split (the release's ``test`` files carry no labels); the validation split
-  that chooses hyperparameters is 10% of ``train`` held out per class.
+  ``dev`` set is the reported split (the release's ``test`` files carry no labels).
 - **CUB-200-2011** ``images/``, ``images.txt``, ``image_class_labels.txt``, ``train_test_split.txt``,
-  ``classes.txt``: the official train/test split; validation is 10% of train held out per class.
+  ``classes.txt``: the official train/test split; the official test set is the reported split.
+
+Where hyperparameters are selected differs for the last two (``selection``): ``"held_out"`` (the default) trains on
+90% of train and selects on the other 10% (per class), so the reported split is never looked at before the end;
+``"paper"`` trains on all of train and selects on the reported split itself, as the paper does (its numbers are
+then comparable with the paper's, but optimistic). UnbiasedEmotion and Politics have their own validation split
+either way.
 - **Image folder** ``<root>/<class>/<file>`` (random 70/10/20 splits), or ``<root>/{train,val,test}/<class>/``
   (those splits; without ``val``, 10% of train).
 
 Example:
     >>> sorted(TASK_READERS)
-    ['cub', 'hateful_memes', 'image_folder', 'unbiased_emotion']
+    ['cub', 'hateful_memes', 'image_folder', 'politics', 'unbiased_emotion']
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ import datasets
 import numpy as np
 
 __all__ = [
+    "FORMATS_WITH_TEXT",
     "IMAGE_SUFFIXES",
     "TASK_READERS",
     "DownstreamTask",
@@ -40,6 +49,7 @@ __all__ = [
     "read_cub",
     "read_hateful_memes",
     "read_image_folder",
+    "read_politics",
     "read_task",
     "read_unbiased_emotion",
 ]
@@ -48,6 +58,10 @@ logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 UNBIASED_EMOTIONS = ("anger", "fear", "joy", "love", "sadness", "surprise")
+POLITICS_CLASSES = ("left", "right")
+#: Formats whose rows carry a text (multi-modal tasks).
+FORMATS_WITH_TEXT = ("hateful_memes",)
+SELECTIONS = ("held_out", "paper")
 
 
 @dataclass
@@ -166,26 +180,85 @@ def _read_jsonl(path: Path) -> list[dict]:
     return rows
 
 
-def read_hateful_memes(root: str | os.PathLike, *, seed: int = 0, validation_fraction: float = 0.1) -> DownstreamTask:
-    """Hateful Memes (Phase 1): ``train.jsonl`` and the labelled ``dev`` set (``dev.jsonl`` or ``dev_seen.jsonl``)."""
+def _selection_splits(name: str, train: datasets.Dataset, reported: datasets.Dataset, selection: str, seed: int,
+                      validation_fraction: float) -> datasets.DatasetDict:  # fmt: skip
+    """``train``/``validation``/``test`` for a task with one reported split (see the module on ``selection``)."""
+    if selection not in SELECTIONS:
+        raise ValueError(f"{name}: selection must be 'held_out' or 'paper', got {selection!r}")
+    if selection == "paper":
+        return datasets.DatasetDict(train=train, validation=reported, test=reported)
+    keep, validation = random_splits(train["label"], (1 - validation_fraction, validation_fraction), seed)
+    return datasets.DatasetDict(train=train.select(keep), validation=train.select(validation), test=reported)
+
+
+def read_hateful_memes(
+    root: str | os.PathLike, *, seed: int = 0, validation_fraction: float = 0.1, selection: str = "held_out"
+) -> DownstreamTask:
+    """Hateful Memes (Phase 1): ``train.jsonl`` and the labelled ``dev`` set (``dev.jsonl`` or ``dev_seen.jsonl``).
+
+    ``selection="paper"`` selects on the dev set it reports (the paper), ``"held_out"`` on 10% of train.
+    """
     base = Path(root)
     train_file = base / "train.jsonl"
     dev_file = next((base / n for n in ("dev.jsonl", "dev_seen.jsonl") if (base / n).is_file()), None)
     if not train_file.is_file() or dev_file is None:
         raise FileNotFoundError(f"{base} needs train.jsonl and dev.jsonl (or dev_seen.jsonl): the Hateful Memes layout")
     train_rows, dev_rows = _read_jsonl(train_file), _read_jsonl(dev_file)
-    labels = [int(r["label"]) for r in train_rows]
-    keep, validation = random_splits(labels, (1 - validation_fraction, validation_fraction), seed)
 
     def build(rows: list[dict]) -> datasets.Dataset:
         return _dataset([base / r["img"] for r in rows], [int(r["label"]) for r in rows], [r["text"] for r in rows])
 
-    splits = datasets.DatasetDict(
-        train=build([train_rows[i] for i in keep]),
-        validation=build([train_rows[i] for i in validation]),
-        test=build(dev_rows),
-    )
+    splits = _selection_splits("hateful_memes", build(train_rows), build(dev_rows), selection, seed,
+                               validation_fraction)  # fmt: skip
     return DownstreamTask("hateful_memes", ["not_hateful", "hateful"], "roc_auc", [splits], has_text=True)
+
+
+def _politics_csv(path: Path, base: Path) -> tuple[list[Path], list[int]]:
+    import csv
+
+    with open(path, encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = {"image", "label"} - set(reader.fieldnames or ())
+        if missing:
+            raise ValueError(f"{path} lacks the column(s) {sorted(missing)} (Politics CSVs hold image, label)")
+        images, labels = [], []
+        for number, row in enumerate(reader, start=2):
+            label = str(row["label"]).strip().lower()
+            if label not in POLITICS_CLASSES and label not in ("0", "1"):
+                raise ValueError(f"{path} line {number}: label {row['label']!r} is not left/right (or 0/1)")
+            images.append(base / row["image"])
+            labels.append(POLITICS_CLASSES.index(label) if label in POLITICS_CLASSES else int(label))
+    return images, labels
+
+
+def read_politics(root: str | os.PathLike, *, seed: int = 0, validation_fraction: float = 0.1) -> DownstreamTask:
+    """Politics (visual political bias): the official test set, and 90/10 of the official train set (per class).
+
+    Layouts: ``{train,test}/{left,right}/<file>`` or ``train.csv`` + ``test.csv`` (``image`` relative to the
+    folder, ``label`` ``left``/``right`` or ``0``/``1``). Accuracy on the test set, selection on the 10%.
+    """
+    base = Path(root)
+    if (base / "train.csv").is_file() and (base / "test.csv").is_file():
+        parts = {name: _politics_csv(base / f"{name}.csv", base) for name in ("train", "test")}
+    elif all((base / name / c).is_dir() for name in ("train", "test") for c in POLITICS_CLASSES):
+        parts = {}
+        for name in ("train", "test"):
+            items = [(p, i) for i, c in enumerate(POLITICS_CLASSES) for p in _images_in(base / name / c)]
+            parts[name] = ([p for p, _ in items], [i for _, i in items])
+    else:
+        raise FileNotFoundError(f"{base}: Politics needs train/{{left,right}}/ and test/{{left,right}}/ image folders, "
+                                "or train.csv and test.csv (columns image, label)")  # fmt: skip
+    for name, (images, _) in parts.items():
+        if not images:
+            raise FileNotFoundError(f"{base}: the Politics {name} split has no images")
+    images, labels = parts["train"]
+    keep, validation = random_splits(labels, (1 - validation_fraction, validation_fraction), seed)
+    splits = datasets.DatasetDict(
+        train=_dataset([images[i] for i in keep], [labels[i] for i in keep]),
+        validation=_dataset([images[i] for i in validation], [labels[i] for i in validation]),
+        test=_dataset(*parts["test"]),
+    )
+    return DownstreamTask("politics", list(POLITICS_CLASSES), "accuracy", [splits])
 
 
 def _table(path: Path) -> dict[str, str]:
@@ -202,8 +275,13 @@ def _table(path: Path) -> dict[str, str]:
     return out
 
 
-def read_cub(root: str | os.PathLike, *, seed: int = 0, validation_fraction: float = 0.1) -> DownstreamTask:
-    """CUB-200-2011 with its official train/test split; validation is held out of train."""
+def read_cub(
+    root: str | os.PathLike, *, seed: int = 0, validation_fraction: float = 0.1, selection: str = "held_out"
+) -> DownstreamTask:
+    """CUB-200-2011 with its official train/test split (the test set is the paper's "val" set it reports).
+
+    ``selection="paper"`` selects on the reported set (the paper), ``"held_out"`` on 10% of train.
+    """
     base = Path(root)
     paths, classes = _table(base / "images.txt"), _table(base / "image_class_labels.txt")
     is_train, names = _table(base / "train_test_split.txt"), _table(base / "classes.txt")
@@ -217,12 +295,7 @@ def read_cub(root: str | os.PathLike, *, seed: int = 0, validation_fraction: flo
         target = train if is_train[image_id] == "1" else test
         target[0].append(base / "images" / relative)
         target[1].append(index[classes[image_id]])
-    keep, validation = random_splits(train[1], (1 - validation_fraction, validation_fraction), seed)
-    splits = datasets.DatasetDict(
-        train=_dataset([train[0][i] for i in keep], [train[1][i] for i in keep]),
-        validation=_dataset([train[0][i] for i in validation], [train[1][i] for i in validation]),
-        test=_dataset(*test),
-    )
+    splits = _selection_splits("cub", _dataset(*train), _dataset(*test), selection, seed, validation_fraction)
     return DownstreamTask("cub", label_names, "accuracy", [splits])
 
 
@@ -270,6 +343,7 @@ def read_image_folder(
 
 TASK_READERS = {
     "unbiased_emotion": read_unbiased_emotion,
+    "politics": read_politics,
     "hateful_memes": read_hateful_memes,
     "cub": read_cub,
     "image_folder": read_image_folder,

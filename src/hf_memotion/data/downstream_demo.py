@@ -3,7 +3,7 @@
 Each class is one of the demo corpus's six hidden themes (colour and shape), so a backbone pretrained on
 the demo engagement labels has learned something about them and a randomly initialised one has not:
 the VisE claim at toy scale. The files follow :mod:`hf_memotion.data.downstream`'s formats exactly
-(UnbiasedEmotion, Hateful Memes, CUB-200-2011, image folder), so the same readers and the same
+(UnbiasedEmotion, Politics, Hateful Memes, CUB-200-2011, image folder), so the same readers and the same
 protocol script run on them and on the real data.
 
 Example:
@@ -27,10 +27,11 @@ from hf_memotion.io_utils import atomic_write_bytes, atomic_write_text
 
 __all__ = ["DEMO_TASK_FORMATS", "make_demo_downstream"]
 
-DEMO_TASK_FORMATS = ("unbiased_emotion", "hateful_memes", "cub", "image_folder")
+DEMO_TASK_FORMATS = ("unbiased_emotion", "politics", "hateful_memes", "cub", "image_folder")
 _NAMES = ("fire", "sea", "forest", "sun", "rain", "party")  # the themes of hf_memotion.data.engagement, in order
 _EMOTIONS = ("fear", "love", "joy", "surprise", "sadness", "anger")  # UnbiasedEmotion class of each theme
 _HATEFUL_THEMES = {0, 4}  # the binary Hateful Memes stand-in: "hateful" = fire or rain
+_RIGHT_THEMES = {1, 3, 5}  # the binary Politics stand-in: "right" = sea, sun or party
 _FILLER = ["look", "at", "this", "one", "when", "you", "see", "it", "today", "again", "my", "friend"]
 
 
@@ -83,6 +84,11 @@ def make_demo_downstream(
         for (theme, i), png in zip(items, images, strict=True):
             shape = _THEMES[theme]["shape"]
             atomic_write_bytes(root / "images" / _EMOTIONS[theme] / shape / f"{_NAMES[theme]}_{i:04d}.png", png)
+    elif kind == "politics":  # train/ and test/ (every fourth image of a theme), class folders left/ and right/
+        for (theme, i), png in zip(items, images, strict=True):
+            split = "test" if i % 4 == 3 else "train"
+            side = "right" if theme in _RIGHT_THEMES else "left"
+            atomic_write_bytes(root / split / side / f"{_NAMES[theme]}_{i:04d}.png", png)
     elif kind == "image_folder":
         for (theme, i), png in zip(items, images, strict=True):
             atomic_write_bytes(root / _NAMES[theme] / f"{i:04d}.png", png)

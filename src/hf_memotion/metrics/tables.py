@@ -29,7 +29,7 @@ def format_table7(rows: Sequence[Mapping[str, Any]], columns: str = "release") -
 
     Example:
         >>> format_table7([], columns="paper").splitlines()[0][:60]
-        '| model | A | B ave. | B humo. | B offe. | B sarc. | B moti. '
+        '| model | A | B ave. | B humo. | B offe. | B sarc. | B moti.'
     """
     if columns not in ("release", "paper"):
         raise ValueError(f"columns must be 'release' or 'paper', got {columns!r}")

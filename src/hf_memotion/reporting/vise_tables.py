@@ -67,15 +67,39 @@ def results_table(rows: Sequence[Mapping[str, Any]], protocol: str, reference: s
     return "\n".join(lines)
 
 
+def _choices(row: Mapping[str, Any], key: str, common: str) -> str:
+    """The chosen value, or every split's choice in braces where they differ (as the paper's Table 10)."""
+    values = row.get(key) or [row[common]]
+    return f"{values[0]:g}" if len(set(values)) == 1 else "{" + ", ".join(f"{v:g}" for v in values) + "}"
+
+
+def _sensitivity(row: Mapping[str, Any], name: str) -> str:
+    text = f"{row[name]:.4g}"
+    return text + (f" ± {row[f'{name}_std']:.2f}" if row.get("splits", 1) > 1 and f"{name}_std" in row else "")
+
+
 def hyperparameter_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    """The chosen base LR and weight decay with ``S_lr`` and ``S_wd`` per task, backbone and protocol (Tables 10-16)."""
+    """The chosen hyperparameters and their sensitivity per task, backbone and protocol (the paper's Tables 10-16).
+
+    Columns: the schedule, batch size, chosen base LR and weight decay, ``S_lr`` and ``S_wd``; over random splits,
+    every split's choice (in braces where they differ) and the mean ± std of the sensitivities.
+
+    Example:
+        >>> row = {"task": "ue", "backbone": "vise", "protocol": "linear", "splits": 2, "batch_size": 32,
+        ...        "schedule": "30 epochs", "base_lr": 0.025, "base_lrs": [0.025, 0.025], "weight_decay": 0.01,
+        ...        "weight_decays": [0.01, 0.001], "s_lr": 2.5, "s_lr_std": 1.2, "s_wd": 0.3, "s_wd_std": 0.1}
+        >>> print(hyperparameter_table([row]).splitlines()[2])
+        | ue | 30 epochs | vise | linear | 32 | 0.025 | {0.01, 0.001} | 2.5 ± 1.20 | 0.3 ± 0.10 |
+    """
     lines = [
-        "| Task | Backbone | Protocol | Base LR | WD | S_lr | S_wd |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: |",
+        "| Task | Training schedule | Backbone | Protocol | Batch size | Base LR | WD | S_lr | S_wd |",
+        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
-        lines.append(f"| {r['task']} | {r['backbone']} | {r['protocol']} | {r['base_lr']:g} | {r['weight_decay']:g} "
-                     f"| {r['s_lr']:.4g} | {r['s_wd']:.4g} |")  # fmt: skip
+        lines.append(f"| {r['task']} | {r.get('schedule', '-')} | {r['backbone']} | {r['protocol']} | "
+                     f"{r.get('batch_size', '-')} | {_choices(r, 'base_lrs', 'base_lr')} | "
+                     f"{_choices(r, 'weight_decays', 'weight_decay')} | {_sensitivity(r, 's_lr')} | "
+                     f"{_sensitivity(r, 's_wd')} |")  # fmt: skip
     return "\n".join(lines)
 
 

@@ -29,8 +29,8 @@ Example:
     ...      "problems": ["humour"], "training": {"epochs": 2, "batch_size": 8, "learning_rate": [0.01, 0.1]}}],
     ...     "plan": {"n_train": 40, "n_test": 10}})
     >>> plan = plan_training(spec)
-    >>> plan.trainings, plan.trainings_without_selection, plan.models[0].steps
-    (5, 3, 30)
+    >>> plan.trainings, plan.trainings_without_selection, plan.models[0].steps  # 2 rates x 2 folds x 6 + refit 10
+    (5, 3, 34)
 """
 
 from __future__ import annotations

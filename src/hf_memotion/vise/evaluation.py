@@ -8,17 +8,22 @@ rates at the best weight decay, ``S_wd`` across the weight decays at the best le
 accuracy in percent, or ROC AUC as a fraction, as in the paper's tables. Tasks with several random
 splits (UnbiasedEmotion) run the grid on each and report mean and standard deviation.
 
-- **linear**: the backbone is frozen; its pooled features (resize + centre crop) are computed once per
-  split, and a linear classifier is trained on them with SGD (momentum 0.9). Training a linear layer on
-  cached features is a few lines of torch: a ``Trainer`` per grid point would run the frozen backbone
-  again every epoch.
+- **linear**: the backbone is frozen and a linear classifier is trained on its pooled features, with
+  ``linear_features="augmented"`` (Appendix C.3: the pretraining augmentation, random resized crop and flip,
+  drawn anew every epoch; the frozen backbone runs once per batch for all grid points together) or
+  ``"cached"`` (resize + centre crop, computed once per split: the fast option). Validation and test features
+  are centre crops either way. A linear layer over features is a few lines of torch: a ``Trainer`` per grid
+  point would run the frozen backbone again for every point.
 - **finetune**: :class:`~hf_memotion.models.vise.modeling_vise.ViseForImageClassification` initialised from the
-  backbone, trained end to end with ``Trainer`` and the pretraining augmentation (random resized crop,
-  flip); SGD with momentum 0.9 for images, AdamW for image + text (the paper's choices).
+  backbone, trained end to end with ``Trainer`` and the pretraining augmentation.
 
-Multi-modal tasks (Hateful Memes) concatenate a frozen text encoder's sentence embedding (attention-masked
-mean of its last hidden states) to the image features. Each grid point's result is saved as it finishes
-(``runs/.../*.json``): an interrupted evaluation started again skips the finished points.
+Optimisers as the paper: SGD with momentum 0.9 for image-only models, Adam with decoupled weight decay (AdamW)
+for multi-modal ones, in both protocols. Multi-modal tasks (Hateful Memes) run in the paper's three settings
+(:data:`SETTINGS`): ``image_text_frozen`` (a frozen text encoder's sentence embedding, the attention-masked mean of
+its last hidden states, concatenated to the image features: linear and fine-tuned), ``image_text_finetuned``
+(both encoders trained together: fine-tuned only) and ``image_only`` (linear and fine-tuned). Schedules decay at
+epochs (``lr_epochs``: the paper's tables) or fractions of training (``lr_steps``). Each grid point's result is
+saved as it finishes (``runs/.../*.json``): an interrupted evaluation started again skips the finished points.
 
 Example:
     >>> sensitivity({(0.025, 0.01): 80.0, (0.0025, 0.01): 70.0, (0.025, 0.001): 60.0, (0.0025, 0.001): 50.0})
@@ -42,6 +47,7 @@ import torch
 from sklearn.metrics import accuracy_score, roc_auc_score
 from torch import nn
 from tqdm.auto import tqdm
+from transformers.modeling_outputs import SequenceClassifierOutput
 
 from hf_memotion.data.downstream import DownstreamTask
 from hf_memotion.io_utils import atomic_write_text
@@ -54,19 +60,31 @@ from hf_memotion.training.schedules import StepSchedule, milestone_steps
 from hf_memotion.training.trainer import MemotionTrainer
 
 __all__ = [
+    "LINEAR_FEATURES",
     "PROTOCOLS",
+    "SETTINGS",
+    "SETTING_PROTOCOLS",
     "Backbone",
+    "ImageTextClassifier",
     "ProtocolSettings",
     "TextEncoder",
     "evaluate_backbone",
     "load_backbone",
     "score",
     "sensitivity",
+    "sentence_embedding",
 ]
 
 logger = logging.getLogger(__name__)
 
 PROTOCOLS = ("linear", "finetune")
+#: How a multi-modal task is evaluated (the VisE paper's Section 5.2): image + frozen text (Table 12), image + text
+#: both fine-tuned (Table 14), image only (Tables 15 and 16). An image-only task has only ``image_only``.
+SETTINGS = ("image_text_frozen", "image_text_finetuned", "image_only")
+#: The protocols of each setting, as the paper runs them.
+SETTING_PROTOCOLS = {"image_text_frozen": PROTOCOLS, "image_text_finetuned": ("finetune",), "image_only": PROTOCOLS}
+#: Training features of the linear probe: the pretraining augmentation each epoch (the paper) or cached centre crops.
+LINEAR_FEATURES = ("augmented", "cached")
 
 
 @dataclass
@@ -78,11 +96,14 @@ class ProtocolSettings(TakesTrainingArguments):
         weight_decays: Weight decays.
         batch_size: Training batch.
         epochs: Training epochs per grid point.
-        lr_steps: Fractions of training at which the rate is multiplied by ``lr_decay`` (Hateful Memes in the
-            paper: 30 epochs, x0.5 at epoch 20 -> ``[0.667]``; CUB: 300 epochs, x0.1 at 100 and 200).
+        lr_steps: Fractions of training at which the rate is multiplied by ``lr_decay`` (used when ``lr_epochs``
+            is not given).
+        lr_epochs: Epochs from which the rate is multiplied by ``lr_decay`` once more, as the paper's tables give
+            them (Hateful Memes: 30 epochs, x0.5 from epoch 20 -> ``[20]``: epochs 0-19 at the full rate; Politics:
+            ``[10, 20]`` x0.1; CUB: 300 epochs, ``[100, 200]`` x0.1).
         lr_decay: The factor at each step.
         momentum: SGD momentum.
-        optimizer: ``"auto"`` (SGD for images, AdamW for image + text fine-tuning, as the paper), ``"sgd"``,
+        optimizer: ``"auto"`` (SGD for image-only models, AdamW for multi-modal ones, as the paper), ``"sgd"``,
             ``"adamw"``.
         image_size: Input side (default: the backbone's image processor's).
         eval_batch_size: Batch of feature extraction and prediction.
@@ -90,9 +111,9 @@ class ProtocolSettings(TakesTrainingArguments):
         extra: Stock ``TrainingArguments`` fields for fine-tuning (``bf16``, ``dataloader_num_workers``, ...).
 
     Example:
-        >>> settings = ProtocolSettings(batch_size=128, epochs=300, lr_steps=[1 / 3, 2 / 3], lr_decay=0.1)  # CUB
-        >>> settings.learning_rate(0.025), round(settings.epoch_schedule()(150), 3)
-        (0.0125, 0.1)
+        >>> settings = ProtocolSettings(batch_size=128, epochs=300, lr_epochs=[100, 200], lr_decay=0.1)  # CUB
+        >>> settings.learning_rate(0.025), [round(settings.epoch_schedule()(e), 3) for e in (99, 100, 199, 200)]
+        (0.0125, [1.0, 0.1, 0.1, 0.01])
     """
 
     base_learning_rates: Sequence[float] = (0.025, 0.0025, 0.00025)
@@ -100,6 +121,7 @@ class ProtocolSettings(TakesTrainingArguments):
     batch_size: int = 64
     epochs: int = 30
     lr_steps: Sequence[float] = (0.667,)
+    lr_epochs: Sequence[int] | None = None
     lr_decay: float = 0.5
     momentum: float = 0.9
     optimizer: str = "auto"
@@ -116,6 +138,10 @@ class ProtocolSettings(TakesTrainingArguments):
         self.base_learning_rates = [float(x) for x in self.base_learning_rates]
         self.weight_decays = [float(x) for x in self.weight_decays]
         self.lr_steps = [float(x) for x in self.lr_steps]
+        if self.lr_epochs is not None:
+            self.lr_epochs = [int(x) for x in self.lr_epochs]
+            if any(not 0 < e < self.epochs for e in self.lr_epochs):
+                raise ValueError(f"lr_epochs {self.lr_epochs} must lie inside the {self.epochs} epochs")
 
     @classmethod
     def from_dict(
@@ -124,14 +150,38 @@ class ProtocolSettings(TakesTrainingArguments):
         """Build from a config section, naming an unknown key and the nearest valid one."""
         return parse_spec(cls, values, source=source, section=section)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as a config section (stock fields beside the others, as a config gives them)."""
+        values = {k: v for k, v in asdict(self).items() if k != "extra"}
+        return {**values, **self.extra}
+
     def learning_rate(self, base: float) -> float:
         """``base / 256 x batch_size``."""
         return base / 256 * self.batch_size
 
     def epoch_schedule(self) -> StepSchedule:
         """The step decay over epochs (the linear probe's loop; fine-tuning applies it per step)."""
-        return StepSchedule(total_steps=self.epochs, milestones=milestone_steps(self.lr_steps, self.epochs),
-                            factor=self.lr_decay)  # fmt: skip
+        milestones = self.lr_epochs if self.lr_epochs is not None else milestone_steps(self.lr_steps, self.epochs)
+        return StepSchedule(total_steps=self.epochs, milestones=milestones, factor=self.lr_decay)
+
+    def milestone_arguments(self) -> dict[str, Any]:
+        """The decay as :class:`~hf_memotion.training.arguments.MemotionTrainingArguments` fields (fine-tuning)."""
+        if self.lr_epochs is not None:
+            return {"lr_milestones": list(self.lr_epochs), "lr_milestone_unit": "epoch", "lr_decay": self.lr_decay}
+        return {"lr_milestones": list(self.lr_steps), "lr_milestone_unit": "fraction", "lr_decay": self.lr_decay}
+
+    def uses_adamw(self, multimodal: bool) -> bool:
+        """AdamW (``optimizer="adamw"``, or ``"auto"`` for a multi-modal model) rather than SGD."""
+        return self.optimizer == "adamw" or (self.optimizer == "auto" and multimodal)
+
+    def describe_schedule(self) -> str:
+        """The schedule in the paper's words, e.g. ``"30 epochs, x0.5 at epoch 20"``."""
+        if self.lr_epochs is not None:
+            steps = ", ".join(str(e) for e in self.lr_epochs)
+            where = f"epoch{'s' if len(self.lr_epochs) > 1 else ''} {steps}"
+        else:
+            where = ", ".join(f"{f:.3g}" for f in self.lr_steps) + " of training"
+        return f"{self.epochs} epochs, x{self.lr_decay:g} at {where}" if self.lr_decay != 1 else f"{self.epochs} epochs"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -185,10 +235,15 @@ class Backbone:
     source: str
 
 
-def load_backbone(name: str, source: str, *, image_size: int | None = None, seed: int = 0) -> Backbone:
-    """Load a backbone: a VisE folder or Hub id (``AutoModel``), or ``random:<timm architecture>`` (random init).
+def load_backbone(
+    name: str, source: str, *, image_size: int | None = None, seed: int = 0, pretrained_file: str | None = None
+) -> Backbone:
+    """Load a backbone: a VisE folder or Hub id, ``random:<timm name>`` or ``timm:<timm name>``.
 
-    Hub ids are fetched into the HF cache (nothing runs from the repository: no remote code).
+    A VisE folder or Hub id loads through ``AutoModel``; ``random:`` is a random initialisation; ``timm:`` has timm's
+    ImageNet-supervised weights (a Hub tag such as ``timm:resnet50.tv_in1k``, or a local ``pretrained_file``): the
+    reference rows of the paper's tables. Hub ids are fetched into the HF cache (nothing runs from the repository:
+    no remote code).
 
     Example:
         >>> load_backbone("baseline", "random:test_resnet", image_size=32).processor.crop_size
@@ -197,10 +252,26 @@ def load_backbone(name: str, source: str, *, image_size: int | None = None, seed
     overrides = {"ten_crop": False, "rotation_degrees": 0.0}
     if image_size:
         overrides["crop_size"] = int(image_size)
-    if source.startswith("random:"):
+    if source.startswith(("random:", "timm:")):
         torch.manual_seed(seed)
         architecture = source.split(":", 1)[1]
-        model = ViseModel(ViseConfig(architecture=architecture))
+        try:
+            model = ViseModel(ViseConfig(architecture=architecture))
+        except ValueError as err:
+            raise ValueError(f"backbone {name!r}: {err}") from None
+        if source.startswith("timm:"):
+            from hf_memotion.models.timm_backbone import create_timm_model
+
+            overlay = {"pretrained_cfg_overlay": {"file": str(pretrained_file)}} if pretrained_file else {}
+            try:
+                weights = create_timm_model(model.config, pretrained=True, **overlay).state_dict()
+            except (OSError, RuntimeError, ValueError) as err:  # no network or cache, no such tag, a bad file
+                raise FileNotFoundError(
+                    f"backbone {name!r}: timm could not load ImageNet weights for {architecture!r} ({err}); give a "
+                    "Hub tag timm knows (timm:resnet50.tv_in1k) with the Hub or its cache reachable, or a local "
+                    "weights file (pretrained_file)"
+                ) from None
+            model.timm_model.load_state_dict(weights)
         processor = MemotionImageProcessor.from_timm(architecture, **overrides)
     else:
         local = Path(source)
@@ -256,17 +327,63 @@ class TextEncoder:
                 raise FileNotFoundError(f"text encoder {source}: {err}") from None
         self.model.eval()
 
+    def tokenize(self, texts: Sequence[str], **kwargs: Any) -> dict[str, Any]:
+        """Token ids and attention masks of ``texts`` (truncated to ``max_length``)."""
+        return self.tokenizer(list(texts), truncation=True, max_length=self.max_length, **kwargs)
+
     @torch.inference_mode()
     def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """``(len(texts), hidden)`` float32 sentence embeddings."""
         out = []
         for start in range(0, len(texts), batch_size):
-            batch = self.tokenizer(list(texts[start : start + batch_size]), padding=True, truncation=True,
-                                   max_length=self.max_length, return_tensors="pt")  # fmt: skip
+            batch = self.tokenize(texts[start : start + batch_size], padding=True, return_tensors="pt")
             hidden = self.model(**batch).last_hidden_state
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            out.append(((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).float().numpy())
+            out.append(sentence_embedding(hidden, batch["attention_mask"]).float().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.model.config.hidden_size), dtype=np.float32)
+
+
+def sentence_embedding(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The attention-masked mean of a text encoder's last hidden states: ``(batch, hidden)``.
+
+    Example:
+        >>> sentence_embedding(torch.tensor([[[1.0], [3.0], [9.0]]]), torch.tensor([[1, 1, 0]]))
+        tensor([[2.]])
+    """
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+
+class ImageTextClassifier(nn.Module):
+    """A VisE backbone and a text encoder trained together, one linear classifier over both (Table 14's setting).
+
+    The sentence embedding is :func:`sentence_embedding` of the text encoder, concatenated to the image's pooled
+    features. A downstream evaluation model only (nothing saves it), so a plain module under ``Trainer``.
+
+    Example:
+        >>> encoder = TextEncoder("tiny:bert", corpus=["a kind meme"])
+        >>> model = ImageTextClassifier(ViseModel(ViseConfig(architecture="test_resnet")), encoder.model, 2)
+        >>> tokens = encoder.tokenize(["a kind meme", "a meme"], padding=True, return_tensors="pt")
+        >>> out = model(torch.zeros(2, 3, 64, 64), tokens["input_ids"], tokens["attention_mask"], torch.tensor([1, 0]))
+        >>> out.logits.shape, bool(out.loss > 0)
+        (torch.Size([2, 2]), True)
+    """
+
+    def __init__(self, image: ViseModel, text: nn.Module, num_labels: int):
+        super().__init__()
+        self.image, self.text = image, text
+        self.classifier = nn.Linear(image.timm_model.num_features + text.config.hidden_size, num_labels)
+        nn.init.normal_(self.classifier.weight, std=0.01)
+        nn.init.zeros_(self.classifier.bias)
+
+    def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                labels: torch.Tensor | None = None) -> SequenceClassifierOutput:  # fmt: skip
+        """Logits over the labels; with ``labels``, the cross-entropy."""
+        image = self.image(pixel_values).pooler_output
+        text = sentence_embedding(self.text(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state,
+                                  attention_mask)  # fmt: skip
+        logits = self.classifier(torch.cat([image, text.to(image.dtype)], dim=-1))
+        loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -274,25 +391,43 @@ class TextEncoder:
 # ---------------------------------------------------------------------------------------------
 
 
+def _pixels(backbone: Backbone, paths: Sequence[Any], transform) -> torch.Tensor:
+    return torch.stack([transform(backbone.processor.load_image(p)) for p in paths])
+
+
 @torch.inference_mode()
 def _features(backbone: Backbone, split: datasets.Dataset, batch_size: int) -> np.ndarray:
     transform = backbone.processor.eval_transform(ten_crop=False)
     rows = []
     for start in range(0, len(split), batch_size):
-        paths = split[start : start + batch_size]["image"]
-        pixels = torch.stack([transform(backbone.processor.load_image(p)) for p in paths])
+        pixels = _pixels(backbone, split[start : start + batch_size]["image"], transform)
         rows.append(backbone.model(pixels).pooler_output.float().numpy())
     return np.concatenate(rows)
 
 
-def _fit_linear(train_x: np.ndarray, train_y: np.ndarray, num_labels: int, lr: float, wd: float,
-                settings: ProtocolSettings) -> nn.Linear:  # fmt: skip
-    torch.manual_seed(settings.seed)
-    layer = nn.Linear(train_x.shape[1], num_labels)
-    nn.init.normal_(layer.weight, std=0.01)
-    nn.init.zeros_(layer.bias)
-    optimizer = torch.optim.SGD(layer.parameters(), lr=lr, momentum=settings.momentum, weight_decay=wd)
-    x, y = torch.from_numpy(train_x), torch.from_numpy(train_y).long()
+def _linear_layers(width: int, num_labels: int, points: Sequence[tuple[float, float]], settings: ProtocolSettings,
+                   adamw: bool) -> list[tuple[nn.Linear, torch.optim.Optimizer, float]]:  # fmt: skip
+    """A freshly initialised linear classifier and its optimiser per grid point (the same start for every point)."""
+    out = []
+    for base, wd in points:
+        torch.manual_seed(settings.seed)
+        layer = nn.Linear(width, num_labels)
+        nn.init.normal_(layer.weight, std=0.01)
+        nn.init.zeros_(layer.bias)
+        lr = settings.learning_rate(base)
+        if adamw:
+            optimizer = torch.optim.AdamW(layer.parameters(), lr=lr, weight_decay=wd)
+        else:
+            optimizer = torch.optim.SGD(layer.parameters(), lr=lr, momentum=settings.momentum, weight_decay=wd)
+        out.append((layer, optimizer, lr))
+    return out
+
+
+def _fit_linear(train: tuple[np.ndarray, np.ndarray], num_labels: int, point: tuple[float, float],
+                settings: ProtocolSettings, adamw: bool) -> nn.Linear:  # fmt: skip
+    """One grid point on cached features."""
+    x, y = torch.from_numpy(train[0]), torch.from_numpy(train[1]).long()
+    ((layer, optimizer, lr),) = _linear_layers(x.shape[1], num_labels, [point], settings, adamw)
     generator = torch.Generator().manual_seed(settings.seed)
     schedule = settings.epoch_schedule()
     for epoch in range(settings.epochs):
@@ -305,23 +440,54 @@ def _fit_linear(train_x: np.ndarray, train_y: np.ndarray, num_labels: int, lr: f
     return layer
 
 
-def _linear_point(cache: Mapping[str, tuple[np.ndarray, np.ndarray]], num_labels: int, metric: str, lr: float,
-                  wd: float, settings: ProtocolSettings) -> dict[str, dict[str, float]]:  # fmt: skip
-    layer = _fit_linear(*cache["train"], num_labels, lr, wd, settings)
-    with torch.inference_mode():
-        return {
-            name: score(metric, y, layer(torch.from_numpy(x)).softmax(-1).numpy())
-            for name, (x, y) in cache.items()
-            if name != "train"
-        }
+def _fit_linear_augmented(backbone: Backbone, train: datasets.Dataset, text: np.ndarray | None, num_labels: int,
+                          points: Sequence[tuple[float, float]], settings: ProtocolSettings,
+                          adamw: bool) -> list[nn.Linear]:  # fmt: skip
+    """Every grid point together on augmented features (the frozen backbone runs once per batch for all of them).
+
+    Each epoch draws new crops; every point's classifier takes a step on the same features, in the batches it would
+    have had alone, so the grid costs one backbone pass per epoch.
+    """
+    width = backbone.model.timm_model.num_features + (0 if text is None else text.shape[1])
+    layers = _linear_layers(width, num_labels, points, settings, adamw)
+    paths, y = list(train["image"]), torch.as_tensor(list(train["label"])).long()
+    transform = backbone.processor.train_transform()
+    generator = torch.Generator().manual_seed(settings.seed)
+    torch.manual_seed(settings.seed)  # the augmentation's draws
+    schedule = settings.epoch_schedule()
+    bar = tqdm(total=settings.epochs, desc="linear (augmented)", disable=not show_progress(), leave=False)
+    for epoch in range(settings.epochs):
+        for _, optimizer, lr in layers:
+            for group in optimizer.param_groups:
+                group["lr"] = lr * schedule(epoch)
+        for batch in torch.randperm(len(paths), generator=generator).split(settings.batch_size):
+            with torch.inference_mode():
+                pixels = _pixels(backbone, [paths[i] for i in batch.tolist()], transform)
+                features = backbone.model(pixels).pooler_output
+            features = features.float().clone()
+            if text is not None:
+                features = torch.cat([features, torch.from_numpy(text[batch.numpy()])], dim=1)
+            for layer, optimizer, _ in layers:
+                optimizer.zero_grad()
+                nn.functional.cross_entropy(layer(features), y[batch]).backward()
+                optimizer.step()
+        bar.update()
+    bar.close()
+    return [layer for layer, _, _ in layers]
+
+
+@torch.inference_mode()
+def _score_layer(layer: nn.Linear, cache: Mapping[str, tuple[np.ndarray, np.ndarray]], metric: str) -> dict:
+    return {name: score(metric, y, layer(torch.from_numpy(x)).softmax(-1).numpy()) for name, (x, y) in cache.items()}
 
 
 class _FinetuneData(torch.utils.data.Dataset):
-    def __init__(
-        self, split: datasets.Dataset, processor: MemotionImageProcessor, train: bool, text: np.ndarray | None
-    ):
+    """Images (augmented or centre-cropped), labels, and either frozen text features or token ids."""
+
+    def __init__(self, split: datasets.Dataset, processor: MemotionImageProcessor, train: bool,
+                 text: np.ndarray | None = None, tokens: Mapping[str, list] | None = None):  # fmt: skip
         self.paths, self.labels = split["image"], split["label"]
-        self.processor, self.text = processor, text
+        self.processor, self.text, self.tokens = processor, text, tokens
         self.transform = processor.train_transform() if train else processor.eval_transform(ten_crop=False)
 
     def __len__(self) -> int:
@@ -331,35 +497,63 @@ class _FinetuneData(torch.utils.data.Dataset):
         item = {"pixel_values": self.transform(self.processor.load_image(self.paths[i])), "labels": self.labels[i]}
         if self.text is not None:
             item["extra_features"] = torch.from_numpy(self.text[i])
+        if self.tokens is not None:
+            item.update({k: v[i] for k, v in self.tokens.items()})
         return item
 
 
-def _finetune_point(backbone: Backbone, repeat: datasets.DatasetDict, task: DownstreamTask,
-                    text: Mapping[str, np.ndarray] | None, lr: float, wd: float, settings: ProtocolSettings,
-                    workdir: Path) -> dict[str, dict[str, float]]:  # fmt: skip
+def _collate_with_tokens(tokenizer):
+    """Stack images and labels, pad token ids (the text encoder's pad id) and attention masks."""
+
+    def collate(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        padded = tokenizer.pad([{"input_ids": i["input_ids"], "attention_mask": i["attention_mask"]} for i in items],
+                               return_tensors="pt")  # fmt: skip
+        return {"pixel_values": torch.stack([i["pixel_values"] for i in items]),
+                "labels": torch.tensor([i["labels"] for i in items]), **padded}  # fmt: skip
+
+    return collate
+
+
+def _finetune_point(backbone: Backbone, repeat: datasets.DatasetDict, task: DownstreamTask, setting: str,
+                    text: Mapping[str, np.ndarray] | None, encoder: TextEncoder | None, lr: float, wd: float,
+                    settings: ProtocolSettings, workdir: Path) -> dict[str, dict[str, float]]:  # fmt: skip
     torch.manual_seed(settings.seed)
-    extra = 0 if text is None else int(text["train"].shape[1])
-    config = ViseConfig(architecture=backbone.model.config.architecture, model_args=backbone.model.config.model_args,
-                        num_labels=len(task.label_names), extra_features=extra,
-                        id2label=dict(enumerate(task.label_names)))  # fmt: skip
-    model = ViseForImageClassification(config)
-    model.vise.load_state_dict(backbone.model.state_dict())
-    adamw = settings.optimizer == "adamw" or (settings.optimizer == "auto" and text is not None)
-    train = _FinetuneData(repeat["train"], backbone.processor, True, None if text is None else text["train"])
+    collator, tokens = None, None
+    if setting == "image_text_finetuned":
+        import copy
+
+        model = ImageTextClassifier(copy.deepcopy(backbone.model), copy.deepcopy(encoder.model),
+                                    len(task.label_names))  # fmt: skip
+        model.image.train()
+        tokens = {name: dict(encoder.tokenize(repeat[name]["text"])) for name in repeat}
+        collator = _collate_with_tokens(encoder.tokenizer)
+    else:
+        extra = 0 if text is None else int(text["train"].shape[1])
+        config = ViseConfig(architecture=backbone.model.config.architecture,
+                            model_args=backbone.model.config.model_args, num_labels=len(task.label_names),
+                            extra_features=extra, id2label=dict(enumerate(task.label_names)))  # fmt: skip
+        model = ViseForImageClassification(config)
+        model.vise.load_state_dict(backbone.model.state_dict())
+    adamw = settings.uses_adamw(multimodal=setting != "image_only")
+
+    def data(name: str, train: bool) -> _FinetuneData:
+        return _FinetuneData(repeat[name], backbone.processor, train, None if text is None else text[name],
+                             None if tokens is None else tokens[name])  # fmt: skip
+
     args = build_training_arguments(
         workdir, batch_size=settings.batch_size, eval_batch_size=settings.eval_batch_size,
         num_train_epochs=settings.epochs, learning_rate=lr, weight_decay=wd,
         optim="adamw_torch" if adamw else "sgd", momentum=settings.momentum, decay_all_parameters=True,
-        lr_milestones=list(settings.lr_steps), lr_milestone_unit="fraction", lr_decay=settings.lr_decay,
+        **settings.milestone_arguments(),
         max_grad_norm=0.0, save_strategy="no", eval_strategy="no", logging_strategy="no", seed=settings.seed,
-        data_seed=settings.seed, disable_tqdm=True, **settings.extra,
+        data_seed=settings.seed, disable_tqdm=True, remove_unused_columns=False, **settings.extra,
     )  # fmt: skip
-    trainer = MemotionTrainer(model=model, args=args, train_dataset=train)
+    trainer = MemotionTrainer(model=model, args=args, train_dataset=data("train", True), data_collator=collator)
     trainer.train()
     out = {}
     for name in ("validation", "test"):
-        data = _FinetuneData(repeat[name], backbone.processor, False, None if text is None else text[name])
-        logits = trainer.predict(data).predictions
+        logits = trainer.predict(data(name, False)).predictions
+        logits = logits[0] if isinstance(logits, tuple) else logits
         out[name] = score(task.metric, np.asarray(repeat[name]["label"]), torch.from_numpy(logits).softmax(-1).numpy())
     return out
 
@@ -377,55 +571,100 @@ def evaluate_backbone(
     settings: ProtocolSettings,
     output_dir: str | os.PathLike,
     text_encoder: TextEncoder | None = None,
+    *,
+    setting: str | None = None,
+    linear_features: str = "cached",
 ) -> dict[str, Any]:
     """Run one protocol's grid for one backbone on every split of one task.
 
+    Args:
+        backbone: The backbone (:func:`load_backbone`).
+        task: The task (:func:`hf_memotion.data.downstream.read_task`).
+        protocol: ``"linear"`` or ``"finetune"``.
+        settings: The grid and schedule.
+        output_dir: Where finished grid points are kept (``runs/<task>/<backbone>/<protocol>/``).
+        text_encoder: For a task with texts in a setting that reads them.
+        setting: One of :data:`SETTINGS` (default: ``image_text_frozen`` for a task with texts, else
+            ``image_only``).
+        linear_features: ``"augmented"`` or ``"cached"`` (the linear protocol's training features).
+
     Returns:
-        ``task``, ``backbone``, ``protocol``, ``metric``; per split the grid of validation and test scores and
-        the chosen point; ``validation``/``test`` mean and std of the chosen points' scores; ``base_lr``,
-        ``weight_decay`` (the most frequent choice), ``s_lr``, ``s_wd`` (means over splits).
+        ``task``, ``setting``, ``backbone``, ``protocol``, ``metric``, the schedule (``batch_size``, ``epochs``,
+        ``schedule``, ``optimizer``); per split the grid of validation and test scores and the chosen point;
+        ``validation``/``test`` mean and std of the chosen points' scores; ``base_lr``, ``weight_decay`` (the most
+        frequent choice) and every split's choice; ``s_lr``, ``s_wd`` (mean and std over splits).
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
-    if task.has_text and text_encoder is None:
+    setting = setting or ("image_text_frozen" if task.has_text else "image_only")
+    if setting not in SETTINGS:
+        raise ValueError(f"setting must be one of {SETTINGS}, got {setting!r}")
+    if setting != "image_only" and not task.has_text:
+        raise ValueError(f"task {task.name!r} has no texts: only the image_only setting applies")
+    if protocol not in SETTING_PROTOCOLS[setting]:
+        raise ValueError(f"setting {setting!r} is fine-tuned only (both encoders train): protocol 'finetune'")
+    if linear_features not in LINEAR_FEATURES:
+        raise ValueError(f"linear_features must be one of {LINEAR_FEATURES}, got {linear_features!r}")
+    reads_text = setting != "image_only"
+    if reads_text and text_encoder is None:
         raise ValueError(f"task {task.name!r} has texts: give a text encoder (text_encoder: a folder or Hub id)")
-    runs = Path(output_dir) / "runs" / task.name / backbone.name / protocol
-    key = _settings_key(settings, {"backbone": backbone.source, "text": getattr(text_encoder, "source", None)})
+    default_setting = setting == ("image_text_frozen" if task.has_text else "image_only")
+    folder = protocol if default_setting else f"{protocol}-{setting}"  # the default keeps the folders of before
+    runs = Path(output_dir) / "runs" / task.name / backbone.name / folder
+    augmented = protocol == "linear" and linear_features == "augmented"
+    extra = {"backbone": backbone.source, "text": getattr(text_encoder, "source", None) if reads_text else None}
+    if not default_setting:
+        extra["setting"] = setting
+    if augmented:
+        extra["linear_features"] = "augmented"
+    key = _settings_key(settings, extra)
     primary = "roc_auc" if task.metric == "roc_auc" else "accuracy"
     points = [(lr, wd) for wd in settings.weight_decays for lr in settings.base_learning_rates]
+    adamw = settings.uses_adamw(multimodal=reads_text)
     splits = []
-    bar = tqdm(total=len(points) * len(task.repeats), desc=f"{task.name} {backbone.name} {protocol}",
+    bar = tqdm(total=len(points) * len(task.repeats), desc=f"{task.name} {backbone.name} {folder}",
                disable=not show_progress(), leave=False)  # fmt: skip
     for index, repeat in enumerate(task.repeats):
         rows = {name: [repeat[name]["image"], repeat[name]["label"]] for name in repeat}
         split_key = _settings_key(settings, {"base": key, "rows": rows})  # a finished point is reused for the same data
-        text = None
-        if task.has_text:
-            text = {name: text_encoder.encode(repeat[name]["text"]) for name in repeat}
-        cache = None
+        targets = {point: runs / f"split{index}" / f"lr{point[0]:g}_wd{point[1]:g}.json" for point in points}
         grid = {}
-        for lr_base, wd in points:
-            target = runs / f"split{index}" / f"lr{lr_base:g}_wd{wd:g}.json"
+        for point, target in targets.items():
             previous = json.loads(target.read_text()) if target.is_file() else None
-            if previous is None or previous.get("key") != split_key:
-                lr = settings.learning_rate(lr_base)
-                if protocol == "linear":
-                    if cache is None:
-                        cache = {}
-                        for name in repeat:
-                            x = _features(backbone, repeat[name], settings.eval_batch_size)
-                            if text is not None:
-                                x = np.concatenate([x, text[name]], axis=1)
-                            cache[name] = (x.astype(np.float32), np.asarray(repeat[name]["label"]))
-                    result = _linear_point(cache, len(task.label_names), task.metric, lr, wd, settings)
-                else:
-                    result = _finetune_point(backbone, repeat, task, text, lr, wd, settings,
-                                             runs / f"split{index}" / "trainer")  # fmt: skip
-                previous = {"key": split_key, "base_lr": lr_base, "weight_decay": wd, "learning_rate": lr, **result}
-                target.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write_text(target, json.dumps(previous, indent=2))
-            grid[(lr_base, wd)] = previous
-            bar.update()
+            if previous is not None and previous.get("key") == split_key:
+                grid[point] = previous
+        todo = [p for p in points if p not in grid]
+        text = None
+        if todo and setting == "image_text_frozen":
+            text = {name: text_encoder.encode(repeat[name]["text"]) for name in repeat}
+        results: dict[tuple[float, float], dict] = {}
+        if todo and protocol == "linear":
+            cache = {}
+            for name in repeat:
+                if augmented and name == "train":
+                    continue
+                x = _features(backbone, repeat[name], settings.eval_batch_size)
+                if text is not None:
+                    x = np.concatenate([x, text[name]], axis=1)
+                cache[name] = (x.astype(np.float32), np.asarray(repeat[name]["label"]))
+            if augmented:
+                layers = _fit_linear_augmented(backbone, repeat["train"], None if text is None else text["train"],
+                                               len(task.label_names), todo, settings, adamw)  # fmt: skip
+            else:
+                train = cache.pop("train")
+                layers = [_fit_linear(train, len(task.label_names), p, settings, adamw) for p in todo]
+            results = {p: _score_layer(layer, cache, task.metric) for p, layer in zip(todo, layers, strict=True)}
+        for point in todo:
+            lr = settings.learning_rate(point[0])
+            if protocol == "finetune":
+                results[point] = _finetune_point(backbone, repeat, task, setting, text, text_encoder, lr, point[1],
+                                                 settings, runs / f"split{index}" / "trainer")  # fmt: skip
+            grid[point] = {"key": split_key, "base_lr": point[0], "weight_decay": point[1], "learning_rate": lr,
+                           **results[point]}  # fmt: skip
+            targets[point].parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(targets[point], json.dumps(grid[point], indent=2))
+        bar.update(len(points))
+        grid = {p: grid[p] for p in points}
         chosen = sensitivity({point: r["validation"][primary] for point, r in grid.items()})
         best = grid[tuple(chosen["best"])]
         splits.append({"chosen": chosen, "validation": best["validation"], "test": best["test"],
@@ -434,11 +673,18 @@ def evaluate_backbone(
     bar.close()
     choices = [tuple(s["chosen"]["best"]) for s in splits]
     common = max(choices, key=choices.count)  # the most frequent choice; the earliest split's among equals
-    summary: dict[str, Any] = {"task": task.name, "backbone": backbone.name, "source": backbone.source,
-                               "protocol": protocol, "metric": primary, "splits": len(splits),
+    summary: dict[str, Any] = {"task": task.name, "setting": setting, "backbone": backbone.name,
+                               "source": backbone.source, "protocol": protocol, "metric": primary,
+                               "splits": len(splits), "batch_size": settings.batch_size, "epochs": settings.epochs,
+                               "schedule": settings.describe_schedule(), "optimizer": "adamw" if adamw else "sgd",
+                               "linear_features": linear_features if protocol == "linear" else None,
                                "base_lr": common[0], "weight_decay": common[1],
-                               "s_lr": round(float(np.mean([s["chosen"]["s_lr"] for s in splits])), 4),
-                               "s_wd": round(float(np.mean([s["chosen"]["s_wd"] for s in splits])), 4)}  # fmt: skip
+                               "base_lrs": [c[0] for c in choices],
+                               "weight_decays": [c[1] for c in choices]}  # fmt: skip
+    for name in ("s_lr", "s_wd"):
+        values = [s["chosen"][name] for s in splits]
+        summary[name] = round(float(np.mean(values)), 4)
+        summary[f"{name}_std"] = round(float(np.std(values)), 4)
     for part in ("validation", "test"):
         for name in splits[0][part]:
             values = [s[part][name] for s in splits]

@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hf_memotion.specs import parse_spec
-from hf_memotion.vise.evaluation import PROTOCOLS, ProtocolSettings
+from hf_memotion.vise.evaluation import LINEAR_FEATURES, PROTOCOLS, SETTING_PROTOCOLS, SETTINGS, ProtocolSettings
 from hf_memotion.vise.mining import MiningConfig
 from hf_memotion.vise.pretraining import PretrainingSettings
 
-__all__ = ["EvaluationRunSpec", "LabelsSpec", "MiningRunSpec", "PretrainRunSpec", "TaskSpec"]
+__all__ = ["BackboneSpec", "EvaluationRunSpec", "LabelsSpec", "MiningRunSpec", "PretrainRunSpec", "TaskSpec"]
 
 ENGINES = ("local", "spark")
 
@@ -104,11 +104,19 @@ class TaskSpec:
 
     Attributes:
         name: The task's name in the tables (default: the reader's).
-        format: ``unbiased_emotion``, ``hateful_memes``, ``cub`` or ``image_folder``.
+        format: ``unbiased_emotion``, ``politics``, ``hateful_memes``, ``cub`` or ``image_folder``.
         path: The release folder (or ``demo``: settings of a small demo task in that format).
         demo: Demo-task settings (``output_dir``, ``n_per_class``...).
         options: The reader's options (``n_splits``...).
-        text_encoder: For tasks with texts: a folder or Hub id (``tiny:bert`` offline).
+        text_encoder: For tasks with texts: a folder or Hub id (``tiny:bert`` offline; the paper: RoBERTa-base).
+        settings: For tasks with texts, which of ``image_text_frozen`` (default), ``image_text_finetuned`` and
+            ``image_only`` to run (the paper's Tables 12, 14, 15-16).
+        schedule: This task's schedule for both protocols (``epochs``, ``lr_epochs``, ``lr_decay``, ...: any
+            protocol field), over the run's protocol sections.
+        linear: This task's linear-protocol fields, over ``schedule``.
+        finetune: This task's fine-tuning fields, over ``schedule``.
+        batch_sizes: Batch size per backbone architecture (``resnet50``) or backbone name, over the rest (the
+            paper's batch sizes differ per backbone).
     """
 
     name: str | None = None
@@ -117,6 +125,11 @@ class TaskSpec:
     demo: dict[str, Any] | None = None
     options: dict[str, Any] = field(default_factory=dict)
     text_encoder: str | None = None
+    settings: list[str] | None = None
+    schedule: dict[str, Any] = field(default_factory=dict)
+    linear: dict[str, Any] = field(default_factory=dict)
+    finetune: dict[str, Any] = field(default_factory=dict)
+    batch_sizes: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self):
         if (self.path is None) == (self.demo is None):
@@ -124,6 +137,55 @@ class TaskSpec:
                 f"task {self.name or self.format!r} takes 'path' (the release folder) or 'demo' (settings)"
             )
         self.options = dict(self.options or {})
+        for setting in self.settings or ():
+            if setting not in SETTINGS:
+                raise ValueError(f"task {self.name or self.format!r}: setting {setting!r} is not one of {SETTINGS}")
+        for section in ("schedule", "linear", "finetune"):
+            values = dict(getattr(self, section) or {})
+            ProtocolSettings.from_dict(values, section=f"tasks.{self.name or self.format}.{section}")  # checked now
+            setattr(self, section, values)
+        self.batch_sizes = {str(k): int(v) for k, v in (self.batch_sizes or {}).items()}
+
+    @property
+    def label(self) -> str:
+        """The task's name in the tables."""
+        return self.name or str(self.format)
+
+    def task_settings(self, has_text: bool) -> list[str]:
+        """The settings this task runs (image-only tasks: ``image_only``)."""
+        if not has_text:
+            return ["image_only"]
+        return list(self.settings or ["image_text_frozen"])
+
+
+@dataclass
+class BackboneSpec:
+    """A backbone of an evaluation config.
+
+    Attributes:
+        source: A VisE folder or Hub id, ``random:<timm name>`` (random init) or ``timm:<timm name>`` (timm's
+            ImageNet-supervised weights).
+        architecture: Its timm architecture, for ``--plan`` where the files are not at hand.
+        pretrained_file: For ``timm:``, a local ImageNet weight file instead of timm's download.
+    """
+
+    source: str
+    architecture: str | None = None
+    pretrained_file: str | None = None
+
+    def resolved_architecture(self) -> str | None:
+        """The timm architecture: given, in the source's name, or in a local folder's ``config.json``."""
+        import json
+        from pathlib import Path
+
+        if self.architecture:
+            return self.architecture
+        if self.source.startswith(("random:", "timm:")):
+            return self.source.split(":", 1)[1]
+        config = Path(self.source) / "config.json"
+        if config.is_file():
+            return json.loads(config.read_text()).get("architecture")
+        return None
 
 
 @dataclass
@@ -132,23 +194,30 @@ class EvaluationRunSpec:
 
     Attributes:
         output_dir: ``results.md``, ``results.json``, plots, and the finished grid points (``runs/``).
-        backbones: ``{name: VisE folder, Hub id or random:<timm name>}``.
+        backbones: ``{name: source}`` or ``{name: {source: ..., architecture: ...}}`` (:class:`BackboneSpec`).
         reference: The backbone the tables compare against.
         protocols: ``linear`` and/or ``finetune``.
         image_size: Input side (default: each backbone's processor's).
         tasks: The downstream tasks.
         seed: Seed of every grid point (a protocol section's own ``seed`` wins).
+        selection: ``"held_out"`` (select on 10% of train, report on the untouched split) or ``"paper"`` (the
+            paper's: Hateful Memes and CUB select on the split they report; see
+            :mod:`hf_memotion.data.downstream`).
+        linear_features: ``"cached"`` (centre-crop features computed once: fast) or ``"augmented"`` (the paper's
+            pretraining augmentation every epoch).
         linear: The linear protocol's grid and schedule.
         finetune: The fine-tuning protocol's grid and schedule (stock ``TrainingArguments`` fields pass through).
     """
 
     output_dir: str = "outputs/vise_eval"
-    backbones: dict[str, str] = field(default_factory=dict)
+    backbones: dict[str, Any] = field(default_factory=dict)
     reference: str | None = None
     protocols: list[str] = field(default_factory=lambda: list(PROTOCOLS))
     image_size: int | None = None
     tasks: list[TaskSpec] = field(default_factory=list)
     seed: int = 0
+    selection: str = "held_out"
+    linear_features: str = "cached"
     linear: ProtocolSettings | None = None
     finetune: ProtocolSettings | None = None
 
@@ -159,10 +228,19 @@ class EvaluationRunSpec:
                 raise ValueError(f"protocols: {protocol!r} is not one of {PROTOCOLS}")
         if not self.backbones:
             raise ValueError("the config names no backbones (backbones: {name: folder, Hub id or random:<arch>})")
+        self.backbones = {
+            str(name): value if isinstance(value, BackboneSpec)
+            else BackboneSpec(**value) if isinstance(value, Mapping) else BackboneSpec(str(value))
+            for name, value in self.backbones.items()
+        }  # fmt: skip
         if self.reference is not None and self.reference not in self.backbones:
             raise ValueError(f"reference {self.reference!r} is not one of the backbones {sorted(self.backbones)}")
         if not self.tasks:
             raise ValueError("the config lists no tasks")
+        if self.selection not in ("held_out", "paper"):
+            raise ValueError(f"selection must be 'held_out' or 'paper', got {self.selection!r}")
+        if self.linear_features not in LINEAR_FEATURES:
+            raise ValueError(f"linear_features must be one of {LINEAR_FEATURES}, got {self.linear_features!r}")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None, *, source: str | None = None) -> EvaluationRunSpec:
@@ -174,6 +252,25 @@ class EvaluationRunSpec:
                 values[protocol] = {"seed": values.get("seed", 0), **dict(section or {})}
         return parse_spec(cls, values, source=source)
 
-    def protocol_settings(self, protocol: str) -> ProtocolSettings:
-        """The settings of ``protocol`` (its section, or the paper's grid with the run's seed)."""
-        return getattr(self, protocol) or ProtocolSettings(seed=self.seed)
+    def protocol_settings(
+        self, protocol: str, task: TaskSpec | None = None, backbone: str | None = None, architecture: str | None = None
+    ) -> ProtocolSettings:
+        """The settings of ``protocol`` for a task and backbone.
+
+        Layered: the run's protocol section, the task's ``schedule``, the task's section of the protocol, then its
+        batch size for the backbone (by name, else by architecture).
+        """
+        base = getattr(self, protocol) or ProtocolSettings(seed=self.seed)
+        if task is None:
+            return base
+        values = {**base.to_dict(), **task.schedule, **getattr(task, protocol)}
+        for key in (backbone, architecture):
+            if key is not None and key in task.batch_sizes:
+                values["batch_size"] = task.batch_sizes[key]
+                break
+        return ProtocolSettings.from_dict(values, section=f"tasks.{task.label}.{protocol}")
+
+    def combinations(self, task: TaskSpec, has_text: bool) -> list[tuple[str, str]]:
+        """``(setting, protocol)`` pairs this run evaluates for ``task``, as the paper runs them."""
+        return [(setting, protocol) for setting in task.task_settings(has_text) for protocol in self.protocols
+                if protocol in SETTING_PROTOCOLS[setting]]  # fmt: skip

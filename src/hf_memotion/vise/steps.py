@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +28,12 @@ from hf_memotion.io_utils import atomic_write_text
 from hf_memotion.vise.run_specs import EvaluationRunSpec, MiningRunSpec, PretrainRunSpec, TaskSpec
 
 __all__ = [
+    "EvaluationPlan",
     "evaluate",
     "mine",
+    "plan_evaluation",
     "pretrain",
+    "print_evaluation_plan",
     "print_evaluation_summary",
     "print_mining_summary",
     "print_pretraining_summary",
@@ -119,9 +123,14 @@ def print_pretraining_summary(report: dict[str, Any], spec: PretrainRunSpec) -> 
 # ------------------------------------------------------------------------------------------------- evaluation
 
 
-def read_tasks(entries: list[TaskSpec]) -> list[tuple[Any, str | None]]:
-    """``(DownstreamTask, text encoder source)`` for each task entry (demo tasks are generated first)."""
-    from hf_memotion.data.downstream import read_task
+def read_tasks(entries: list[TaskSpec], selection: str = "held_out") -> list[tuple[Any, TaskSpec]]:
+    """``(DownstreamTask, its TaskSpec)`` for each task entry (demo tasks are generated first).
+
+    ``selection`` reaches the readers that have a choice (Hateful Memes, CUB).
+    """
+    import inspect
+
+    from hf_memotion.data.downstream import TASK_READERS, read_task
     from hf_memotion.data.downstream_demo import make_demo_downstream
 
     tasks = []
@@ -131,50 +140,70 @@ def read_tasks(entries: list[TaskSpec]) -> list[tuple[Any, str | None]]:
             demo = dict(entry.demo)
             root = make_demo_downstream(demo.pop("output_dir", f"outputs/vise_tasks_demo/{entry.format}"), entry.format,
                                         **demo)  # fmt: skip
-        task = read_task(entry.format, root, **entry.options)
+        options = dict(entry.options)
+        reader = TASK_READERS.get(str(entry.format))
+        if reader is not None and "selection" in inspect.signature(reader).parameters:
+            options.setdefault("selection", selection)
+        task = read_task(entry.format, root, **options)
         task.name = entry.name or task.name
-        tasks.append((task, entry.text_encoder))
+        tasks.append((task, entry))
     return tasks
 
 
+def _display_name(task: str, setting: str, has_text: bool) -> str:
+    """The task's name in the tables: a multi-modal task's non-default settings are named."""
+    if not has_text or setting == "image_text_frozen":
+        return task
+    return f"{task} ({setting.replace('_', ' ')})"
+
+
 def evaluate(spec: EvaluationRunSpec, *, source: str | None = None) -> dict[str, Any]:
-    """Run every backbone x task x protocol grid of an :class:`EvaluationRunSpec` and write the report.
+    """Run every task x setting x backbone x protocol grid of an :class:`EvaluationRunSpec` and write the report.
 
     Writes ``results.json`` (every grid point, the chosen one, S_lr and S_wd), ``results.md`` (Tables 6/7-style
-    scores and the hyperparameter table), ``results.png`` and ``grids.png``. Finished grid points are reused.
+    scores and the hyperparameter tables in the form of Tables 10-16), ``results.png`` and ``grids.png``. Finished
+    grid points are reused.
 
     Returns:
-        ``rows`` (one per backbone, task and protocol) and ``markdown`` (the report's text without the plots).
+        ``rows`` (one per task, setting, backbone and protocol) and ``markdown`` (the report without the plots).
     """
     from hf_memotion.reporting.vise_tables import hyperparameter_table, plot_grids, plot_results, results_table
     from hf_memotion.vise.evaluation import TextEncoder, evaluate_backbone, load_backbone
 
-    backbones = [load_backbone(n, str(s), image_size=spec.image_size) for n, s in spec.backbones.items()]
+    backbones = [load_backbone(n, b.source, image_size=spec.image_size, pretrained_file=b.pretrained_file)
+                 for n, b in spec.backbones.items()]  # fmt: skip
     output = Path(spec.output_dir)
     rows = []
-    for task, encoder_source in read_tasks(spec.tasks):
+    for task, entry in read_tasks(spec.tasks, spec.selection):
         encoder = None
-        if task.has_text:
-            if not encoder_source:
+        combinations = spec.combinations(entry, task.has_text)
+        if any(setting != "image_only" for setting, _ in combinations):
+            if not entry.text_encoder:
                 raise ValueError(f"task {task.name!r} has texts: set its text_encoder (a folder or Hub id)")
-            encoder = TextEncoder(str(encoder_source), corpus=task.repeats[0]["train"]["text"])
+            encoder = TextEncoder(str(entry.text_encoder), corpus=task.repeats[0]["train"]["text"])
         for backbone in backbones:
-            for protocol in spec.protocols:
-                row = evaluate_backbone(backbone, task, protocol, spec.protocol_settings(protocol), output, encoder)
+            for setting, protocol in combinations:
+                settings = spec.protocol_settings(protocol, entry, backbone.name, backbone.model.config.architecture)
+                row = evaluate_backbone(backbone, task, protocol, settings, output, encoder, setting=setting,
+                                        linear_features=spec.linear_features)  # fmt: skip
+                row["task"] = _display_name(task.name, setting, task.has_text)
+                row["selection"] = spec.selection
                 logger.info("%s / %s / %s: test %s %.4g (chosen base LR %g, WD %g; S_lr %.4g, S_wd %.4g)",
-                            task.name, backbone.name, protocol, row["metric"], row[f"test_{row['metric']}_mean"],
+                            row["task"], backbone.name, protocol, row["metric"], row[f"test_{row['metric']}_mean"],
                             row["base_lr"], row["weight_decay"], row["s_lr"], row["s_wd"])  # fmt: skip
                 rows.append(row)
     atomic_write_text(output / "results.json", json.dumps(rows, indent=2))
     title = "# VisE downstream evaluation\n"
+    notes = [f"Config: `{source}`." if source else "",
+             f"Selection: `{spec.selection}`; linear features: `{spec.linear_features}`."]  # fmt: skip
     if spec.reference:
-        title += f"\nConfig: `{source}`; differences from `{spec.reference}` in parentheses.\n"
-    sections = [title]
+        notes.append(f"Differences from `{spec.reference}` in parentheses.")
+    sections = [title + "\n" + " ".join(n for n in notes if n) + "\n"]
     for heading, protocol in (
         ("Linear evaluation (Table 6 form)", "linear"),
         ("Fine-tuning (Table 7 form)", "finetune"),
     ):
-        if protocol in spec.protocols:
+        if any(r["protocol"] == protocol for r in rows):
             sections.append(f"## {heading}\n\n" + results_table(rows, protocol, spec.reference) + "\n")
     sections.append("## Chosen hyperparameters and sensitivity (Tables 10-16 form)\n\n" + hyperparameter_table(rows))
     markdown = "\n".join(sections)
@@ -182,6 +211,83 @@ def evaluate(spec: EvaluationRunSpec, *, source: str | None = None) -> dict[str,
     plot_results(rows, output / "results.png")
     plot_grids(rows, output / "grids.png")
     return {"rows": rows, "markdown": markdown}
+
+
+@dataclass
+class EvaluationPlan:
+    """What :func:`evaluate` would run: every grid point with its schedule (``scripts/evaluate_vise.py --plan``).
+
+    Attributes:
+        points: One dict per task x setting x backbone x protocol x grid point: ``task``, ``setting``,
+            ``backbone``, ``architecture``, ``protocol``, ``batch_size``, ``epochs``, ``schedule``, ``lr_epochs``,
+            ``lr_decay``, ``optimizer``, ``features``, ``base_lr``, ``weight_decay``, ``learning_rate``, ``splits``.
+        selection: The run's selection mode.
+    """
+
+    points: list[dict[str, Any]]
+    selection: str
+
+    def format(self) -> str:
+        """One row per task x setting x backbone x protocol (its grid spelled out), then the totals."""
+        lines = ["| task | setting | backbone | architecture | protocol | batch | schedule | optimizer | features | "
+                 "splits | grid: base LR -> LR, x WD |", "|---|---|---|---|---|---:|---|---|---|---:|---|"]  # fmt: skip
+        groups: dict[tuple, list[dict[str, Any]]] = {}
+        for point in self.points:
+            key = tuple(point[k] for k in ("task", "setting", "backbone", "protocol"))
+            groups.setdefault(key, []).append(point)
+        for (task, setting, backbone, protocol), points in groups.items():
+            first = points[0]
+            rates = dict.fromkeys(f"{p['base_lr']:g} -> {p['learning_rate']:.3g}" for p in points)
+            decays = dict.fromkeys(f"{p['weight_decay']:g}" for p in points)
+            lines.append(f"| {task} | {setting} | {backbone} | {first['architecture'] or '?'} | {protocol} | "
+                         f"{first['batch_size']} | {first['schedule']} | {first['optimizer']} | {first['features']} | "
+                         f"{first['splits']} | {'; '.join(rates)} x WD {', '.join(decays)} |")  # fmt: skip
+        trainings = sum(p["splits"] for p in self.points)
+        lines += ["", f"{len(groups)} evaluations, {len(self.points)} grid points, {trainings} trainings "
+                      f"(grid points x random splits); selection: {self.selection}"]  # fmt: skip
+        return "\n".join(lines)
+
+
+def plan_evaluation(spec: EvaluationRunSpec, *, source: str | None = None) -> EvaluationPlan:
+    """Every task x setting x backbone x protocol x grid point an evaluation config would run; reads no data.
+
+    Example:
+        >>> spec = EvaluationRunSpec.from_dict({"backbones": {"r50": "random:resnet50"}, "protocols": ["finetune"],
+        ...     "tasks": [{"format": "politics", "path": "data/politics", "schedule": {"epochs": 25,
+        ...                "lr_epochs": [10, 20], "lr_decay": 0.1}, "batch_sizes": {"resnet50": 192}}]})
+        >>> point = plan_evaluation(spec).points[0]
+        >>> point["batch_size"], point["schedule"], round(point["learning_rate"], 6)  # 0.025 / 256 x 192
+        (192, '25 epochs, x0.1 at epochs 10, 20', 0.01875)
+    """
+    from hf_memotion.data.downstream import FORMATS_WITH_TEXT
+
+    points = []
+    for entry in spec.tasks:
+        has_text = entry.format in FORMATS_WITH_TEXT
+        splits = int(entry.options.get("n_splits", 5 if entry.format == "unbiased_emotion" else 1))
+        for name, backbone in spec.backbones.items():
+            architecture = backbone.resolved_architecture()
+            for setting, protocol in spec.combinations(entry, has_text):
+                settings = spec.protocol_settings(protocol, entry, name, architecture)
+                adamw = settings.uses_adamw(multimodal=setting != "image_only")
+                for wd in settings.weight_decays:
+                    for base in settings.base_learning_rates:
+                        points.append({
+                            "task": _display_name(entry.label, setting, has_text), "setting": setting,
+                            "backbone": name, "architecture": architecture, "protocol": protocol,
+                            "batch_size": settings.batch_size, "epochs": settings.epochs,
+                            "schedule": settings.describe_schedule(), "lr_epochs": settings.lr_epochs,
+                            "lr_decay": settings.lr_decay, "optimizer": "adamw" if adamw else "sgd",
+                            "features": spec.linear_features if protocol == "linear" else "end to end",
+                            "base_lr": base, "weight_decay": wd, "learning_rate": settings.learning_rate(base),
+                            "splits": splits,
+                        })  # fmt: skip
+    return EvaluationPlan(points, spec.selection)
+
+
+def print_evaluation_plan(plan: EvaluationPlan) -> None:
+    """Print :meth:`EvaluationPlan.format`."""
+    print(plan.format())
 
 
 def print_evaluation_summary(result: dict[str, Any], spec: EvaluationRunSpec) -> None:

@@ -7,12 +7,21 @@ Step 2, **label creation**, for every other post: up to 100 sampled comments eac
 nearest comment cluster, and their normalised counts are the post's soft multi-label target; the
 reaction vector's nearest cluster is its reaction label.
 
-phi_C: the paper uses "TF-IDF weighted document embeddings". Without downloadable word vectors,
-the word space is learned from the held-out comments themselves: TF-IDF vectors projected by a
-truncated SVD (latent semantic analysis) and L2-normalised, i.e. each comment is the TF-IDF
-weighted sum of its words' SVD embeddings. K-means is faiss's when faiss-cpu is installed (the
-``vise`` extra; ``scripts/bench_mining.py`` measured it at 94% of the machine's matmul rate against
-14% for scikit-learn's Lloyd), else scikit-learn's.
+phi_C is :class:`~hf_memotion.vise.comment_embedding.CommentEmbedding` (TF-IDF over words and emoji, projected
+by a truncated SVD fitted on at most ``fit_sample`` held-out comments), the same definition the Spark engine
+applies in its executors. A comment with no known token has no comment signal: it gets no cluster, and a post
+whose comments all lack signal gets an empty comment target (counted in the report).
+
+K-means starts from the same points in both engines: the first ``k`` distinct vectors in the order of a hash of
+(post id, comment position) (:func:`~hf_memotion.vise.comment_embedding.fit_sample_rank`), then runs
+``kmeans_iterations`` Lloyd iterations: faiss's here when faiss-cpu is installed (the ``vise`` extra;
+``scripts/bench_mining.py`` measures it), else scikit-learn's, and the same iterations distributed on Spark. So
+both engines find the same clusters up to floating point and empty-cluster handling.
+
+Malformed posts (no id, no image, comments not a list of strings, a known reaction count that is not a
+non-negative integer) are skipped and listed with their row; reaction keys other than the five buttons (a real
+export carries ``like``) are ignored and counted by name. The Spark engine applies the same checks (the same
+function).
 
 Layout of an output folder::
 
@@ -44,19 +53,21 @@ from typing import Any
 import datasets
 import numpy as np
 from sklearn.cluster import KMeans
-from sklearn.decomposition import TruncatedSVD
-from sklearn.feature_extraction.text import TfidfVectorizer
 
 from hf_memotion.data.engagement import REACTIONS, engagement_shards
 from hf_memotion.io_utils import atomic_open, atomic_write_text
+from hf_memotion.vise.comment_embedding import CommentEmbedding, fit_sample_rank
 
 __all__ = [
     "ClusterModels",
     "MiningArtifactError",
     "MiningConfig",
+    "check_post",
     "fit_cluster_models",
+    "fit_kmeans",
     "is_holdout",
     "label_features",
+    "label_posts",
     "mine_labels",
     "reaction_vector",
     "sample_comments",
@@ -75,12 +86,14 @@ class MiningConfig:
         holdout_fraction: Share of posts used for step 1 and kept out of the labels.
         max_comments: Comments sampled per post (paper: 100).
         embedding_dim: Dimensions of the comment embedding (truncated SVD of TF-IDF).
-        max_features: Vocabulary size of the TF-IDF.
+        max_features: Vocabulary size of the TF-IDF (the most frequent words and emoji).
+        fit_sample: Held-out comments the vocabulary, IDF and projection are fitted on (the ones of lowest hash
+            rank; all of them when fewer). K-means runs on every held-out comment.
         seed: Seed of the held-out draw, comment sampling, SVD and K-means.
         kmeans_backend: ``"faiss"`` (faiss-cpu: measured at 94% of this machine's matmul rate),
             ``"sklearn"`` (scikit-learn's Lloyd: 14%) or ``"auto"`` (faiss when installed). The backend
             used is recorded with the models; different backends give different (each deterministic) clusters.
-        kmeans_iterations: Iterations of the faiss K-means (scikit-learn runs to convergence, at most 300).
+        kmeans_iterations: Lloyd iterations of the K-means (every backend and engine runs exactly these).
         comment_encoder: Instead of TF-IDF, a transformers text encoder (a local folder, or a Hub id fetched
             into the HF cache) whose attention-masked mean of last hidden states, L2-normalised, is phi_C.
             Loaded without remote code.
@@ -93,6 +106,7 @@ class MiningConfig:
     max_comments: int = 100
     embedding_dim: int = 256
     max_features: int = 100_000
+    fit_sample: int = 1_000_000
     seed: int = 0
     kmeans_backend: str = "auto"
     kmeans_iterations: int = 25
@@ -132,40 +146,37 @@ def reaction_vector(reactions: Mapping[str, int]) -> np.ndarray | None:
 
 @dataclass
 class ClusterModels:
-    """Step 1's result: the comment embedding and both sets of K-means centroids (plain arrays)."""
+    """Step 1's result: phi_C and both sets of K-means centroids (plain arrays; no pickle on disk).
 
-    vocabulary: list[str]
-    idf: np.ndarray
-    components: np.ndarray
+    Attributes:
+        embedding: The TF-IDF comment embedding (``None`` with a ``comment_encoder``).
+        comment_centroids: ``(k, dim)``.
+        reaction_centroids: ``(k, 5)``.
+        settings: The mining settings and what was fitted.
+    """
+
+    embedding: CommentEmbedding | None
     comment_centroids: np.ndarray
     reaction_centroids: np.ndarray
     settings: dict[str, Any] = field(default_factory=dict)
-    _cache: Any = field(default=None, repr=False)  # the TF-IDF vectorizer, or (tokenizer, encoder)
-
-    def _tfidf(self) -> TfidfVectorizer:
-        if self._cache is None:
-            vectorizer = TfidfVectorizer(vocabulary={w: i for i, w in enumerate(self.vocabulary)}, sublinear_tf=True)
-            vectorizer.idf_ = self.idf
-            self._cache = vectorizer
-        return self._cache
+    _encoder: Any = field(default=None, repr=False)  # (tokenizer, model) of a comment_encoder, loaded once
 
     def embed_comments(self, comments: Sequence[str]) -> np.ndarray:
-        """phi_C, ``(n, dim)``, L2-normalised: SVD projections of TF-IDF vectors, or the sentence encoder's."""
+        """phi_C, ``(n, dim)`` float32, L2-normalised; a zero row for a comment without signal."""
         if self.settings.get("comment_encoder"):
             projected = self._encode(comments)
-        else:
-            projected = np.asarray(self._tfidf().transform(comments) @ self.components.T, dtype=np.float32)
-        norms = np.linalg.norm(projected, axis=1, keepdims=True)
-        return projected / np.maximum(norms, 1e-12)
+            norms = np.linalg.norm(projected, axis=1, keepdims=True)
+            return projected / np.maximum(norms, 1e-12)
+        return self.embedding.transform(comments)
 
     def _encode(self, comments: Sequence[str], batch_size: int = 64) -> np.ndarray:
         import torch
         from transformers import AutoModel, AutoTokenizer
 
-        if self._cache is None:  # (tokenizer, model), loaded once per process
+        if self._encoder is None:
             name = self.settings["comment_encoder"]
-            self._cache = (AutoTokenizer.from_pretrained(name), AutoModel.from_pretrained(name).eval())
-        tokenizer, model = self._cache
+            self._encoder = (AutoTokenizer.from_pretrained(name), AutoModel.from_pretrained(name).eval())
+        tokenizer, model = self._encoder
         length = int(self.settings.get("encoder_max_length", 64))
         out = []
         with torch.inference_mode():
@@ -178,8 +189,11 @@ class ClusterModels:
         return np.concatenate(out) if out else np.zeros((0, model.config.hidden_size), dtype=np.float32)
 
     def assign_comments(self, comments: Sequence[str]) -> np.ndarray:
-        """The nearest comment centroid of each comment."""
-        return _nearest(self.embed_comments(comments), self.comment_centroids)
+        """The nearest comment centroid of each comment; ``-1`` for a comment without signal."""
+        vectors = self.embed_comments(comments)
+        assigned = _nearest(vectors, self.comment_centroids)
+        assigned[~CommentEmbedding.has_signal(vectors)] = -1
+        return assigned
 
     def assign_reactions(self, vectors: np.ndarray) -> np.ndarray:
         """The nearest reaction centroid of each L2-normalised reaction vector."""
@@ -189,12 +203,13 @@ class ClusterModels:
         """Write ``clusters.npz`` (arrays) and ``clusters.json`` (vocabulary and settings), atomically."""
         target = Path(folder)
         target.mkdir(parents=True, exist_ok=True)
+        arrays = self.embedding.arrays() if self.embedding is not None else {}
         with atomic_open(target / "clusters.npz", "wb") as handle:
-            np.savez(handle, idf=self.idf, components=self.components, comment_centroids=self.comment_centroids,
-                     reaction_centroids=self.reaction_centroids)  # fmt: skip
-        atomic_write_text(
-            target / "clusters.json", json.dumps({"settings": self.settings, "vocabulary": self.vocabulary})
-        )
+            np.savez(handle, comment_centroids=self.comment_centroids, reaction_centroids=self.reaction_centroids,
+                     **arrays)  # fmt: skip
+        vocabulary = self.embedding.vocabulary if self.embedding is not None else []
+        atomic_write_text(target / "clusters.json", json.dumps({"settings": self.settings, "vocabulary": vocabulary},
+                                                               ensure_ascii=False))  # fmt: skip
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> ClusterModels:
@@ -209,8 +224,10 @@ class ClusterModels:
         try:
             meta = json.loads((target / "clusters.json").read_text())
             with np.load(target / "clusters.npz", allow_pickle=False) as arrays:
-                return cls(vocabulary=list(meta["vocabulary"]), idf=arrays["idf"], components=arrays["components"],
-                           comment_centroids=arrays["comment_centroids"],
+                embedding = None
+                if "components" in arrays:
+                    embedding = CommentEmbedding(list(meta["vocabulary"]), arrays["idf"], arrays["components"])
+                return cls(embedding, comment_centroids=arrays["comment_centroids"],
                            reaction_centroids=arrays["reaction_centroids"],
                            settings=dict(meta["settings"]))  # fmt: skip
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
@@ -220,11 +237,38 @@ class ClusterModels:
             ) from None
 
 
-def _nearest(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    if len(points) == 0:
-        return np.zeros(0, dtype=np.int64)
-    distances = (centroids**2).sum(1)[None, :] - 2 * points @ centroids.T  # + |x|^2, the same for every centroid
-    return distances.argmin(1)
+def _nearest(points: np.ndarray, centroids: np.ndarray, block: int = 2048) -> np.ndarray:
+    """Index of the nearest centroid of each point, in blocks (a block's distances stay in the cache)."""
+    out = np.zeros(len(points), dtype=np.int64)
+    if len(points) == 0 or len(centroids) == 0:
+        return out
+    centroids = np.asarray(centroids, dtype=np.float32)
+    squared, transposed = (centroids**2).sum(1), np.ascontiguousarray(centroids.T)
+    for start in range(0, len(points), block):
+        distances = points[start : start + block] @ transposed  # |c|^2 - 2 x.c: |x|^2 is the same for every centroid
+        distances *= -2.0
+        distances += squared
+        out[start : start + block] = distances.argmin(1)
+    return out
+
+
+def lloyd_sums(points: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One Lloyd step's partial result on ``points``: per centroid the sum of its nearest points and their count.
+
+    What a Spark task computes on its partition; the driver adds the partial results and divides.
+    """
+    assigned = _nearest(np.asarray(points, dtype=np.float32), centroids)
+    sums = np.zeros(centroids.shape, dtype=np.float64)
+    np.add.at(sums, assigned, points)
+    return sums, np.bincount(assigned, minlength=len(centroids)).astype(np.float64)
+
+
+def lloyd_update(centroids: np.ndarray, sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """New centroids from the added partial results; an empty cluster keeps its centroid."""
+    updated = np.asarray(centroids, dtype=np.float32).copy()
+    used = counts > 0
+    updated[used] = (sums[used] / counts[used, None]).astype(np.float32)
+    return updated
 
 
 # ---------------------------------------------------------------------------------------------
@@ -253,8 +297,15 @@ def _raw_rows(shard: Path) -> Iterator[tuple[int, Any]]:
                 yield number, err
 
 
-def _check(row: Any) -> str | None:
-    """Why a row is malformed, or ``None``."""
+def check_post(row: Any) -> str | None:
+    """Why a post row is malformed, or ``None`` (the one policy of both engines; extra reaction keys are allowed).
+
+    Example:
+        >>> check_post({"post_id": "p1", "image": "a.png", "reactions": {"love": 2, "like": 7}}) is None
+        True
+        >>> check_post({"post_id": "p1", "image": "a.png", "reactions": {"love": -2}})
+        'reaction counts must be non-negative integers'
+    """
     if isinstance(row, Exception):
         return f"not JSON: {row}"
     if not isinstance(row, dict) or not isinstance(row.get("post_id"), str) or not row["post_id"]:
@@ -266,16 +317,24 @@ def _check(row: Any) -> str | None:
         return "comments must be a list of strings"
     reactions = row.get("reactions")
     if reactions is not None:
-        if not isinstance(reactions, dict) or set(reactions) - set(REACTIONS):
+        if not isinstance(reactions, dict):
             return f"reactions must be a mapping of {list(REACTIONS)}"
-        if not all(isinstance(v, int) and v >= 0 for v in reactions.values() if v is not None):
+        values = [reactions.get(name) for name in REACTIONS]
+        if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0 for v in values
+                   if v is not None):  # fmt: skip
             return "reaction counts must be non-negative integers"
     return None
 
 
+def extra_reaction_keys(row: Mapping[str, Any]) -> list[str]:
+    """Reaction keys of a valid post that are not the five buttons (ignored; the reports count them)."""
+    reactions = row.get("reactions") or {}
+    return sorted(k for k, v in reactions.items() if k not in REACTIONS and v is not None)
+
+
 def _posts(shard: Path, errors: list[dict]) -> Iterator[dict]:
     for number, row in _raw_rows(shard):
-        problem = _check(row)
+        problem = check_post(row)
         if problem is None:
             yield row
         else:
@@ -302,24 +361,51 @@ def _kmeans_backend(choice: str) -> str:
     return "faiss"
 
 
-def _kmeans(points: np.ndarray, k: int, config: MiningConfig, backend: str) -> np.ndarray:
-    """K-means centroids, ``(k, d)`` float32 (deterministic for a seed with either backend)."""
-    points = np.ascontiguousarray(points, dtype=np.float32)
+def initial_centroids(points_in_rank_order: np.ndarray, k: int) -> np.ndarray:
+    """The first ``k`` distinct points (rows are in hash-rank order, the same in both engines)."""
+    rounded = np.round(np.asarray(points_in_rank_order, dtype=np.float32), 6)
+    _, first = np.unique(rounded, axis=0, return_index=True)
+    return np.asarray(points_in_rank_order, dtype=np.float32)[np.sort(first)[:k]]
+
+
+def fit_kmeans(points_in_rank_order: np.ndarray, k: int, config: MiningConfig, backend: str) -> np.ndarray:
+    """K-means centroids, ``(k', d)`` float32 (``k'``: at most the distinct points), from :func:`initial_centroids`.
+
+    Exactly ``config.kmeans_iterations`` Lloyd iterations with faiss or scikit-learn (``tol=0``).
+    """
+    points = np.ascontiguousarray(points_in_rank_order, dtype=np.float32)
+    init = initial_centroids(points, k)
+    if len(init) < 2:
+        return init
     if backend == "faiss":
         import faiss
 
         # every point is used (max_points_per_centroid): faiss would otherwise subsample large sets
-        model = faiss.Kmeans(points.shape[1], k, niter=config.kmeans_iterations, seed=config.seed, verbose=False,
-                             max_points_per_centroid=len(points))  # fmt: skip
-        model.train(points)
+        model = faiss.Kmeans(points.shape[1], len(init), niter=config.kmeans_iterations, seed=config.seed,
+                             verbose=False, max_points_per_centroid=len(points), min_points_per_centroid=1)  # fmt: skip
+        model.train(points, init_centroids=init)
         return np.asarray(model.centroids, dtype=np.float32)
-    return KMeans(k, n_init=1, random_state=config.seed).fit(points).cluster_centers_.astype(np.float32)
+    model = KMeans(len(init), init=init, n_init=1, max_iter=config.kmeans_iterations, tol=0.0, algorithm="lloyd")
+    return model.fit(points).cluster_centers_.astype(np.float32)
+
+
+def fit_comment_embedding(sample_in_rank_order: Sequence[str], config: MiningConfig) -> CommentEmbedding | None:
+    """phi_C fitted on the held-out comments of lowest rank (``None``: a ``comment_encoder`` is phi_C)."""
+    if config.comment_encoder:
+        return None
+    return CommentEmbedding.fit(list(sample_in_rank_order[: config.fit_sample]), dim=config.embedding_dim,
+                                max_features=config.max_features, seed=config.seed)  # fmt: skip
+
+
+def reaction_rank(seed: int, post_id: str) -> float:
+    """A held-out post's place in the reaction K-means' initial order (a hash of its id)."""
+    return _unit(seed, f"reaction:{post_id}")
 
 
 def fit_cluster_models(shards: Sequence[Path], config: MiningConfig) -> tuple[ClusterModels, dict[str, int]]:
-    """Step 1 on the held-out posts of ``shards``: the comment embedding and both K-means."""
-    comments: list[str] = []
-    reactions: list[np.ndarray] = []
+    """Step 1 on the held-out posts of ``shards``: phi_C and both K-means."""
+    comments: list[tuple[float, str]] = []
+    reactions: list[tuple[float, np.ndarray]] = []
     posts = 0
     ignored: list[dict] = []
     for shard in shards:
@@ -327,42 +413,35 @@ def fit_cluster_models(shards: Sequence[Path], config: MiningConfig) -> tuple[Cl
             if not is_holdout(row["post_id"], config.holdout_fraction, config.seed):
                 continue
             posts += 1
-            comments += sample_comments(row.get("comments") or [], config.max_comments, row["post_id"], config.seed)
+            sampled = sample_comments(row.get("comments") or [], config.max_comments, row["post_id"], config.seed)
+            comments += [(fit_sample_rank(config.seed, row["post_id"], i), c) for i, c in enumerate(sampled)]
             vector = reaction_vector(row.get("reactions") or {})
             if vector is not None:
-                reactions.append(vector)
+                reactions.append((reaction_rank(config.seed, row["post_id"]), vector))
     if len(comments) < 2 or len(reactions) < 2:
         raise ValueError(
             f"the held-out subset ({posts} posts, holdout_fraction={config.holdout_fraction}) has {len(comments)} "
             f"comments and {len(reactions)} posts with reactions; raise holdout_fraction or add data"
         )
-    if config.comment_encoder:
-        models = ClusterModels(vocabulary=[], idf=np.zeros(0), components=np.zeros((0, 0), dtype=np.float32),
-                               comment_centroids=np.zeros((0, 0)), reaction_centroids=np.zeros((0, len(REACTIONS))),
-                               settings=asdict(config))  # fmt: skip
-        embedded = models.embed_comments(comments)
-        dim = embedded.shape[1]
-    else:
-        tfidf = TfidfVectorizer(max_features=config.max_features, sublinear_tf=True)
-        matrix = tfidf.fit_transform(comments)
-        dim = max(1, min(config.embedding_dim, matrix.shape[1] - 1, matrix.shape[0] - 1))
-        svd = TruncatedSVD(n_components=dim, random_state=config.seed).fit(matrix)
-        vocabulary = [None] * len(tfidf.vocabulary_)
-        for word, index in tfidf.vocabulary_.items():
-            vocabulary[index] = word
-        models = ClusterModels(vocabulary=vocabulary, idf=tfidf.idf_.astype(np.float64),
-                               components=svd.components_.astype(np.float32), comment_centroids=np.zeros((0, dim)),
-                               reaction_centroids=np.zeros((0, len(REACTIONS))))  # fmt: skip
-        embedded = models.embed_comments(comments)
-    k_comments = min(config.comment_clusters, len(np.unique(embedded, axis=0)))
-    k_reactions = min(config.reaction_clusters, len(np.unique(np.round(reactions, 6), axis=0)))
+    comments.sort(key=lambda item: item[0])
+    texts = [text for _, text in comments]
+    models = ClusterModels(fit_comment_embedding(texts, config), comment_centroids=np.zeros((0, 0)),
+                           reaction_centroids=np.zeros((0, len(REACTIONS))), settings=asdict(config))  # fmt: skip
+    embedded = np.concatenate([models.embed_comments(texts[i : i + 8192]) for i in range(0, len(texts), 8192)])
+    signal = CommentEmbedding.has_signal(embedded)
+    if signal.sum() < 2:
+        raise ValueError(f"only {int(signal.sum())} held-out comments hold a known word or emoji; add data")
     backend = _kmeans_backend(config.kmeans_backend)
-    models.comment_centroids = _kmeans(embedded, k_comments, config, backend)
-    models.reaction_centroids = _kmeans(np.asarray(reactions, dtype=np.float32), k_reactions, config, backend)
-    models.settings = {**asdict(config), "kmeans_backend_used": backend, "comment_clusters_fitted": k_comments,
-                       "reaction_clusters_fitted": k_reactions, "embedding_dim_fitted": dim,
-                       "key": config.key()}  # fmt: skip
-    counts = {"holdout_posts": posts, "holdout_comments": len(comments), "holdout_reactions": len(reactions)}
+    models.comment_centroids = fit_kmeans(embedded[signal], config.comment_clusters, config, backend)
+    reactions.sort(key=lambda item: item[0])
+    models.reaction_centroids = fit_kmeans(np.stack([v for _, v in reactions]), config.reaction_clusters, config,
+                                           backend)  # fmt: skip
+    models.settings = {**asdict(config), "kmeans_backend_used": backend,
+                       "comment_clusters_fitted": len(models.comment_centroids),
+                       "reaction_clusters_fitted": len(models.reaction_centroids),
+                       "embedding_dim_fitted": int(embedded.shape[1]), "key": config.key()}  # fmt: skip
+    counts = {"holdout_posts": posts, "holdout_comments": len(comments),
+              "holdout_comments_without_signal": int((~signal).sum()), "holdout_reactions": len(reactions)}  # fmt: skip
     return models, counts
 
 
@@ -388,13 +467,16 @@ def label_features() -> datasets.Features:
     )
 
 
-def _image_reference(image: Any, shard: Path) -> dict[str, Any]:
+def _image_reference(image: Any, folder: str) -> dict[str, Any]:
+    """``{"bytes", "path"}`` of a post's image; a relative path is joined to the shard's folder (or URI)."""
     if isinstance(image, dict):  # parquet written by datasets: {"bytes", "path"}
         return {"bytes": image.get("bytes"), "path": image.get("path")}
-    if isinstance(image, bytes):
-        return {"bytes": image, "path": None}
+    if isinstance(image, (bytes, bytearray)):
+        return {"bytes": bytes(image), "path": None}
     path = str(image)
-    return {"bytes": None, "path": path if os.path.isabs(path) else str(shard.parent / path)}
+    if os.path.isabs(path) or "://" in path or not folder:
+        return {"bytes": None, "path": path}
+    return {"bytes": None, "path": f"{folder.rstrip('/')}/{path}" if "://" in folder else os.path.join(folder, path)}
 
 
 class MiningArtifactError(RuntimeError):
@@ -433,25 +515,79 @@ def _shard_state(target: Path, key: str) -> str | None:
     return None
 
 
-def _label_shard(shard: str, clusters: str, output: str, config: MiningConfig) -> dict[str, Any]:
-    """Label one shard into ``output`` (atomically); runs in a worker process."""
+def label_posts(posts: Sequence[Mapping[str, Any]], models: ClusterModels, config: MiningConfig,
+                source: str = "") -> tuple[list[dict[str, Any]], dict[str, Any]]:  # fmt: skip
+    """Step 2 for a batch of valid, not held-out posts: their label rows and what was counted.
+
+    The comments of the whole batch are embedded and assigned in one go (one sparse product, blocked nearest
+    centroids). Both engines call this function on their batches.
+
+    Returns:
+        ``(rows, counts)``: rows in :func:`label_features`' schema (the image reference as the post gave it, a
+        relative path joined to ``source``); ``comments_without_signal``, ``posts_without_comment_signal``,
+        ``extra_reaction_keys`` (name -> posts).
+    """
+    sampled = [sample_comments(p.get("comments") or [], config.max_comments, p["post_id"], config.seed)
+               for p in posts]  # fmt: skip
+    flat = [c for comments in sampled for c in comments]
+    assigned = models.assign_comments(flat) if flat else np.zeros(0, dtype=np.int64)
+    vectors = [reaction_vector(p.get("reactions") or {}) for p in posts]
+    with_reactions = [i for i, v in enumerate(vectors) if v is not None]
+    reaction_ids = np.full(len(posts), -1, dtype=np.int64)
+    if with_reactions:
+        reaction_ids[with_reactions] = models.assign_reactions(np.stack([vectors[i] for i in with_reactions]))
+    rows, start = [], 0
+    counts: dict[str, Any] = {"comments_without_signal": int((assigned < 0).sum()), "posts_without_comment_signal": 0,
+                              "extra_reaction_keys": {}}  # fmt: skip
+    for post, comments, reaction in zip(posts, sampled, reaction_ids, strict=True):
+        mine = assigned[start : start + len(comments)]
+        start += len(comments)
+        ids, weights = np.zeros(0, dtype=np.int64), np.zeros(0)
+        known = mine[mine >= 0]
+        if len(known):
+            ids, n = np.unique(known, return_counts=True)
+            weights = n / n.sum()
+        elif comments:
+            counts["posts_without_comment_signal"] += 1
+        for key in extra_reaction_keys(post):
+            counts["extra_reaction_keys"][key] = counts["extra_reaction_keys"].get(key, 0) + 1
+        rows.append({"post_id": post["post_id"], "image": _image_reference(post["image"], source),
+                     "comment_clusters": ids.astype(int).tolist(), "comment_weights": weights.astype(float).tolist(),
+                     "reaction_cluster": int(reaction)})  # fmt: skip
+    return rows, counts
+
+
+def _add_counts(total: dict[str, Any], counts: Mapping[str, Any]) -> dict[str, Any]:
+    for key, value in counts.items():
+        if isinstance(value, dict):
+            for name, n in value.items():
+                total.setdefault(key, {})[name] = total.setdefault(key, {}).get(name, 0) + n
+        else:
+            total[key] = total.get(key, 0) + value
+    return total
+
+
+def _label_shard(shard: str, clusters: str, output: str, config: MiningConfig, batch: int = 2048) -> dict[str, Any]:
+    """Label one shard into ``output`` (atomically), ``batch`` posts at a time; runs in a worker process."""
     models = ClusterModels.load(clusters)
     source = Path(shard)
     errors: list[dict] = []
-    rows = []
+    rows: list[dict] = []
+    counts: dict[str, Any] = {}
+    pending: list[dict] = []
     for row in _posts(source, errors):
         if is_holdout(row["post_id"], config.holdout_fraction, config.seed):
             continue
-        sampled = sample_comments(row.get("comments") or [], config.max_comments, row["post_id"], config.seed)
-        ids, weights = np.zeros(0, dtype=np.int64), np.zeros(0)
-        if sampled:
-            ids, counts = np.unique(models.assign_comments(sampled), return_counts=True)
-            weights = counts / counts.sum()
-        vector = reaction_vector(row.get("reactions") or {})
-        reaction = int(models.assign_reactions(vector[None])[0]) if vector is not None else -1
-        rows.append({"post_id": row["post_id"], "image": _image_reference(row["image"], source),
-                     "comment_clusters": ids.astype(int).tolist(), "comment_weights": weights.astype(float).tolist(),
-                     "reaction_cluster": reaction})  # fmt: skip
+        pending.append(row)
+        if len(pending) == batch:
+            labelled, found = label_posts(pending, models, config, str(source.parent))
+            rows += labelled
+            _add_counts(counts, found)
+            pending = []
+    if pending:
+        labelled, found = label_posts(pending, models, config, str(source.parent))
+        rows += labelled
+        _add_counts(counts, found)
     if rows:
         table = datasets.Dataset.from_list(rows, features=label_features())
     else:
@@ -461,12 +597,10 @@ def _label_shard(shard: str, clusters: str, output: str, config: MiningConfig) -
     atomic_write_text(target.with_suffix(".errors.jsonl"), "".join(json.dumps(e) + "\n" for e in errors))
     with atomic_open(target, "wb") as handle:
         table.to_parquet(handle, batch_size=1000)  # explicit: no size estimate that stats every image file
-    record = {"key": config.key(), "rows": len(rows), "bytes": target.stat().st_size, "sha256": _digest(target)}
+    record = {"key": config.key(), "rows": len(rows), "bytes": target.stat().st_size, "sha256": _digest(target),
+              "counts": counts}  # fmt: skip
     atomic_write_text(_record_path(target), json.dumps(record))  # last: the shard counts as finished from here
-    no_comments = sum(1 for r in rows if not r["comment_clusters"])
-    no_reactions = sum(1 for r in rows if r["reaction_cluster"] < 0)
-    return {"shard": source.name, "posts": len(rows), "no_comments": no_comments, "no_reactions": no_reactions,
-            "errors": errors}  # fmt: skip
+    return {"shard": source.name, "posts": len(rows), "errors": errors}
 
 
 def _size_statistics(sizes: np.ndarray) -> dict[str, float]:
@@ -571,11 +705,20 @@ def _report(output: Path, targets: Mapping[Path, Path], config: MiningConfig, ho
         np.add.at(comment_sizes, np.asarray(ids, dtype=int), np.asarray(weights) > 0)
     reactions = np.asarray(labels["reaction_cluster"])
     reaction_sizes = np.bincount(reactions[reactions >= 0], minlength=len(models.reaction_centroids))
+    counts: dict[str, Any] = {"comments_without_signal": 0, "posts_without_comment_signal": 0,
+                              "extra_reaction_keys": {}}  # fmt: skip
+    for target in targets.values():
+        _add_counts(counts, json.loads(_record_path(target).read_text()).get("counts", {}))
     return {
+        "engine": "local",
         "settings": models.settings,
         "holdout": holdout,
         "posts_labelled": len(labels),
+        # an empty comment target: no comment at all, or no comment with a known word or emoji
         "posts_without_comments": int(sum(1 for ids in labels["comment_clusters"] if len(ids) == 0)),
+        "posts_without_comment_signal": counts["posts_without_comment_signal"],
+        "comments_without_signal": counts["comments_without_signal"],
+        "extra_reaction_keys": counts["extra_reaction_keys"],
         "posts_without_reactions": int((reactions < 0).sum()),
         "malformed_rows": len(errors),
         "malformed_examples": errors[:20],

@@ -56,8 +56,8 @@ def test_schedule_warms_up_linearly_then_decays_as_the_paper(tmp_path):
     imagenet = _schedule(tmp_path, "imagenet", 200)
     assert [imagenet(s) for s in (0, 5, 10, 59, 60)] == [0.0, 0.5, 1.0, 1.0, pytest.approx(0.1)]
     assert imagenet(180) == pytest.approx(1e-3)
-    halvings = _schedule(tmp_path, "vise-250m", 100)
-    assert [halvings(s) for s in (9, 10, 55, 99)] == [1.0, 0.5, pytest.approx(0.5**5), pytest.approx(0.5**9)]
+    halvings = _schedule(tmp_path, "vise-250m", 110)  # ten halvings: after each eleventh of the run
+    assert [halvings(s) for s in (9, 10, 55, 109)] == [1.0, 0.5, pytest.approx(0.5**5), pytest.approx(0.5**10)]
     with pytest.raises(ValueError, match="decay must be one of"):
         PretrainingSettings(decay="cosine-ish")
     assert PretrainingSettings(batch_size=1920).learning_rate() == pytest.approx(0.75)  # 0.1 / 256 x 1920
@@ -101,6 +101,23 @@ def test_pretraining_lowers_both_losses_and_saves_an_automodel_backbone(mined, t
     card = ModelCard.load(tmp_path / "run" / "backbone" / "README.md")
     assert card.data.license == "apache-2.0" and "synthetic demo corpus" in card.text
     assert f"| reaction loss | {curves[0]['reaction_loss']:.4f} |" in card.text
+
+
+@pytest.mark.parametrize("targets", ["comments", "reactions"])
+def test_the_papers_ablations_pretrain_with_one_loss_term(mined, tmp_path, targets):
+    settings = PretrainingSettings(**TINY, max_steps=10, save_steps=100, targets=targets)
+    report = pretrain_vise(mined, tmp_path / "run", settings)
+    kept, dropped = ("comment_loss", "reaction_loss") if targets == "comments" else ("reaction_loss", "comment_loss")
+    assert report["targets"] == targets and report["curves"]
+    for point in report["curves"]:
+        assert kept in point and dropped not in point
+        assert point["loss"] == pytest.approx(point[kept], abs=1e-3)  # the loss is that one term
+    full = AutoModelForPreTraining.from_pretrained(tmp_path / "run" / "pretraining")
+    start = ViseForPretraining(full.config)  # the untrained head keeps its initialisation
+    head = "reaction_head" if targets == "comments" else "comment_head"
+    assert torch.equal(getattr(full, head).bias, getattr(start, head).bias)
+    with pytest.raises(ValueError, match="targets must be one of"):
+        PretrainingSettings(targets="likes")
 
 
 def test_bad_inputs_name_the_fix(tmp_path, mined):

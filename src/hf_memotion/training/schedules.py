@@ -25,7 +25,9 @@ __all__ = ["DECAY_PRESETS", "StepSchedule", "milestone_steps", "step_scheduler"]
 #: Named decays as (milestones as fractions of training, factor at each).
 DECAY_PRESETS: dict[str, tuple[tuple[float, ...], float]] = {
     "imagenet": ((0.3, 0.6, 0.9), 0.1),  # the common 90-epoch ImageNet recipe (VisE on 1.2M images)
-    "vise-250m": (tuple(i / 10 for i in range(1, 11)), 0.5),  # ten halvings spread over training
+    # ten halvings spread evenly over training: after each eleventh of it, so that all ten happen (a milestone at
+    # 100% would be the last step's end and never apply)
+    "vise-250m": (tuple(i / 11 for i in range(1, 11)), 0.5),
     "constant": ((), 1.0),
 }
 

@@ -43,17 +43,26 @@ from scipy import sparse
 
 __all__ = ["CommentEmbedding", "fit_sample_rank", "tokenize"]
 
-_TOKENS = re.compile(r"\w\w+|[^\w\s]")
+# words of 2+ word characters, or one non-ASCII character that is neither a word character nor a space (an emoji, a
+# symbol, or a mark such as a variation selector: those are dropped by _is_symbol)
+_TOKENS = re.compile(r"\w\w+|[^\x00-\x7f\w\s]")
 
 
 @lru_cache(maxsize=65536)
 def _is_symbol(character: str) -> bool:
-    return ord(character) > 127 and unicodedata.category(character)[0] == "S"
+    return unicodedata.category(character)[0] == "S"
+
+
+def _tokens(lowered: str) -> list[str]:
+    found = _TOKENS.findall(lowered)
+    if any(len(t) == 1 for t in found):
+        return [t for t in found if len(t) > 1 or _is_symbol(t)]
+    return found
 
 
 def tokenize(text: str) -> list[str]:
     """Lower-cased words of 2+ word characters, and each emoji or non-ASCII symbol as its own token."""
-    return [t for t in _TOKENS.findall(text.lower()) if len(t) > 1 or _is_symbol(t)]
+    return _tokens(text.lower())
 
 
 def fit_sample_rank(seed: int, post_id: str, position: int) -> float:
@@ -115,24 +124,27 @@ class CommentEmbedding:
         return cls(vocabulary, vectorizer.idf_, svd.components_)
 
     def tfidf(self, comments: Iterable[str]) -> sparse.csr_matrix:
-        """The comments' TF-IDF rows (sublinear term frequency, IDF, L2-normalised), float32 CSR."""
-        indptr, indices, counts = [0], [], []
-        index = self._index
-        for comment in comments:
-            found: dict[int, int] = {}
-            for token in tokenize(comment):
-                column = index.get(token)
-                if column is not None:
-                    found[column] = found.get(column, 0) + 1
-            indices.extend(found)
-            counts.extend(found.values())
-            indptr.append(len(indices))
-        columns = np.asarray(indices, dtype=np.int32)
-        values = (1.0 + np.log(np.asarray(counts, dtype=np.float32))) * self.idf[columns]
-        matrix = sparse.csr_matrix((values, columns, np.asarray(indptr, dtype=np.int64)),
-                                   shape=(len(indptr) - 1, len(self.vocabulary)))  # fmt: skip
-        norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
-        matrix.data /= np.repeat(np.maximum(norms, 1e-12), np.diff(matrix.indptr)).astype(np.float32)
+        """The comments' TF-IDF rows (sublinear term frequency, IDF, L2-normalised), float32 CSR.
+
+        Python only splits and looks tokens up; counting and the CSR layout are numpy. Characters the fit dropped
+        (marks such as variation selectors) are not in the vocabulary, so no filter is needed here.
+        """
+        token_lists = [_TOKENS.findall(comment.lower()) for comment in comments]
+        lengths = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
+        lookup = self._index.get
+        columns = np.fromiter((lookup(t, -1) for tokens in token_lists for t in tokens), dtype=np.int64,
+                              count=int(lengths.sum()))  # fmt: skip
+        rows = np.repeat(np.arange(len(token_lists), dtype=np.int64), lengths)
+        known = columns >= 0
+        keys, counts = np.unique(rows[known] * len(self.vocabulary) + columns[known], return_counts=True)
+        rows, columns = keys // len(self.vocabulary), keys % len(self.vocabulary)
+        values = (1.0 + np.log(counts.astype(np.float32))) * self.idf[columns]
+        indptr = np.zeros(len(token_lists) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=len(token_lists)), out=indptr[1:])
+        matrix = sparse.csr_matrix((values.astype(np.float32), columns.astype(np.int32), indptr),
+                                   shape=(len(token_lists), len(self.vocabulary)))  # fmt: skip
+        norms = np.sqrt(np.bincount(rows, weights=values.astype(np.float64) ** 2, minlength=len(token_lists)))
+        matrix.data /= np.repeat(np.maximum(norms, 1e-12), np.diff(indptr)).astype(np.float32)
         return matrix
 
     def transform(self, comments: Iterable[str]) -> np.ndarray:

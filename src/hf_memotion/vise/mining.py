@@ -68,6 +68,8 @@ __all__ = [
     "is_holdout",
     "label_features",
     "label_posts",
+    "lloyd_sums",
+    "lloyd_update",
     "mine_labels",
     "reaction_vector",
     "sample_comments",
@@ -189,11 +191,16 @@ class ClusterModels:
         return np.concatenate(out) if out else np.zeros((0, model.config.hidden_size), dtype=np.float32)
 
     def assign_comments(self, comments: Sequence[str]) -> np.ndarray:
-        """The nearest comment centroid of each comment; ``-1`` for a comment without signal."""
-        vectors = self.embed_comments(comments)
+        """The nearest comment centroid of each comment; ``-1`` for a comment without signal.
+
+        Each distinct comment is embedded and assigned once (short comments and emoji repeat a lot).
+        """
+        distinct = dict.fromkeys(comments)
+        vectors = self.embed_comments(list(distinct))
         assigned = _nearest(vectors, self.comment_centroids)
         assigned[~CommentEmbedding.has_signal(vectors)] = -1
-        return assigned
+        position = {comment: i for i, comment in enumerate(distinct)}
+        return assigned[[position[c] for c in comments]] if len(distinct) < len(comments) else assigned
 
     def assign_reactions(self, vectors: np.ndarray) -> np.ndarray:
         """The nearest reaction centroid of each L2-normalised reaction vector."""
@@ -237,18 +244,25 @@ class ClusterModels:
             ) from None
 
 
-def _nearest(points: np.ndarray, centroids: np.ndarray, block: int = 2048) -> np.ndarray:
-    """Index of the nearest centroid of each point, in blocks (a block's distances stay in the cache)."""
+def _nearest(points: np.ndarray, centroids: np.ndarray, block: int = 1024) -> np.ndarray:
+    """Index of the nearest centroid of each point: the largest ``x.c - |c|^2 / 2``.
+
+    (``|x|^2`` is the same for every centroid.) Computed in blocks into one reused buffer: no page faults, and the
+    block's scores stay in the cache.
+    """
     out = np.zeros(len(points), dtype=np.int64)
     if len(points) == 0 or len(centroids) == 0:
         return out
     centroids = np.asarray(centroids, dtype=np.float32)
-    squared, transposed = (centroids**2).sum(1), np.ascontiguousarray(centroids.T)
+    half, transposed = -0.5 * (centroids**2).sum(1), np.ascontiguousarray(centroids.T)
+    points = np.asarray(points, dtype=np.float32)
+    buffer = np.empty((min(block, len(points)), len(centroids)), dtype=np.float32)
     for start in range(0, len(points), block):
-        distances = points[start : start + block] @ transposed  # |c|^2 - 2 x.c: |x|^2 is the same for every centroid
-        distances *= -2.0
-        distances += squared
-        out[start : start + block] = distances.argmin(1)
+        chunk = points[start : start + block]
+        scores = buffer[: len(chunk)]
+        np.matmul(chunk, transposed, out=scores)
+        scores += half
+        out[start : start + len(chunk)] = scores.argmax(1)
     return out
 
 
@@ -516,16 +530,16 @@ def _shard_state(target: Path, key: str) -> str | None:
 
 
 def label_posts(posts: Sequence[Mapping[str, Any]], models: ClusterModels, config: MiningConfig,
-                source: str = "") -> tuple[list[dict[str, Any]], dict[str, Any]]:  # fmt: skip
-    """Step 2 for a batch of valid, not held-out posts: their label rows and what was counted.
+                source: str = "") -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:  # fmt: skip
+    """Step 2 for a batch of valid, not held-out posts: their label rows, and what was found in each post.
 
     The comments of the whole batch are embedded and assigned in one go (one sparse product, blocked nearest
     centroids). Both engines call this function on their batches.
 
     Returns:
-        ``(rows, counts)``: rows in :func:`label_features`' schema (the image reference as the post gave it, a
-        relative path joined to ``source``); ``comments_without_signal``, ``posts_without_comment_signal``,
-        ``extra_reaction_keys`` (name -> posts).
+        ``(rows, details)``: rows in :func:`label_features`' schema (the image reference as the post gave it, a
+        relative path joined to ``source``); per post ``comments_without_signal`` (sampled comments with no known
+        token), ``no_comment_signal`` (it had comments, none with signal) and ``extra_reaction_keys``.
     """
     sampled = [sample_comments(p.get("comments") or [], config.max_comments, p["post_id"], config.seed)
                for p in posts]  # fmt: skip
@@ -536,9 +550,7 @@ def label_posts(posts: Sequence[Mapping[str, Any]], models: ClusterModels, confi
     reaction_ids = np.full(len(posts), -1, dtype=np.int64)
     if with_reactions:
         reaction_ids[with_reactions] = models.assign_reactions(np.stack([vectors[i] for i in with_reactions]))
-    rows, start = [], 0
-    counts: dict[str, Any] = {"comments_without_signal": int((assigned < 0).sum()), "posts_without_comment_signal": 0,
-                              "extra_reaction_keys": {}}  # fmt: skip
+    rows, details, start = [], [], 0
     for post, comments, reaction in zip(posts, sampled, reaction_ids, strict=True):
         mine = assigned[start : start + len(comments)]
         start += len(comments)
@@ -547,14 +559,24 @@ def label_posts(posts: Sequence[Mapping[str, Any]], models: ClusterModels, confi
         if len(known):
             ids, n = np.unique(known, return_counts=True)
             weights = n / n.sum()
-        elif comments:
-            counts["posts_without_comment_signal"] += 1
-        for key in extra_reaction_keys(post):
-            counts["extra_reaction_keys"][key] = counts["extra_reaction_keys"].get(key, 0) + 1
+        details.append({"comments_without_signal": int((mine < 0).sum()),
+                        "no_comment_signal": bool(comments) and not len(known),
+                        "extra_reaction_keys": extra_reaction_keys(post)})  # fmt: skip
         rows.append({"post_id": post["post_id"], "image": _image_reference(post["image"], source),
                      "comment_clusters": ids.astype(int).tolist(), "comment_weights": weights.astype(float).tolist(),
                      "reaction_cluster": int(reaction)})  # fmt: skip
-    return rows, counts
+    return rows, details
+
+
+def summarize_details(details: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The report's counts from :func:`label_posts`' per-post details."""
+    extra: dict[str, int] = {}
+    for detail in details:
+        for key in detail["extra_reaction_keys"]:
+            extra[key] = extra.get(key, 0) + 1
+    return {"comments_without_signal": sum(d["comments_without_signal"] for d in details),
+            "posts_without_comment_signal": sum(d["no_comment_signal"] for d in details),
+            "extra_reaction_keys": extra}  # fmt: skip
 
 
 def _add_counts(total: dict[str, Any], counts: Mapping[str, Any]) -> dict[str, Any]:
@@ -567,8 +589,17 @@ def _add_counts(total: dict[str, Any], counts: Mapping[str, Any]) -> dict[str, A
     return total
 
 
-def _label_shard(shard: str, clusters: str, output: str, config: MiningConfig, batch: int = 2048) -> dict[str, Any]:
-    """Label one shard into ``output`` (atomically), ``batch`` posts at a time; runs in a worker process."""
+def _label_shard(shard: str, clusters: str, output: str, config: MiningConfig, batch: int = 2048,
+                 threads: int | None = None) -> dict[str, Any]:  # fmt: skip
+    """Label one shard into ``output`` (atomically), ``batch`` posts at a time; runs in a worker process.
+
+    ``threads``: BLAS threads of this worker (``num_proc`` workers share the cores instead of oversubscribing them).
+    """
+    if threads is not None:
+        import threadpoolctl
+
+        with threadpoolctl.threadpool_limits(threads):
+            return _label_shard(shard, clusters, output, config, batch)
     models = ClusterModels.load(clusters)
     source = Path(shard)
     errors: list[dict] = []
@@ -580,14 +611,14 @@ def _label_shard(shard: str, clusters: str, output: str, config: MiningConfig, b
             continue
         pending.append(row)
         if len(pending) == batch:
-            labelled, found = label_posts(pending, models, config, str(source.parent))
+            labelled, details = label_posts(pending, models, config, str(source.parent))
             rows += labelled
-            _add_counts(counts, found)
+            _add_counts(counts, summarize_details(details))
             pending = []
     if pending:
-        labelled, found = label_posts(pending, models, config, str(source.parent))
+        labelled, details = label_posts(pending, models, config, str(source.parent))
         rows += labelled
-        _add_counts(counts, found)
+        _add_counts(counts, summarize_details(details))
     if rows:
         table = datasets.Dataset.from_list(rows, features=label_features())
     else:
@@ -663,8 +694,9 @@ def mine_labels(
     if pending:
         args = [(str(s), str(clusters), str(targets[s]), config) for s in pending]
         if num_proc > 1:
+            threads = [max(1, (os.cpu_count() or 1) // num_proc)] * len(args)
             with ProcessPoolExecutor(max_workers=num_proc) as pool:
-                results = list(pool.map(_label_shard, *zip(*args, strict=True)))
+                results = list(pool.map(_label_shard, *zip(*args, strict=True), [2048] * len(args), threads))
         else:
             results = [_label_shard(*a) for a in args]
     for result in results:

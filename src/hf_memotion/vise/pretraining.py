@@ -11,7 +11,9 @@ post, so a multi-day run does not die on one bad file.
 Optimisation is the paper's: SGD, momentum 0.9, weight decay 1e-4, learning rate ``0.1 / 256 x
 global batch``, linear warm-up from 0 over the first 5% of the iterations, then a step decay:
 ``"imagenet"`` (the 1.2M-image models: x0.1 at 30%, 60% and 90% of training, as in the common
-90-epoch ImageNet recipe) or ``"vise-250m"`` (ten halvings spread evenly over training).
+90-epoch ImageNet recipe) or ``"vise-250m"`` (ten halvings spread evenly over training: after each eleventh).
+``targets`` chooses the engagement signals (the paper's Table 3 ablation): ``"both"`` (Eq. 1), ``"comments"`` or
+``"reactions"`` (one loss term).
 
 The run goes through the shared spine (:class:`~hf_memotion.training.MemotionTrainer`); every stock
 ``TrainingArguments`` field (``bf16``, ``dataloader_num_workers``, ``save_total_limit``...) may be set in the
@@ -60,6 +62,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: The engagement signals pretraining may learn from (the paper's Table 3 ablations).
+TARGETS = ("both", "comments", "reactions")
+
 
 @dataclass
 class PretrainingSettings(TakesTrainingArguments):
@@ -69,7 +74,8 @@ class PretrainingSettings(TakesTrainingArguments):
         architecture: timm backbone (``"resnet50"``, ``"resnext101_32x16d"``, ...).
         model_args: Extra ``timm.create_model`` arguments.
         image_size: Training crop side (224 in the paper).
-        batch_size: Global batch (split across processes; 1920 for ResNet in the paper).
+        batch_size: Global batch (split across processes; the paper: 1920 for ResNet, 1536 for ResNeXt, over 32
+            GPUs: ``configs/vise_pretrain_paper.yaml``).
         gradient_accumulation_steps: Steps accumulated per update (the global batch counts them).
         epochs: Passes over the labelled posts; the number of iterations follows from ``mining.json``.
         max_steps: Iterations, instead of ``epochs``.
@@ -78,7 +84,10 @@ class PretrainingSettings(TakesTrainingArguments):
         weight_decay: SGD weight decay.
         warmup_fraction: Share of iterations of linear warm-up.
         decay: ``"imagenet"``, ``"vise-250m"`` or ``"constant"``.
-        prior_probability: pi of the heads' bias initialisation.
+        prior_probability: pi of the heads' bias initialisation (see :class:`~hf_memotion.models.vise.ViseConfig`:
+            under a softmax it does not change the loss; kept as the paper).
+        targets: ``"both"`` (comments and reactions, Eq. 1), ``"comments"`` or ``"reactions"``: one loss term, the
+            paper's Table 3 ablations.
         shuffle_buffer: Posts in the streaming shuffle buffer (shard order is shuffled too).
         save_steps: Checkpoint every this many iterations (a killed run resumes from the last).
         logging_steps: Log both losses every this many iterations.
@@ -105,6 +114,7 @@ class PretrainingSettings(TakesTrainingArguments):
     warmup_fraction: float = 0.05
     decay: str = "imagenet"
     prior_probability: float = 0.01
+    targets: str = "both"
     shuffle_buffer: int = 10_000
     save_steps: int = 500
     logging_steps: int = 10
@@ -117,6 +127,13 @@ class PretrainingSettings(TakesTrainingArguments):
             raise ValueError(f"decay must be one of {sorted(DECAY_PRESETS)}, got {self.decay!r}")
         if not 0.0 <= self.warmup_fraction < 1.0:
             raise ValueError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
+        if self.targets not in TARGETS:
+            raise ValueError(f"targets must be one of {TARGETS}, got {self.targets!r}")
+
+    def loss_terms(self) -> list[str]:
+        """The loss terms this run trains (and logs)."""
+        return {"both": ["comment_loss", "reaction_loss"], "comments": ["comment_loss"],
+                "reactions": ["reaction_loss"]}[self.targets]  # fmt: skip
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None, *, source: str | None = None) -> PretrainingSettings:
@@ -140,7 +157,7 @@ class PretrainingSettings(TakesTrainingArguments):
             "lr_milestone_unit": "step",
             "lr_decay": factor,
             "lr_scheduler_type": "constant_with_warmup",  # used when there are no milestones ("constant")
-            "loss_terms": ["comment_loss", "reaction_loss"],
+            "loss_terms": self.loss_terms(),
             "save_strategy": "steps",
             "save_steps": self.save_steps,
             "save_total_limit": 2,
@@ -150,7 +167,8 @@ class PretrainingSettings(TakesTrainingArguments):
             "data_seed": self.seed,
             "dataloader_num_workers": self.dataloader_num_workers,
             "max_grad_norm": 0.0,  # the paper does not clip
-            "ddp_find_unused_parameters": False,  # both heads and the whole backbone take part in every step
+            # with both targets every parameter takes part in every step; with one, the other head is left out
+            "ddp_find_unused_parameters": self.targets != "both",
             **self.extra,
         }
         # each process streams its own label files instead of the main process dispatching batches
@@ -216,6 +234,8 @@ class PretrainingCollator:
     Args:
         processor: Gives the training augmentation (random resized crop, flip) and normalisation.
         comment_clusters: Width of the comment target.
+        targets: ``"both"``, ``"comments"`` or ``"reactions"``: the targets a batch carries (the model computes a
+            loss term only for a target it is given).
 
     Example:
         >>> import io
@@ -229,10 +249,11 @@ class PretrainingCollator:
         (torch.Size([1, 3, 32, 32]), [[0.0, 0.75, 0.0, 0.25]], [2])
     """
 
-    def __init__(self, processor: MemotionImageProcessor, comment_clusters: int):
+    def __init__(self, processor: MemotionImageProcessor, comment_clusters: int, targets: str = "both"):
         self.transform = processor.train_transform()
         self.processor = processor
         self.comment_clusters = comment_clusters
+        self.targets = targets
         self.skipped = 0
 
     def __call__(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
@@ -258,14 +279,20 @@ class PretrainingCollator:
             reactions.append(int(row["reaction_cluster"]))
         if not images:  # every image of the batch was unreadable: an empty batch adds no loss
             size = self.processor.crop_size
-            return {"pixel_values": torch.zeros(0, 3, size, size),
-                    "comment_targets": torch.zeros(0, self.comment_clusters),
-                    "reaction_labels": torch.zeros(0, dtype=torch.long)}  # fmt: skip
-        return {
-            "pixel_values": torch.stack(images),
-            "comment_targets": torch.stack(targets),
-            "reaction_labels": torch.tensor(reactions, dtype=torch.long),
-        }
+            batch = {"pixel_values": torch.zeros(0, 3, size, size),
+                     "comment_targets": torch.zeros(0, self.comment_clusters),
+                     "reaction_labels": torch.zeros(0, dtype=torch.long)}  # fmt: skip
+        else:
+            batch = {
+                "pixel_values": torch.stack(images),
+                "comment_targets": torch.stack(targets),
+                "reaction_labels": torch.tensor(reactions, dtype=torch.long),
+            }
+        if self.targets == "comments":
+            del batch["reaction_labels"]
+        elif self.targets == "reactions":
+            del batch["comment_targets"]
+        return batch
 
 
 def pretrain_vise(
@@ -313,7 +340,7 @@ def pretrain_vise(
     )
     stream = load_mined_labels(labels).shuffle(seed=settings.seed, buffer_size=settings.shuffle_buffer)
     args = settings.training_arguments(output, max_steps)
-    collator = PretrainingCollator(processor, comment_k)
+    collator = PretrainingCollator(processor, comment_k, settings.targets)
     trainer = MemotionTrainer(model=model, args=args, train_dataset=stream, data_collator=collator)
     checkpoint = get_last_checkpoint(args.output_dir) if resume and Path(args.output_dir).is_dir() else None
     if checkpoint and state.is_main_process:
@@ -336,6 +363,7 @@ def pretrain_vise(
         "comment_clusters": comment_k,
         "reaction_clusters": reaction_k,
         "processes": state.num_processes,
+        "targets": settings.targets,
         "resumed_from": checkpoint,
         "unreadable_images_skipped": collator.skipped,
         "demo": bool((mining.get("corpus") or {}).get("demo")),

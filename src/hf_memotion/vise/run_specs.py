@@ -39,7 +39,9 @@ class MiningRunSpec:
         output_dir: Clusters, label shards, errors and ``mining.json``.
         num_proc: Processes labelling shards (local), or Spark cores (``local[num_proc]``); default 1 / 2.
         mining: The mining settings (the paper's by default).
-        engine: ``"local"`` (this machine) or ``"spark"``.
+        engine: ``"local"`` (this machine) or ``"spark"`` (``data.path`` may then be any URI Spark reads:
+            ``hdfs://``, ``s3a://``...).
+        spark_memory: JVM memory of a local Spark session (under ``spark-submit`` the cluster's settings apply).
     """
 
     data: dict[str, Any] = field(default_factory=lambda: {"demo": {}})
@@ -47,6 +49,7 @@ class MiningRunSpec:
     num_proc: int | None = None
     mining: MiningConfig = field(default_factory=MiningConfig)
     engine: str = "local"
+    spark_memory: str = "2g"
 
     def __post_init__(self):
         if self.engine not in ENGINES:

@@ -58,7 +58,8 @@ def mine(spec: MiningRunSpec) -> dict[str, Any]:
     if spec.engine == "spark":
         from hf_memotion.vise.spark_mining import mine_labels_on_spark
 
-        return mine_labels_on_spark(corpus, spec.output_dir, spec.mining, cores=spec.num_proc or 2)
+        return mine_labels_on_spark(corpus, spec.output_dir, spec.mining, cores=spec.num_proc or 2,
+                                    memory=spec.spark_memory)  # fmt: skip
     return mine_labels(corpus, spec.output_dir, spec.mining, num_proc=spec.num_proc or 1)
 
 
@@ -73,6 +74,10 @@ def print_mining_summary(report: dict[str, Any], spec: MiningRunSpec) -> None:
     print(f"labelled {report['posts_labelled']} posts ({report['holdout']['holdout_posts']} held out for clustering); "
           f"{report['posts_without_comments']} without comments, {report['posts_without_reactions']} without "
           f"reactions, {report['malformed_rows']} malformed rows skipped")  # fmt: skip
+    extra = ", ".join(f"{k} ({n} posts)" for k, n in sorted(report.get("extra_reaction_keys", {}).items()))
+    print(f"{report.get('comments_without_signal', 0)} sampled comments without a known word or emoji (no cluster); "
+          f"{report.get('posts_without_comment_signal', 0)} posts whose comments all lacked one; extra reaction keys "
+          f"ignored: {extra or 'none'} ({report.get('engine', 'local')} engine)")  # fmt: skip
     print("comment clusters: " + _sizes(report["comment_cluster_sizes"]))
     print("reaction clusters: " + _sizes(report["reaction_cluster_sizes"]))
     print(f"labels: {spec.output_dir}/labels-*.parquet  report: {spec.output_dir}/mining.json")

@@ -19,7 +19,10 @@ class ViseConfig(TimmBackboneConfig):
         model_args: Extra ``timm.create_model`` keyword arguments.
         comment_clusters: Outputs of the comment head (k of the comment K-means; 5000 in the paper).
         reaction_clusters: Outputs of the reaction head (128 in the paper).
-        prior_probability: pi of the heads' bias initialisation, ``-log((1 - pi) / pi)`` (0.01 in the paper).
+        prior_probability: pi of the heads' bias initialisation, ``-log((1 - pi) / pi)`` (0.01 in the paper). Under
+            the softmax of both heads the same bias on every logit shifts them all alike, so it changes neither the
+            probabilities nor the loss (the focal-loss prior it comes from matters for per-class sigmoids); it is
+            kept because the paper does it.
         extra_features: Width of extra per-example features that :class:`ViseForImageClassification` concatenates
             to the pooled image features before its classifier (e.g. a frozen text encoder's sentence embedding
             for Hateful Memes); 0 for images only.

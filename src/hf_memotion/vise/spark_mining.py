@@ -406,9 +406,11 @@ def _spark_report(labels, posts, models: ClusterModels, holdout: dict, settings:
     errors = posts.filter(F.col("error").isNotNull())
     malformed = [{"shard": r["source"], "post_id": r["post_id"], "error": r["error"]}
                  for r in errors.limit(20).collect()]  # fmt: skip
-    details = {"comments_without_signal": int(summary["without_signal"] or 0),
-               "posts_without_comment_signal": int(summary["no_signal_posts"] or 0),
-               "extra_reaction_keys": extra}  # the local engine's counts (summarize_details), by the same names
+    details = {
+        "comments_without_signal": int(summary["without_signal"] or 0),
+        "posts_without_comment_signal": int(summary["no_signal_posts"] or 0),
+        "extra_reaction_keys": extra,
+    }  # the local engine's counts (summarize_details), by the same names
     return {
         "engine": "spark",
         "settings": settings,

@@ -50,6 +50,7 @@ def _config(demo, output, models, **extra):
             "stacking": {"methods": ["average", "logistic_regression"]}, "bf16_check": False, **extra}  # fmt: skip
 
 
+@pytest.mark.slow
 def test_search_in_the_recipe_picks_per_problem_keeps_the_winners_folds_and_one_row_per_backbone(demo, tmp_path, fits):
     models = [
         {"name": "text", "modality": "text", **TINY_TEXT, "training": TEXT_TRAINING},
@@ -88,6 +89,7 @@ def test_search_in_the_recipe_picks_per_problem_keeps_the_winners_folds_and_one_
     assert len(fits) == 23 and again["table7"] == report["table7"]
 
 
+@pytest.mark.slow
 def test_the_papers_protocol_options(demo, tmp_path, fits):
     models = [
         {"name": "text", "modality": "text", "layout": "per_problem", **TINY_TEXT,
@@ -182,6 +184,7 @@ def test_a_refit_on_the_folds_schedule_stops_early_at_the_folds_learning_rate(tm
     assert rates[-1] == pytest.approx(0.1 * (16 - 7) / 16)  # step 8 of the 16-step decay, not of an 8-step one
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["ray"])
 def test_jobs_on_a_local_ray_give_the_report_of_one_process(demo, tmp_path, engine):
     models = [

@@ -23,7 +23,7 @@ Example:
     >>> settings = PretrainingSettings.from_dict({"batch_size": 512, "decay": "vise-250m", "bf16": True})
     >>> args = settings.training_arguments("/tmp/hf_memotion_doc_pretrain", max_steps=100)
     >>> args.learning_rate, args.lr_milestones[:2], args.lr_decay, args.bf16, args.loss_terms
-    (0.2, [10.0, 20.0], 0.5, True, ['comment_loss', 'reaction_loss'])
+    (0.2, [9.0, 18.0], 0.5, True, ['comment_loss', 'reaction_loss'])
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The one command-line convention of the scripts: ``script.py [CONFIG] [key=value ...]``.
+"""The one command-line convention of the scripts: ``script.py [CONFIG] [key=value ...] [--plan]``.
 
 :func:`run_command` is the whole body of every config-driven script: it parses the arguments
 (``--help`` lists the config's keys, read from its spec), sets up logging and the launched processes,
@@ -9,8 +9,8 @@ never a traceback.
 
 Example:
     >>> from hf_memotion.training.run_specs import StackingSpec
-    >>> parse_command_line(["n_splits=3"], "Train.", "configs/demo.yaml", StackingSpec)
-    ('configs/demo.yaml', ['n_splits=3'])
+    >>> parse_arguments(["n_splits=3"], "Train.", "configs/demo.yaml", StackingSpec)
+    CommandLine(config='configs/demo.yaml', overrides=['n_splits=3'], plan=False)
     >>> describe_spec(StackingSpec)
     'config keys: methods, features, cv'
 """
@@ -39,7 +39,6 @@ __all__ = [
     "CommandLine",
     "describe_spec",
     "parse_arguments",
-    "parse_command_line",
     "publish_folders",
     "read_run_config",
     "run_command",
@@ -113,17 +112,6 @@ def parse_arguments(
             overrides.insert(0, config)
         config = args.config_option
     return CommandLine(config or default_config, overrides, bool(getattr(args, "plan", False)))
-
-
-def parse_command_line(
-    argv: Sequence[str] | None, description: str, default_config: str, spec_class: type | None = None
-) -> tuple[str, list[str]]:
-    """``SCRIPT [CONFIG] [key=value ...]``: the config path (the default when only overrides are given) and overrides.
-
-    ``--config PATH`` is still read, as an older spelling of the positional config.
-    """
-    line = parse_arguments(argv, description, default_config, spec_class)
-    return line.config, line.overrides
 
 
 def read_run_config(path: str | None, overrides: Sequence[str]) -> tuple[dict[str, Any], PushSettings | None]:

@@ -40,7 +40,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -199,8 +201,10 @@ class ClusterModels:
         vectors = self.embed_comments(list(distinct))
         assigned = _nearest(vectors, self.comment_centroids)
         assigned[~CommentEmbedding.has_signal(vectors)] = -1
+        if len(distinct) == len(comments):
+            return assigned
         position = {comment: i for i, comment in enumerate(distinct)}
-        return assigned[[position[c] for c in comments]] if len(distinct) < len(comments) else assigned
+        return assigned[[position[c] for c in comments]]
 
     def assign_reactions(self, vectors: np.ndarray) -> np.ndarray:
         """The nearest reaction centroid of each L2-normalised reaction vector."""
@@ -579,14 +583,15 @@ def summarize_details(details: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             "extra_reaction_keys": extra}  # fmt: skip
 
 
-def _add_counts(total: dict[str, Any], counts: Mapping[str, Any]) -> dict[str, Any]:
+def _add_counts(total: dict[str, Any], counts: Mapping[str, Any]) -> None:
+    """Add one shard's counts (numbers, and ``extra_reaction_keys`` by name) to ``total``."""
     for key, value in counts.items():
         if isinstance(value, dict):
+            named = total.setdefault(key, {})
             for name, n in value.items():
-                total.setdefault(key, {})[name] = total.setdefault(key, {}).get(name, 0) + n
+                named[name] = named.get(name, 0) + n
         else:
             total[key] = total.get(key, 0) + value
-    return total
 
 
 def _label_shard(shard: str, clusters: str, output: str, config: MiningConfig, batch: int = 2048,
@@ -595,30 +600,21 @@ def _label_shard(shard: str, clusters: str, output: str, config: MiningConfig, b
 
     ``threads``: BLAS threads of this worker (``num_proc`` workers share the cores instead of oversubscribing them).
     """
-    if threads is not None:
-        import threadpoolctl
+    import threadpoolctl
 
-        with threadpoolctl.threadpool_limits(threads):
-            return _label_shard(shard, clusters, output, config, batch)
     models = ClusterModels.load(clusters)
     source = Path(shard)
     errors: list[dict] = []
+    posts = (row for row in _posts(source, errors)
+             if not is_holdout(row["post_id"], config.holdout_fraction, config.seed))  # fmt: skip
     rows: list[dict] = []
-    counts: dict[str, Any] = {}
-    pending: list[dict] = []
-    for row in _posts(source, errors):
-        if is_holdout(row["post_id"], config.holdout_fraction, config.seed):
-            continue
-        pending.append(row)
-        if len(pending) == batch:
-            labelled, details = label_posts(pending, models, config, str(source.parent))
+    details: list[dict] = []
+    with threadpoolctl.threadpool_limits(threads) if threads is not None else contextlib.nullcontext():
+        while pending := list(itertools.islice(posts, batch)):
+            labelled, found = label_posts(pending, models, config, str(source.parent))
             rows += labelled
-            _add_counts(counts, summarize_details(details))
-            pending = []
-    if pending:
-        labelled, details = label_posts(pending, models, config, str(source.parent))
-        rows += labelled
-        _add_counts(counts, summarize_details(details))
+            details += found
+    counts = summarize_details(details)
     if rows:
         table = datasets.Dataset.from_list(rows, features=label_features())
     else:

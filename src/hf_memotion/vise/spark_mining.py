@@ -53,6 +53,7 @@ from hf_memotion.vise.comment_embedding import CommentEmbedding, fit_sample_rank
 from hf_memotion.vise.mining import (
     ClusterModels,
     MiningConfig,
+    _image_reference,
     _kmeans_backend,
     _size_statistics,
     check_post,
@@ -168,16 +169,11 @@ def _parse_posts(kind: str, config: MiningConfig):
                                 "image_path": None, "image_bytes": None, "comments": None, "reactions": None,
                                 "held_out": None, "error": problem})  # fmt: skip
                     continue
-                image = row["image"]
-                if isinstance(image, dict):
-                    path, data = image.get("path"), image.get("bytes")
-                elif isinstance(image, (bytes, bytearray)):
-                    path, data = None, bytes(image)
-                else:
-                    path, data = str(image), None
+                image = _image_reference(row["image"], source)  # a relative path joined to the shard's folder
                 sampled = sample_comments(row.get("comments") or [], config.max_comments, row["post_id"], config.seed)
                 reactions = {k: int(v) for k, v in (row.get("reactions") or {}).items() if v is not None}
-                out.append({"post_id": row["post_id"], "source": source, "image_path": path, "image_bytes": data,
+                out.append({"post_id": row["post_id"], "source": source, "image_path": image["path"],
+                            "image_bytes": image["bytes"],
                             "comments": sampled, "reactions": reactions if row.get("reactions") is not None else None,
                             "held_out": is_holdout(row["post_id"], config.holdout_fraction, config.seed),
                             "error": None})  # fmt: skip
@@ -285,15 +281,11 @@ def _label(broadcast, config: MiningConfig):
     def label(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         models = broadcast.value
         for frame in batches:
-            rows, details = [], []
-            for source, group in frame.groupby("source", sort=False):
-                posts = [{"post_id": r["post_id"], "comments": _plain(r["comments"]) or [],
-                          "reactions": _plain(r["reactions"]),
-                          "image": {"bytes": r["image_bytes"], "path": r["image_path"]} if r["image_bytes"] is not None
-                          else r["image_path"]} for r in group.to_dict("records")]  # fmt: skip
-                labelled, found = label_posts(posts, models, config, source)
-                rows += labelled
-                details += found
+            posts = [{"post_id": r["post_id"], "comments": _plain(r["comments"]) or [],
+                      "reactions": _plain(r["reactions"]),
+                      "image": {"bytes": r["image_bytes"], "path": r["image_path"]}}
+                     for r in frame.to_dict("records")]  # fmt: skip
+            rows, details = label_posts(posts, models, config)
             yield pd.DataFrame([
                 {**row, "_comments_without_signal": d["comments_without_signal"],
                  "_no_comment_signal": d["no_comment_signal"], "_extra_keys": d["extra_reaction_keys"]}

@@ -13,9 +13,11 @@ Corpora come from :func:`hf_memotion.data.realistic_engagement.make_realistic_en
 - step 1: fitting phi_C (vocabulary, IDF, SVD), embedding the held-out comments, K-means (faiss, from the
   engines' shared initial centroids);
 - **step 2 per core**: :func:`~hf_memotion.vise.mining.label_posts` on one thread (BLAS and torch limited to 1)
-  over 4,096 posts, in posts/s, with the baseline of before (the vectorizer and projection applied post by post,
-  the projection up-cast and copied each time) on the first 100 of them; and the whole step 2 (``mine_labels``)
-  with 1 and 2 processes (``num_proc`` scaling);
+  over 4,096 posts, in posts/s, the median of three runs, interleaved with three runs of the float32 centroid search
+  (``search_method="float32"``: the ratio is the int8 pre-filter's gain,
+  :class:`~hf_memotion.vise.centroid_search.CentroidSearch`), and the baseline of before (the vectorizer and
+  projection applied post by post, the projection up-cast and copied each time) on the first 100 of them; and the
+  whole step 2 (``mine_labels``) with 1 and 2 processes (``num_proc`` scaling);
 - peak RSS of the process (Linux VmHWM).
 
 Then, on the ``--spark-comments`` corpus, the Spark engine (``local[2]``) against the local engine: adjusted Rand
@@ -55,27 +57,28 @@ def _per_post_baseline(models, posts, config) -> float:
     """Posts/s of the code of before: a vectorizer and the projection applied post by post (up-cast, copied)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
+    from hf_memotion.vise.centroid_search import CentroidSearch
     from hf_memotion.vise.comment_embedding import tokenize
-    from hf_memotion.vise.mining import _nearest, sample_comments
+    from hf_memotion.vise.mining import sample_comments
 
     vocabulary = {w: i for i, w in enumerate(models.embedding.vocabulary)}
     vectorizer = TfidfVectorizer(vocabulary=vocabulary, tokenizer=tokenize, lowercase=False, token_pattern=None,
                                  sublinear_tf=True)  # fmt: skip
     vectorizer.idf_ = models.embedding.idf.astype(np.float64)
+    dense = CentroidSearch(models.comment_centroids, method="float32")
     start = time.perf_counter()
     for post in posts:
         sampled = sample_comments(post.get("comments") or [], config.max_comments, post["post_id"], config.seed)
         if sampled:
             projected = np.asarray(vectorizer.transform(sampled) @ models.embedding.components.T, dtype=np.float32)
             projected /= np.maximum(np.linalg.norm(projected, axis=1, keepdims=True), 1e-12)
-            _nearest(projected, models.comment_centroids)
+            dense(projected)
     return len(posts) / (time.perf_counter() - start)
 
 
 def probe(comments: int, folder: str) -> dict:
     """In a fresh process: the corpus, step 1 (timed in parts), step 2 per core and with 1 and 2 processes."""
     import threadpoolctl
-    import torch
 
     from hf_memotion.benchmarking import peak_rss_bytes
     from hf_memotion.data.engagement import engagement_shards
@@ -98,15 +101,21 @@ def probe(comments: int, folder: str) -> dict:
     posts = [r for s in shards for r in _posts(s, []) if not is_holdout(r["post_id"], config.holdout_fraction,
                                                                        config.seed)][:4096]  # fmt: skip
     n_comments = sum(min(len(p.get("comments") or []), config.max_comments) for p in posts)
-    with threadpoolctl.threadpool_limits(1):
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        label_posts(posts[:64], models, config)  # warm-up
-        start = time.perf_counter()
-        label_posts(posts, models, config)
-        per_core = len(posts) / (time.perf_counter() - start)
+    rates: dict[str, list[float]] = {"auto": [], "float32": []}
+    with threadpoolctl.threadpool_limits(1):  # BLAS, and torch's OpenMP pool with it
+        for method in rates:  # warm-up: a first full batch grows the process's memory, each search is prepared
+            models.search_method = method
+            label_posts(posts, models, config)
+        for _ in range(3):  # interleaved: both paths see the same moments of a noisy machine
+            for method, measured in rates.items():
+                models.search_method = method
+                start = time.perf_counter()
+                label_posts(posts, models, config)
+                measured.append(len(posts) / (time.perf_counter() - start))
+        models.search_method = "auto"
+        search = models._search("comment_centroids")
         baseline = _per_post_baseline(models, posts[:100], config)
-        torch.set_num_threads(threads)
+    per_core, dense = float(np.median(rates["auto"])), float(np.median(rates["float32"]))
     whole = {}
     for num_proc in (1, 2):
         target = base / f"mined_{num_proc}"
@@ -119,7 +128,10 @@ def probe(comments: int, folder: str) -> dict:
             "vocabulary": len(models.embedding.vocabulary), "step1_s": step1,
             "comment_clusters": len(models.comment_centroids), "step2_sample_posts": len(posts),
             "step2_sample_comments_per_post": n_comments / max(1, len(posts)),
-            "step2_posts_per_s_per_core": per_core, "baseline_posts_per_s_per_core": baseline,
+            "step2_posts_per_s_per_core": per_core, "step2_runs_per_core": rates["auto"],
+            "search_method": search.method, "candidates_per_comment": search.candidates_per_point,
+            "step2_float32_search_posts_per_s_per_core": dense, "step2_float32_runs": rates["float32"],
+            "baseline_posts_per_s_per_core": baseline,
             "step2_posts_per_s_1_process": whole[1], "step2_posts_per_s_2_processes": whole[2],
             "comments_without_signal": report["comments_without_signal"],
             "extra_reaction_keys": report["extra_reaction_keys"],
@@ -224,13 +236,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# VisE mining benchmark — {datetime.date.today()}\n")
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs; dense fp32 matmul {matmul:.1f} GFLOP/s; "
           f"settings {PAPER}; realistic corpora (100,000-word Zipf vocabulary, emoji, typos)\n")  # fmt: skip
-    print("| comments | posts | vocabulary | step 1 (s) | step 2 posts/s per core | before (per core) | "
-          "step 2 posts/s, 1 process | 2 processes | peak RSS (MB) |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| comments | posts | vocabulary | step 1 (s) | step 2 posts/s per core | float32 search (per core) | "
+          "before (per core) | step 2 posts/s, 1 process | 2 processes | peak RSS (MB) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for row in sizes:
         print(f"| {row['comments']:,} | {row['posts']:,} | {row['vocabulary']:,} | {row['step1_s']:.1f} | "
               f"**{row['step2_posts_per_s_per_core']:,.0f}** ({row['step2_sample_comments_per_post']:.1f} "
-              f"comments/post) | {row['baseline_posts_per_s_per_core']:,.1f} | "
+              f"comments/post; {row['search_method']} search, {row['candidates_per_comment']:.1f} candidates "
+              f"re-ranked per comment) | {row['step2_float32_search_posts_per_s_per_core']:,.0f} "
+              f"(x{row['step2_posts_per_s_per_core'] / row['step2_float32_search_posts_per_s_per_core']:.2f}) | "
+              f"{row['baseline_posts_per_s_per_core']:,.1f} | "
               f"{row['step2_posts_per_s_1_process']:,.0f} | {row['step2_posts_per_s_2_processes']:,.0f} | "
               f"{row['peak_rss_mb']:,.0f} |")  # fmt: skip
     if agreement:

@@ -80,6 +80,30 @@ def test_step_two_labels_the_same_in_batches_as_post_by_post(corpus, tmp_path):
                                                                   if k == "like") for p in posts]  # fmt: skip
 
 
+def test_step_two_labels_the_same_with_the_int8_search_as_with_the_float32_search(corpus, tmp_path):
+    from hf_memotion.vise.centroid_search import int8_search_available
+
+    config = MiningConfig(comment_clusters=300, reaction_clusters=8, holdout_fraction=0.3, embedding_dim=32, seed=1)
+    mine_labels(corpus, tmp_path / "mined", config)
+    models = ClusterModels.load(tmp_path / "mined" / "clusters")
+    posts = [
+        json.loads(line) for shard in sorted(corpus.glob("posts-*.jsonl")) for line in shard.read_text().splitlines()
+    ]
+    posts[0]["comments"], posts[1]["comments"] = ["zzqx", "😂 😂", "zzqx"], []  # no signal, emoji repeated, none
+    models.search_method = "float32"
+    dense = label_posts(posts, models, config, str(corpus))
+    models.search_method = "auto"
+    assert label_posts(posts, models, config, str(corpus)) == dense
+    assert models._search("comment_centroids").method == ("int8" if int8_search_available() else "float32")
+    (first, second), (first_found, second_found) = dense[0][:2], dense[1][:2]
+    assert (
+        first_found["comments_without_signal"] == 2
+        and first["comment_clusters"]
+        and not first_found["no_comment_signal"]
+    )
+    assert second["comment_clusters"] == [] and second_found["comments_without_signal"] == 0
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("layout", ["jsonl via a file:// URI", "parquet with embedded images"])
 def test_the_spark_engine_mines_realistic_text_as_the_local_engine_does(tmp_path, layout):

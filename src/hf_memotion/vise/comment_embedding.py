@@ -32,6 +32,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -131,8 +132,8 @@ class CommentEmbedding:
         """
         token_lists = [_TOKENS.findall(comment.lower()) for comment in comments]
         lengths = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
-        lookup = self._index.get
-        columns = np.fromiter((lookup(t, -1) for tokens in token_lists for t in tokens), dtype=np.int64,
+        tokens = itertools.chain.from_iterable(token_lists)
+        columns = np.fromiter(map(self._index.get, tokens, itertools.repeat(-1)), dtype=np.int64,
                               count=int(lengths.sum()))  # fmt: skip
         rows = np.repeat(np.arange(len(token_lists), dtype=np.int64), lengths)
         known = columns >= 0
@@ -150,13 +151,14 @@ class CommentEmbedding:
     def transform(self, comments: Iterable[str]) -> np.ndarray:
         """phi_C of each comment, ``(n, dim)`` float32, L2-normalised; a zero row where no token is known."""
         projected = np.asarray(self.tfidf(comments) @ self._projection, dtype=np.float32)
-        norms = np.linalg.norm(projected, axis=1, keepdims=True)
-        return projected / np.maximum(norms, 1e-12)
+        norms = np.sqrt(np.einsum("ij,ij->i", projected, projected))
+        projected /= np.maximum(norms, 1e-12)[:, None]  # in place: no second (n, dim) array
+        return projected
 
     @staticmethod
     def has_signal(vectors: np.ndarray) -> np.ndarray:
         """Rows of :meth:`transform` that have a direction (a known token)."""
-        return np.abs(vectors).sum(axis=1) > 0
+        return np.asarray(vectors).any(axis=1)
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The arrays to save or broadcast (the vocabulary goes beside them as text)."""

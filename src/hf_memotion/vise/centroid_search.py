@@ -45,7 +45,7 @@ from typing import Literal
 
 import numpy as np
 
-__all__ = ["CentroidSearch", "int8_search_available"]
+__all__ = ["CentroidSearch", "Method", "int8_search_available"]
 
 Method = Literal["auto", "int8", "float32"]
 _MIN_CENTROIDS, _MIN_DIM = 256, 16  # below this the float32 product is already cheap
@@ -144,7 +144,6 @@ class CentroidSearch:
         self.block = int(block)
         self.candidates_per_point = 0.0
         self._half = -0.5 * (centroids**2).sum(1)  # float32, as the dense path scores: x.c - |c|^2 / 2
-        self._transposed = np.ascontiguousarray(centroids.T)
         large = len(centroids) >= _MIN_CENTROIDS and centroids.shape[1] >= _MIN_DIM
         self.method = "int8" if method == "int8" or (method == "auto" and large and int8_search_available()) else (
             "float32")  # fmt: skip
@@ -153,7 +152,10 @@ class CentroidSearch:
             dequantised = self._kernel.scales[:, None].astype(np.float64) * self._kernel.quantised
             self._norms = np.linalg.norm(dequantised, axis=1)  # |a_j q_j|
             self._errors = np.linalg.norm(centroids - dequantised, axis=1)  # |c_j - a_j q_j|
-            self._slack_scale = 1e-4 * (self._norms.max() + 1.0)
+            self._largest_norm, self._largest_error = float(self._norms.max()), float(self._errors.max())
+            self._slack_scale = 1e-4 * (self._largest_norm + 1.0)
+        else:
+            self._transposed = np.ascontiguousarray(centroids.T)
 
     def __call__(self, points: np.ndarray) -> np.ndarray:
         """Nearest centroid of each row of ``points`` (``(n, dim)``), as int64; all zeros when there are no centroids.
@@ -196,7 +198,7 @@ class CentroidSearch:
             scale = float(largest[rows].max()) / 127 or 1.0
             quantised = np.multiply(chunk, np.float32(1 / scale))
             np.clip(np.rint(quantised, out=quantised), -127, 127, out=quantised)
-            # float32 norms: their rounding (relative 1e-5 at most) is far inside the slack of _certified
+            # the float32 residual's rounding (about 1e-7 of |x|) is far inside the slack of _certified
             residual = chunk - np.float32(scale) * quantised
             rho = np.sqrt(np.einsum("ij,ij->i", residual, residual, dtype=np.float64))
             length = np.sqrt(np.einsum("ij,ij->i", chunk, chunk, dtype=np.float64))
@@ -214,7 +216,7 @@ class CentroidSearch:
         # the best int8 candidate's float32 score bounds the true best score from below; a possible winner's int8
         # score is at most its error bound under that
         floor = np.einsum("nd,nd->n", chunk, np.take(self.centroids, first, 0)) + self._half[first] - slack
-        threshold = floor - rho * self._norms.max() - length * self._errors.max() - slack
+        threshold = floor - rho * self._largest_norm - length * self._largest_error - slack
         threshold = np.nextafter(threshold.astype(np.float32), np.float32(-np.inf))  # round down, never up
         flat = np.flatnonzero(scores >= threshold[:, None])
         rows, cols = np.divmod(flat, scores.shape[1])

@@ -59,7 +59,7 @@ from sklearn.cluster import KMeans
 
 from hf_memotion.data.engagement import REACTIONS, engagement_shards
 from hf_memotion.io_utils import atomic_open, atomic_write_text
-from hf_memotion.vise.centroid_search import CentroidSearch
+from hf_memotion.vise.centroid_search import CentroidSearch, Method
 from hf_memotion.vise.comment_embedding import CommentEmbedding, fit_sample_rank
 
 __all__ = [
@@ -167,7 +167,7 @@ class ClusterModels:
     comment_centroids: np.ndarray
     reaction_centroids: np.ndarray
     settings: dict[str, Any] = field(default_factory=dict)
-    search_method: str = "auto"
+    search_method: Method = "auto"
     _encoder: Any = field(default=None, repr=False)  # (tokenizer, model) of a comment_encoder, loaded once
     _searches: dict[tuple[str, str], tuple[np.ndarray, CentroidSearch]] = field(default_factory=dict, repr=False)
 
@@ -176,7 +176,7 @@ class ClusterModels:
         centroids, key = getattr(self, name), (name, self.search_method)
         cached = self._searches.get(key)
         if cached is None or cached[0] is not centroids:
-            cached = self._searches[key] = (centroids, CentroidSearch(centroids, self.search_method))  # type: ignore[arg-type]
+            cached = self._searches[key] = (centroids, CentroidSearch(centroids, self.search_method))
         return cached[1]
 
     def embed_comments(self, comments: Sequence[str]) -> np.ndarray:

@@ -49,6 +49,22 @@ def test_the_sparse_tfidf_equals_scikit_learns_and_unknown_comments_have_no_sign
     assert not vectors[7:9].any()  # no known token: no direction, never a cluster
 
 
+def test_a_batch_tfidf_equals_scikit_learns_on_hostile_unicode_in_every_order():
+    """Final sigma, dotted capitals, NUL, combining marks, ZWJ sequences: each comment is tokenised on its own."""
+    texts = ["ΟΔΟΣ ΟΔΟΣΣ", "Σ", "ΑΣ", "ΣΑ ΑΣ.", "İstanbul İİ", "nul\x00inside\x00", "\x00", "", "   ", "x",
+             "hé́llo wörld", "नमस्ते दुनिया", "👨\u200d👩\u200d👧 family", "ǅemal ǄEMAL", "ß STRASSE",
+             "Σ\x00Σ", "ΑΣ\x00ΑΣ", "😂😂"]  # fmt: skip
+    embedding = CommentEmbedding.fit(texts * 2, dim=3)
+    vocabulary = {w: i for i, w in enumerate(embedding.vocabulary)}
+    reference = TfidfVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None, sublinear_tf=True,
+                                vocabulary=vocabulary).fit(texts * 2)  # fmt: skip
+    rng = np.random.default_rng(0)
+    for _ in range(20):  # in any order and neighbourhood
+        probe = [texts[i] for i in rng.permutation(len(texts))]
+        np.testing.assert_allclose(embedding.tfidf(probe).toarray(), reference.transform(probe).toarray(), atol=1e-6)
+    assert {"οδος", "ας", "σα", "nul", "inside"} <= set(embedding.vocabulary)  # final sigma: per comment
+
+
 def test_the_post_policy_ignores_extra_reaction_keys_and_names_bad_counts():
     assert check_post({"post_id": "p", "image": "x.png", "reactions": {"like": 40, "love": 2}}) is None
     assert check_post({"post_id": "p", "image": "x.png", "reactions": {"love": True}}) is not None

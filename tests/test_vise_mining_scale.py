@@ -1,5 +1,6 @@
 """VisE mining at scale: one phi_C for both engines (emoji, no-signal comments), step 2 batched, one post policy."""
 
+import itertools
 import json
 from pathlib import Path
 
@@ -118,6 +119,30 @@ def test_step_two_labels_the_same_with_the_int8_search_as_with_the_float32_searc
         and not first_found["no_comment_signal"]
     )
     assert second["comment_clusters"] == [] and second_found["comments_without_signal"] == 0
+
+
+def test_single_token_comments_take_the_cluster_the_full_search_gives(corpus, tmp_path):
+    from hf_memotion.vise.centroid_search import CentroidSearch
+
+    config = MiningConfig(comment_clusters=300, reaction_clusters=8, holdout_fraction=0.3, embedding_dim=32, seed=1)
+    mine_labels(corpus, tmp_path / "mined", config)
+    models = ClusterModels.load(tmp_path / "mined" / "clusters")
+    words = [t for t in models.embedding.vocabulary if len(t) > 1][:40]
+    emoji = [t for t in models.embedding.vocabulary if len(t) == 1][:10]
+    comments = [f"{w.upper()}!!" for w in words] + [f"{w} {w}" for w in words] + [e * 3 for e in emoji]
+    comments += [f"{a} {b}" for a, b in itertools.pairwise(words)] + ["zzqx", "", words[0]]
+    embedded = models.embedding.transform(comments)
+    signal = models.embedding.has_signal(embedded)
+    for method in ("float32", "auto"):
+        models.search_method = method
+        expected = np.full(len(comments), -1)
+        expected[signal] = CentroidSearch(models.comment_centroids, method=method)(embedded[signal])
+        assert models.assign_comments(comments).tolist() == expected.tolist()
+        assert models.assign_comments(comments[::-1]).tolist() == expected[::-1].tolist()  # now from the cache
+        cached = models._token_clusters[method][1]
+        assert (cached >= 0).sum() == len(words) + len(emoji)  # each single token searched once, none else
+    first = models.assign_comments([words[0], words[0].upper() + "?", f"{words[0]} {words[0]} {words[0]}"])
+    assert len(set(first.tolist())) == 1
 
 
 @pytest.mark.slow

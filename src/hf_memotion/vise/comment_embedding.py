@@ -150,7 +150,11 @@ class CommentEmbedding:
 
     def transform(self, comments: Iterable[str]) -> np.ndarray:
         """phi_C of each comment, ``(n, dim)`` float32, L2-normalised; a zero row where no token is known."""
-        projected = np.asarray(self.tfidf(comments) @ self._projection, dtype=np.float32)
+        return self.project(self.tfidf(comments))
+
+    def project(self, tfidf: sparse.csr_matrix) -> np.ndarray:
+        """phi_C of TF-IDF rows (:meth:`tfidf`'s): one sparse product with the projection, then L2-normalised."""
+        projected = np.asarray(tfidf @ self._projection, dtype=np.float32)
         norms = np.sqrt(np.einsum("ij,ij->i", projected, projected))
         projected /= np.maximum(norms, 1e-12)[:, None]  # in place: no second (n, dim) array
         return projected

@@ -55,6 +55,7 @@ from typing import Any
 
 import datasets
 import numpy as np
+from scipy import sparse
 from sklearn.cluster import KMeans
 
 from hf_memotion.data.engagement import REACTIONS, engagement_shards
@@ -170,6 +171,8 @@ class ClusterModels:
     search_method: Method = "auto"
     _encoder: Any = field(default=None, repr=False)  # (tokenizer, model) of a comment_encoder, loaded once
     _searches: dict[tuple[str, str], tuple[np.ndarray, CentroidSearch]] = field(default_factory=dict, repr=False)
+    # per search method: the search and the comment cluster of each vocabulary token (-2: not searched yet)
+    _token_clusters: dict[str, tuple[CentroidSearch, np.ndarray]] = field(default_factory=dict, repr=False)
 
     def _search(self, name: str) -> CentroidSearch:
         """The search over ``comment_centroids`` or ``reaction_centroids``, prepared once per array and method."""
@@ -209,17 +212,57 @@ class ClusterModels:
     def assign_comments(self, comments: Sequence[str]) -> np.ndarray:
         """The nearest comment centroid of each comment; ``-1`` for a comment without signal.
 
-        Each distinct comment is embedded and assigned once (short comments and emoji repeat a lot).
+        Each distinct comment is embedded and assigned once (short comments and emoji repeat a lot), and a comment
+        with a single known token ("wow!!", "WOW", "😂😂😂") takes that token's cluster, searched once per token.
         """
         distinct = dict.fromkeys(comments)
-        vectors = self.embed_comments(list(distinct))
-        signal = CommentEmbedding.has_signal(vectors)
-        assigned = np.full(len(vectors), -1, dtype=np.int64)
-        assigned[signal] = self._search("comment_centroids")(vectors[signal])
+        assigned = self._assign_distinct(list(distinct))
         if len(distinct) == len(comments):
             return assigned
         position = {comment: i for i, comment in enumerate(distinct)}
         return assigned[[position[c] for c in comments]]
+
+    def _assign_distinct(self, comments: list[str]) -> np.ndarray:
+        search = self._search("comment_centroids")
+        if self.embedding is None or self.settings.get("comment_encoder"):
+            vectors = self.embed_comments(comments)
+            signal = CommentEmbedding.has_signal(vectors)
+            assigned = np.full(len(vectors), -1, dtype=np.int64)
+            assigned[signal] = search(vectors[signal])
+            return assigned
+        tfidf = self.embedding.tfidf(comments)
+        known = np.diff(tfidf.indptr)
+        assigned = np.full(len(comments), -1, dtype=np.int64)
+        single, several = np.flatnonzero(known == 1), np.flatnonzero(known > 1)
+        if len(single):
+            assigned[single] = self._token_cluster(tfidf.indices[tfidf.indptr[single]], search)
+        if len(several):
+            vectors = self.embedding.project(tfidf[several])
+            signal = CommentEmbedding.has_signal(vectors)
+            assigned[several[signal]] = search(vectors[signal])
+        return assigned
+
+    def _token_cluster(self, columns: np.ndarray, search: CentroidSearch) -> np.ndarray:
+        """The cluster of comments whose one known token is ``columns``, each token searched once.
+
+        Such a comment's TF-IDF row is exactly 1.0 at its token whatever the count (a value divided by its own
+        norm), so its phi_C is the projection of that one-hot row: the same vector, bit for bit, for every such
+        comment, and the same cluster as :meth:`CommentEmbedding.transform` and the search would give.
+        """
+        cached = self._token_clusters.get(self.search_method)
+        if cached is None or cached[0] is not search:
+            cached = self._token_clusters[self.search_method] = (search, np.full(len(self.embedding.vocabulary), -2))
+        clusters = cached[1]
+        missing = np.unique(columns[clusters[columns] == -2])
+        if len(missing):
+            ones, rows = np.ones(len(missing), dtype=np.float32), np.arange(len(missing) + 1)
+            one_hot = sparse.csr_matrix((ones, missing.astype(np.int32), rows), shape=(len(missing), len(clusters)))
+            vectors = self.embedding.project(one_hot)
+            signal = CommentEmbedding.has_signal(vectors)
+            found = np.full(len(missing), -1, dtype=np.int64)
+            found[signal] = search(vectors[signal])
+            clusters[missing] = found
+        return clusters[columns]
 
     def assign_reactions(self, vectors: np.ndarray) -> np.ndarray:
         """The nearest reaction centroid of each L2-normalised reaction vector."""

@@ -139,7 +139,7 @@ def test_single_token_comments_take_the_cluster_the_full_search_gives(corpus, tm
         expected[signal] = CentroidSearch(models.comment_centroids, method=method)(embedded[signal])
         assert models.assign_comments(comments).tolist() == expected.tolist()
         assert models.assign_comments(comments[::-1]).tolist() == expected[::-1].tolist()  # now from the cache
-        cached = models._token_clusters[method][1]
+        cached = models._token_clusters[method][2]
         assert (cached >= 0).sum() == len(words) + len(emoji)  # each single token searched once, none else
     first = models.assign_comments([words[0], words[0].upper() + "?", f"{words[0]} {words[0]} {words[0]}"])
     assert len(set(first.tolist())) == 1

@@ -171,8 +171,9 @@ class ClusterModels:
     search_method: Method = "auto"
     _encoder: Any = field(default=None, repr=False)  # (tokenizer, model) of a comment_encoder, loaded once
     _searches: dict[tuple[str, str], tuple[np.ndarray, CentroidSearch]] = field(default_factory=dict, repr=False)
-    # per search method: the search and the comment cluster of each vocabulary token (-2: not searched yet)
-    _token_clusters: dict[str, tuple[CentroidSearch, np.ndarray]] = field(default_factory=dict, repr=False)
+    # per search method: the search and embedding they hold for, and each vocabulary token's cluster (-2: not yet)
+    _token_clusters: dict[str, tuple[CentroidSearch, CommentEmbedding, np.ndarray]] = field(default_factory=dict,
+                                                                                           repr=False)  # fmt: skip
 
     def _search(self, name: str) -> CentroidSearch:
         """The search over ``comment_centroids`` or ``reaction_centroids``, prepared once per array and method."""
@@ -250,9 +251,10 @@ class ClusterModels:
         comment, and the same cluster as :meth:`CommentEmbedding.transform` and the search would give.
         """
         cached = self._token_clusters.get(self.search_method)
-        if cached is None or cached[0] is not search:
-            cached = self._token_clusters[self.search_method] = (search, np.full(len(self.embedding.vocabulary), -2))
-        clusters = cached[1]
+        if cached is None or cached[0] is not search or cached[1] is not self.embedding:
+            clusters = np.full(len(self.embedding.vocabulary), -2)
+            cached = self._token_clusters[self.search_method] = (search, self.embedding, clusters)
+        clusters = cached[2]
         missing = np.unique(columns[clusters[columns] == -2])
         if len(missing):
             ones, rows = np.ones(len(missing), dtype=np.float32), np.arange(len(missing) + 1)

@@ -101,6 +101,7 @@ class _Int8Kernel:
         self.quantised = np.clip(np.rint(exact / self.scale), -127, 127).astype(np.int8)
         dequantised = self.scale * self.quantised.astype(np.float64)
         self._norms2 = (dequantised**2).sum(1)  # |a q_j|^2
+        self.largest_norm = float(np.sqrt(self._norms2.max(initial=0.0)))
         self._errors2 = ((exact - dequantised) ** 2).sum(1)  # |c_j - a q_j|^2
         self._half = half.astype(np.float64)
         self.largest_half = float(np.abs(self._half).max(initial=0.0))
@@ -168,7 +169,7 @@ class CentroidSearch:
         if self.method == "int8":
             self._kernel = _Int8Kernel(centroids, self._half)
             # float32 rounding of the scores re-ranked and of the floor is far inside this slack
-            self._slack_scale = 1e-4 * (float(np.sqrt(self._kernel._norms2.max(initial=0.0))) + 1.0)
+            self._slack_scale = 1e-4 * (self._kernel.largest_norm + 1.0)
         else:
             self._transposed = np.ascontiguousarray(centroids.T)
 
@@ -217,7 +218,7 @@ class CentroidSearch:
         order = np.argsort(largest, kind="stable")  # rows of similar range share a block's quantisation scale
         # float32 sums of squares: their relative rounding (about 1e-5 for any width up to 4,096) times the terms
         # of the bound stays far inside the slack of _certified
-        lengths = np.sqrt(np.einsum("ij,ij->i", points, points))
+        lengths = np.sqrt(np.einsum("ij,ij->i", points, points)).astype(np.float64)
         dim = points.shape[1]
         block = min(self.block, len(points))
         buffers = np.empty((2, block, dim), dtype=np.float32)
@@ -240,7 +241,7 @@ class CentroidSearch:
             rho = np.sqrt(np.einsum("ij,ij->i", residual, residual) + m * (kappa - scale * extension) ** 2)
             length = lengths[rows]
             scores = torch._int_mm(torch.from_numpy(integers), matrix).numpy()
-            bound = rho * largest_norm + np.sqrt(length.astype(np.float64) ** 2 + m * kappa**2) * largest_error
+            bound = rho * largest_norm + np.sqrt(length**2 + m * kappa**2) * largest_error
             winner, n = self._certified(chunk, scores, scale * kernel.scale, bound, length)
             out[rows] = winner
             candidates += n
@@ -253,7 +254,7 @@ class CentroidSearch:
         ``scores * unit`` approximates each extended dot product ``x . c_j + h_j`` within ``bound`` (per row).
         """
         first = scores.argmax(1)
-        slack = self._slack_scale * (length.astype(np.float64) + 1.0)
+        slack = self._slack_scale * (length + 1.0)
         # the best integer candidate's float32 score bounds the true best score from below; a possible winner's
         # approximate score is at most its error bound under that
         floor = np.einsum("nd,nd->n", chunk, np.take(self.centroids, first, 0)) + self._half[first] - slack

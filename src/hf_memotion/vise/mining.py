@@ -226,11 +226,7 @@ class ClusterModels:
     def _assign_distinct(self, comments: list[str]) -> np.ndarray:
         search = self._search("comment_centroids")
         if self.embedding is None or self.settings.get("comment_encoder"):
-            vectors = self.embed_comments(comments)
-            signal = CommentEmbedding.has_signal(vectors)
-            assigned = np.full(len(vectors), -1, dtype=np.int64)
-            assigned[signal] = search(vectors[signal])
-            return assigned
+            return _nearest_with_signal(self.embed_comments(comments), search)
         tfidf = self.embedding.tfidf(comments)
         known = np.diff(tfidf.indptr)
         assigned = np.full(len(comments), -1, dtype=np.int64)
@@ -238,9 +234,7 @@ class ClusterModels:
         if len(single):
             assigned[single] = self._token_cluster(tfidf.indices[tfidf.indptr[single]], search)
         if len(several):
-            vectors = self.embedding.project(tfidf[several])
-            signal = CommentEmbedding.has_signal(vectors)
-            assigned[several[signal]] = search(vectors[signal])
+            assigned[several] = _nearest_with_signal(self.embedding.project(tfidf[several]), search)
         return assigned
 
     def _token_cluster(self, columns: np.ndarray, search: CentroidSearch) -> np.ndarray:
@@ -259,11 +253,7 @@ class ClusterModels:
         if len(missing):
             ones, rows = np.ones(len(missing), dtype=np.float32), np.arange(len(missing) + 1)
             one_hot = sparse.csr_matrix((ones, missing.astype(np.int32), rows), shape=(len(missing), len(clusters)))
-            vectors = self.embedding.project(one_hot)
-            signal = CommentEmbedding.has_signal(vectors)
-            found = np.full(len(missing), -1, dtype=np.int64)
-            found[signal] = search(vectors[signal])
-            clusters[missing] = found
+            clusters[missing] = _nearest_with_signal(self.embedding.project(one_hot), search)
         return clusters[columns]
 
     def assign_reactions(self, vectors: np.ndarray) -> np.ndarray:
@@ -306,6 +296,14 @@ class ClusterModels:
                 f"{target}: the cluster models are damaged ({type(err).__name__}: {err}); delete the folder to fit "
                 "them again"
             ) from None
+
+
+def _nearest_with_signal(vectors: np.ndarray, search: CentroidSearch) -> np.ndarray:
+    """Each phi_C row's nearest centroid; ``-1`` for a zero row (a comment without signal)."""
+    signal = CommentEmbedding.has_signal(vectors)
+    assigned = np.full(len(vectors), -1, dtype=np.int64)
+    assigned[signal] = search(vectors[signal])
+    return assigned
 
 
 def lloyd_sums(points: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

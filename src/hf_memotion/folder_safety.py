@@ -6,8 +6,11 @@ folder (symlinked folders are refused: a walk would not see inside them); :func:
 written in a config into a path that stays inside the folder; :func:`read_bounded` reads a regular file of
 bounded size (FIFOs and devices are refused before opening).
 
-Symlinked *files* are allowed (the Hugging Face cache links a snapshot's files to its blobs), checked by both
-their name and their target's.
+Symlinked *files* are allowed only where they stay inside: the folder itself, or, for a Hugging Face cache
+snapshot (``models--org--name/snapshots/<revision>/``), that repository's ``blobs/`` (the cache links a snapshot's
+files there). A link anywhere else (``README.md -> /proc/self/environ``) is refused, as are files that are not
+regular files or that are larger than a config or card can be. :func:`read_inside` is the one checked read of a
+file named inside a folder (cards, configs, estimator files).
 
 Example:
     >>> import tempfile, pathlib
@@ -30,8 +33,10 @@ __all__ = [
     "PICKLE_SUFFIXES",
     "UnsafeModelFolderError",
     "check_folder_is_safe",
+    "check_link_stays_inside",
     "check_regular_file",
     "read_bounded",
+    "read_inside",
     "resolve_inside",
 ]
 
@@ -39,31 +44,76 @@ __all__ = [
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".bin", ".pt", ".pth", ".ckpt")
 #: Largest config or meta-estimator file read from a folder (a random forest of 200 trees is a few MB).
 MAX_SMALL_FILE_BYTES = 256 * 1024 * 1024
+#: Files of a model folder that may be larger than :data:`MAX_SMALL_FILE_BYTES` (weights).
+LARGE_FILE_SUFFIXES = (".safetensors",)
 
 
 class UnsafeModelFolderError(ValueError):
     """A model folder holds or points to something that loading must not touch; nothing was loaded."""
 
 
-def check_folder_is_safe(folder: str | os.PathLike) -> None:
-    """Refuse a folder with pickle-based files or symlinked folders (listing them), before anything is loaded.
+def _allowed_roots(folder: Path) -> list[Path]:
+    """Where a file link of ``folder`` may point: the folder, and the ``blobs/`` of a Hub cache snapshot holding it."""
+    roots = [Path(os.path.realpath(folder))]
+    for ancestor in (folder, *folder.parents):
+        if ancestor.parent.name == "snapshots" and ancestor.parent.parent.name.startswith(("models--", "datasets--")):
+            roots.append(Path(os.path.realpath(ancestor.parent.parent / "blobs")))
+            break
+    return roots
+
+
+def check_link_stays_inside(folder: str | os.PathLike, path: str | os.PathLike, what: str) -> None:
+    """Refuse ``path`` when it is a symlink whose target leaves ``folder`` (or its Hub cache's ``blobs/``).
+
+    Raises:
+        UnsafeModelFolderError: Naming ``what``, the link and its target.
+    """
+    path = Path(path)
+    if not path.is_symlink():
+        return
+    target = Path(os.path.realpath(path))
+    if not any(target.is_relative_to(root) for root in _allowed_roots(Path(folder))):
+        raise UnsafeModelFolderError(
+            f"{what} {path} is a symlink to {target}, outside the folder: refused (copy the file into the folder)"
+        )
+
+
+def check_folder_is_safe(folder: str | os.PathLike, *, recursive: bool = True) -> None:
+    """Refuse a folder with pickle files, symlinked folders, links out, or odd files, before anything is loaded.
+
+    Odd files are those that are not regular files (FIFOs, devices, ``/proc``) or that are larger than a config
+    can be (:data:`MAX_SMALL_FILE_BYTES`; weights excepted).
+
+    Args:
+        folder: The folder.
+        recursive: Check its subfolders too (an ensemble); ``False`` checks its own files only (one model).
 
     Raises:
         UnsafeModelFolderError: Naming every offending entry.
     """
     folder = Path(folder)
-    unsafe, linked_dirs = [], []
+    unsafe, linked_dirs, bad = [], [], []
     for root, dirs, files in os.walk(folder, followlinks=False):
+        if not recursive:
+            dirs[:] = []
         for name in dirs:
             if (Path(root) / name).is_symlink():
                 linked_dirs.append(str((Path(root) / name).relative_to(folder)))
         for name in files:
             path = Path(root) / name
+            relative = str(path.relative_to(folder))
             names = [name]
             if path.is_symlink():
                 names.append(Path(os.path.realpath(path)).name)
             if any(Path(n).suffix.lower() in PICKLE_SUFFIXES for n in names):
-                unsafe.append(str(path.relative_to(folder)))
+                unsafe.append(relative)
+                continue
+            try:
+                check_link_stays_inside(folder, path, "file")
+                limit = None if Path(names[-1]).suffix.lower() in LARGE_FILE_SUFFIXES else MAX_SMALL_FILE_BYTES
+                check_regular_file(path, "file", limit)
+            except (UnsafeModelFolderError, FileNotFoundError) as err:
+                bad.append(str(err))
     if linked_dirs:
         raise UnsafeModelFolderError(
             f"{folder} holds symlinked folders {sorted(linked_dirs)}: their content cannot be checked; copy the "
@@ -74,6 +124,8 @@ def check_folder_is_safe(folder: str | os.PathLike) -> None:
             f"{folder} holds pickle-based files that could run code when loaded: {sorted(unsafe)}; hf-memotion only "
             "loads safetensors weights and skops estimators. Remove them (or convert the weights to safetensors)."
         )
+    if bad:
+        raise UnsafeModelFolderError(f"{folder} holds files that loading must not read: {'; '.join(sorted(bad))}")
 
 
 def resolve_inside(folder: str | os.PathLike, relative: str | os.PathLike, what: str) -> Path:
@@ -95,8 +147,10 @@ def resolve_inside(folder: str | os.PathLike, relative: str | os.PathLike, what:
     return candidate
 
 
-def check_regular_file(path: str | os.PathLike, what: str, max_bytes: int = MAX_SMALL_FILE_BYTES) -> int:
+def check_regular_file(path: str | os.PathLike, what: str, max_bytes: int | None = MAX_SMALL_FILE_BYTES) -> int:
     """Refuse anything but a regular file of at most ``max_bytes`` (FIFOs, devices, sockets never opened).
+
+    ``/proc`` and ``/sys`` files (which report a size of 0 and can yield anything) are refused too.
 
     Returns:
         The file's size in bytes.
@@ -107,7 +161,9 @@ def check_regular_file(path: str | os.PathLike, what: str, max_bytes: int = MAX_
         raise FileNotFoundError(f"{what} {path} is missing") from None
     if not stat.S_ISREG(info.st_mode):
         raise UnsafeModelFolderError(f"{what} {path} is not a regular file (a FIFO, device or folder): refused")
-    if info.st_size > max_bytes:
+    if Path(os.path.realpath(path)).parts[1:2] in (("proc",), ("sys",)):
+        raise UnsafeModelFolderError(f"{what} {path} is a file of the running system (/proc, /sys): refused")
+    if max_bytes is not None and info.st_size > max_bytes:
         raise UnsafeModelFolderError(
             f"{what} {path} is {info.st_size} bytes, more than the {max_bytes} this file may have: refused"
         )
@@ -122,3 +178,24 @@ def read_bounded(path: str | os.PathLike, what: str, max_bytes: int = MAX_SMALL_
     if len(data) > size:
         raise UnsafeModelFolderError(f"{what} {path} grew while it was read: refused")
     return data
+
+
+def read_inside(
+    folder: str | os.PathLike, relative: str | os.PathLike, what: str, max_bytes: int = MAX_SMALL_FILE_BYTES
+) -> bytes:
+    """The one checked read of a file named inside a folder: it stays inside, is a regular file, is bounded.
+
+    Raises:
+        UnsafeModelFolderError: The name leaves the folder, the file links outside, is no regular file or too large.
+        FileNotFoundError: The file is missing.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (folder / "README.md").write_text("# card")
+        >>> read_inside(folder, "README.md", "model card")
+        b'# card'
+    """
+    path = resolve_inside(folder, relative, what)
+    check_link_stays_inside(folder, path, what)
+    return read_bounded(path, what, max_bytes)

@@ -26,9 +26,34 @@ from transformers import TrainerCallback
 
 from hf_memotion.io_utils import atomic_write_text
 
-__all__ = ["CardDataCallback", "MemotionCardData", "ModelCardMixin"]
+__all__ = ["MAX_CARD_BYTES", "CardDataCallback", "MemotionCardData", "ModelCardMixin", "read_model_card"]
 
 CARD_KINDS = ("base_model", "vise", "ensemble")
+#: Largest ``README.md`` read from a folder (our cards are a few kB).
+MAX_CARD_BYTES = 1024 * 1024
+
+
+def read_model_card(folder: str | os.PathLike) -> str | None:
+    """A folder's ``README.md`` through the checked read (inside, regular, at most 1 MB, UTF-8); ``None`` if absent.
+
+    Raises:
+        UnsafeModelFolderError: The card links outside the folder, is no regular file, or is too large.
+        ValueError: The card is not UTF-8.
+
+    Example:
+        >>> import tempfile
+        >>> read_model_card(tempfile.mkdtemp()) is None
+        True
+    """
+    from hf_memotion.folder_safety import read_inside
+
+    if not os.path.lexists(Path(folder) / "README.md"):
+        return None
+    data = read_inside(folder, "README.md", "model card", MAX_CARD_BYTES)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"model card {Path(folder) / 'README.md'} is not UTF-8 text ({err})") from None
 
 
 @dataclass
@@ -201,10 +226,20 @@ class ModelCardMixin:
     def from_pretrained(cls, pretrained_model_name_or_path: Any, *args: Any, **kwargs: Any):
         """``PreTrainedModel.from_pretrained``; a local folder's card is kept for the next save.
 
+        A local folder's files are checked first (:func:`~hf_memotion.folder_safety.check_folder_is_safe`: no link
+        out of the folder, no FIFO or device, no oversized config), and its card is read through the checked read.
+
         A weights file that is not safetensors (truncated, replaced) is reported in one line naming the folder.
         """
         from safetensors import SafetensorError
 
+        from hf_memotion.folder_safety import check_folder_is_safe
+
+        name, local = pretrained_model_name_or_path, None
+        if isinstance(name, str | os.PathLike) and Path(name).is_dir():
+            local = Path(name)
+            subfolder = kwargs.get("subfolder") or ""
+            check_folder_is_safe(local / subfolder, recursive=False)  # links, FIFOs, sizes: before transformers reads
         try:
             loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         except SafetensorError as err:
@@ -213,7 +248,6 @@ class ModelCardMixin:
                 "download or save the model again"
             ) from None
         model = loaded[0] if isinstance(loaded, tuple) else loaded  # output_loading_info=True
-        readme = Path(str(pretrained_model_name_or_path)) / "README.md"
-        if isinstance(pretrained_model_name_or_path, str | os.PathLike) and readme.is_file():
-            model.card_data.previous_card = readme.read_text(encoding="utf-8")
+        if local is not None:
+            model.card_data.previous_card = read_model_card(local)
         return loaded

@@ -5,7 +5,8 @@ uploads the folder as it is, in one commit, with :class:`huggingface_hub.HfApi`.
 decided here, once (:func:`upload_plan`), so a dry run lists exactly the files a real run sends:
 every file of the folder except hidden files and folders (``.demo_config``, unfinished ``.*.tmp``
 files of atomic writes, caches), ``__pycache__``, and files that look like credentials or keys
-(:data:`SECRET_PATTERNS`: ``id_rsa``, ``*.pem``, ``*.key``, ``credentials*``, ``*token*``, ``.env``, ...), which are
+(:data:`SECRET_PATTERNS`: ``id_rsa``, ``*.pem``, ``*.key``, ``credentials*``, ``token``, ``*_token``, ``.env``, ...;
+never a tokenizer's files), which are
 left out with a warning unless named in ``include``. A folder holding pickle-based files or symlinks is refused
 (a link's target could be any file of the machine), as is a plan above ``max_total_bytes`` (10 GB) or with a
 file above ``max_file_bytes`` (5 GB) unless ``allow_large=True``: the dry run shows the same plan.
@@ -50,9 +51,12 @@ __all__ = [
 
 #: File names (lower-cased, matched with ``fnmatch``) that look like credentials or private keys: never planned
 #: unless listed in ``include``.
+#: Credential names only: a tokenizer's files (``tokenizer.json``, ``special_tokens_map.json``, ``added_tokens.json``)
+#: never match, since a text model is useless without them.
 SECRET_PATTERNS = ("id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*", "*.pem", "*.key", "*.p12", "*.pfx", "*.kdbx",
-                   "credentials*", "*credentials.json", "*secret*", "*token*", ".env", "*.env", ".netrc", ".npmrc",
-                   ".pypirc", "*.gpg", "*.asc")  # fmt: skip
+                   "credentials*", "*credentials.json", "*secret*", "token", "token.txt", "token.json", "*.token",
+                   "*_token", "*-token", "*_token.txt", "*_token.json", "hf_token*", "stored_tokens", ".env", "*.env",
+                   ".netrc", ".npmrc", ".pypirc", ".git-credentials", "*.gpg", "*.asc")  # fmt: skip
 #: Above these sizes a plan needs ``allow_large=True`` (the Hub's own limits are near them; a slip is costly).
 MAX_FILE_BYTES = 5 * 1024**3
 MAX_TOTAL_BYTES = 10 * 1024**3

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -37,14 +38,15 @@ from transformers import (
 )
 
 from hf_memotion.cards import ModelCardMixin
+from hf_memotion.cards.card_data import read_model_card
 from hf_memotion.folder_safety import (
     PICKLE_SUFFIXES,
     UnsafeModelFolderError,
     check_folder_is_safe,
-    read_bounded,
+    read_inside,
     resolve_inside,
 )
-from hf_memotion.io_utils import atomic_write_bytes
+from hf_memotion.io_utils import atomic_write_bytes, atomic_write_text
 from hf_memotion.models.ensemble.inference_dtype import cast_base_models, check_inference_dtype, resolve_inference_dtype
 from hf_memotion.models.ensemble.processing_memotion_ensemble import MemeProcessor
 from hf_memotion.models.ensemble.stacking import RULES, ProblemStacker, dump_estimator, load_estimator
@@ -190,13 +192,60 @@ def _target_device(device_map: Any) -> torch.device:
     return torch.device(device_map)
 
 
+#: The files an ensemble (and each base model in it) is made of: a download fetches these and nothing else.
+MODEL_FILE_PATTERNS = ["*.json", "*.safetensors", "*.skops", "*.txt", "*.model", "README.md"]
+#: Largest download of one ensemble or pinned base model (checked against the Hub's listing before fetching).
+MAX_DOWNLOAD_BYTES = 20 * 1024**3
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def is_hub_id(text: str) -> bool:
+    """``namespace/name`` as the Hub spells it (no absolute path, ``..``, ``~`` or third part).
+
+    Example:
+        >>> is_hub_id("memotion-org/text-base"), is_hub_id("/abs/dir"), is_hub_id("../up/dir")
+        (True, False, False)
+    """
+    return bool(_HUB_ID.match(text)) and ".." not in text
+
+
+def download_model_folder(repo_id: str, revision: str | None, hub_options: Mapping[str, Any] | None = None) -> Path:
+    """Fetch the model files (:data:`MODEL_FILE_PATTERNS`) of a Hub repository, at most :data:`MAX_DOWNLOAD_BYTES`.
+
+    The size is checked from the Hub's listing before anything is fetched (offline, the cache is used as it is);
+    the snapshot is then checked by :func:`check_folder_is_safe` before anything in it is parsed.
+
+    Raises:
+        UnsafeModelFolderError: ``repo_id`` is not a Hub id, the download is too large, or the snapshot is unsafe.
+    """
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import DryRunError
+
+    if not is_hub_id(str(repo_id)):
+        raise UnsafeModelFolderError(
+            f"{repo_id!r} is neither a local folder nor a Hub id (namespace/name): nothing is downloaded for it"
+        )
+    options = {"allow_patterns": MODEL_FILE_PATTERNS, **dict(hub_options or {})}
+    try:
+        listing = snapshot_download(str(repo_id), revision=revision, dry_run=True, **options)
+    except DryRunError:  # offline or unreachable: the cache is used as it is (checked below)
+        listing = []
+    planned = sum(item.file_size or 0 for item in listing if item.will_download)
+    if planned > MAX_DOWNLOAD_BYTES:
+        raise UnsafeModelFolderError(
+            f"{repo_id} would download {planned / 1024**3:.1f} GB, more than the {MAX_DOWNLOAD_BYTES / 1024**3:.0f} GB "
+            "an ensemble or base model may take: download it yourself if you trust it, and pass the folder"
+        )
+    folder = Path(snapshot_download(str(repo_id), revision=revision, **options))
+    check_folder_is_safe(folder)
+    return folder
+
+
 def _resolve(path: str | os.PathLike, revision: str | None, hub_options: Mapping[str, Any] | None = None) -> Path:
     local = Path(path)
     if local.is_dir():
         return local
-    from huggingface_hub import snapshot_download
-
-    return Path(snapshot_download(str(path), revision=revision, **dict(hub_options or {})))
+    return download_model_folder(str(path), revision, hub_options)
 
 
 class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
@@ -305,9 +354,10 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
             if self.card_data.info or self.card_data.previous_card is not None:  # a recipe's report, or a loaded card
                 self.card_data.save(staging)
             if target.exists():
-                keep = [p for p in ("README.md",) if (target / p).exists() and not (staging / p).exists()]
-                for name in keep:
-                    shutil.copy2(target / name, staging / name)
+                if not (staging / "README.md").exists():  # the card already there, through the checked read
+                    card = read_model_card(target)
+                    if card is not None:
+                        atomic_write_text(staging / "README.md", card)
                 shutil.rmtree(target)
             os.replace(staging, target)
         except BaseException:
@@ -359,7 +409,7 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
         if not config_file.is_file():
             raise FileNotFoundError(f"{folder} has no config.json: not a saved MemotionEnsembleModel")
         try:
-            config = MemotionEnsembleConfig.from_dict(json.loads(read_bounded(config_file, "ensemble config")))
+            config = MemotionEnsembleConfig.from_dict(json.loads(read_inside(folder, "config.json", "ensemble config")))
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ValueError(f"{config_file} is not a JSON config ({err})") from None
         stackers = {}
@@ -370,8 +420,8 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
                 num_classes=int(entry["num_classes"]),
             )  # fmt: skip
             if entry.get("file"):
-                path = resolve_inside(folder, entry["file"], f"meta-estimator file of {problem!r}")
-                stacker.estimator = load_estimator(read_bounded(path, "meta-estimator file"), source=str(path))
+                data = read_inside(folder, entry["file"], f"meta-estimator file of {problem!r}")
+                stacker.estimator = load_estimator(data, source=str(folder / entry["file"]))
             stackers[problem] = stacker
         if requested_dtype == "auto":  # resolved before loading: weights are read straight into that dtype
             dtype, dtype_reason = resolve_inference_dtype(config, _target_device(base_options.get("device_map")))
@@ -379,9 +429,13 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
             dtype, dtype_reason = requested_dtype, "given"
         base_models = {}
         for entry in config.base_models:
-            if entry.get("revision"):  # a pinned Hub model: downloaded (or cached), checked like the ensemble
-                location = _resolve(entry["path"], entry["revision"], hub_options)
-                check_folder_is_safe(location)
+            if entry.get("revision"):  # a pinned Hub model: a Hub id only (never a local path), downloaded and checked
+                if not is_hub_id(str(entry["path"])):
+                    raise UnsafeModelFolderError(
+                        f"base model {entry['name']!r}: path {entry['path']!r} has a revision, so it must be a Hub id "
+                        "(namespace/name); a model inside the ensemble folder takes a relative path and no revision"
+                    )
+                location = download_model_folder(entry["path"], entry["revision"], hub_options)
             else:
                 location = resolve_inside(folder, entry["path"], f"base model {entry['name']!r} path")
                 if not location.is_dir():
@@ -401,8 +455,7 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
                 prep = AutoImageProcessor.from_pretrained(source)
             base_models[entry["name"]] = (model.eval(), prep)
         ensemble = cls(config, base_models=base_models, stackers=stackers).eval()
-        if (folder / "README.md").is_file():  # kept for the next save_pretrained
-            ensemble.card_data.previous_card = (folder / "README.md").read_text(encoding="utf-8")
+        ensemble.card_data.previous_card = read_model_card(folder)  # kept for the next save_pretrained
         ensemble.optimize_for_inference(
             channels_last=channels_last,
             quantize_text=quantize_text,

@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import base64
+import binascii
 import logging
 import os
 from pathlib import Path
@@ -35,7 +36,7 @@ from transformers import pipeline
 import hf_memotion  # noqa: F401  (registers the meme-emotion task)
 from hf_memotion.config import load_run_config
 from hf_memotion.data.images import ImageDecodeError, load_rgb_image
-from hf_memotion.data.ocr import OCRUnavailableError, read_meme_text
+from hf_memotion.data.ocr import OCRTimeoutError, OCRUnavailableError, read_meme_text
 from hf_memotion.pipelines import MemeEmotionPipeline, MemeInputError
 from hf_memotion.tasks import EMOTIONS, PROBLEM_NAMES, get_problem
 
@@ -53,6 +54,8 @@ MAX_UPLOAD_MB = 10
 MAX_UPLOAD = f"{MAX_UPLOAD_MB}mb"
 MAX_PIXELS = 4096 * 4096
 MAX_TEXT = 1000
+#: Seconds Tesseract may spend on each read of an upload (a meme takes well under one).
+OCR_TIMEOUT_S = 5
 QUEUE_SIZE = 16
 
 EXAMPLES = [
@@ -73,7 +76,13 @@ def decode_upload(payload: Any) -> Image.Image | None:
         return None
     source: Any = payload.path
     if source is None and payload.url and payload.url.startswith("data:"):
-        source = base64.b64decode(payload.url.split(",", 1)[-1])
+        encoded = payload.url.split(",", 1)[-1]
+        if len(encoded) > MAX_UPLOAD_MB * 1024 * 1024 * 4 // 3 + 4:  # checked before decoding: base64 is 4/3
+            raise gr.Error(f"The image is over {MAX_UPLOAD_MB} MB; upload a smaller one.", title="Image too large")
+        try:
+            source = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise gr.Error("The image data is not valid base64.", title="Cannot read the image") from None
     try:
         return load_rgb_image(source, formats=UPLOAD_FORMATS, max_pixels=MAX_PIXELS)
     except ImageDecodeError as err:
@@ -169,9 +178,12 @@ def read_text(image: Image.Image | None, current: str | None = None) -> str:
     if image is None:
         return current or ""
     try:
-        return read_meme_text(image)
+        return read_meme_text(image, timeout=OCR_TIMEOUT_S)
     except OCRUnavailableError as err:
         gr.Warning(f"The text cannot be read from the image here ({err}); type it.")
+        return current or ""
+    except (OCRTimeoutError, ValueError) as err:
+        gr.Warning(f"The text could not be read from this image ({err}); type it.")
         return current or ""
 
 

@@ -25,7 +25,22 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["DEFAULT_MAX_PIXELS", "MAX_ASPECT_RATIO", "ImageDecodeError", "describe_source", "load_rgb_image"]
+__all__ = [
+    "DEFAULT_FORMATS",
+    "DEFAULT_MAX_PIXELS",
+    "MAX_ASPECT_RATIO",
+    "ImageDecodeError",
+    "describe_source",
+    "load_rgb_image",
+]
+
+#: Pillow formats decoded by default: rasters Pillow decodes itself. Formats that hand the bytes to an external
+#: program (EPS: Ghostscript) are never decoded, even when asked for.
+DEFAULT_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF")
+#: Formats refused whatever ``formats`` says: Pillow runs an external program on them.
+EXTERNAL_PROGRAM_FORMATS = ("EPS",)
+#: Rows converted at a time from 16-bit or float pixels (bounds the temporary float32 copy to a few MB).
+_ROWS_PER_BLOCK = 256
 
 #: Largest image accepted, in pixels (width x height). Larger images are refused as possible
 #: decompression bombs. 8192 x 8192 covers every meme in the Memotion release many times over.
@@ -55,8 +70,10 @@ def describe_source(source: Any) -> str:
     return f"<{type(source).__name__}>"
 
 
-def _open(source: Any, formats: Sequence[str] | None) -> Image.Image:
+def _open(source: Any, formats: Sequence[str]) -> Image.Image:
     if isinstance(source, Image.Image):
+        if source.format in EXTERNAL_PROGRAM_FORMATS:  # opened elsewhere, not yet decoded by an external program
+            raise ImageDecodeError(f"{source.format} images are decoded by an external program: refused")
         return source
     if isinstance(source, np.ndarray):
         return _from_array(source)
@@ -95,6 +112,8 @@ def _from_array(array: np.ndarray) -> Image.Image:
         array = array[..., 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
         raise ImageDecodeError(f"array of shape {array.shape} is not an image; expected HxW, HxWx3 or HxWx4")
+    if array.dtype.kind not in "buif":
+        raise ImageDecodeError(f"array of dtype {array.dtype} is not an image; pass uint8 (or float in [0, 1]) pixels")
     if array.dtype != np.uint8:
         if np.issubdtype(array.dtype, np.floating) and array.size and float(np.nanmax(array)) <= 1.0:
             array = array * 255.0
@@ -116,8 +135,8 @@ def load_rgb_image(
             image, or a ``HxW``/``HxWxC`` array (uint8, or float in [0, 1]).
         max_pixels: Refuse images with more pixels than this (decompression bombs). ``None``
             keeps Pillow's own limit.
-        formats: Restrict decoding to these Pillow format names (e.g. ``["JPEG", "PNG"]`` for
-            uploads); ``None`` accepts any format Pillow knows.
+        formats: Pillow format names to decode (e.g. ``["JPEG", "PNG"]`` for uploads); ``None``:
+            :data:`DEFAULT_FORMATS`. Formats that start an external program (EPS) are refused whatever is asked.
         background: Colour that transparent pixels are composited onto.
 
     Returns:
@@ -130,6 +149,10 @@ def load_rgb_image(
             before the pixels are decoded.
     """
     name = describe_source(source)
+    formats = tuple(DEFAULT_FORMATS if formats is None else (f.upper() for f in formats))
+    refused = sorted(set(formats) & set(EXTERNAL_PROGRAM_FORMATS))
+    if refused:
+        raise ValueError(f"formats {refused} make Pillow run an external program on untrusted bytes: not decoded")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -161,7 +184,7 @@ def load_rgb_image(
     except UnidentifiedImageError:
         allowed = f" (accepted formats: {', '.join(formats)})" if formats else ""
         raise ImageDecodeError(f"{name} is not a readable image{allowed}") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as err:
+    except (OSError, SyntaxError, ValueError, EOFError, TypeError) as err:
         raise ImageDecodeError(f"cannot decode image {name}: {err}") from None
 
 
@@ -174,14 +197,28 @@ def _to_rgb(image: Image.Image, background: tuple[int, int, int]) -> Image.Image
         rgba = image.convert("RGBA")
         canvas = Image.new("RGBA", rgba.size, (*background, 255))
         return Image.alpha_composite(canvas, rgba).convert("RGB")
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        array = np.asarray(image, dtype=np.float64)
-        peak = array.max() if array.size else 0.0
-        scale = 255.0 / peak if peak > 255 else 1.0
-        return Image.fromarray(np.clip(array * scale, 0, 255).astype(np.uint8)).convert("RGB")
-    if image.mode == "F":
-        array = np.asarray(image, dtype=np.float64)
-        if array.size and array.max() <= 1.0:
-            array = array * 255.0
-        return Image.fromarray(np.clip(array, 0, 255).astype(np.uint8)).convert("RGB")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        return _wide_to_rgb(image)
     return image.convert("RGB")
+
+
+def _wide_to_rgb(image: Image.Image) -> Image.Image:
+    """16-bit, 32-bit and float grey images to RGB, scaled to 0..255, in blocks of rows (no float64 copy).
+
+    Integers above 255 are scaled by the image's peak; floats up to 1.0 are taken as 0..1.
+    """
+    array = np.asarray(image)  # the image's own width: 2 or 4 bytes a pixel
+    peak = float(np.nanmax(array)) if array.size else 0.0
+    scale = 1.0
+    if array.dtype.kind == "f" and peak <= 1.0:
+        scale = 255.0
+    elif array.dtype.kind != "f" and peak > 255:
+        scale = 255.0 / peak
+    grey = np.empty(array.shape, dtype=np.uint8)
+    for start in range(0, array.shape[0], _ROWS_PER_BLOCK):
+        block = array[start : start + _ROWS_PER_BLOCK].astype(np.float32) * np.float32(scale)
+        np.nan_to_num(block, copy=False)
+        np.clip(block, 0, 255, out=block)
+        grey[start : start + _ROWS_PER_BLOCK] = block
+    del array
+    return Image.fromarray(grey).convert("RGB")

@@ -29,9 +29,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
@@ -42,6 +39,7 @@ from hf_memotion.data.images import load_rgb_image
 
 __all__ = [
     "OCR_INSTALL",
+    "OCRTimeoutError",
     "OCRUnavailableError",
     "caption_mask",
     "check_ocr_available",
@@ -61,12 +59,19 @@ BRIGHT = 200
 MAX_SPREAD = 30
 #: The longer side images are upscaled to before reading (smaller text is read worse; larger is slower).
 READ_SIZE = 1000
-#: Seconds Tesseract may take on one image.
-TIMEOUT_S = 60
+#: Larger images are scaled down to this longer side before reading: memory and Tesseract's time stay bounded
+#: (a caption is readable long before 2,000 pixels).
+MAX_READ_SIZE = 2000
+#: Seconds Tesseract may take on one image (each of its at most two reads); a caller may pass less.
+TIMEOUT_S = 5
 
 
 class OCRUnavailableError(RuntimeError):
     """pytesseract or the Tesseract program (or its English data) is missing; the message says what to install."""
+
+
+class OCRTimeoutError(ValueError):
+    """Tesseract took longer than its limit on an image (it was stopped); the message says to pass the text."""
 
 
 @cache
@@ -84,42 +89,69 @@ def check_ocr_available() -> str:
 
 
 def upscale_for_reading(image: Image.Image, size: int = READ_SIZE) -> Image.Image:
-    """``image`` enlarged (Lanczos) so that its longer side is ``size`` pixels; larger images are left as they are."""
-    scale = size / max(image.size)
-    if scale <= 1:
+    """``image`` resized (Lanczos): a longer side below ``size`` up to it, one above :data:`MAX_READ_SIZE` down to it.
+
+    Scaling large images down keeps memory and Tesseract's time bounded.
+    """
+    longest = max(image.size)
+    scale = size / longest if longest < size else min(1.0, MAX_READ_SIZE / longest)
+    if scale == 1:
         return image
-    return image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.LANCZOS)
+    new_size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    if scale < 1:
+        return image.resize(new_size, Image.Resampling.LANCZOS, reducing_gap=2.0)
+    return image.resize(new_size, Image.Resampling.LANCZOS)
 
 
 def caption_mask(image: Image.Image) -> Image.Image:
-    """White caption fill as black text on a white page (upscaled, speckles removed, with a margin)."""
-    pixels = np.asarray(upscale_for_reading(image.convert("RGB")), dtype=np.int16)
-    low, high = pixels.min(axis=2), pixels.max(axis=2)
-    fill = (low > BRIGHT) & (high - low < MAX_SPREAD)
-    page = Image.fromarray(np.where(fill, 0, 255).astype(np.uint8)).filter(ImageFilter.MedianFilter(3))
-    return ImageOps.expand(page, 20, fill=255)
+    """White caption fill as black text on a white page (resized for reading, speckles removed, with a margin).
 
-
-_ENVIRONMENT = threading.Lock()
-
-
-@contextmanager
-def _one_openmp_thread() -> Iterator[None]:
-    """Run Tesseract with one OpenMP thread (measured twice as fast per image on 2 cores: its threads contend).
-
-    pytesseract passes this process's own environment to Tesseract, so the limit is set only around the call
-    (under a lock) and removed after: left set, it would reach torch in every later child process, where
-    ``OMP_THREAD_LIMIT=1`` with two intra-op threads was seen to hang training. A limit the user set is kept.
+    Computed on the image's own uint8 channels (no wider copy): memory is a few bytes a pixel of the read size.
     """
-    with _ENVIRONMENT:
-        added = "OMP_THREAD_LIMIT" not in os.environ
-        if added:
-            os.environ["OMP_THREAD_LIMIT"] = "1"
-        try:
-            yield
-        finally:
-            if added:
-                os.environ.pop("OMP_THREAD_LIMIT", None)
+    pixels = np.asarray(upscale_for_reading(image.convert("RGB")))
+    low, high = pixels.min(axis=2), pixels.max(axis=2)
+    np.subtract(high, low, out=high)  # the spread, in place (high >= low: no wrap-around)
+    page = np.full(low.shape, 255, dtype=np.uint8)
+    page[(low > BRIGHT) & (high < MAX_SPREAD)] = 0
+    return ImageOps.expand(Image.fromarray(page).filter(ImageFilter.MedianFilter(3)), 20, fill=255)
+
+
+def _tesseract_environment() -> dict[str, str]:
+    """Tesseract's environment: this process's, with one OpenMP thread unless the user set a limit.
+
+    One thread was measured twice as fast per image on 2 cores (its threads contend). The limit is given to the
+    Tesseract call alone (never set in ``os.environ``: there it reached torch in later child processes, where
+    ``OMP_THREAD_LIMIT=1`` with two intra-op threads hung training), so no lock is held across the call and
+    concurrent reads never wait on each other.
+    """
+    return {**os.environ, "OMP_THREAD_LIMIT": os.environ.get("OMP_THREAD_LIMIT", "1")}
+
+
+def _run_tesseract(page: Image.Image, layout: int, timeout: float) -> str:
+    """Tesseract's text of ``page`` (a PNG handed over a pipe), killed after ``timeout`` seconds.
+
+    Run here rather than through pytesseract, which cannot give one call its own environment.
+    """
+    import io
+    import subprocess
+
+    import pytesseract
+
+    buffer = io.BytesIO()
+    page.save(buffer, format="PNG")
+    command = [pytesseract.pytesseract.tesseract_cmd, "stdin", "stdout", "-l", "eng", "--psm", str(layout)]
+    try:
+        done = subprocess.run(
+            command, input=buffer.getvalue(), capture_output=True, timeout=timeout, env=_tesseract_environment()
+        )
+    except subprocess.TimeoutExpired:
+        raise OCRTimeoutError(
+            f"Tesseract did not read the image within {timeout:g} s; pass the meme's text instead"
+        ) from None
+    if done.returncode != 0:
+        message = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no message"]
+        raise ValueError(f"Tesseract could not read the image ({message[0]}); pass the meme's text instead")
+    return done.stdout.decode("utf-8", "replace")
 
 
 _SYMBOLS_ONLY = re.compile(r"^[^\w]+$")
@@ -131,32 +163,22 @@ def clean_ocr_text(raw: str) -> str:
     return " ".join(tokens)
 
 
-def read_meme_text(image: Any) -> str:
+def read_meme_text(image: Any, *, timeout: float = TIMEOUT_S) -> str:
     """The text written on a meme (cleaned like the release's ``text_ocr``; ``""`` when none is found).
 
     Args:
         image: A PIL image, or anything :func:`hf_memotion.data.images.load_rgb_image` decodes.
+        timeout: Seconds Tesseract may take on each of its (at most two) reads of the image.
 
     Raises:
         OCRUnavailableError: When pytesseract or Tesseract is missing (the message says how to install them).
-        ValueError: When Tesseract takes longer than :data:`TIMEOUT_S` on the image.
+        OCRTimeoutError: When Tesseract takes longer than ``timeout`` (it is stopped).
     """
     check_ocr_available()
-    import pytesseract
-
     rgb = image.convert("RGB") if isinstance(image, Image.Image) else load_rgb_image(image)
-
-    def tesseract(page: Image.Image, layout: int) -> str:
-        try:
-            with _one_openmp_thread():
-                raw = pytesseract.image_to_string(page, config=f"--psm {layout}", timeout=TIMEOUT_S)
-            return clean_ocr_text(raw)
-        except RuntimeError as err:  # pytesseract's timeout
-            raise ValueError(f"Tesseract did not read the image within {TIMEOUT_S} s ({err}); pass its text") from None
-
-    text = tesseract(caption_mask(rgb), 11)
+    text = clean_ocr_text(_run_tesseract(caption_mask(rgb), 11, timeout))
     if not text:  # no white caption: dark text on a light background, read as one block
-        text = tesseract(upscale_for_reading(rgb.convert("L")), 6)
+        text = clean_ocr_text(_run_tesseract(upscale_for_reading(rgb.convert("L")), 6, timeout))
     return text
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "PICKLE_SUFFIXES",
     "UnsafeModelFolderError",
     "check_folder_is_safe",
+    "check_data_name",
     "check_link_stays_inside",
     "check_regular_file",
     "read_bounded",
@@ -199,3 +200,39 @@ def read_inside(
     path = resolve_inside(folder, relative, what)
     check_link_stays_inside(folder, path, what)
     return read_bounded(path, what, max_bytes)
+
+
+def check_data_name(name: object, where: str, folder: str | os.PathLike | None = None) -> str:
+    """A file name read from a data row (a CSV cell, a JSON field), refused unless it is relative and stays inside.
+
+    Absolute paths, ``..`` parts, ``~`` and drive letters or backslashes are refused, naming ``where`` (the file and
+    line, or the post): a data file must never make the library read a file outside its folder.
+
+    Returns:
+        The name, stripped.
+
+    Raises:
+        UnsafeModelFolderError: Naming ``where``, the name and the fix.
+
+    Example:
+        >>> check_data_name("img/01235.png", "train.jsonl line 1")
+        'img/01235.png'
+        >>> check_data_name("/etc/passwd", "train.jsonl line 2")
+        Traceback (most recent call last):
+        hf_memotion.folder_safety.UnsafeModelFolderError: train.jsonl line 2: image '/etc/passwd' leaves the data ...
+    """
+    text = str(name).strip() if name is not None else ""
+    if (
+        not text
+        or Path(text).is_absolute()
+        or ".." in Path(text).parts
+        or text.startswith("~")
+        or "\\" in text
+        or (len(text) > 1 and text[1] == ":")
+    ):
+        inside = f" {folder}" if folder is not None else ""
+        raise UnsafeModelFolderError(
+            f"{where}: image {text!r} leaves the data folder{inside}; image names must be relative to the data "
+            "file's folder and stay inside it"
+        )
+    return text

@@ -36,9 +36,12 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import datasets
 import numpy as np
+
+from hf_memotion.folder_safety import check_data_name
 
 __all__ = [
     "FORMATS_WITH_TEXT",
@@ -93,6 +96,19 @@ class DownstreamTask:
     def sizes(self) -> dict[str, int]:
         """Rows per split (of the first repeat)."""
         return {name: len(split) for name, split in self.repeats[0].items()}
+
+
+def _inside(base: Path, name: Any, where: str) -> Path:
+    """``base / name`` for an image name read from a data file, refused (naming ``where``) if it leaves ``base``."""
+    return base / check_data_name(name, where, base)
+
+
+def _label(value: Any, allowed: Sequence[int], where: str) -> int:
+    """An integer class label from a data file, or a ``ValueError`` naming ``where`` and the allowed values."""
+    known = {str(a) for a in allowed}
+    if isinstance(value, bool) or not isinstance(value, int | str) or str(value).strip() not in known:
+        raise ValueError(f"{where}: label {value!r} is not one of {list(allowed)}")
+    return int(value)
 
 
 def _dataset(images: Sequence[str], labels: Sequence[int], texts: Sequence[str] | None = None) -> datasets.Dataset:
@@ -164,7 +180,8 @@ def read_unbiased_emotion(root: str | os.PathLike, *, n_splits: int = 5, seed: i
     return _three_way("unbiased_emotion", images, labels, emotions, "accuracy", n_splits, seed)
 
 
-def _read_jsonl(path: Path) -> list[dict]:
+def _read_jsonl(path: Path) -> list[tuple[str, dict]]:
+    """Each row of a JSON-lines file, with where it is (``"<file> line N"``)."""
     rows = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
@@ -173,10 +190,12 @@ def _read_jsonl(path: Path) -> list[dict]:
             row = json.loads(line)
         except json.JSONDecodeError as err:
             raise ValueError(f"{path} line {number} is not JSON: {err.msg}") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{path} line {number} is not a JSON object (Hateful Memes rows are objects)")
         missing = {"img", "label", "text"} - set(row)
         if missing:
             raise ValueError(f"{path} line {number} lacks {sorted(missing)} (Hateful Memes rows need img, text, label)")
-        rows.append(row)
+        rows.append((f"{path} line {number}", row))
     return rows
 
 
@@ -205,8 +224,10 @@ def read_hateful_memes(
         raise FileNotFoundError(f"{base} needs train.jsonl and dev.jsonl (or dev_seen.jsonl): the Hateful Memes layout")
     train_rows, dev_rows = _read_jsonl(train_file), _read_jsonl(dev_file)
 
-    def build(rows: list[dict]) -> datasets.Dataset:
-        return _dataset([base / r["img"] for r in rows], [int(r["label"]) for r in rows], [r["text"] for r in rows])
+    def build(rows: list[tuple[str, dict]]) -> datasets.Dataset:
+        images = [_inside(base, row["img"], where) for where, row in rows]
+        labels = [_label(row["label"], (0, 1), where) for where, row in rows]
+        return _dataset(images, labels, [str(row["text"]) for _, row in rows])
 
     splits = _selection_splits("hateful_memes", build(train_rows), build(dev_rows), selection, seed,
                                validation_fraction)  # fmt: skip
@@ -226,7 +247,7 @@ def _politics_csv(path: Path, base: Path) -> tuple[list[Path], list[int]]:
             label = str(row["label"]).strip().lower()
             if label not in POLITICS_CLASSES and label not in ("0", "1"):
                 raise ValueError(f"{path} line {number}: label {row['label']!r} is not left/right (or 0/1)")
-            images.append(base / row["image"])
+            images.append(_inside(base, row["image"], f"{path} line {number}"))
             labels.append(POLITICS_CLASSES.index(label) if label in POLITICS_CLASSES else int(label))
     return images, labels
 
@@ -293,7 +314,10 @@ def read_cub(
         if image_id not in classes or image_id not in is_train:
             raise ValueError(f"image {image_id} ({relative}) lacks a class or a train/test flag")
         target = train if is_train[image_id] == "1" else test
-        target[0].append(base / "images" / relative)
+        target[0].append(_inside(base / "images", relative, f"{base / 'images.txt'} image {image_id}"))
+        if classes[image_id] not in index:
+            raise ValueError(f"{base / 'image_class_labels.txt'}: image {image_id} has class {classes[image_id]!r}, "
+                             "which classes.txt does not list")  # fmt: skip
         target[1].append(index[classes[image_id]])
     splits = _selection_splits("cub", _dataset(*train), _dataset(*test), selection, seed, validation_fraction)
     return DownstreamTask("cub", label_names, "accuracy", [splits])

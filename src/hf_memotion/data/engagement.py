@@ -98,9 +98,9 @@ def load_engagement(path: str | os.PathLike, *, streaming: bool = True) -> datas
     data = datasets.load_dataset("json", data_files=files, split="train", streaming=streaming, features=raw)
     base = str(shards[0].parent)
 
-    def reference(row):  # jsonl holds paths relative to the shard's folder
+    def reference(row):  # jsonl holds paths relative to the shard's folder, never outside it
         image = row["image"]
-        path = image if image is None or os.path.isabs(image) else os.path.join(base, image)
+        path = None if image is None else os.path.join(base, check_data_name(image, f"post {row.get('post_id')}", base))
         return {"image": {"path": path, "bytes": None}}
 
     return data.map(reference, features=features)

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import datasets
+import huggingface_hub
 import pandas as pd
 
 from hf_memotion.data.images import ImageDecodeError, load_rgb_image
@@ -443,6 +444,10 @@ def _load_with_datasets(
             "for local data, pass the folder or file path."
         ) from None
     base = Path(source).parent if Path(source).is_file() else Path(source)
+    local = data_files is not None or Path(source).is_dir()
+    # path-only images must stay inside the data's folder (a Hub dataset's: the caches it was downloaded to)
+    roots = [base] if local else [Path(datasets.config.HF_DATASETS_CACHE), Path(huggingface_hub.constants.HF_HUB_CACHE)]
+    options = {**options, "image_roots": [os.path.normpath(os.path.abspath(r)) for r in roots]}
     out = {}
     for split, table in loaded.items():
         raw = _table_to_raw(table, f"{source} [{split}]", base, options)
@@ -542,16 +547,28 @@ def _labels_of(row: Mapping[str, Any], source: str) -> dict[str, int]:
     return out
 
 
-def _check_image(image: Any, verify: bool) -> None:
+def _check_image(image: Any, verify: bool, roots: Sequence[str] | None = None) -> None:
     if image is None:
         raise ImageDecodeError("no image")
+    path = image.get("path") if isinstance(image, dict) else image
+    has_bytes = isinstance(image, dict) and image.get("bytes") is not None
+    if roots is not None and not has_bytes and path:
+        _check_inside_roots(str(path), roots)
     if verify:
         load_rgb_image(image)
         return
-    path = image.get("path") if isinstance(image, dict) else image
-    has_bytes = isinstance(image, dict) and image.get("bytes") is not None
     if not has_bytes and not (path and os.path.isfile(path)):
         raise ImageDecodeError(f"image file not found: {path}")
+
+
+def _check_inside_roots(path: str, roots: Sequence[str]) -> None:
+    """Refuse an image path outside the data's folder (absolute elsewhere, or climbing out with ``..``)."""
+    normal = os.path.normpath(os.path.abspath(path))
+    if not any(normal == root or normal.startswith(root.rstrip(os.sep) + os.sep) for root in roots):
+        raise ImageDecodeError(
+            f"image path {path!r} leaves the data folder {roots[0]}: image paths must be relative to the data file's "
+            "folder and stay inside it (or carry the image bytes)"
+        )
 
 
 def _standardize(raw: datasets.Dataset, where: Callable[[int], str], options: dict) -> datasets.Dataset:
@@ -577,7 +594,7 @@ def _standardize(raw: datasets.Dataset, where: Callable[[int], str], options: di
                 error = f"{where(index, about_labels=True)}{name}: {err}"
             if error is None:
                 try:
-                    _check_image(row["image"], verify)
+                    _check_image(row["image"], verify, options.get("image_roots"))
                     result["image"] = row["image"]
                 except (ValueError, ImageDecodeError) as err:
                     error = f"{where(index)}{name}: {err}"

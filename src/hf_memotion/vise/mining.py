@@ -59,6 +59,7 @@ from scipy import sparse
 from sklearn.cluster import KMeans
 
 from hf_memotion.data.engagement import REACTIONS, engagement_shards
+from hf_memotion.folder_safety import check_data_name
 from hf_memotion.io_utils import atomic_open, atomic_write_text
 from hf_memotion.vise.centroid_search import CentroidSearch, Method
 from hf_memotion.vise.comment_embedding import CommentEmbedding, fit_sample_rank
@@ -359,6 +360,8 @@ def check_post(row: Any) -> str | None:
         True
         >>> check_post({"post_id": "p1", "image": "a.png", "reactions": {"love": -2}})
         'reaction counts must be non-negative integers'
+        >>> check_post({"post_id": "p1", "image": "../../etc/passwd"})
+        "image '../../etc/passwd' leaves the corpus folder (absolute or ..): names must be relative"
     """
     if isinstance(row, Exception):
         return f"not JSON: {row}"
@@ -366,6 +369,14 @@ def check_post(row: Any) -> str | None:
         return "no post_id string"
     if row.get("image") is None:
         return "no image"
+    image = row["image"]
+    if isinstance(image, dict) and image.get("bytes") is None:
+        image = image.get("path")
+    if not isinstance(image, (bytes, bytearray)):
+        try:
+            check_data_name(image, "image")
+        except ValueError:
+            return f"image {str(image)[:80]!r} leaves the corpus folder (absolute or ..): names must be relative"
     comments = row.get("comments")
     if comments is not None and (not isinstance(comments, list) or not all(isinstance(c, str) for c in comments)):
         return "comments must be a list of strings"
@@ -521,14 +532,19 @@ def label_features() -> datasets.Features:
     )
 
 
-def _image_reference(image: Any, folder: str) -> dict[str, Any]:
-    """``{"bytes", "path"}`` of a post's image; a relative path is joined to the shard's folder (or URI)."""
+def _image_reference(image: Any, folder: str, post_id: Any = None) -> dict[str, Any]:
+    """``{"bytes", "path"}`` of a post's image; a relative path is joined to the shard's folder (or URI).
+
+    A path that leaves the shard's folder (absolute, ``..``) is refused, naming the post.
+    """
     if isinstance(image, dict):  # parquet written by datasets: {"bytes", "path"}
-        return {"bytes": image.get("bytes"), "path": image.get("path")}
+        if image.get("bytes") is not None:
+            return {"bytes": image.get("bytes"), "path": image.get("path")}
+        image = image.get("path")
     if isinstance(image, (bytes, bytearray)):
         return {"bytes": bytes(image), "path": None}
-    path = str(image)
-    if os.path.isabs(path) or "://" in path or not folder:
+    path = check_data_name(image, f"post {post_id} of {folder or 'the corpus'}", folder)
+    if not folder:
         return {"bytes": None, "path": path}
     return {"bytes": None, "path": f"{folder.rstrip('/')}/{path}" if "://" in folder else os.path.join(folder, path)}
 
@@ -607,7 +623,7 @@ def label_posts(posts: Sequence[Mapping[str, Any]], models: ClusterModels, confi
             first, last = bounds[i], bounds[i + 1]
             details.append({"comments_without_signal": silent[i], "no_comment_signal": bool(comments) and first == last,
                             "extra_reaction_keys": extra_reaction_keys(post)})  # fmt: skip
-            rows.append({"post_id": post["post_id"], "image": _image_reference(post["image"], source),
+            rows.append({"post_id": post["post_id"], "image": _image_reference(post["image"], source, post["post_id"]),
                          "comment_clusters": clusters[first:last], "comment_weights": shares[first:last],
                          "reaction_cluster": reaction_ids[i]})  # fmt: skip
     return rows, details

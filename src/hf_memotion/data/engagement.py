@@ -32,6 +32,7 @@ import datasets
 import numpy as np
 from PIL import Image, ImageDraw
 
+from hf_memotion.folder_safety import check_data_name
 from hf_memotion.io_utils import atomic_write_bytes, atomic_write_text
 
 __all__ = [

@@ -22,11 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from safetensors import SafetensorError
 from safetensors.numpy import load_file, save
 from sklearn.model_selection import train_test_split
 from transformers import PreTrainedModel, set_seed
 
 from hf_memotion.distributed import process_state
+from hf_memotion.folder_safety import read_bounded
 from hf_memotion.hardware import release_memory
 from hf_memotion.io_utils import atomic_open, atomic_write_text
 from hf_memotion.metrics import memotion_scores
@@ -100,10 +102,23 @@ def _save_fold(
 def _load_fold(folder: Path) -> tuple[dict[str, np.ndarray], np.ndarray, dict, dict[str, np.ndarray]] | None:
     if not (folder / "metrics.json").is_file() or not (folder / "oof.safetensors").is_file():
         return None
-    tensors = load_file(folder / "oof.safetensors")
-    probabilities = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("probabilities.")}
-    test = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("test.")}
-    return probabilities, tensors["indices"], json.loads((folder / "metrics.json").read_text()), test
+    try:  # a damaged fold (truncated, replaced, values that are no probabilities) is trained again
+        tensors = load_file(folder / "oof.safetensors")
+        probabilities = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("probabilities.")}
+        test = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("test.")}
+        indices = tensors["indices"]
+        metrics = json.loads(read_bounded(folder / "metrics.json", "fold metrics"))
+        if not isinstance(metrics, dict) or indices.ndim != 1 or (indices < 0).any():
+            raise ValueError("unexpected layout")
+        for values in (*probabilities.values(), *test.values()):
+            if values.ndim != 2 or not np.isfinite(values).all() or (values < 0).any() or (values > 1 + 1e-4).any():
+                raise ValueError("values that are not probabilities")
+        if any(len(v) != len(indices) for v in probabilities.values()):
+            raise ValueError("probabilities and indices of different lengths")
+    except (SafetensorError, KeyError, ValueError, OSError) as err:
+        logger.warning("%s is damaged (%s): the fold is trained again", folder, str(err).splitlines()[0][:200])
+        return None
+    return probabilities, indices, metrics, test
 
 
 class CrossValidator:

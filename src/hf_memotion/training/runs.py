@@ -30,9 +30,11 @@ from typing import Any
 
 import datasets
 import numpy as np
+from safetensors import SafetensorError
 from safetensors.numpy import load_file, save
 
 from hf_memotion.distributed import process_state
+from hf_memotion.folder_safety import read_bounded
 from hf_memotion.hardware import release_memory
 from hf_memotion.io_utils import atomic_open, atomic_write_text
 from hf_memotion.metrics import memotion_scores
@@ -97,13 +99,23 @@ def load_finished_run(
 ) -> ClassifierRunResult | None:
     """The saved result of a run that finished (with the same settings, refit and test time when given), or ``None``.
 
-    A restarted job skips a finished run; the ensemble recipe reads the results of jobs that ran elsewhere.
+    A restarted job skips a finished run; the ensemble recipe reads the results of jobs that ran elsewhere. A
+    damaged run (unreadable metrics or probabilities) counts as unfinished: it is trained again (the log says so).
     """
     output = Path(output)
     metrics_file = output / "metrics.json"
     if not metrics_file.is_file():
         return None
-    metrics = json.loads(metrics_file.read_text())
+    try:
+        return _load_run(output, metrics_file, key, refit, preprocessor, load_model, test_time)
+    except (SafetensorError, KeyError, TypeError, ValueError, OSError) as err:
+        logger.warning("%s is damaged (%s): the run is trained again", output, str(err).splitlines()[0][:200])
+        return None
+
+
+def _load_run(output: Path, metrics_file: Path, key: str | None, refit: bool | None, preprocessor: Any,
+              load_model: bool, test_time: str | None) -> ClassifierRunResult | None:  # fmt: skip
+    metrics = json.loads(read_bounded(metrics_file, "run metrics"))
     if key is not None and metrics.get("run_key") != key:
         return None
     if refit is not None and bool(metrics.get("refit")) != refit:
@@ -113,6 +125,9 @@ def load_finished_run(
     refit = bool(metrics.get("refit"))
     oof = load_file(output / "oof_probabilities.safetensors")
     test_file = output / "test_probabilities.safetensors"
+    for values in oof.values():
+        if values.ndim != 2 or not np.isfinite(values).all():
+            raise ValueError("out-of-fold probabilities that are not finite rows")
     model = None
     if refit and load_model:
         from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification

@@ -20,7 +20,9 @@ from typing import Any
 
 import datasets
 import optuna
+from sqlalchemy.exc import SQLAlchemyError
 
+from hf_memotion.folder_safety import check_regular_file
 from hf_memotion.tasks import PROBLEM_NAMES
 from hf_memotion.training.trainer import ClassifierTrainingConfig
 
@@ -79,13 +81,70 @@ def trial_settings(
     return run_training, run_model
 
 
-def study_results(output_dir: str | os.PathLike) -> tuple[int, dict[str, Any], float, list[dict[str, Any]]]:
-    """The finished study in ``output_dir``: ``(best trial number, its values, its score, every finished trial)``."""
-    study = optuna.load_study(study_name="memotion_text", storage=f"sqlite:///{Path(output_dir) / 'study.db'}")
+def _open_study(output_dir: str | os.PathLike, **options: Any) -> optuna.Study:
+    """The ``memotion_text`` study of ``output_dir/study.db``; a file that is no Optuna study is one clear error."""
+    path = Path(output_dir) / "study.db"
+    if path.exists():
+        check_regular_file(path, "Optuna study", max_bytes=None)
+        with open(path, "rb") as handle:
+            header = handle.read(16)
+        if header and header != b"SQLite format 3\x00":
+            raise ValueError(f"{path} is not an Optuna study (not an SQLite database): delete it and run the search again")
+    try:
+        if options.get("load_if_exists"):
+            return optuna.create_study(study_name="memotion_text", storage=f"sqlite:///{path}", **options)
+        return optuna.load_study(study_name="memotion_text", storage=f"sqlite:///{path}")
+    except (KeyError, ValueError, RuntimeError, SQLAlchemyError) as err:
+        raise ValueError(
+            f"{path} is not a readable Optuna study of this search ({type(err).__name__}: {str(err).splitlines()[0]}): "
+            "delete it and run the search again"
+        ) from None
+
+
+def _outside_space(values: Mapping[str, Any], space: Mapping[str, Any]) -> list[str]:
+    """The values of a trial that its search space could not have given (a planted or foreign study)."""
+    problems = []
+    for name, value in values.items():
+        spec = space.get(name)
+        if spec is None:
+            problems.append(f"{name}={value!r} (not searched)")
+        elif isinstance(spec, tuple):
+            low, high = float(spec[0]), float(spec[1])
+            if not isinstance(value, int | float) or not low <= float(value) <= high:
+                problems.append(f"{name}={value!r} (outside {low:g}..{high:g})")
+        elif value not in spec:
+            problems.append(f"{name}={value!r} (not one of {list(spec)})")
+    return problems
+
+
+def study_results(
+    output_dir: str | os.PathLike, space: Mapping[str, Any] | None = None
+) -> tuple[int, dict[str, Any], float, list[dict[str, Any]]]:
+    """The finished study in ``output_dir``: ``(best trial number, its values, its score, every finished trial)``.
+
+    Every finished trial's values are checked against ``space`` (default :data:`TEXT_SEARCH_SPACE`) and its score
+    must be a macro-F1 in [0, 1]: a study that could not have come from this search is refused.
+
+    Raises:
+        ValueError: ``study.db`` is no Optuna study, has no finished trial, or holds values outside the space.
+    """
+    space = dict(TEXT_SEARCH_SPACE if space is None else space)
+    study = _open_study(output_dir)
     trials = [{"trial": t.number, "values": dict(t.params), "score": float(t.value)}
               for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]  # fmt: skip
-    best = study.best_trial
-    return best.number, dict(best.params), float(best.value), trials
+    if not trials:
+        raise ValueError(f"{Path(output_dir) / 'study.db'} has no finished trial: run the search again")
+    for trial in trials:
+        problems = _outside_space(trial["values"], space)
+        if not 0.0 <= trial["score"] <= 1.0:
+            problems.append(f"score {trial['score']!r} (a macro-F1 is in 0..1)")
+        if problems:
+            raise ValueError(
+                f"{Path(output_dir) / 'study.db'} trial {trial['trial']} holds {', '.join(problems)}: the study was not "
+                "written by this search; delete it and run the search again"
+            )
+    best = max(trials, key=lambda t: t["score"])
+    return best["trial"], best["values"], best["score"], trials
 
 
 def _sample(trial: optuna.Trial, space: Mapping[str, Any]) -> dict[str, Any]:
@@ -151,9 +210,8 @@ def search_text_hyperparameters(
     output.mkdir(parents=True, exist_ok=True)
     space = dict(TEXT_SEARCH_SPACE if search_space is None else search_space)
     base_training = training or ClassifierTrainingConfig()
-    study = optuna.create_study(
-        study_name="memotion_text",
-        storage=f"sqlite:///{output / 'study.db'}",
+    study = _open_study(
+        output,
         load_if_exists=True,
         direction="maximize",
         sampler=optuna.samplers.TPESampler(seed=seed if sampler_seed is None else sampler_seed),

@@ -104,10 +104,11 @@ def select_candidate(entry: Mapping[str, Any], output: str | Path) -> dict[str, 
         best = max(candidates, key=lambda c: c["score"])  # the first of equal scores: the grid's order decides
         method = "grid search of the learning rate"
     elif spec.modality == "text" and spec.search is not None:
-        from hf_memotion.training.search import study_results
+        from hf_memotion.training.search import search_space_from_config, study_results
 
         folder = _search_folder(output, entry)
-        number, values, score, trials = study_results(folder)
+        space = search_space_from_config(spec.search.space) if spec.search.space else None
+        number, values, score, trials = study_results(folder, space)
         candidates = [{"values": t["values"], "score": t["score"], "folder": str(folder / f"trial_{t['trial']}")}
                       for t in trials]  # fmt: skip
         best = {"values": values, "score": score, "folder": str(folder / f"trial_{number}")}

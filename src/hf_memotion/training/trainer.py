@@ -16,14 +16,18 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+import pickle
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from sklearn.metrics import f1_score
 from transformers import (
     EarlyStoppingCallback,
@@ -48,6 +52,7 @@ from hf_memotion.training.schedules import StepSchedule, milestone_steps, step_s
 __all__ = [
     "PAPER_VISION_TRAINING",
     "ClassifierTrainingConfig",
+    "DamagedCheckpointError",
     "LoggingProgressCallback",
     "MemotionTrainer",
     "StopAfterEpochs",
@@ -242,6 +247,32 @@ def _match_mixed_precision(args: Any) -> None:
         AcceleratorState._reset_state(reset_partial_state=False)
 
 
+class DamagedCheckpointError(RuntimeError):
+    """A checkpoint a run resumes from cannot be read; the message names it and says to delete it."""
+
+
+@contextlib.contextmanager
+def _checkpoint_read(checkpoint: str | None, what: str) -> Iterator[None]:
+    """Turn a damaged checkpoint file into one line naming the checkpoint and the fix."""
+    try:
+        yield
+    except (pickle.UnpicklingError, EOFError, SafetensorError, json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DamagedCheckpointError(_damaged(checkpoint, what, err)) from None
+    except RuntimeError as err:  # torch.load's own messages for truncated or foreign files
+        if not any(sign in str(err) for sign in ("PytorchStreamReader", "weights_only", "zip archive", "pickle")):
+            raise
+        raise DamagedCheckpointError(_damaged(checkpoint, what, err)) from None
+
+
+def _damaged(checkpoint: str | None, what: str, err: BaseException) -> str:
+    reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+    return (
+        f"the checkpoint {checkpoint} cannot be read ({what}: {type(err).__name__}: {reason}); it is damaged or was "
+        f"not written by this run: delete it (rm -r {checkpoint}) and run again to resume from the previous "
+        "checkpoint, or from the start"
+    )
+
+
 class MemotionTrainer(Trainer):
     """The library's ``Trainer``: the papers' optimisers and schedules, readable logs, card data on the model.
 
@@ -318,6 +349,24 @@ class MemotionTrainer(Trainer):
         self.lr_scheduler = step_scheduler(optimizer or self.optimizer, schedule)
         self._created_lr_scheduler = True
         return self.lr_scheduler
+
+    # A resumed run reads its own checkpoint; a damaged file there is named with the fix (delete the checkpoint),
+    # never torch's advice to load with weights_only=False.
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+        with _checkpoint_read(resume_from_checkpoint, "weights"):
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        with _checkpoint_read(checkpoint, "optimizer or scheduler state"):
+            super()._load_optimizer_and_scheduler(checkpoint)
+
+    def _load_rng_state(self, checkpoint: str | None) -> None:
+        with _checkpoint_read(checkpoint, "random-number state"):
+            super()._load_rng_state(checkpoint)
+
+    def _load_scaler(self, checkpoint: str | None) -> None:
+        with _checkpoint_read(checkpoint, "gradient scaler state"):
+            super()._load_scaler(checkpoint)
 
     def _steps_per_epoch(self) -> int:
         return max(1, len(self.get_train_dataloader()) // max(1, self.args.gradient_accumulation_steps))

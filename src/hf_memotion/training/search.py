@@ -89,7 +89,7 @@ def _open_study(output_dir: str | os.PathLike, **options: Any) -> optuna.Study:
         with open(path, "rb") as handle:
             header = handle.read(16)
         if header and header != b"SQLite format 3\x00":
-            raise ValueError(f"{path} is not an Optuna study (not an SQLite database): delete it and run the search again")
+            raise ValueError(f"{path} is not an Optuna study (no SQLite database): delete it and run the search again")
     try:
         if options.get("load_if_exists"):
             return optuna.create_study(study_name="memotion_text", storage=f"sqlite:///{path}", **options)
@@ -140,8 +140,8 @@ def study_results(
             problems.append(f"score {trial['score']!r} (a macro-F1 is in 0..1)")
         if problems:
             raise ValueError(
-                f"{Path(output_dir) / 'study.db'} trial {trial['trial']} holds {', '.join(problems)}: the study was not "
-                "written by this search; delete it and run the search again"
+                f"{Path(output_dir) / 'study.db'} trial {trial['trial']} holds {', '.join(problems)}: the study was "
+                "not written by this search; delete it and run the search again"
             )
     best = max(trials, key=lambda t: t["score"])
     return best["trial"], best["values"], best["score"], trials

@@ -58,10 +58,21 @@ def apply_overrides(config: Mapping[str, Any], overrides: Sequence[str]) -> dict
                 raise ValueError(f"override {item!r}: {part!r} is not a section")
             node = child
         if isinstance(node, list):
-            node[_index(node, parts[-1], item)] = yaml.safe_load(raw)
+            node[_index(node, parts[-1], item)] = _override_value(raw, item)
             continue
-        node[parts[-1]] = yaml.safe_load(raw)
+        node[parts[-1]] = _override_value(raw, item)
     return out
+
+
+def _override_value(raw: str, item: str) -> Any:
+    """An override's value, parsed as plain YAML; a tag (``!!python/...``) or bad YAML is one line naming it."""
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        reason = str(getattr(err, "problem", None) or err).splitlines()[0]
+        raise ValueError(
+            f"override {item!r}: the value is not plain YAML ({reason}); write a number, string, list or mapping"
+        ) from None
 
 
 def _index(items: list, part: str, item: str) -> int:
@@ -100,7 +111,11 @@ def load_run_config(path: str | os.PathLike | None, overrides: Sequence[str] = (
         if not file.is_file():
             names = sorted(p.stem for p in BUILTIN_CONFIGS.glob("*.yaml"))
             raise FileNotFoundError(f"config file {file} not found (built-in configs: {names})")
-        loaded = yaml.safe_load(file.read_text())
+        try:
+            loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            reason = str(getattr(err, "problem", None) or err).splitlines()[0]
+            raise ValueError(f"{file} is not plain YAML ({reason}); tags such as !!python/... are refused") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ValueError(f"{file} must hold a YAML mapping at the top level")
         config = loaded or {}

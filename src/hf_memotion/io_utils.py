@@ -21,6 +21,16 @@ from typing import IO
 __all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_text"]
 
 
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: The mode a new file gets from ``open()`` (0644 under the usual umask 022); ``mkstemp`` would leave 0600.
+_FILE_MODE = 0o666 & ~_current_umask()
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
     """Open a temporary file beside ``path``; on success it replaces ``path`` in one step.
@@ -38,6 +48,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        os.fchmod(fd, _FILE_MODE)  # as open() would: readable by whoever may read the folder
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding, newline=None) as handle:
             yield handle
             handle.flush()

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
 import torch
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -180,6 +181,10 @@ class PretrainingSettings(TakesTrainingArguments):
         return self.base_learning_rate / 256 * self.batch_size
 
 
+#: The largest head or corpus size a ``mining.json`` may state (the paper's heads have 5,000 and 100 clusters).
+MAX_CLUSTERS_OR_POSTS = 10**9
+
+
 def _label_shards(labels: str | os.PathLike) -> list[str]:
     folder = str(labels)
     if "://" in folder:  # a remote folder (fsspec): the datasets loader lists it
@@ -223,8 +228,14 @@ def read_mining_report(labels: str | os.PathLike) -> dict[str, Any]:
         report["comment_clusters"] = int(report["comment_cluster_sizes"]["clusters"])
         report["reaction_clusters"] = int(report["reaction_cluster_sizes"]["clusters"])
         report["posts_labelled"] = int(report["posts_labelled"])
-    except (KeyError, TypeError):
+    except (KeyError, TypeError, ValueError):
         raise ValueError(f"{report_path} lacks the cluster counts: mine the labels again") from None
+    for key, low in (("comment_clusters", 1), ("reaction_clusters", 1), ("posts_labelled", 0)):
+        if not low <= report[key] <= MAX_CLUSTERS_OR_POSTS:
+            raise ValueError(
+                f"{report_path}: {key} = {report[key]} is outside {low}..{MAX_CLUSTERS_OR_POSTS}: the file is damaged; "
+                "mine the labels again"
+            )
     return report
 
 
@@ -234,6 +245,7 @@ class PretrainingCollator:
     Args:
         processor: Gives the training augmentation (random resized crop, flip) and normalisation.
         comment_clusters: Width of the comment target.
+        reaction_clusters: Width of the reaction head (reaction ids past it are refused; ``None``: unchecked).
         targets: ``"both"``, ``"comments"`` or ``"reactions"``: the targets a batch carries (the model computes a
             loss term only for a target it is given).
 
@@ -249,12 +261,51 @@ class PretrainingCollator:
         (torch.Size([1, 3, 32, 32]), [[0.0, 0.75, 0.0, 0.25]], [2])
     """
 
-    def __init__(self, processor: MemotionImageProcessor, comment_clusters: int, targets: str = "both"):
+    def __init__(
+        self,
+        processor: MemotionImageProcessor,
+        comment_clusters: int,
+        targets: str = "both",
+        reaction_clusters: int | None = None,
+    ):
         self.transform = processor.train_transform()
         self.processor = processor
         self.comment_clusters = comment_clusters
+        self.reaction_clusters = reaction_clusters
         self.targets = targets
         self.skipped = 0
+
+    def _checked_targets(self, row: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, int]:
+        """A row's comment ids and weights and its reaction cluster, refused (naming the post) unless they fit.
+
+        Comment ids must be distinct integers in ``0..comment_clusters-1`` with one finite, non-negative weight each
+        (summing to at most 1); the reaction cluster an integer in ``-1..reaction_clusters-1`` (``-1``: none).
+        """
+        post = row.get("post_id")
+        fix = "the label shards are damaged or come from another mining run: mine the labels again"
+        try:
+            ids = np.asarray(row["comment_clusters"] if row["comment_clusters"] is not None else [])
+            weights = np.asarray(row["comment_weights"] if row["comment_weights"] is not None else [], dtype=np.float32)
+            reaction = row["reaction_cluster"]
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"post {post}: unreadable targets ({err}); {fix}") from None
+        if ids.ndim != 1 or weights.ndim != 1 or len(ids) != len(weights):
+            raise ValueError(f"post {post}: {ids.size} comment cluster id(s) but {weights.size} weight(s); {fix}")
+        if len(ids) and (ids.dtype.kind not in "iu" or ids.min() < 0 or ids.max() >= self.comment_clusters):
+            raise ValueError(
+                f"post {post}: comment cluster ids {ids.tolist()[:8]} outside 0..{self.comment_clusters - 1} (the "
+                f"model's head); {fix}"
+            )
+        if len(np.unique(ids)) != len(ids):
+            raise ValueError(f"post {post}: comment cluster ids repeat ({ids.tolist()[:8]}); {fix}")
+        if not np.isfinite(weights).all() or (weights < 0).any() or float(weights.sum()) > 1.0 + 1e-3:
+            raise ValueError(f"post {post}: comment weights {weights.tolist()[:8]} are not shares of 1; {fix}")
+        if isinstance(reaction, bool) or not isinstance(reaction, int | np.integer):
+            raise ValueError(f"post {post}: reaction cluster {reaction!r} is not an integer; {fix}")
+        limit = self.reaction_clusters or np.iinfo(np.int32).max
+        if not -1 <= int(reaction) < limit:
+            raise ValueError(f"post {post}: reaction cluster {reaction} outside -1..{limit - 1}; {fix}")
+        return ids.astype(np.int64), weights, int(reaction)
 
     def __call__(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
         """Decode, augment and stack a list of label rows (unreadable images are skipped and counted)."""
@@ -266,17 +317,12 @@ class PretrainingCollator:
                 self.skipped += 1
                 logger.warning("skipping post %s: %s", row.get("post_id"), err)
                 continue
+            ids, weights, reaction = self._checked_targets(row)
             images.append(self.transform(image))
             target = torch.zeros(self.comment_clusters)
-            ids = torch.as_tensor(row["comment_clusters"], dtype=torch.long)
-            if len(ids) and int(ids.max()) >= self.comment_clusters:
-                raise ValueError(
-                    f"post {row.get('post_id')} has comment cluster {int(ids.max())} but the model has "
-                    f"{self.comment_clusters}: the labels and the model come from different mining runs"
-                )
-            target[ids] = torch.as_tensor(row["comment_weights"], dtype=torch.float32)
+            target[torch.as_tensor(ids)] = torch.as_tensor(weights)
             targets.append(target)
-            reactions.append(int(row["reaction_cluster"]))
+            reactions.append(reaction)
         if not images:  # every image of the batch was unreadable: an empty batch adds no loss
             size = self.processor.crop_size
             batch = {"pixel_values": torch.zeros(0, 3, size, size),
@@ -340,7 +386,7 @@ def pretrain_vise(
     )
     stream = load_mined_labels(labels).shuffle(seed=settings.seed, buffer_size=settings.shuffle_buffer)
     args = settings.training_arguments(output, max_steps)
-    collator = PretrainingCollator(processor, comment_k, settings.targets)
+    collator = PretrainingCollator(processor, comment_k, settings.targets, reaction_clusters=reaction_k)
     trainer = MemotionTrainer(model=model, args=args, train_dataset=stream, data_collator=collator)
     checkpoint = get_last_checkpoint(args.output_dir) if resume and Path(args.output_dir).is_dir() else None
     if checkpoint and state.is_main_process:

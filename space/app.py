@@ -74,9 +74,10 @@ def decode_upload(payload: Any) -> Image.Image | None:
     """
     if payload is None:
         return None
-    source: Any = payload.path
-    if source is None and payload.url and payload.url.startswith("data:"):
-        encoded = payload.url.split(",", 1)[-1]
+    data_url = next((u for u in (payload.path, payload.url) if isinstance(u, str) and u.startswith("data:")), None)
+    source: Any = payload.path if data_url is None else None
+    if data_url is not None:
+        encoded = data_url.split(",", 1)[-1]
         if len(encoded) > MAX_UPLOAD_MB * 1024 * 1024 * 4 // 3 + 4:  # checked before decoding: base64 is 4/3
             raise gr.Error(f"The image is over {MAX_UPLOAD_MB} MB; upload a smaller one.", title="Image too large")
         try:
@@ -87,7 +88,7 @@ def decode_upload(payload: Any) -> Image.Image | None:
         return load_rgb_image(source, formats=UPLOAD_FORMATS, max_pixels=MAX_PIXELS)
     except ImageDecodeError as err:
         name = getattr(payload, "orig_name", None) or "the upload"
-        reason = str(err).replace(str(payload.path), name) if payload.path else str(err)
+        reason = str(err).replace(str(payload.path), name) if payload.path and data_url is None else str(err)
         raise gr.Error(
             f"{reason}. Upload a {', '.join(UPLOAD_FORMATS)} image of at most {MAX_UPLOAD_MB} MB.",
             title="Cannot read the image",

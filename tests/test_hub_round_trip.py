@@ -133,7 +133,12 @@ def test_published_folders_load_by_id_with_the_local_outputs(folders, tmp_path):
     cache = tmp_path / "hub"
     for kind in NEEDED:
         _publish_to_cache(folders / kind, cache, f"org/{kind}")
-    env = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache), "HF_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"}
+    env = {
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_CACHE": str(cache),
+        "HF_HOME": str(tmp_path / "home"),
+        "PATH": "/usr/bin:/bin",
+    }
     out = subprocess.run([sys.executable, "-c", HUB_SIDE % {"texts": TEXTS}], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     hub = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("OUTPUTS "))[8:])

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 gr = pytest.importorskip("gradio")  # the `space` extra; `make test` installs it
 from gradio_client import Client, handle_file  # noqa: E402
@@ -90,6 +91,34 @@ def test_bad_uploads_get_a_readable_message(served, tmp_path):
     with pytest.raises(Exception, match=r"(?i)exceeds the maximum|too large|413"):
         client.predict(handle_file(str(big)), "some text", api_name="/predict")
     assert app.demo.get_config_file()["max_file_size"] == app.MAX_UPLOAD_MB * 1024 * 1024
+
+
+def test_a_data_url_is_size_checked_before_decoding_and_ocr_failures_are_warnings(served, monkeypatch):
+    from types import SimpleNamespace
+
+    import gradio as gr
+
+    from hf_memotion.data.ocr import OCRTimeoutError
+
+    app, _ = served
+    huge = "data:image/png;base64," + "A" * (app.MAX_UPLOAD_MB * 1024 * 1024 * 2)
+    decoded = []
+    monkeypatch.setattr(app.base64, "b64decode", lambda *a, **k: decoded.append(1))
+    with pytest.raises(gr.Error, match=f"over {app.MAX_UPLOAD_MB} MB"):
+        app.decode_upload(SimpleNamespace(path=huge, url=None, orig_name=None))
+    with pytest.raises(gr.Error, match=f"over {app.MAX_UPLOAD_MB} MB"):
+        app.decode_upload(SimpleNamespace(path=None, url=huge, orig_name=None))
+    assert not decoded  # refused before a byte was decoded
+    monkeypatch.undo()
+    with pytest.raises(gr.Error, match="not valid base64"):
+        app.decode_upload(SimpleNamespace(path=None, url="data:image/png;base64,***", orig_name=None))
+
+    def timed_out(image, timeout):
+        assert timeout == app.OCR_TIMEOUT_S
+        raise OCRTimeoutError(f"Tesseract did not read the image within {timeout:g} s")
+
+    monkeypatch.setattr(app, "read_meme_text", timed_out)
+    assert app.read_text(Image.new("RGB", (8, 8)), "kept text") == "kept text"  # a warning, never {"error": null}
 
 
 def test_the_app_builds_without_launching_and_bounds_its_queue(served):

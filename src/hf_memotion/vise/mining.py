@@ -370,8 +370,8 @@ def check_post(row: Any) -> str | None:
     if row.get("image") is None:
         return "no image"
     image = row["image"]
-    if isinstance(image, dict) and image.get("bytes") is None:
-        image = image.get("path")
+    if isinstance(image, dict):  # {"bytes", "path"}: a path is read only when there are no bytes
+        image = image.get("path") if image.get("bytes") is None else image["bytes"]
     if not isinstance(image, (bytes, bytearray)):
         try:
             check_data_name(image, "image")

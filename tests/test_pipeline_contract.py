@@ -39,8 +39,19 @@ def demo_memes(stream_root):
     return load_memotion(stream_root, verify_images=False)["train"].select_columns(["image", "text"])
 
 
+class _Answers(list):
+    """Submissions equal, probabilities within 1e-5 (batches of other shapes round differently in the last bits)."""
+
+    def __eq__(self, other):
+        return [s for s, _ in self] == [s for s, _ in other] and np.allclose(
+            [p for _, p in self], [p for _, p in other], rtol=0, atol=1e-5
+        )
+
+    __hash__ = None
+
+
 def _answers(results):
-    return [(r["submission"], round(r["sentiment"]["scores"]["positive"], 6)) for r in results]
+    return _Answers((r["submission"], r["sentiment"]["scores"]["positive"]) for r in results)
 
 
 def test_a_generator_a_dataset_and_workers_give_the_list_results(pipe, demo_memes):

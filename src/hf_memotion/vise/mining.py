@@ -535,17 +535,18 @@ def label_features() -> datasets.Features:
 def _image_reference(image: Any, folder: str, post_id: Any = None) -> dict[str, Any]:
     """``{"bytes", "path"}`` of a post's image; a relative path is joined to the shard's folder (or URI).
 
-    A path that leaves the shard's folder (absolute, ``..``) is refused, naming the post.
+    A path that leaves the shard's folder (absolute, ``..``) is refused, naming the post. Without a folder the
+    reference is one a reader already resolved (and checked with :func:`check_post`): it is kept as it is.
     """
     if isinstance(image, dict):  # parquet written by datasets: {"bytes", "path"}
-        if image.get("bytes") is not None:
+        if image.get("bytes") is not None or not folder:
             return {"bytes": image.get("bytes"), "path": image.get("path")}
         image = image.get("path")
     if isinstance(image, (bytes, bytearray)):
         return {"bytes": bytes(image), "path": None}
-    path = check_data_name(image, f"post {post_id} of {folder or 'the corpus'}", folder)
     if not folder:
-        return {"bytes": None, "path": path}
+        return {"bytes": None, "path": str(image)}
+    path = check_data_name(image, f"post {post_id} of {folder}", folder)
     return {"bytes": None, "path": f"{folder.rstrip('/')}/{path}" if "://" in folder else os.path.join(folder, path)}
 
 

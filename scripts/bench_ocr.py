@@ -36,10 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     from hf_memotion.data.meme_rendering import random_caption, render_meme
     from hf_memotion.data.ocr import (
         OCRUnavailableError,
-        _one_openmp_thread,
         caption_mask,
         check_ocr_available,
         read_meme_text,
+        run_tesseract,
         upscale_for_reading,
         word_accuracy,
     )
@@ -49,8 +49,6 @@ def main(argv: list[str] | None = None) -> int:
     except OCRUnavailableError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    import pytesseract
-
     rng = np.random.default_rng(args.seed)
     sizes = [(480, 480), (320, 320), (640, 480), (250, 250)]
     memes = []
@@ -62,8 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def tesseract(prepare, psm):
         def read(image):
-            with _one_openmp_thread():  # every method as read_meme_text runs Tesseract
-                return pytesseract.image_to_string(prepare(image), config=f"--psm {psm}")
+            return run_tesseract(prepare(image), psm, timeout=60)  # every method as read_meme_text runs Tesseract
 
         return read
 

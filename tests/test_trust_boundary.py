@@ -347,3 +347,18 @@ def test_ocr_is_bounded_per_call_and_holds_no_lock(ocr):
     thread.join()
     assert "top" in text and quick < 2.5, quick  # another read never waits for the hostile one (killed at 3 s)
     assert "did not read the image within 3 s" in answers["slow"] and answers["slow_s"] < 5, answers
+
+
+def test_the_hostile_inputs_benchmark_prints_its_figures(ocr, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "bench_hostile_inputs.py"
+    output = tmp_path / "bench.json"
+    done = subprocess.run([sys.executable, str(script), "--side", "1024", "--ocr-timeout", "1", "--output",
+                           str(output)], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    figures = json.loads(output.read_text())
+    assert "decode_16_bit:" in done.stdout and "caption_mask:" in done.stdout and "another meme took" in done.stdout
+    assert figures["decode_16_bit"]["ratio_to_rgb"] < 3 and figures["ocr"]["hostile_outcome"] == "stopped"

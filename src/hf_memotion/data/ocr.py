@@ -45,6 +45,7 @@ __all__ = [
     "check_ocr_available",
     "clean_ocr_text",
     "read_meme_text",
+    "run_tesseract",
     "upscale_for_reading",
     "word_accuracy",
 ]
@@ -127,10 +128,15 @@ def _tesseract_environment() -> dict[str, str]:
     return {**os.environ, "OMP_THREAD_LIMIT": os.environ.get("OMP_THREAD_LIMIT", "1")}
 
 
-def _run_tesseract(page: Image.Image, layout: int, timeout: float) -> str:
+def run_tesseract(page: Image.Image, layout: int, timeout: float = TIMEOUT_S) -> str:
     """Tesseract's text of ``page`` (a PNG handed over a pipe), killed after ``timeout`` seconds.
 
-    Run here rather than through pytesseract, which cannot give one call its own environment.
+    Run here rather than through pytesseract, which cannot give one call its own environment. The caller checks
+    that Tesseract is installed (:func:`check_ocr_available`).
+
+    Raises:
+        OCRTimeoutError: Tesseract took longer than ``timeout`` (it was killed).
+        ValueError: Tesseract failed on the page.
     """
     import io
     import subprocess
@@ -176,9 +182,9 @@ def read_meme_text(image: Any, *, timeout: float = TIMEOUT_S) -> str:
     """
     check_ocr_available()
     rgb = image.convert("RGB") if isinstance(image, Image.Image) else load_rgb_image(image)
-    text = clean_ocr_text(_run_tesseract(caption_mask(rgb), 11, timeout))
+    text = clean_ocr_text(run_tesseract(caption_mask(rgb), 11, timeout))
     if not text:  # no white caption: dark text on a light background, read as one block
-        text = clean_ocr_text(_run_tesseract(upscale_for_reading(rgb.convert("L")), 6, timeout))
+        text = clean_ocr_text(run_tesseract(upscale_for_reading(rgb.convert("L")), 6, timeout))
     return text
 
 

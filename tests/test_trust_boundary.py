@@ -356,9 +356,10 @@ def test_the_hostile_inputs_benchmark_prints_its_figures(ocr, tmp_path):
 
     script = Path(__file__).resolve().parents[1] / "scripts" / "bench_hostile_inputs.py"
     output = tmp_path / "bench.json"
-    done = subprocess.run([sys.executable, str(script), "--side", "1024", "--ocr-timeout", "1", "--output",
+    done = subprocess.run([sys.executable, str(script), "--side", "2048", "--ocr-timeout", "1", "--output",
                            str(output)], capture_output=True, text=True, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     figures = json.loads(output.read_text())
     assert "decode_16_bit:" in done.stdout and "caption_mask:" in done.stdout and "another meme took" in done.stdout
-    assert figures["decode_16_bit"]["ratio_to_rgb"] < 3 and figures["ocr"]["hostile_outcome"] == "stopped"
+    # main before issue 29 rose 8.4x the RGB image (float64 copies); now about 2-3x
+    assert figures["decode_16_bit"]["ratio_to_rgb"] < 5 and figures["ocr"]["hostile_outcome"] == "stopped"

@@ -109,7 +109,7 @@ def caption_mask(image: Image.Image) -> Image.Image:
 
     Computed on the image's own uint8 channels (no wider copy): memory is a few bytes a pixel of the read size.
     """
-    pixels = np.asarray(upscale_for_reading(image.convert("RGB")))
+    pixels = np.asarray(upscale_for_reading(image if image.mode == "RGB" else image.convert("RGB")))
     low, high = pixels.min(axis=2), pixels.max(axis=2)
     np.subtract(high, low, out=high)  # the spread, in place (high >= low: no wrap-around)
     page = np.full(low.shape, 255, dtype=np.uint8)

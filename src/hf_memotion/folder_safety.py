@@ -79,7 +79,7 @@ def check_link_stays_inside(folder: str | os.PathLike, path: str | os.PathLike, 
         )
 
 
-def check_folder_is_safe(folder: str | os.PathLike, *, recursive: bool = True) -> None:
+def check_folder_is_safe(folder: str | os.PathLike, *, recursive: bool = True, refuse_pickles: bool = True) -> None:
     """Refuse a folder with pickle files, symlinked folders, links out, or odd files, before anything is loaded.
 
     Odd files are those that are not regular files (FIFOs, devices, ``/proc``) or that are larger than a config
@@ -88,6 +88,9 @@ def check_folder_is_safe(folder: str | os.PathLike, *, recursive: bool = True) -
     Args:
         folder: The folder.
         recursive: Check its subfolders too (an ensemble); ``False`` checks its own files only (one model).
+        refuse_pickles: Refuse pickle-based files (an ensemble never holds one); ``False`` for one model's folder,
+            which transformers loads without unpickling (safetensors first, ``.bin`` weights with
+            ``weights_only=True``) and where ``Trainer.save_model`` leaves ``training_args.bin``.
 
     Raises:
         UnsafeModelFolderError: Naming every offending entry.
@@ -106,7 +109,7 @@ def check_folder_is_safe(folder: str | os.PathLike, *, recursive: bool = True) -
             names = [name]
             if path.is_symlink():
                 names.append(Path(os.path.realpath(path)).name)
-            if any(Path(n).suffix.lower() in PICKLE_SUFFIXES for n in names):
+            if refuse_pickles and any(Path(n).suffix.lower() in PICKLE_SUFFIXES for n in names):
                 unsafe.append(relative)
                 continue
             try:

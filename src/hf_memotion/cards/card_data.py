@@ -239,7 +239,8 @@ class ModelCardMixin:
         if isinstance(name, str | os.PathLike) and Path(name).is_dir():
             local = Path(name)
             subfolder = kwargs.get("subfolder") or ""
-            check_folder_is_safe(local / subfolder, recursive=False)  # links, FIFOs, sizes: before transformers reads
+            # links, FIFOs, sizes: checked before transformers reads anything
+            check_folder_is_safe(local / subfolder, recursive=False, refuse_pickles=False)
         try:
             loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         except SafetensorError as err:

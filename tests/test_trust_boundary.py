@@ -363,3 +363,26 @@ def test_the_hostile_inputs_benchmark_prints_its_figures(ocr, tmp_path):
     assert "decode_16_bit:" in done.stdout and "caption_mask:" in done.stdout and "another meme took" in done.stdout
     # main before issue 29 rose 8.4x the RGB image (float64 copies); now about 2-3x
     assert figures["decode_16_bit"]["ratio_to_rgb"] < 5 and figures["ocr"]["hostile_outcome"] == "stopped"
+
+
+def test_a_damaged_run_file_is_trained_again_and_mining_counts_are_bounded(tmp_path, caplog):
+    from hf_memotion.training.runs import load_finished_run
+    from hf_memotion.vise.pretraining import read_mining_report
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_text(json.dumps({"refit": False, "oof_scores": {}}))
+    (run / "oof_probabilities.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{truncated")
+    assert load_finished_run(run) is None and "the run is trained again" in caplog.text
+    (run / "metrics.json").write_text("{not json")
+    assert load_finished_run(run) is None
+
+    report = {"comment_cluster_sizes": {"clusters": 10**12}, "reaction_cluster_sizes": {"clusters": 4},
+              "posts_labelled": 10}  # fmt: skip
+    (tmp_path / "mining.json").write_text(json.dumps(report))
+    with pytest.raises(ValueError, match=r"mining.json: comment_clusters = 1000000000000 is outside 1..1000000000"):
+        read_mining_report(tmp_path)
+    report["comment_cluster_sizes"]["clusters"] = 0
+    (tmp_path / "mining.json").write_text(json.dumps(report))
+    with pytest.raises(ValueError, match="comment_clusters = 0 is outside"):
+        read_mining_report(tmp_path)

@@ -69,10 +69,15 @@ def _override_value(raw: str, item: str) -> Any:
     try:
         return yaml.safe_load(raw)
     except yaml.YAMLError as err:
-        reason = str(getattr(err, "problem", None) or err).splitlines()[0]
         raise ValueError(
-            f"override {item!r}: the value is not plain YAML ({reason}); write a number, string, list or mapping"
+            f"override {item!r}: the value is not plain YAML ({_first_line(err)}); write a number, string, list or "
+            "mapping"
         ) from None
+
+
+def _first_line(err: Exception) -> str:
+    """The first line of a YAML error's own reason (its ``problem``), for one-line messages."""
+    return str(getattr(err, "problem", None) or err).splitlines()[0]
 
 
 def _index(items: list, part: str, item: str) -> int:
@@ -114,8 +119,9 @@ def load_run_config(path: str | os.PathLike | None, overrides: Sequence[str] = (
         try:
             loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
         except (yaml.YAMLError, UnicodeDecodeError) as err:
-            reason = str(getattr(err, "problem", None) or err).splitlines()[0]
-            raise ValueError(f"{file} is not plain YAML ({reason}); tags such as !!python/... are refused") from None
+            raise ValueError(
+                f"{file} is not plain YAML ({_first_line(err)}); tags such as !!python/... are refused"
+            ) from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ValueError(f"{file} must hold a YAML mapping at the top level")
         config = loaded or {}

@@ -132,6 +132,11 @@ def check_folder_is_safe(folder: str | os.PathLike, *, recursive: bool = True, r
         raise UnsafeModelFolderError(f"{folder} holds files that loading must not read: {'; '.join(sorted(bad))}")
 
 
+def _leaves(text: str) -> bool:
+    """Whether a relative name could leave its folder here: empty, absolute, with ``..``, or under ``~``."""
+    return not text or Path(text).is_absolute() or ".." in Path(text).parts or text.startswith("~")
+
+
 def resolve_inside(folder: str | os.PathLike, relative: str | os.PathLike, what: str) -> Path:
     """``folder / relative``, refused unless it stays inside ``folder`` (no absolute path, ``..`` or symlink out).
 
@@ -139,7 +144,7 @@ def resolve_inside(folder: str | os.PathLike, relative: str | os.PathLike, what:
         UnsafeModelFolderError: Naming ``what`` and the path.
     """
     text = os.fspath(relative)
-    if not text or Path(text).is_absolute() or ".." in Path(text).parts or text.startswith("~"):
+    if _leaves(text):
         raise UnsafeModelFolderError(
             f"{what} {text!r} leaves the folder {folder}: paths in a saved config must be relative and stay inside"
         )
@@ -225,14 +230,7 @@ def check_data_name(name: object, where: str, folder: str | os.PathLike | None =
         hf_memotion.folder_safety.UnsafeModelFolderError: train.jsonl line 2: image '/etc/passwd' leaves the data ...
     """
     text = str(name).strip() if name is not None else ""
-    if (
-        not text
-        or Path(text).is_absolute()
-        or ".." in Path(text).parts
-        or text.startswith("~")
-        or "\\" in text
-        or (len(text) > 1 and text[1] == ":")
-    ):
+    if _leaves(text) or "\\" in text or (len(text) > 1 and text[1] == ":"):  # also a Windows path elsewhere
         inside = f" {folder}" if folder is not None else ""
         raise UnsafeModelFolderError(
             f"{where}: image {text!r} leaves the data folder{inside}; image names must be relative to the data "

@@ -182,8 +182,7 @@ def load_rgb_image(
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise ImageDecodeError(f"image {name} refused as a possible decompression bomb: {err}") from None
     except UnidentifiedImageError:
-        allowed = f" (accepted formats: {', '.join(formats)})" if formats else ""
-        raise ImageDecodeError(f"{name} is not a readable image{allowed}") from None
+        raise ImageDecodeError(f"{name} is not a readable image (accepted formats: {', '.join(formats)})") from None
     except (OSError, SyntaxError, ValueError, EOFError, TypeError) as err:
         raise ImageDecodeError(f"cannot decode image {name}: {err}") from None
 
@@ -220,5 +219,4 @@ def _wide_to_rgb(image: Image.Image) -> Image.Image:
         np.nan_to_num(block, copy=False)
         np.clip(block, 0, 255, out=block)
         grey[start : start + _ROWS_PER_BLOCK] = block
-    del array
     return Image.fromarray(grey).convert("RGB")

@@ -81,8 +81,11 @@ def trial_settings(
     return run_training, run_model
 
 
-def _open_study(output_dir: str | os.PathLike, **options: Any) -> optuna.Study:
-    """The ``memotion_text`` study of ``output_dir/study.db``; a file that is no Optuna study is one clear error."""
+def _open_study(output_dir: str | os.PathLike, **create_options: Any) -> optuna.Study:
+    """The ``memotion_text`` study of ``output_dir/study.db``; a file that is no Optuna study is one clear error.
+
+    With ``create_options`` (``direction``, ``sampler``) the study is created when missing, else it must exist.
+    """
     path = Path(output_dir) / "study.db"
     if path.exists():
         check_regular_file(path, "Optuna study", max_bytes=None)
@@ -91,8 +94,10 @@ def _open_study(output_dir: str | os.PathLike, **options: Any) -> optuna.Study:
         if header and header != b"SQLite format 3\x00":
             raise ValueError(f"{path} is not an Optuna study (no SQLite database): delete it and run the search again")
     try:
-        if options.get("load_if_exists"):
-            return optuna.create_study(study_name="memotion_text", storage=f"sqlite:///{path}", **options)
+        if create_options:
+            return optuna.create_study(
+                study_name="memotion_text", storage=f"sqlite:///{path}", load_if_exists=True, **create_options
+            )
         return optuna.load_study(study_name="memotion_text", storage=f"sqlite:///{path}")
     except (KeyError, ValueError, RuntimeError, SQLAlchemyError) as err:
         raise ValueError(
@@ -212,7 +217,6 @@ def search_text_hyperparameters(
     base_training = training or ClassifierTrainingConfig()
     study = _open_study(
         output,
-        load_if_exists=True,
         direction="maximize",
         sampler=optuna.samplers.TPESampler(seed=seed if sampler_seed is None else sampler_seed),
     )

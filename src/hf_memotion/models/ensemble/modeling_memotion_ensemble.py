@@ -242,10 +242,12 @@ def download_model_folder(repo_id: str, revision: str | None, hub_options: Mappi
 
 
 def _resolve(path: str | os.PathLike, revision: str | None, hub_options: Mapping[str, Any] | None = None) -> Path:
+    """The ensemble's folder: a local one, or the Hub repository's model files; checked either way."""
     local = Path(path)
-    if local.is_dir():
-        return local
-    return download_model_folder(str(path), revision, hub_options)
+    if not local.is_dir():
+        return download_model_folder(str(path), revision, hub_options)
+    check_folder_is_safe(local)
+    return local
 
 
 class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
@@ -404,7 +406,6 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
         base_options, hub_options = cls._loading_options(kwargs)
         requested_dtype = base_options.pop("dtype", "auto")
         folder = _resolve(pretrained_model_name_or_path, revision, hub_options)
-        check_folder_is_safe(folder)
         config_file = folder / "config.json"
         if not config_file.is_file():
             raise FileNotFoundError(f"{folder} has no config.json: not a saved MemotionEnsembleModel")

@@ -113,16 +113,32 @@ def bench_pipeline(size: str, matmul: float, batch: int = 8) -> dict[str, Any]:
             forward_flops = count_flops(lambda m=model, x=inputs: m(**x))
             seconds = time_calls(lambda m=model, x=inputs: m(**x), max(repeats, 2)).p50
         gflops = forward_flops / seconds / 1e9
-        backbones.append({"model": entry["name"], "modality": entry["modality"], "input": what,
-                          "gflop": forward_flops / 1e9, "seconds": seconds, "gflops": gflops,
-                          "of_matmul": gflops / matmul})  # fmt: skip
+        backbones.append(
+            {
+                "model": entry["name"],
+                "modality": entry["modality"],
+                "input": what,
+                "gflop": forward_flops / 1e9,
+                "seconds": seconds,
+                "gflops": gflops,
+                "of_matmul": gflops / matmul,
+            }
+        )
         if entry["modality"] == "text" and use_onednn_linear(model, enabled=False):  # the stock (MKL) fp32 path
             with torch.inference_mode():
                 stock = time_calls(lambda m=model, x=inputs: m(**x), max(repeats, 2)).p50
             use_onednn_linear(model)
-            backbones.append({"model": f"{entry['name']} (stock nn.Linear)", "modality": "text (stock)", "input": what,
-                              "gflop": forward_flops / 1e9, "seconds": stock, "gflops": forward_flops / stock / 1e9,
-                              "of_matmul": forward_flops / stock / 1e9 / matmul})  # fmt: skip
+            backbones.append(
+                {
+                    "model": f"{entry['name']} (stock nn.Linear)",
+                    "modality": "text (stock)",
+                    "input": what,
+                    "gflop": forward_flops / 1e9,
+                    "seconds": stock,
+                    "gflops": forward_flops / stock / 1e9,
+                    "of_matmul": forward_flops / stock / 1e9 / matmul,
+                }
+            )
     pipeline_gflops = flops / ours_batch.p50 / 1e9
     return {
         "size": size,
@@ -196,10 +212,13 @@ def bench_dtype(size: str = "space", batch: int = 8, train: bool = False) -> dic
     for label, (ensemble, autocast) in variants.items():
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             finals[label] = ensemble.predict_proba(images, texts)  # what the pipeline computes, as arrays
-        out[label] = {"batch": batches[label].as_dict(), "one": ones[label].as_dict(),
-                      "memes_per_s": batch / batches[label].p50,
-                      "speedup": batches["float32"].p50 / batches[label].p50,
-                      "max_probability_change": max_difference(finals[label], finals["float32"])}  # fmt: skip
+        out[label] = {
+            "batch": batches[label].as_dict(),
+            "one": ones[label].as_dict(),
+            "memes_per_s": batch / batches[label].p50,
+            "speedup": batches["float32"].p50 / batches[label].p50,
+            "max_probability_change": max_difference(finals[label], finals["float32"]),
+        }
     folder = ROOT / "outputs" / "demo" / "ensemble"
     if not folder.is_dir() and train:
         _train_demo(str(folder.parent), [])
@@ -272,8 +291,12 @@ def bench_int8(train: bool) -> dict[str, Any]:
         quantize_dynamic(model.memotion_text.backbone, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
         int8 = time_calls(lambda: model(**inputs), 5).p50
         after = model(**inputs).logits
-    out = {"bert_base_fp32_s": fp32, "bert_base_int8_s": int8, "speedup": fp32 / int8,
-           "max_logit_change": float((after - before).abs().max())}  # fmt: skip
+    out = {
+        "bert_base_fp32_s": fp32,
+        "bert_base_int8_s": int8,
+        "speedup": fp32 / int8,
+        "max_logit_change": float((after - before).abs().max()),
+    }
     folder = ROOT / "outputs" / "demo" / "ensemble"
     if not folder.is_dir() and train:
         _train_demo(str(folder.parent), [])
@@ -313,8 +336,13 @@ def rss_probe(size: str) -> dict[str, float]:
     images, texts = sample_memes(8, seed=4)
     _pipeline(ensemble)([{"image": i, "text": t} for i, t in zip(images, texts, strict=True)], batch_size=8)
     peak = peak_rss_bytes()
-    return {"baseline_mb": baseline / 2**20, "peak_mb": peak / 2**20, "weights_mb": weights / 2**20,
-            "peak_over_weights": peak / weights, "added_over_weights": (peak - baseline) / weights}  # fmt: skip
+    return {
+        "baseline_mb": baseline / 2**20,
+        "peak_mb": peak / 2**20,
+        "weights_mb": weights / 2**20,
+        "peak_over_weights": peak / weights,
+        "added_over_weights": (peak - baseline) / weights,
+    }
 
 
 def bench_memory(size: str) -> dict[str, float]:
@@ -340,8 +368,9 @@ def bench_training() -> dict[str, Any]:
 
     from hf_memotion.models.text import MemotionTextConfig, MemotionTextForSequenceClassification
 
-    backbone, tokenizer = build_tiny_text_backbone("bert", list(data["text"]), hidden_size=256, num_layers=4,
-                                                   num_heads=4, max_length=64)  # fmt: skip
+    backbone, tokenizer = build_tiny_text_backbone(
+        "bert", list(data["text"]), hidden_size=256, num_layers=4, num_heads=4, max_length=64
+    )
     cases = {
         "text (BERT 4x256 + BiLSTM head)": (
             lambda: MemotionTextForSequenceClassification(MemotionTextConfig(text_config=backbone, problems=problems)),
@@ -368,8 +397,13 @@ def bench_training() -> dict[str, Any]:
         trainer = samples / (time.perf_counter() - start)
         torch.manual_seed(0)
         plain = samples / _plain_loop(make_model(), dataset, collate, training)
-        out[name] = {"ours_samples_per_s": ours, "trainer_samples_per_s": trainer, "plain_samples_per_s": plain,
-                     "ratio_to_trainer": ours / trainer, "ratio_to_loop": ours / plain}  # fmt: skip
+        out[name] = {
+            "ours_samples_per_s": ours,
+            "trainer_samples_per_s": trainer,
+            "plain_samples_per_s": plain,
+            "ratio_to_trainer": ours / trainer,
+            "ratio_to_loop": ours / plain,
+        }
         if native_bf16("cpu"):  # bf16 autocast with fp32 master weights (TrainingArguments(bf16=True))
             bf16 = dataclasses.replace(training, extra={**training.extra, "bf16": True})
             torch.manual_seed(0)
@@ -385,8 +419,11 @@ def bench_demo_precision() -> dict[str, Any]:
 
     The second fp32 seed shows how far macro-F1 moves between two fp32 runs (the noise bf16 is judged against).
     """
-    runs = {"fp32": [], "bf16": ["models.0.training.bf16=true", "models.1.training.bf16=true"],
-            "fp32 (seed 1)": ["seed=1"]}  # fmt: skip
+    runs = {
+        "fp32": [],
+        "bf16": ["models.0.training.bf16=true", "models.1.training.bf16=true"],
+        "fp32 (seed 1)": ["seed=1"],
+    }
     out: dict[str, Any] = {}
     for label, overrides in runs.items():
         folder = Path(tempfile.mkdtemp(prefix="hf_memotion_bench_demo_"))
@@ -408,11 +445,17 @@ def _plain_trainer(model, dataset, collate, training, output: Path) -> None:
     from transformers import Trainer, TrainingArguments
 
     args = TrainingArguments(
-        output_dir=str(output), per_device_train_batch_size=training.batch_size, num_train_epochs=training.epochs,
-        learning_rate=training.learning_rate, optim="sgd" if training.optimizer == "sgd" else "adamw_torch",
-        report_to=[], save_strategy="no", use_cpu=not torch.cuda.is_available(), remove_unused_columns=False,
+        output_dir=str(output),
+        per_device_train_batch_size=training.batch_size,
+        num_train_epochs=training.epochs,
+        learning_rate=training.learning_rate,
+        optim="sgd" if training.optimizer == "sgd" else "adamw_torch",
+        report_to=[],
+        save_strategy="no",
+        use_cpu=not torch.cuda.is_available(),
+        remove_unused_columns=False,
         disable_tqdm=True,
-    )  # fmt: skip
+    )
     Trainer(model=model, args=args, train_dataset=dataset, data_collator=collate).train()
 
 
@@ -426,8 +469,12 @@ def _plain_loop(model, dataset, collate, training) -> float:
     """A hand-written loop doing the same work (DataLoader, optimizer, gradient clipping): seconds for all epochs."""
     loader = torch.utils.data.DataLoader(dataset, batch_size=training.batch_size, shuffle=True, collate_fn=collate)
     if training.optimizer == "sgd":
-        optimizer = torch.optim.SGD(model.parameters(), lr=training.learning_rate, momentum=training.momentum,
-                                    weight_decay=training.weight_decay)  # fmt: skip
+        optimizer = torch.optim.SGD(
+            model.parameters(),
+            lr=training.learning_rate,
+            momentum=training.momentum,
+            weight_decay=training.weight_decay,
+        )
     else:
         optimizer = torch.optim.AdamW(model.parameters(), lr=training.learning_rate, weight_decay=training.weight_decay)
     model.train()
@@ -466,8 +513,10 @@ def _print_report(report: dict[str, Any]) -> None:
         print(f"\ndense fp32 matmul (2048^3): {report['matmul']:.1f} GFLOP/s")
     if "peak" in report:
         peak, kernels = report["peak"], report["kernels"]
-        print(f"theoretical peak: fp32 {_gflops(peak['fp32_gflops'])}, bf16 {_gflops(peak['bf16_gflops'])} "
-              f"({peak['name']}: {peak['basis']})")  # fmt: skip
+        print(
+            f"theoretical peak: fp32 {_gflops(peak['fp32_gflops'])}, bf16 {_gflops(peak['bf16_gflops'])} "
+            f"({peak['name']}: {peak['basis']})"
+        )
         print("| best kernel | GFLOP/s | of its dtype's peak |\n|---|---|---|")
         for name, value in kernels.items():
             dtype_peak = peak["bf16_gflops" if name.startswith("bf16") else "fp32_gflops"]
@@ -476,38 +525,50 @@ def _print_report(report: dict[str, Any]) -> None:
         best = _best_fp32(kernels)
         if peak["clock_ghz"] and best > peak["fp32_gflops"]:  # the reported clock is the nominal one
             implied = best / (peak["cores"] * peak["fp32_flop_per_cycle"])
-            print(f"the best fp32 kernel implies a sustained clock of at least {implied:.2f} GHz "
-                  f"(reported: {peak['clock_ghz']:.2f} GHz): the cores boost past the reported clock")  # fmt: skip
+            print(
+                f"the best fp32 kernel implies a sustained clock of at least {implied:.2f} GHz "
+                f"(reported: {peak['clock_ghz']:.2f} GHz): the cores boost past the reported clock"
+            )
     for result in report.get("pipeline", []):
         print(f"\n## pipeline, {result['size']} ensemble (ten-crop on)\n")
         print("| | ours | naive | speed-up |\n|---|---|---|---|")
         b, o = result["naive_batch"], result["ours_batch"]
-        print(f"| batch 8: memes/s | {result['memes_per_s']['ours']:.2f} | {result['memes_per_s']['naive']:.2f} | "
-              f"{result['speedup_batch']:.2f}x |")  # fmt: skip
+        print(
+            f"| batch 8: memes/s | {result['memes_per_s']['ours']:.2f} | {result['memes_per_s']['naive']:.2f} | "
+            f"{result['speedup_batch']:.2f}x |"
+        )
         print(
             f"| batch 8: p50 / p95 (s) | {o['p50_s']:.3f} / {o['p95_s']:.3f} | {b['p50_s']:.3f} / {b['p95_s']:.3f} | |"
         )
         a, n = result["ours_one"], result["naive_one"]
-        print(f"| batch 1: p50 / p95 (s) | {a['p50_s']:.3f} / {a['p95_s']:.3f} | {n['p50_s']:.3f} / {n['p95_s']:.3f} | "
-              f"{result['speedup_one']:.2f}x |")  # fmt: skip
+        print(
+            f"| batch 1: p50 / p95 (s) | {a['p50_s']:.3f} / {a['p95_s']:.3f} | {n['p50_s']:.3f} / {n['p95_s']:.3f} | "
+            f"{result['speedup_one']:.2f}x |"
+        )
         print(
             f"\npipeline machinery: batch 8 takes {result['machinery_cost']:.2f}x the model's own predict_proba "
             f"({result['ours_batch']['p50_s']:.3f} s vs {result['direct_batch']['p50_s']:.3f} s)"
         )
         print(f"largest output difference ours vs naive: {result['max_abs_difference']:.2e}")
-        print(f"whole pipeline: {result['pipeline_gflop']:.1f} GFLOP per batch, "
-              f"{result['pipeline_gflops']:.1f} GFLOP/s "
-              f"= {result['pipeline_of_matmul']:.0%} of matmul, "
-              f"{_shares(result['pipeline_gflops'], report)}\n")  # fmt: skip
+        print(
+            f"whole pipeline: {result['pipeline_gflop']:.1f} GFLOP per batch, "
+            f"{result['pipeline_gflops']:.1f} GFLOP/s "
+            f"= {result['pipeline_of_matmul']:.0%} of matmul, "
+            f"{_shares(result['pipeline_gflops'], report)}\n"
+        )
         print("| backbone | input | GFLOP | s | GFLOP/s | of matmul | of best fp32 kernel, of fp32 peak |")
         print("|---|---|---|---|---|---|---|")
         for row in result["backbones"]:
-            print(f"| {row['model']} | {row['input']} | {row['gflop']:.2f} | {row['seconds']:.3f} | "
-                  f"{row['gflops']:.1f} | {row['of_matmul']:.0%} | {_shares(row['gflops'], report)} |")  # fmt: skip
+            print(
+                f"| {row['model']} | {row['input']} | {row['gflop']:.2f} | {row['seconds']:.3f} | "
+                f"{row['gflops']:.1f} | {row['of_matmul']:.0%} | {_shares(row['gflops'], report)} |"
+            )
     for result in report.get("pipeline", []):
         if result.get("text_over_vision_gflops"):
-            print(f"\n{result['size']}: text backbone at {result['text_over_vision_gflops']:.2f}x the visual "
-                  "backbone's GFLOP/s (fp32)")  # fmt: skip
+            print(
+                f"\n{result['size']}: text backbone at {result['text_over_vision_gflops']:.2f}x the visual "
+                "backbone's GFLOP/s (fp32)"
+            )
     if "dtype" in report:
         d = report["dtype"]
         print(f"\n## dtype ({d['size']} ensemble, ten-crop, batch {d['batch']}; native bf16: {d['native_bf16']})\n")
@@ -518,20 +579,28 @@ def _print_report(report: dict[str, Any]) -> None:
                 row = d[label]
                 speed = f"{row['speedup']:.2f}x" if "speedup" in row else "1.00x"
                 change = f"{row['max_probability_change']:.4f}" if "max_probability_change" in row else "-"
-                names = {"auto": f"auto, this ensemble's own check ({d['auto_dtype']})",
-                         "bf16_weights": "bf16 weights (auto's pick after a passed check)"}  # fmt: skip
+                names = {
+                    "auto": f"auto, this ensemble's own check ({d['auto_dtype']})",
+                    "bf16_weights": "bf16 weights (auto's pick after a passed check)",
+                }
                 name = names.get(label, label)
-                print(f"| {name} | {row['memes_per_s']:.2f} | {row['batch']['p50_s']:.3f} | "
-                      f"{row['one']['p50_s']:.3f} | {speed} | {change} |")  # fmt: skip
+                print(
+                    f"| {name} | {row['memes_per_s']:.2f} | {row['batch']['p50_s']:.3f} | "
+                    f"{row['one']['p50_s']:.3f} | {speed} | {change} |"
+                )
         print(f"\nauto chose {d['auto_dtype']}: {d['auto_reason']}")
-        for key, what in (("auto_check", "this ensemble, 32 held-out demo memes"),
-                          ("demo_check", "the trained demo ensemble, demo test split")):  # fmt: skip
+        for key, what in (
+            ("auto_check", "this ensemble, 32 held-out demo memes"),
+            ("demo_check", "the trained demo ensemble, demo test split"),
+        ):
             if key in d:
                 c = d[key]
-                print(f"bf16 check ({what}, {c['rows']} rows): macro-F1 change "
-                      + ", ".join(f"{k} {v:+.4f}" for k, v in c["macro_f1_change"].items())
-                      + f"; largest probability change {c['max_probability_change']:.4f}; "
-                      f"{'passed' if c['passed'] else 'failed'} (tolerance 0.005)")  # fmt: skip
+                print(
+                    f"bf16 check ({what}, {c['rows']} rows): macro-F1 change "
+                    + ", ".join(f"{k} {v:+.4f}" for k, v in c["macro_f1_change"].items())
+                    + f"; largest probability change {c['max_probability_change']:.4f}; "
+                    f"{'passed' if c['passed'] else 'failed'} (tolerance 0.005)"
+                )
     if "layout" in report:
         lay = report["layout"]
         print("\n## layout (space size, batch 8)\n")
@@ -544,23 +613,31 @@ def _print_report(report: dict[str, Any]) -> None:
         print(f"\nmulti-task speed-up: {lay['speedup']:.2f}x")
     if "int8" in report:
         q = report["int8"]
-        print(f"\n## int8 text backbones\n\nBERT-base text model, 8 texts: fp32 {q['bert_base_fp32_s']:.3f} s, int8 "
-              f"{q['bert_base_int8_s']:.3f} s, speed-up {q['speedup']:.2f}x")  # fmt: skip
+        print(
+            f"\n## int8 text backbones\n\nBERT-base text model, 8 texts: fp32 {q['bert_base_fp32_s']:.3f} s, int8 "
+            f"{q['bert_base_int8_s']:.3f} s, speed-up {q['speedup']:.2f}x"
+        )
         if "demo_macro_f1_change" in q:
-            print("demo ensemble macro-F1 change (int8 - fp32): "
-                  + ", ".join(f"{k} {v:+.4f}" for k, v in q["demo_macro_f1_change"].items()))  # fmt: skip
+            print(
+                "demo ensemble macro-F1 change (int8 - fp32): "
+                + ", ".join(f"{k} {v:+.4f}" for k, v in q["demo_macro_f1_change"].items())
+            )
     for size, row in report.get("memory", {}).items():
-        print(f"\nmemory, {size}: peak RSS {row['peak_mb']:.0f} MB (after imports {row['baseline_mb']:.0f} MB), "
-              f"weights {row['weights_mb']:.0f} MB: peak/weights {row['peak_over_weights']:.2f}, "
-              f"(peak - imports)/weights {row['added_over_weights']:.2f}")  # fmt: skip
+        print(
+            f"\nmemory, {size}: peak RSS {row['peak_mb']:.0f} MB (after imports {row['baseline_mb']:.0f} MB), "
+            f"weights {row['weights_mb']:.0f} MB: peak/weights {row['peak_over_weights']:.2f}, "
+            f"(peak - imports)/weights {row['added_over_weights']:.2f}"
+        )
     if "training" in report:
         print("\n## training throughput (2 epochs, 768 demo memes)\n")
         print("| model | ours (fit_classifier) | stock Trainer | plain loop | ours / Trainer | ours / loop |")
         print("|---|---|---|---|---|---|")
         for name, row in report["training"].items():
-            print(f"| {name} | {row['ours_samples_per_s']:.1f}/s | {row['trainer_samples_per_s']:.1f}/s | "
-                  f"{row['plain_samples_per_s']:.1f}/s | {row['ratio_to_trainer']:.2f} | "
-                  f"{row['ratio_to_loop']:.2f} |")  # fmt: skip
+            print(
+                f"| {name} | {row['ours_samples_per_s']:.1f}/s | {row['trainer_samples_per_s']:.1f}/s | "
+                f"{row['plain_samples_per_s']:.1f}/s | {row['ratio_to_trainer']:.2f} | "
+                f"{row['ratio_to_loop']:.2f} |"
+            )
         for name, row in report["training"].items():
             if "bf16_speedup" in row:
                 print(f"{name}: bf16 autocast {row['bf16_samples_per_s']:.1f}/s = {row['bf16_speedup']:.2f}x fp32")
@@ -570,12 +647,17 @@ def _print_report(report: dict[str, Any]) -> None:
         print("| run | seconds | macro-F1 A / B / C |\n|---|---|---|")
         for label in ("fp32", "bf16", "fp32 (seed 1)"):
             f1 = d[label]["macro_f1"]
-            print(f"| {label} | {d[label]['seconds']:.0f} | "
-                  + " / ".join(f"{f1[k]:.3f}" for k in ("subtask_a", "subtask_b", "subtask_c")) + " |")  # fmt: skip
-        print(f"\nbf16 speed-up {d['bf16_speedup']:.2f}x; macro-F1 change bf16 - fp32: "
-              + ", ".join(f"{k} {v:+.3f}" for k, v in d["bf16_f1_change"].items())
-              + "; between two fp32 seeds: "
-              + ", ".join(f"{k} {v:+.3f}" for k, v in d["seed_f1_change"].items()))  # fmt: skip
+            print(
+                f"| {label} | {d[label]['seconds']:.0f} | "
+                + " / ".join(f"{f1[k]:.3f}" for k in ("subtask_a", "subtask_b", "subtask_c"))
+                + " |"
+            )
+        print(
+            f"\nbf16 speed-up {d['bf16_speedup']:.2f}x; macro-F1 change bf16 - fp32: "
+            + ", ".join(f"{k} {v:+.3f}" for k, v in d["bf16_f1_change"].items())
+            + "; between two fp32 seeds: "
+            + ", ".join(f"{k} {v:+.3f}" for k, v in d["seed_f1_change"].items())
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -583,18 +665,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--sizes", nargs="+", choices=list(ENSEMBLE_SIZES), default=["demo", "space"])
     parser.add_argument("--train-layouts", action="store_true", help="train the demo runs the layout/int8 F1 need")
-    parser.add_argument("--train-precision", action="store_true",
-                        help="train the demo run in fp32, bf16 and fp32 with another seed (~9 min)")  # fmt: skip
+    parser.add_argument(
+        "--train-precision",
+        action="store_true",
+        help="train the demo run in fp32, bf16 and fp32 with another seed (~9 min)",
+    )
     parser.add_argument("--output", type=Path, help="also write the figures as JSON")
     parser.add_argument("--rss-probe", choices=list(ENSEMBLE_SIZES), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.rss_probe:
         print(json.dumps(rss_probe(args.rss_probe)))
         return 0
-    machine = (f"{cpu_name()} ({platform.machine()}), {os.cpu_count()} CPUs, torch {torch.__version__}, "
-               f"{torch.get_num_threads()} threads, CUDA {'yes' if torch.cuda.is_available() else 'no'}")  # fmt: skip
-    report: dict[str, Any] = {"date": datetime.date.today().isoformat(), "machine": machine,
-                              "command": "python scripts/bench.py " + " ".join(argv or sys.argv[1:])}  # fmt: skip
+    machine = (
+        f"{cpu_name()} ({platform.machine()}), {os.cpu_count()} CPUs, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, CUDA {'yes' if torch.cuda.is_available() else 'no'}"
+    )
+    report: dict[str, Any] = {
+        "date": datetime.date.today().isoformat(),
+        "machine": machine,
+        "command": "python scripts/bench.py " + " ".join(argv or sys.argv[1:]),
+    }
     matmul = matmul_gflops()
     report["matmul"] = matmul
     peak = theoretical_peak("cpu")

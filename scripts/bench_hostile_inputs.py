@@ -50,8 +50,12 @@ def _memory(kind: str, side: int) -> dict:
     out = subprocess.run([sys.executable, "-c", CHILD, kind, str(side)], capture_output=True, text=True, check=True)
     figures = json.loads(out.stdout.strip().splitlines()[-1])
     rgb = side * side * 3
-    return {"rise_mb": figures["rise"] / 2**20, "rgb_image_mb": rgb / 2**20, "ratio_to_rgb": figures["rise"] / rgb,
-            "file_kb": figures["file_bytes"] / 1024}  # fmt: skip
+    return {
+        "rise_mb": figures["rise"] / 2**20,
+        "rgb_image_mb": rgb / 2**20,
+        "ratio_to_rgb": figures["rise"] / rgb,
+        "file_kb": figures["file_bytes"] / 1024,
+    }
 
 
 def _ocr(timeout: float) -> dict:
@@ -100,17 +104,21 @@ def main(argv: list[str] | None = None) -> int:
     for kind in ("decode_16_bit", "caption_mask"):
         figures[kind] = _memory(kind, args.side)
         f = figures[kind]
-        print(f"{kind:>14}: +{f['rise_mb']:.0f} MB for a {args.side}x{args.side} image "
-              f"({f['ratio_to_rgb']:.2f}x its {f['rgb_image_mb']:.0f} MB RGB decode)")  # fmt: skip
+        print(
+            f"{kind:>14}: +{f['rise_mb']:.0f} MB for a {args.side}x{args.side} image "
+            f"({f['ratio_to_rgb']:.2f}x its {f['rgb_image_mb']:.0f} MB RGB decode)"
+        )
     try:
         check_ocr_available()
     except OCRUnavailableError as err:
         print(f"OCR figures skipped: {err}", file=sys.stderr)
     else:
         figures["ocr"] = f = _ocr(args.ocr_timeout)
-        print(f"{'ocr':>14}: hostile {f['hostile_png_kb']:.0f} kB image {f['hostile_outcome']} after "
-              f"{f['hostile_s']:.1f} s (limit {args.ocr_timeout:g} s per read); another meme took "
-              f"{f['meme_during_hostile_s']:.2f} s meanwhile, {f['meme_alone_s']:.2f} s alone")  # fmt: skip
+        print(
+            f"{'ocr':>14}: hostile {f['hostile_png_kb']:.0f} kB image {f['hostile_outcome']} after "
+            f"{f['hostile_s']:.1f} s (limit {args.ocr_timeout:g} s per read); another meme took "
+            f"{f['meme_during_hostile_s']:.2f} s meanwhile, {f['meme_alone_s']:.2f} s alone"
+        )
     if args.output:
         with open(args.output, "w", encoding="utf-8") as handle:
             json.dump(figures, handle, indent=2)

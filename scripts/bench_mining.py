@@ -49,8 +49,13 @@ PAPER = {"comment_clusters": 5000, "reaction_clusters": 128, "holdout_fraction":
 def _corpus(folder: Path, comments: int, shards: int) -> Path:
     from hf_memotion.data.realistic_engagement import make_realistic_engagement
 
-    return make_realistic_engagement(folder / "posts", n_posts=max(50, int(comments / COMMENTS_PER_POST)),
-                                     n_shards=shards, comments_per_post=COMMENTS_PER_POST, seed=0)  # fmt: skip
+    return make_realistic_engagement(
+        folder / "posts",
+        n_posts=max(50, int(comments / COMMENTS_PER_POST)),
+        n_shards=shards,
+        comments_per_post=COMMENTS_PER_POST,
+        seed=0,
+    )
 
 
 def _per_post_baseline(models, posts, config) -> float:
@@ -62,8 +67,9 @@ def _per_post_baseline(models, posts, config) -> float:
     from hf_memotion.vise.mining import sample_comments
 
     vocabulary = {w: i for i, w in enumerate(models.embedding.vocabulary)}
-    vectorizer = TfidfVectorizer(vocabulary=vocabulary, tokenizer=tokenize, lowercase=False, token_pattern=None,
-                                 sublinear_tf=True)  # fmt: skip
+    vectorizer = TfidfVectorizer(
+        vocabulary=vocabulary, tokenizer=tokenize, lowercase=False, token_pattern=None, sublinear_tf=True
+    )
     vectorizer.idf_ = models.embedding.idf.astype(np.float64)
     dense = CentroidSearch(models.comment_centroids, method="float32")
     start = time.perf_counter()
@@ -98,8 +104,9 @@ def probe(comments: int, folder: str) -> dict:
     out = base / "mined"
     models.save(out / "clusters")
     (out / "holdout.json").write_text(json.dumps(counts))
-    posts = [r for s in shards for r in _posts(s, []) if not is_holdout(r["post_id"], config.holdout_fraction,
-                                                                       config.seed)][:4096]  # fmt: skip
+    posts = [
+        r for s in shards for r in _posts(s, []) if not is_holdout(r["post_id"], config.holdout_fraction, config.seed)
+    ][:4096]
     n_comments = sum(min(len(p.get("comments") or []), config.max_comments) for p in posts)
     rates: dict[str, list[float]] = {"auto": [], "float32": []}
     with threadpoolctl.threadpool_limits(1):  # BLAS, and torch's OpenMP pool with it
@@ -123,19 +130,30 @@ def probe(comments: int, folder: str) -> dict:
         start = time.perf_counter()
         report = mine_labels(root, target, config, num_proc=num_proc)
         whole[num_proc] = report["posts_labelled"] / (time.perf_counter() - start)
-    return {"comments": comments, "posts": report["posts_labelled"] + counts["holdout_posts"],
-            "generated_s": generated, "holdout_comments": counts["holdout_comments"],
-            "vocabulary": len(models.embedding.vocabulary), "step1_s": step1,
-            "comment_clusters": len(models.comment_centroids), "step2_sample_posts": len(posts),
-            "step2_sample_comments_per_post": n_comments / max(1, len(posts)),
-            "step2_posts_per_s_per_core": per_core, "step2_runs_per_core": rates["auto"],
-            "search_method": search.method, "candidates_per_comment": search.candidates_per_point,
-            "step2_float32_search_posts_per_s_per_core": dense, "step2_float32_runs": rates["float32"],
-            "baseline_posts_per_s_per_core": baseline,
-            "step2_posts_per_s_1_process": whole[1], "step2_posts_per_s_2_processes": whole[2],
-            "comments_without_signal": report["comments_without_signal"],
-            "extra_reaction_keys": report["extra_reaction_keys"],
-            "peak_rss_mb": peak_rss_bytes() / 2**20, "imports_rss_mb": imports_rss / 2**20}  # fmt: skip
+    return {
+        "comments": comments,
+        "posts": report["posts_labelled"] + counts["holdout_posts"],
+        "generated_s": generated,
+        "holdout_comments": counts["holdout_comments"],
+        "vocabulary": len(models.embedding.vocabulary),
+        "step1_s": step1,
+        "comment_clusters": len(models.comment_centroids),
+        "step2_sample_posts": len(posts),
+        "step2_sample_comments_per_post": n_comments / max(1, len(posts)),
+        "step2_posts_per_s_per_core": per_core,
+        "step2_runs_per_core": rates["auto"],
+        "search_method": search.method,
+        "candidates_per_comment": search.candidates_per_point,
+        "step2_float32_search_posts_per_s_per_core": dense,
+        "step2_float32_runs": rates["float32"],
+        "baseline_posts_per_s_per_core": baseline,
+        "step2_posts_per_s_1_process": whole[1],
+        "step2_posts_per_s_2_processes": whole[2],
+        "comments_without_signal": report["comments_without_signal"],
+        "extra_reaction_keys": report["extra_reaction_keys"],
+        "peak_rss_mb": peak_rss_bytes() / 2**20,
+        "imports_rss_mb": imports_rss / 2**20,
+    }
 
 
 def _top_clusters(folder: Path, pattern: str) -> tuple[dict, dict]:
@@ -147,7 +165,7 @@ def _top_clusters(folder: Path, pattern: str) -> tuple[dict, dict]:
         p: (ids[int(np.argmax(w))] if ids else -1)
         for p, ids, w in zip(labels["post_id"], labels["comment_clusters"], labels["comment_weights"], strict=True)
     }
-    return top, dict(zip(labels["post_id"], labels["reaction_cluster"], strict=True))  # fmt: skip
+    return top, dict(zip(labels["post_id"], labels["reaction_cluster"], strict=True))
 
 
 def spark_agreement(comments: int, folder: str, k: int) -> dict:
@@ -172,12 +190,18 @@ def spark_agreement(comments: int, folder: str, k: int) -> dict:
     posts = sorted(local_top)
     if sorted(spark_top) != posts:
         raise RuntimeError("the engines labelled different posts")
-    return {"comments": comments, "k": k, "posts": len(posts), "local_s": local_s, "spark_s": spark_s,
-            "ari_top_comment_cluster": adjusted_rand_score([local_top[p] for p in posts],
-                                                           [spark_top[p] for p in posts]),
-            "ari_reaction_cluster": adjusted_rand_score([local_reaction[p] for p in posts],
-                                                        [spark_reaction[p] for p in posts]),
-            "spark_comment_clusters": report["settings"]["comment_clusters_fitted"]}  # fmt: skip
+    return {
+        "comments": comments,
+        "k": k,
+        "posts": len(posts),
+        "local_s": local_s,
+        "spark_s": spark_s,
+        "ari_top_comment_cluster": adjusted_rand_score([local_top[p] for p in posts], [spark_top[p] for p in posts]),
+        "ari_reaction_cluster": adjusted_rand_score(
+            [local_reaction[p] for p in posts], [spark_reaction[p] for p in posts]
+        ),
+        "spark_comment_clusters": report["settings"]["comment_clusters_fitted"],
+    }
 
 
 def spark_k5000(comments: int, folder: str) -> dict:
@@ -191,11 +215,15 @@ def spark_k5000(comments: int, folder: str) -> dict:
     config = MiningConfig(**{**PAPER, "holdout_fraction": 0.2})
     start = time.perf_counter()
     report = mine_labels_on_spark(str(root), base / "spark", config, cores=2, memory="2g")
-    return {"comments": comments, "seconds": time.perf_counter() - start, "jvm_memory": "2g",
-            "comment_clusters": report["settings"]["comment_clusters_fitted"],
-            "holdout_comments": report["holdout"]["holdout_comments"],
-            "non_empty_clusters": report["comment_cluster_sizes"]["non_empty"],
-            "posts_labelled": report["posts_labelled"]}  # fmt: skip
+    return {
+        "comments": comments,
+        "seconds": time.perf_counter() - start,
+        "jvm_memory": "2g",
+        "comment_clusters": report["settings"]["comment_clusters_fitted"],
+        "holdout_comments": report["holdout"]["holdout_comments"],
+        "non_empty_clusters": report["comment_cluster_sizes"]["non_empty"],
+        "posts_labelled": report["posts_labelled"],
+    }
 
 
 def _fresh(kind: str, *args) -> dict:
@@ -234,33 +262,45 @@ def main(argv: list[str] | None = None) -> int:
     agreement = _fresh("agreement", args.spark_comments, args.spark_k) if args.spark_comments else None
     big = _fresh("k5000", args.spark_k5000_comments) if args.spark_k5000_comments else None
     print(f"# VisE mining benchmark — {datetime.date.today()}\n")
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs; dense fp32 matmul {matmul:.1f} GFLOP/s; "
-          f"settings {PAPER}; realistic corpora (100,000-word Zipf vocabulary, emoji, typos)\n")  # fmt: skip
-    print("| comments | posts | vocabulary | step 1 (s) | step 2 posts/s per core | float32 search (per core) | "
-          "before (per core) | step 2 posts/s, 1 process | 2 processes | peak RSS (MB) |")  # fmt: skip
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs; dense fp32 matmul {matmul:.1f} GFLOP/s; "
+        f"settings {PAPER}; realistic corpora (100,000-word Zipf vocabulary, emoji, typos)\n"
+    )
+    print(
+        "| comments | posts | vocabulary | step 1 (s) | step 2 posts/s per core | float32 search (per core) | "
+        "before (per core) | step 2 posts/s, 1 process | 2 processes | peak RSS (MB) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for row in sizes:
-        print(f"| {row['comments']:,} | {row['posts']:,} | {row['vocabulary']:,} | {row['step1_s']:.1f} | "
-              f"**{row['step2_posts_per_s_per_core']:,.0f}** ({row['step2_sample_comments_per_post']:.1f} "
-              f"comments/post; {row['search_method']} search, {row['candidates_per_comment']:.1f} candidates "
-              f"re-ranked per comment) | {row['step2_float32_search_posts_per_s_per_core']:,.0f} "
-              f"(x{row['step2_posts_per_s_per_core'] / row['step2_float32_search_posts_per_s_per_core']:.2f}) | "
-              f"{row['baseline_posts_per_s_per_core']:,.1f} | "
-              f"{row['step2_posts_per_s_1_process']:,.0f} | {row['step2_posts_per_s_2_processes']:,.0f} | "
-              f"{row['peak_rss_mb']:,.0f} |")  # fmt: skip
+        print(
+            f"| {row['comments']:,} | {row['posts']:,} | {row['vocabulary']:,} | {row['step1_s']:.1f} | "
+            f"**{row['step2_posts_per_s_per_core']:,.0f}** ({row['step2_sample_comments_per_post']:.1f} "
+            f"comments/post; {row['search_method']} search, {row['candidates_per_comment']:.1f} candidates "
+            f"re-ranked per comment) | {row['step2_float32_search_posts_per_s_per_core']:,.0f} "
+            f"(x{row['step2_posts_per_s_per_core'] / row['step2_float32_search_posts_per_s_per_core']:.2f}) | "
+            f"{row['baseline_posts_per_s_per_core']:,.1f} | "
+            f"{row['step2_posts_per_s_1_process']:,.0f} | {row['step2_posts_per_s_2_processes']:,.0f} | "
+            f"{row['peak_rss_mb']:,.0f} |"
+        )
     if agreement:
-        print(f"\nEngines on {agreement['comments']:,} comments (k={agreement['k']}): ARI top comment cluster "
-              f"{agreement['ari_top_comment_cluster']:.3f}, reaction cluster {agreement['ari_reaction_cluster']:.3f}; "
-              f"local {agreement['local_s']:.0f} s, Spark local[2] {agreement['spark_s']:.0f} s")  # fmt: skip
+        print(
+            f"\nEngines on {agreement['comments']:,} comments (k={agreement['k']}): ARI top comment cluster "
+            f"{agreement['ari_top_comment_cluster']:.3f}, reaction cluster {agreement['ari_reaction_cluster']:.3f}; "
+            f"local {agreement['local_s']:.0f} s, Spark local[2] {agreement['spark_s']:.0f} s"
+        )
     if big:
-        print(f"\nSpark, k={big['comment_clusters']} on {big['comments']:,} comments ({big['holdout_comments']:,} "
-              f"held out), JVM {big['jvm_memory']}: {big['seconds']:.0f} s, {big['non_empty_clusters']} non-empty "
-              "clusters")  # fmt: skip
+        print(
+            f"\nSpark, k={big['comment_clusters']} on {big['comments']:,} comments ({big['holdout_comments']:,} "
+            f"held out), JVM {big['jvm_memory']}: {big['seconds']:.0f} s, {big['non_empty_clusters']} non-empty "
+            "clusters"
+        )
     if args.output:
         from hf_memotion.io_utils import atomic_write_text
 
-        atomic_write_text(args.output, json.dumps({"matmul": matmul, "sizes": sizes, "agreement": agreement,
-                                                   "spark_k5000": big}, indent=2))  # fmt: skip
+        atomic_write_text(
+            args.output,
+            json.dumps({"matmul": matmul, "sizes": sizes, "agreement": agreement, "spark_k5000": big}, indent=2),
+        )
     return 0
 
 

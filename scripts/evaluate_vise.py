@@ -17,9 +17,16 @@ from hf_memotion.vise.steps import evaluate, plan_evaluation, print_evaluation_p
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_command(evaluate, EvaluationRunSpec, "configs/vise_eval_demo.yaml", argv, description=__doc__,
-                       summarize=print_evaluation_summary, plan=plan_evaluation,
-                       show_plan=print_evaluation_plan)  # fmt: skip
+    return run_command(
+        evaluate,
+        EvaluationRunSpec,
+        "configs/vise_eval_demo.yaml",
+        argv,
+        description=__doc__,
+        summarize=print_evaluation_summary,
+        plan=plan_evaluation,
+        show_plan=print_evaluation_plan,
+    )
 
 
 if __name__ == "__main__":

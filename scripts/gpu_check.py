@@ -81,12 +81,21 @@ def check_training(architecture: str, image_size: int, device: torch.device, ste
     dataset = [{"pixel_values": pixels[i], "labels": labels[i]} for i in range(rows)]
 
     def collate(items):
-        return {"pixel_values": torch.stack([r["pixel_values"] for r in items]),
-                "labels": torch.stack([r["labels"] for r in items])}  # fmt: skip
+        return {
+            "pixel_values": torch.stack([r["pixel_values"] for r in items]),
+            "labels": torch.stack([r["labels"] for r in items]),
+        }
 
     bf16 = native_bf16(device)
-    training = ClassifierTrainingConfig(optimizer="sgd", momentum=0.9, learning_rate=0.01, epochs=1, batch_size=batch,
-                                        max_grad_norm=0.0, extra={"bf16": bf16})  # fmt: skip
+    training = ClassifierTrainingConfig(
+        optimizer="sgd",
+        momentum=0.9,
+        learning_rate=0.01,
+        epochs=1,
+        batch_size=batch,
+        max_grad_norm=0.0,
+        extra={"bf16": bf16},
+    )
     from transformers import TrainerCallback
 
     class StepTimes(TrainerCallback):
@@ -106,8 +115,9 @@ def check_training(architecture: str, image_size: int, device: torch.device, ste
     with tempfile.TemporaryDirectory(prefix="hf_memotion_gpu_check_") as tmp:
         torch.manual_seed(0)
         steps_ours = StepTimes()
-        fit_classifier(make_model(), dataset, None, training, Path(tmp) / "ours", data_collator=collate,
-                       callbacks=[steps_ours])  # fmt: skip
+        fit_classifier(
+            make_model(), dataset, None, training, Path(tmp) / "ours", data_collator=collate, callbacks=[steps_ours]
+        )
         ours = rate(steps_ours.times)
     torch.manual_seed(0)
     model = make_model().to(device).train()
@@ -124,8 +134,16 @@ def check_training(architecture: str, image_size: int, device: torch.device, ste
         synchronize(device)
         times.append(time.perf_counter())
     plain = rate(times)
-    return {"architecture": architecture, "image_size": image_size, "batch": batch, "steps": steps, "bf16": bf16,
-            "ours_images_per_s": ours, "plain_images_per_s": plain, "ratio": ours / plain}  # fmt: skip
+    return {
+        "architecture": architecture,
+        "image_size": image_size,
+        "batch": batch,
+        "steps": steps,
+        "bf16": bf16,
+        "ours_images_per_s": ours,
+        "plain_images_per_s": plain,
+        "ratio": ours / plain,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,42 +158,69 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.dry_run:
         device = torch.device("cpu")
-        plan = {"size": "demo", "batch": 4, "repeats": 1, "architecture": "test_resnet", "image_size": 64, "steps": 8,
-                "train_batch": 8}  # fmt: skip
+        plan = {
+            "size": "demo",
+            "batch": 4,
+            "repeats": 1,
+            "architecture": "test_resnet",
+            "image_size": 64,
+            "steps": 8,
+            "train_batch": 8,
+        }
     elif torch.cuda.is_available():
         device = torch.device("cuda")
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False  # fp32 means fp32
-        plan = {"size": "paper", "batch": 16, "repeats": 3, "architecture": "inception_resnet_v2", "image_size": 299,
-                "steps": 40, "train_batch": 32}  # fmt: skip
+        plan = {
+            "size": "paper",
+            "batch": 16,
+            "repeats": 3,
+            "architecture": "inception_resnet_v2",
+            "image_size": 299,
+            "steps": 40,
+            "train_batch": 32,
+        }
     else:
         print("error: no CUDA GPU here; run with --dry-run to check the script on the CPU", file=sys.stderr)
         return 2
     peak = theoretical_peak(device)
     kernels = best_kernels(device, repeats=1 if args.dry_run else 3)
-    report: dict[str, Any] = {"device": str(device), "torch": torch.__version__, "dry_run": args.dry_run,
-                              "peak": peak.as_dict(), "kernels": kernels}  # fmt: skip
+    report: dict[str, Any] = {
+        "device": str(device),
+        "torch": torch.__version__,
+        "dry_run": args.dry_run,
+        "peak": peak.as_dict(),
+        "kernels": kernels,
+    }
     print(f"device: {peak.name} ({device}), torch {torch.__version__}")
-    print(f"theoretical peak: fp32 {peak.fp32_gflops or 0:.0f} GFLOP/s, bf16 {peak.bf16_gflops or 0:.0f} GFLOP/s "
-          f"({peak.basis})")  # fmt: skip
+    print(
+        f"theoretical peak: fp32 {peak.fp32_gflops or 0:.0f} GFLOP/s, bf16 {peak.bf16_gflops or 0:.0f} GFLOP/s "
+        f"({peak.basis})"
+    )
     for name, value in report["kernels"].items():
         print(f"  best {name.replace('_', ' ')}: {'not measured' if value is None else f'{value:.0f} GFLOP/s'}")
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     inference = check_inference(plan["size"], device, plan["batch"], plan["repeats"])
     report["inference"] = inference
-    print(f"\ninference, {plan['size']} ensemble, batch {plan['batch']} memes x 10 crops "
-          f"({inference['flop_per_batch'] / 1e12:.2f} TFLOP per batch):")  # fmt: skip
+    print(
+        f"\ninference, {plan['size']} ensemble, batch {plan['batch']} memes x 10 crops "
+        f"({inference['flop_per_batch'] / 1e12:.2f} TFLOP per batch):"
+    )
     for name in ("fp32", "bf16"):
         row = inference[name]
         print(f"  {name} weights: {row['memes_per_s']:.1f} memes/s, {row['tflops']:.2f} TFLOP/s")
-    print(f"  bf16 / fp32: {inference['bf16_speedup']:.2f}x; largest probability difference "
-          f"{inference['max_probability_difference']:.2e}")  # fmt: skip
+    print(
+        f"  bf16 / fp32: {inference['bf16_speedup']:.2f}x; largest probability difference "
+        f"{inference['max_probability_difference']:.2e}"
+    )
     training = check_training(plan["architecture"], plan["image_size"], device, plan["steps"], plan["train_batch"])
     report["training"] = training
-    print(f"\ntraining, {training['architecture']} at {training['image_size']} px, batch {training['batch']}, "
-          f"{'bf16 autocast' if training['bf16'] else 'fp32'}: fit_classifier {training['ours_images_per_s']:.1f} "
-          f"images/s, plain loop {training['plain_images_per_s']:.1f} images/s ({training['ratio']:.2f}x)")  # fmt: skip
+    print(
+        f"\ntraining, {training['architecture']} at {training['image_size']} px, batch {training['batch']}, "
+        f"{'bf16 autocast' if training['bf16'] else 'fp32'}: fit_classifier {training['ours_images_per_s']:.1f} "
+        f"images/s, plain loop {training['plain_images_per_s']:.1f} images/s ({training['ratio']:.2f}x)"
+    )
     if device.type == "cuda":
         report["peak_memory_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
         print(f"\npeak GPU memory: {report['peak_memory_gb']:.1f} GiB")

@@ -13,8 +13,9 @@ from hf_memotion.data.demo import DemoDataSpec, print_demo_statistics, write_dem
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_command(write_demo_data, DemoDataSpec, "configs/demo.yaml", argv, description=__doc__,
-                       summarize=print_demo_statistics)  # fmt: skip
+    return run_command(
+        write_demo_data, DemoDataSpec, "configs/demo.yaml", argv, description=__doc__, summarize=print_demo_statistics
+    )
 
 
 if __name__ == "__main__":

@@ -31,13 +31,24 @@ FAMILIES = ("bert", "roberta", "gpt2", "xlnet")
 def run_config(folder: Path, name: str, layout: str, families: list[str], n_train: int) -> dict:
     """The recipe's config of one run: a tiny text model per family, ``layout`` multitask or per_problem."""
     models = [
-        {"name": family, "modality": "text", "backbone": f"tiny:{family}", "layout": layout,
-         "tiny": {"hidden_size": 256, "num_layers": 2, "num_heads": 4},
-         "model": {"lstm_hidden_size": 64, "attention_size": 32, "ffn_size": 32, "max_length": 32},
-         "training": {"optimizer": "adam", "learning_rate": 0.001, "epochs": 1, "batch_size": 16,
-                      "early_stopping_patience": None, "validation_fraction": 0}}
+        {
+            "name": family,
+            "modality": "text",
+            "backbone": f"tiny:{family}",
+            "layout": layout,
+            "tiny": {"hidden_size": 256, "num_layers": 2, "num_heads": 4},
+            "model": {"lstm_hidden_size": 64, "attention_size": 32, "ffn_size": 32, "max_length": 32},
+            "training": {
+                "optimizer": "adam",
+                "learning_rate": 0.001,
+                "epochs": 1,
+                "batch_size": 16,
+                "early_stopping_patience": None,
+                "validation_fraction": 0,
+            },
+        }
         for family in families
-    ]  # fmt: skip
+    ]
     return {
         "data": {"demo": {"output_dir": str(folder / "data"), "n_train": n_train, "n_test": 16, "seed": 0}},
         "output_dir": str(folder / name),

@@ -14,8 +14,9 @@ from hf_memotion.vise.steps import mine, print_mining_summary
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_command(mine, MiningRunSpec, "configs/vise_mining_demo.yaml", argv, description=__doc__,
-                       summarize=print_mining_summary)  # fmt: skip
+    return run_command(
+        mine, MiningRunSpec, "configs/vise_mining_demo.yaml", argv, description=__doc__, summarize=print_mining_summary
+    )
 
 
 if __name__ == "__main__":

@@ -25,8 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image", help="meme image file")
     parser.add_argument("--text", help="the meme's text")
     parser.add_argument("--no-ten-crop", action="store_true", help="one centre crop instead of ten")
-    parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
-                        help="auto: bf16 where native and the ensemble's held-out check passed, else fp32")  # fmt: skip
+    parser.add_argument(
+        "--dtype",
+        choices=("auto", "float32", "bfloat16"),
+        default="auto",
+        help="auto: bf16 where native and the ensemble's held-out check passed, else fp32",
+    )
     args = parser.parse_args(argv)
     image, text = args.image, args.text
     if image is None or text is None:

@@ -18,8 +18,14 @@ from hf_memotion.vise.steps import pretrain, print_pretraining_summary
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_command(pretrain, PretrainRunSpec, "configs/vise_pretrain_demo.yaml", argv, description=__doc__,
-                       summarize=print_pretraining_summary)  # fmt: skip
+    return run_command(
+        pretrain,
+        PretrainRunSpec,
+        "configs/vise_pretrain_demo.yaml",
+        argv,
+        description=__doc__,
+        summarize=print_pretraining_summary,
+    )
 
 
 if __name__ == "__main__":

@@ -44,10 +44,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result = push_folder(
-            args.folder, args.repo_id, private=args.private, revision=args.revision,
-            commit_message=args.commit_message, repo_type=args.repo_type, dry_run=args.dry_run,
-            include=args.include, allow_large=args.allow_large,
-        )  # fmt: skip
+            args.folder,
+            args.repo_id,
+            private=args.private,
+            revision=args.revision,
+            commit_message=args.commit_message,
+            repo_type=args.repo_type,
+            dry_run=args.dry_run,
+            include=args.include,
+            allow_large=args.allow_large,
+        )
     except HubPublishError as err:
         sys.exit(f"error: {err}")
     for file in result.files:

@@ -15,9 +15,17 @@ from hf_memotion.training.run_specs import EnsembleRunSpec
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_command(run_training, EnsembleRunSpec, "configs/demo.yaml", argv, description=__doc__,
-                       summarize=print_training_summary, saved_folders=ensemble_folder, plan=plan_training,
-                       show_plan=print_plan)  # fmt: skip
+    return run_command(
+        run_training,
+        EnsembleRunSpec,
+        "configs/demo.yaml",
+        argv,
+        description=__doc__,
+        summarize=print_training_summary,
+        saved_folders=ensemble_folder,
+        plan=plan_training,
+        show_plan=print_plan,
+    )
 
 
 if __name__ == "__main__":

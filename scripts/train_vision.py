@@ -13,8 +13,15 @@ from hf_memotion.training.vision import run_vision_experiment
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_command(run_vision_experiment, VisionRunSpec, "configs/vision_demo.yaml", argv, description=__doc__,
-                       summarize=print_run_results, saved_folders=saved_model_folders)  # fmt: skip
+    return run_command(
+        run_vision_experiment,
+        VisionRunSpec,
+        "configs/vision_demo.yaml",
+        argv,
+        description=__doc__,
+        summarize=print_run_results,
+        saved_folders=saved_model_folders,
+    )
 
 
 if __name__ == "__main__":

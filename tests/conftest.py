@@ -22,8 +22,17 @@ from hf_memotion.models.text.tiny import build_tiny_text_backbone
 from hf_memotion.models.vision import MemotionImageProcessor, MemotionVisionConfig, MemotionVisionForImageClassification
 from hf_memotion.tasks import PROBLEM_NAMES, get_problem
 
-TRAIN_HEADER = ["", "image_name", "text_ocr", "text_corrected", "humour", "sarcasm", "offensive", "motivational",
-                "overall_sentiment"]  # fmt: skip
+TRAIN_HEADER = [
+    "",
+    "image_name",
+    "text_ocr",
+    "text_corrected",
+    "humour",
+    "sarcasm",
+    "offensive",
+    "motivational",
+    "overall_sentiment",
+]
 
 
 @pytest.fixture(scope="session")
@@ -102,8 +111,9 @@ def synthetic():
 def build_tiny_ensemble(synthetic, methods=("logistic_regression", "decision_tree", "average")):
     oof, labels = synthetic
     torch.manual_seed(0)
-    backbone, tokenizer = build_tiny_text_backbone("bert", ["when the exam is on monday", "lol nice"], hidden_size=16,
-                                                   num_layers=1)  # fmt: skip
+    backbone, tokenizer = build_tiny_text_backbone(
+        "bert", ["when the exam is on monday", "lol nice"], hidden_size=16, num_layers=1
+    )
     text_config = MemotionTextConfig(
         text_config=backbone, problems=list(PROBLEM_NAMES), lstm_hidden_size=8, attention_size=8, ffn_size=8
     )
@@ -116,11 +126,14 @@ def build_tiny_ensemble(synthetic, methods=("logistic_regression", "decision_tre
     stackers = fit_stackers(oof, labels, candidates=candidates)
     config = MemotionEnsembleConfig(
         problems=list(PROBLEM_NAMES),
-        base_models=[{"name": "text", "modality": "text", "path": "text", "problems": list(PROBLEM_NAMES)},
-                     {"name": "vision", "modality": "vision", "path": "vision", "problems": list(PROBLEM_NAMES)}],
-    )  # fmt: skip
-    return MemotionEnsembleModel(config, base_models={"text": (text, tokenizer), "vision": (vision, processor)},
-                                 stackers=stackers)  # fmt: skip
+        base_models=[
+            {"name": "text", "modality": "text", "path": "text", "problems": list(PROBLEM_NAMES)},
+            {"name": "vision", "modality": "vision", "path": "vision", "problems": list(PROBLEM_NAMES)},
+        ],
+    )
+    return MemotionEnsembleModel(
+        config, base_models={"text": (text, tokenizer), "vision": (vision, processor)}, stackers=stackers
+    )
 
 
 @pytest.fixture(scope="session")

@@ -25,8 +25,9 @@ from hf_memotion.benchmarking import (
 from hf_memotion.tasks import PROBLEM_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
-TWO_VISION = EnsembleSpec(text=(("text", "bert", 16, 1, 2, 0),), vision=(("a", "test_resnet"), ("b", "test_resnet")),
-                          crop_size=32)  # fmt: skip
+TWO_VISION = EnsembleSpec(
+    text=(("text", "bert", 16, 1, 2, 0),), vision=(("a", "test_resnet"), ("b", "test_resnet")), crop_size=32
+)
 
 
 def test_flops_are_counted_like_the_textbook():
@@ -84,10 +85,21 @@ def test_int8_text_backbones_keep_the_predictions_close(saved_ensemble):
 def test_the_benchmark_script_prints_its_tables(tmp_path):
     out = tmp_path / "bench.json"
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bench.py"), "--sections", "pipeline", "memory", "--sizes", "demo",
-         "--output", str(out)],
-        capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "bench.py"),
+            "--sections",
+            "pipeline",
+            "memory",
+            "--sizes",
+            "demo",
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "## pipeline, demo ensemble" in result.stdout and "memory, demo" in result.stdout
     report = json.loads(out.read_text())

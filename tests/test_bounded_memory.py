@@ -32,8 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_a_run_that_does_not_keep_its_model_leaves_no_model_alive(demo_root, tmp_path, keep_model):
     data = load_memotion(demo_root)
     backbone, tokenizer = build_tiny_text_backbone("bert", data["train"]["text"], hidden_size=16, num_layers=1)
-    config = MemotionTextConfig(text_config=backbone, problems=["humour"], lstm_hidden_size=8, attention_size=8,
-                                ffn_size=8)  # fmt: skip
+    config = MemotionTextConfig(
+        text_config=backbone, problems=["humour"], lstm_hidden_size=8, attention_size=8, ffn_size=8
+    )
     made = []
 
     def model_init():
@@ -41,8 +42,13 @@ def test_a_run_that_does_not_keep_its_model_leaves_no_model_alive(demo_root, tmp
         made.append(weakref.ref(model))
         return model
 
-    validator = CrossValidator(model_init, resolve_problem_labels(["humour"]), ClassifierTrainingConfig(epochs=1,
-                               batch_size=8), n_splits=2, data_collator=DataCollatorWithPadding(tokenizer))  # fmt: skip
+    validator = CrossValidator(
+        model_init,
+        resolve_problem_labels(["humour"]),
+        ClassifierTrainingConfig(epochs=1, batch_size=8),
+        n_splits=2,
+        data_collator=DataCollatorWithPadding(tokenizer),
+    )
     result = run_classifier(
         validator,
         train_dataset=prepare_text_dataset(data["train"], tokenizer, ["humour"], 32),
@@ -121,8 +127,10 @@ def test_peak_memory_of_an_ensemble_run_does_not_grow_with_its_number_of_models(
     """scripts/memory_check.py: 4 multi-task vs 36 per-problem tiny text models (four families), fresh processes."""
     out = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "memory_check.py"), "--output", str(tmp_path / "memory.json")],
-        capture_output=True, text=True, env={**os.environ, "HF_MEMOTION_PROGRESS": "0"},
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_MEMOTION_PROGRESS": "0"},
+    )
     report = json.loads((tmp_path / "memory.json").read_text())
     print(out.stdout)  # shown with -s
     assert report["few"]["models"] == 4 and report["many"]["models"] == 36

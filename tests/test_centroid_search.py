@@ -66,12 +66,15 @@ def test_int8_search_breaks_ties_like_argmax_and_resolves_pairs_below_int8_resol
 def test_int8_search_on_zero_tiny_huge_and_mixed_scale_points() -> None:
     points, centroids = _clustered(2000, 400, 48, seed=1)
     rng = np.random.default_rng(1)
-    hostile = np.concatenate([
-        np.zeros((5, 48), np.float32),                               # no signal: nearest to the origin
-        points[:500] * 1e-6, points[500:1000] * 1e3,                 # tiny and huge norms
-        points[1000:1500] * rng.uniform(0.01, 100, (500, 1)).astype(np.float32),  # every scale in one call
-        np.eye(48, dtype=np.float32)[rng.integers(0, 48, 200)] * 7,  # one-hot rows: all range in one coordinate
-    ])  # fmt: skip
+    hostile = np.concatenate(
+        [
+            np.zeros((5, 48), np.float32),  # no signal: nearest to the origin
+            points[:500] * 1e-6,
+            points[500:1000] * 1e3,  # tiny and huge norms
+            points[1000:1500] * rng.uniform(0.01, 100, (500, 1)).astype(np.float32),  # every scale in one call
+            np.eye(48, dtype=np.float32)[rng.integers(0, 48, 200)] * 7,  # one-hot rows: all range in one coordinate
+        ]
+    )
     fast, dense = CentroidSearch(centroids, method="int8"), CentroidSearch(centroids, method="float32")
     np.testing.assert_array_equal(fast(hostile), dense(hostile))
     np.testing.assert_array_equal(fast(hostile[:5]), _brute(hostile[:5], centroids))

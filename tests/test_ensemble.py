@@ -186,13 +186,16 @@ def test_predict_script_prints_the_schema(saved_ensemble, tmp_path):
     script = Path(__file__).resolve().parents[1] / "scripts" / "predict.py"
     out = subprocess.run(
         [sys.executable, str(script), str(saved_ensemble), "--image", str(image), "--text", "lol", "--no-ten-crop"],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert '"submission"' in out and '"sentiment"' in out
     bad = subprocess.run(
         [sys.executable, str(script), str(saved_ensemble), "--image", str(tmp_path / "nope.png"), "--text", "x"],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode != 0 and "nope.png" in bad.stderr
 
 

@@ -32,9 +32,28 @@ def _assert_ours(err: BaseException, what: str) -> None:
     assert str(err).strip(), f"{what}: an empty message"
 
 
-_CELLS = ["", " ", "funny", "hilarious", "very_twisted", "0", "-1", "nan", "None", "\u00e9\u00e8", "\U0001f600",
-          "a,b", '"', "\n", "x" * 300, "../x.png", "/etc/passwd", "image_1.jpg", "IMAGE_1.JPG",
-          "\\\\server\\x"]  # fmt: skip
+_CELLS = [
+    "",
+    " ",
+    "funny",
+    "hilarious",
+    "very_twisted",
+    "0",
+    "-1",
+    "nan",
+    "None",
+    "\u00e9\u00e8",
+    "\U0001f600",
+    "a,b",
+    '"',
+    "\n",
+    "x" * 300,
+    "../x.png",
+    "/etc/passwd",
+    "image_1.jpg",
+    "IMAGE_1.JPG",
+    "\\\\server\\x",
+]
 
 
 @pytest.mark.parametrize("seed", range(60))
@@ -67,8 +86,13 @@ def _image_bytes(rng: random.Random) -> bytes:
     if width == 0:
         return b""
     buffer = io.BytesIO()
-    modes = {"PNG": ["RGB", "L", "RGBA", "P", "I;16"], "JPEG": ["RGB", "L", "CMYK"], "GIF": ["L", "P"],
-             "BMP": ["RGB", "L", "P"], "WEBP": ["RGB", "RGBA"]}  # fmt: skip
+    modes = {
+        "PNG": ["RGB", "L", "RGBA", "P", "I;16"],
+        "JPEG": ["RGB", "L", "CMYK"],
+        "GIF": ["L", "P"],
+        "BMP": ["RGB", "L", "P"],
+        "WEBP": ["RGB", "RGBA"],
+    }
     fmt = rng.choice(sorted(modes))
     Image.new(rng.choice(modes[fmt]), (width, height)).save(buffer, format=fmt)
     data = bytearray(buffer.getvalue())
@@ -108,8 +132,12 @@ def _folder_edits(rng: random.Random):
         )
 
     def hostile_args(config):
-        choices = [{"pretrained": True}, {"checkpoint_path": "/x.pth"},
-                   {"pretrained_cfg_overlay": {"url": "http://x/y"}}, {"not_an_arg": 1}]  # fmt: skip
+        choices = [
+            {"pretrained": True},
+            {"checkpoint_path": "/x.pth"},
+            {"pretrained_cfg_overlay": {"url": "http://x/y"}},
+            {"not_an_arg": 1},
+        ]
         config["model_args"] = rng.choice(choices)
 
     def labels(config):

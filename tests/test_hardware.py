@@ -13,8 +13,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _cpu(monkeypatch, flags: str, vendor="AuthenticAMD", family="26", mhz="2600.0"):
-    text = (f"vendor_id\t: {vendor}\ncpu family\t: {family}\nmodel name\t: Test CPU\ncpu MHz\t\t: {mhz}\n"
-            f"flags\t\t: {flags}\n")  # fmt: skip
+    text = (
+        f"vendor_id\t: {vendor}\ncpu family\t: {family}\nmodel name\t: Test CPU\ncpu MHz\t\t: {mhz}\n"
+        f"flags\t\t: {flags}\n"
+    )
     hardware._cpuinfo.cache_clear()
     monkeypatch.setattr(hardware, "_cpuinfo", lambda: text)
     monkeypatch.setattr(hardware.Path, "read_text", _no_sysfs(hardware.Path.read_text))
@@ -60,8 +62,12 @@ def test_no_clock_means_no_peak(monkeypatch):
 
 def test_the_gpu_check_runs_on_the_cpu_as_a_dry_run(tmp_path):
     out = tmp_path / "gpu_check.json"
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_check.py"), "--dry-run", "--output", str(out)],
-                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gpu_check.py"), "--dry-run", "--output", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     for line in ("theoretical peak:", "inference, demo ensemble", "bf16 / fp32:", "training, test_resnet"):
         assert line in result.stdout

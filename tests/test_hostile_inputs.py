@@ -278,8 +278,13 @@ def test_a_stray_byte_names_the_file_and_line_and_nothing_is_reinterpreted(tmp_p
     from conftest import write_image
     from hf_memotion.data import MemotionFormatError, load_memotion
 
-    root = _release(tmp_path, [_ROW, ["1", "image_2.jpg", "caf\u00e9 \U0001f600", "t", "funny", "general", "slight",
-                                      "motivational", "positive"]])  # fmt: skip
+    root = _release(
+        tmp_path,
+        [
+            _ROW,
+            ["1", "image_2.jpg", "caf\u00e9 \U0001f600", "t", "funny", "general", "slight", "motivational", "positive"],
+        ],
+    )
     write_image(root / "images" / "image_1.jpg")
     write_image(root / "images" / "image_2.jpg")
     data = (root / "labels.csv").read_bytes().replace(b"OCR", b"OC\xff")
@@ -303,8 +308,11 @@ def test_a_header_only_csv_and_both_releases_in_one_folder(tmp_path):
     write_csv(root / "labels.csv", TRAIN_HEADER, [_ROW])
     write_image(root / "images" / "image_1.jpg")
     write_image(root / "2000_data" / "t.png", fmt="PNG")
-    write_csv(root / "2000_testdata.csv", ["Image_name", "Image_URL", "OCR_extracted_text", "corrected_text"],
-              [["t.png", "u", "o", "c"]])  # fmt: skip
+    write_csv(
+        root / "2000_testdata.csv",
+        ["Image_name", "Image_URL", "OCR_extracted_text", "corrected_text"],
+        [["t.png", "u", "o", "c"]],
+    )
     assert sorted(load_memotion(root)) == ["test", "train"]
 
 
@@ -354,8 +362,17 @@ def test_one_bad_meme_does_not_lose_the_others_when_asked(saved_ensemble, tmp_pa
     assert "not a regular file" in out[1]["error"] and "40:1" in out[2]["error"]
 
 
-@pytest.mark.parametrize("bad", [{"batch_size": 0}, {"batch_size": -2}, {"batch_size": 2.5}, {"batch_size": True},
-                                 {"tencrop": False}, {"errors": "ignore"}])  # fmt: skip
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"batch_size": 0},
+        {"batch_size": -2},
+        {"batch_size": 2.5},
+        {"batch_size": True},
+        {"tencrop": False},
+        {"errors": "ignore"},
+    ],
+)
 def test_pipeline_arguments_are_checked(saved_ensemble, bad):
     from transformers import pipeline
 

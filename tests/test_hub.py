@@ -65,7 +65,7 @@ def test_ensemble_card_round_trips_with_the_reports_metrics_and_no_network(tmp_p
         "## Framework versions",
         "## Citation",
     ):
-        assert section in card.text, section  # fmt: skip
+        assert section in card.text, section
     assert "| text | 0.410 |" in card.text  # the Table 7 rows, base models included
     assert "synthetic demo" not in card.text  # real data: no demo warning
 
@@ -85,8 +85,12 @@ def _folder(tmp_path):
 
 def test_dry_run_lists_exactly_the_files_an_upload_sends(tmp_path, monkeypatch):
     folder = _folder(tmp_path)
-    dry = subprocess.run([sys.executable, SCRIPT, str(folder), "--repo-id", "me/memotion", "--dry-run"],
-                         capture_output=True, text=True, check=True)  # fmt: skip
+    dry = subprocess.run(
+        [sys.executable, SCRIPT, str(folder), "--repo-id", "me/memotion", "--dry-run"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     listed = [line.split("\t")[0] for line in dry.stdout.splitlines()]
     assert listed == ["README.md", "config.json", "meta/humour.skops"]
     assert "3 files" in dry.stderr and "would be uploaded to me/memotion" in dry.stderr
@@ -128,8 +132,12 @@ def test_publishing_refuses_pickles_and_bad_input_plainly(tmp_path):
 
 def _push(folder, env):
     clean = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
-    return subprocess.run([sys.executable, SCRIPT, str(folder), "--repo-id", "me/memotion"],
-                          capture_output=True, text=True, env={**clean, **env})  # fmt: skip
+    return subprocess.run(
+        [sys.executable, SCRIPT, str(folder), "--repo-id", "me/memotion"],
+        capture_output=True,
+        text=True,
+        env={**clean, **env},
+    )
 
 
 def _free_port():
@@ -194,10 +202,22 @@ def test_the_card_templates_are_the_top_level_folder_and_ship_in_the_wheel(tmp_p
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(root / name, source / name)
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path),
-         str(source)],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert build.returncode == 0, build.stderr[-2000:]
     (wheel,) = tmp_path.glob("hf_memotion-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())

@@ -30,9 +30,15 @@ NEEDED = {
     "text": {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "README.md"},
     "vision": {"config.json", "model.safetensors", "preprocessor_config.json", "README.md"},
     "vise": {"config.json", "model.safetensors", "preprocessor_config.json", "README.md"},
-    "ensemble": {"config.json", "text/tokenizer.json", "text/tokenizer_config.json", "text/model.safetensors",
-                 "vision/model.safetensors", "vision/preprocessor_config.json"},
-}  # fmt: skip
+    "ensemble": {
+        "config.json",
+        "text/tokenizer.json",
+        "text/tokenizer_config.json",
+        "text/model.safetensors",
+        "vision/model.safetensors",
+        "vision/preprocessor_config.json",
+    },
+}
 
 
 def _image():
@@ -151,8 +157,17 @@ def test_published_folders_load_by_id_with_the_local_outputs(folders, tmp_path):
 def test_credential_patterns_never_match_a_tokenizer(tmp_path):
     from transformers.tokenization_utils_base import ADDED_TOKENS_FILE, FULL_TOKENIZER_FILE, SPECIAL_TOKENS_MAP_FILE
 
-    names = [FULL_TOKENIZER_FILE, "tokenizer_config.json", SPECIAL_TOKENS_MAP_FILE, ADDED_TOKENS_FILE, "vocab.txt",
-             "merges.txt", "spiece.model", "tokenizer.model", "chat_template.jinja"]  # fmt: skip
+    names = [
+        FULL_TOKENIZER_FILE,
+        "tokenizer_config.json",
+        SPECIAL_TOKENS_MAP_FILE,
+        ADDED_TOKENS_FILE,
+        "vocab.txt",
+        "merges.txt",
+        "spiece.model",
+        "tokenizer.model",
+        "chat_template.jinja",
+    ]
     secrets = ["token", "id_rsa", "hf_token", "my_token.txt", "server.pem", "aws_credentials.json", "api.key"]
     for name in names + secrets:
         (tmp_path / name).write_text("x")

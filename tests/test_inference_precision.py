@@ -37,8 +37,9 @@ def test_onednn_linear_gives_the_stock_layers_outputs_and_flop_count(bias, shape
     x = torch.randn(*shape)
     with torch.inference_mode():
         torch.testing.assert_close(fast(x), stock(x), atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(fast(x.transpose(0, -2).contiguous().transpose(0, -2)), stock(x), atol=1e-5,
-                                   rtol=1e-5)  # fmt: skip
+        torch.testing.assert_close(
+            fast(x.transpose(0, -2).contiguous().transpose(0, -2)), stock(x), atol=1e-5, rtol=1e-5
+        )
         assert count_flops(lambda: fast(x)) == count_flops(lambda: stock(x))
     assert fast.state_dict().keys() == stock.state_dict().keys()
 

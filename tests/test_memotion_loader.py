@@ -18,15 +18,42 @@ from hf_memotion.tasks import PROBLEM_NAMES, decode_submission, encode_submissio
 
 ROWS = [
     # index, image_name, text_ocr, text_corrected, humour, sarcasm, offensive, motivational, overall_sentiment
-    ["0", "image_1.jpg", "LOOK AT ME", "Look at me", "hilarious", "general", "not_offensive", "not_motivational",
-     "very_positive"],
-    ["1", "image_2.png", "WHEN THE OCR", "", "not_funny", "very_twisted", "hateful_offensive", "motivational",
-     "very_negative"],
+    [
+        "0",
+        "image_1.jpg",
+        "LOOK AT ME",
+        "Look at me",
+        "hilarious",
+        "general",
+        "not_offensive",
+        "not_motivational",
+        "very_positive",
+    ],
+    [
+        "1",
+        "image_2.png",
+        "WHEN THE OCR",
+        "",
+        "not_funny",
+        "very_twisted",
+        "hateful_offensive",
+        "motivational",
+        "very_negative",
+    ],
     ["2", "image_3.JPG", "", "", "funny", "not_sarcastic", "slight", "motivational", "neutral"],
-    ["3", "image_4.bmp", "X", "Corrected, with a comma", "very_funny", "twisted_meaning", "very_offensive",
-     "not_motivational", "negative"],
+    [
+        "3",
+        "image_4.bmp",
+        "X",
+        "Corrected, with a comma",
+        "very_funny",
+        "twisted_meaning",
+        "very_offensive",
+        "not_motivational",
+        "negative",
+    ],
     ["4", "image_5.jpe", "Y", "y", "funny", "general", "slight", "not_motivational", "positive"],
-]  # fmt: skip
+]
 # The same rows as A_hsom_hsom strings, worked out by hand from shared/FORMATS.md.
 EXPECTED = ["1_1100_3100", "-1_0111_0331", "0_1011_1011", "-1_1110_2220", "1_1110_1110"]
 

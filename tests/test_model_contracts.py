@@ -25,10 +25,23 @@ WEIGHTS = {"sentiment": [0.25, 1.0, 4.0]}
 
 
 def _text(**overrides) -> MemotionTextForSequenceClassification:
-    backbone = BertConfig(vocab_size=60, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                          intermediate_size=32, max_position_embeddings=32)  # fmt: skip
-    settings = {"problems": ["sentiment"], "class_weights": WEIGHTS, "lstm_hidden_size": 8, "lstm_layers": 2,
-                "attention_size": 8, "ffn_size": 8, **overrides}  # fmt: skip
+    backbone = BertConfig(
+        vocab_size=60,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=32,
+    )
+    settings = {
+        "problems": ["sentiment"],
+        "class_weights": WEIGHTS,
+        "lstm_hidden_size": 8,
+        "lstm_layers": 2,
+        "attention_size": 8,
+        "ffn_size": 8,
+        **overrides,
+    }
     return MemotionTextForSequenceClassification(MemotionTextConfig(text_config=backbone, **settings))
 
 

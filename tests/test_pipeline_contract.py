@@ -30,8 +30,9 @@ def pipe(saved_ensemble):
 @pytest.fixture(scope="module")
 def stream_root(tmp_path_factory):
     """500 demo memes (384-pixel images: 500 decoded at once would take over 200 MB)."""
-    return make_demo_data(tmp_path_factory.mktemp("stream") / "data", n_train=N_STREAM, n_test=0, seed=5,
-                          image_size=384)  # fmt: skip
+    return make_demo_data(
+        tmp_path_factory.mktemp("stream") / "data", n_train=N_STREAM, n_test=0, seed=5, image_size=384
+    )
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +88,9 @@ def test_streaming_500_memes_gives_the_list_results_with_memory_bounded_by_the_b
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MEMOTION_PROGRESS": "0"}
 
     def run(n, kind):
-        out = subprocess.run([sys.executable, "-c", code, str(n), kind], capture_output=True, text=True, env=env,
-                             timeout=600)  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(n), kind], capture_output=True, text=True, env=env, timeout=600
+        )
         assert out.returncode == 0, out.stderr[-3000:]
         return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -96,8 +98,10 @@ def test_streaming_500_memes_gives_the_list_results_with_memory_bounded_by_the_b
     assert len(generator["answers"]) == N_STREAM and generator["answers"] == dataset["answers"]
     assert generator["answers"][:20] == small["answers"]
     bound = 64 * 2**20
-    print(f"peak RSS: 20 memes {small['peak'] / 2**20:.0f} MB, {N_STREAM} streamed {generator['peak'] / 2**20:.0f} MB "
-          f"(generator), {dataset['peak'] / 2**20:.0f} MB (datasets.Dataset)")  # fmt: skip
+    print(
+        f"peak RSS: 20 memes {small['peak'] / 2**20:.0f} MB, {N_STREAM} streamed {generator['peak'] / 2**20:.0f} MB "
+        f"(generator), {dataset['peak'] / 2**20:.0f} MB (datasets.Dataset)"
+    )
     assert generator["peak"] - small["peak"] < bound
     assert dataset["peak"] - small["peak"] < bound
 
@@ -161,8 +165,9 @@ def test_dtype_and_device_map_reach_every_base_model(saved_ensemble):
     assert answer["sentiment"]["scores"] == pytest.approx(reference["sentiment"]["scores"], abs=0.05)
     old_name = pipeline("meme-emotion", model=str(saved_ensemble), torch_dtype=torch.bfloat16)
     assert {m.dtype for m in old_name.model.base_models.values()} == {torch.bfloat16}
-    loaded = MemotionEnsembleModel.from_pretrained(saved_ensemble, dtype=torch.bfloat16, device_map="cpu",
-                                                   revision=None)  # fmt: skip
+    loaded = MemotionEnsembleModel.from_pretrained(
+        saved_ensemble, dtype=torch.bfloat16, device_map="cpu", revision=None
+    )
     assert {(m.dtype, m.device.type) for m in loaded.base_models.values()} == {(torch.bfloat16, "cpu")}
     quantized = pipeline("meme-emotion", model=str(saved_ensemble), model_kwargs={"quantize_text": True})
     assert quantized.model.base_models["text"].quantized
@@ -213,8 +218,9 @@ def test_the_caption_mask_reads_rendered_memes_far_better_than_the_grey_image(oc
     ours, grey = [], []
     for i in range(8):
         top, bottom = random_caption(rng), random_caption(rng)
-        image = render_meme(top, bottom, size=[(480, 480), (320, 320)][i % 2],
-                            background="flat" if i % 3 == 0 else "photo", seed=50 + i)  # fmt: skip
+        image = render_meme(
+            top, bottom, size=[(480, 480), (320, 320)][i % 2], background="flat" if i % 3 == 0 else "photo", seed=50 + i
+        )
         ours.append(word_accuracy(f"{top} {bottom}", read_meme_text(image)))
         grey.append(word_accuracy(f"{top} {bottom}", pytesseract.image_to_string(image.convert("L"), config="--psm 6")))
     print(f"word accuracy: caption mask {np.mean(ours):.3f}, grey image {np.mean(grey):.3f}")
@@ -231,8 +237,9 @@ def test_load_memotion_reads_blank_texts_from_the_images_on_request(tmp_path, oc
     rows = []
     for i, caption in enumerate(captions):
         render_meme(caption or "that moment you realize", seed=i).save(root / "images" / f"image_{i}.png")
-        rows.append([str(i), f"image_{i}.png", caption, "", "funny", "general", "not_offensive", "motivational",
-                     "positive"])  # fmt: skip
+        rows.append(
+            [str(i), f"image_{i}.png", caption, "", "funny", "general", "not_offensive", "motivational", "positive"]
+        )
     write_csv(root / "labels.csv", TRAIN_HEADER, rows)
     plain = load_memotion(root)["train"]
     assert plain["text"][1] == ""

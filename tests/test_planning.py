@@ -17,8 +17,10 @@ from hf_memotion.training.recipe import run_training
 from hf_memotion.training.run_specs import BaseModelSpec, EnsembleRunSpec, expand_models
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY_TEXT = {"tiny": {"hidden_size": 16, "num_layers": 1},
-             "model": {"lstm_hidden_size": 8, "attention_size": 8, "ffn_size": 8, "max_length": 16}}  # fmt: skip
+TINY_TEXT = {
+    "tiny": {"hidden_size": 16, "num_layers": 1},
+    "model": {"lstm_hidden_size": 8, "attention_size": 8, "ffn_size": 8, "max_length": 16},
+}
 
 
 def test_flops_counted_on_fake_tensors_equal_a_count_on_random_weights():
@@ -56,16 +58,29 @@ def test_the_plan_counts_the_trainings_and_steps_the_recipe_runs(demo_root, tmp_
 
     monkeypatch.setattr(cross_validation, "fit_classifier", record)
     config = {
-        "data": {"path": str(demo_root)}, "output_dir": str(tmp_path), "n_splits": 2, "bf16_check": False,
+        "data": {"path": str(demo_root)},
+        "output_dir": str(tmp_path),
+        "n_splits": 2,
+        "bf16_check": False,
         "stacking": {"methods": ["average"]},
         "models": [
-            {"name": "cnn", "modality": "vision", "layout": "per_problem", "problems": ["humour", "motivational"],
-             "processor": {"crop_size": 32}, "ten_crop": False,
-             "training": {"epochs": 2, "batch_size": 8, "learning_rate": [0.01, 0.1], "lr_milestones": [1]}},
-            {"name": "bert", "modality": "text", **TINY_TEXT,
-             "training": {"epochs": 2, "batch_size": 8, "early_stopping_patience": None, "validation_fraction": 0}},
+            {
+                "name": "cnn",
+                "modality": "vision",
+                "layout": "per_problem",
+                "problems": ["humour", "motivational"],
+                "processor": {"crop_size": 32},
+                "ten_crop": False,
+                "training": {"epochs": 2, "batch_size": 8, "learning_rate": [0.01, 0.1], "lr_milestones": [1]},
+            },
+            {
+                "name": "bert",
+                "modality": "text",
+                **TINY_TEXT,
+                "training": {"epochs": 2, "batch_size": 8, "early_stopping_patience": None, "validation_fraction": 0},
+            },
         ],
-    }  # fmt: skip
+    }
     plan = plan_training(config)
     assert [m.name for m in plan.models] == ["cnn-humour", "cnn-motivational", "bert"]
     assert [m.trainings for m in plan.models] == [5, 5, 3] and plan.trainings == 13
@@ -83,25 +98,38 @@ def test_the_plan_counts_the_trainings_and_steps_the_recipe_runs(demo_root, tmp_
 def test_train_py_plan_prints_the_plan_and_trains_nothing(tmp_path):
     out = tmp_path / "run"
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "train.py"), str(ROOT / "configs" / "demo.yaml"),
-         f"output_dir={out}", "--plan"], capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "train.py"),
+            str(ROOT / "configs" / "demo.yaml"),
+            f"output_dir={out}",
+            "--plan",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "| text | all nine | 4 |" in result.stdout and "trainings: 8" in result.stdout
     assert not out.exists()
 
 
 def test_a_text_backbone_whose_config_cannot_be_read_is_named():
-    spec = EnsembleRunSpec.from_dict({"models": [{"name": "x", "modality": "text", "backbone": "no-such/backbone"}],
-                                      "plan": {"n_train": 10, "n_test": 5}})  # fmt: skip
+    spec = EnsembleRunSpec.from_dict(
+        {
+            "models": [{"name": "x", "modality": "text", "backbone": "no-such/backbone"}],
+            "plan": {"n_train": 10, "n_test": 5},
+        }
+    )
     with pytest.raises(FileNotFoundError, match="no-such/backbone.*local folder"):
         plan_training(spec)
 
 
 @pytest.mark.slow
 def test_the_paper_config_plans_its_full_protocol_offline():
-    plan = plan_training(EnsembleRunSpec.from_dict(__import__("yaml").safe_load((ROOT / "configs" / "paper.yaml")
-                                                                               .read_text())))  # fmt: skip
+    plan = plan_training(
+        EnsembleRunSpec.from_dict(__import__("yaml").safe_load((ROOT / "configs" / "paper.yaml").read_text()))
+    )
     assert len(plan.models) == 64 and plan.models_without_sharing == 72
     # 4 visual backbones x 8 models x (9 rates x 5 folds + refit) + 4 textual x 8 x (30 trials x 5 folds + refit)
     assert plan.trainings == 32 * 46 + 32 * 151 == 6304

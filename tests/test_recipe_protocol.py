@@ -46,19 +46,39 @@ def fits(monkeypatch):
 
 
 def _config(demo, output, models, **extra):
-    return {"data": {"path": str(demo)}, "output_dir": str(output), "n_splits": 2, "models": models,
-            "stacking": {"methods": ["average", "logistic_regression"]}, "bf16_check": False, **extra}  # fmt: skip
+    return {
+        "data": {"path": str(demo)},
+        "output_dir": str(output),
+        "n_splits": 2,
+        "models": models,
+        "stacking": {"methods": ["average", "logistic_regression"]},
+        "bf16_check": False,
+        **extra,
+    }
 
 
 @pytest.mark.slow
 def test_search_in_the_recipe_picks_per_problem_keeps_the_winners_folds_and_one_row_per_backbone(demo, tmp_path, fits):
     models = [
         {"name": "text", "modality": "text", **TINY_TEXT, "training": TEXT_TRAINING},
-        {"name": "vision", "modality": "vision", "layout": "per_problem", "problems": ["sentiment", "motivational"],
-         **VISION, "training": {**VISION_TRAINING, "learning_rate": [1e-6, 0.05]}},
-        {"name": "tuned", "modality": "text", "layout": "per_problem", "problems": ["sentiment", "humour"], **TINY_TEXT,
-         "training": TEXT_TRAINING, "search": {"trials": 2, "space": {"learning_rate": [1e-3, 1e-2]}}},
-    ]  # fmt: skip
+        {
+            "name": "vision",
+            "modality": "vision",
+            "layout": "per_problem",
+            "problems": ["sentiment", "motivational"],
+            **VISION,
+            "training": {**VISION_TRAINING, "learning_rate": [1e-6, 0.05]},
+        },
+        {
+            "name": "tuned",
+            "modality": "text",
+            "layout": "per_problem",
+            "problems": ["sentiment", "humour"],
+            **TINY_TEXT,
+            "training": TEXT_TRAINING,
+            "search": {"trials": 2, "space": {"learning_rate": [1e-3, 1e-2]}},
+        },
+    ]
     report = run_training(_config(demo, tmp_path, models))
     # 3 (text: 2 folds + refit) + 2 problems x (2 rates x 2 folds + refit) + 2 problems x (2 trials x 2 folds + refit)
     assert len(fits) == 3 + 10 + 10 and sum(f[0] == "vision" for f in fits) == 10
@@ -92,13 +112,22 @@ def test_search_in_the_recipe_picks_per_problem_keeps_the_winners_folds_and_one_
 @pytest.mark.slow
 def test_the_papers_protocol_options(demo, tmp_path, fits):
     models = [
-        {"name": "text", "modality": "text", "layout": "per_problem", **TINY_TEXT,
-         "training": {**TEXT_TRAINING, "epochs": 3, "refit_schedule": "fold", "early_stopping_patience": 1}},
+        {
+            "name": "text",
+            "modality": "text",
+            "layout": "per_problem",
+            **TINY_TEXT,
+            "training": {**TEXT_TRAINING, "epochs": 3, "refit_schedule": "fold", "early_stopping_patience": 1},
+        },
         {"name": "vision", "modality": "vision", **VISION, "training": VISION_TRAINING},
-    ]  # fmt: skip
-    config = _config(demo, tmp_path, models, share_motivational=True,
-                     evaluation={"split": "dev", "dev_fraction": 0.25, "test_time": "fold_average",
-                                 "columns": "paper"})  # fmt: skip
+    ]
+    config = _config(
+        demo,
+        tmp_path,
+        models,
+        share_motivational=True,
+        evaluation={"split": "dev", "dev_fraction": 0.25, "test_time": "fold_average", "columns": "paper"},
+    )
     report = run_training(config)
     assert report["n_train"] == 45 and report["n_test"] == 15  # a dev quarter of the 60 training memes
     trained = sorted(p.name for p in (tmp_path / "models").iterdir())
@@ -132,8 +161,9 @@ def test_the_papers_protocol_options(demo, tmp_path, fits):
     model = MemotionEnsembleModel.from_pretrained(tmp_path / "ensemble")
     memes = load_memotion(demo)["test"].select(range(3))
     base = model.base_probabilities(memes["image"], memes["text"])
-    np.testing.assert_array_equal(base["text-motivational"]["motivational"],
-                                  base["text-motivational"]["motivational_intensity"])  # fmt: skip
+    np.testing.assert_array_equal(
+        base["text-motivational"]["motivational"], base["text-motivational"]["motivational_intensity"]
+    )
 
 
 def test_a_dev_file_names_the_dev_memes(demo, tmp_path):
@@ -175,8 +205,15 @@ def test_a_refit_on_the_folds_schedule_stops_early_at_the_folds_learning_rate(tm
     from hf_memotion.training.arguments import build_training_arguments
 
     rows = [{"x": torch.tensor([float(i)]), "labels": torch.tensor([0.0])} for i in range(8)]
-    args = build_training_arguments(tmp_path, batch_size=2, num_train_epochs=4, learning_rate=0.1,
-                                    lr_scheduler_type="linear", logging_steps=1, save_strategy="no")  # fmt: skip
+    args = build_training_arguments(
+        tmp_path,
+        batch_size=2,
+        num_train_epochs=4,
+        learning_rate=0.1,
+        lr_scheduler_type="linear",
+        logging_steps=1,
+        save_strategy="no",
+    )
     trainer = MemotionTrainer(model=_Toy(), args=args, train_dataset=rows, callbacks=[StopAfterEpochs(2)])
     trainer.train()
     assert trainer.state.epoch == 2 and trainer.state.global_step == 8
@@ -189,9 +226,13 @@ def test_a_refit_on_the_folds_schedule_stops_early_at_the_folds_learning_rate(tm
 def test_jobs_on_a_local_ray_give_the_report_of_one_process(demo, tmp_path, engine):
     models = [
         {"name": "text", "modality": "text", **TINY_TEXT, "training": TEXT_TRAINING},
-        {"name": "vision", "modality": "vision", **VISION,
-         "training": {**VISION_TRAINING, "learning_rate": [0.01, 0.05]}},
-    ]  # fmt: skip
+        {
+            "name": "vision",
+            "modality": "vision",
+            **VISION,
+            "training": {**VISION_TRAINING, "learning_rate": [0.01, 0.05]},
+        },
+    ]
     one = run_training(_config(demo, tmp_path / "one", models))
     spread = run_training(_config(demo, tmp_path / "ray", models, jobs={"engine": engine, "cpus_per_job": 1}))
     for key in ("table7", "table8", "search", "oof_scores", "selection_scores"):

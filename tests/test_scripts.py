@@ -9,10 +9,18 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_make_demo_data_script_writes_and_describes_the_data(tmp_path):
     out = tmp_path / "demo"
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "make_demo_data.py"), str(ROOT / "configs" / "demo.yaml"),
-         f"data.demo.output_dir={out}", "data.demo.n_train=30", "data.demo.n_test=10"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "make_demo_data.py"),
+            str(ROOT / "configs" / "demo.yaml"),
+            f"data.demo.output_dir={out}",
+            "data.demo.n_train=30",
+            "data.demo.n_test=10",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "[train] 30 memes" in result.stdout and "[test] 10 memes" in result.stdout
     assert "humour_intensity" in result.stdout
     assert (out / "memotion_dataset_7k" / "labels.csv").is_file()
@@ -40,18 +48,34 @@ def test_make_demo_data_script_refuses_to_clobber_and_reports_bad_config(tmp_pat
 def test_train_text_script_trains_saves_and_reports(tmp_path):
     demo = tmp_path / "demo"
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "train_text.py"), str(ROOT / "configs" / "text_demo.yaml"),
-         f"data.demo.output_dir={demo}", "data.demo.n_train=60", "data.demo.n_test=20",
-         f"output_dir={tmp_path / 'run'}", "problems=[humour,sentiment]", "n_splits=2", "training.epochs=2"],
-        capture_output=True, text=True, env={**os.environ, "HF_MEMOTION_PROGRESS": "0"},
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "train_text.py"),
+            str(ROOT / "configs" / "text_demo.yaml"),
+            f"data.demo.output_dir={demo}",
+            "data.demo.n_train=60",
+            "data.demo.n_test=20",
+            f"output_dir={tmp_path / 'run'}",
+            "problems=[humour,sentiment]",
+            "n_splits=2",
+            "training.epochs=2",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_MEMOTION_PROGRESS": "0"},
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "[multitask] saved to" in result.stdout and "out-of-fold" in result.stdout and "test " in result.stdout
     assert (tmp_path / "run" / "multitask" / "model" / "model.safetensors").is_file()
     assert (tmp_path / "run" / "multitask" / "model" / "tokenizer.json").is_file()
     bad = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "train_text.py"), str(ROOT / "configs" / "text_demo.yaml"),
-         "layout=sideways"],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "train_text.py"),
+            str(ROOT / "configs" / "text_demo.yaml"),
+            "layout=sideways",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode != 0 and "layout must be 'multitask' or 'per_problem'" in bad.stderr

@@ -18,8 +18,16 @@ from hf_memotion.tasks import EMOTIONS, decode_submission, get_problem  # noqa: 
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("HF_MEMOTION_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def load_app(model: Path | str, **env: str):
@@ -237,10 +245,21 @@ def test_the_space_benchmark_prints_and_writes_its_figures(saved_ensemble, tmp_p
     out = tmp_path / "bench.json"
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bench_space.py"), "--model", str(saved_ensemble), "--repeats", "2",
-         "--output", str(out)],
-        capture_output=True, text=True, env=env, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "bench_space.py"),
+            "--model",
+            str(saved_ensemble),
+            "--repeats",
+            "2",
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "served" in result.stdout and "p50 (s)" in result.stdout
     figures = json.loads(out.read_text())["results"]

@@ -27,9 +27,15 @@ EXPECTED_C = {
 def test_nine_problems_in_official_order():
     assert PROBLEM_NAMES == (
         "sentiment",
-        "humour", "sarcasm", "offensive", "motivational",
-        "humour_intensity", "sarcasm_intensity", "offensive_intensity", "motivational_intensity",
-    )  # fmt: skip
+        "humour",
+        "sarcasm",
+        "offensive",
+        "motivational",
+        "humour_intensity",
+        "sarcasm_intensity",
+        "offensive_intensity",
+        "motivational_intensity",
+    )
     assert SUBTASKS["A"] == ("sentiment",)
     assert EMOTIONS == ("humour", "sarcasm", "offensive", "motivational")
     assert [p.num_labels for p in PROBLEMS] == [3, 2, 2, 2, 2, 4, 4, 4, 2]
@@ -54,9 +60,16 @@ def test_unknown_release_string_names_value_and_allowed_values():
 
 def test_submission_examples():
     assert decode_submission("1_1101_2301") == {
-        "sentiment": 2, "humour": 1, "sarcasm": 1, "offensive": 0, "motivational": 1,
-        "humour_intensity": 2, "sarcasm_intensity": 3, "offensive_intensity": 0, "motivational_intensity": 1,
-    }  # fmt: skip
+        "sentiment": 2,
+        "humour": 1,
+        "sarcasm": 1,
+        "offensive": 0,
+        "motivational": 1,
+        "humour_intensity": 2,
+        "sarcasm_intensity": 3,
+        "offensive_intensity": 0,
+        "motivational_intensity": 1,
+    }
     assert decode_submission("-1_0000_0000")["sentiment"] == 0
     assert encode_submission(decode_submission("-1_0010_0020")) == "-1_0010_0020"
 

@@ -75,8 +75,12 @@ def test_saved_folder_holds_no_code_and_loads_in_a_fresh_process(tmp_path):
 
 def test_default_pooling_follows_the_paper():
     assert [default_pooling(t) for t in ("bert", "roberta", "gpt2", "xlnet", "transfo-xl")] == [
-        "first", "first", "last", "last", "max",
-    ]  # fmt: skip
+        "first",
+        "first",
+        "last",
+        "last",
+        "max",
+    ]
     backbone, _ = build_tiny_text_backbone("gpt2", CORPUS)
     assert MemotionTextConfig(text_config=backbone).pooling == "last"
     assert MemotionTextConfig(text_config=backbone, pooling="max").pooling == "max"

@@ -35,9 +35,16 @@ def data(tmp_path_factory):
 def trained(data, tmp_path_factory):
     out = tmp_path_factory.mktemp("text_run")
     result = train_text_classifier(
-        data, out, backbone="tiny:bert", problems=PROBLEMS, training=TRAINING, n_splits=3, seed=0,
-        model_kwargs=MODEL, tiny_kwargs=TINY,
-    )  # fmt: skip
+        data,
+        out,
+        backbone="tiny:bert",
+        problems=PROBLEMS,
+        training=TRAINING,
+        n_splits=3,
+        seed=0,
+        model_kwargs=MODEL,
+        tiny_kwargs=TINY,
+    )
     return out, result
 
 
@@ -90,35 +97,67 @@ def test_a_repeated_run_reuses_finished_folds_and_changed_settings_retrain(data,
     real_fit = cv_module.fit_classifier
     monkeypatch.setattr(cv_module, "fit_classifier", lambda *a, **k: calls.append(1) or real_fit(*a, **k))
     finished = train_text_classifier(
-        data, out, backbone="tiny:bert", problems=PROBLEMS, training=TRAINING, n_splits=3, seed=0,
-        model_kwargs=MODEL, tiny_kwargs=TINY,
-    )  # fmt: skip
+        data,
+        out,
+        backbone="tiny:bert",
+        problems=PROBLEMS,
+        training=TRAINING,
+        n_splits=3,
+        seed=0,
+        model_kwargs=MODEL,
+        tiny_kwargs=TINY,
+    )
     assert calls == []  # a finished run (folds, refit, test scores) is reused whole
     assert finished.test_scores == result.test_scores and finished.model is not None
     (out / "folds" / "fold_1" / "metrics.json").unlink()  # as if the run was killed inside fold 1
     again = train_text_classifier(
-        data, out, backbone="tiny:bert", problems=PROBLEMS, training=TRAINING, n_splits=3, seed=0,
-        model_kwargs=MODEL, tiny_kwargs=TINY, refit=False,
-    )  # fmt: skip
+        data,
+        out,
+        backbone="tiny:bert",
+        problems=PROBLEMS,
+        training=TRAINING,
+        n_splits=3,
+        seed=0,
+        model_kwargs=MODEL,
+        tiny_kwargs=TINY,
+        refit=False,
+    )
     assert len(calls) == 1  # only fold 1 trained again
     reused = load_file(out / "folds" / "fold_0" / "oof.safetensors")["indices"]
     np.testing.assert_allclose(again.oof_probabilities["humour"][reused], result.oof_probabilities["humour"][reused])
     calls.clear()
     train_text_classifier(
-        data, out, backbone="tiny:bert", problems=PROBLEMS, training=TRAINING, n_splits=3, seed=0,
-        model_kwargs={**MODEL, "ffn_size": 16}, tiny_kwargs=TINY, refit=False,
-    )  # fmt: skip
+        data,
+        out,
+        backbone="tiny:bert",
+        problems=PROBLEMS,
+        training=TRAINING,
+        n_splits=3,
+        seed=0,
+        model_kwargs={**MODEL, "ffn_size": 16},
+        tiny_kwargs=TINY,
+        refit=False,
+    )
     assert len(calls) == 3  # another setting: every fold retrains
 
 
 def test_optuna_search_runs_the_asked_number_of_trials_and_resumes(data, tmp_path):
-    space = {"learning_rate": (1e-3, 5e-3), "optimizer": ["adam", "adam_warmup"], "dropout": (0.0, 0.3),
-             "lstm_layers": [1, 2], "lstm_hidden_size": [8, 16]}  # fmt: skip
+    space = {
+        "learning_rate": (1e-3, 5e-3),
+        "optimizer": ["adam", "adam_warmup"],
+        "dropout": (0.0, 0.3),
+        "lstm_layers": [1, 2],
+        "lstm_hidden_size": [8, 16],
+    }
     settings = dict(
-        backbone="tiny:bert", problems=["motivational"], n_splits=2, search_space=space,
-        training=ClassifierTrainingConfig(epochs=2, batch_size=32), model_kwargs={"attention_size": 8, "ffn_size": 8},
+        backbone="tiny:bert",
+        problems=["motivational"],
+        n_splits=2,
+        search_space=space,
+        training=ClassifierTrainingConfig(epochs=2, batch_size=32),
+        model_kwargs={"attention_size": 8, "ffn_size": 8},
         tiny_kwargs={"hidden_size": 16, "num_layers": 1},
-    )  # fmt: skip
+    )
     small = data["train"].select(range(120))
     study = search_text_hyperparameters(small, tmp_path, n_trials=2, **settings)
     assert len(study.trials) == 2 and all(t.value is not None for t in study.trials)
@@ -146,9 +185,13 @@ def test_sgd_schedule_cuts_the_rate_at_the_milestones(data, tmp_path):
     from transformers import DataCollatorWithPadding
 
     trainer = fit_classifier(
-        model, prepare_text_dataset(train, tokenizer, ["humour"], 32), None, settings, tmp_path,
+        model,
+        prepare_text_dataset(train, tokenizer, ["humour"], 32),
+        None,
+        settings,
+        tmp_path,
         data_collator=DataCollatorWithPadding(tokenizer),
-    )  # fmt: skip
+    )
     optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)  # accelerate wraps it
     assert isinstance(optimizer, torch.optim.SGD) and optimizer.defaults["momentum"] == 0.95
     rates = [entry["learning_rate"] for entry in trainer.state.log_history if "learning_rate" in entry]

@@ -70,8 +70,10 @@ def test_demo_run_beats_single_modalities_and_its_pipeline_matches_the_report(tm
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, check=True).stdout
     lines, default_lines = json.loads(out.strip().splitlines()[-1])
-    truth = [row.split(",")[1] for row in (tmp_path / "data" / "memotion_test_release" / "Meme_groundTruth.csv")
-             .read_text().splitlines()[1:]]  # fmt: skip
+    truth = [
+        row.split(",")[1]
+        for row in (tmp_path / "data" / "memotion_test_release" / "Meme_groundTruth.csv").read_text().splitlines()[1:]
+    ]
     scores, default_scores = memotion_scores(lines, truth), memotion_scores(default_lines, truth)
     for key in ("subtask_a", "subtask_b", "subtask_c"):
         assert scores[key] == pytest.approx(full[key], abs=1e-9), key  # fp32 reproduces the report exactly
@@ -81,16 +83,23 @@ def test_demo_run_beats_single_modalities_and_its_pipeline_matches_the_report(tm
 
     if native_bf16("cpu"):  # the held-out bf16 check "auto" relies on, recorded in the report and the ensemble
         check = report["bf16_check"]
-        assert check["rows"] == report["n_test"] and set(check["macro_f1_change"]) == {"subtask_a", "subtask_b",
-                                                                                       "subtask_c"}  # fmt: skip
+        assert check["rows"] == report["n_test"] and set(check["macro_f1_change"]) == {
+            "subtask_a",
+            "subtask_b",
+            "subtask_c",
+        }
         saved = json.loads((tmp_path / "run" / "ensemble" / "config.json").read_text())["dtype_checks"]
         assert saved["bfloat16"]["passed"] == check["passed"]
 
 
 SMALL = [
-    "data.demo.n_train=150", "data.demo.n_test=50", "n_splits=2", "models.0.training.epochs=3",
-    "models.1.training.epochs=3", "stacking.methods=[average,logistic_regression]",
-]  # fmt: skip
+    "data.demo.n_train=150",
+    "data.demo.n_test=50",
+    "n_splits=2",
+    "models.0.training.epochs=3",
+    "models.1.training.epochs=3",
+    "stacking.methods=[average,logistic_regression]",
+]
 
 
 @pytest.mark.slow
@@ -102,8 +111,11 @@ def test_a_killed_run_restarted_gives_the_same_report(tmp_path):
     run = tmp_path / "killed"
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "scripts" / "train.py"), config, data, f"output_dir={run}", *SMALL],
-        env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 600
     while not (run / "models" / "text" / "folds" / "fold_0" / "metrics.json").exists():
         assert process.poll() is None and time.time() < deadline, "the run ended before it could be killed"
@@ -141,28 +153,45 @@ def test_two_process_data_parallel_run_matches_one_process_where_it_can(tmp_path
     config = str(ROOT / "configs" / "demo.yaml")
     data = f"data.demo.output_dir={tmp_path / 'data'}"
     # no epoch selection for the visual model: on 15 held-out rows per fold it would pick epochs by noise
-    small = [*SMALL, "data.demo.n_train=300", "models.1.training.epochs=6", "models.1.training.validation_fraction=0",
-             "models.1.training.early_stopping_patience=null", "bf16_check=false"]  # fmt: skip
+    small = [
+        *SMALL,
+        "data.demo.n_train=300",
+        "models.1.training.epochs=6",
+        "models.1.training.validation_fraction=0",
+        "models.1.training.early_stopping_patience=null",
+        "bf16_check=false",
+    ]
     one = _train([config, data, f"output_dir={tmp_path / 'one'}", *small], capture_output=True)
     assert one.returncode == 0, one.stderr[-3000:]
     launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
     two = subprocess.run(
-        [*launcher, str(ROOT / "scripts" / "train.py"), config, data, f"output_dir={tmp_path / 'two'}", "processes=2",
-         *small],
-        env={**ENV, "ACCELERATE_USE_CPU": "1"}, text=True, capture_output=True,
-    )  # fmt: skip
+        [
+            *launcher,
+            str(ROOT / "scripts" / "train.py"),
+            config,
+            data,
+            f"output_dir={tmp_path / 'two'}",
+            "processes=2",
+            *small,
+        ],
+        env={**ENV, "ACCELERATE_USE_CPU": "1"},
+        text=True,
+        capture_output=True,
+    )
     assert two.returncode == 0, two.stderr[-3000:]
     a = json.loads((tmp_path / "one" / "report.json").read_text())["oof_scores"]
     b = json.loads((tmp_path / "two" / "report.json").read_text())["oof_scores"]
     for subtask in ("subtask_a", "subtask_b", "subtask_c"):
         assert b["text"][subtask] == pytest.approx(a["text"][subtask], abs=0.05), subtask  # measured: within 0.01
-    one_text, two_text = (load_file(tmp_path / name / "models" / "text" / "oof_probabilities.safetensors")
-                          for name in ("one", "two"))  # fmt: skip
+    one_text, two_text = (
+        load_file(tmp_path / name / "models" / "text" / "oof_probabilities.safetensors") for name in ("one", "two")
+    )
     for problem, values in one_text.items():
         assert np.abs(two_text[problem] - values).max() < 0.2, problem  # measured: at most 0.06
     sentiment = load_memotion(tmp_path / "data" / "memotion_dataset_7k")["train"]["sentiment"]
-    majority = memotion_scores({"sentiment": [max(set(sentiment), key=sentiment.count)] * len(sentiment)},
-                               {"sentiment": sentiment})["subtask_a"]  # fmt: skip
+    majority = memotion_scores(
+        {"sentiment": [max(set(sentiment), key=sentiment.count)] * len(sentiment)}, {"sentiment": sentiment}
+    )["subtask_a"]
     for scores in (a, b):
         assert scores["vision"]["subtask_a"] > majority + 0.1, (scores["vision"], majority)
     assert (tmp_path / "two" / "ensemble" / "config.json").is_file()

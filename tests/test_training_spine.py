@@ -75,6 +75,56 @@ def test_no_import_cycle_between_packages_function_level_imports_included():
     assert "training" not in graph["cards"] and "training" not in graph["models"]  # cards and models know no trainer
 
 
+def _module_graph() -> dict[str, set[str]]:
+    """Module (file) -> the hf_memotion modules it names in an import (a name imported from a package counts when
+    it is a submodule of that package)."""
+    files = {}
+    for path in SRC.rglob("*.py"):
+        parts = path.relative_to(SRC.parent).with_suffix("").parts
+        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {}
+    for module, path in files.items():
+        if module == "hf_memotion":
+            continue  # the root package names what it exports (lazily)
+        targets = set()
+        package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join(
+                        package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                    )
+                names = [f"{base}.{alias.name}" for alias in node.names]
+                targets |= {n for n in names if n in files} or {base}
+        graph[module] = {t for t in targets if t in files and t != module and t != "hf_memotion"}
+    return graph
+
+
+def test_no_import_cycle_between_files_function_level_imports_included():
+    graph = _module_graph()
+    assert len(graph) > 60
+    state: dict[str, str] = {}
+    cycles = []
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = "open"
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                path = [*trail, node]
+                cycles.append(" -> ".join([*path[path.index(nxt) :], nxt]))
+            elif nxt not in state:
+                visit(nxt, [*trail, node])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [])
+    assert not cycles, "import cycles between files:\n" + "\n".join(cycles)
+
+
 def test_one_arguments_module_and_one_trainer_subclass():
     constructed, subclasses = set(), set()
     for path in SRC.rglob("*.py"):
@@ -88,8 +138,15 @@ def test_one_arguments_module_and_one_trainer_subclass():
 
 
 def test_scripts_only_parse_and_call_the_library():
-    for script in ("train", "train_text", "train_vision", "make_demo_data", "mine_vise_labels", "pretrain_vise",
-                   "evaluate_vise"):  # fmt: skip
+    for script in (
+        "train",
+        "train_text",
+        "train_vision",
+        "make_demo_data",
+        "mine_vise_labels",
+        "pretrain_vise",
+        "evaluate_vise",
+    ):
         lines = (ROOT / "scripts" / f"{script}.py").read_text().splitlines()
         assert len(lines) <= 60, script
         assert sum(line.startswith("def ") for line in lines) == 1, script  # main() only
@@ -123,14 +180,26 @@ def test_stock_fields_of_a_training_section_reach_the_trainer_for_text_and_visio
     from hf_memotion.training.recipe import run_training
 
     config = {
-        "data": {"path": str(demo)}, "output_dir": str(tmp_path), "n_splits": 2,
+        "data": {"path": str(demo)},
+        "output_dir": str(tmp_path),
+        "n_splits": 2,
         "models": [
-            {"name": "t", "modality": "text", "problems": ["humour"], "training": {"epochs": 1, **STOCK},
-             "tiny": {"hidden_size": 16, "num_layers": 1}},
-            {"name": "v", "modality": "vision", "problems": ["humour"], "processor": {"crop_size": 32},
-             "training": {"epochs": 1, "optimizer": "sgd", "learning_rate": 0.01, **STOCK}},
+            {
+                "name": "t",
+                "modality": "text",
+                "problems": ["humour"],
+                "training": {"epochs": 1, **STOCK},
+                "tiny": {"hidden_size": 16, "num_layers": 1},
+            },
+            {
+                "name": "v",
+                "modality": "vision",
+                "problems": ["humour"],
+                "processor": {"crop_size": 32},
+                "training": {"epochs": 1, "optimizer": "sgd", "learning_rate": 0.01, **STOCK},
+            },
         ],
-    }  # fmt: skip
+    }
     with pytest.raises(_Stop):
         run_training(config)
     with pytest.raises(_Stop):
@@ -148,26 +217,47 @@ def test_stock_fields_of_a_training_section_reach_the_trainer_for_text_and_visio
 def test_stock_fields_reach_the_trainer_for_vise_pretraining_and_finetuning(tmp_path, captured):
     from hf_memotion.vise.steps import evaluate, mine, pretrain
 
-    mining = {"data": {"demo": {"output_dir": str(tmp_path / "posts"), "n_posts": 120, "n_shards": 2}},
-              "output_dir": str(tmp_path / "mined"),
-              "mining": {"comment_clusters": 6, "reaction_clusters": 3, "embedding_dim": 8}}  # fmt: skip
+    mining = {
+        "data": {"demo": {"output_dir": str(tmp_path / "posts"), "n_posts": 120, "n_shards": 2}},
+        "output_dir": str(tmp_path / "mined"),
+        "mining": {"comment_clusters": 6, "reaction_clusters": 3, "embedding_dim": 8},
+    }
     mine(MiningRunSpec.from_dict(mining))
-    spec = PretrainRunSpec.from_dict({
-        "data": {"labels": str(tmp_path / "mined")}, "output_dir": str(tmp_path / "pre"),
-        "pretraining": {"architecture": "test_resnet", "image_size": 32, "batch_size": 8, "max_steps": 2,
-                        "save_total_limit": 5, **STOCK},
-    })  # fmt: skip
+    spec = PretrainRunSpec.from_dict(
+        {
+            "data": {"labels": str(tmp_path / "mined")},
+            "output_dir": str(tmp_path / "pre"),
+            "pretraining": {
+                "architecture": "test_resnet",
+                "image_size": 32,
+                "batch_size": 8,
+                "max_steps": 2,
+                "save_total_limit": 5,
+                **STOCK,
+            },
+        }
+    )
     with pytest.raises(_Stop):
         pretrain(spec)
     args = captured[-1]
     assert args.bf16 and args.dataloader_num_workers == 2 and args.save_total_limit == 5
     assert args.loss_terms == ["comment_loss", "reaction_loss"] and args.max_grad_norm == 0.0
-    evaluation = EvaluationRunSpec.from_dict({
-        "output_dir": str(tmp_path / "eval"), "backbones": {"random": "random:test_resnet"}, "image_size": 32,
-        "protocols": ["finetune"], "finetune": {"epochs": 1, "batch_size": 8, **STOCK},
-        "tasks": [{"format": "unbiased_emotion", "demo": {"output_dir": str(tmp_path / "ue"), "n_per_class": 4},
-                   "options": {"n_splits": 1}}],
-    })  # fmt: skip
+    evaluation = EvaluationRunSpec.from_dict(
+        {
+            "output_dir": str(tmp_path / "eval"),
+            "backbones": {"random": "random:test_resnet"},
+            "image_size": 32,
+            "protocols": ["finetune"],
+            "finetune": {"epochs": 1, "batch_size": 8, **STOCK},
+            "tasks": [
+                {
+                    "format": "unbiased_emotion",
+                    "demo": {"output_dir": str(tmp_path / "ue"), "n_per_class": 4},
+                    "options": {"n_splits": 1},
+                }
+            ],
+        }
+    )
     with pytest.raises(_Stop):
         evaluate(evaluation)
     args = captured[-1]
@@ -191,21 +281,36 @@ def test_build_training_arguments_splits_the_global_batch_and_keeps_stock_fields
     ("spec", "values", "section", "key", "suggestion"),
     [
         (EnsembleRunSpec, {"n_split": 3}, "top level", "n_split", "n_splits"),
-        (EnsembleRunSpec, {"models": [{"name": "a", "training": {"epoch": 3}}]}, "section 'models.0.training'",
-         "epoch", "epochs"),
+        (
+            EnsembleRunSpec,
+            {"models": [{"name": "a", "training": {"epoch": 3}}]},
+            "section 'models.0.training'",
+            "epoch",
+            "epochs",
+        ),
         (EnsembleRunSpec, {"stacking": {"method": ["average"]}}, "section 'stacking'", "method", "methods"),
         (EnsembleRunSpec, {"models": [{"name": "a", "bakbone": "x"}]}, "section 'models.0'", "bakbone", "backbone"),
         (TextRunSpec, {"search": {"n_trial": 3}}, "section 'search'", "n_trial", "n_trials"),
-        (VisionRunSpec, {"training": {"learning_rates": [0.1]}}, "section 'training'", "learning_rates",
-         "learning_rate"),
+        (
+            VisionRunSpec,
+            {"training": {"learning_rates": [0.1]}},
+            "section 'training'",
+            "learning_rates",
+            "learning_rate",
+        ),
         (MiningRunSpec, {"mining": {"comment_cluster": 5}}, "section 'mining'", "comment_cluster", "comment_clusters"),
         (PretrainRunSpec, {"pretraining": {"bacth_size": 5}}, "section 'pretraining'", "bacth_size", "batch_size"),
         (PretrainRunSpec, {"data": {"label": "x"}}, "section 'data'", "label", "labels"),
-        (EvaluationRunSpec, {"backbones": {"a": "random:resnet18"}, "tasks": [{"fromat": "cub", "path": "x"}]},
-         "section 'tasks.0'", "fromat", "format"),
+        (
+            EvaluationRunSpec,
+            {"backbones": {"a": "random:resnet18"}, "tasks": [{"fromat": "cub", "path": "x"}]},
+            "section 'tasks.0'",
+            "fromat",
+            "format",
+        ),
         (EvaluationRunSpec, {"linear": {"batchsize": 3}}, "section 'linear'", "batchsize", "batch_size"),
     ],
-)  # fmt: skip
+)
 def test_a_misspelt_key_is_one_line_naming_file_section_key_and_suggestion(spec, values, section, key, suggestion):
     with pytest.raises(SpecError) as raised:
         spec.from_dict(values, source="run.yaml")
@@ -224,9 +329,17 @@ def test_a_misspelt_data_key_is_named_by_every_script(tmp_path):
 def test_every_shipped_config_reads_into_its_spec():
     from hf_memotion.data.demo import DemoDataSpec
 
-    specs = {"demo": EnsembleRunSpec, "paper": EnsembleRunSpec, "text_demo": TextRunSpec, "text_paper": TextRunSpec,
-             "vision_demo": VisionRunSpec, "vision_paper": VisionRunSpec, "vise_mining_demo": MiningRunSpec,
-             "vise_pretrain_demo": PretrainRunSpec, "vise_eval_demo": EvaluationRunSpec}  # fmt: skip
+    specs = {
+        "demo": EnsembleRunSpec,
+        "paper": EnsembleRunSpec,
+        "text_demo": TextRunSpec,
+        "text_paper": TextRunSpec,
+        "vision_demo": VisionRunSpec,
+        "vision_paper": VisionRunSpec,
+        "vise_mining_demo": MiningRunSpec,
+        "vise_pretrain_demo": PretrainRunSpec,
+        "vise_eval_demo": EvaluationRunSpec,
+    }
     for name, spec in specs.items():
         values = yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text())
         values.pop("push_to_hub", None)
@@ -247,9 +360,14 @@ def test_a_model_trained_with_the_trainer_writes_its_card_with_the_metrics_on_sa
     args = ClassifierTrainingConfig(epochs=2, batch_size=8, learning_rate=1e-3).to_training_arguments(
         tmp_path / "run", with_eval=True
     )
-    trainer = MemotionTrainer(model=model, args=args, train_dataset=rows, eval_dataset=rows,
-                              data_collator=DataCollatorWithPadding(tokenizer),
-                              compute_metrics=make_compute_metrics(model.config.problem_labels))  # fmt: skip
+    trainer = MemotionTrainer(
+        model=model,
+        args=args,
+        train_dataset=rows,
+        eval_dataset=rows,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=make_compute_metrics(model.config.problem_labels),
+    )
     trainer.train()
     metrics = trainer.evaluate()
     model.save_pretrained(tmp_path / "saved")  # no recipe involved
@@ -296,8 +414,9 @@ def test_cross_validator_is_an_object_with_a_pluggable_trainer_and_resumable_fol
 
     data = load_memotion(demo)["train"]
     backbone, tokenizer = build_tiny_text_backbone("bert", data["text"], hidden_size=16, num_layers=1)
-    config = MemotionTextConfig(text_config=backbone, problems=["humour"], lstm_hidden_size=8, attention_size=8,
-                                ffn_size=8)  # fmt: skip
+    config = MemotionTextConfig(
+        text_config=backbone, problems=["humour"], lstm_hidden_size=8, attention_size=8, ffn_size=8
+    )
     calls = []
 
     def factory(model, train_rows, stop_rows, training, output_dir, data_collator=None):
@@ -305,9 +424,15 @@ def test_cross_validator_is_an_object_with_a_pluggable_trainer_and_resumable_fol
         return fit_classifier(model, train_rows, stop_rows, training, output_dir, data_collator=data_collator)
 
     labels = resolve_problem_labels(["humour"])
-    validator = CrossValidator(lambda: MemotionTextForSequenceClassification(config), labels,
-                               ClassifierTrainingConfig(epochs=1, batch_size=8), n_splits=2, run_key="k",
-                               data_collator=DataCollatorWithPadding(tokenizer), trainer_factory=factory)  # fmt: skip
+    validator = CrossValidator(
+        lambda: MemotionTextForSequenceClassification(config),
+        labels,
+        ClassifierTrainingConfig(epochs=1, batch_size=8),
+        n_splits=2,
+        run_key="k",
+        data_collator=DataCollatorWithPadding(tokenizer),
+        trainer_factory=factory,
+    )
     rows = prepare_text_dataset(data, tokenizer, ["humour"], 32)
     result = validator.run(rows, tmp_path / "folds")
     assert result.oof_probabilities["humour"].shape == (len(data), 2) and result.model is not None

@@ -71,8 +71,16 @@ def test_a_download_fetches_only_model_files_within_a_size(monkeypatch):
         calls.append(options)
         if options.get("dry_run"):
             size = modeling.MAX_DOWNLOAD_BYTES + 1
-            return [DryRunFileInfo(commit_hash="0" * 40, file_size=size, filename="model.safetensors", is_cached=False,
-                                   will_download=True, local_path="/nowhere")]  # fmt: skip
+            return [
+                DryRunFileInfo(
+                    commit_hash="0" * 40,
+                    file_size=size,
+                    filename="model.safetensors",
+                    is_cached=False,
+                    will_download=True,
+                    local_path="/nowhere",
+                )
+            ]
         raise AssertionError("nothing is fetched once the listing is too large")
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot)
@@ -151,8 +159,11 @@ def test_a_parquet_row_cannot_point_outside_the_data_folder(tmp_path):
     outside = write_image(tmp_path / "outside" / "secret.png")
     data = tmp_path / "data"
     write_image(data / "images" / "ok.png")
-    rows = {"image": ["images/ok.png", str(outside), "../outside/secret.png"], "text": ["a", "b", "c"],
-            "overall_sentiment": ["positive"] * 3}  # fmt: skip
+    rows = {
+        "image": ["images/ok.png", str(outside), "../outside/secret.png"],
+        "text": ["a", "b", "c"],
+        "overall_sentiment": ["positive"] * 3,
+    }
     datasets.Dataset.from_dict(rows).to_parquet(str(data / "memes.parquet"))
     with pytest.raises(
         MemotionFormatError, match=r"(?s)2 bad row\(s\).*row 1 .*leaves the data folder.*row 2 .*leaves"
@@ -170,9 +181,11 @@ def test_downstream_rows_cannot_point_outside_their_folder(tmp_path):
     write_image(hateful / "img" / "1.png")
     good = {"img": "img/1.png", "text": "a", "label": 0}
     (hateful / "dev.jsonl").write_text(json.dumps(good) + "\n")
-    cases = [({**good, "img": "../outside.png"}, r"train.jsonl line 2: image '../outside.png' leaves"),
-             ({**good, "img": str(tmp_path / "outside.png")}, "train.jsonl line 2: image '/"),
-             ({**good, "label": "high"}, r"train.jsonl line 2: label 'high' is not one of \[0, 1\]")]  # fmt: skip
+    cases = [
+        ({**good, "img": "../outside.png"}, r"train.jsonl line 2: image '../outside.png' leaves"),
+        ({**good, "img": str(tmp_path / "outside.png")}, "train.jsonl line 2: image '/"),
+        ({**good, "label": "high"}, r"train.jsonl line 2: label 'high' is not one of \[0, 1\]"),
+    ]
     for row, message in cases:
         (hateful / "train.jsonl").write_text(json.dumps(good) + "\n" + json.dumps(row) + "\n")
         with pytest.raises(ValueError, match=message):
@@ -202,8 +215,9 @@ def test_engagement_posts_cannot_point_outside_their_corpus(tmp_path):
     assert "leaves the corpus folder" in check_post({"post_id": "p1", "image": "/etc/passwd"})
     assert "leaves the corpus folder" in check_post({"post_id": "p1", "image": {"path": "../x.png", "bytes": None}})
     assert check_post({"post_id": "p1", "image": {"path": "/elsewhere/x.png", "bytes": b"\x89PNG"}}) is None
-    (tmp_path / "posts-00000.jsonl").write_text(json.dumps({"post_id": "p9", "image": "../../secret.png",
-                                                            "comments": [], "reactions": {}}) + "\n")  # fmt: skip
+    (tmp_path / "posts-00000.jsonl").write_text(
+        json.dumps({"post_id": "p9", "image": "../../secret.png", "comments": [], "reactions": {}}) + "\n"
+    )
     with pytest.raises(ValueError, match=r"post p9.*image '../../secret.png' leaves the data folder"):
         list(load_engagement(tmp_path, streaming=False))
 
@@ -253,13 +267,15 @@ def test_a_study_that_this_search_could_not_have_written_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"study.db is not an Optuna study .*delete it"):
         study_results(tmp_path)
     (tmp_path / "study.db").unlink()
-    study = optuna.create_study(study_name="memotion_text", storage=f"sqlite:///{tmp_path / 'study.db'}",
-                                direction="maximize")  # fmt: skip
+    study = optuna.create_study(
+        study_name="memotion_text", storage=f"sqlite:///{tmp_path / 'study.db'}", direction="maximize"
+    )
     distributions = {"lstm_hidden_size": optuna.distributions.CategoricalDistribution([256, 10**7])}
     study.add_trial(optuna.trial.create_trial(params={"lstm_hidden_size": 256}, distributions=distributions, value=0.5))
     assert study_results(tmp_path)[1] == {"lstm_hidden_size": 256}
-    study.add_trial(optuna.trial.create_trial(params={"lstm_hidden_size": 10**7}, distributions=distributions,
-                                              value=0.9))  # fmt: skip
+    study.add_trial(
+        optuna.trial.create_trial(params={"lstm_hidden_size": 10**7}, distributions=distributions, value=0.9)
+    )
     with pytest.raises(ValueError, match=r"trial 1 holds lstm_hidden_size=10000000 \(not one of \[256, 512, 1024\]\)"):
         study_results(tmp_path, TEXT_SEARCH_SPACE)
 
@@ -299,8 +315,13 @@ def _collator(reactions=3):
 def test_the_pretraining_collator_refuses_targets_that_do_not_fit(change, message):
     buffer = io.BytesIO()
     Image.new("RGB", (20, 20)).save(buffer, format="PNG")
-    row = {"post_id": "p7", "image": {"bytes": buffer.getvalue(), "path": None}, "comment_clusters": [1, 2],
-           "comment_weights": [0.75, 0.25], "reaction_cluster": -1}  # fmt: skip
+    row = {
+        "post_id": "p7",
+        "image": {"bytes": buffer.getvalue(), "path": None},
+        "comment_clusters": [1, 2],
+        "comment_weights": [0.75, 0.25],
+        "reaction_cluster": -1,
+    }
     assert _collator()([row])["comment_targets"][0].tolist() == [0.0, 0.75, 0.25, 0.0]
     with pytest.raises(ValueError, match=f"post p7: .*{message}"):
         _collator()([{**row, **change}])
@@ -356,8 +377,12 @@ def test_the_hostile_inputs_benchmark_prints_its_figures(ocr, tmp_path):
 
     script = Path(__file__).resolve().parents[1] / "scripts" / "bench_hostile_inputs.py"
     output = tmp_path / "bench.json"
-    done = subprocess.run([sys.executable, str(script), "--side", "2048", "--ocr-timeout", "1", "--output",
-                           str(output)], capture_output=True, text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, str(script), "--side", "2048", "--ocr-timeout", "1", "--output", str(output)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     figures = json.loads(output.read_text())
     assert "decode_16_bit:" in done.stdout and "caption_mask:" in done.stdout and "another meme took" in done.stdout
@@ -377,8 +402,11 @@ def test_a_damaged_run_file_is_trained_again_and_mining_counts_are_bounded(tmp_p
     (run / "metrics.json").write_text("{not json")
     assert load_finished_run(run) is None
 
-    report = {"comment_cluster_sizes": {"clusters": 10**12}, "reaction_cluster_sizes": {"clusters": 4},
-              "posts_labelled": 10}  # fmt: skip
+    report = {
+        "comment_cluster_sizes": {"clusters": 10**12},
+        "reaction_cluster_sizes": {"clusters": 4},
+        "posts_labelled": 10,
+    }
     (tmp_path / "mining.json").write_text(json.dumps(report))
     with pytest.raises(ValueError, match=r"mining.json: comment_clusters = 1000000000000 is outside 1..1000000000"):
         read_mining_report(tmp_path)

@@ -135,28 +135,52 @@ def test_the_script_runs_the_full_grid_on_every_real_format(fixtures, tmp_path):
         "backbones": {"vise": str(tmp_path / "vise"), "random-init": "random:test_resnet"},
         "reference": "random-init",
         "image_size": 24,
-        "tasks": [{"name": kind, "format": kind, "path": str(fixtures[kind]),
-                   **({"text_encoder": "tiny:bert", "settings": ["image_text_frozen", "image_text_finetuned",
-                                                                  "image_only"]} if kind == "hateful_memes" else {}),
-                   **({"options": {"n_splits": 2}} if kind == "unbiased_emotion" else {})}
-                  for kind in DEMO_TASK_FORMATS],
+        "tasks": [
+            {
+                "name": kind,
+                "format": kind,
+                "path": str(fixtures[kind]),
+                **(
+                    {
+                        "text_encoder": "tiny:bert",
+                        "settings": ["image_text_frozen", "image_text_finetuned", "image_only"],
+                    }
+                    if kind == "hateful_memes"
+                    else {}
+                ),
+                **({"options": {"n_splits": 2}} if kind == "unbiased_emotion" else {}),
+            }
+            for kind in DEMO_TASK_FORMATS
+        ],
         "linear": {"batch_size": 16, "epochs": 2},
         "finetune": {"batch_size": 16, "epochs": 1},
-    }  # fmt: skip
+    }
     path = tmp_path / "eval.yaml"
     path.write_text(json.dumps(config))  # JSON is YAML
-    run = subprocess.run([sys.executable, str(SCRIPT), str(path)], capture_output=True, text=True, cwd=tmp_path,
-                         env={"HF_MEMOTION_PROGRESS": "0", "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, str(SCRIPT), str(path)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"HF_MEMOTION_PROGRESS": "0", "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     rows = json.loads((tmp_path / "eval" / "results.json").read_text())
     # 4 image tasks x 2 protocols + Hateful Memes: frozen text (2 protocols), both fine-tuned (1), image only (2)
     assert len(rows) == (4 * 2 + 5) * 2
-    assert {r["task"] for r in rows} == {*DEMO_TASK_FORMATS, "hateful_memes (image text finetuned)",
-                                         "hateful_memes (image only)"}  # fmt: skip
+    assert {r["task"] for r in rows} == {
+        *DEMO_TASK_FORMATS,
+        "hateful_memes (image text finetuned)",
+        "hateful_memes (image only)",
+    }
     optimizers = {(r["setting"], r["protocol"]): r["optimizer"] for r in rows if r["task"].startswith("hateful")}
-    assert optimizers == {("image_text_frozen", "linear"): "adamw", ("image_text_frozen", "finetune"): "adamw",
-                          ("image_text_finetuned", "finetune"): "adamw", ("image_only", "linear"): "sgd",
-                          ("image_only", "finetune"): "sgd"}  # fmt: skip
+    assert optimizers == {
+        ("image_text_frozen", "linear"): "adamw",
+        ("image_text_frozen", "finetune"): "adamw",
+        ("image_text_finetuned", "finetune"): "adamw",
+        ("image_only", "linear"): "sgd",
+        ("image_only", "finetune"): "sgd",
+    }
     for row in rows:
         assert {"s_lr", "s_wd", "base_lr", "weight_decay"} <= set(row)
         assert all(len(split["grid"]) == 9 for split in row["per_split"])
@@ -166,8 +190,9 @@ def test_the_script_runs_the_full_grid_on_every_real_format(fixtures, tmp_path):
     report = (tmp_path / "eval" / "results.md").read_text()
     assert "Table 6 form" in report and "Table 7 form" in report and "| S_lr | S_wd |" in report
     assert (tmp_path / "eval" / "results.png").stat().st_size > 0 and (tmp_path / "eval" / "grids.png").is_file()
-    bad = subprocess.run([sys.executable, str(SCRIPT), str(path), "reference=imagenet"], capture_output=True,
-                         text=True, cwd=tmp_path)  # fmt: skip
+    bad = subprocess.run(
+        [sys.executable, str(SCRIPT), str(path), "reference=imagenet"], capture_output=True, text=True, cwd=tmp_path
+    )
     assert bad.returncode != 0 and "reference 'imagenet' is not one of the backbones" in bad.stderr
 
 
@@ -177,15 +202,28 @@ def test_pretraining_on_demo_labels_beats_random_init_in_linear_evaluation(tmp_p
     from hf_memotion.vise import MiningConfig, PretrainingSettings, make_demo_engagement, mine_labels, pretrain_vise
 
     corpus = make_demo_engagement(tmp_path / "posts", n_posts=1200, n_shards=4, seed=0, image_size=32)
-    mine_labels(corpus, tmp_path / "mined", MiningConfig(comment_clusters=24, reaction_clusters=8,
-                                                         holdout_fraction=0.2, embedding_dim=32))  # fmt: skip
-    settings = PretrainingSettings(architecture="resnet10t", image_size=32, batch_size=32, epochs=4,
-                                   shuffle_buffer=500, base_learning_rate=0.4, save_steps=1000)  # fmt: skip
+    mine_labels(
+        corpus,
+        tmp_path / "mined",
+        MiningConfig(comment_clusters=24, reaction_clusters=8, holdout_fraction=0.2, embedding_dim=32),
+    )
+    settings = PretrainingSettings(
+        architecture="resnet10t",
+        image_size=32,
+        batch_size=32,
+        epochs=4,
+        shuffle_buffer=500,
+        base_learning_rate=0.4,
+        save_steps=1000,
+    )
     report = pretrain_vise(tmp_path / "mined", tmp_path / "pre", settings)
     first, last = report["curves"][0], report["curves"][-1]
     assert last["comment_loss"] < first["comment_loss"] and last["reaction_loss"] < first["reaction_loss"]
-    task = read_task("image_folder", make_demo_downstream(tmp_path / "task", "image_folder", n_per_class=12,
-                                                          image_size=32), n_splits=3)  # fmt: skip
+    task = read_task(
+        "image_folder",
+        make_demo_downstream(tmp_path / "task", "image_folder", n_per_class=12, image_size=32),
+        n_splits=3,
+    )
     protocol = ProtocolSettings(batch_size=16, epochs=20)
     scores = {}
     for name, source in (("vise", str(tmp_path / "pre" / "backbone")), ("random", "random:resnet10t")):

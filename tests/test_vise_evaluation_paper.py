@@ -25,8 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def tasks(tmp_path_factory):
     base = tmp_path_factory.mktemp("paper_tasks")
-    return {kind: make_demo_downstream(base / kind, kind, n_per_class=6, image_size=24)
-            for kind in ("politics", "hateful_memes", "cub")}  # fmt: skip
+    return {
+        kind: make_demo_downstream(base / kind, kind, n_per_class=6, image_size=24)
+        for kind in ("politics", "hateful_memes", "cub")
+    }
 
 
 def test_politics_reads_both_layouts_with_the_papers_split(tasks, tmp_path):
@@ -43,8 +45,10 @@ def test_politics_reads_both_layouts_with_the_papers_split(tasks, tmp_path):
         assert Path(row["image"]).parent.name == task.label_names[row["label"]]
     # the CSV layout: image paths relative to the folder, labels as names or 0/1
     for name in ("train", "test"):
-        rows = [f"{Path(p).relative_to(tasks['politics'])},{Path(p).parent.name}"
-                for p in sorted((tasks["politics"] / name).rglob("*.png"))]  # fmt: skip
+        rows = [
+            f"{Path(p).relative_to(tasks['politics'])},{Path(p).parent.name}"
+            for p in sorted((tasks["politics"] / name).rglob("*.png"))
+        ]
         (tmp_path / f"{name}.csv").write_text("image,label\n" + "\n".join(rows) + "\n")
     csv_task = read_task("politics", tmp_path)
     assert len(csv_task.repeats[0]["test"]) == len(official_test) and csv_task.label_names == ["left", "right"]
@@ -59,11 +63,14 @@ def test_politics_reads_both_layouts_with_the_papers_split(tasks, tmp_path):
 def test_paper_selection_trains_on_all_of_train_and_selects_on_the_reported_split(tasks, kind):
     held = read_task(kind, tasks[kind]).repeats[0]
     paper = read_task(kind, tasks[kind], selection="paper").repeats[0]
-    images = {name: {f"{mode}/{split}": list(splits[split]["image"]) for split in splits}
-              for name, (mode, splits) in {"paper": ("paper", paper), "held": ("held", held)}.items()}  # fmt: skip
+    images = {
+        name: {f"{mode}/{split}": list(splits[split]["image"]) for split in splits}
+        for name, (mode, splits) in {"paper": ("paper", paper), "held": ("held", held)}.items()
+    }
     assert images["paper"]["paper/validation"] == images["paper"]["paper/test"] == images["held"]["held/test"]
-    assert sorted(images["paper"]["paper/train"]) == sorted(images["held"]["held/train"] +
-                                                            images["held"]["held/validation"])  # fmt: skip
+    assert sorted(images["paper"]["paper/train"]) == sorted(
+        images["held"]["held/train"] + images["held"]["held/validation"]
+    )
     assert not set(images["held"]["held/validation"]) & set(images["held"]["held/test"])
     with pytest.raises(ValueError, match="selection must be 'held_out' or 'paper'"):
         read_task(kind, tasks[kind], selection="best")
@@ -82,15 +89,21 @@ def test_hateful_memes_in_its_three_settings_with_adam_for_multimodal_runs(tasks
         lambda self, model=None: used.append(type(create(self, model)).__name__) or self.optimizer,
     )
     layers = evaluation._linear_layers
-    monkeypatch.setattr(evaluation, "_linear_layers", lambda *a: used.append(type(layers(*a)[0][1]).__name__) or
-                        layers(*a))  # fmt: skip
+    monkeypatch.setattr(
+        evaluation, "_linear_layers", lambda *a: used.append(type(layers(*a)[0][1]).__name__) or layers(*a)
+    )
     rows = {}
-    for setting, protocol in (("image_text_frozen", "linear"), ("image_text_frozen", "finetune"),
-                              ("image_text_finetuned", "finetune"), ("image_only", "linear"),
-                              ("image_only", "finetune")):  # fmt: skip
+    for setting, protocol in (
+        ("image_text_frozen", "linear"),
+        ("image_text_frozen", "finetune"),
+        ("image_text_finetuned", "finetune"),
+        ("image_only", "linear"),
+        ("image_only", "finetune"),
+    ):
         used.clear()
-        rows[setting, protocol] = evaluate_backbone(backbone, task, protocol, settings, tmp_path, encoder,
-                                                    setting=setting)  # fmt: skip
+        rows[setting, protocol] = evaluate_backbone(
+            backbone, task, protocol, settings, tmp_path, encoder, setting=setting
+        )
         assert used == ["AdamW" if setting != "image_only" else "SGD"], (setting, protocol, used)
         assert 0.0 <= rows[setting, protocol]["test_roc_auc_mean"] <= 1.0
     # an image-only run needs no text encoder; both encoders training together is a fine-tuning setting
@@ -100,8 +113,9 @@ def test_hateful_memes_in_its_three_settings_with_adam_for_multimodal_runs(tasks
     with pytest.raises(ValueError, match="fine-tuned only"):
         evaluate_backbone(backbone, task, "linear", settings, tmp_path, encoder, setting="image_text_finetuned")
     with pytest.raises(ValueError, match="only the image_only setting"):
-        evaluate_backbone(backbone, read_task("cub", tasks["cub"]), "linear", settings, tmp_path, encoder,
-                          setting="image_text_frozen")  # fmt: skip
+        evaluate_backbone(
+            backbone, read_task("cub", tasks["cub"]), "linear", settings, tmp_path, encoder, setting="image_text_frozen"
+        )
     # the image-only and frozen-text results are different runs, kept apart on disk
     assert (tmp_path / "runs" / "hateful_memes" / "random" / "linear-image_only").is_dir()
     assert (tmp_path / "runs" / "hateful_memes" / "random" / "finetune-image_text_finetuned").is_dir()
@@ -183,20 +197,30 @@ def test_decay_at_the_papers_epochs_in_both_protocols():
 
 
 def test_task_schedules_and_batch_sizes_per_backbone_layer_over_the_protocol():
-    spec = EvaluationRunSpec.from_dict({
-        "backbones": {"a": "random:resnet50", "b": {"source": "random:resnet18"}},
-        "linear": {"epochs": 5, "batch_size": 32},
-        "tasks": [{"format": "cub", "path": "x", "schedule": {"epochs": 300, "lr_epochs": [100, 200],
-                   "lr_decay": 0.1}, "finetune": {"epochs": 250}, "batch_sizes": {"resnet50": 128, "b": 7}}],
-    })  # fmt: skip
+    spec = EvaluationRunSpec.from_dict(
+        {
+            "backbones": {"a": "random:resnet50", "b": {"source": "random:resnet18"}},
+            "linear": {"epochs": 5, "batch_size": 32},
+            "tasks": [
+                {
+                    "format": "cub",
+                    "path": "x",
+                    "schedule": {"epochs": 300, "lr_epochs": [100, 200], "lr_decay": 0.1},
+                    "finetune": {"epochs": 250},
+                    "batch_sizes": {"resnet50": 128, "b": 7},
+                }
+            ],
+        }
+    )
     task = spec.tasks[0]
     linear = spec.protocol_settings("linear", task, "a", "resnet50")
     assert (linear.epochs, linear.lr_epochs, linear.batch_size) == (300, [100, 200], 128)
     assert spec.protocol_settings("finetune", task, "b", "resnet18").epochs == 250
     assert spec.protocol_settings("linear", task, "b", "resnet18").batch_size == 7  # by name before architecture
     with pytest.raises(Exception, match="unknown key 'epoch'"):
-        EvaluationRunSpec.from_dict({"backbones": {"a": "random:resnet50"},
-                                     "tasks": [{"format": "cub", "path": "x", "schedule": {"epoch": 3}}]})  # fmt: skip
+        EvaluationRunSpec.from_dict(
+            {"backbones": {"a": "random:resnet50"}, "tasks": [{"format": "cub", "path": "x", "schedule": {"epoch": 3}}]}
+        )
 
 
 def test_a_timm_reference_backbone_loads_imagenet_weights_from_a_file_or_says_why_not(tmp_path, monkeypatch):
@@ -219,19 +243,29 @@ def test_the_paper_config_plans_every_grid_point_with_the_papers_schedules():
     assert spec.selection == "paper" and spec.linear_features == "augmented"
 
     def rows(task, backbone, protocol, setting=None):
-        found = [p for p in plan.points if (p["task"], p["backbone"], p["protocol"]) == (task, backbone, protocol)
-                 and (setting is None or p["setting"] == setting)]  # fmt: skip
+        found = [
+            p
+            for p in plan.points
+            if (p["task"], p["backbone"], p["protocol"]) == (task, backbone, protocol)
+            and (setting is None or p["setting"] == setting)
+        ]
         assert len(found) == 9, (task, backbone, protocol, setting)  # the 3 x 3 grid
         return found
 
     politics = rows("politics", "vise-1.2m-resnet50", "finetune")[0]  # Table 11
     assert (politics["batch_size"], politics["epochs"], politics["lr_epochs"], politics["lr_decay"]) == (
-        192, 25, [10, 20], 0.1)  # fmt: skip
+        192,
+        25,
+        [10, 20],
+        0.1,
+    )
     hateful = rows("hateful_memes", "vise-250m-resnext101", "linear")  # Table 12
     assert {(p["batch_size"], p["epochs"], tuple(p["lr_epochs"]), p["lr_decay"], p["optimizer"]) for p in hateful} == {
-        (16, 30, (20,), 0.5, "adamw")}  # fmt: skip
-    assert sorted({p["learning_rate"] for p in hateful}) == pytest.approx([0.025 / 256 * 16 / 100, 0.025 / 256 * 16
-                                                                         / 10, 0.025 / 256 * 16])  # fmt: skip
+        (16, 30, (20,), 0.5, "adamw")
+    }
+    assert sorted({p["learning_rate"] for p in hateful}) == pytest.approx(
+        [0.025 / 256 * 16 / 100, 0.025 / 256 * 16 / 10, 0.025 / 256 * 16]
+    )
     assert rows("hateful_memes (image text finetuned)", "vise-250m-resnext101", "finetune")  # Table 14
     assert not [p for p in plan.points if p["setting"] == "image_text_finetuned" and p["protocol"] == "linear"]
     image_only = rows("hateful_memes (image only)", "in-sup-resnet50", "linear")[0]  # Table 16
@@ -243,9 +277,17 @@ def test_the_paper_config_plans_every_grid_point_with_the_papers_schedules():
 
 
 def test_evaluate_script_plan_prints_the_grid_and_runs_nothing(tmp_path):
-    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "evaluate_vise.py"),
-                          str(ROOT / "configs" / "vise_eval_paper.yaml"), f"output_dir={tmp_path / 'out'}", "--plan"],
-                         capture_output=True, text=True)  # fmt: skip
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "evaluate_vise.py"),
+            str(ROOT / "configs" / "vise_eval_paper.yaml"),
+            f"output_dir={tmp_path / 'out'}",
+            "--plan",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     row = "| politics | image_only | vise-1.2m-resnet50 | resnet50 | finetune | 192 | 25 epochs, x0.1 at epochs 10, 20 "
     assert row in run.stdout

@@ -22,8 +22,9 @@ def corpus(tmp_path_factory):
 
 
 def _labels(folder):
-    return datasets.load_dataset("parquet", data_files=sorted(str(p) for p in folder.glob("labels-*.parquet")),
-                                 split="train").to_dict()  # fmt: skip
+    return datasets.load_dataset(
+        "parquet", data_files=sorted(str(p) for p in folder.glob("labels-*.parquet")), split="train"
+    ).to_dict()
 
 
 def test_the_demo_corpus_streams_with_the_schema(corpus):
@@ -115,16 +116,27 @@ def test_comment_sampling_is_capped_and_deterministic():
 
 def test_the_script_mines_the_demo_corpus(tmp_path):
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "mine_vise_labels.py"), f"data.demo.output_dir={tmp_path / 'posts'}",
-         "data.demo.n_posts=400", "data.demo.n_shards=2", f"output_dir={tmp_path / 'mined'}", "num_proc=1"],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "mine_vise_labels.py"),
+            f"data.demo.output_dir={tmp_path / 'posts'}",
+            "data.demo.n_posts=400",
+            "data.demo.n_shards=2",
+            f"output_dir={tmp_path / 'mined'}",
+            "num_proc=1",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "comment clusters: " in result.stdout and "reaction clusters: " in result.stdout
     report = json.loads((tmp_path / "mined" / "mining.json").read_text())
     assert report["comment_cluster_sizes"]["non_empty"] > 1
-    bad = subprocess.run([sys.executable, str(ROOT / "scripts" / "mine_vise_labels.py"), "data.path=/nonexistent",
-                          "data.demo=null"], capture_output=True, text=True)  # fmt: skip
+    bad = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "mine_vise_labels.py"), "data.path=/nonexistent", "data.demo=null"],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode != 0 and "error:" in bad.stderr and "Traceback" not in bad.stderr
 
 
@@ -142,8 +154,9 @@ def test_the_spark_job_writes_the_local_engines_labels_deterministically(corpus,
     finally:
         spark.stop()
     local = mine_labels(corpus, tmp_path / "local", SMALL)
-    spark_labels = datasets.load_dataset("parquet", data_files=str(tmp_path / "one" / "labels-part-*.parquet"),
-                                         split="train", features=label_features())  # fmt: skip
+    spark_labels = datasets.load_dataset(
+        "parquet", data_files=str(tmp_path / "one" / "labels-part-*.parquet"), split="train", features=label_features()
+    )
     assert spark_labels.features == label_features()
     assert spark_labels.to_dict() == _labels(tmp_path / "two")  # same seed, same labels
     local_labels = _labels(tmp_path / "local")
@@ -161,10 +174,22 @@ def test_the_spark_job_writes_the_local_engines_labels_deterministically(corpus,
 def test_the_mining_benchmark_prints_its_tables(tmp_path):
     out = tmp_path / "bench.json"
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bench_mining.py"), "--comments", "4000", "--spark-comments", "0",
-         "--spark-k5000-comments", "0", "--output", str(out)],
-        capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "bench_mining.py"),
+            "--comments",
+            "4000",
+            "--spark-comments",
+            "0",
+            "--spark-k5000-comments",
+            "0",
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
     (row,) = report["sizes"]
@@ -179,8 +204,9 @@ def test_a_transformers_sentence_encoder_can_replace_tfidf(corpus, tmp_path):
     from hf_memotion.models.text.tiny import build_tiny_text_backbone
 
     words = "fire hot burning danger scary wow sea calm blue beautiful peace love forest green hike fresh nature"
-    config, tokenizer = build_tiny_text_backbone("bert", [words + " sun lol funny haha rain sad party night"],
-                                                 hidden_size=16, num_layers=1)  # fmt: skip
+    config, tokenizer = build_tiny_text_backbone(
+        "bert", [words + " sun lol funny haha rain sad party night"], hidden_size=16, num_layers=1
+    )
     encoder = tmp_path / "encoder"
     AutoModel.from_config(config).save_pretrained(encoder)
     tokenizer.save_pretrained(encoder)
@@ -198,15 +224,26 @@ def test_a_killed_mining_run_resumes_without_redoing_finished_shards(tmp_path):
     import time
 
     script = str(ROOT / "scripts" / "mine_vise_labels.py")
-    posts = ["data.demo.n_posts=6000", "data.demo.n_shards=6", f"data.demo.output_dir={tmp_path / 'posts'}",
-             "num_proc=1", "mining.comment_clusters=32", "mining.reaction_clusters=8",
-             "mining.embedding_dim=32"]  # fmt: skip
-    straight = subprocess.run([sys.executable, script, *posts, f"output_dir={tmp_path / 'straight'}"],
-                              capture_output=True, text=True)  # fmt: skip
+    posts = [
+        "data.demo.n_posts=6000",
+        "data.demo.n_shards=6",
+        f"data.demo.output_dir={tmp_path / 'posts'}",
+        "num_proc=1",
+        "mining.comment_clusters=32",
+        "mining.reaction_clusters=8",
+        "mining.embedding_dim=32",
+    ]
+    straight = subprocess.run(
+        [sys.executable, script, *posts, f"output_dir={tmp_path / 'straight'}"], capture_output=True, text=True
+    )
     assert straight.returncode == 0, straight.stderr[-2000:]
     run = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, script, *posts, f"output_dir={run}"], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, script, *posts, f"output_dir={run}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 300
     while not (run / "labels-posts-00001.parquet").exists():
         assert process.poll() is None and time.time() < deadline, "the run ended before it could be killed"

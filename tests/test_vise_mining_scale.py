@@ -21,8 +21,15 @@ CONFIG = MiningConfig(comment_clusters=40, reaction_clusters=8, holdout_fraction
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    return make_realistic_engagement(tmp_path_factory.mktemp("realistic") / "posts", n_posts=400, n_shards=2,
-                                     vocabulary_size=3000, n_topics=12, comments_per_post=8, seed=0)  # fmt: skip
+    return make_realistic_engagement(
+        tmp_path_factory.mktemp("realistic") / "posts",
+        n_posts=400,
+        n_shards=2,
+        vocabulary_size=3000,
+        n_topics=12,
+        comments_per_post=8,
+        seed=0,
+    )
 
 
 def _labels(folder, pattern="labels-*.parquet"):
@@ -38,8 +45,13 @@ def test_emoji_and_symbols_are_tokens_punctuation_and_joiners_are_not():
 def test_the_sparse_tfidf_equals_scikit_learns_and_unknown_comments_have_no_signal():
     texts = ["cute cat 😂 cat", "cute dog", "scary storm", "storm at sea 😱", "cat ❤️ cat cat", "a dog and a cat"]
     embedding = CommentEmbedding.fit(texts, dim=3)
-    reference = TfidfVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None, sublinear_tf=True,
-                                vocabulary={w: i for i, w in enumerate(embedding.vocabulary)}).fit(texts)  # fmt: skip
+    reference = TfidfVectorizer(
+        tokenizer=tokenize,
+        lowercase=False,
+        token_pattern=None,
+        sublinear_tf=True,
+        vocabulary={w: i for i, w in enumerate(embedding.vocabulary)},
+    ).fit(texts)
     probe = [*texts, "CAT cat 🐶 new-word", "zzzz qqq", "", "😱"]
     ours, theirs = embedding.tfidf(probe), reference.transform(probe)
     assert sparse.isspmatrix_csr(ours) and ours.dtype == np.float32
@@ -52,13 +64,31 @@ def test_the_sparse_tfidf_equals_scikit_learns_and_unknown_comments_have_no_sign
 
 def test_a_batch_tfidf_equals_scikit_learns_on_hostile_unicode_in_every_order():
     """Final sigma, dotted capitals, NUL, combining marks, ZWJ sequences: each comment is tokenised on its own."""
-    texts = ["ΟΔΟΣ ΟΔΟΣΣ", "Σ", "ΑΣ", "ΣΑ ΑΣ.", "İstanbul İİ", "nul\x00inside\x00", "\x00", "", "   ", "x",
-             "hé́llo wörld", "नमस्ते दुनिया", "👨\u200d👩\u200d👧 family", "ǅemal ǄEMAL", "ß STRASSE",
-             "Σ\x00Σ", "ΑΣ\x00ΑΣ", "😂😂"]  # fmt: skip
+    texts = [
+        "ΟΔΟΣ ΟΔΟΣΣ",
+        "Σ",
+        "ΑΣ",
+        "ΣΑ ΑΣ.",
+        "İstanbul İİ",
+        "nul\x00inside\x00",
+        "\x00",
+        "",
+        "   ",
+        "x",
+        "hé́llo wörld",
+        "नमस्ते दुनिया",
+        "👨\u200d👩\u200d👧 family",
+        "ǅemal ǄEMAL",
+        "ß STRASSE",
+        "Σ\x00Σ",
+        "ΑΣ\x00ΑΣ",
+        "😂😂",
+    ]
     embedding = CommentEmbedding.fit(texts * 2, dim=3)
     vocabulary = {w: i for i, w in enumerate(embedding.vocabulary)}
-    reference = TfidfVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None, sublinear_tf=True,
-                                vocabulary=vocabulary).fit(texts * 2)  # fmt: skip
+    reference = TfidfVectorizer(
+        tokenizer=tokenize, lowercase=False, token_pattern=None, sublinear_tf=True, vocabulary=vocabulary
+    ).fit(texts * 2)
     rng = np.random.default_rng(0)
     for _ in range(20):  # in any order and neighbourhood
         probe = [texts[i] for i in rng.permutation(len(texts))]
@@ -93,8 +123,9 @@ def test_step_two_labels_the_same_in_batches_as_post_by_post(corpus, tmp_path):
     batch, details = label_posts(posts, models, CONFIG, str(corpus))
     alone = [label_posts([p], models, CONFIG, str(corpus))[0][0] for p in posts]
     assert batch == alone
-    assert [d["extra_reaction_keys"] for d in details] == [sorted(k for k in (p["reactions"] or {})
-                                                                  if k == "like") for p in posts]  # fmt: skip
+    assert [d["extra_reaction_keys"] for d in details] == [
+        sorted(k for k in (p["reactions"] or {}) if k == "like") for p in posts
+    ]
 
 
 def test_step_two_labels_the_same_with_the_int8_search_as_with_the_float32_search(corpus, tmp_path):
@@ -154,12 +185,23 @@ def test_the_spark_engine_mines_realistic_text_as_the_local_engine_does(tmp_path
     from hf_memotion.vise.spark_mining import mine_labels_on_spark
 
     parquet = layout.startswith("parquet")
-    corpus = make_realistic_engagement(tmp_path / "posts", n_posts=500, n_shards=2, vocabulary_size=3000,
-                                       n_topics=12, comments_per_post=8, seed=2, image_bytes=parquet)  # fmt: skip
+    corpus = make_realistic_engagement(
+        tmp_path / "posts",
+        n_posts=500,
+        n_shards=2,
+        vocabulary_size=3000,
+        n_topics=12,
+        comments_per_post=8,
+        seed=2,
+        image_bytes=parquet,
+    )
     if not parquet:  # malformed rows: both engines skip and name them
         lines = (corpus / "posts-00000.jsonl").read_text().splitlines()
-        bad = ['{"post_id": "bad1", "image": "x.png", "comments": "not a list"}', "not json at all",
-               '{"post_id": "bad2", "image": "x.png", "reactions": {"love": -1}}']  # fmt: skip
+        bad = [
+            '{"post_id": "bad1", "image": "x.png", "comments": "not a list"}',
+            "not json at all",
+            '{"post_id": "bad2", "image": "x.png", "reactions": {"love": -1}}',
+        ]
         (corpus / "posts-00000.jsonl").write_text("\n".join([*lines[:5], *bad, *lines[5:]]) + "\n")
     local = mine_labels(corpus, tmp_path / "local", CONFIG)
     uri = corpus.as_uri() if not parquet else str(corpus)
@@ -175,8 +217,9 @@ def test_the_spark_engine_mines_realistic_text_as_the_local_engine_does(tmp_path
 
     posts = sorted(a["post_id"])
     comments = adjusted_rand_score([top(a, p) for p in posts], [top(b, p) for p in posts])
-    reactions = adjusted_rand_score([a["reaction_cluster"][a["post_id"].index(p)] for p in posts],
-                                    [b["reaction_cluster"][order[p]] for p in posts])  # fmt: skip
+    reactions = adjusted_rand_score(
+        [a["reaction_cluster"][a["post_id"].index(p)] for p in posts], [b["reaction_cluster"][order[p]] for p in posts]
+    )
     assert comments >= 0.8 and reactions >= 0.8, (comments, reactions)
     for key in (
         "posts_labelled",

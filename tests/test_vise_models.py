@@ -119,8 +119,18 @@ def test_the_converter_round_trips_the_released_layout_and_writes_a_licensed_fol
     assert list(back) == list(state) and all(torch.equal(back[k], state[k]) for k in state)
     torch.save(state, tmp_path / "resnet50_250m.pth")
     script = Path(__file__).resolve().parents[1] / "scripts" / "convert_vise_checkpoint.py"
-    run = subprocess.run([sys.executable, str(script), str(tmp_path / "resnet50_250m.pth"), str(tmp_path / "out"),
-                          "--model-id", "org/vise-resnet50-250m"], capture_output=True, text=True)  # fmt: skip
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            str(tmp_path / "resnet50_250m.pth"),
+            str(tmp_path / "out"),
+            "--model-id",
+            "org/vise-resnet50-250m",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stderr
     card = ModelCard.load(tmp_path / "out" / "README.md")
     assert card.data.license == "cc-by-nc-4.0" and "CC-BY-NC 4.0" in card.text
@@ -133,8 +143,9 @@ def test_the_converter_round_trips_the_released_layout_and_writes_a_licensed_fol
     planned = {f.path_in_repo for f in upload_plan(tmp_path / "out")}
     assert {"README.md", "config.json", "model.safetensors", "preprocessor_config.json"} <= planned
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
-    bad = subprocess.run([sys.executable, str(script), str(tmp_path / "junk.pth"), str(tmp_path / "bad")],
-                         capture_output=True, text=True)  # fmt: skip
+    bad = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "junk.pth"), str(tmp_path / "bad")], capture_output=True, text=True
+    )
     assert bad.returncode != 0 and bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr
 
 

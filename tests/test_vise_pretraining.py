@@ -135,16 +135,30 @@ def test_bad_inputs_name_the_fix(tmp_path, mined):
 
 def _script(*args, cwd, env=None):
     command = [sys.executable, str(ROOT / "scripts" / "pretrain_vise.py"), *args]
-    return subprocess.Popen(command, cwd=cwd, env={**os.environ, "HF_MEMOTION_PROGRESS": "0", **(env or {})},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    return subprocess.Popen(
+        command,
+        cwd=cwd,
+        env={**os.environ, "HF_MEMOTION_PROGRESS": "0", **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 @pytest.mark.slow
 def test_a_killed_pretraining_run_resumes_from_its_last_checkpoint(mined, tmp_path):
-    args = [str(ROOT / "configs" / "vise_pretrain_demo.yaml"), "data.mine=null", f"data.labels={mined}",
-            f"output_dir={tmp_path / 'run'}", "pretraining.architecture=test_resnet",
-            "pretraining.image_size=32", "pretraining.batch_size=16", "pretraining.max_steps=120",
-            "pretraining.save_steps=10", "pretraining.shuffle_buffer=100"]  # fmt: skip
+    args = [
+        str(ROOT / "configs" / "vise_pretrain_demo.yaml"),
+        "data.mine=null",
+        f"data.labels={mined}",
+        f"output_dir={tmp_path / 'run'}",
+        "pretraining.architecture=test_resnet",
+        "pretraining.image_size=32",
+        "pretraining.batch_size=16",
+        "pretraining.max_steps=120",
+        "pretraining.save_steps=10",
+        "pretraining.shuffle_buffer=100",
+    ]
     first = _script(*args, cwd=tmp_path)
     checkpoints = tmp_path / "run" / "checkpoints"
     deadline = time.time() + 300
@@ -168,13 +182,26 @@ def test_a_killed_pretraining_run_resumes_from_its_last_checkpoint(mined, tmp_pa
 @pytest.mark.slow
 def test_two_processes_pretrain_from_the_same_stream(mined, tmp_path):
     launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
-    args = [str(ROOT / "scripts" / "pretrain_vise.py"), str(ROOT / "configs" / "vise_pretrain_demo.yaml"),
-            "data.mine=null", f"data.labels={mined}", f"output_dir={tmp_path / 'run'}",
-            "pretraining.architecture=test_resnet", "pretraining.image_size=32", "pretraining.batch_size=32",
-            "pretraining.max_steps=40", "pretraining.base_learning_rate=0.8",
-            "pretraining.logging_steps=5"]  # fmt: skip
-    run = subprocess.run([*launcher, *args], cwd=tmp_path, capture_output=True, text=True,
-                         env={**os.environ, "HF_MEMOTION_PROGRESS": "0"})  # fmt: skip
+    args = [
+        str(ROOT / "scripts" / "pretrain_vise.py"),
+        str(ROOT / "configs" / "vise_pretrain_demo.yaml"),
+        "data.mine=null",
+        f"data.labels={mined}",
+        f"output_dir={tmp_path / 'run'}",
+        "pretraining.architecture=test_resnet",
+        "pretraining.image_size=32",
+        "pretraining.batch_size=32",
+        "pretraining.max_steps=40",
+        "pretraining.base_learning_rate=0.8",
+        "pretraining.logging_steps=5",
+    ]
+    run = subprocess.run(
+        [*launcher, *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_MEMOTION_PROGRESS": "0"},
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads((tmp_path / "run" / "pretraining.json").read_text())
     assert report["processes"] == 2 and report["curves"][-1]["step"] == 40

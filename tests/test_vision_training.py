@@ -16,9 +16,14 @@ PROBLEMS = ["sentiment", "humour", "sarcasm_intensity", "motivational"]
 # No early stopping: on 400 rows its validation slice (~27 rows per fold) is too noisy to pick an epoch,
 # and the refit's epoch count (the folds' median best epoch) would follow that noise.
 TRAINING = ClassifierTrainingConfig(
-    optimizer="sgd", momentum=0.9, learning_rate=0.05, lr_milestones=(6, 9), epochs=8, batch_size=32,
+    optimizer="sgd",
+    momentum=0.9,
+    learning_rate=0.05,
+    lr_milestones=(6, 9),
+    epochs=8,
+    batch_size=32,
     early_stopping_patience=None,
-)  # fmt: skip
+)
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +35,14 @@ def data(tmp_path_factory):
 def trained(data, tmp_path_factory):
     out = tmp_path_factory.mktemp("vision_run")
     result = train_vision_classifier(
-        data, out, architecture="test_resnet", problems=PROBLEMS, training=TRAINING, n_splits=3,
+        data,
+        out,
+        architecture="test_resnet",
+        problems=PROBLEMS,
+        training=TRAINING,
+        n_splits=3,
         processor_kwargs={"crop_size": 64},
-    )  # fmt: skip
+    )
     return out, result
 
 

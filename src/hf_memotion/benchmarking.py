@@ -247,10 +247,39 @@ ENSEMBLE_SIZES: dict[str, EnsembleSpec] = {
 }
 
 _WORDS = (
-    "when", "the", "exam", "is", "on", "monday", "and", "my", "dog", "finally", "understands", "coffee", "again",
-    "sincerely", "boring", "awesome", "hate", "lol", "teacher", "trying", "okay", "feeling", "weekend", "dream",
-    "kind", "meanwhile", "honestly", "polite", "believe", "morning", "night", "trash",
-)  # fmt: skip
+    "when",
+    "the",
+    "exam",
+    "is",
+    "on",
+    "monday",
+    "and",
+    "my",
+    "dog",
+    "finally",
+    "understands",
+    "coffee",
+    "again",
+    "sincerely",
+    "boring",
+    "awesome",
+    "hate",
+    "lol",
+    "teacher",
+    "trying",
+    "okay",
+    "feeling",
+    "weekend",
+    "dream",
+    "kind",
+    "meanwhile",
+    "honestly",
+    "polite",
+    "believe",
+    "morning",
+    "night",
+    "trash",
+)
 
 
 def sample_memes(n: int, seed: int = 0, size: int = 320) -> tuple[list[Image.Image], list[str]]:
@@ -262,8 +291,9 @@ def sample_memes(n: int, seed: int = 0, size: int = 320) -> tuple[list[Image.Ima
 
 
 def _text_model(family: str, hidden: int, layers: int, heads: int, vocab: int, problems: Sequence[str]):
-    config, tokenizer = build_tiny_text_backbone(family, [" ".join(_WORDS)], hidden_size=hidden, num_layers=layers,
-                                                 num_heads=heads, max_length=64)  # fmt: skip
+    config, tokenizer = build_tiny_text_backbone(
+        family, [" ".join(_WORDS)], hidden_size=hidden, num_layers=layers, num_heads=heads, max_length=64
+    )
     if vocab:  # real-size embeddings (rows past the word-level vocabulary are never looked up)
         config.vocab_size = vocab
     if family == "bert":

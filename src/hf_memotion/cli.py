@@ -98,9 +98,11 @@ def parse_arguments(
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. training.epochs=3 models.0.name=bert")
     parser.add_argument("--config", dest="config_option", default=None, help=argparse.SUPPRESS)
     if with_plan:
-        parser.add_argument("--plan", action="store_true",
-                            help="print what the run would train and cost (trainings, FLOPs, GPU-hours, disk); "
-                            "train nothing")  # fmt: skip
+        parser.add_argument(
+            "--plan",
+            action="store_true",
+            help="print what the run would train and cost (trainings, FLOPs, GPU-hours, disk); train nothing",
+        )
     args = parser.parse_intermixed_args(argv)
     overrides = list(args.overrides)
     config = args.config
@@ -156,8 +158,13 @@ def run_command(
             when given).
         show_plan: Prints the plan (main process only).
     """
-    line = parse_arguments(argv, description.strip().splitlines()[0] if description else "", default_config,
-                           spec_class, with_plan=plan is not None)  # fmt: skip
+    line = parse_arguments(
+        argv,
+        description.strip().splitlines()[0] if description else "",
+        default_config,
+        spec_class,
+        with_plan=plan is not None,
+    )
     path, overrides = line.config, line.overrides
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     state = process_state()  # before anything else: N launched processes form one data-parallel group

@@ -49,7 +49,12 @@ def test_timm_model_tests_pass_for_polynet(tmp_path):
     assert done.returncode == 0, report
     passed = [line for line in done.stdout.splitlines() if line.startswith("PASSED")]
     ran = {line.split("::")[1].split("[")[0] for line in passed}
-    expected = {"test_model_forward", "test_model_backward", "test_model_default_cfgs",
-                "test_model_forward_torchscript", "test_model_forward_features"}  # fmt: skip
+    expected = {
+        "test_model_forward",
+        "test_model_backward",
+        "test_model_default_cfgs",
+        "test_model_forward_torchscript",
+        "test_model_forward_features",
+    }
     assert expected <= ran, report
     assert "forward_intermediates tests passed" in done.stdout, report

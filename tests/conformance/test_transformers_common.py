@@ -36,12 +36,17 @@ random_attention_mask = modeling_common.random_attention_mask
 #: Upstream picks labels and skips base models by class name, from transformers' own name mappings (which list
 #: only its classes): ours are added there while these tests run, as if they were transformers models.
 _NAME_MAPPINGS = {
-    "MODEL_MAPPING_NAMES": {"memotion_text": "MemotionTextModel", "memotion_vision": "MemotionVisionModel",
-                            "vise": "ViseModel"},
+    "MODEL_MAPPING_NAMES": {
+        "memotion_text": "MemotionTextModel",
+        "memotion_vision": "MemotionVisionModel",
+        "vise": "ViseModel",
+    },
     "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES": {"memotion_text": "MemotionTextForSequenceClassification"},
-    "MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES": {"memotion_vision": "MemotionVisionForImageClassification",
-                                                     "vise": "ViseForImageClassification"},
-}  # fmt: skip
+    "MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES": {
+        "memotion_vision": "MemotionVisionForImageClassification",
+        "vise": "ViseForImageClassification",
+    },
+}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -110,11 +115,23 @@ class TextTester:
         self.expected_num_hidden_layers = self.num_hidden_layers + 1 + 2
 
     def get_config(self) -> MemotionTextConfig:
-        backbone = BertConfig(vocab_size=self.vocab_size, hidden_size=self.hidden_size, num_hidden_layers=2,
-                              num_attention_heads=2, intermediate_size=32, max_position_embeddings=64)  # fmt: skip
+        backbone = BertConfig(
+            vocab_size=self.vocab_size,
+            hidden_size=self.hidden_size,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=32,
+            max_position_embeddings=64,
+        )
         weights = {"sentiment": [0.5, 1.0, 2.0]}
-        return MemotionTextConfig(text_config=backbone, problems=["sentiment"], lstm_hidden_size=8,
-                                  attention_size=12, ffn_size=10, class_weights=weights)  # fmt: skip
+        return MemotionTextConfig(
+            text_config=backbone,
+            problems=["sentiment"],
+            lstm_hidden_size=8,
+            attention_size=12,
+            ffn_size=10,
+            class_weights=weights,
+        )
 
     def prepare_config_and_inputs_for_common(self):
         input_ids = ids_tensor([self.batch_size, self.seq_length], self.vocab_size)
@@ -128,8 +145,9 @@ class MemotionTextModelTest(_OurTests, unittest.TestCase):
 
     def setUp(self):
         self.model_tester = TextTester(self)
-        self.config_tester = ConfigTester(self, config_class=MemotionTextConfig, has_text_modality=False,
-                                          common_properties=[], problems=["humour"])  # fmt: skip
+        self.config_tester = ConfigTester(
+            self, config_class=MemotionTextConfig, has_text_modality=False, common_properties=[], problems=["humour"]
+        )
 
 
 # --------------------------------------------------------------------------------------------------- vision
@@ -142,8 +160,9 @@ class VisionTester:
         self.expected_num_hidden_layers = 5  # timm's test_resnet: the stem and four stages
 
     def get_config(self) -> MemotionVisionConfig:
-        return MemotionVisionConfig(architecture="test_resnet", problems=["sentiment"],
-                                    class_weights={"sentiment": [0.5, 1.0, 2.0]})  # fmt: skip
+        return MemotionVisionConfig(
+            architecture="test_resnet", problems=["sentiment"], class_weights={"sentiment": [0.5, 1.0, 2.0]}
+        )
 
     def prepare_config_and_inputs_for_common(self):
         pixel_values = floats_tensor([self.batch_size, 3, self.image_size, self.image_size])
@@ -209,8 +228,13 @@ class MemotionVisionModelTest(_ImageTests, unittest.TestCase):
 
     def setUp(self):
         self.model_tester = VisionTester(self)
-        self.config_tester = ConfigTester(self, config_class=MemotionVisionConfig, has_text_modality=False,
-                                          common_properties=[], architecture="test_resnet")  # fmt: skip
+        self.config_tester = ConfigTester(
+            self,
+            config_class=MemotionVisionConfig,
+            has_text_modality=False,
+            common_properties=[],
+            architecture="test_resnet",
+        )
 
 
 # ----------------------------------------------------------------------------------------------------- VisE
@@ -220,8 +244,9 @@ class ViseTester(VisionTester):
     comment_clusters = 6
 
     def get_config(self) -> ViseConfig:
-        return ViseConfig(architecture="test_resnet", comment_clusters=self.comment_clusters, reaction_clusters=4,
-                          num_labels=3)  # fmt: skip
+        return ViseConfig(
+            architecture="test_resnet", comment_clusters=self.comment_clusters, reaction_clusters=4, num_labels=3
+        )
 
 
 class ViseModelTest(_ImageTests, unittest.TestCase):
@@ -229,5 +254,6 @@ class ViseModelTest(_ImageTests, unittest.TestCase):
 
     def setUp(self):
         self.model_tester = ViseTester(self)
-        self.config_tester = ConfigTester(self, config_class=ViseConfig, has_text_modality=False,
-                                          common_properties=[], architecture="test_resnet")  # fmt: skip
+        self.config_tester = ConfigTester(
+            self, config_class=ViseConfig, has_text_modality=False, common_properties=[], architecture="test_resnet"
+        )

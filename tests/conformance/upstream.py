@@ -44,8 +44,19 @@ def upstream_tests(distribution: str) -> Path:
         return target / "tests"
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
-        command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-                   "--dest", scratch, f"{distribution}=={version}"]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            "--dest",
+            scratch,
+            f"{distribution}=={version}",
+        ]
         done = subprocess.run(command, capture_output=True, text=True, timeout=600)
         archives = list(Path(scratch).glob("*.tar.gz"))
         if done.returncode != 0 or not archives:
@@ -136,9 +147,11 @@ def transformers_common():
         if staging.exists():
             shutil.rmtree(staging)
         shutil.copytree(tests, staging)
-        for folder, name, text in [("exporters", "test_export.py", _EXPORT_MIXIN),
-                                   ("generation", "test_utils.py", _GENERATION_MIXIN),
-                                   ("utils", "test_configuration_utils.py", _CONFIG_KWARGS)]:  # fmt: skip
+        for folder, name, text in [
+            ("exporters", "test_export.py", _EXPORT_MIXIN),
+            ("generation", "test_utils.py", _GENERATION_MIXIN),
+            ("utils", "test_configuration_utils.py", _CONFIG_KWARGS),
+        ]:
             (staging / folder).mkdir(exist_ok=True)
             (staging / folder / "__init__.py").touch()
             if not (staging / folder / name).exists():

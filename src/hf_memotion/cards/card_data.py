@@ -170,9 +170,10 @@ class CardDataCallback(TrainerCallback):
         """Keep the metrics of the latest evaluation."""
         if metrics:
             self.card_data.eval_metrics = {
-                k: round(float(v), 4) for k, v in metrics.items() if isinstance(v, int | float) and "runtime" not in k
-                and "per_second" not in k
-            }  # fmt: skip
+                k: round(float(v), 4)
+                for k, v in metrics.items()
+                if isinstance(v, int | float) and "runtime" not in k and "per_second" not in k
+            }
             self.card_data.eval_metrics["epoch"] = round(float(state.epoch or 0.0), 2)
 
     def on_train_end(self, args, state, control, **kwargs):

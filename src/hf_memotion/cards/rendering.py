@@ -356,29 +356,40 @@ def vise_card(info: Mapping[str, Any], *, model_id: str | None = None, license: 
     released = info.get("origin") == "released"
     if released:
         license = RELEASED_VISE_LICENSE
-        origin = (f"Converted by `hf_memotion.models.vise.convert_released_checkpoint` from the authors' released "
-                  f"checkpoint `{info.get('checkpoint', 'resnet50')}` (a torchvision ResNet-50 without pooling and "
-                  "classifier), every key and shape checked: the feature map equals the original's.")  # fmt: skip
-        note = ("The released VisE weights are licensed **CC-BY-NC 4.0** (attribution, non-commercial use only); "
-                "this conversion keeps that license.")  # fmt: skip
+        origin = (
+            f"Converted by `hf_memotion.models.vise.convert_released_checkpoint` from the authors' released "
+            f"checkpoint `{info.get('checkpoint', 'resnet50')}` (a torchvision ResNet-50 without pooling and "
+            "classifier), every key and shape checked: the feature map equals the original's."
+        )
+        note = (
+            "The released VisE weights are licensed **CC-BY-NC 4.0** (attribution, non-commercial use only); "
+            "this conversion keeps that license."
+        )
     else:
         license = license or "other"
-        origin = (f"Pretrained with `scripts/pretrain_vise.py` on {info.get('posts', '?')} posts' mined labels "
-                  f"({info.get('comment_clusters', '?')} comment clusters, {info.get('reaction_clusters', '?')} "
-                  f"reaction clusters), {info.get('max_steps', '?')} steps at peak learning rate "
-                  f"{info.get('peak_learning_rate', '?')}.")  # fmt: skip
-        note = ("These weights were trained by this library's user; they carry the terms of the engagement data "
-                f"they were trained on (declared here as `{license}`).")  # fmt: skip
+        origin = (
+            f"Pretrained with `scripts/pretrain_vise.py` on {info.get('posts', '?')} posts' mined labels "
+            f"({info.get('comment_clusters', '?')} comment clusters, {info.get('reaction_clusters', '?')} "
+            f"reaction clusters), {info.get('max_steps', '?')} steps at peak learning rate "
+            f"{info.get('peak_learning_rate', '?')}."
+        )
+        note = (
+            "These weights were trained by this library's user; they carry the terms of the engagement data "
+            f"they were trained on (declared here as `{license}`)."
+        )
         if info.get("demo"):
             note = f"Pretrained on hf-memotion's synthetic demo corpus (no third-party data); `{license}`."
     curves = [c for c in info.get("curves") or [] if "comment_loss" in c and "reaction_loss" in c]
     losses = None
     if curves:
-        losses = {"first_step": curves[0]["step"], "last_step": curves[-1]["step"],
-                  "comment_first": f"{curves[0]['comment_loss']:.4f}",
-                  "comment_last": f"{curves[-1]['comment_loss']:.4f}",
-                  "reaction_first": f"{curves[0]['reaction_loss']:.4f}",
-                  "reaction_last": f"{curves[-1]['reaction_loss']:.4f}"}  # fmt: skip
+        losses = {
+            "first_step": curves[0]["step"],
+            "last_step": curves[-1]["step"],
+            "comment_first": f"{curves[0]['comment_loss']:.4f}",
+            "comment_last": f"{curves[-1]['comment_loss']:.4f}",
+            "reaction_first": f"{curves[0]['reaction_loss']:.4f}",
+            "reaction_last": f"{curves[-1]['reaction_loss']:.4f}",
+        }
     architecture = info.get("architecture", "resnet50")
     data = ModelCardData(
         model_name=f"VisE {architecture}" + (" (released weights)" if released else ""),

@@ -152,8 +152,9 @@ def _images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def _three_way(name: str, images, labels, label_names, metric: str, n_splits: int, seed: int,
-               fractions=(0.7, 0.1, 0.2)) -> DownstreamTask:  # fmt: skip
+def _three_way(
+    name: str, images, labels, label_names, metric: str, n_splits: int, seed: int, fractions=(0.7, 0.1, 0.2)
+) -> DownstreamTask:
     repeats = []
     for repeat in range(n_splits):
         train, validation, test = random_splits(labels, fractions, seed + repeat)
@@ -199,8 +200,14 @@ def _read_jsonl(path: Path) -> list[tuple[str, dict]]:
     return rows
 
 
-def _selection_splits(name: str, train: datasets.Dataset, reported: datasets.Dataset, selection: str, seed: int,
-                      validation_fraction: float) -> datasets.DatasetDict:  # fmt: skip
+def _selection_splits(
+    name: str,
+    train: datasets.Dataset,
+    reported: datasets.Dataset,
+    selection: str,
+    seed: int,
+    validation_fraction: float,
+) -> datasets.DatasetDict:
     """``train``/``validation``/``test`` for a task with one reported split (see the module on ``selection``)."""
     if selection not in SELECTIONS:
         raise ValueError(f"{name}: selection must be 'held_out' or 'paper', got {selection!r}")
@@ -229,8 +236,9 @@ def read_hateful_memes(
         labels = [_label(row["label"], (0, 1), where) for where, row in rows]
         return _dataset(images, labels, [str(row["text"]) for _, row in rows])
 
-    splits = _selection_splits("hateful_memes", build(train_rows), build(dev_rows), selection, seed,
-                               validation_fraction)  # fmt: skip
+    splits = _selection_splits(
+        "hateful_memes", build(train_rows), build(dev_rows), selection, seed, validation_fraction
+    )
     return DownstreamTask("hateful_memes", ["not_hateful", "hateful"], "roc_auc", [splits], has_text=True)
 
 
@@ -267,8 +275,10 @@ def read_politics(root: str | os.PathLike, *, seed: int = 0, validation_fraction
             items = [(p, i) for i, c in enumerate(POLITICS_CLASSES) for p in _images_in(base / name / c)]
             parts[name] = ([p for p, _ in items], [i for _, i in items])
     else:
-        raise FileNotFoundError(f"{base}: Politics needs train/{{left,right}}/ and test/{{left,right}}/ image folders, "
-                                "or train.csv and test.csv (columns image, label)")  # fmt: skip
+        raise FileNotFoundError(
+            f"{base}: Politics needs train/{{left,right}}/ and test/{{left,right}}/ image folders, "
+            "or train.csv and test.csv (columns image, label)"
+        )
     for name, (images, _) in parts.items():
         if not images:
             raise FileNotFoundError(f"{base}: the Politics {name} split has no images")
@@ -284,8 +294,10 @@ def read_politics(root: str | os.PathLike, *, seed: int = 0, validation_fraction
 
 def _table(path: Path) -> dict[str, str]:
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing (CUB-200-2011 ships images.txt, image_class_labels.txt, "
-                                "train_test_split.txt, classes.txt)")  # fmt: skip
+        raise FileNotFoundError(
+            f"{path} is missing (CUB-200-2011 ships images.txt, image_class_labels.txt, "
+            "train_test_split.txt, classes.txt)"
+        )
     out = {}
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if line.strip():
@@ -316,8 +328,10 @@ def read_cub(
         target = train if is_train[image_id] == "1" else test
         target[0].append(_inside(base / "images", relative, f"{base / 'images.txt'} image {image_id}"))
         if classes[image_id] not in index:
-            raise ValueError(f"{base / 'image_class_labels.txt'}: image {image_id} has class {classes[image_id]!r}, "
-                             "which classes.txt does not list")  # fmt: skip
+            raise ValueError(
+                f"{base / 'image_class_labels.txt'}: image {image_id} has class {classes[image_id]!r}, "
+                "which classes.txt does not list"
+            )
         target[1].append(index[classes[image_id]])
     splits = _selection_splits("cub", _dataset(*train), _dataset(*test), selection, seed, validation_fraction)
     return DownstreamTask("cub", label_names, "accuracy", [splits])
@@ -355,8 +369,9 @@ def read_image_folder(
             keep, held = random_splits([index[n] for n in train_names], (0.9, 0.1), seed)
             train = build([train_paths[i] for i in keep], [train_names[i] for i in keep])
             validation = build([train_paths[i] for i in held], [train_names[i] for i in held])
-        return DownstreamTask(name, label_names, "accuracy", [datasets.DatasetDict(train=train, validation=validation,
-                                                                                    test=test)])  # fmt: skip
+        return DownstreamTask(
+            name, label_names, "accuracy", [datasets.DatasetDict(train=train, validation=validation, test=test)]
+        )
     paths, class_names = _class_folder(base)
     if not paths:
         raise FileNotFoundError(f"no images in {base}/<class>/ (or {base}/train/<class>/ and {base}/test/<class>/)")

@@ -97,8 +97,14 @@ def make_demo_downstream(
         for number, ((theme, _), png) in enumerate(zip(items, images, strict=True)):
             meme_id = 10000 + number
             atomic_write_bytes(root / "img" / f"{meme_id}.png", png)
-            rows.append({"id": meme_id, "img": f"img/{meme_id}.png", "label": int(theme in _HATEFUL_THEMES),
-                         "text": _caption(theme, rng)})  # fmt: skip
+            rows.append(
+                {
+                    "id": meme_id,
+                    "img": f"img/{meme_id}.png",
+                    "label": int(theme in _HATEFUL_THEMES),
+                    "text": _caption(theme, rng),
+                }
+            )
         cut = int(len(rows) * 0.75)
         atomic_write_text(root / "train.jsonl", "".join(json.dumps(r) + "\n" for r in rows[:cut]))
         atomic_write_text(root / "dev.jsonl", "".join(json.dumps(r) + "\n" for r in rows[cut:]))

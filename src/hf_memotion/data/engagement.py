@@ -112,19 +112,28 @@ def load_engagement(path: str | os.PathLike, *, streaming: bool = True) -> datas
 # ---------------------------------------------------------------------------------------------
 
 _THEMES = (  # what the image shows -> what people write and press (haha, sorry, angry, wow, love)
-    {"colour": (230, 80, 60), "shape": "circle", "words": "fire hot burning danger scary wow",
-     "react": (1, 2, 6, 5, 1)},
-    {"colour": (70, 150, 230), "shape": "square", "words": "sea calm blue beautiful peace love",
-     "react": (1, 0, 0, 3, 9)},
-    {"colour": (90, 200, 90), "shape": "triangle", "words": "forest green hike fresh nature",
-     "react": (1, 0, 0, 4, 7)},
-    {"colour": (240, 220, 60), "shape": "circle", "words": "sun lol funny haha joke silly",
-     "react": (10, 0, 1, 2, 3)},
-    {"colour": (120, 120, 120), "shape": "square", "words": "rain sad sorry grey miss loss",
-     "react": (0, 9, 2, 1, 2)},
-    {"colour": (160, 80, 200), "shape": "triangle", "words": "party night music dance amazing",
-     "react": (4, 0, 0, 6, 5)},
-)  # fmt: skip
+    {
+        "colour": (230, 80, 60),
+        "shape": "circle",
+        "words": "fire hot burning danger scary wow",
+        "react": (1, 2, 6, 5, 1),
+    },
+    {
+        "colour": (70, 150, 230),
+        "shape": "square",
+        "words": "sea calm blue beautiful peace love",
+        "react": (1, 0, 0, 3, 9),
+    },
+    {"colour": (90, 200, 90), "shape": "triangle", "words": "forest green hike fresh nature", "react": (1, 0, 0, 4, 7)},
+    {"colour": (240, 220, 60), "shape": "circle", "words": "sun lol funny haha joke silly", "react": (10, 0, 1, 2, 3)},
+    {"colour": (120, 120, 120), "shape": "square", "words": "rain sad sorry grey miss loss", "react": (0, 9, 2, 1, 2)},
+    {
+        "colour": (160, 80, 200),
+        "shape": "triangle",
+        "words": "party night music dance amazing",
+        "react": (4, 0, 0, 6, 5),
+    },
+)
 _FILLER = ["the", "a", "this", "that", "so", "really", "just", "very", "my", "your", "what", "look", "at"]
 
 
@@ -218,8 +227,12 @@ def make_demo_engagement(output_dir: str | os.PathLike, *, overwrite: bool = Fal
                 atomic_write_bytes(root / "images" / f"{post_id}.png", _image(theme, rng, config.image_size))
             n_comments = 0 if rng.random() < 0.03 else int(rng.integers(1, config.max_comments + 1))
             comments = [_comment(theme, rng, config.signal) for _ in range(n_comments)]
-            post = {"post_id": post_id, "image": f"images/{post_id}.png", "comments": comments,
-                    "reactions": _reactions(theme, rng, config.signal)}  # fmt: skip
+            post = {
+                "post_id": post_id,
+                "image": f"images/{post_id}.png",
+                "comments": comments,
+                "reactions": _reactions(theme, rng, config.signal),
+            }
             lines.append(json.dumps(post))
         atomic_write_text(root / f"posts-{shard:05d}.jsonl", "\n".join(lines) + "\n")
     atomic_write_text(marker, stamp)

@@ -146,8 +146,13 @@ def load_memotion(
         raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
     if read_missing_text:
         check_ocr_available()  # before any row is read: the message says what to install
-    options = {"on_error": on_error, "verify_images": verify_images, "num_proc": num_proc, "encoding": encoding,
-               "read_missing_text": bool(read_missing_text)}  # fmt: skip
+    options = {
+        "on_error": on_error,
+        "verify_images": verify_images,
+        "num_proc": num_proc,
+        "encoding": encoding,
+        "read_missing_text": bool(read_missing_text),
+    }
     splits = dict(_load_any(Path(path) if _is_local(path) else str(path), revision, options))
     if test_path is not None:
         if "test" in splits:
@@ -391,8 +396,9 @@ def _check_image_names(frame: pd.DataFrame, columns: Mapping[str, str], csv_path
     """Image names must name a file inside the image folder, once each (``on_error="skip"`` drops the others)."""
     names = frame[columns["image_name"]].astype(str).str.strip()
     # a plain file name: no separator (so no absolute path or ..), no home or drive prefix
-    escaping = names.map(lambda n: n in ("", ".", "..") or "/" in n or "\\" in n or n.startswith("~")
-                         or (len(n) > 1 and n[1] == ":"))  # fmt: skip
+    escaping = names.map(
+        lambda n: n in ("", ".", "..") or "/" in n or "\\" in n or n.startswith("~") or (len(n) > 1 and n[1] == ":")
+    )
     too_long = names.map(lambda n: len(n.encode("utf-8", "surrogatepass")) > 255) & ~escaping
     duplicated = names.duplicated(keep=False) & ~escaping & ~too_long
     problems = []
@@ -408,8 +414,11 @@ def _check_image_names(frame: pd.DataFrame, columns: Mapping[str, str], csv_path
         shown = "; ".join(problems[:10]) + (f"; ... ({len(problems)} in all)" if len(problems) > 10 else "")
         raise MemotionFormatError(f"{csv_path}: {shown}")
     bad = escaping | too_long | duplicated
-    logger.warning("%s: skipped %d row(s) whose image_name leaves the image folder, is too long or repeats",
-                   csv_path, int(bad.sum()))  # fmt: skip
+    logger.warning(
+        "%s: skipped %d row(s) whose image_name leaves the image folder, is too long or repeats",
+        csv_path,
+        int(bad.sum()),
+    )
     return frame[~bad]
 
 

@@ -167,11 +167,12 @@ def make_realistic_engagement(
     root.mkdir(parents=True, exist_ok=True)
     vocabulary = _vocabulary(vocabulary_size, rng)
     table = _Topics(
-        words=np.stack([rng.choice(vocabulary_size, size=min(2000, vocabulary_size), replace=False)
-                        for _ in range(n_topics)]),
+        words=np.stack(
+            [rng.choice(vocabulary_size, size=min(2000, vocabulary_size), replace=False) for _ in range(n_topics)]
+        ),
         emoji=rng.integers(len(EMOJI), size=(n_topics, 4)),
         reactions=rng.dirichlet(np.full(len(REACTIONS), 0.5), size=n_topics),
-    )  # fmt: skip
+    )
     per_shard = np.array_split(np.arange(n_posts), n_shards)
     for shard, numbers in enumerate(per_shard):
         posts = []
@@ -195,9 +196,14 @@ def make_realistic_engagement(
             import pyarrow.parquet as pq
 
             reaction_type = pa.struct([(name, pa.int64()) for name in (*REACTIONS, "like")])
-            schema = pa.schema([("post_id", pa.string()),
-                                ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
-                                ("comments", pa.list_(pa.string())), ("reactions", reaction_type)])  # fmt: skip
+            schema = pa.schema(
+                [
+                    ("post_id", pa.string()),
+                    ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+                    ("comments", pa.list_(pa.string())),
+                    ("reactions", reaction_type),
+                ]
+            )
             with atomic_open(root / f"posts-{shard:05d}.parquet", "wb") as handle:
                 pq.write_table(pa.Table.from_pylist(posts, schema=schema), handle)
         else:

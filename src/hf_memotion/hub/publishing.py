@@ -53,10 +53,38 @@ __all__ = [
 #: unless listed in ``include``.
 #: Credential names only: a tokenizer's files (``tokenizer.json``, ``special_tokens_map.json``, ``added_tokens.json``)
 #: never match, since a text model is useless without them.
-SECRET_PATTERNS = ("id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*", "*.pem", "*.key", "*.p12", "*.pfx", "*.kdbx",
-                   "credentials*", "*credentials.json", "*secret*", "token", "token.txt", "token.json", "*.token",
-                   "*_token", "*-token", "*_token.txt", "*_token.json", "hf_token*", "stored_tokens", ".env", "*.env",
-                   ".netrc", ".npmrc", ".pypirc", ".git-credentials", "*.gpg", "*.asc")  # fmt: skip
+SECRET_PATTERNS = (
+    "id_rsa*",
+    "id_dsa*",
+    "id_ecdsa*",
+    "id_ed25519*",
+    "*.pem",
+    "*.key",
+    "*.p12",
+    "*.pfx",
+    "*.kdbx",
+    "credentials*",
+    "*credentials.json",
+    "*secret*",
+    "token",
+    "token.txt",
+    "token.json",
+    "*.token",
+    "*_token",
+    "*-token",
+    "*_token.txt",
+    "*_token.json",
+    "hf_token*",
+    "stored_tokens",
+    ".env",
+    "*.env",
+    ".netrc",
+    ".npmrc",
+    ".pypirc",
+    ".git-credentials",
+    "*.gpg",
+    "*.asc",
+)
 #: Above these sizes a plan needs ``allow_large=True`` (the Hub's own limits are near them; a slip is costly).
 MAX_FILE_BYTES = 5 * 1024**3
 MAX_TOTAL_BYTES = 10 * 1024**3
@@ -139,8 +167,10 @@ def upload_plan(
     wanted = {Path(i).as_posix() for i in include}
     secret = [p for p in files if _looks_secret(p.relative_to(root)) and p.relative_to(root).as_posix() not in wanted]
     if secret:
-        logger.warning("left out of the upload (they look like credentials or keys; pass include=[...] to send "
-                       "them): %s", [p.relative_to(root).as_posix() for p in secret])  # fmt: skip
+        logger.warning(
+            "left out of the upload (they look like credentials or keys; pass include=[...] to send them): %s",
+            [p.relative_to(root).as_posix() for p in secret],
+        )
     files = [p for p in files if p not in secret]
     if not files:
         raise HubPublishError(f"{root} holds no files to publish")

@@ -83,9 +83,23 @@ class TimmBackboneConfig(PretrainedConfig):
 #: ``timm.create_model`` keywords a config may not carry: they would fetch or read weights while a saved folder
 #: loads (``pretrained``, a ``pretrained_cfg`` with a URL or file, a checkpoint path), or change what the wrapper
 #: builds. Pretrained weights are asked for at build time (``from_timm``, ``from_vise``), never by a folder.
-REFUSED_MODEL_ARGS = frozenset({"pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "pretrained_strict",
-                                "checkpoint_path", "cache_dir", "num_classes", "features_only", "out_indices",
-                                "feature_cls", "scriptable", "exportable", "no_jit"})  # fmt: skip
+REFUSED_MODEL_ARGS = frozenset(
+    {
+        "pretrained",
+        "pretrained_cfg",
+        "pretrained_cfg_overlay",
+        "pretrained_strict",
+        "checkpoint_path",
+        "cache_dir",
+        "num_classes",
+        "features_only",
+        "out_indices",
+        "feature_cls",
+        "scriptable",
+        "exportable",
+        "no_jit",
+    }
+)
 
 
 _PATH_STARTS = ("/", "~", "./", "../")

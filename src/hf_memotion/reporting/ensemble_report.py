@@ -98,11 +98,16 @@ def render_report(report: Mapping[str, Any], plots: Sequence[str] = ()) -> str:
             "",
         ]
     if report.get("search"):
-        lines += ["## Hyperparameters selected per model", "",
-                  "| model | method | chosen | mean out-of-fold macro-F1 |", "|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "## Hyperparameters selected per model",
+            "",
+            "| model | method | chosen | mean out-of-fold macro-F1 |",
+            "|---|---|---|---|",
+        ]
         for name, chosen in report["search"].items():
-            values = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                               for k, v in chosen["chosen"].items())  # fmt: skip
+            values = ", ".join(
+                f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in chosen["chosen"].items()
+            )
             lines.append(f"| {name} | {chosen['method']} | {values} | {chosen['score']:.4f} |")
         lines.append("")
     lines += [f"![{p}]({p})" for p in plots]

@@ -96,10 +96,12 @@ def hyperparameter_table(rows: Sequence[Mapping[str, Any]]) -> str:
         "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
-        lines.append(f"| {r['task']} | {r.get('schedule', '-')} | {r['backbone']} | {r['protocol']} | "
-                     f"{r.get('batch_size', '-')} | {_choices(r, 'base_lrs', 'base_lr')} | "
-                     f"{_choices(r, 'weight_decays', 'weight_decay')} | {_sensitivity(r, 's_lr')} | "
-                     f"{_sensitivity(r, 's_wd')} |")  # fmt: skip
+        lines.append(
+            f"| {r['task']} | {r.get('schedule', '-')} | {r['backbone']} | {r['protocol']} | "
+            f"{r.get('batch_size', '-')} | {_choices(r, 'base_lrs', 'base_lr')} | "
+            f"{_choices(r, 'weight_decays', 'weight_decay')} | {_sensitivity(r, 's_lr')} | "
+            f"{_sensitivity(r, 's_wd')} |"
+        )
     return "\n".join(lines)
 
 
@@ -128,8 +130,9 @@ def plot_results(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> 
         for b, backbone in enumerate(backbones):
             means, stds = [], []
             for task in tasks:
-                row = next((r for r in rows if (r["task"], r["backbone"], r["protocol"]) == (task, backbone, protocol)),
-                           None)  # fmt: skip
+                row = next(
+                    (r for r in rows if (r["task"], r["backbone"], r["protocol"]) == (task, backbone, protocol)), None
+                )
                 scale = 100.0 if row and row["metric"] == "roc_auc" else 1.0  # ROC AUC drawn in percent
                 means.append(row[f"test_{row['metric']}_mean"] * scale if row else np.nan)
                 stds.append(row[f"test_{row['metric']}_std"] * scale if row else 0.0)

@@ -141,8 +141,11 @@ def _resolve_bf16(value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"bf16 must be true, false or 'auto', got {value!r}")
     if value and not native_bf16(device):
-        logger.warning("bf16: true on a %s without native bf16: training may be far slower than fp32 "
-                       "(use bf16: auto to train in bf16 only where it is native)", device)  # fmt: skip
+        logger.warning(
+            "bf16: true on a %s without native bf16: training may be far slower than fp32 "
+            "(use bf16: auto to train in bf16 only where it is native)",
+            device,
+        )
     return value
 
 

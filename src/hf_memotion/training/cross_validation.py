@@ -253,8 +253,9 @@ class CrossValidator:
                 else:  # no epoch selection: the fold trains all its rows for the configured epochs
                     fit_idx, stop_rows = train_idx, None
                 set_seed(training.seed + k)  # the fresh model's initial weights depend on the fold only
-                trainer = self.fit(self.model_init(), dataset.select(np.sort(fit_idx)), stop_rows, training,
-                                   folder / "checkpoints")  # fmt: skip
+                trainer = self.fit(
+                    self.model_init(), dataset.select(np.sort(fit_idx)), stop_rows, training, folder / "checkpoints"
+                )
                 indices = np.asarray(val_idx)
                 probabilities = predict_probabilities(trainer, eval_rows.select(indices))
                 test = predict_probabilities(trainer, test_dataset) if test_dataset is not None else {}
@@ -343,7 +344,14 @@ def cross_validate(
     Returns:
         A :class:`CrossValidationResult`.
     """
-    validator = CrossValidator(model_init, problem_labels, training, n_splits=n_splits, seed=seed,
-                               data_collator=data_collator, early_stopping_fraction=early_stopping_fraction,
-                               run_key=run_key)  # fmt: skip
+    validator = CrossValidator(
+        model_init,
+        problem_labels,
+        training,
+        n_splits=n_splits,
+        seed=seed,
+        data_collator=data_collator,
+        early_stopping_fraction=early_stopping_fraction,
+        run_key=run_key,
+    )
     return validator.run(dataset, output_dir, eval_dataset=eval_dataset, labels=labels, refit=refit)

@@ -149,8 +149,10 @@ def run_jobs(
         return
     if settings.engine == "ray":
         if process_state().num_processes > 1:
-            raise RuntimeError("jobs.engine 'ray' runs each training in one process: start scripts/train.py with "
-                               "python, not accelerate launch (Ray places the jobs on the GPUs)")  # fmt: skip
+            raise RuntimeError(
+                "jobs.engine 'ray' runs each training in one process: start scripts/train.py with "
+                "python, not accelerate launch (Ray places the jobs on the GPUs)"
+            )
         _run_with_ray(jobs, load, settings)
         return
     if settings.engine != "sequential":

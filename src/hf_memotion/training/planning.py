@@ -64,15 +64,40 @@ BYTES_PER_PARAMETER = 4  # weights are trained and saved in fp32 (bf16 is autoca
 #: The paper's textual backbones by their published configs (their Hub repos' ``config.json``), so that ``--plan``
 #: needs no download; any other backbone's config is read from a folder or the Hugging Face cache.
 PAPER_TEXT_BACKBONES: dict[str, dict[str, Any]] = {
-    "bert-large-uncased": {"model_type": "bert", "vocab_size": 30522, "hidden_size": 1024, "num_hidden_layers": 24,
-                           "num_attention_heads": 16, "intermediate_size": 4096, "max_position_embeddings": 512},
-    "gpt2-medium": {"model_type": "gpt2", "vocab_size": 50257, "n_positions": 1024, "n_embd": 1024, "n_layer": 24,
-                    "n_head": 16},
-    "gpt2-large": {"model_type": "gpt2", "vocab_size": 50257, "n_positions": 1024, "n_embd": 1280, "n_layer": 36,
-                   "n_head": 20},
-    "xlnet-large-cased": {"model_type": "xlnet", "vocab_size": 32000, "d_model": 1024, "n_layer": 24, "n_head": 16,
-                          "d_inner": 4096},
-}  # fmt: skip
+    "bert-large-uncased": {
+        "model_type": "bert",
+        "vocab_size": 30522,
+        "hidden_size": 1024,
+        "num_hidden_layers": 24,
+        "num_attention_heads": 16,
+        "intermediate_size": 4096,
+        "max_position_embeddings": 512,
+    },
+    "gpt2-medium": {
+        "model_type": "gpt2",
+        "vocab_size": 50257,
+        "n_positions": 1024,
+        "n_embd": 1024,
+        "n_layer": 24,
+        "n_head": 16,
+    },
+    "gpt2-large": {
+        "model_type": "gpt2",
+        "vocab_size": 50257,
+        "n_positions": 1024,
+        "n_embd": 1280,
+        "n_layer": 36,
+        "n_head": 20,
+    },
+    "xlnet-large-cased": {
+        "model_type": "xlnet",
+        "vocab_size": 32000,
+        "d_model": 1024,
+        "n_layer": 24,
+        "n_head": 16,
+        "d_inner": 4096,
+    },
+}
 
 
 @dataclass
@@ -176,8 +201,10 @@ class TrainingPlan:
     def format(self) -> str:
         """The plan as tables per model and per backbone, and the totals (what ``--plan`` prints)."""
         rate = self.device_tflops * 1e12 * 3600
-        lines = ["| model | problems | trainings | parameters | GFLOP/step | steps | PFLOP | GPU-h | checkpoint GB |",
-                 "|---|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+        lines = [
+            "| model | problems | trainings | parameters | GFLOP/step | steps | PFLOP | GPU-h | checkpoint GB |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
         for m in self.models:
             problems = "all nine" if sorted(m.problems) == sorted(PROBLEM_NAMES) else ", ".join(m.problems)
             lines.append(
@@ -188,9 +215,11 @@ class TrainingPlan:
         lines += ["", "| backbone | models | trainings | GPU-h | saved GB |", "|---|---:|---:|---:|---:|"]
         for backbone in dict.fromkeys(m.backbone for m in self.models):
             group = [m for m in self.models if m.backbone == backbone]
-            lines.append(f"| {backbone} | {len(group)} | {sum(m.trainings for m in group):,} | "
-                         f"{_number(sum(m.flops for m in group) / rate)} | "
-                         f"{_number(sum(m.model_bytes for m in group) / 1e9)} |")  # fmt: skip
+            lines.append(
+                f"| {backbone} | {len(group)} | {sum(m.trainings for m in group):,} | "
+                f"{_number(sum(m.flops for m in group) / rate)} | "
+                f"{_number(sum(m.model_bytes for m in group) / 1e9)} |"
+            )
         searched = sum(m.candidates > 1 for m in self.models)
         lines += [
             "",
@@ -201,8 +230,10 @@ class TrainingPlan:
         ]
         if self.models_without_sharing is not None:
             unshared = self.models_without_sharing
-            lines.append(f"  with subtask C's motivational trained apart: {unshared} base models, "
-                         f"{unshared * (self.n_splits + 1):,} trainings without selection")  # fmt: skip
+            lines.append(
+                f"  with subtask C's motivational trained apart: {unshared} base models, "
+                f"{unshared * (self.n_splits + 1):,} trainings without selection"
+            )
         lines += [
             f"compute: {self.flops:.3g} FLOP (forward + backward of every step, evaluation forwards) = "
             f"{_number(self.gpu_hours)} GPU-hours at {self.device_tflops:g} TFLOP/s sustained (plan.device_tflops); "
@@ -420,9 +451,17 @@ def plan_training(config: Mapping[str, Any] | EnsembleRunSpec, *, source: str | 
     unshared = None
     if spec.share_motivational:
         unshared = len(expand_models(spec.models, False))
-    return TrainingPlan(models=models, n_train=n_train, n_test=n_test, rows_from=rows_from,
-                        device_tflops=float(spec.plan.device_tflops), n_splits=k, jobs_side_by_side=side_by_side,
-                        models_without_sharing=unshared, notes=notes)  # fmt: skip
+    return TrainingPlan(
+        models=models,
+        n_train=n_train,
+        n_test=n_test,
+        rows_from=rows_from,
+        device_tflops=float(spec.plan.device_tflops),
+        n_splits=k,
+        jobs_side_by_side=side_by_side,
+        models_without_sharing=unshared,
+        notes=notes,
+    )
 
 
 def print_plan(plan: TrainingPlan) -> None:

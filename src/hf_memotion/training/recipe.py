@@ -92,14 +92,20 @@ def _bf16_check(
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if when is False or (when == "auto" and not native_bf16(device)):
-        logger.info("bf16 check skipped (%s): dtype='auto' will predict in fp32", "bf16_check: false" if when is False
-                    else f"no native bf16 on {device}")  # fmt: skip
+        logger.info(
+            "bf16 check skipped (%s): dtype='auto' will predict in fp32",
+            "bf16_check: false" if when is False else f"no native bf16 on {device}",
+        )
         return None
     check = ensemble.check_dtype(held_out, load=lambda e: _load_base(e, models / e["name"] / "model"), device=device)
     verdict = "passed: dtype='auto' predicts in bf16" if check["passed"] else "failed: dtype='auto' stays fp32"
     changes = {k: round(v, 4) for k, v in check["macro_f1_change"].items()}
-    logger.info("bf16 on the held-out split: macro-F1 change %s, largest probability change %.4f (%s)",
-                changes, check["max_probability_change"], verdict)  # fmt: skip
+    logger.info(
+        "bf16 on the held-out split: macro-F1 change %s, largest probability change %.4f (%s)",
+        changes,
+        check["max_probability_change"],
+        verdict,
+    )
     return check
 
 
@@ -128,13 +134,15 @@ def _train_base_models(
         if state.is_main_process:
             adopt_folds(selections[entry["name"]]["folder"], folders / entry["name"])
     state.wait_for_everyone()
-    run_jobs([model_job(e, folders, selection=selections[e["name"]], **common) for e in searched], load, spec.jobs,
-             data)  # fmt: skip
+    run_jobs(
+        [model_job(e, folders, selection=selections[e["name"]], **common) for e in searched], load, spec.jobs, data
+    )
     state.wait_for_everyone()
     results = {}
     for entry in models:
-        result = load_finished_run(folders / entry["name"], refit=True, load_model=False,
-                                   test_time=spec.evaluation.test_time)  # fmt: skip
+        result = load_finished_run(
+            folders / entry["name"], refit=True, load_model=False, test_time=spec.evaluation.test_time
+        )
         if result is None:
             raise RuntimeError(f"base model {entry['name']} did not finish: see the log of its job")
         result.oof_probabilities = _alias(result.oof_probabilities, entry["aliases"])
@@ -172,9 +180,15 @@ def run_training(config: Mapping[str, Any] | EnsembleRunSpec, *, source: str | N
     seed = spec.seed
     output = Path(spec.output_dir)
     evaluation = spec.evaluation
-    load = RecipeData(section=dict(spec.data or {"demo": {}}), source=source, seed=seed, holdout=float(spec.holdout),
-                      split=evaluation.split, dev_fraction=float(evaluation.dev_fraction),
-                      dev_file=evaluation.dev_file)  # fmt: skip
+    load = RecipeData(
+        section=dict(spec.data or {"demo": {}}),
+        source=source,
+        seed=seed,
+        holdout=float(spec.holdout),
+        split=evaluation.split,
+        dev_fraction=float(evaluation.dev_fraction),
+        dev_file=evaluation.dev_file,
+    )
     data = load()
     train_labels = {p: np.asarray(data["train"][p]) for p in PROBLEM_NAMES}
     test_labels = {p: np.asarray(data["test"][p]) for p in PROBLEM_NAMES}
@@ -191,8 +205,11 @@ def run_training(config: Mapping[str, Any] | EnsembleRunSpec, *, source: str | N
     for entry in declared:
         merged = {p: v for m in models if m["group"] == entry.name for p, v in held_out[m["name"]].items()}
         row = {"name": entry.name, "modality": entry.modality, "scores": _scores(merged, test_labels)}
-        chosen = {m["name"]: selections[m["name"]]["chosen"] for m in models if m["group"] == entry.name
-                  and m["name"] in selections}  # fmt: skip
+        chosen = {
+            m["name"]: selections[m["name"]]["chosen"]
+            for m in models
+            if m["group"] == entry.name and m["name"] in selections
+        }
         if chosen:
             row["selected"] = chosen
         rows.append(row)

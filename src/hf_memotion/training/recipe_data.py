@@ -80,11 +80,15 @@ class RecipeData:
         names = train["image_name"]
         missing = sorted(wanted - set(names))
         if missing:
-            raise ValueError(f"evaluation.dev_file {path}: {len(missing)} image_name(s) are not in the training "
-                             f"release, e.g. {missing[:3]}")  # fmt: skip
+            raise ValueError(
+                f"evaluation.dev_file {path}: {len(missing)} image_name(s) are not in the training "
+                f"release, e.g. {missing[:3]}"
+            )
         dev = [i for i, n in enumerate(names) if n in wanted]
         if not dev or len(dev) == len(names):
-            raise ValueError(f"evaluation.dev_file {path}: lists {len(dev)} of the {len(names)} training memes; "
-                             "the dev split needs some, and training needs the rest")  # fmt: skip
+            raise ValueError(
+                f"evaluation.dev_file {path}: lists {len(dev)} of the {len(names)} training memes; "
+                "the dev split needs some, and training needs the rest"
+            )
         rest = sorted(set(range(len(names))) - set(dev))
         return datasets.DatasetDict({"train": train.select(rest), "test": train.select(dev)})

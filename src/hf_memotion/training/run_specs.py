@@ -117,14 +117,20 @@ class BaseModelSpec:
         self.training = dict(self.training or {})
         grid = isinstance(self.training.get("learning_rate"), list)  # the visual recipe's learning-rate grid
         if grid and self.modality != "vision":
-            raise ValueError(f"model {self.name!r}: a list of learning rates is the visual grid; a text model "
-                             "searches with 'search: {trials: N}' (the learning rate is in its space)")  # fmt: skip
+            raise ValueError(
+                f"model {self.name!r}: a list of learning rates is the visual grid; a text model "
+                "searches with 'search: {trials: N}' (the learning rate is in its space)"
+            )
         if grid and (not self.training["learning_rate"] or any(float(v) <= 0 for v in self.training["learning_rate"])):
-            raise ValueError(f"model {self.name!r}: the learning-rate grid needs positive values, "
-                             f"got {self.training['learning_rate']!r}")  # fmt: skip
+            raise ValueError(
+                f"model {self.name!r}: the learning-rate grid needs positive values, "
+                f"got {self.training['learning_rate']!r}"
+            )
         if self.search is not None and self.modality != "text":
-            raise ValueError(f"model {self.name!r}: 'search' is the textual models' Optuna search; a visual model "
-                             "searches its learning rate from a list: training: {learning_rate: [...]}")  # fmt: skip
+            raise ValueError(
+                f"model {self.name!r}: 'search' is the textual models' Optuna search; a visual model "
+                "searches its learning rate from a list: training: {learning_rate: [...]}"
+            )
         self.training_config(**({"learning_rate": 1.0} if grid else {}))  # checked now, over the modality's defaults
         self.model = dict(self.model or {})
         self.problems = list(self.problems or PROBLEM_NAMES)
@@ -165,10 +171,15 @@ class BaseModelSpec:
         common = {"model_kwargs": self.model, "weighted_loss": self.weighted_loss}
         if self.modality == "text":
             return {"backbone": self.backbone, "tiny_kwargs": self.tiny, **common}
-        return {"architecture": self.architecture, "processor_kwargs": self.processor, "ten_crop": self.ten_crop,
-                "pretrained": self.pretrained, "vise_backbone": self.vise_backbone,
-                "pretrained_cfg_overlay": {"file": str(self.pretrained_file)} if self.pretrained_file else None,
-                **common}  # fmt: skip
+        return {
+            "architecture": self.architecture,
+            "processor_kwargs": self.processor,
+            "ten_crop": self.ten_crop,
+            "pretrained": self.pretrained,
+            "vise_backbone": self.vise_backbone,
+            "pretrained_cfg_overlay": {"file": str(self.pretrained_file)} if self.pretrained_file else None,
+            **common,
+        }
 
 
 def expand_models(models: list[BaseModelSpec], share_motivational: bool = False) -> list[dict[str, Any]]:
@@ -183,11 +194,17 @@ def expand_models(models: list[BaseModelSpec], share_motivational: bool = False)
         [('bert-humour', ['humour']), ('bert-sarcasm', ['sarcasm'])]
     """
     return [
-        {"name": name, "modality": spec.modality, "problems": problems, "group": spec.name, "spec": spec,
-         "aliases": spec.aliases(problems, share_motivational)}
+        {
+            "name": name,
+            "modality": spec.modality,
+            "problems": problems,
+            "group": spec.name,
+            "spec": spec,
+            "aliases": spec.aliases(problems, share_motivational),
+        }
         for spec in models
         for name, problems in spec.groups(share_motivational).items()
-    ]  # fmt: skip
+    ]
 
 
 @dataclass

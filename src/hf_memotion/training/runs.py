@@ -113,8 +113,15 @@ def load_finished_run(
         return None
 
 
-def _load_run(output: Path, metrics_file: Path, key: str | None, refit: bool | None, preprocessor: Any,
-              load_model: bool, test_time: str | None) -> ClassifierRunResult | None:  # fmt: skip
+def _load_run(
+    output: Path,
+    metrics_file: Path,
+    key: str | None,
+    refit: bool | None,
+    preprocessor: Any,
+    load_model: bool,
+    test_time: str | None,
+) -> ClassifierRunResult | None:
     metrics = json.loads(read_bounded(metrics_file, "run metrics"))
     if key is not None and metrics.get("run_key") != key:
         return None
@@ -199,8 +206,15 @@ def run_classifier(
         logger.info("%s already finished with these settings: reusing it", output)
         return finished
     fold_average = test_time == "fold_average" and test_dataset is not None and test_labels is not None
-    cv = validator.run(train_dataset, output / "folds", eval_dataset=eval_dataset, labels=train_labels, refit=refit,
-                       run_key=key, test_dataset=test_dataset if fold_average else None)  # fmt: skip
+    cv = validator.run(
+        train_dataset,
+        output / "folds",
+        eval_dataset=eval_dataset,
+        labels=train_labels,
+        refit=refit,
+        run_key=key,
+        test_dataset=test_dataset if fold_average else None,
+    )
     result = ClassifierRunResult(**vars(cv), preprocessor=preprocessor, output_dir=output)
     if fold_average:
         result.test_probabilities = cv.fold_test_probabilities
@@ -218,8 +232,13 @@ def run_classifier(
         save_probabilities(output / "oof_probabilities.safetensors", cv.oof_probabilities)
         if refit:
             cv.model.card_data.name = output.name
-            cv.model.card_data.update(**settings, **dict(card_data or {}), oof_scores=cv.oof_scores,
-                                      test_scores=result.test_scores, test_time=test_time)  # fmt: skip
+            cv.model.card_data.update(
+                **settings,
+                **dict(card_data or {}),
+                oof_scores=cv.oof_scores,
+                test_scores=result.test_scores,
+                test_time=test_time,
+            )
             # written beside, then moved into place: a killed run leaves no half-written model, and the new files are
             # new inodes, so an ensemble folder hard-linked to the previous ones keeps them
             staging = Path(tempfile.mkdtemp(prefix=".model.", dir=output))

@@ -135,8 +135,11 @@ def study_results(
     """
     space = dict(TEXT_SEARCH_SPACE if space is None else space)
     study = _open_study(output_dir)
-    trials = [{"trial": t.number, "values": dict(t.params), "score": float(t.value)}
-              for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]  # fmt: skip
+    trials = [
+        {"trial": t.number, "values": dict(t.params), "score": float(t.value)}
+        for t in study.trials
+        if t.state == optuna.trial.TrialState.COMPLETE
+    ]
     if not trials:
         raise ValueError(f"{Path(output_dir) / 'study.db'} has no finished trial: run the search again")
     for trial in trials:
@@ -226,10 +229,19 @@ def search_text_hyperparameters(
         values = _sample(trial, space)
         run_training, run_model = trial_settings(values, base_training, model_kwargs)
         result = train_text_classifier(
-            trial_data, output / f"trial_{trial.number}", backbone=backbone, problems=problems,
-            training=run_training, n_splits=n_splits, seed=seed, model_kwargs=run_model, tiny_kwargs=tiny_kwargs,
-            refit=False, weighted_loss=weighted_loss, test_time=test_time,
-        )  # fmt: skip
+            trial_data,
+            output / f"trial_{trial.number}",
+            backbone=backbone,
+            problems=problems,
+            training=run_training,
+            n_splits=n_splits,
+            seed=seed,
+            model_kwargs=run_model,
+            tiny_kwargs=tiny_kwargs,
+            refit=False,
+            weighted_loss=weighted_loss,
+            test_time=test_time,
+        )
         score = sum(result.oof_scores[p] for p in problems) / len(problems)
         logger.info("trial %d: %s -> mean out-of-fold macro-F1 %.4f", trial.number, values, score)
         return score

@@ -64,8 +64,12 @@ def candidate_jobs(
     if spec.modality == "vision" and spec.learning_rates():
         jobs = []
         for rate in spec.learning_rates():
-            arguments = {**common, **spec.recipe_kwargs(), "training": spec.training_config(learning_rate=rate),
-                         "refit": False}  # fmt: skip
+            arguments = {
+                **common,
+                **spec.recipe_kwargs(),
+                "training": spec.training_config(learning_rate=rate),
+                "refit": False,
+            }
             folder = str(_rate_folder(output, entry, rate))
             jobs.append(TrainingJob(f"{entry['name']}/lr_{rate:g}", "vision", "train", folder, arguments))
         return jobs
@@ -109,8 +113,9 @@ def select_candidate(entry: Mapping[str, Any], output: str | Path) -> dict[str, 
         folder = _search_folder(output, entry)
         space = search_space_from_config(spec.search.space) if spec.search.space else None
         number, values, score, trials = study_results(folder, space)
-        candidates = [{"values": t["values"], "score": t["score"], "folder": str(folder / f"trial_{t['trial']}")}
-                      for t in trials]  # fmt: skip
+        candidates = [
+            {"values": t["values"], "score": t["score"], "folder": str(folder / f"trial_{t['trial']}")} for t in trials
+        ]
         best = {"values": values, "score": score, "folder": str(folder / f"trial_{number}")}
         method = "Optuna search (TPE sampler)"
     else:

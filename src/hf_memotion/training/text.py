@@ -154,12 +154,26 @@ def train_text_classifier(
     max_length = int(model_kwargs.get("max_length", MemotionTextConfig.max_length))
     test = splits.get("test")
     scored = test is not None and all(p in test.column_names for p in problems)
-    settings = {"modality": "text", "backbone": backbone, "problems": problems, "training": training.to_dict(),
-                "model": model_kwargs, "tiny": tiny_kwargs, "n_splits": n_splits, "n_rows": len(train),
-                "weighted_loss": weighted_loss, "data": data_provenance(train)}  # fmt: skip
-    validator = CrossValidator(text_model_factory(backbone_config, weights, problems, **model_kwargs), problem_labels,
-                               training, n_splits=n_splits, seed=seed,
-                               data_collator=DataCollatorWithPadding(tokenizer))  # fmt: skip
+    settings = {
+        "modality": "text",
+        "backbone": backbone,
+        "problems": problems,
+        "training": training.to_dict(),
+        "model": model_kwargs,
+        "tiny": tiny_kwargs,
+        "n_splits": n_splits,
+        "n_rows": len(train),
+        "weighted_loss": weighted_loss,
+        "data": data_provenance(train),
+    }
+    validator = CrossValidator(
+        text_model_factory(backbone_config, weights, problems, **model_kwargs),
+        problem_labels,
+        training,
+        n_splits=n_splits,
+        seed=seed,
+        data_collator=DataCollatorWithPadding(tokenizer),
+    )
     result = run_classifier(
         validator,
         train_dataset=prepare_text_dataset(train, tokenizer, problems, max_length),
@@ -208,15 +222,26 @@ def run_text_experiment(
         if spec.search.n_trials > 0:
             space = search_space_from_config(spec.search.space) if spec.search.space else None
             study = search_text_hyperparameters(
-                data, output / name / "search", problems=group, n_trials=spec.search.n_trials,
-                training=training, search_space=space, model_kwargs=spec.model, weighted_loss=spec.weighted_loss,
+                data,
+                output / name / "search",
+                problems=group,
+                n_trials=spec.search.n_trials,
+                training=training,
+                search_space=space,
+                model_kwargs=spec.model,
+                weighted_loss=spec.weighted_loss,
                 **common,
-            )  # fmt: skip
+            )
             best = study.best_params
             run_training, run_model = trial_settings(best, training, spec.model)
             logger.info("%s: best search settings %s (mean out-of-fold macro-F1 %.4f)", name, best, study.best_value)
         results[name] = train_text_classifier(
-            data, output / name, problems=group, training=run_training, model_kwargs=run_model,
-            weighted_loss=spec.weighted_loss, **common,
-        )  # fmt: skip
+            data,
+            output / name,
+            problems=group,
+            training=run_training,
+            model_kwargs=run_model,
+            weighted_loss=spec.weighted_loss,
+            **common,
+        )
     return results

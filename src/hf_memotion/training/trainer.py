@@ -161,8 +161,13 @@ class ClassifierTrainingConfig(TakesTrainingArguments):
         if self.optimizer == "adam_warmup":
             fields = {"lr_scheduler_type": "linear", "warmup_steps": float(self.warmup_ratio)}
         if self.optimizer == "sgd":  # the paper's visual schedule: x0.1 at each milestone epoch
-            fields.update(optim="sgd", momentum=self.momentum, lr_milestones=list(self.lr_milestones),
-                          lr_milestone_unit="epoch", lr_decay=0.1)  # fmt: skip
+            fields.update(
+                optim="sgd",
+                momentum=self.momentum,
+                lr_milestones=list(self.lr_milestones),
+                lr_milestone_unit="epoch",
+                lr_decay=0.1,
+            )
         else:
             fields["optim"] = "adamw_torch"
         per_epoch = "epoch" if with_eval else "no"
@@ -195,9 +200,17 @@ class ClassifierTrainingConfig(TakesTrainingArguments):
 #: selection (``validation_fraction=0``) and no gradient clipping (the paper clips the textual models only). The
 #: learning rate is picked from a grid there (``learning_rate: [...]`` in a config); 0.01 is one of its values.
 PAPER_VISION_TRAINING = ClassifierTrainingConfig(
-    optimizer="sgd", momentum=0.95, learning_rate=0.01, lr_milestones=(40, 60), epochs=100, batch_size=16,
-    early_stopping_patience=None, max_grad_norm=0.0, validation_fraction=0.0, refit_schedule="fold",
-)  # fmt: skip
+    optimizer="sgd",
+    momentum=0.95,
+    learning_rate=0.01,
+    lr_milestones=(40, 60),
+    epochs=100,
+    batch_size=16,
+    early_stopping_patience=None,
+    max_grad_norm=0.0,
+    validation_fraction=0.0,
+    refit_schedule="fold",
+)
 
 
 class StopAfterEpochs(TrainerCallback):
@@ -326,8 +339,9 @@ class MemotionTrainer(Trainer):
             return super().create_optimizer(model)
         parameters = [p for p in opt_model.parameters() if p.requires_grad]
         if sgd:
-            self.optimizer = torch.optim.SGD(parameters, lr=self.args.learning_rate, momentum=self.args.momentum,
-                                             weight_decay=self.args.weight_decay)  # fmt: skip
+            self.optimizer = torch.optim.SGD(
+                parameters, lr=self.args.learning_rate, momentum=self.args.momentum, weight_decay=self.args.weight_decay
+            )
         else:
             optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
             self.optimizer = optimizer_cls(parameters, weight_decay=self.args.weight_decay, **optimizer_kwargs)

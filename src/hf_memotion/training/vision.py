@@ -188,22 +188,35 @@ def train_vision_classifier(
     processor = MemotionImageProcessor.from_timm(architecture, ten_crop=ten_crop, **(processor_kwargs or {}))
     test = splits.get("test")
     scored = test is not None and all(p in test.column_names for p in problems)
-    settings = {"modality": "vision", "architecture": architecture, "problems": problems,
-                "training": training.to_dict(), "model": model_kwargs, "processor": processor.to_dict(),
-                "pretrained": bool(pretrained or pretrained_cfg_overlay), "vise_backbone": vise_backbone,
-                "n_splits": n_splits,
-                "n_rows": len(train), "ten_crop": ten_crop, "weighted_loss": weighted_loss,
-                "data": data_provenance(train)}  # fmt: skip
-    model_init = vision_model_factory(architecture, problems, pretrained=pretrained,
-                                      pretrained_cfg_overlay=pretrained_cfg_overlay, vise_backbone=vise_backbone,
-                                      **model_kwargs)  # fmt: skip
+    settings = {
+        "modality": "vision",
+        "architecture": architecture,
+        "problems": problems,
+        "training": training.to_dict(),
+        "model": model_kwargs,
+        "processor": processor.to_dict(),
+        "pretrained": bool(pretrained or pretrained_cfg_overlay),
+        "vise_backbone": vise_backbone,
+        "n_splits": n_splits,
+        "n_rows": len(train),
+        "ten_crop": ten_crop,
+        "weighted_loss": weighted_loss,
+        "data": data_provenance(train),
+    }
+    model_init = vision_model_factory(
+        architecture,
+        problems,
+        pretrained=pretrained,
+        pretrained_cfg_overlay=pretrained_cfg_overlay,
+        vise_backbone=vise_backbone,
+        **model_kwargs,
+    )
     # eval_batch_size counts images through the network: a ten-crop meme is ten of them (a bounded forward)
     crops = 10 if ten_crop else 1
     fits = ClassifierTrainingConfig.from_dict(
         {**training.to_dict(), "eval_batch_size": max(1, training.eval_batch_size // crops)}
     )
-    validator = CrossValidator(model_init, problem_labels, fits, n_splits=n_splits, seed=seed,
-                               data_collator=_collate)  # fmt: skip
+    validator = CrossValidator(model_init, problem_labels, fits, n_splits=n_splits, seed=seed, data_collator=_collate)
     return run_classifier(
         validator,
         train_dataset=prepare_vision_dataset(train, processor, problems, train=True),

@@ -164,8 +164,9 @@ class CentroidSearch:
         self.candidates_per_point = 0.0
         self._half = -0.5 * (centroids**2).sum(1)  # float32, as the dense path scores: x.c - |c|^2 / 2
         large = len(centroids) >= _MIN_CENTROIDS and centroids.shape[1] >= _MIN_DIM
-        self.method = "int8" if method == "int8" or (method == "auto" and large and int8_search_available()) else (
-            "float32")  # fmt: skip
+        self.method = (
+            "int8" if method == "int8" or (method == "auto" and large and int8_search_available()) else ("float32")
+        )
         if self.method == "int8":
             self._kernel = _Int8Kernel(centroids, self._half)
             # float32 rounding of the scores re-ranked and of the floor is far inside this slack
@@ -247,8 +248,9 @@ class CentroidSearch:
             candidates += n
         self.candidates_per_point = candidates / len(points)
 
-    def _certified(self, chunk: np.ndarray, scores: np.ndarray, unit: float, bound: np.ndarray,
-                   length: np.ndarray) -> tuple[np.ndarray, int]:  # fmt: skip
+    def _certified(
+        self, chunk: np.ndarray, scores: np.ndarray, unit: float, bound: np.ndarray, length: np.ndarray
+    ) -> tuple[np.ndarray, int]:
         """Re-rank, exactly, every centroid whose integer score leaves it a chance of being the nearest.
 
         ``scores * unit`` approximates each extended dot product ``x . c_j + h_j`` within ``bound`` (per row).

@@ -103,14 +103,21 @@ class CommentEmbedding:
         return int(self.components.shape[0])
 
     @classmethod
-    def fit(cls, comments: Sequence[str], *, dim: int = 256, max_features: int = 100_000,
-            seed: int = 0) -> CommentEmbedding:  # fmt: skip
+    def fit(
+        cls, comments: Sequence[str], *, dim: int = 256, max_features: int = 100_000, seed: int = 0
+    ) -> CommentEmbedding:
         """Fit the vocabulary, IDF and projection on ``comments`` (the held-out sample, in its canonical order)."""
         from sklearn.decomposition import TruncatedSVD
         from sklearn.feature_extraction.text import TfidfVectorizer
 
-        vectorizer = TfidfVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None,
-                                     max_features=max_features, sublinear_tf=True, dtype=np.float32)  # fmt: skip
+        vectorizer = TfidfVectorizer(
+            tokenizer=tokenize,
+            lowercase=False,
+            token_pattern=None,
+            max_features=max_features,
+            sublinear_tf=True,
+            dtype=np.float32,
+        )
         try:
             matrix = vectorizer.fit_transform(comments)
         except ValueError:  # nothing but unknown characters: "empty vocabulary"
@@ -133,8 +140,9 @@ class CommentEmbedding:
         token_lists = [_TOKENS.findall(comment.lower()) for comment in comments]
         lengths = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
         tokens = itertools.chain.from_iterable(token_lists)
-        columns = np.fromiter(map(self._index.get, tokens, itertools.repeat(-1)), dtype=np.int64,
-                              count=int(lengths.sum()))  # fmt: skip
+        columns = np.fromiter(
+            map(self._index.get, tokens, itertools.repeat(-1)), dtype=np.int64, count=int(lengths.sum())
+        )
         rows = np.repeat(np.arange(len(token_lists), dtype=np.int64), lengths)
         known = columns >= 0
         keys, counts = np.unique(rows[known] * len(self.vocabulary) + columns[known], return_counts=True)
@@ -142,8 +150,10 @@ class CommentEmbedding:
         values = (1.0 + np.log(counts.astype(np.float32))) * self.idf[columns]
         indptr = np.zeros(len(token_lists) + 1, dtype=np.int64)
         np.cumsum(np.bincount(rows, minlength=len(token_lists)), out=indptr[1:])
-        matrix = sparse.csr_matrix((values.astype(np.float32), columns.astype(np.int32), indptr),
-                                   shape=(len(token_lists), len(self.vocabulary)))  # fmt: skip
+        matrix = sparse.csr_matrix(
+            (values.astype(np.float32), columns.astype(np.int32), indptr),
+            shape=(len(token_lists), len(self.vocabulary)),
+        )
         norms = np.sqrt(np.bincount(rows, weights=values.astype(np.float64) ** 2, minlength=len(token_lists)))
         matrix.data /= np.repeat(np.maximum(norms, 1e-12), np.diff(indptr)).astype(np.float32)
         return matrix

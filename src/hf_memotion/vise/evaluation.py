@@ -375,12 +375,18 @@ class ImageTextClassifier(nn.Module):
         nn.init.normal_(self.classifier.weight, std=0.01)
         nn.init.zeros_(self.classifier.bias)
 
-    def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                labels: torch.Tensor | None = None) -> SequenceClassifierOutput:  # fmt: skip
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        labels: torch.Tensor | None = None,
+    ) -> SequenceClassifierOutput:
         """Logits over the labels; with ``labels``, the cross-entropy."""
         image = self.image(pixel_values).pooler_output
-        text = sentence_embedding(self.text(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state,
-                                  attention_mask)  # fmt: skip
+        text = sentence_embedding(
+            self.text(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state, attention_mask
+        )
         logits = self.classifier(torch.cat([image, text.to(image.dtype)], dim=-1))
         loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)
@@ -405,8 +411,9 @@ def _features(backbone: Backbone, split: datasets.Dataset, batch_size: int) -> n
     return np.concatenate(rows)
 
 
-def _linear_layers(width: int, num_labels: int, points: Sequence[tuple[float, float]], settings: ProtocolSettings,
-                   adamw: bool) -> list[tuple[nn.Linear, torch.optim.Optimizer, float]]:  # fmt: skip
+def _linear_layers(
+    width: int, num_labels: int, points: Sequence[tuple[float, float]], settings: ProtocolSettings, adamw: bool
+) -> list[tuple[nn.Linear, torch.optim.Optimizer, float]]:
     """A freshly initialised linear classifier and its optimiser per grid point (the same start for every point)."""
     out = []
     for base, wd in points:
@@ -423,8 +430,13 @@ def _linear_layers(width: int, num_labels: int, points: Sequence[tuple[float, fl
     return out
 
 
-def _fit_linear(train: tuple[np.ndarray, np.ndarray], num_labels: int, point: tuple[float, float],
-                settings: ProtocolSettings, adamw: bool) -> nn.Linear:  # fmt: skip
+def _fit_linear(
+    train: tuple[np.ndarray, np.ndarray],
+    num_labels: int,
+    point: tuple[float, float],
+    settings: ProtocolSettings,
+    adamw: bool,
+) -> nn.Linear:
     """One grid point on cached features."""
     x, y = torch.from_numpy(train[0]), torch.from_numpy(train[1]).long()
     ((layer, optimizer, lr),) = _linear_layers(x.shape[1], num_labels, [point], settings, adamw)
@@ -440,9 +452,15 @@ def _fit_linear(train: tuple[np.ndarray, np.ndarray], num_labels: int, point: tu
     return layer
 
 
-def _fit_linear_augmented(backbone: Backbone, train: datasets.Dataset, text: np.ndarray | None, num_labels: int,
-                          points: Sequence[tuple[float, float]], settings: ProtocolSettings,
-                          adamw: bool) -> list[nn.Linear]:  # fmt: skip
+def _fit_linear_augmented(
+    backbone: Backbone,
+    train: datasets.Dataset,
+    text: np.ndarray | None,
+    num_labels: int,
+    points: Sequence[tuple[float, float]],
+    settings: ProtocolSettings,
+    adamw: bool,
+) -> list[nn.Linear]:
     """Every grid point together on augmented features (the frozen backbone runs once per batch for all of them).
 
     Each epoch draws new crops; every point's classifier takes a step on the same features, in the batches it would
@@ -484,8 +502,14 @@ def _score_layer(layer: nn.Linear, cache: Mapping[str, tuple[np.ndarray, np.ndar
 class _FinetuneData(torch.utils.data.Dataset):
     """Images (augmented or centre-cropped), labels, and either frozen text features or token ids."""
 
-    def __init__(self, split: datasets.Dataset, processor: MemotionImageProcessor, train: bool,
-                 text: np.ndarray | None = None, tokens: Mapping[str, list] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        split: datasets.Dataset,
+        processor: MemotionImageProcessor,
+        train: bool,
+        text: np.ndarray | None = None,
+        tokens: Mapping[str, list] | None = None,
+    ):
         self.paths, self.labels = split["image"], split["label"]
         self.processor, self.text, self.tokens = processor, text, tokens
         self.transform = processor.train_transform() if train else processor.eval_transform(ten_crop=False)
@@ -506,48 +530,82 @@ def _collate_with_tokens(tokenizer):
     """Stack images and labels, pad token ids (the text encoder's pad id) and attention masks."""
 
     def collate(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        padded = tokenizer.pad([{"input_ids": i["input_ids"], "attention_mask": i["attention_mask"]} for i in items],
-                               return_tensors="pt")  # fmt: skip
-        return {"pixel_values": torch.stack([i["pixel_values"] for i in items]),
-                "labels": torch.tensor([i["labels"] for i in items]), **padded}  # fmt: skip
+        padded = tokenizer.pad(
+            [{"input_ids": i["input_ids"], "attention_mask": i["attention_mask"]} for i in items], return_tensors="pt"
+        )
+        return {
+            "pixel_values": torch.stack([i["pixel_values"] for i in items]),
+            "labels": torch.tensor([i["labels"] for i in items]),
+            **padded,
+        }
 
     return collate
 
 
-def _finetune_point(backbone: Backbone, repeat: datasets.DatasetDict, task: DownstreamTask, setting: str,
-                    text: Mapping[str, np.ndarray] | None, encoder: TextEncoder | None, lr: float, wd: float,
-                    settings: ProtocolSettings, workdir: Path) -> dict[str, dict[str, float]]:  # fmt: skip
+def _finetune_point(
+    backbone: Backbone,
+    repeat: datasets.DatasetDict,
+    task: DownstreamTask,
+    setting: str,
+    text: Mapping[str, np.ndarray] | None,
+    encoder: TextEncoder | None,
+    lr: float,
+    wd: float,
+    settings: ProtocolSettings,
+    workdir: Path,
+) -> dict[str, dict[str, float]]:
     torch.manual_seed(settings.seed)
     collator, tokens = None, None
     if setting == "image_text_finetuned":
         import copy
 
-        model = ImageTextClassifier(copy.deepcopy(backbone.model), copy.deepcopy(encoder.model),
-                                    len(task.label_names))  # fmt: skip
+        model = ImageTextClassifier(copy.deepcopy(backbone.model), copy.deepcopy(encoder.model), len(task.label_names))
         model.image.train()
         tokens = {name: dict(encoder.tokenize(repeat[name]["text"])) for name in repeat}
         collator = _collate_with_tokens(encoder.tokenizer)
     else:
         extra = 0 if text is None else int(text["train"].shape[1])
-        config = ViseConfig(architecture=backbone.model.config.architecture,
-                            model_args=backbone.model.config.model_args, num_labels=len(task.label_names),
-                            extra_features=extra, id2label=dict(enumerate(task.label_names)))  # fmt: skip
+        config = ViseConfig(
+            architecture=backbone.model.config.architecture,
+            model_args=backbone.model.config.model_args,
+            num_labels=len(task.label_names),
+            extra_features=extra,
+            id2label=dict(enumerate(task.label_names)),
+        )
         model = ViseForImageClassification(config)
         model.vise.load_state_dict(backbone.model.state_dict())
     adamw = settings.uses_adamw(multimodal=setting != "image_only")
 
     def data(name: str, train: bool) -> _FinetuneData:
-        return _FinetuneData(repeat[name], backbone.processor, train, None if text is None else text[name],
-                             None if tokens is None else tokens[name])  # fmt: skip
+        return _FinetuneData(
+            repeat[name],
+            backbone.processor,
+            train,
+            None if text is None else text[name],
+            None if tokens is None else tokens[name],
+        )
 
     args = build_training_arguments(
-        workdir, batch_size=settings.batch_size, eval_batch_size=settings.eval_batch_size,
-        num_train_epochs=settings.epochs, learning_rate=lr, weight_decay=wd,
-        optim="adamw_torch" if adamw else "sgd", momentum=settings.momentum, decay_all_parameters=True,
+        workdir,
+        batch_size=settings.batch_size,
+        eval_batch_size=settings.eval_batch_size,
+        num_train_epochs=settings.epochs,
+        learning_rate=lr,
+        weight_decay=wd,
+        optim="adamw_torch" if adamw else "sgd",
+        momentum=settings.momentum,
+        decay_all_parameters=True,
         **settings.milestone_arguments(),
-        max_grad_norm=0.0, save_strategy="no", eval_strategy="no", logging_strategy="no", seed=settings.seed,
-        data_seed=settings.seed, disable_tqdm=True, remove_unused_columns=False, **settings.extra,
-    )  # fmt: skip
+        max_grad_norm=0.0,
+        save_strategy="no",
+        eval_strategy="no",
+        logging_strategy="no",
+        seed=settings.seed,
+        data_seed=settings.seed,
+        disable_tqdm=True,
+        remove_unused_columns=False,
+        **settings.extra,
+    )
     trainer = MemotionTrainer(model=model, args=args, train_dataset=data("train", True), data_collator=collator)
     trainer.train()
     out = {}
@@ -622,8 +680,12 @@ def evaluate_backbone(
     points = [(lr, wd) for wd in settings.weight_decays for lr in settings.base_learning_rates]
     adamw = settings.uses_adamw(multimodal=reads_text)
     splits = []
-    bar = tqdm(total=len(points) * len(task.repeats), desc=f"{task.name} {backbone.name} {folder}",
-               disable=not show_progress(), leave=False)  # fmt: skip
+    bar = tqdm(
+        total=len(points) * len(task.repeats),
+        desc=f"{task.name} {backbone.name} {folder}",
+        disable=not show_progress(),
+        leave=False,
+    )
     for index, repeat in enumerate(task.repeats):
         rows = {name: [repeat[name]["image"], repeat[name]["label"]] for name in repeat}
         split_key = _settings_key(settings, {"base": key, "rows": rows})  # a finished point is reused for the same data
@@ -648,8 +710,15 @@ def evaluate_backbone(
                     x = np.concatenate([x, text[name]], axis=1)
                 cache[name] = (x.astype(np.float32), np.asarray(repeat[name]["label"]))
             if augmented:
-                layers = _fit_linear_augmented(backbone, repeat["train"], None if text is None else text["train"],
-                                               len(task.label_names), todo, settings, adamw)  # fmt: skip
+                layers = _fit_linear_augmented(
+                    backbone,
+                    repeat["train"],
+                    None if text is None else text["train"],
+                    len(task.label_names),
+                    todo,
+                    settings,
+                    adamw,
+                )
             else:
                 train = cache.pop("train")
                 layers = [_fit_linear(train, len(task.label_names), p, settings, adamw) for p in todo]
@@ -657,30 +726,63 @@ def evaluate_backbone(
         for point in todo:
             lr = settings.learning_rate(point[0])
             if protocol == "finetune":
-                results[point] = _finetune_point(backbone, repeat, task, setting, text, text_encoder, lr, point[1],
-                                                 settings, runs / f"split{index}" / "trainer")  # fmt: skip
-            grid[point] = {"key": split_key, "base_lr": point[0], "weight_decay": point[1], "learning_rate": lr,
-                           **results[point]}  # fmt: skip
+                results[point] = _finetune_point(
+                    backbone,
+                    repeat,
+                    task,
+                    setting,
+                    text,
+                    text_encoder,
+                    lr,
+                    point[1],
+                    settings,
+                    runs / f"split{index}" / "trainer",
+                )
+            grid[point] = {
+                "key": split_key,
+                "base_lr": point[0],
+                "weight_decay": point[1],
+                "learning_rate": lr,
+                **results[point],
+            }
             targets[point].parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(targets[point], json.dumps(grid[point], indent=2))
         bar.update(len(points))
         grid = {p: grid[p] for p in points}
         chosen = sensitivity({point: r["validation"][primary] for point, r in grid.items()})
         best = grid[tuple(chosen["best"])]
-        splits.append({"chosen": chosen, "validation": best["validation"], "test": best["test"],
-                       "grid": [{"base_lr": p[0], "weight_decay": p[1], "validation": r["validation"],
-                                 "test": r["test"]} for p, r in grid.items()]})  # fmt: skip
+        splits.append(
+            {
+                "chosen": chosen,
+                "validation": best["validation"],
+                "test": best["test"],
+                "grid": [
+                    {"base_lr": p[0], "weight_decay": p[1], "validation": r["validation"], "test": r["test"]}
+                    for p, r in grid.items()
+                ],
+            }
+        )
     bar.close()
     choices = [tuple(s["chosen"]["best"]) for s in splits]
     common = max(choices, key=choices.count)  # the most frequent choice; the earliest split's among equals
-    summary: dict[str, Any] = {"task": task.name, "setting": setting, "backbone": backbone.name,
-                               "source": backbone.source, "protocol": protocol, "metric": primary,
-                               "splits": len(splits), "batch_size": settings.batch_size, "epochs": settings.epochs,
-                               "schedule": settings.describe_schedule(), "optimizer": "adamw" if adamw else "sgd",
-                               "linear_features": linear_features if protocol == "linear" else None,
-                               "base_lr": common[0], "weight_decay": common[1],
-                               "base_lrs": [c[0] for c in choices],
-                               "weight_decays": [c[1] for c in choices]}  # fmt: skip
+    summary: dict[str, Any] = {
+        "task": task.name,
+        "setting": setting,
+        "backbone": backbone.name,
+        "source": backbone.source,
+        "protocol": protocol,
+        "metric": primary,
+        "splits": len(splits),
+        "batch_size": settings.batch_size,
+        "epochs": settings.epochs,
+        "schedule": settings.describe_schedule(),
+        "optimizer": "adamw" if adamw else "sgd",
+        "linear_features": linear_features if protocol == "linear" else None,
+        "base_lr": common[0],
+        "weight_decay": common[1],
+        "base_lrs": [c[0] for c in choices],
+        "weight_decays": [c[1] for c in choices],
+    }
     for name in ("s_lr", "s_wd"):
         values = [s["chosen"][name] for s in splits]
         summary[name] = round(float(np.mean(values)), 4)

@@ -173,8 +173,9 @@ class ClusterModels:
     _encoder: Any = field(default=None, repr=False)  # (tokenizer, model) of a comment_encoder, loaded once
     _searches: dict[tuple[str, str], tuple[np.ndarray, CentroidSearch]] = field(default_factory=dict, repr=False)
     # per search method: the search and embedding they hold for, and each vocabulary token's cluster (-2: not yet)
-    _token_clusters: dict[str, tuple[CentroidSearch, CommentEmbedding, np.ndarray]] = field(default_factory=dict,
-                                                                                           repr=False)  # fmt: skip
+    _token_clusters: dict[str, tuple[CentroidSearch, CommentEmbedding, np.ndarray]] = field(
+        default_factory=dict, repr=False
+    )
 
     def _search(self, name: str) -> CentroidSearch:
         """The search over ``comment_centroids`` or ``reaction_centroids``, prepared once per array and method."""
@@ -267,11 +268,14 @@ class ClusterModels:
         target.mkdir(parents=True, exist_ok=True)
         arrays = self.embedding.arrays() if self.embedding is not None else {}
         with atomic_open(target / "clusters.npz", "wb") as handle:
-            np.savez(handle, comment_centroids=self.comment_centroids, reaction_centroids=self.reaction_centroids,
-                     **arrays)  # fmt: skip
+            np.savez(
+                handle, comment_centroids=self.comment_centroids, reaction_centroids=self.reaction_centroids, **arrays
+            )
         vocabulary = self.embedding.vocabulary if self.embedding is not None else []
-        atomic_write_text(target / "clusters.json", json.dumps({"settings": self.settings, "vocabulary": vocabulary},
-                                                               ensure_ascii=False))  # fmt: skip
+        atomic_write_text(
+            target / "clusters.json",
+            json.dumps({"settings": self.settings, "vocabulary": vocabulary}, ensure_ascii=False),
+        )
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> ClusterModels:
@@ -289,9 +293,12 @@ class ClusterModels:
                 embedding = None
                 if "components" in arrays:
                     embedding = CommentEmbedding(list(meta["vocabulary"]), arrays["idf"], arrays["components"])
-                return cls(embedding, comment_centroids=arrays["comment_centroids"],
-                           reaction_centroids=arrays["reaction_centroids"],
-                           settings=dict(meta["settings"]))  # fmt: skip
+                return cls(
+                    embedding,
+                    comment_centroids=arrays["comment_centroids"],
+                    reaction_centroids=arrays["reaction_centroids"],
+                    settings=dict(meta["settings"]),
+                )
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
             raise MiningArtifactError(
                 f"{target}: the cluster models are damaged ({type(err).__name__}: {err}); delete the folder to fit "
@@ -385,8 +392,9 @@ def check_post(row: Any) -> str | None:
         if not isinstance(reactions, dict):
             return f"reactions must be a mapping of {list(REACTIONS)}"
         values = [reactions.get(name) for name in REACTIONS]
-        if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0 for v in values
-                   if v is not None):  # fmt: skip
+        if not all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0 for v in values if v is not None
+        ):
             return "reaction counts must be non-negative integers"
     return None
 
@@ -446,8 +454,15 @@ def fit_kmeans(points_in_rank_order: np.ndarray, k: int, config: MiningConfig, b
         import faiss
 
         # every point is used (max_points_per_centroid): faiss would otherwise subsample large sets
-        model = faiss.Kmeans(points.shape[1], len(init), niter=config.kmeans_iterations, seed=config.seed,
-                             verbose=False, max_points_per_centroid=len(points), min_points_per_centroid=1)  # fmt: skip
+        model = faiss.Kmeans(
+            points.shape[1],
+            len(init),
+            niter=config.kmeans_iterations,
+            seed=config.seed,
+            verbose=False,
+            max_points_per_centroid=len(points),
+            min_points_per_centroid=1,
+        )
         model.train(points, init_centroids=init)
         return np.asarray(model.centroids, dtype=np.float32)
     model = KMeans(len(init), init=init, n_init=1, max_iter=config.kmeans_iterations, tol=0.0, algorithm="lloyd")
@@ -458,8 +473,12 @@ def fit_comment_embedding(sample_in_rank_order: Sequence[str], config: MiningCon
     """phi_C fitted on the held-out comments of lowest rank (``None``: a ``comment_encoder`` is phi_C)."""
     if config.comment_encoder:
         return None
-    return CommentEmbedding.fit(list(sample_in_rank_order[: config.fit_sample]), dim=config.embedding_dim,
-                                max_features=config.max_features, seed=config.seed)  # fmt: skip
+    return CommentEmbedding.fit(
+        list(sample_in_rank_order[: config.fit_sample]),
+        dim=config.embedding_dim,
+        max_features=config.max_features,
+        seed=config.seed,
+    )
 
 
 def reaction_rank(seed: int, post_id: str) -> float:
@@ -490,8 +509,12 @@ def fit_cluster_models(shards: Sequence[Path], config: MiningConfig) -> tuple[Cl
         )
     comments.sort(key=lambda item: item[0])
     texts = [text for _, text in comments]
-    models = ClusterModels(fit_comment_embedding(texts, config), comment_centroids=np.zeros((0, 0)),
-                           reaction_centroids=np.zeros((0, len(REACTIONS))), settings=asdict(config))  # fmt: skip
+    models = ClusterModels(
+        fit_comment_embedding(texts, config),
+        comment_centroids=np.zeros((0, 0)),
+        reaction_centroids=np.zeros((0, len(REACTIONS))),
+        settings=asdict(config),
+    )
     embedded = np.concatenate([models.embed_comments(texts[i : i + 8192]) for i in range(0, len(texts), 8192)])
     signal = CommentEmbedding.has_signal(embedded)
     if signal.sum() < 2:
@@ -499,14 +522,23 @@ def fit_cluster_models(shards: Sequence[Path], config: MiningConfig) -> tuple[Cl
     backend = _kmeans_backend(config.kmeans_backend)
     models.comment_centroids = fit_kmeans(embedded[signal], config.comment_clusters, config, backend)
     reactions.sort(key=lambda item: item[0])
-    models.reaction_centroids = fit_kmeans(np.stack([v for _, v in reactions]), config.reaction_clusters, config,
-                                           backend)  # fmt: skip
-    models.settings = {**asdict(config), "kmeans_backend_used": backend,
-                       "comment_clusters_fitted": len(models.comment_centroids),
-                       "reaction_clusters_fitted": len(models.reaction_centroids),
-                       "embedding_dim_fitted": int(embedded.shape[1]), "key": config.key()}  # fmt: skip
-    counts = {"holdout_posts": posts, "holdout_comments": len(comments),
-              "holdout_comments_without_signal": int((~signal).sum()), "holdout_reactions": len(reactions)}  # fmt: skip
+    models.reaction_centroids = fit_kmeans(
+        np.stack([v for _, v in reactions]), config.reaction_clusters, config, backend
+    )
+    models.settings = {
+        **asdict(config),
+        "kmeans_backend_used": backend,
+        "comment_clusters_fitted": len(models.comment_centroids),
+        "reaction_clusters_fitted": len(models.reaction_centroids),
+        "embedding_dim_fitted": int(embedded.shape[1]),
+        "key": config.key(),
+    }
+    counts = {
+        "holdout_posts": posts,
+        "holdout_comments": len(comments),
+        "holdout_comments_without_signal": int((~signal).sum()),
+        "holdout_reactions": len(reactions),
+    }
     return models, counts
 
 
@@ -586,8 +618,9 @@ def _shard_state(target: Path, key: str) -> str | None:
     return None
 
 
-def label_posts(posts: Sequence[Mapping[str, Any]], models: ClusterModels, config: MiningConfig,
-                source: str = "") -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:  # fmt: skip
+def label_posts(
+    posts: Sequence[Mapping[str, Any]], models: ClusterModels, config: MiningConfig, source: str = ""
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Step 2 for a batch of valid, not held-out posts: their label rows, and what was found in each post.
 
     The comments of the whole batch are embedded and assigned in one go (one sparse product, one nearest-centroid
@@ -600,8 +633,9 @@ def label_posts(posts: Sequence[Mapping[str, Any]], models: ClusterModels, confi
         token), ``no_comment_signal`` (it had comments, none with signal) and ``extra_reaction_keys``.
     """
     with _garbage_collection_paused():
-        sampled = [sample_comments(p.get("comments") or [], config.max_comments, p["post_id"], config.seed)
-                   for p in posts]  # fmt: skip
+        sampled = [
+            sample_comments(p.get("comments") or [], config.max_comments, p["post_id"], config.seed) for p in posts
+        ]
         flat = [c for comments in sampled for c in comments]
         assigned = models.assign_comments(flat) if flat else np.zeros(0, dtype=np.int64)
         vectors = [reaction_vector(p.get("reactions") or {}) for p in posts]
@@ -622,11 +656,22 @@ def label_posts(posts: Sequence[Mapping[str, Any]], models: ClusterModels, confi
         rows, details = [], []
         for i, (post, comments) in enumerate(zip(posts, sampled, strict=True)):
             first, last = bounds[i], bounds[i + 1]
-            details.append({"comments_without_signal": silent[i], "no_comment_signal": bool(comments) and first == last,
-                            "extra_reaction_keys": extra_reaction_keys(post)})  # fmt: skip
-            rows.append({"post_id": post["post_id"], "image": _image_reference(post["image"], source, post["post_id"]),
-                         "comment_clusters": clusters[first:last], "comment_weights": shares[first:last],
-                         "reaction_cluster": reaction_ids[i]})  # fmt: skip
+            details.append(
+                {
+                    "comments_without_signal": silent[i],
+                    "no_comment_signal": bool(comments) and first == last,
+                    "extra_reaction_keys": extra_reaction_keys(post),
+                }
+            )
+            rows.append(
+                {
+                    "post_id": post["post_id"],
+                    "image": _image_reference(post["image"], source, post["post_id"]),
+                    "comment_clusters": clusters[first:last],
+                    "comment_weights": shares[first:last],
+                    "reaction_cluster": reaction_ids[i],
+                }
+            )
     return rows, details
 
 
@@ -653,9 +698,11 @@ def summarize_details(details: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     for detail in details:
         for key in detail["extra_reaction_keys"]:
             extra[key] = extra.get(key, 0) + 1
-    return {"comments_without_signal": sum(d["comments_without_signal"] for d in details),
-            "posts_without_comment_signal": sum(d["no_comment_signal"] for d in details),
-            "extra_reaction_keys": extra}  # fmt: skip
+    return {
+        "comments_without_signal": sum(d["comments_without_signal"] for d in details),
+        "posts_without_comment_signal": sum(d["no_comment_signal"] for d in details),
+        "extra_reaction_keys": extra,
+    }
 
 
 def _add_counts(total: dict[str, Any], counts: Mapping[str, Any]) -> None:
@@ -669,8 +716,9 @@ def _add_counts(total: dict[str, Any], counts: Mapping[str, Any]) -> None:
             total[key] = total.get(key, 0) + value
 
 
-def _label_shard(shard: str, clusters: str, output: str, config: MiningConfig, batch: int = 2048,
-                 threads: int | None = None) -> dict[str, Any]:  # fmt: skip
+def _label_shard(
+    shard: str, clusters: str, output: str, config: MiningConfig, batch: int = 2048, threads: int | None = None
+) -> dict[str, Any]:
     """Label one shard into ``output`` (atomically), ``batch`` posts at a time; runs in a worker process.
 
     ``threads``: BLAS threads of this worker (``num_proc`` workers share the cores instead of oversubscribing them).
@@ -680,8 +728,9 @@ def _label_shard(shard: str, clusters: str, output: str, config: MiningConfig, b
     models = ClusterModels.load(clusters)
     source = Path(shard)
     errors: list[dict] = []
-    posts = (row for row in _posts(source, errors)
-             if not is_holdout(row["post_id"], config.holdout_fraction, config.seed))  # fmt: skip
+    posts = (
+        row for row in _posts(source, errors) if not is_holdout(row["post_id"], config.holdout_fraction, config.seed)
+    )
     rows: list[dict] = []
     details: list[dict] = []
     with threadpoolctl.threadpool_limits(threads) if threads is not None else contextlib.nullcontext():
@@ -699,8 +748,13 @@ def _label_shard(shard: str, clusters: str, output: str, config: MiningConfig, b
     atomic_write_text(target.with_suffix(".errors.jsonl"), "".join(json.dumps(e) + "\n" for e in errors))
     with atomic_open(target, "wb") as handle:
         table.to_parquet(handle, batch_size=1000)  # explicit: no size estimate that stats every image file
-    record = {"key": config.key(), "rows": len(rows), "bytes": target.stat().st_size, "sha256": _digest(target),
-              "counts": counts}  # fmt: skip
+    record = {
+        "key": config.key(),
+        "rows": len(rows),
+        "bytes": target.stat().st_size,
+        "sha256": _digest(target),
+        "counts": counts,
+    }
     atomic_write_text(_record_path(target), json.dumps(record))  # last: the shard counts as finished from here
     return {"shard": source.name, "posts": len(rows), "errors": errors}
 
@@ -808,8 +862,11 @@ def _report(output: Path, targets: Mapping[Path, Path], config: MiningConfig, ho
         np.add.at(comment_sizes, np.asarray(ids, dtype=int), np.asarray(weights) > 0)
     reactions = np.asarray(labels["reaction_cluster"])
     reaction_sizes = np.bincount(reactions[reactions >= 0], minlength=len(models.reaction_centroids))
-    counts: dict[str, Any] = {"comments_without_signal": 0, "posts_without_comment_signal": 0,
-                              "extra_reaction_keys": {}}  # fmt: skip
+    counts: dict[str, Any] = {
+        "comments_without_signal": 0,
+        "posts_without_comment_signal": 0,
+        "extra_reaction_keys": {},
+    }
     for target in targets.values():
         _add_counts(counts, json.loads(_record_path(target).read_text()).get("counts", {}))
     return {

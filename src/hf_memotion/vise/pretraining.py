@@ -133,8 +133,11 @@ class PretrainingSettings(TakesTrainingArguments):
 
     def loss_terms(self) -> list[str]:
         """The loss terms this run trains (and logs)."""
-        return {"both": ["comment_loss", "reaction_loss"], "comments": ["comment_loss"],
-                "reactions": ["reaction_loss"]}[self.targets]  # fmt: skip
+        return {
+            "both": ["comment_loss", "reaction_loss"],
+            "comments": ["comment_loss"],
+            "reactions": ["reaction_loss"],
+        }[self.targets]
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None, *, source: str | None = None) -> PretrainingSettings:
@@ -173,8 +176,13 @@ class PretrainingSettings(TakesTrainingArguments):
             **self.extra,
         }
         # each process streams its own label files instead of the main process dispatching batches
-        return build_training_arguments(Path(output_dir) / "checkpoints", batch_size=self.batch_size,
-                                        strict_batch=True, dispatch_batches=False, **fields)  # fmt: skip
+        return build_training_arguments(
+            Path(output_dir) / "checkpoints",
+            batch_size=self.batch_size,
+            strict_batch=True,
+            dispatch_batches=False,
+            **fields,
+        )
 
     def learning_rate(self) -> float:
         """Peak learning rate: ``base / 256 x global batch`` (the global batch includes accumulation)."""
@@ -205,8 +213,9 @@ def load_mined_labels(labels: str | os.PathLike, *, streaming: bool = True) -> d
         FileNotFoundError: no labels-*.parquet shards in /nonexistent: run scripts/mine_vise_labels.py first
     """
     files = _label_shards(labels)
-    return datasets.load_dataset("parquet", data_files=files, split="train", streaming=streaming,
-                                 features=label_features())  # fmt: skip
+    return datasets.load_dataset(
+        "parquet", data_files=files, split="train", streaming=streaming, features=label_features()
+    )
 
 
 def read_mining_report(labels: str | os.PathLike) -> dict[str, Any]:
@@ -325,9 +334,11 @@ class PretrainingCollator:
             reactions.append(reaction)
         if not images:  # every image of the batch was unreadable: an empty batch adds no loss
             size = self.processor.crop_size
-            batch = {"pixel_values": torch.zeros(0, 3, size, size),
-                     "comment_targets": torch.zeros(0, self.comment_clusters),
-                     "reaction_labels": torch.zeros(0, dtype=torch.long)}  # fmt: skip
+            batch = {
+                "pixel_values": torch.zeros(0, 3, size, size),
+                "comment_targets": torch.zeros(0, self.comment_clusters),
+                "reaction_labels": torch.zeros(0, dtype=torch.long),
+            }
         else:
             batch = {
                 "pixel_values": torch.stack(images),
@@ -376,9 +387,13 @@ def pretrain_vise(
         max_steps = int(settings.max_steps)
     else:
         max_steps = max(1, math.ceil(settings.epochs * posts / settings.batch_size))
-    config = ViseConfig(architecture=settings.architecture, model_args=settings.model_args,
-                        comment_clusters=comment_k, reaction_clusters=reaction_k,
-                        prior_probability=settings.prior_probability)  # fmt: skip
+    config = ViseConfig(
+        architecture=settings.architecture,
+        model_args=settings.model_args,
+        comment_clusters=comment_k,
+        reaction_clusters=reaction_k,
+        prior_probability=settings.prior_probability,
+    )
     torch.manual_seed(settings.seed)
     model = ViseForPretraining(config)
     processor = MemotionImageProcessor.from_timm(
@@ -392,8 +407,15 @@ def pretrain_vise(
     if checkpoint and state.is_main_process:
         logger.info("resuming from %s", checkpoint)
     if state.is_main_process:
-        logger.info("pretraining %s for %d steps at peak learning rate %g (%d posts, k = %d comment / %d reaction)",
-                settings.architecture, max_steps, args.learning_rate, posts, comment_k, reaction_k)  # fmt: skip
+        logger.info(
+            "pretraining %s for %d steps at peak learning rate %g (%d posts, k = %d comment / %d reaction)",
+            settings.architecture,
+            max_steps,
+            args.learning_rate,
+            posts,
+            comment_k,
+            reaction_k,
+        )
     trainer.train(resume_from_checkpoint=checkpoint)
     curves = [
         {k: e[k] for k in ("step", "loss", "comment_loss", "reaction_loss", "learning_rate") if k in e}
@@ -417,8 +439,12 @@ def pretrain_vise(
     }
     if state.is_main_process:
         backbone = trainer.model.vise
-        card_info = {"origin": "pretrained", "architecture": settings.architecture,
-                     "num_features": backbone.timm_model.num_features, **report}  # fmt: skip
+        card_info = {
+            "origin": "pretrained",
+            "architecture": settings.architecture,
+            "num_features": backbone.timm_model.num_features,
+            **report,
+        }
         for folder, model in (("pretraining", trainer.model), ("backbone", backbone)):
             model.card_data.update(**card_info)
             model.card_data.license = license or ("apache-2.0" if report["demo"] else None)

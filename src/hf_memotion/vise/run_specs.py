@@ -232,10 +232,13 @@ class EvaluationRunSpec:
         if not self.backbones:
             raise ValueError("the config names no backbones (backbones: {name: folder, Hub id or random:<arch>})")
         self.backbones = {
-            str(name): value if isinstance(value, BackboneSpec)
-            else BackboneSpec(**value) if isinstance(value, Mapping) else BackboneSpec(str(value))
+            str(name): value
+            if isinstance(value, BackboneSpec)
+            else BackboneSpec(**value)
+            if isinstance(value, Mapping)
+            else BackboneSpec(str(value))
             for name, value in self.backbones.items()
-        }  # fmt: skip
+        }
         if self.reference is not None and self.reference not in self.backbones:
             raise ValueError(f"reference {self.reference!r} is not one of the backbones {sorted(self.backbones)}")
         if not self.tasks:
@@ -275,5 +278,9 @@ class EvaluationRunSpec:
 
     def combinations(self, task: TaskSpec, has_text: bool) -> list[tuple[str, str]]:
         """``(setting, protocol)`` pairs this run evaluates for ``task``, as the paper runs them."""
-        return [(setting, protocol) for setting in task.task_settings(has_text) for protocol in self.protocols
-                if protocol in SETTING_PROTOCOLS[setting]]  # fmt: skip
+        return [
+            (setting, protocol)
+            for setting in task.task_settings(has_text)
+            for protocol in self.protocols
+            if protocol in SETTING_PROTOCOLS[setting]
+        ]

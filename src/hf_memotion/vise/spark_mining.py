@@ -102,10 +102,12 @@ def list_shards(spark, corpus: str | os.PathLike) -> list[str]:
         files = [str(path.toString())]
     else:
         files = sorted(
-            str(status.getPath().toString()) for status in system.listStatus(path)
-            if status.isFile() and status.getPath().getName().endswith(_SUFFIXES)
+            str(status.getPath().toString())
+            for status in system.listStatus(path)
+            if status.isFile()
+            and status.getPath().getName().endswith(_SUFFIXES)
             and not status.getPath().getName().startswith((".", "_"))
-        )  # fmt: skip
+        )
     if not files:
         raise FileNotFoundError(f"{corpus} holds no .jsonl or .parquet shard")
     kinds = {"parquet" if f.endswith(".parquet") else "json" for f in files}
@@ -137,13 +139,18 @@ def _plain(value: Any) -> Any:
 def _posts_schema():
     from pyspark.sql import types as T
 
-    return T.StructType([
-        T.StructField("post_id", T.StringType()), T.StructField("source", T.StringType()),
-        T.StructField("image_path", T.StringType()), T.StructField("image_bytes", T.BinaryType()),
-        T.StructField("comments", T.ArrayType(T.StringType())),
-        T.StructField("reactions", T.MapType(T.StringType(), T.LongType())),
-        T.StructField("held_out", T.BooleanType()), T.StructField("error", T.StringType()),
-    ])  # fmt: skip
+    return T.StructType(
+        [
+            T.StructField("post_id", T.StringType()),
+            T.StructField("source", T.StringType()),
+            T.StructField("image_path", T.StringType()),
+            T.StructField("image_bytes", T.BinaryType()),
+            T.StructField("comments", T.ArrayType(T.StringType())),
+            T.StructField("reactions", T.MapType(T.StringType(), T.LongType())),
+            T.StructField("held_out", T.BooleanType()),
+            T.StructField("error", T.StringType()),
+        ]
+    )
 
 
 def _parse_posts(kind: str, config: MiningConfig):
@@ -165,18 +172,34 @@ def _parse_posts(kind: str, config: MiningConfig):
                 problem = check_post(row)
                 if problem is not None:
                     post_id = row.get("post_id") if isinstance(row, dict) else None
-                    out.append({"post_id": post_id if isinstance(post_id, str) else None, "source": source,
-                                "image_path": None, "image_bytes": None, "comments": None, "reactions": None,
-                                "held_out": None, "error": problem})  # fmt: skip
+                    out.append(
+                        {
+                            "post_id": post_id if isinstance(post_id, str) else None,
+                            "source": source,
+                            "image_path": None,
+                            "image_bytes": None,
+                            "comments": None,
+                            "reactions": None,
+                            "held_out": None,
+                            "error": problem,
+                        }
+                    )
                     continue
                 image = _image_reference(row["image"], source)  # a relative path joined to the shard's folder
                 sampled = sample_comments(row.get("comments") or [], config.max_comments, row["post_id"], config.seed)
                 reactions = {k: int(v) for k, v in (row.get("reactions") or {}).items() if v is not None}
-                out.append({"post_id": row["post_id"], "source": source, "image_path": image["path"],
-                            "image_bytes": image["bytes"],
-                            "comments": sampled, "reactions": reactions if row.get("reactions") is not None else None,
-                            "held_out": is_holdout(row["post_id"], config.holdout_fraction, config.seed),
-                            "error": None})  # fmt: skip
+                out.append(
+                    {
+                        "post_id": row["post_id"],
+                        "source": source,
+                        "image_path": image["path"],
+                        "image_bytes": image["bytes"],
+                        "comments": sampled,
+                        "reactions": reactions if row.get("reactions") is not None else None,
+                        "held_out": is_holdout(row["post_id"], config.holdout_fraction, config.seed),
+                        "error": None,
+                    }
+                )
             yield pd.DataFrame(out, columns=[f.name for f in _posts_schema().fields])
 
     return parse
@@ -263,15 +286,18 @@ def _label_schema():
     from pyspark.sql import types as T
 
     image = T.StructType([T.StructField("bytes", T.BinaryType()), T.StructField("path", T.StringType())])
-    return T.StructType([
-        T.StructField("post_id", T.StringType()), T.StructField("image", image),
-        T.StructField("comment_clusters", T.ArrayType(T.IntegerType())),
-        T.StructField("comment_weights", T.ArrayType(T.FloatType())),
-        T.StructField("reaction_cluster", T.IntegerType()),
-        T.StructField("_comments_without_signal", T.IntegerType()),
-        T.StructField("_no_comment_signal", T.BooleanType()),
-        T.StructField("_extra_keys", T.ArrayType(T.StringType())),
-    ])  # fmt: skip
+    return T.StructType(
+        [
+            T.StructField("post_id", T.StringType()),
+            T.StructField("image", image),
+            T.StructField("comment_clusters", T.ArrayType(T.IntegerType())),
+            T.StructField("comment_weights", T.ArrayType(T.FloatType())),
+            T.StructField("reaction_cluster", T.IntegerType()),
+            T.StructField("_comments_without_signal", T.IntegerType()),
+            T.StructField("_no_comment_signal", T.BooleanType()),
+            T.StructField("_extra_keys", T.ArrayType(T.StringType())),
+        ]
+    )
 
 
 def _label(broadcast, config: MiningConfig):
@@ -281,16 +307,28 @@ def _label(broadcast, config: MiningConfig):
     def label(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         models = broadcast.value
         for frame in batches:
-            posts = [{"post_id": r["post_id"], "comments": _plain(r["comments"]) or [],
-                      "reactions": _plain(r["reactions"]),
-                      "image": {"bytes": r["image_bytes"], "path": r["image_path"]}}
-                     for r in frame.to_dict("records")]  # fmt: skip
+            posts = [
+                {
+                    "post_id": r["post_id"],
+                    "comments": _plain(r["comments"]) or [],
+                    "reactions": _plain(r["reactions"]),
+                    "image": {"bytes": r["image_bytes"], "path": r["image_path"]},
+                }
+                for r in frame.to_dict("records")
+            ]
             rows, details = label_posts(posts, models, config)
-            yield pd.DataFrame([
-                {**row, "_comments_without_signal": d["comments_without_signal"],
-                 "_no_comment_signal": d["no_comment_signal"], "_extra_keys": d["extra_reaction_keys"]}
-                for row, d in zip(rows, details, strict=True)
-            ], columns=[f.name for f in _label_schema().fields])  # fmt: skip
+            yield pd.DataFrame(
+                [
+                    {
+                        **row,
+                        "_comments_without_signal": d["comments_without_signal"],
+                        "_no_comment_signal": d["no_comment_signal"],
+                        "_extra_keys": d["extra_reaction_keys"],
+                    }
+                    for row, d in zip(rows, details, strict=True)
+                ],
+                columns=[f.name for f in _label_schema().fields],
+            )
 
     return label
 
@@ -323,16 +361,21 @@ def mine_labels_spark(
     held_comments = comments.count()
     sample = [r["text"] for r in comments.orderBy("rank").limit(config.fit_sample).collect()]
     reactions = sorted(
-        (reaction_rank(config.seed, r["post_id"]), vector) for r in held.select("post_id", "reactions").collect()
+        (reaction_rank(config.seed, r["post_id"]), vector)
+        for r in held.select("post_id", "reactions").collect()
         if (vector := reaction_vector(r["reactions"] or {})) is not None
-    )  # fmt: skip
+    )
     if held_comments < 2 or len(reactions) < 2:
-        raise ValueError(f"the held-out subset has {held_comments} comments and {len(reactions)} posts with "
-                         "reactions; raise holdout_fraction or add data")  # fmt: skip
+        raise ValueError(
+            f"the held-out subset has {held_comments} comments and {len(reactions)} posts with "
+            "reactions; raise holdout_fraction or add data"
+        )
     embedding = fit_comment_embedding(sample, config)
     if embedding is None:
-        raise ValueError("engine=spark computes phi_C with the TF-IDF embedding; a comment_encoder runs on one "
-                         "machine (engine=local)")  # fmt: skip
+        raise ValueError(
+            "engine=spark computes phi_C with the TF-IDF embedding; a comment_encoder runs on one "
+            "machine (engine=local)"
+        )
     shared = spark.sparkContext.broadcast(embedding)
     vectors = comments.mapInPandas(_embed(shared), "rank double, vector array<float>").cache()
     with_signal = vectors.count()
@@ -342,14 +385,23 @@ def mine_labels_spark(
     vectors.unpersist()
     backend = _kmeans_backend(config.kmeans_backend)
     reaction_centroids = fit_kmeans(np.stack([v for _, v in reactions]), config.reaction_clusters, config, backend)
-    settings = {**asdict(config), "kmeans_backend_used": f"spark lloyd (comments), {backend} (reactions)",
-                "comment_clusters_fitted": len(comment_centroids), "reaction_clusters_fitted": len(reaction_centroids),
-                "embedding_dim_fitted": embedding.dim, "key": config.key()}  # fmt: skip
+    settings = {
+        **asdict(config),
+        "kmeans_backend_used": f"spark lloyd (comments), {backend} (reactions)",
+        "comment_clusters_fitted": len(comment_centroids),
+        "reaction_clusters_fitted": len(reaction_centroids),
+        "embedding_dim_fitted": embedding.dim,
+        "key": config.key(),
+    }
     models = ClusterModels(embedding, comment_centroids, reaction_centroids, settings)
     # step 2: every other valid post, in the executors
     shared_models = spark.sparkContext.broadcast(models)
-    labels = (valid.filter(~F.col("held_out")).mapInPandas(_label(shared_models, config), _label_schema())
-              .orderBy("post_id").cache())  # fmt: skip
+    labels = (
+        valid.filter(~F.col("held_out"))
+        .mapInPandas(_label(shared_models, config), _label_schema())
+        .orderBy("post_id")
+        .cache()
+    )
     staging = Path(tempfile.mkdtemp(prefix=".spark_labels.", dir=output))
     try:
         labels.drop("_comments_without_signal", "_no_comment_signal", "_extra_keys").write.mode("overwrite").parquet(
@@ -363,12 +415,16 @@ def mine_labels_spark(
         os.replace(staging / "clusters", output / "clusters")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    holdout = {"holdout_posts": held.count(), "holdout_comments": held_comments,
-               "holdout_comments_without_signal": held_comments - with_signal,
-               "holdout_reactions": len(reactions)}  # fmt: skip
-    report = {"corpus": corpus_description(corpus) if "://" not in str(corpus) else {"path": str(corpus),
-                                                                                       "demo": False},
-              **_spark_report(labels, posts, models, holdout, settings)}  # fmt: skip
+    holdout = {
+        "holdout_posts": held.count(),
+        "holdout_comments": held_comments,
+        "holdout_comments_without_signal": held_comments - with_signal,
+        "holdout_reactions": len(reactions),
+    }
+    report = {
+        "corpus": corpus_description(corpus) if "://" not in str(corpus) else {"path": str(corpus), "demo": False},
+        **_spark_report(labels, posts, models, holdout, settings),
+    }
     atomic_write_text(output / "mining.json", json.dumps(report, indent=2))
     labels.unpersist()
     posts.unpersist()
@@ -393,11 +449,14 @@ def _spark_report(labels, posts, models: ClusterModels, holdout: dict, settings:
         F.sum("_comments_without_signal").alias("without_signal"),
         F.sum(F.col("_no_comment_signal").cast("int")).alias("no_signal_posts"),
     ).first()
-    extra = {r["key"]: int(r["count"]) for r in
-             labels.select(F.explode("_extra_keys").alias("key")).groupBy("key").count().collect()}  # fmt: skip
+    extra = {
+        r["key"]: int(r["count"])
+        for r in labels.select(F.explode("_extra_keys").alias("key")).groupBy("key").count().collect()
+    }
     errors = posts.filter(F.col("error").isNotNull())
-    malformed = [{"shard": r["source"], "post_id": r["post_id"], "error": r["error"]}
-                 for r in errors.limit(20).collect()]  # fmt: skip
+    malformed = [
+        {"shard": r["source"], "post_id": r["post_id"], "error": r["error"]} for r in errors.limit(20).collect()
+    ]
     details = {
         "comments_without_signal": int(summary["without_signal"] or 0),
         "posts_without_comment_signal": int(summary["no_signal_posts"] or 0),
@@ -419,9 +478,13 @@ def _spark_report(labels, posts, models: ClusterModels, holdout: dict, settings:
 
 
 def mine_labels_on_spark(
-    corpus: str | os.PathLike, output_dir: str | os.PathLike, config: MiningConfig, *, cores: int = 2,
+    corpus: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    config: MiningConfig,
+    *,
+    cores: int = 2,
     memory: str = "2g",
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """:func:`mine_labels_spark` in the active Spark session (under ``spark-submit``), else a local one of ``cores``."""
     try:
         from pyspark.sql import SparkSession

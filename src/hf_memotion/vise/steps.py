@@ -58,26 +58,33 @@ def mine(spec: MiningRunSpec) -> dict[str, Any]:
     if spec.engine == "spark":
         from hf_memotion.vise.spark_mining import mine_labels_on_spark
 
-        return mine_labels_on_spark(corpus, spec.output_dir, spec.mining, cores=spec.num_proc or 2,
-                                    memory=spec.spark_memory)  # fmt: skip
+        return mine_labels_on_spark(
+            corpus, spec.output_dir, spec.mining, cores=spec.num_proc or 2, memory=spec.spark_memory
+        )
     return mine_labels(corpus, spec.output_dir, spec.mining, num_proc=spec.num_proc or 1)
 
 
 def _sizes(stats: dict) -> str:
-    return (f"{stats['non_empty']}/{stats['clusters']} used, size min {stats['min']} median {stats['median']:g} "
-            f"max {stats['max']}, largest share {stats['largest_share']:.1%}, "
-            f"effective clusters {stats['effective_clusters']:.1f}")  # fmt: skip
+    return (
+        f"{stats['non_empty']}/{stats['clusters']} used, size min {stats['min']} median {stats['median']:g} "
+        f"max {stats['max']}, largest share {stats['largest_share']:.1%}, "
+        f"effective clusters {stats['effective_clusters']:.1f}"
+    )
 
 
 def print_mining_summary(report: dict[str, Any], spec: MiningRunSpec) -> None:
     """Print the counts and the cluster-size statistics of a mining run."""
-    print(f"labelled {report['posts_labelled']} posts ({report['holdout']['holdout_posts']} held out for clustering); "
-          f"{report['posts_without_comments']} without comments, {report['posts_without_reactions']} without "
-          f"reactions, {report['malformed_rows']} malformed rows skipped")  # fmt: skip
+    print(
+        f"labelled {report['posts_labelled']} posts ({report['holdout']['holdout_posts']} held out for clustering); "
+        f"{report['posts_without_comments']} without comments, {report['posts_without_reactions']} without "
+        f"reactions, {report['malformed_rows']} malformed rows skipped"
+    )
     extra = ", ".join(f"{k} ({n} posts)" for k, n in sorted(report.get("extra_reaction_keys", {}).items()))
-    print(f"{report.get('comments_without_signal', 0)} sampled comments without a known word or emoji (no cluster); "
-          f"{report.get('posts_without_comment_signal', 0)} posts whose comments all lacked one; extra reaction keys "
-          f"ignored: {extra or 'none'} ({report.get('engine', 'local')} engine)")  # fmt: skip
+    print(
+        f"{report.get('comments_without_signal', 0)} sampled comments without a known word or emoji (no cluster); "
+        f"{report.get('posts_without_comment_signal', 0)} posts whose comments all lacked one; extra reaction keys "
+        f"ignored: {extra or 'none'} ({report.get('engine', 'local')} engine)"
+    )
     print("comment clusters: " + _sizes(report["comment_cluster_sizes"]))
     print("reaction clusters: " + _sizes(report["reaction_cluster_sizes"]))
     print(f"labels: {spec.output_dir}/labels-*.parquet  report: {spec.output_dir}/mining.json")
@@ -143,8 +150,9 @@ def read_tasks(entries: list[TaskSpec], selection: str = "held_out") -> list[tup
         root = entry.path
         if entry.demo is not None:
             demo = dict(entry.demo)
-            root = make_demo_downstream(demo.pop("output_dir", f"outputs/vise_tasks_demo/{entry.format}"), entry.format,
-                                        **demo)  # fmt: skip
+            root = make_demo_downstream(
+                demo.pop("output_dir", f"outputs/vise_tasks_demo/{entry.format}"), entry.format, **demo
+            )
         options = dict(entry.options)
         reader = TASK_READERS.get(str(entry.format))
         if reader is not None and "selection" in inspect.signature(reader).parameters:
@@ -175,8 +183,10 @@ def evaluate(spec: EvaluationRunSpec, *, source: str | None = None) -> dict[str,
     from hf_memotion.reporting.vise_tables import hyperparameter_table, plot_grids, plot_results, results_table
     from hf_memotion.vise.evaluation import TextEncoder, evaluate_backbone, load_backbone
 
-    backbones = [load_backbone(n, b.source, image_size=spec.image_size, pretrained_file=b.pretrained_file)
-                 for n, b in spec.backbones.items()]  # fmt: skip
+    backbones = [
+        load_backbone(n, b.source, image_size=spec.image_size, pretrained_file=b.pretrained_file)
+        for n, b in spec.backbones.items()
+    ]
     output = Path(spec.output_dir)
     rows = []
     for task, entry in read_tasks(spec.tasks, spec.selection):
@@ -189,18 +199,37 @@ def evaluate(spec: EvaluationRunSpec, *, source: str | None = None) -> dict[str,
         for backbone in backbones:
             for setting, protocol in combinations:
                 settings = spec.protocol_settings(protocol, entry, backbone.name, backbone.model.config.architecture)
-                row = evaluate_backbone(backbone, task, protocol, settings, output, encoder, setting=setting,
-                                        linear_features=spec.linear_features)  # fmt: skip
+                row = evaluate_backbone(
+                    backbone,
+                    task,
+                    protocol,
+                    settings,
+                    output,
+                    encoder,
+                    setting=setting,
+                    linear_features=spec.linear_features,
+                )
                 row["task"] = _display_name(task.name, setting, task.has_text)
                 row["selection"] = spec.selection
-                logger.info("%s / %s / %s: test %s %.4g (chosen base LR %g, WD %g; S_lr %.4g, S_wd %.4g)",
-                            row["task"], backbone.name, protocol, row["metric"], row[f"test_{row['metric']}_mean"],
-                            row["base_lr"], row["weight_decay"], row["s_lr"], row["s_wd"])  # fmt: skip
+                logger.info(
+                    "%s / %s / %s: test %s %.4g (chosen base LR %g, WD %g; S_lr %.4g, S_wd %.4g)",
+                    row["task"],
+                    backbone.name,
+                    protocol,
+                    row["metric"],
+                    row[f"test_{row['metric']}_mean"],
+                    row["base_lr"],
+                    row["weight_decay"],
+                    row["s_lr"],
+                    row["s_wd"],
+                )
                 rows.append(row)
     atomic_write_text(output / "results.json", json.dumps(rows, indent=2))
     title = "# VisE downstream evaluation\n"
-    notes = [f"Config: `{source}`." if source else "",
-             f"Selection: `{spec.selection}`; linear features: `{spec.linear_features}`."]  # fmt: skip
+    notes = [
+        f"Config: `{source}`." if source else "",
+        f"Selection: `{spec.selection}`; linear features: `{spec.linear_features}`.",
+    ]
     if spec.reference:
         notes.append(f"Differences from `{spec.reference}` in parentheses.")
     sections = [title + "\n" + " ".join(n for n in notes if n) + "\n"]
@@ -234,8 +263,11 @@ class EvaluationPlan:
 
     def format(self) -> str:
         """One row per task x setting x backbone x protocol (its grid spelled out), then the totals."""
-        lines = ["| task | setting | backbone | architecture | protocol | batch | schedule | optimizer | features | "
-                 "splits | grid: base LR -> LR, x WD |", "|---|---|---|---|---|---:|---|---|---|---:|---|"]  # fmt: skip
+        lines = [
+            "| task | setting | backbone | architecture | protocol | batch | schedule | optimizer | features | "
+            "splits | grid: base LR -> LR, x WD |",
+            "|---|---|---|---|---|---:|---|---|---|---:|---|",
+        ]
         groups: dict[tuple, list[dict[str, Any]]] = {}
         for point in self.points:
             key = tuple(point[k] for k in ("task", "setting", "backbone", "protocol"))
@@ -244,12 +276,17 @@ class EvaluationPlan:
             first = points[0]
             rates = dict.fromkeys(f"{p['base_lr']:g} -> {p['learning_rate']:.3g}" for p in points)
             decays = dict.fromkeys(f"{p['weight_decay']:g}" for p in points)
-            lines.append(f"| {task} | {setting} | {backbone} | {first['architecture'] or '?'} | {protocol} | "
-                         f"{first['batch_size']} | {first['schedule']} | {first['optimizer']} | {first['features']} | "
-                         f"{first['splits']} | {'; '.join(rates)} x WD {', '.join(decays)} |")  # fmt: skip
+            lines.append(
+                f"| {task} | {setting} | {backbone} | {first['architecture'] or '?'} | {protocol} | "
+                f"{first['batch_size']} | {first['schedule']} | {first['optimizer']} | {first['features']} | "
+                f"{first['splits']} | {'; '.join(rates)} x WD {', '.join(decays)} |"
+            )
         trainings = sum(p["splits"] for p in self.points)
-        lines += ["", f"{len(groups)} evaluations, {len(self.points)} grid points, {trainings} trainings "
-                      f"(grid points x random splits); selection: {self.selection}"]  # fmt: skip
+        lines += [
+            "",
+            f"{len(groups)} evaluations, {len(self.points)} grid points, {trainings} trainings "
+            f"(grid points x random splits); selection: {self.selection}",
+        ]
         return "\n".join(lines)
 
 
@@ -277,16 +314,26 @@ def plan_evaluation(spec: EvaluationRunSpec, *, source: str | None = None) -> Ev
                 adamw = settings.uses_adamw(multimodal=setting != "image_only")
                 for wd in settings.weight_decays:
                     for base in settings.base_learning_rates:
-                        points.append({
-                            "task": _display_name(entry.label, setting, has_text), "setting": setting,
-                            "backbone": name, "architecture": architecture, "protocol": protocol,
-                            "batch_size": settings.batch_size, "epochs": settings.epochs,
-                            "schedule": settings.describe_schedule(), "lr_epochs": settings.lr_epochs,
-                            "lr_decay": settings.lr_decay, "optimizer": "adamw" if adamw else "sgd",
-                            "features": spec.linear_features if protocol == "linear" else "end to end",
-                            "base_lr": base, "weight_decay": wd, "learning_rate": settings.learning_rate(base),
-                            "splits": splits,
-                        })  # fmt: skip
+                        points.append(
+                            {
+                                "task": _display_name(entry.label, setting, has_text),
+                                "setting": setting,
+                                "backbone": name,
+                                "architecture": architecture,
+                                "protocol": protocol,
+                                "batch_size": settings.batch_size,
+                                "epochs": settings.epochs,
+                                "schedule": settings.describe_schedule(),
+                                "lr_epochs": settings.lr_epochs,
+                                "lr_decay": settings.lr_decay,
+                                "optimizer": "adamw" if adamw else "sgd",
+                                "features": spec.linear_features if protocol == "linear" else "end to end",
+                                "base_lr": base,
+                                "weight_decay": wd,
+                                "learning_rate": settings.learning_rate(base),
+                                "splits": splits,
+                            }
+                        )
     return EvaluationPlan(points, spec.selection)
 
 

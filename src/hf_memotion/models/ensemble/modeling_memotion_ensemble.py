@@ -122,11 +122,14 @@ class MemotionEnsembleConfig(PretrainedConfig):
                 raise ValueError(f"base model {entry.get('name')!r}: needs a 'path' string and a 'problems' list")
             for alias, target in (entry.get("aliases") or {}).items():
                 if alias not in entry["problems"] or target not in entry["problems"]:
-                    raise ValueError(f"base model {entry.get('name')!r}: alias {alias!r} -> {target!r} must name two "
-                                     "of its problems")  # fmt: skip
+                    raise ValueError(
+                        f"base model {entry.get('name')!r}: alias {alias!r} -> {target!r} must name two of its problems"
+                    )
                 if len(resolve_problem_labels([alias])[alias]) != len(resolve_problem_labels([target])[target]):
-                    raise ValueError(f"base model {entry.get('name')!r}: {alias!r} and {target!r} have different "
-                                     "classes; only problems with the same labels can share a head")  # fmt: skip
+                    raise ValueError(
+                        f"base model {entry.get('name')!r}: {alias!r} and {target!r} have different "
+                        "classes; only problems with the same labels can share a head"
+                    )
         self._check_meta()
 
     def _check_meta(self) -> None:
@@ -416,10 +419,13 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
         stackers = {}
         for problem, entry in config.meta.items():  # estimators first: cheap to check, refused before any model loads
             stacker = ProblemStacker(
-                [entry["method"]], method=entry["method"], scores=dict(entry.get("scores") or {}),
-                model_order=list(entry["model_order"]), feature_order=list(entry["feature_order"]),
+                [entry["method"]],
+                method=entry["method"],
+                scores=dict(entry.get("scores") or {}),
+                model_order=list(entry["model_order"]),
+                feature_order=list(entry["feature_order"]),
                 num_classes=int(entry["num_classes"]),
-            )  # fmt: skip
+            )
             if entry.get("file"):
                 data = read_inside(folder, entry["file"], f"meta-estimator file of {problem!r}")
                 stacker.estimator = load_estimator(data, source=str(folder / entry["file"]))

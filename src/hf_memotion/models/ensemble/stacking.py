@@ -68,10 +68,22 @@ ROOT_TYPES = (
 TRUSTED_TYPES = (
     *ROOT_TYPES,
     "sklearn.tree._tree.Tree",
-    "builtins.dict", "builtins.list", "builtins.str", "builtins.tuple", "builtins.int", "builtins.float",
-    "builtins.bool", "builtins.NoneType",
-    "numpy.ndarray", "numpy.dtype", "numpy.int64", "numpy.int32", "numpy.float64", "numpy.float32", "numpy.bool_",
-)  # fmt: skip
+    "builtins.dict",
+    "builtins.list",
+    "builtins.str",
+    "builtins.tuple",
+    "builtins.int",
+    "builtins.float",
+    "builtins.bool",
+    "builtins.NoneType",
+    "numpy.ndarray",
+    "numpy.dtype",
+    "numpy.int64",
+    "numpy.int32",
+    "numpy.float64",
+    "numpy.float32",
+    "numpy.bool_",
+)
 
 
 def dump_estimator(estimator) -> bytes:

@@ -219,8 +219,10 @@ class MemotionTextModel(MemotionTextPreTrainedModel):
                 out = nn.functional.dropout(out, self.lstm.dropout, self.training)
             directions = []
             for suffix, index in (("", None), ("_reverse", reverse)):
-                weights = [getattr(self.lstm, f"{name}_l{layer}{suffix}")
-                           for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]  # fmt: skip
+                weights = [
+                    getattr(self.lstm, f"{name}_l{layer}{suffix}")
+                    for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+                ]
                 inputs = out if index is None else out.gather(1, index[..., None].expand_as(out))
                 state = inputs.new_zeros(1, batch, self.lstm.hidden_size)
                 result, _, _ = torch.lstm(inputs, (state, state), weights, True, 1, 0.0, self.training, False, True)

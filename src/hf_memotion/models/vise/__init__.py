@@ -23,10 +23,13 @@ from hf_memotion.models.vision.image_processing_memotion import MemotionImagePro
 
 register_model_family(
     ViseConfig,
-    {"AutoModel": ViseModel, "AutoModelForImageClassification": ViseForImageClassification,
-     "AutoModelForPreTraining": ViseForPretraining},
+    {
+        "AutoModel": ViseModel,
+        "AutoModelForImageClassification": ViseForImageClassification,
+        "AutoModelForPreTraining": ViseForPretraining,
+    },
     image_processor=MemotionImageProcessor,
-)  # fmt: skip
+)
 
 __all__ = [
     "CheckpointMismatchError",

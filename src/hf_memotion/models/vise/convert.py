@@ -76,8 +76,11 @@ def convert_released_checkpoint(state_dict: Mapping[str, torch.Tensor]) -> ViseM
     renamed = {rename_released_key(k): v for k, v in state_dict.items()}
     missing = sorted(set(expected) - set(renamed))
     unexpected = sorted(set(renamed) - set(expected))
-    shapes = [f"{k}: {tuple(renamed[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
-              if k in renamed and renamed[k].shape != v.shape]  # fmt: skip
+    shapes = [
+        f"{k}: {tuple(renamed[k].shape)} != {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in renamed and renamed[k].shape != v.shape
+    ]
     if missing or unexpected or shapes:
         raise CheckpointMismatchError(
             f"not a released VisE ResNet-50 state dict: missing {missing[:10]} ({len(missing)}), unexpected "
@@ -113,8 +116,12 @@ def save_converted_checkpoint(
     from hf_memotion.models.vision.image_processing_memotion import MemotionImageProcessor
 
     model = convert_released_checkpoint(load_released_state_dict(path))
-    model.card_data.update(origin="released", architecture="resnet50", num_features=model.timm_model.num_features,
-                           checkpoint=Path(path).name)  # fmt: skip
+    model.card_data.update(
+        origin="released",
+        architecture="resnet50",
+        num_features=model.timm_model.num_features,
+        checkpoint=Path(path).name,
+    )
     model.card_data.model_id = model_id
     folder = Path(output_dir)
     model.save_pretrained(folder)

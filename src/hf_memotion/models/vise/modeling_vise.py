@@ -78,17 +78,20 @@ class ViseModel(VisePreTrainedModel):
 
     @can_return_tuple
     def forward(
-        self, pixel_values: torch.Tensor | None = None, output_hidden_states: bool | list[int] | None = None,
-        **kwargs: Any
-    ) -> BaseModelOutputWithPooling:  # fmt: skip
+        self,
+        pixel_values: torch.Tensor | None = None,
+        output_hidden_states: bool | list[int] | None = None,
+        **kwargs: Any,
+    ) -> BaseModelOutputWithPooling:
         """Features of a batch of images ``(batch, 3, H, W)``; timm's per-stage maps with ``output_hidden_states``."""
         if pixel_values is None or pixel_values.ndim != 4:
             raise ValueError("pass pixel_values of shape (batch, 3, H, W)")
         if kwargs.get("output_attentions"):
             raise ValueError("output_attentions: a convolutional network has no attention weights")
         feature_map, pooled, hidden_states, _ = self.backbone_features(pixel_values, output_hidden_states)
-        return BaseModelOutputWithPooling(last_hidden_state=feature_map, pooler_output=pooled,
-                                          hidden_states=hidden_states)  # fmt: skip
+        return BaseModelOutputWithPooling(
+            last_hidden_state=feature_map, pooler_output=pooled, hidden_states=hidden_states
+        )
 
 
 @dataclass

@@ -34,8 +34,11 @@ from hf_memotion.data.images import DEFAULT_MAX_PIXELS, load_rgb_image
 
 __all__ = ["MemotionImageProcessor"]
 
-_INTERPOLATIONS = {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC,
-                   "nearest": InterpolationMode.NEAREST}  # fmt: skip
+_INTERPOLATIONS = {
+    "bilinear": InterpolationMode.BILINEAR,
+    "bicubic": InterpolationMode.BICUBIC,
+    "nearest": InterpolationMode.NEAREST,
+}
 
 
 #: Largest network input side accepted (the paper's largest is PNASNet's 331; ViT-style models reach 1024).

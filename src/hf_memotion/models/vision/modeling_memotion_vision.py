@@ -31,8 +31,11 @@ class MemotionVisionPreTrainedModel(ModelCardMixin, TimmBackboneMixin, PreTraine
 
     def card_defaults(self) -> dict:
         """What the config tells the card: the modality, the timm architecture, the problems."""
-        return {"modality": "vision", "architecture": self.config.architecture,
-                "problems": list(getattr(self.config, "problems", []) or [])}  # fmt: skip
+        return {
+            "modality": "vision",
+            "architecture": self.config.architecture,
+            "problems": list(getattr(self.config, "problems", []) or []),
+        }
 
 
 class MemotionVisionModel(MemotionVisionPreTrainedModel):
@@ -68,8 +71,9 @@ class MemotionVisionModel(MemotionVisionPreTrainedModel):
             pooled = per_image(pooled, crops).mean(dim=1)
             feature_map = per_image(feature_map, crops)
             hidden_states = tuple(per_image(h, crops) for h in hidden_states) if hidden_states else None
-        return BaseModelOutputWithPooling(last_hidden_state=feature_map, pooler_output=pooled,
-                                          hidden_states=hidden_states)  # fmt: skip
+        return BaseModelOutputWithPooling(
+            last_hidden_state=feature_map, pooler_output=pooled, hidden_states=hidden_states
+        )
 
 
 class MemotionVisionForImageClassification(MemotionVisionPreTrainedModel):

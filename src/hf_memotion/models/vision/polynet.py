@@ -284,14 +284,18 @@ class PolyNet(nn.Module):
         self.stage_a = nn.Sequential(*[TwoWay(BlockA, _unit_scale(k), dd=dd) for k in range(10)])
         self.reduction_a = ReductionA(dd=dd)
         self.stage_b = nn.Sequential(
-            *[Poly3B(_unit_scale(k), dd=dd) if k % 2 == 0 else TwoWay(BlockB, _unit_scale(k), dd=dd)
-              for k in range(10, 30)]
-        )  # fmt: skip
+            *[
+                Poly3B(_unit_scale(k), dd=dd) if k % 2 == 0 else TwoWay(BlockB, _unit_scale(k), dd=dd)
+                for k in range(10, 30)
+            ]
+        )
         self.reduction_b = ReductionB(dd=dd)
         self.stage_c = nn.Sequential(
-            *[Poly3C(_unit_scale(k), dd=dd) if k % 2 == 0 else TwoWay(BlockC, _unit_scale(k), dd=dd)
-              for k in range(30, 40)]
-        )  # fmt: skip
+            *[
+                Poly3C(_unit_scale(k), dd=dd) if k % 2 == 0 else TwoWay(BlockC, _unit_scale(k), dd=dd)
+                for k in range(30, 40)
+            ]
+        )
         self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=bool(global_pool))
         self.dropout = nn.Dropout(drop_rate)
         self.last_linear = nn.Linear(2048, num_classes, **dd) if num_classes > 0 else nn.Identity()
@@ -383,10 +387,13 @@ class PolyNet(nn.Module):
     ) -> list[int]:
         """Drop the layers after the last level kept, and the head when asked (timm interface)."""
         take, max_index = feature_take_indices(len(self.feature_info), indices)
-        after = {0: ["stem.rest", "stage_a", "reduction_a", "stage_b", "reduction_b", "stage_c"],
-                 1: ["stem.rest", "stage_a", "reduction_a", "stage_b", "reduction_b", "stage_c"],
-                 2: ["reduction_a", "stage_b", "reduction_b", "stage_c"],
-                 3: ["reduction_b", "stage_c"], 4: []}[max_index]  # fmt: skip
+        after = {
+            0: ["stem.rest", "stage_a", "reduction_a", "stage_b", "reduction_b", "stage_c"],
+            1: ["stem.rest", "stage_a", "reduction_a", "stage_b", "reduction_b", "stage_c"],
+            2: ["reduction_a", "stage_b", "reduction_b", "stage_c"],
+            3: ["reduction_b", "stage_c"],
+            4: [],
+        }[max_index]
         for name in after:
             if name == "stem.rest":
                 for part in ("conv2_short", "conv2_long", "conv2_pool_branch", "conv2_branch"):

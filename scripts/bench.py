@@ -357,7 +357,7 @@ def bench_training() -> dict[str, Any]:
     from hf_memotion.models.text.preprocessing import prepare_text_dataset
     from hf_memotion.models.text.tiny import build_tiny_text_backbone
     from hf_memotion.tasks import PROBLEM_NAMES
-    from hf_memotion.training.trainer import ClassifierTrainingConfig, fit_classifier
+    from hf_memotion.training.trainer import ClassifierTrainingArguments, fit_classifier
     from hf_memotion.training.vision import _collate, prepare_vision_dataset, vision_model_factory
 
     tmp = Path(tempfile.mkdtemp(prefix="hf_memotion_bench_"))
@@ -376,13 +376,13 @@ def bench_training() -> dict[str, Any]:
             lambda: MemotionTextForSequenceClassification(MemotionTextConfig(text_config=backbone, problems=problems)),
             prepare_text_dataset(data, tokenizer, problems, 64),
             DataCollatorWithPadding(tokenizer),
-            ClassifierTrainingConfig(optimizer="adam", learning_rate=1e-4, epochs=2, batch_size=32),
+            ClassifierTrainingArguments(optimizer="adam", learning_rate=1e-4, epochs=2, batch_size=32),
         ),
         "vision (resnet18, 128 px crops)": (
             vision_model_factory("resnet18", problems),
             prepare_vision_dataset(data, _processor("resnet18"), problems, train=True),
             _collate,
-            ClassifierTrainingConfig(optimizer="sgd", momentum=0.9, learning_rate=0.01, epochs=2, batch_size=32),
+            ClassifierTrainingArguments(optimizer="sgd", momentum=0.9, learning_rate=0.01, epochs=2, batch_size=32),
         ),
     }
     for name, (make_model, dataset, collate, training) in cases.items():

@@ -88,7 +88,7 @@ def probe(comments: int, folder: str) -> dict:
 
     from hf_memotion.benchmarking import peak_rss_bytes
     from hf_memotion.data.engagement import engagement_shards
-    from hf_memotion.vise import MiningConfig
+    from hf_memotion.vise import MiningSpec
     from hf_memotion.vise.mining import _posts, fit_cluster_models, is_holdout, label_posts, mine_labels
 
     base = Path(folder)
@@ -96,7 +96,7 @@ def probe(comments: int, folder: str) -> dict:
     root = _corpus(base, comments, shards=4)
     generated = time.perf_counter() - start
     imports_rss = peak_rss_bytes()
-    config = MiningConfig(**PAPER)
+    config = MiningSpec(**PAPER)
     shards = engagement_shards(root)
     start = time.perf_counter()
     models, counts = fit_cluster_models(shards, config)
@@ -172,13 +172,13 @@ def spark_agreement(comments: int, folder: str, k: int) -> dict:
     """Local and Spark engines on the same corpus: ARI of the top comment and the reaction clusters, wall times."""
     from sklearn.metrics import adjusted_rand_score
 
-    from hf_memotion.vise import MiningConfig
+    from hf_memotion.vise import MiningSpec
     from hf_memotion.vise.mining import mine_labels
     from hf_memotion.vise.spark_mining import mine_labels_on_spark
 
     base = Path(folder)
     root = _corpus(base, comments, shards=4)
-    config = MiningConfig(**{**PAPER, "comment_clusters": k})
+    config = MiningSpec(**{**PAPER, "comment_clusters": k})
     start = time.perf_counter()
     mine_labels(root, base / "local", config, num_proc=2)
     local_s = time.perf_counter() - start
@@ -206,13 +206,13 @@ def spark_agreement(comments: int, folder: str, k: int) -> dict:
 
 def spark_k5000(comments: int, folder: str) -> dict:
     """A Spark run (local[2], 2 GB JVM) with the paper's k = 5000 on a corpus of ``comments`` comments."""
-    from hf_memotion.vise import MiningConfig
+    from hf_memotion.vise import MiningSpec
     from hf_memotion.vise.spark_mining import mine_labels_on_spark
 
     base = Path(folder)
     root = _corpus(base, comments, shards=4)
     # a fifth held out: 40,000 held-out comments for 5,000 centroids at 200,000 comments
-    config = MiningConfig(**{**PAPER, "holdout_fraction": 0.2})
+    config = MiningSpec(**{**PAPER, "holdout_fraction": 0.2})
     start = time.perf_counter()
     report = mine_labels_on_spark(str(root), base / "spark", config, cores=2, memory="2g")
     return {

@@ -69,7 +69,7 @@ def check_training(architecture: str, image_size: int, device: torch.device, ste
     from hf_memotion.benchmarking import synchronize
     from hf_memotion.hardware import native_bf16
     from hf_memotion.tasks import PROBLEM_NAMES
-    from hf_memotion.training.trainer import ClassifierTrainingConfig, fit_classifier
+    from hf_memotion.training.trainer import ClassifierTrainingArguments, fit_classifier
     from hf_memotion.training.vision import vision_model_factory
 
     problems = list(PROBLEM_NAMES)
@@ -87,7 +87,7 @@ def check_training(architecture: str, image_size: int, device: torch.device, ste
         }
 
     bf16 = native_bf16(device)
-    training = ClassifierTrainingConfig(
+    training = ClassifierTrainingArguments(
         optimizer="sgd",
         momentum=0.9,
         learning_rate=0.01,

@@ -9,12 +9,17 @@ Reads the ``data.demo`` section of a run config (and ``overwrite``); the rest of
 """
 
 from hf_memotion.cli import run_command
-from hf_memotion.data.demo import DemoDataSpec, print_demo_statistics, write_demo_data
+from hf_memotion.data.demo import DemoDataRunSpec, print_demo_statistics, write_demo_data
 
 
 def main(argv: list[str] | None = None) -> int:
     return run_command(
-        write_demo_data, DemoDataSpec, "configs/demo.yaml", argv, description=__doc__, summarize=print_demo_statistics
+        write_demo_data,
+        DemoDataRunSpec,
+        "configs/demo.yaml",
+        argv,
+        description=__doc__,
+        summarize=print_demo_statistics,
     )
 
 

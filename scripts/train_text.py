@@ -7,9 +7,9 @@ Usage:
 """
 
 from hf_memotion.cli import run_command
+from hf_memotion.training.experiments import run_text_experiment
 from hf_memotion.training.run_specs import TextRunSpec
 from hf_memotion.training.runs import print_run_results, saved_model_folders
-from hf_memotion.training.text import run_text_experiment
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,9 +7,9 @@ Usage:
 """
 
 from hf_memotion.cli import run_command
+from hf_memotion.training.experiments import run_vision_experiment
 from hf_memotion.training.run_specs import VisionRunSpec
 from hf_memotion.training.runs import print_run_results, saved_model_folders
-from hf_memotion.training.vision import run_vision_experiment
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,7 @@ import torch
 
 from hf_memotion.benchmarking import (
     ENSEMBLE_SIZES,
-    EnsembleSpec,
+    BenchmarkEnsemble,
     Timing,
     count_flops,
     max_difference,
@@ -25,7 +25,7 @@ from hf_memotion.benchmarking import (
 from hf_memotion.tasks import PROBLEM_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
-TWO_VISION = EnsembleSpec(
+TWO_VISION = BenchmarkEnsemble(
     text=(("text", "bert", 16, 1, 2, 0),), vision=(("a", "test_resnet"), ("b", "test_resnet")), crop_size=32
 )
 

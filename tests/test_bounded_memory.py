@@ -22,7 +22,7 @@ from hf_memotion.models.heads import resolve_problem_labels
 from hf_memotion.models.text import MemotionTextConfig, MemotionTextForSequenceClassification
 from hf_memotion.models.text.preprocessing import prepare_text_dataset
 from hf_memotion.models.text.tiny import build_tiny_text_backbone
-from hf_memotion.training import ClassifierTrainingConfig, CrossValidator
+from hf_memotion.training import ClassifierTrainingArguments, CrossValidator
 from hf_memotion.training.runs import run_classifier
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +45,7 @@ def test_a_run_that_does_not_keep_its_model_leaves_no_model_alive(demo_root, tmp
     validator = CrossValidator(
         model_init,
         resolve_problem_labels(["humour"]),
-        ClassifierTrainingConfig(epochs=1, batch_size=8),
+        ClassifierTrainingArguments(epochs=1, batch_size=8),
         n_splits=2,
         data_collator=DataCollatorWithPadding(tokenizer),
     )

@@ -14,7 +14,7 @@ import pytest
 from huggingface_hub import HfApi, ModelCard
 
 from hf_memotion.cards import MODEL_ID_PLACEHOLDER, score_name
-from hf_memotion.hub import HubPublishError, PushSettings, ensemble_card, push_folder, upload_plan, write_model_card
+from hf_memotion.hub import HubPublishError, PushSpec, ensemble_card, push_folder, upload_plan, write_model_card
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = str(ROOT / "scripts" / "push_to_hub.py")
@@ -126,8 +126,8 @@ def test_publishing_refuses_pickles_and_bad_input_plainly(tmp_path):
     with pytest.raises(HubPublishError, match="namespace/name"):
         push_folder(folder, "no-namespace", dry_run=True)
     with pytest.raises(ValueError, match="repo_id required"):
-        PushSettings.from_config({"private": True})
-    assert PushSettings.from_config({"repo_id": "me/m-{name}"}).repo_for("text") == "me/m-text"
+        PushSpec.from_config({"private": True})
+    assert PushSpec.from_config({"repo_id": "me/m-{name}"}).repo_for("text") == "me/m-text"
 
 
 def _push(folder, env):

@@ -16,7 +16,7 @@ from hf_memotion.models.ensemble import MemotionEnsembleModel, inference_dtype
 from hf_memotion.models.onednn_linear import OneDNNLinear, onednn_linear_available, use_onednn_linear
 from hf_memotion.specs import SpecError
 from hf_memotion.training import arguments
-from hf_memotion.training.trainer import ClassifierTrainingConfig
+from hf_memotion.training.trainer import ClassifierTrainingArguments
 
 needs_onednn = pytest.mark.skipif(not onednn_linear_available(), reason="this torch build has no oneDNN")
 
@@ -220,7 +220,7 @@ def test_bad_dtypes_are_errors(synthetic):
 
 def test_bf16_auto_trains_in_bf16_only_where_it_is_native(monkeypatch, caplog, tmp_path):
     def args_of(bf16):
-        return ClassifierTrainingConfig.from_dict({"bf16": bf16}).to_training_arguments(tmp_path, with_eval=False)
+        return ClassifierTrainingArguments.from_dict({"bf16": bf16}).to_training_arguments(tmp_path, with_eval=False)
 
     for native in (True, False):
         monkeypatch.setattr("hf_memotion.hardware.native_bf16", lambda device, native=native: native)

@@ -13,7 +13,7 @@ from hf_memotion.specs import SpecError
 from hf_memotion.training import cross_validation
 from hf_memotion.training.recipe import run_training
 from hf_memotion.training.recipe_data import RecipeData
-from hf_memotion.training.run_specs import EnsembleRunSpec
+from hf_memotion.training.run_specs import EnsembleRunSpec, TextRunSpec
 from hf_memotion.training.trainer import MemotionTrainer, StopAfterEpochs
 
 TINY_TEXT = {
@@ -76,7 +76,7 @@ def test_search_in_the_recipe_picks_per_problem_keeps_the_winners_folds_and_one_
             "problems": ["sentiment", "humour"],
             **TINY_TEXT,
             "training": TEXT_TRAINING,
-            "search": {"trials": 2, "space": {"learning_rate": [1e-3, 1e-2]}},
+            "search": {"n_trials": 2, "space": {"learning_rate": [1e-3, 1e-2]}},
         },
     ]
     report = run_training(_config(demo, tmp_path, models))
@@ -180,11 +180,12 @@ def test_a_dev_file_names_the_dev_memes(demo, tmp_path):
 @pytest.mark.parametrize(
     ("model", "message"),
     [
-        ({"modality": "text", "training": {"learning_rate": [1e-5, 1e-4]}}, "search: {trials: N}"),
-        ({"modality": "vision", "search": {"trials": 3}}, r"learning_rate: \[\.\.\.\]"),
+        ({"modality": "text", "training": {"learning_rate": [1e-5, 1e-4]}}, "search: {n_trials: N}"),
+        ({"modality": "vision", "search": {"n_trials": 3}}, r"learning_rate: \[\.\.\.\]"),
         ({"modality": "vision", "training": {"early_stopping_patience": 3}}, "set validation_fraction"),
         ({"modality": "vision", "training": {"learning_rate": []}}, "needs positive values"),
-        ({"modality": "text", "search": {"trials": 0}}, "at least 1"),
+        ({"modality": "text", "search": {"n_trials": -1}}, r"0 \(no search\) or more"),
+        ({"modality": "text", "search": {"trials": 3, "n_trials": 3}}, "one setting; keep 'n_trials'"),
     ],
 )
 def test_search_and_protocol_mistakes_are_named(model, message):
@@ -244,3 +245,15 @@ def test_jobs_on_a_local_ray_give_the_report_of_one_process(demo, tmp_path, engi
         for k in a:
             np.testing.assert_allclose(a[k], b[k], atol=1e-4, err_msg=f"{name} {k}")
     assert (tmp_path / "ray" / "answer.txt").read_text() == (tmp_path / "one" / "answer.txt").read_text()
+
+
+def test_one_search_key_and_the_old_one_still_read_with_a_deprecation_line():
+    ensemble = EnsembleRunSpec.from_dict({"models": [{"name": "m", "search": {"n_trials": 4}}]})
+    text = TextRunSpec.from_dict({"search": {"n_trials": 4}})
+    assert ensemble.models[0].search == text.search and text.search.n_trials == 4
+    with pytest.warns(
+        FutureWarning, match=r"run.yaml, section 'models.0.search': 'trials' is deprecated; write 'n_trials'"
+    ):
+        old = EnsembleRunSpec.from_dict({"models": [{"name": "m", "search": {"trials": 4}}]}, source="run.yaml")
+    assert old.models[0].search.n_trials == 4
+    assert TextRunSpec.from_dict({"search": {"n_trials": 0}}).search is None  # 0: no search

@@ -10,7 +10,7 @@ from hf_memotion.cards import score_name
 from hf_memotion.data import load_memotion, make_demo_data
 from hf_memotion.metrics import memotion_scores
 from hf_memotion.models.text.preprocessing import encode_texts
-from hf_memotion.training import ClassifierTrainingConfig, train_text_classifier
+from hf_memotion.training import ClassifierTrainingArguments, train_text_classifier
 from hf_memotion.training.search import search_text_hyperparameters
 
 PROBLEMS = ["sentiment", "humour", "offensive_intensity", "motivational"]
@@ -23,7 +23,7 @@ MODEL = {
     "pooling": "max",
 }
 TINY = {"hidden_size": 32, "num_layers": 1}
-TRAINING = ClassifierTrainingConfig(epochs=30, learning_rate=3e-3, batch_size=16, early_stopping_patience=6)
+TRAINING = ClassifierTrainingArguments(epochs=30, learning_rate=3e-3, batch_size=16, early_stopping_patience=6)
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +154,7 @@ def test_optuna_search_runs_the_asked_number_of_trials_and_resumes(data, tmp_pat
         problems=["motivational"],
         n_splits=2,
         search_space=space,
-        training=ClassifierTrainingConfig(epochs=2, batch_size=32),
+        training=ClassifierTrainingArguments(epochs=2, batch_size=32),
         model_kwargs={"attention_size": 8, "ffn_size": 8},
         tiny_kwargs={"hidden_size": 16, "num_layers": 1},
     )
@@ -179,7 +179,7 @@ def test_sgd_schedule_cuts_the_rate_at_the_milestones(data, tmp_path):
     model = MemotionTextForSequenceClassification(
         MemotionTextConfig(text_config=backbone, problems=["humour"], lstm_hidden_size=8, attention_size=8, ffn_size=8)
     )
-    settings = ClassifierTrainingConfig(
+    settings = ClassifierTrainingArguments(
         optimizer="sgd", learning_rate=0.1, epochs=3, batch_size=32, lr_milestones=(1, 2)
     )
     from transformers import DataCollatorWithPadding

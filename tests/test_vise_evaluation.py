@@ -13,7 +13,7 @@ import hf_memotion  # noqa: F401
 from hf_memotion.data.downstream import random_splits, read_task
 from hf_memotion.data.downstream_demo import DEMO_TASK_FORMATS, make_demo_downstream
 from hf_memotion.vise import ViseConfig, ViseModel
-from hf_memotion.vise.evaluation import ProtocolSettings, TextEncoder, evaluate_backbone, load_backbone, sensitivity
+from hf_memotion.vise.evaluation import ProtocolArguments, TextEncoder, evaluate_backbone, load_backbone, sensitivity
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "evaluate_vise.py"
@@ -106,7 +106,7 @@ def test_sensitivity_is_the_std_across_one_axis_at_the_best_other():
 def test_the_linear_grid_runs_all_nine_points_and_resumes(fixtures, tmp_path):
     task = read_task("image_folder", fixtures["image_folder"])
     backbone = load_backbone("random", "random:test_resnet", image_size=24)
-    settings = ProtocolSettings(batch_size=8, epochs=3)
+    settings = ProtocolArguments(batch_size=8, epochs=3)
     first = evaluate_backbone(backbone, task, "linear", settings, tmp_path)
     grid = first["per_split"][0]["grid"]
     assert len(grid) == 9 and {g["base_lr"] for g in grid} == {0.025, 0.0025, 0.00025}
@@ -199,15 +199,15 @@ def test_the_script_runs_the_full_grid_on_every_real_format(fixtures, tmp_path):
 @pytest.mark.slow
 def test_pretraining_on_demo_labels_beats_random_init_in_linear_evaluation(tmp_path):
     """The VisE claim at toy scale: mine -> pretrain -> linear probe, against the same probe on random weights."""
-    from hf_memotion.vise import MiningConfig, PretrainingSettings, make_demo_engagement, mine_labels, pretrain_vise
+    from hf_memotion.vise import MiningSpec, PretrainingArguments, make_demo_engagement, mine_labels, pretrain_vise
 
     corpus = make_demo_engagement(tmp_path / "posts", n_posts=1200, n_shards=4, seed=0, image_size=32)
     mine_labels(
         corpus,
         tmp_path / "mined",
-        MiningConfig(comment_clusters=24, reaction_clusters=8, holdout_fraction=0.2, embedding_dim=32),
+        MiningSpec(comment_clusters=24, reaction_clusters=8, holdout_fraction=0.2, embedding_dim=32),
     )
-    settings = PretrainingSettings(
+    settings = PretrainingArguments(
         architecture="resnet10t",
         image_size=32,
         batch_size=32,
@@ -224,7 +224,7 @@ def test_pretraining_on_demo_labels_beats_random_init_in_linear_evaluation(tmp_p
         make_demo_downstream(tmp_path / "task", "image_folder", n_per_class=12, image_size=32),
         n_splits=3,
     )
-    protocol = ProtocolSettings(batch_size=16, epochs=20)
+    protocol = ProtocolArguments(batch_size=16, epochs=20)
     scores = {}
     for name, source in (("vise", str(tmp_path / "pre" / "backbone")), ("random", "random:resnet10t")):
         backbone = load_backbone(name, source, image_size=32)

@@ -15,7 +15,7 @@ from hf_memotion.data.downstream import read_task
 from hf_memotion.data.downstream_demo import make_demo_downstream
 from hf_memotion.training.trainer import MemotionTrainer
 from hf_memotion.vise import evaluation
-from hf_memotion.vise.evaluation import ProtocolSettings, TextEncoder, evaluate_backbone, load_backbone
+from hf_memotion.vise.evaluation import ProtocolArguments, TextEncoder, evaluate_backbone, load_backbone
 from hf_memotion.vise.run_specs import EvaluationRunSpec
 from hf_memotion.vise.steps import plan_evaluation
 
@@ -80,7 +80,7 @@ def test_hateful_memes_in_its_three_settings_with_adam_for_multimodal_runs(tasks
     task = read_task("hateful_memes", tasks["hateful_memes"])
     backbone = load_backbone("random", "random:test_resnet", image_size=24)
     encoder = TextEncoder("tiny:bert", corpus=task.repeats[0]["train"]["text"])
-    settings = ProtocolSettings(batch_size=8, epochs=1, base_learning_rates=[0.025], weight_decays=[0.01])
+    settings = ProtocolArguments(batch_size=8, epochs=1, base_learning_rates=[0.025], weight_decays=[0.01])
     used = []
     create = MemotionTrainer.create_optimizer
     monkeypatch.setattr(
@@ -135,7 +135,7 @@ def test_the_text_encoder_is_trained_in_the_both_fine_tuned_setting_only(tasks, 
         return model
 
     monkeypatch.setattr(evaluation, "ImageTextClassifier", spy)
-    settings = ProtocolSettings(batch_size=8, epochs=2, base_learning_rates=[0.025], weight_decays=[0.0001])
+    settings = ProtocolArguments(batch_size=8, epochs=2, base_learning_rates=[0.025], weight_decays=[0.0001])
     evaluate_backbone(backbone, task, "finetune", settings, tmp_path, encoder, setting="image_text_finetuned")
     (model,) = trained
     moved = [k for k, v in model.text.state_dict().items() if v.is_floating_point() and not torch.equal(v, before[k])]
@@ -149,7 +149,7 @@ def test_the_augmented_linear_probe_runs_the_backbone_once_per_batch_for_the_who
     calls = []
     forward = backbone.model.forward
     monkeypatch.setattr(backbone.model, "forward", lambda *a, **k: calls.append(1) or forward(*a, **k))
-    settings = ProtocolSettings(batch_size=8, epochs=2)
+    settings = ProtocolArguments(batch_size=8, epochs=2)
     augmented = evaluate_backbone(backbone, task, "linear", settings, tmp_path, linear_features="augmented")
     batches = -(-len(task.repeats[0]["train"]) // 8)
     evaluation_batches = sum(-(-len(task.repeats[0][n]) // settings.eval_batch_size) for n in ("validation", "test"))
@@ -165,7 +165,7 @@ def test_the_grid_trained_together_equals_each_point_trained_alone_on_the_same_f
     task = read_task("cub", tasks["cub"])
     train = task.repeats[0]["train"]
     backbone = load_backbone("random", "random:test_resnet", image_size=24)
-    settings = ProtocolSettings(
+    settings = ProtocolArguments(
         batch_size=8,
         epochs=3,
         lr_epochs=[2],
@@ -186,14 +186,14 @@ def test_the_grid_trained_together_equals_each_point_trained_alone_on_the_same_f
 
 
 def test_decay_at_the_papers_epochs_in_both_protocols():
-    settings = ProtocolSettings(epochs=30, lr_epochs=[20], lr_decay=0.5)  # Hateful Memes: x0.5 from epoch 20
+    settings = ProtocolArguments(epochs=30, lr_epochs=[20], lr_decay=0.5)  # Hateful Memes: x0.5 from epoch 20
     schedule = settings.epoch_schedule()
     assert [schedule(e) for e in (0, 19, 20, 29)] == [1.0, 1.0, 0.5, 0.5]
-    fraction = ProtocolSettings(epochs=30, lr_steps=[0.667], lr_decay=0.5).epoch_schedule()
+    fraction = ProtocolArguments(epochs=30, lr_steps=[0.667], lr_decay=0.5).epoch_schedule()
     assert fraction(20) == 1.0 and fraction(21) == 0.5  # the fraction of before decayed one epoch late
     assert settings.milestone_arguments() == {"lr_milestones": [20], "lr_milestone_unit": "epoch", "lr_decay": 0.5}
     with pytest.raises(ValueError, match="inside the 30 epochs"):
-        ProtocolSettings(epochs=30, lr_epochs=[30])
+        ProtocolArguments(epochs=30, lr_epochs=[30])
 
 
 def test_task_schedules_and_batch_sizes_per_backbone_layer_over_the_protocol():

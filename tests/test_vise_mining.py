@@ -9,11 +9,11 @@ import datasets
 import numpy as np
 import pytest
 
-from hf_memotion.vise import MiningConfig, load_engagement, make_demo_engagement, mine_labels
+from hf_memotion.vise import MiningSpec, load_engagement, make_demo_engagement, mine_labels
 from hf_memotion.vise.mining import ClusterModels, _label_shard, is_holdout, sample_comments
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = MiningConfig(comment_clusters=24, reaction_clusters=8, holdout_fraction=0.25, embedding_dim=32, seed=3)
+SMALL = MiningSpec(comment_clusters=24, reaction_clusters=8, holdout_fraction=0.25, embedding_dim=32, seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +102,7 @@ def test_a_restarted_run_does_not_redo_finished_shards(corpus, tmp_path, monkeyp
     assert calls == ["posts-00001.jsonl"] and again["shards_labelled_this_run"] == ["posts-00001.jsonl"]
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("labels-*.parquet") if p.name in before} == before
     assert again["posts_labelled"] == first["posts_labelled"]
-    changed = mine_labels(corpus, out, MiningConfig(**{**SMALL.__dict__, "reaction_clusters": 6}))
+    changed = mine_labels(corpus, out, MiningSpec(**{**SMALL.__dict__, "reaction_clusters": 6}))
     assert len(changed["shards_labelled_this_run"]) == 3  # other settings: new clusters, every shard again
 
 
@@ -210,7 +210,7 @@ def test_a_transformers_sentence_encoder_can_replace_tfidf(corpus, tmp_path):
     encoder = tmp_path / "encoder"
     AutoModel.from_config(config).save_pretrained(encoder)
     tokenizer.save_pretrained(encoder)
-    settings = MiningConfig(**{**SMALL.__dict__, "comment_encoder": str(encoder), "comment_clusters": 8})
+    settings = MiningSpec(**{**SMALL.__dict__, "comment_encoder": str(encoder), "comment_clusters": 8})
     report = mine_labels(corpus, tmp_path / "mined", settings)
     models = ClusterModels.load(tmp_path / "mined" / "clusters")
     assert models.settings["comment_encoder"] == str(encoder) and models.comment_centroids.shape == (8, 16)

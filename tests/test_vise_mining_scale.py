@@ -11,12 +11,12 @@ from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from hf_memotion.data.realistic_engagement import make_realistic_engagement
-from hf_memotion.vise import MiningConfig, mine_labels
+from hf_memotion.vise import MiningSpec, mine_labels
 from hf_memotion.vise.comment_embedding import CommentEmbedding, tokenize
 from hf_memotion.vise.mining import ClusterModels, check_post, label_posts
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = MiningConfig(comment_clusters=40, reaction_clusters=8, holdout_fraction=0.3, embedding_dim=32, seed=1)
+CONFIG = MiningSpec(comment_clusters=40, reaction_clusters=8, holdout_fraction=0.3, embedding_dim=32, seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +131,7 @@ def test_step_two_labels_the_same_in_batches_as_post_by_post(corpus, tmp_path):
 def test_step_two_labels_the_same_with_the_int8_search_as_with_the_float32_search(corpus, tmp_path):
     from hf_memotion.vise.centroid_search import int8_search_available
 
-    config = MiningConfig(comment_clusters=300, reaction_clusters=8, holdout_fraction=0.3, embedding_dim=32, seed=1)
+    config = MiningSpec(comment_clusters=300, reaction_clusters=8, holdout_fraction=0.3, embedding_dim=32, seed=1)
     mine_labels(corpus, tmp_path / "mined", config)
     models = ClusterModels.load(tmp_path / "mined" / "clusters")
     posts = [
@@ -155,7 +155,7 @@ def test_step_two_labels_the_same_with_the_int8_search_as_with_the_float32_searc
 def test_single_token_comments_take_the_cluster_the_full_search_gives(corpus, tmp_path):
     from hf_memotion.vise.centroid_search import CentroidSearch
 
-    config = MiningConfig(comment_clusters=300, reaction_clusters=8, holdout_fraction=0.3, embedding_dim=32, seed=1)
+    config = MiningSpec(comment_clusters=300, reaction_clusters=8, holdout_fraction=0.3, embedding_dim=32, seed=1)
     mine_labels(corpus, tmp_path / "mined", config)
     models = ClusterModels.load(tmp_path / "mined" / "clusters")
     words = [t for t in models.embedding.vocabulary if len(t) > 1][:40]

@@ -18,9 +18,9 @@ import hf_memotion  # noqa: F401  (registers the Auto classes)
 from hf_memotion.models.vision import MemotionImageProcessor
 from hf_memotion.training import MemotionTrainer
 from hf_memotion.vise import (
-    MiningConfig,
+    MiningSpec,
+    PretrainingArguments,
     PretrainingCollator,
-    PretrainingSettings,
     ViseForPretraining,
     ViseModel,
     load_mined_labels,
@@ -37,14 +37,14 @@ TINY = {"architecture": "test_resnet", "image_size": 32, "batch_size": 32, "shuf
 def mined(tmp_path_factory):
     base = tmp_path_factory.mktemp("vise_pre")
     corpus = make_demo_engagement(base / "posts", n_posts=480, n_shards=4, seed=2, image_size=32)
-    settings = MiningConfig(comment_clusters=12, reaction_clusters=6, holdout_fraction=0.2, embedding_dim=16)
+    settings = MiningSpec(comment_clusters=12, reaction_clusters=6, holdout_fraction=0.2, embedding_dim=16)
     mine_labels(corpus, base / "mined", settings)
     return base / "mined"
 
 
 def _schedule(tmp_path, decay, total):
     """The multiplier the shared trainer installs for a pretraining run of ``total`` steps."""
-    args = PretrainingSettings(decay=decay).training_arguments(tmp_path, max_steps=total)
+    args = PretrainingArguments(decay=decay).training_arguments(tmp_path, max_steps=total)
     trainer = MemotionTrainer(model=torch.nn.Linear(2, 2), args=args)
     trainer.create_optimizer_and_scheduler(num_training_steps=total)
     assert type(trainer.optimizer).__name__ == "SGD" and trainer.optimizer.defaults["momentum"] == 0.9
@@ -59,8 +59,8 @@ def test_schedule_warms_up_linearly_then_decays_as_the_paper(tmp_path):
     halvings = _schedule(tmp_path, "vise-250m", 110)  # ten halvings: after each eleventh of the run
     assert [halvings(s) for s in (9, 10, 55, 109)] == [1.0, 0.5, pytest.approx(0.5**5), pytest.approx(0.5**10)]
     with pytest.raises(ValueError, match="decay must be one of"):
-        PretrainingSettings(decay="cosine-ish")
-    assert PretrainingSettings(batch_size=1920).learning_rate() == pytest.approx(0.75)  # 0.1 / 256 x 1920
+        PretrainingArguments(decay="cosine-ish")
+    assert PretrainingArguments(batch_size=1920).learning_rate() == pytest.approx(0.75)  # 0.1 / 256 x 1920
 
 
 def test_the_label_stream_is_one_shard_per_file_and_collates_to_dense_targets(mined):
@@ -80,7 +80,7 @@ def test_the_label_stream_is_one_shard_per_file_and_collates_to_dense_targets(mi
 
 
 def test_pretraining_lowers_both_losses_and_saves_an_automodel_backbone(mined, tmp_path):
-    settings = PretrainingSettings(**TINY, max_steps=60, save_steps=30, base_learning_rate=0.8, seed=0)
+    settings = PretrainingArguments(**TINY, max_steps=60, save_steps=30, base_learning_rate=0.8, seed=0)
     report = pretrain_vise(mined, tmp_path / "run", settings)
     curves = report["curves"]
     assert [c["step"] for c in curves] == list(range(5, 61, 5))
@@ -105,7 +105,7 @@ def test_pretraining_lowers_both_losses_and_saves_an_automodel_backbone(mined, t
 
 @pytest.mark.parametrize("targets", ["comments", "reactions"])
 def test_the_papers_ablations_pretrain_with_one_loss_term(mined, tmp_path, targets):
-    settings = PretrainingSettings(**TINY, max_steps=10, save_steps=100, targets=targets)
+    settings = PretrainingArguments(**TINY, max_steps=10, save_steps=100, targets=targets)
     report = pretrain_vise(mined, tmp_path / "run", settings)
     kept, dropped = ("comment_loss", "reaction_loss") if targets == "comments" else ("reaction_loss", "comment_loss")
     assert report["targets"] == targets and report["curves"]
@@ -117,20 +117,20 @@ def test_the_papers_ablations_pretrain_with_one_loss_term(mined, tmp_path, targe
     head = "reaction_head" if targets == "comments" else "comment_head"
     assert torch.equal(getattr(full, head).bias, getattr(start, head).bias)
     with pytest.raises(ValueError, match="targets must be one of"):
-        PretrainingSettings(targets="likes")
+        PretrainingArguments(targets="likes")
 
 
 def test_bad_inputs_name_the_fix(tmp_path, mined):
     with pytest.raises(FileNotFoundError, match="the output folder of mine_vise_labels.py"):
-        pretrain_vise(tmp_path, tmp_path / "run", PretrainingSettings(**TINY, max_steps=2))
+        pretrain_vise(tmp_path, tmp_path / "run", PretrainingArguments(**TINY, max_steps=2))
     with pytest.raises(ValueError, match="not a multiple"):
         pretrain_vise(
             mined,
             tmp_path / "run",
-            PretrainingSettings(**{**TINY, "batch_size": 33}, gradient_accumulation_steps=2, max_steps=2),
+            PretrainingArguments(**{**TINY, "batch_size": 33}, gradient_accumulation_steps=2, max_steps=2),
         )
     with pytest.raises(ValueError, match="section .pretraining.: unknown key .lr."):
-        PretrainingSettings.from_dict({"lr": 0.1})
+        PretrainingArguments.from_dict({"lr": 0.1})
 
 
 def _script(*args, cwd, env=None):
@@ -212,7 +212,7 @@ def test_two_processes_pretrain_from_the_same_stream(mined, tmp_path):
 
 def test_labels_stream_from_a_url_as_from_a_folder(mined, tmp_path):
     """Corpora larger than the disk stay remote: the labels folder may be any fsspec URL (file:// here)."""
-    settings = PretrainingSettings(**TINY, max_steps=2, save_steps=100)
+    settings = PretrainingArguments(**TINY, max_steps=2, save_steps=100)
     report = pretrain_vise(f"file://{mined}", tmp_path / "run", settings)
     assert report["comment_clusters"] == 12 and report["max_steps"] == 2
     assert [r["post_id"] for r in load_mined_labels(f"file://{mined}").take(3)] == [

@@ -9,13 +9,14 @@ from transformers import AutoImageProcessor, AutoModelForImageClassification
 
 from hf_memotion.data import load_memotion, make_demo_data
 from hf_memotion.metrics import memotion_scores
-from hf_memotion.training import ClassifierTrainingConfig
-from hf_memotion.training.vision import run_vision_experiment, train_vision_classifier
+from hf_memotion.training import ClassifierTrainingArguments
+from hf_memotion.training.experiments import run_vision_experiment
+from hf_memotion.training.vision import train_vision_classifier
 
 PROBLEMS = ["sentiment", "humour", "sarcasm_intensity", "motivational"]
 # No early stopping: on 400 rows its validation slice (~27 rows per fold) is too noisy to pick an epoch,
 # and the refit's epoch count (the folds' median best epoch) would follow that noise.
-TRAINING = ClassifierTrainingConfig(
+TRAINING = ClassifierTrainingArguments(
     optimizer="sgd",
     momentum=0.9,
     learning_rate=0.05,
@@ -93,13 +94,13 @@ def test_learning_rate_grid_picks_the_best_rate_by_cross_validation(data, tmp_pa
         "training": {"learning_rate": [1e-6, 0.05], "epochs": 2, "batch_size": 16, "lr_milestones": [5]},
     }
     results = run_vision_experiment(config)
-    assert (tmp_path / "run" / "multitask" / "lr_1e-06" / "metrics.json").is_file()
-    assert (tmp_path / "run" / "multitask" / "lr_0.05" / "metrics.json").is_file()
+    assert (tmp_path / "run" / "multitask" / "search" / "lr_1e-06" / "metrics.json").is_file()
+    assert (tmp_path / "run" / "multitask" / "search" / "lr_0.05" / "metrics.json").is_file()
     chosen = results["multitask"]
     saved = json.loads((tmp_path / "run" / "multitask" / "metrics.json").read_text())
+    search = tmp_path / "run" / "multitask" / "search"
     candidates = {
-        rate: json.loads((tmp_path / "run" / "multitask" / f"lr_{rate}" / "metrics.json").read_text())["oof_scores"]
-        for rate in ("1e-06", "0.05")
+        r: json.loads((search / f"lr_{r}" / "metrics.json").read_text())["oof_scores"] for r in ("1e-06", "0.05")
     }
     best = max(candidates, key=lambda r: candidates[r]["motivational"])
     assert saved["training"]["learning_rate"] == float(best)

@@ -1,73 +1,91 @@
 """hf-memotion: meme emotion analysis by modality ensemble, and VisE, for the Hugging Face ecosystem.
 
+The top level holds what most users need: the models and their configs, the processors, the pipeline, the
+trainer and its arguments, the Memotion loader and the metric. Everything else lives in its subpackage
+(``hf_memotion.data``, ``hf_memotion.training``, ``hf_memotion.vise``, ...). Names load on first use
+(``import hf_memotion`` imports neither torch nor transformers), and the classes are registered with
+transformers' Auto classes and ``pipeline`` as soon as those are used (:mod:`hf_memotion.registration`).
+
 Example:
     >>> import hf_memotion
-    >>> hf_memotion.PROBLEM_NAMES[0]
-    'sentiment'
+    >>> hf_memotion.MemotionTextConfig(problems=["humour"]).problems
+    ['humour']
 """
 
-from hf_memotion.cards import MemotionCardData
-from hf_memotion.data import (
-    DemoDataConfig,
-    ImageDecodeError,
-    MemotionFormatError,
-    format_statistics,
-    load_memotion,
-    load_rgb_image,
-    make_demo_data,
-    read_answer_file,
-    write_answer_file,
-)
-from hf_memotion.data.ocr import read_meme_text
-from hf_memotion.hardware import native_bf16, theoretical_peak
-from hf_memotion.metrics import load_memotion_metric, memotion_scores
-from hf_memotion.models.ensemble import MemeProcessor, MemotionEnsembleConfig, MemotionEnsembleModel, fit_stackers
-from hf_memotion.models.text import (
-    MemotionTextConfig,
-    MemotionTextForSequenceClassification,
-    MemotionTextModel,
-)
-from hf_memotion.models.vision import (
-    MemotionImageProcessor,
-    MemotionVisionConfig,
-    MemotionVisionForImageClassification,
-    MemotionVisionModel,
-    convert_polynet_state_dict,
-)
-from hf_memotion.pipelines import MemeEmotionPipeline, MemeInputError
-from hf_memotion.registration import register_auto_classes
-from hf_memotion.tasks import PROBLEM_NAMES, PROBLEMS, Problem, decode_submission, encode_submission, get_problem
-from hf_memotion.training import (
-    ClassifierTrainingConfig,
-    CrossValidator,
-    MemotionTrainer,
-    MemotionTrainingArguments,
-    class_weights,
-    cross_validate,
-    stratified_folds,
-    train_text_classifier,
-    train_vision_classifier,
-)
-from hf_memotion.vise import ViseConfig, ViseForImageClassification, ViseForPretraining, ViseModel
+from __future__ import annotations
 
-register_auto_classes()
+import importlib
+import warnings
+from typing import TYPE_CHECKING, Any
+
+from hf_memotion.registration import register_auto_classes, register_when_transformers_is_used
 
 __version__ = "0.1.0"
 
+#: Public name -> the module that defines it.
+_EXPORTS = {
+    "MemotionTextConfig": "hf_memotion.models.text",
+    "MemotionTextModel": "hf_memotion.models.text",
+    "MemotionTextForSequenceClassification": "hf_memotion.models.text",
+    "MemotionVisionConfig": "hf_memotion.models.vision",
+    "MemotionVisionModel": "hf_memotion.models.vision",
+    "MemotionVisionForImageClassification": "hf_memotion.models.vision",
+    "MemotionImageProcessor": "hf_memotion.models.vision",
+    "MemotionEnsembleConfig": "hf_memotion.models.ensemble",
+    "MemotionEnsembleModel": "hf_memotion.models.ensemble",
+    "MemeProcessor": "hf_memotion.models.ensemble",
+    "ViseConfig": "hf_memotion.models.vise",
+    "ViseModel": "hf_memotion.models.vise",
+    "ViseForPretraining": "hf_memotion.models.vise",
+    "ViseForImageClassification": "hf_memotion.models.vise",
+    "MemeEmotionPipeline": "hf_memotion.pipelines",
+    "MemotionTrainer": "hf_memotion.training.trainer",
+    "MemotionTrainingArguments": "hf_memotion.training.arguments",
+    "ClassifierTrainingArguments": "hf_memotion.training.trainer",
+    "load_memotion": "hf_memotion.data.memotion",
+    "load_memotion_metric": "hf_memotion.metrics",
+}
+
+#: Names the top level exported before it was made small: still served, with a ``FutureWarning`` naming their
+#: home (new name where one was renamed).
+_MOVED = {
+    "PROBLEMS": ("hf_memotion.tasks", "PROBLEMS"),
+    "PROBLEM_NAMES": ("hf_memotion.tasks", "PROBLEM_NAMES"),
+    "Problem": ("hf_memotion.tasks", "Problem"),
+    "decode_submission": ("hf_memotion.tasks", "decode_submission"),
+    "encode_submission": ("hf_memotion.tasks", "encode_submission"),
+    "get_problem": ("hf_memotion.tasks", "get_problem"),
+    "ClassifierTrainingConfig": ("hf_memotion.training.trainer", "ClassifierTrainingArguments"),
+    "CrossValidator": ("hf_memotion.training", "CrossValidator"),
+    "class_weights": ("hf_memotion.training", "class_weights"),
+    "cross_validate": ("hf_memotion.training", "cross_validate"),
+    "stratified_folds": ("hf_memotion.training", "stratified_folds"),
+    "train_text_classifier": ("hf_memotion.training", "train_text_classifier"),
+    "train_vision_classifier": ("hf_memotion.training", "train_vision_classifier"),
+    "DemoDataConfig": ("hf_memotion.data", "DemoDataSpec"),
+    "ImageDecodeError": ("hf_memotion.data", "ImageDecodeError"),
+    "MemotionFormatError": ("hf_memotion.data", "MemotionFormatError"),
+    "format_statistics": ("hf_memotion.data", "format_statistics"),
+    "load_rgb_image": ("hf_memotion.data", "load_rgb_image"),
+    "make_demo_data": ("hf_memotion.data", "make_demo_data"),
+    "read_answer_file": ("hf_memotion.data", "read_answer_file"),
+    "write_answer_file": ("hf_memotion.data", "write_answer_file"),
+    "read_meme_text": ("hf_memotion.data.ocr", "read_meme_text"),
+    "native_bf16": ("hf_memotion.hardware", "native_bf16"),
+    "theoretical_peak": ("hf_memotion.hardware", "theoretical_peak"),
+    "memotion_scores": ("hf_memotion.metrics", "memotion_scores"),
+    "MemotionCardData": ("hf_memotion.cards", "MemotionCardData"),
+    "MemeInputError": ("hf_memotion.pipelines", "MemeInputError"),
+    "fit_stackers": ("hf_memotion.models.ensemble", "fit_stackers"),
+    "convert_polynet_state_dict": ("hf_memotion.models.vision", "convert_polynet_state_dict"),
+}
+
 __all__ = [
-    "PROBLEMS",
-    "PROBLEM_NAMES",
-    "ClassifierTrainingConfig",
-    "CrossValidator",
-    "DemoDataConfig",
-    "ImageDecodeError",
+    "ClassifierTrainingArguments",
     "MemeEmotionPipeline",
-    "MemeInputError",
     "MemeProcessor",
-    "MemotionCardData",
     "MemotionEnsembleConfig",
     "MemotionEnsembleModel",
-    "MemotionFormatError",
     "MemotionImageProcessor",
     "MemotionTextConfig",
     "MemotionTextForSequenceClassification",
@@ -77,31 +95,53 @@ __all__ = [
     "MemotionVisionConfig",
     "MemotionVisionForImageClassification",
     "MemotionVisionModel",
-    "Problem",
     "ViseConfig",
     "ViseForImageClassification",
     "ViseForPretraining",
     "ViseModel",
-    "class_weights",
-    "convert_polynet_state_dict",
-    "cross_validate",
-    "decode_submission",
-    "encode_submission",
-    "fit_stackers",
-    "format_statistics",
-    "get_problem",
+    "__version__",
     "load_memotion",
     "load_memotion_metric",
-    "load_rgb_image",
-    "make_demo_data",
-    "memotion_scores",
-    "native_bf16",
-    "read_answer_file",
-    "read_meme_text",
     "register_auto_classes",
-    "stratified_folds",
-    "theoretical_peak",
-    "train_text_classifier",
-    "train_vision_classifier",
-    "write_answer_file",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    elif name in _MOVED:
+        module, new = _MOVED[name]
+        warnings.warn(f"hf_memotion.{name} moved: use `from {module} import {new}`", FutureWarning, stacklevel=2)
+        value = getattr(importlib.import_module(module), new)
+    else:
+        raise AttributeError(f"module 'hf_memotion' has no attribute {name!r}")
+    if name in _EXPORTS:
+        globals()[name] = value  # resolved once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
+
+if TYPE_CHECKING:  # what type checkers and IDEs see
+    from hf_memotion.data.memotion import load_memotion
+    from hf_memotion.metrics import load_memotion_metric
+    from hf_memotion.models.ensemble import MemeProcessor, MemotionEnsembleConfig, MemotionEnsembleModel
+    from hf_memotion.models.text import (
+        MemotionTextConfig,
+        MemotionTextForSequenceClassification,
+        MemotionTextModel,
+    )
+    from hf_memotion.models.vise import ViseConfig, ViseForImageClassification, ViseForPretraining, ViseModel
+    from hf_memotion.models.vision import (
+        MemotionImageProcessor,
+        MemotionVisionConfig,
+        MemotionVisionForImageClassification,
+        MemotionVisionModel,
+    )
+    from hf_memotion.pipelines import MemeEmotionPipeline
+    from hf_memotion.training.arguments import MemotionTrainingArguments
+    from hf_memotion.training.trainer import ClassifierTrainingArguments, MemotionTrainer
+
+register_when_transformers_is_used()

@@ -35,7 +35,7 @@ from hf_memotion.tasks import PROBLEM_NAMES, get_problem
 
 __all__ = [
     "ENSEMBLE_SIZES",
-    "EnsembleSpec",
+    "BenchmarkEnsemble",
     "Timing",
     "best_kernels",
     "best_seconds",
@@ -213,7 +213,7 @@ def weights_bytes(module: torch.nn.Module) -> int:
 
 
 @dataclass(frozen=True)
-class EnsembleSpec:
+class BenchmarkEnsemble:
     """Base models of an ensemble.
 
     ``text``: ``(name, family, hidden, layers, heads, vocab)``; ``vision``: ``(name, timm architecture)``.
@@ -227,10 +227,10 @@ class EnsembleSpec:
 #: ``demo``: the demo config's models; ``space``: one ResNet-50 and one BERT-base; ``paper``: the paper's
 #: eight backbones (Inception-ResNet-v2, PolyNet, SENet-154, PNASNet-5-large; BERT-large, GPT-2 medium and
 #: large, XLNet-large) at their real sizes.
-ENSEMBLE_SIZES: dict[str, EnsembleSpec] = {
-    "demo": EnsembleSpec(text=(("text", "bert", 32, 1, 2, 0),), vision=(("vision", "test_resnet"),), crop_size=64),
-    "space": EnsembleSpec(text=(("bert-base", "bert", 768, 12, 12, 30522),), vision=(("resnet50", "resnet50"),)),
-    "paper": EnsembleSpec(
+ENSEMBLE_SIZES: dict[str, BenchmarkEnsemble] = {
+    "demo": BenchmarkEnsemble(text=(("text", "bert", 32, 1, 2, 0),), vision=(("vision", "test_resnet"),), crop_size=64),
+    "space": BenchmarkEnsemble(text=(("bert-base", "bert", 768, 12, 12, 30522),), vision=(("resnet50", "resnet50"),)),
+    "paper": BenchmarkEnsemble(
         text=(
             ("bert-large", "bert", 1024, 24, 16, 30522),
             ("gpt2-medium", "gpt2", 1024, 24, 16, 50257),
@@ -304,7 +304,7 @@ def _text_model(family: str, hidden: int, layers: int, heads: int, vocab: int, p
     return model.eval(), tokenizer
 
 
-def random_ensemble(spec: EnsembleSpec, layout: str = "multitask", seed: int = 0) -> MemotionEnsembleModel:
+def random_ensemble(spec: BenchmarkEnsemble, layout: str = "multitask", seed: int = 0) -> MemotionEnsembleModel:
     """An ensemble of randomly initialised base models of ``spec``, stacked on synthetic probabilities.
 
     ``layout="per_problem"`` builds the paper's layout: nine models per backbone, one problem each.

@@ -31,7 +31,7 @@ from typing import Any
 from hf_memotion.config import load_run_config
 from hf_memotion.data import ImageDecodeError
 from hf_memotion.distributed import process_state
-from hf_memotion.hub.publishing import HubPublishError, PushSettings
+from hf_memotion.hub.publishing import HubPublishError, PushSpec
 from hf_memotion.specs import spec_keys
 
 __all__ = [
@@ -116,13 +116,13 @@ def parse_arguments(
     return CommandLine(config or default_config, overrides, bool(getattr(args, "plan", False)))
 
 
-def read_run_config(path: str | None, overrides: Sequence[str]) -> tuple[dict[str, Any], PushSettings | None]:
-    """A script's config, with its ``push_to_hub:`` section taken out as :class:`PushSettings`."""
+def read_run_config(path: str | None, overrides: Sequence[str]) -> tuple[dict[str, Any], PushSpec | None]:
+    """A script's config, with its ``push_to_hub:`` section taken out as :class:`PushSpec`."""
     config = load_run_config(path, overrides)
-    return config, PushSettings.from_config(config.pop("push_to_hub", None))
+    return config, PushSpec.from_config(config.pop("push_to_hub", None))
 
 
-def publish_folders(push: PushSettings, folders: Mapping[str, Path]) -> None:
+def publish_folders(push: PushSpec, folders: Mapping[str, Path]) -> None:
     """Publish each saved folder (main process, after training); a Hub error ends with one readable line."""
     for name, folder in folders.items():
         try:

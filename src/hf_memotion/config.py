@@ -134,7 +134,7 @@ def load_data(section: Mapping[str, Any], *, source: str | None = None) -> datas
     ``{"path": ...}`` is anything :func:`hf_memotion.data.load_memotion` reads (a release folder, a
     parquet file, a Hub id) with its options (``test_path``, ``on_error``, ``verify_images``,
     ``revision``, ``num_proc``); ``{"demo": {...}}`` generates (or reuses) the demo data with those
-    :class:`~hf_memotion.data.DemoDataConfig` settings plus ``output_dir``. A misspelt key is refused with
+    :class:`~hf_memotion.data.DemoDataSpec` settings plus ``output_dir``. A misspelt key is refused with
     the file (``source``), the section and the nearest valid key.
 
     Example:
@@ -146,7 +146,7 @@ def load_data(section: Mapping[str, Any], *, source: str | None = None) -> datas
     import dataclasses
     import inspect
 
-    from hf_memotion.data import DemoDataConfig, load_memotion, make_demo_data
+    from hf_memotion.data import DemoDataSpec, load_memotion, make_demo_data
     from hf_memotion.specs import check_keys
 
     section = dict(section or {})
@@ -157,7 +157,7 @@ def load_data(section: Mapping[str, Any], *, source: str | None = None) -> datas
 
         demo = dict(section.pop("demo") or {})
         check_keys(section, ["demo"], section="data", source=source)
-        demo_keys = ["output_dir", "overwrite", *(f.name for f in dataclasses.fields(DemoDataConfig))]
+        demo_keys = ["output_dir", "overwrite", *(f.name for f in dataclasses.fields(DemoDataSpec))]
         check_keys(demo, demo_keys, section="data.demo", source=source)
         with process_state().main_process_first():  # one process writes, the others reuse its files
             root = make_demo_data(demo.pop("output_dir", "outputs/demo_data"), **demo)

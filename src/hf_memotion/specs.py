@@ -26,10 +26,11 @@ import dataclasses
 import difflib
 import types
 import typing
-from collections.abc import Iterable, Mapping
+import warnings
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-__all__ = ["SpecError", "check_keys", "parse_spec", "spec_keys", "spec_to_dict"]
+__all__ = ["SpecError", "check_keys", "deprecated_names", "parse_spec", "spec_keys", "spec_to_dict"]
 
 
 class SpecError(ValueError):
@@ -148,6 +149,18 @@ def parse_spec(cls: type, values: Mapping[str, Any] | None, *, source: str | Non
         SpecError: An unknown key, a section that is not a mapping, or a value the spec refuses.
     """
     values = {} if values is None else values
+    renamed = getattr(cls, "spec_renamed", {})  # old key -> new key, still read
+    if isinstance(values, Mapping) and any(old in values for old in renamed):
+        values = dict(values)
+        for old, new in renamed.items():
+            if old not in values:
+                continue
+            if new in values:
+                raise SpecError(f"{_where(source, section)}: '{old}' and '{new}' are one setting; keep '{new}'")
+            warnings.warn(
+                f"{_where(source, section)}: '{old}' is deprecated; write '{new}'", FutureWarning, stacklevel=2
+            )
+            values[new] = values.pop(old)
     stock = dict(cls.spec_passthrough()) if hasattr(cls, "spec_passthrough") else {}  # name -> annotation
     own = spec_keys(cls)
     # ``extra`` itself is accepted too, so that a spec's own dict (``to_dict()``) reads back
@@ -189,6 +202,33 @@ def parse_spec(cls: type, values: Mapping[str, Any] | None, *, source: str | Non
         raise
     except (TypeError, ValueError) as err:
         raise SpecError(f"{_where(source, section)}: {err}") from None
+
+
+def deprecated_names(module: str, renamed: Mapping[str, str]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` that still serves renamed classes under their old names, with a ``FutureWarning``.
+
+    Example:
+        >>> __getattr__ = deprecated_names("hf_memotion.training.trainer", {"ClassifierTrainingConfig":
+        ...                                "ClassifierTrainingArguments"})
+        >>> import warnings
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     __getattr__("ClassifierTrainingConfig").__name__
+        'ClassifierTrainingArguments'
+        >>> str(caught[0].message)
+        'ClassifierTrainingConfig is deprecated: use ClassifierTrainingArguments (from hf_memotion.training.trainer)'
+    """
+
+    def __getattr__(name: str) -> Any:
+        if name not in renamed:
+            raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        import importlib
+
+        new = renamed[name]
+        warnings.warn(f"{name} is deprecated: use {new} (from {module})", FutureWarning, stacklevel=2)
+        return getattr(importlib.import_module(module), new)
+
+    return __getattr__
 
 
 def spec_to_dict(spec: Any) -> Any:

@@ -1,6 +1,6 @@
 """Data: the Memotion loader, the demo generator, image decoding and label statistics."""
 
-from hf_memotion.data.demo import DemoDataConfig, make_demo_data
+from hf_memotion.data.demo import DemoDataSpec, make_demo_data
 from hf_memotion.data.images import ImageDecodeError, load_rgb_image
 from hf_memotion.data.memotion import (
     MemotionFormatError,
@@ -13,7 +13,7 @@ from hf_memotion.data.memotion import (
 from hf_memotion.data.statistics import format_statistics, label_counts
 
 __all__ = [
-    "DemoDataConfig",
+    "DemoDataSpec",
     "ImageDecodeError",
     "MemotionFormatError",
     "describe_data_source",

@@ -47,11 +47,12 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
+from hf_memotion.specs import deprecated_names
 from hf_memotion.tasks import EMOTIONS, PROBLEMS, RELEASE_LABELS, encode_submission
 
 __all__ = [
     "RELEASE_COUNTS",
-    "DemoDataConfig",
+    "DemoDataRunSpec",
     "DemoDataSpec",
     "make_demo_data",
     "print_demo_statistics",
@@ -135,7 +136,7 @@ _FILLER = (
 
 
 @dataclass(frozen=True)
-class DemoDataConfig:
+class DemoDataSpec:
     """Settings of the demo generator.
 
     Attributes:
@@ -148,7 +149,7 @@ class DemoDataConfig:
         missing_corrected: Fraction of rows whose ``text_corrected`` is empty (a release quirk).
 
     Example:
-        >>> DemoDataConfig(n_train=100).n_test
+        >>> DemoDataSpec(n_train=100).n_test
         200
     """
 
@@ -171,7 +172,7 @@ class DemoDataConfig:
 
 
 class _Generator:
-    def __init__(self, config: DemoDataConfig):
+    def __init__(self, config: DemoDataSpec):
         self.config = config
         self.rng = np.random.default_rng(config.seed)
         total = sum(f for _, _, f in _EXTENSIONS)
@@ -276,12 +277,12 @@ def make_demo_data(output_dir: str | os.PathLike, *, overwrite: bool = False, **
         output_dir: Root folder to create.
         overwrite: Replace an existing root. Without it, an existing complete demo dataset made
             with the same settings is reused as it is, and anything else there is an error.
-        **settings: Fields of :class:`DemoDataConfig` (``n_train``, ``n_test``, ``seed``, ...).
+        **settings: Fields of :class:`DemoDataSpec` (``n_train``, ``n_test``, ``seed``, ...).
 
     Returns:
         The root folder.
     """
-    config = DemoDataConfig(**settings)
+    config = DemoDataSpec(**settings)
     root = Path(output_dir)
     stamp = repr(config)
     if root.exists():
@@ -307,7 +308,7 @@ def make_demo_data(output_dir: str | os.PathLike, *, overwrite: bool = False, **
     return root
 
 
-def _generate(config: DemoDataConfig, root: Path) -> None:
+def _generate(config: DemoDataSpec, root: Path) -> None:
     gen = _Generator(config)
     train_dir, test_dir = root / "memotion_dataset_7k", root / "memotion_test_release"
     (train_dir / "images").mkdir(parents=True)
@@ -345,13 +346,13 @@ def _generate(config: DemoDataConfig, root: Path) -> None:
 
 
 @dataclass
-class DemoDataSpec:
+class DemoDataRunSpec:
     """What ``scripts/make_demo_data.py`` reads from a run config: its ``data.demo`` section and ``overwrite``.
 
     The other sections of the run config (models, training...) are not this command's and are left alone.
 
     Example:
-        >>> DemoDataSpec.from_dict({"data": {"demo": {"n_train": 30}}, "models": []}).settings()
+        >>> DemoDataRunSpec.from_dict({"data": {"demo": {"n_train": 30}}, "models": []}).settings()
         {'n_train': 30}
     """
 
@@ -359,7 +360,7 @@ class DemoDataSpec:
     overwrite: bool = False
 
     @classmethod
-    def from_dict(cls, values: dict | None, *, source: str | None = None) -> DemoDataSpec:
+    def from_dict(cls, values: dict | None, *, source: str | None = None) -> DemoDataRunSpec:
         """Take ``data`` and ``overwrite`` from a config; the demo section's keys are checked."""
         from hf_memotion.specs import SpecError, check_keys, parse_spec
 
@@ -368,7 +369,7 @@ class DemoDataSpec:
         if "demo" not in (spec.data or {}):
             raise SpecError(f"{source or 'the config'}: the data section has no 'demo' settings to generate")
         demo = dict(spec.data["demo"] or {})
-        check_keys(demo, ["output_dir", *(f.name for f in fields(DemoDataConfig))], section="data.demo", source=source)
+        check_keys(demo, ["output_dir", *(f.name for f in fields(DemoDataSpec))], section="data.demo", source=source)
         return spec
 
     def settings(self) -> dict:
@@ -380,15 +381,19 @@ class DemoDataSpec:
         return Path(dict(self.data["demo"] or {}).get("output_dir", "outputs/demo_data"))
 
 
-def write_demo_data(spec: DemoDataSpec) -> Path:
-    """Generate the demo data a :class:`DemoDataSpec` describes; return its root."""
+def write_demo_data(spec: DemoDataRunSpec) -> Path:
+    """Generate the demo data a :class:`DemoDataRunSpec` describes; return its root."""
     return make_demo_data(spec.output_dir(), overwrite=spec.overwrite, **spec.settings())
 
 
-def print_demo_statistics(root: Path, spec: DemoDataSpec | None = None) -> None:
+def print_demo_statistics(root: Path, spec: DemoDataRunSpec | None = None) -> None:
     """Load the demo data back and print where it is and its label statistics."""
     from hf_memotion.data.memotion import load_memotion
     from hf_memotion.data.statistics import format_statistics
 
     print(f"Demo Memotion data in {root} (release layout: memotion_dataset_7k/, memotion_test_release/)")
     print(format_statistics(load_memotion(root)))
+
+
+#: Old names, still served with a ``FutureWarning``.
+__getattr__ = deprecated_names(__name__, {"DemoDataConfig": "DemoDataSpec"})

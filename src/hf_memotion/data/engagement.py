@@ -34,10 +34,11 @@ from PIL import Image, ImageDraw
 
 from hf_memotion.folder_safety import check_data_name
 from hf_memotion.io_utils import atomic_write_bytes, atomic_write_text
+from hf_memotion.specs import deprecated_names
 
 __all__ = [
     "REACTIONS",
-    "DemoEngagementConfig",
+    "DemoEngagementSpec",
     "engagement_features",
     "engagement_shards",
     "load_engagement",
@@ -138,7 +139,7 @@ _FILLER = ["the", "a", "this", "that", "so", "really", "just", "very", "my", "yo
 
 
 @dataclass(frozen=True)
-class DemoEngagementConfig:
+class DemoEngagementSpec:
     """Settings of the demo corpus.
 
     Attributes:
@@ -207,7 +208,7 @@ def make_demo_engagement(output_dir: str | os.PathLike, *, overwrite: bool = Fal
     unless ``overwrite``. Each post's theme (hidden) decides its image, most of its comment words and
     its reaction profile; 3% of posts have no comments and 5% no reactions.
     """
-    config = DemoEngagementConfig(**settings)
+    config = DemoEngagementSpec(**settings)
     root = Path(output_dir)
     marker = root / ".demo_engagement"
     stamp = repr(config)
@@ -255,3 +256,7 @@ def resolve_corpus(section: Mapping[str, Any] | None) -> str | Path:
         return data["path"]
     demo = dict(data["demo"] or {})
     return make_demo_engagement(demo.pop("output_dir", "outputs/vise_engagement_demo"), **demo)
+
+
+#: Old names, still served with a ``FutureWarning``.
+__getattr__ = deprecated_names(__name__, {"DemoEngagementConfig": "DemoEngagementSpec"})

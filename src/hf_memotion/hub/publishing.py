@@ -33,6 +33,7 @@ from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled, Reposit
 
 from hf_memotion.cards import MODEL_ID_PLACEHOLDER
 from hf_memotion.folder_safety import PICKLE_SUFFIXES
+from hf_memotion.specs import deprecated_names
 
 try:  # the HTTP client huggingface_hub uses: httpx2 from huggingface_hub 2, httpx before
     from httpx2 import HTTPError as _TransportError
@@ -44,7 +45,7 @@ __all__ = [
     "HubPublishError",
     "PlannedFile",
     "PublishResult",
-    "PushSettings",
+    "PushSpec",
     "push_folder",
     "upload_plan",
 ]
@@ -187,13 +188,13 @@ def upload_plan(
 
 
 @dataclass(frozen=True)
-class PushSettings:
+class PushSpec:
     """The ``push_to_hub:`` section of a training config: publish what the run saved when it ends.
 
     ``repo_id`` may hold ``{name}`` (the model's name), required when a run saves several models.
 
     Example:
-        >>> PushSettings.from_config({"repo_id": "me/memotion-{name}", "private": True}).repo_for("text")
+        >>> PushSpec.from_config({"repo_id": "me/memotion-{name}", "private": True}).repo_for("text")
         'me/memotion-text'
     """
 
@@ -203,7 +204,7 @@ class PushSettings:
     commit_message: str | None = None
 
     @classmethod
-    def from_config(cls, section: Mapping[str, Any] | None) -> PushSettings | None:
+    def from_config(cls, section: Mapping[str, Any] | None) -> PushSpec | None:
         """Settings from a config section (``None`` or ``{}``: no publishing)."""
         if not section:
             return None
@@ -336,3 +337,7 @@ def push_folder(
         raise HubPublishError(_explain(err, repo_id, endpoint)) from None
     result.url = getattr(commit, "commit_url", None)
     return result
+
+
+#: Old names, still served with a ``FutureWarning``.
+__getattr__ = deprecated_names(__name__, {"PushSettings": "PushSpec"})

@@ -7,7 +7,7 @@ from hf_memotion.training.runs import ClassifierRunResult
 from hf_memotion.training.schedules import StepSchedule
 from hf_memotion.training.text import TextClassifierResult, train_text_classifier
 from hf_memotion.training.trainer import (
-    ClassifierTrainingConfig,
+    ClassifierTrainingArguments,
     MemotionTrainer,
     fit_classifier,
     predict_probabilities,
@@ -17,7 +17,7 @@ from hf_memotion.training.vision import PAPER_VISION_TRAINING, train_vision_clas
 __all__ = [
     "PAPER_VISION_TRAINING",
     "ClassifierRunResult",
-    "ClassifierTrainingConfig",
+    "ClassifierTrainingArguments",
     "CrossValidationResult",
     "CrossValidator",
     "MemotionTrainer",

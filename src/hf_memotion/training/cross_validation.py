@@ -12,6 +12,7 @@ whose rows carry ``labels``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -34,7 +35,7 @@ from hf_memotion.io_utils import atomic_open, atomic_write_text
 from hf_memotion.metrics import memotion_scores
 from hf_memotion.training.folds import stratified_folds
 from hf_memotion.training.trainer import (
-    ClassifierTrainingConfig,
+    ClassifierTrainingArguments,
     StopAfterEpochs,
     best_epoch,
     fit_classifier,
@@ -142,7 +143,7 @@ class CrossValidator:
 
     Example:
         >>> import numpy as np
-        >>> validator = CrossValidator(lambda: None, {"humour": ["not_funny", "funny"]}, ClassifierTrainingConfig(),
+        >>> validator = CrossValidator(lambda: None, {"humour": ["not_funny", "funny"]}, ClassifierTrainingArguments(),
         ...                            n_splits=3)
         >>> [len(held_out) for _, held_out in validator.folds(np.array([0, 1] * 6))]
         [4, 4, 4]
@@ -152,7 +153,7 @@ class CrossValidator:
         self,
         model_init: Callable[[], PreTrainedModel],
         problem_labels: Mapping[str, Sequence[str]],
-        training: ClassifierTrainingConfig,
+        training: ClassifierTrainingArguments,
         *,
         n_splits: int = 5,
         seed: int = 0,
@@ -184,12 +185,12 @@ class CrossValidator:
         factory = self.trainer_factory or fit_classifier
         return factory(model, train_rows, stop_rows, training, output_dir, data_collator=self.data_collator, **kwargs)
 
-    def refit_plan(self, best_epochs: Sequence[float]) -> tuple[ClassifierTrainingConfig, list[Any]]:
+    def refit_plan(self, best_epochs: Sequence[float]) -> tuple[ClassifierTrainingArguments, list[Any]]:
         """The refit's settings and callbacks: the folds' median best epoch, schedule as ``refit_schedule`` says."""
         epochs = max(1.0, float(np.round(np.median(best_epochs))))
         if self.training.refit_schedule == "fold" and epochs < float(self.training.epochs):
             return self.training, [StopAfterEpochs(epochs)]  # the folds' schedule, stopped where they peaked
-        return ClassifierTrainingConfig.from_dict({**self.training.to_dict(), "epochs": epochs}), []
+        return dataclasses.replace(self.training, epochs=epochs), []
 
     def run(
         self,
@@ -307,7 +308,7 @@ def cross_validate(
     dataset: Any,
     model_init: Callable[[], PreTrainedModel],
     problem_labels: Mapping[str, Sequence[str]],
-    training: ClassifierTrainingConfig,
+    training: ClassifierTrainingArguments,
     output_dir: str | os.PathLike,
     *,
     n_splits: int = 5,

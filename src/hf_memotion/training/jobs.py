@@ -53,11 +53,14 @@ class TrainingJob:
     Attributes:
         name: What the logs call it (``"bert-humour"``, ``"vision/lr_0.01"``).
         modality: ``"text"`` or ``"vision"``.
-        kind: ``"train"`` (:func:`~hf_memotion.training.text.train_text_classifier` or
-            :func:`~hf_memotion.training.vision.train_vision_classifier`) or ``"search"``
-            (:func:`~hf_memotion.training.search.search_text_hyperparameters`).
+        kind: ``"train"`` (a base model's folds, and its refit unless a search candidate) or ``"search"`` (an
+            Optuna study).
         folder: The job's folder (its checkpoint).
-        arguments: Keyword arguments of that function (everything but the data and the folder).
+        arguments: Keyword arguments of :attr:`function` (everything but the data and the folder).
+        function: What runs it, ``function(data, folder, **arguments)``: a module-level function (a Ray worker
+            receives it by name), :func:`~hf_memotion.training.text.train_text_classifier`,
+            :func:`~hf_memotion.training.vision.train_vision_classifier` or
+            :func:`~hf_memotion.training.search.search_text_hyperparameters`; ``None``: only described.
     """
 
     name: str
@@ -65,6 +68,7 @@ class TrainingJob:
     kind: Literal["train", "search"]
     folder: str
     arguments: dict[str, Any] = field(default_factory=dict)
+    function: Callable[..., Any] | None = None
 
     def describe(self) -> str:
         """One line for the logs."""
@@ -72,15 +76,9 @@ class TrainingJob:
 
     def run(self, data: datasets.DatasetDict) -> None:
         """Train (results land in :attr:`folder`; nothing is returned, nothing stays in memory)."""
-        from hf_memotion.training.search import search_text_hyperparameters
-        from hf_memotion.training.text import train_text_classifier
-        from hf_memotion.training.vision import train_vision_classifier
-
-        if self.kind == "search":
-            search_text_hyperparameters(data, self.folder, **self.arguments)
-            return
-        train = train_text_classifier if self.modality == "text" else train_vision_classifier
-        train(data, self.folder, keep_model=False, **self.arguments)
+        if self.function is None:
+            raise ValueError(f"job {self.name} names no function to run")
+        self.function(data, self.folder, **self.arguments)
 
 
 def _ray_task(job: TrainingJob, load: Callable[[], datasets.DatasetDict], cwd: str, threads: int) -> str:

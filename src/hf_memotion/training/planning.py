@@ -46,7 +46,7 @@ import torch
 
 from hf_memotion.benchmarking import count_flops
 from hf_memotion.tasks import PROBLEM_NAMES
-from hf_memotion.training.run_specs import EnsembleRunSpec, expand_models
+from hf_memotion.training.run_specs import EnsembleRunSpec, ModelEntry, expand_models
 
 __all__ = [
     "PAPER_TEXT_BACKBONES",
@@ -300,9 +300,9 @@ def _text_backbone_config(backbone: str, tiny: Mapping[str, Any] | None, notes: 
         return CONFIG_MAPPING[values.pop("model_type")](**values)
 
 
-def _build(entry: Mapping[str, Any], problems: list[str], notes: list[str]) -> tuple[torch.nn.Module, dict, int]:
+def _build(entry: ModelEntry, problems: list[str], notes: list[str]) -> tuple[torch.nn.Module, dict, int]:
     """The entry's model, its inputs for a batch of two, and crops per meme (called under fake tensors)."""
-    spec = entry["spec"]
+    spec = entry.spec
     model_fields = {k: v for k, v in spec.model.items() if k != "class_weights"}
     if spec.modality == "vision":
         from hf_memotion.models.vision import (
@@ -331,7 +331,7 @@ def _build(entry: Mapping[str, Any], problems: list[str], notes: list[str]) -> t
     return model, {"input_ids": tokens, "attention_mask": tokens}, 1
 
 
-def _count(entry: Mapping[str, Any], problems: list[str], notes: list[str]) -> tuple[int, int, int]:
+def _count(entry: ModelEntry, problems: list[str], notes: list[str]) -> tuple[int, int, int]:
     """(parameters, forward + backward FLOPs of one sample, forward FLOPs of one meme with all its crops).
 
     Counted on a batch of two (BatchNorm needs more than one value to train) and halved: every layer's FLOPs are
@@ -356,10 +356,10 @@ def _rows(spec: EnsembleRunSpec) -> tuple[int, int, str]:
     if plan.n_train is not None:
         return int(plan.n_train), int(plan.n_test if plan.n_test is not None else 0), "plan.n_train / plan.n_test"
     if "demo" in data:
-        from hf_memotion.data import DemoDataConfig
+        from hf_memotion.data import DemoDataSpec
 
         settings = {k: v for k, v in dict(data["demo"] or {}).items() if k not in ("output_dir", "overwrite")}
-        demo = DemoDataConfig(**settings)
+        demo = DemoDataSpec(**settings)
         return demo.n_train, demo.n_test, "the demo data's sizes"
     root = Path(str(data.get("path", "")))
     found = {}
@@ -405,16 +405,16 @@ def plan_training(config: Mapping[str, Any] | EnsembleRunSpec, *, source: str | 
     counted: dict[str, tuple[int, int, int]] = {}
     models = []
     for entry in expand_models(spec.models, spec.share_motivational):
-        spec_ = entry["spec"]
-        training = spec_.training_config(**({"learning_rate": 1.0} if spec_.learning_rates() else {}))
+        spec_ = entry.spec
+        training = spec_.training_arguments(**({"learning_rate": 1.0} if spec_.learning_rates() else {}))
         if spec_.modality == "vision":
             candidates = len(spec_.learning_rates() or [0])
         else:
-            candidates = int(spec_.search.trials) if spec_.search is not None else 1
+            candidates = int(spec_.search.n_trials) if spec_.search is not None else 1
         # a backbone's models differ only in their heads' widths (a few outputs of the last layer): counted once
-        if entry["group"] not in counted:
-            counted[entry["group"]] = _count(entry, list(entry["problems"]), notes)
-        parameters, sample_flops, meme_flops = counted[entry["group"]]
+        if entry.group not in counted:
+            counted[entry.group] = _count(entry, list(entry.problems), notes)
+        parameters, sample_flops, meme_flops = counted[entry.group]
         fold_rows = n_train - math.ceil(n_train / k)
         validation = math.ceil(fold_rows * float(training.validation_fraction)) if training.validation_fraction else 0
         epochs = math.ceil(float(training.epochs))
@@ -427,10 +427,10 @@ def plan_training(config: Mapping[str, Any] | EnsembleRunSpec, *, source: str | 
         model_bytes = parameters * BYTES_PER_PARAMETER
         models.append(
             PlannedModel(
-                backbone=entry["group"],
-                name=entry["name"],
+                backbone=entry.group,
+                name=entry.name,
                 modality=spec_.modality,
-                problems=[*entry["problems"], *entry["aliases"]],
+                problems=entry.served_problems,
                 architecture=spec_.architecture if spec_.modality == "vision" else spec_.backbone,
                 parameters=parameters,
                 candidates=candidates,

@@ -44,15 +44,14 @@ from hf_memotion.io_utils import atomic_write_text
 from hf_memotion.metrics import memotion_scores
 from hf_memotion.metrics.tables import format_table7
 from hf_memotion.models.ensemble import MemotionEnsembleConfig, MemotionEnsembleModel, fit_stackers
-from hf_memotion.models.ensemble.stacking import META_METHODS
+from hf_memotion.models.ensemble.stacking import META_METHODS, combine_stackers
 from hf_memotion.reporting.ensemble_report import plot_scores, render_report
 from hf_memotion.specs import spec_to_dict
 from hf_memotion.tasks import PROBLEM_NAMES
-from hf_memotion.training.jobs import run_jobs
 from hf_memotion.training.recipe_data import RecipeData
 from hf_memotion.training.run_specs import EnsembleRunSpec, expand_models
-from hf_memotion.training.runs import ClassifierRunResult, data_provenance, load_finished_run
-from hf_memotion.training.selection import adopt_folds, candidate_jobs, model_job, select_candidate
+from hf_memotion.training.runs import data_provenance
+from hf_memotion.training.selection import train_with_selection
 
 __all__ = ["TrainingReport", "ensemble_folder", "print_training_summary", "run_training"]
 
@@ -68,12 +67,8 @@ def _scores(probabilities: Mapping[str, np.ndarray], labels: Mapping[str, np.nda
     return memotion_scores({p: v.argmax(-1) for p, v in shared.items()}, {p: labels[p] for p in shared})
 
 
-def _combine(stackers, probabilities: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    ensemble = MemotionEnsembleModel(MemotionEnsembleConfig(problems=list(stackers)), stackers=stackers)
-    return ensemble.combine(probabilities)
-
-
 def _load_base(entry: Mapping[str, Any], folder: Path):
+    """A saved base model and its tokenizer or image processor (``entry``: the ensemble config's, a mapping)."""
     if entry["modality"] == "text":
         return AutoModelForSequenceClassification.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
     return AutoModelForImageClassification.from_pretrained(folder), AutoImageProcessor.from_pretrained(folder)
@@ -107,48 +102,6 @@ def _bf16_check(
         verdict,
     )
     return check
-
-
-def _alias(probabilities: dict[str, np.ndarray] | None, aliases: Mapping[str, str]) -> dict[str, np.ndarray] | None:
-    """A model's probabilities with the problems it serves through another's labels (shared motivational)."""
-    if probabilities is None:
-        return None
-    return {**probabilities, **{alias: probabilities[target] for alias, target in aliases.items()}}
-
-
-def _train_base_models(
-    spec: EnsembleRunSpec, models: list[dict[str, Any]], load: RecipeData, data: datasets.DatasetDict, output: Path
-) -> tuple[dict[str, ClassifierRunResult], dict[str, dict[str, Any]]]:
-    """Every base model, its search first where it has one, as jobs; results read back from the folders."""
-    state = process_state()
-    folders = output / "models"
-    common = {"n_splits": int(spec.n_splits), "seed": spec.seed, "test_time": spec.evaluation.test_time}
-    searched = [e for e in models if candidate_jobs(e, folders, **common)]
-    first = [job for e in searched for job in candidate_jobs(e, folders, **common)]
-    first += [model_job(e, folders, **common) for e in models if e not in searched]  # unsearched models meanwhile
-    run_jobs(first, load, spec.jobs, data)
-    state.wait_for_everyone()
-    selections = {}
-    for entry in searched:
-        selections[entry["name"]] = select_candidate(entry, folders)
-        if state.is_main_process:
-            adopt_folds(selections[entry["name"]]["folder"], folders / entry["name"])
-    state.wait_for_everyone()
-    run_jobs(
-        [model_job(e, folders, selection=selections[e["name"]], **common) for e in searched], load, spec.jobs, data
-    )
-    state.wait_for_everyone()
-    results = {}
-    for entry in models:
-        result = load_finished_run(
-            folders / entry["name"], refit=True, load_model=False, test_time=spec.evaluation.test_time
-        )
-        if result is None:
-            raise RuntimeError(f"base model {entry['name']} did not finish: see the log of its job")
-        result.oof_probabilities = _alias(result.oof_probabilities, entry["aliases"])
-        result.test_probabilities = _alias(result.test_probabilities, entry["aliases"])
-        results[entry["name"]] = result
-    return results, selections
 
 
 def run_training(config: Mapping[str, Any] | EnsembleRunSpec, *, source: str | None = None) -> TrainingReport:
@@ -192,7 +145,16 @@ def run_training(config: Mapping[str, Any] | EnsembleRunSpec, *, source: str | N
     data = load()
     train_labels = {p: np.asarray(data["train"][p]) for p in PROBLEM_NAMES}
     test_labels = {p: np.asarray(data["test"][p]) for p in PROBLEM_NAMES}
-    results, selections = _train_base_models(spec, models, load, data, output)
+    results, selections = train_with_selection(
+        models,
+        output / "models",
+        load,
+        n_splits=int(spec.n_splits),
+        seed=seed,
+        test_time=evaluation.test_time,
+        jobs=spec.jobs,
+        data=data,
+    )
     stack_args = {
         "candidates": spec.stacking.methods or META_METHODS,
         "features": spec.stacking.features,
@@ -203,25 +165,23 @@ def run_training(config: Mapping[str, Any] | EnsembleRunSpec, *, source: str | N
     held_out = {name: r.test_probabilities for name, r in results.items()}
     rows = []  # one row per declared model (its per-problem models merged), as in Table 7
     for entry in declared:
-        merged = {p: v for m in models if m["group"] == entry.name for p, v in held_out[m["name"]].items()}
+        merged = {p: v for m in models if m.group == entry.name for p, v in held_out[m.name].items()}
         row = {"name": entry.name, "modality": entry.modality, "scores": _scores(merged, test_labels)}
         chosen = {
-            m["name"]: selections[m["name"]]["chosen"]
-            for m in models
-            if m["group"] == entry.name and m["name"] in selections
+            m.name: selections[m.name]["chosen"] for m in models if m.group == entry.name and m.name in selections
         }
         if chosen:
             row["selected"] = chosen
         rows.append(row)
-    modalities = sorted({e["modality"] for e in models})
+    modalities = sorted({e.modality for e in models})
     for modality in modalities:
-        members = [e["name"] for e in models if e["modality"] == modality]
+        members = [e.name for e in models if e.modality == modality]
         covered = {p: y for p, y in train_labels.items() if any(p in oof[m] for m in members)}  # what it predicts
         stackers = fit_stackers({m: oof[m] for m in members}, covered, **stack_args)
-        final = _combine(stackers, {m: held_out[m] for m in members})
+        final = combine_stackers(stackers, {m: held_out[m] for m in members})
         rows.append({"name": f"ensemble ({modality})", "modality": modality, "scores": _scores(final, test_labels)})
     stackers = fit_stackers(oof, train_labels, **stack_args)
-    final = _combine(stackers, held_out)
+    final = combine_stackers(stackers, held_out)
     rows.append({"name": "ensemble all (modality ensemble)", "modality": "all", "scores": _scores(final, test_labels)})
     table8 = {p: s.method for p, s in stackers.items()}
     report = TrainingReport(
@@ -249,11 +209,11 @@ def run_training(config: Mapping[str, Any] | EnsembleRunSpec, *, source: str | N
             features=stack_args["features"],
             base_models=[
                 {
-                    "name": e["name"],
-                    "modality": e["modality"],
-                    "path": e["name"],
-                    "problems": [*e["problems"], *e["aliases"]],
-                    **({"aliases": e["aliases"]} if e["aliases"] else {}),
+                    "name": e.name,
+                    "modality": e.modality,
+                    "path": e.name,
+                    "problems": e.served_problems,
+                    **({"aliases": e.aliases} if e.aliases else {}),
                 }
                 for e in models
             ],
@@ -265,7 +225,7 @@ def run_training(config: Mapping[str, Any] | EnsembleRunSpec, *, source: str | N
             report["bf16_check"] = check
         ensemble.card_data.update(**report)  # the card is written by save_pretrained, from the report's numbers
         ensemble.save_pretrained(
-            output / "ensemble", base_model_folders={e["name"]: output / "models" / e["name"] / "model" for e in models}
+            output / "ensemble", base_model_folders={e.name: output / "models" / e.name / "model" for e in models}
         )
         write_answer_file({p: final[p].argmax(-1) for p in PROBLEM_NAMES}, output / "answer.txt")
         plots = plot_scores(output, rows, final, test_labels)

@@ -7,7 +7,7 @@ valid key); the defaults here are the only ones. ``scripts/train.py`` reads an :
 Example:
     >>> spec = EnsembleRunSpec.from_dict({"models": [{"name": "bert", "modality": "text",
     ...                                               "training": {"epochs": 3, "bf16": True}}]})
-    >>> spec.n_splits, spec.models[0].backbone, spec.models[0].training_config().extra
+    >>> spec.n_splits, spec.models[0].backbone, spec.models[0].training_arguments().extra
     (5, 'tiny:bert', {'bf16': True})
     >>> EnsembleRunSpec.from_dict({"models": [{"name": "bert", "modality": "text", "trainign": {}}]}, source="x.yaml")
     Traceback (most recent call last):
@@ -19,11 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from hf_memotion.specs import parse_spec
+from hf_memotion.specs import deprecated_names, parse_spec
 from hf_memotion.tasks import PROBLEM_NAMES
-from hf_memotion.training.trainer import PAPER_VISION_TRAINING, ClassifierTrainingConfig
+from hf_memotion.training.trainer import PAPER_VISION_TRAINING, ClassifierTrainingArguments
 
 __all__ = [
     "BaseModelRunSpec",
@@ -31,7 +31,7 @@ __all__ = [
     "EnsembleRunSpec",
     "EvaluationSpec",
     "JobsSpec",
-    "ModelSearchSpec",
+    "ModelEntry",
     "PlanSpec",
     "SearchSpec",
     "StackingSpec",
@@ -47,23 +47,29 @@ SHARED_PROBLEMS = {"motivational_intensity": "motivational"}
 
 
 @dataclass
-class ModelSearchSpec:
-    """The Optuna search of a textual model entry (Table 5b), run per problem under the model's own folds.
+class SearchSpec:
+    """The Optuna search of a textual model (Table 5b), run per problem under the model's own folds.
+
+    One spec and one key for every config: ``search: {n_trials: 30}`` (``trials``, the ensemble configs' old key,
+    is still read, with a deprecation warning).
 
     Attributes:
-        trials: Trials per study (the paper: 30); finished trials count (a stopped search continues).
+        n_trials: Trials per study (the paper: 30); finished trials count (a stopped search continues); 0: no
+            search.
         space: Replaces :data:`~hf_memotion.training.search.TEXT_SEARCH_SPACE` (same keys or a subset; ranges
             as ``[low, high]``).
         seed: The sampler's seed (default: the run's).
     """
 
-    trials: int = 30
+    spec_renamed: ClassVar[dict[str, str]] = {"trials": "n_trials"}
+
+    n_trials: int = 30
     space: dict[str, Any] | None = None
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        if int(self.trials) < 1:
-            raise ValueError(f"search.trials must be at least 1, got {self.trials!r}")
+        if int(self.n_trials) < 0:
+            raise ValueError(f"search.n_trials must be 0 (no search) or more, got {self.n_trials!r}")
 
 
 @dataclass
@@ -77,11 +83,11 @@ class BaseModelSpec:
         architecture: Vision: any timm name (``"polynet"`` included).
         problems: Problems to predict (default: all nine).
         layout: ``"multitask"`` (one model, one forward pass for all problems) or ``"per_problem"`` (the paper's).
-        training: :class:`ClassifierTrainingConfig` fields and any stock ``TrainingArguments`` field (``bf16``,
+        training: :class:`ClassifierTrainingArguments` fields and any stock ``TrainingArguments`` field (``bf16``,
             ``dataloader_num_workers``...), over the modality's defaults (text: the class's; vision:
             :data:`~hf_memotion.training.trainer.PAPER_VISION_TRAINING`); for vision a list as ``learning_rate``
             is the paper's grid (each value cross-validated, the best mean out-of-fold macro-F1 kept).
-        search: Text: an Optuna search (:class:`ModelSearchSpec`) run per problem before the model trains.
+        search: Text: an Optuna search (:class:`SearchSpec`) run per problem before the model trains.
         model: Fields of the model's config (``MemotionTextConfig`` or ``MemotionVisionConfig``).
         tiny: Sizes of a tiny text backbone.
         processor: Overrides of the visual processor (``crop_size``...).
@@ -107,7 +113,7 @@ class BaseModelSpec:
     pretrained_file: str | None = None
     vise_backbone: str | None = None
     weighted_loss: bool = True
-    search: ModelSearchSpec | None = None
+    search: SearchSpec | None = None
 
     def __post_init__(self):
         if self.modality not in MODALITIES:
@@ -119,7 +125,7 @@ class BaseModelSpec:
         if grid and self.modality != "vision":
             raise ValueError(
                 f"model {self.name!r}: a list of learning rates is the visual grid; a text model "
-                "searches with 'search: {trials: N}' (the learning rate is in its space)"
+                "searches with 'search: {n_trials: N}' (the learning rate is in its space)"
             )
         if grid and (not self.training["learning_rate"] or any(float(v) <= 0 for v in self.training["learning_rate"])):
             raise ValueError(
@@ -131,7 +137,9 @@ class BaseModelSpec:
                 f"model {self.name!r}: 'search' is the textual models' Optuna search; a visual model "
                 "searches its learning rate from a list: training: {learning_rate: [...]}"
             )
-        self.training_config(**({"learning_rate": 1.0} if grid else {}))  # checked now, over the modality's defaults
+        if self.search is not None and int(self.search.n_trials) == 0:
+            self.search = None  # n_trials: 0 is no search
+        self.training_arguments(**({"learning_rate": 1.0} if grid else {}))  # checked now, over the modality's defaults
         self.model = dict(self.model or {})
         self.problems = list(self.problems or PROBLEM_NAMES)
 
@@ -161,10 +169,10 @@ class BaseModelSpec:
         rates = self.training.get("learning_rate")
         return [float(v) for v in rates] if isinstance(rates, list) else None
 
-    def training_config(self, **overrides: Any) -> ClassifierTrainingConfig:
-        """The training section as :class:`ClassifierTrainingConfig`, over the modality's defaults."""
+    def training_arguments(self, **overrides: Any) -> ClassifierTrainingArguments:
+        """The training section as :class:`ClassifierTrainingArguments`, over the modality's defaults."""
         base = PAPER_VISION_TRAINING.to_dict() if self.modality == "vision" else {}
-        return ClassifierTrainingConfig.from_dict({**base, **self.training, **overrides})
+        return ClassifierTrainingArguments.from_dict({**base, **self.training, **overrides})
 
     def recipe_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of ``train_text_classifier`` or ``train_vision_classifier`` (training excluded)."""
@@ -182,26 +190,54 @@ class BaseModelSpec:
         }
 
 
-def expand_models(models: list[BaseModelSpec], share_motivational: bool = False) -> list[dict[str, Any]]:
-    """One entry per trained model: ``layout: per_problem`` (the paper's) makes one model per problem.
+@dataclass
+class ModelEntry:
+    """One model to train, as a config entry expands (``layout: per_problem`` makes one per problem).
 
-    Each entry: ``name`` (its folder), ``modality``, ``problems``, ``group`` (the config entry: its Table 7 row),
-    ``spec`` and ``aliases`` (problems it serves through another's labels under ``share_motivational``).
+    Attributes:
+        name: Its folder under ``models/`` (``"bert-humour"``).
+        problems: The problems it is trained on.
+        group: The config entry it comes from (its Table 7 row).
+        spec: That entry's :class:`BaseModelSpec`.
+        aliases: Problems it serves through another's labels (``share_motivational``): ``{alias: problem}``.
+
+    Example:
+        >>> entry = ModelEntry("cnn", ["humour"], "cnn", BaseModelSpec(name="cnn", modality="vision"))
+        >>> entry.modality, entry.training_arguments(learning_rate=0.1).learning_rate
+        ('vision', 0.1)
+    """
+
+    name: str
+    problems: list[str]
+    group: str | None
+    spec: BaseModelSpec
+    aliases: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def modality(self) -> str:
+        """``"text"`` or ``"vision"`` (the spec's)."""
+        return self.spec.modality
+
+    @property
+    def served_problems(self) -> list[str]:
+        """Every problem it predicts: its own and its aliases."""
+        return [*self.problems, *self.aliases]
+
+    def training_arguments(self, **overrides: Any) -> ClassifierTrainingArguments:
+        """Its trainer settings (the spec's ``training`` over the modality's defaults, then ``overrides``)."""
+        return self.spec.training_arguments(**overrides)
+
+
+def expand_models(models: list[BaseModelSpec], share_motivational: bool = False) -> list[ModelEntry]:
+    """One :class:`ModelEntry` per trained model: ``layout: per_problem`` (the paper's) makes one per problem.
 
     Example:
         >>> spec = BaseModelSpec(name="bert", layout="per_problem", problems=["humour", "sarcasm"])
-        >>> [(e["name"], e["problems"]) for e in expand_models([spec])]
+        >>> [(e.name, e.problems) for e in expand_models([spec])]
         [('bert-humour', ['humour']), ('bert-sarcasm', ['sarcasm'])]
     """
     return [
-        {
-            "name": name,
-            "modality": spec.modality,
-            "problems": problems,
-            "group": spec.name,
-            "spec": spec,
-            "aliases": spec.aliases(problems, share_motivational),
-        }
+        ModelEntry(name, problems, spec.name, spec, spec.aliases(problems, share_motivational))
         for spec in models
         for name, problems in spec.groups(share_motivational).items()
     ]
@@ -329,14 +365,6 @@ class EnsembleRunSpec:
 
 
 @dataclass
-class SearchSpec:
-    """The Optuna search of a text run: ``n_trials`` (> 0 runs it first), ``space`` (default: Table 5b's)."""
-
-    n_trials: int = 0
-    space: dict[str, Any] | None = None
-
-
-@dataclass
 class BaseModelRunSpec(BaseModelSpec):
     """A run of one kind of base model (``scripts/train_text.py``, ``scripts/train_vision.py``).
 
@@ -360,14 +388,9 @@ class BaseModelRunSpec(BaseModelSpec):
 
 @dataclass
 class TextRunSpec(BaseModelRunSpec):
-    """``scripts/train_text.py``: one textual model per group of problems (optionally after a search).
-
-    Attributes:
-        search: The hyperparameter search.
-    """
+    """``scripts/train_text.py``: one textual model per group of problems (after its Optuna search, if any)."""
 
     output_dir: str = "outputs/text"
-    search: SearchSpec = field(default_factory=SearchSpec)
 
 
 @dataclass
@@ -376,3 +399,7 @@ class VisionRunSpec(BaseModelRunSpec):
 
     modality: str = "vision"
     output_dir: str = "outputs/vision"
+
+
+#: Old names, still served with a ``FutureWarning``.
+__getattr__ = deprecated_names(__name__, {"ModelSearchSpec": "SearchSpec"})

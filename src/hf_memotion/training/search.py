@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -24,7 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from hf_memotion.folder_safety import check_regular_file
 from hf_memotion.tasks import PROBLEM_NAMES
-from hf_memotion.training.trainer import ClassifierTrainingConfig
+from hf_memotion.training.trainer import ClassifierTrainingArguments
 
 __all__ = [
     "TEXT_SEARCH_SPACE",
@@ -65,18 +66,16 @@ def search_space_from_config(space: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def trial_settings(
-    values: Mapping[str, Any], training: ClassifierTrainingConfig, model_kwargs: Mapping[str, Any] | None = None
-) -> tuple[ClassifierTrainingConfig, dict[str, Any]]:
+    values: Mapping[str, Any], training: ClassifierTrainingArguments, model_kwargs: Mapping[str, Any] | None = None
+) -> tuple[ClassifierTrainingArguments, dict[str, Any]]:
     """The training settings and model fields of a trial's ``values`` (searched keys over the fixed ones).
 
     Example:
-        >>> run, model = trial_settings({"learning_rate": 1e-4, "dropout": 0.2}, ClassifierTrainingConfig(), {})
+        >>> run, model = trial_settings({"learning_rate": 1e-4, "dropout": 0.2}, ClassifierTrainingArguments(), {})
         >>> run.learning_rate, model
         (0.0001, {'dropout': 0.2})
     """
-    run_training = ClassifierTrainingConfig.from_dict(
-        {**training.to_dict(), **{k: v for k, v in values.items() if k in _TRAINING_KEYS}}
-    )
+    run_training = dataclasses.replace(training, **{k: v for k, v in values.items() if k in _TRAINING_KEYS})
     run_model = {**(model_kwargs or {}), **{k: v for k, v in values.items() if k not in _TRAINING_KEYS}}
     return run_training, run_model
 
@@ -176,7 +175,7 @@ def search_text_hyperparameters(
     n_trials: int = 30,
     n_splits: int = 5,
     seed: int = 0,
-    training: ClassifierTrainingConfig | None = None,
+    training: ClassifierTrainingArguments | None = None,
     search_space: Mapping[str, Any] | None = None,
     model_kwargs: dict[str, Any] | None = None,
     tiny_kwargs: dict[str, Any] | None = None,
@@ -217,7 +216,7 @@ def search_text_hyperparameters(
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     space = dict(TEXT_SEARCH_SPACE if search_space is None else search_space)
-    base_training = training or ClassifierTrainingConfig()
+    base_training = training or ClassifierTrainingArguments()
     study = _open_study(
         output,
         direction="maximize",

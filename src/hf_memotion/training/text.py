@@ -5,7 +5,7 @@ Example:
     >>> data = load_memotion(make_demo_data("/tmp/memotion_text_doc", n_train=40, n_test=10))
     >>> result = train_text_classifier(
     ...     data, "/tmp/memotion_text_doc_run", backbone="tiny:bert", problems=["motivational"],
-    ...     training=ClassifierTrainingConfig(epochs=1, learning_rate=1e-3), n_splits=2,
+    ...     training=ClassifierTrainingArguments(epochs=1, learning_rate=1e-3), n_splits=2,
     ...     model_kwargs={"lstm_hidden_size": 8, "attention_size": 8, "ffn_size": 8})
     >>> result.oof_probabilities["motivational"].shape
     (40, 2)
@@ -13,10 +13,10 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import datasets
@@ -29,19 +29,17 @@ from hf_memotion.models.text.tiny import TINY_FAMILIES, build_tiny_text_backbone
 from hf_memotion.tasks import PROBLEM_NAMES
 from hf_memotion.training.cross_validation import CrossValidator
 from hf_memotion.training.folds import class_weights
-from hf_memotion.training.run_specs import TextRunSpec
 from hf_memotion.training.runs import (
     ClassifierRunResult,
     as_splits,
     data_provenance,
     run_classifier,
 )
-from hf_memotion.training.trainer import ClassifierTrainingConfig
+from hf_memotion.training.trainer import ClassifierTrainingArguments
 
 __all__ = [
     "TextClassifierResult",
     "load_text_backbone",
-    "run_text_experiment",
     "text_model_factory",
     "train_text_classifier",
 ]
@@ -104,7 +102,7 @@ def train_text_classifier(
     *,
     backbone: str = "tiny:bert",
     problems: Sequence[str] = PROBLEM_NAMES,
-    training: ClassifierTrainingConfig | None = None,
+    training: ClassifierTrainingArguments | None = None,
     n_splits: int = 5,
     seed: int = 0,
     weighted_loss: bool = True,
@@ -143,7 +141,7 @@ def train_text_classifier(
         card_data: More fields for the saved model's card and ``metrics.json`` (not part of the settings' key).
     """
     splits = as_splits(data)
-    training = ClassifierTrainingConfig.from_dict({**(training or ClassifierTrainingConfig()).to_dict(), "seed": seed})
+    training = dataclasses.replace(training or ClassifierTrainingArguments(), seed=seed)
     problems = list(problems)
     problem_labels = resolve_problem_labels(problems)
     train = splits["train"]
@@ -188,60 +186,3 @@ def train_text_classifier(
         card_data=card_data,
     )
     return result
-
-
-def run_text_experiment(
-    config: Mapping[str, Any] | TextRunSpec, *, source: str | None = None
-) -> dict[str, TextClassifierResult]:
-    """Run what a text YAML config describes (``scripts/train_text.py`` calls only this).
-
-    Args:
-        config: A :class:`~hf_memotion.training.run_specs.TextRunSpec` or a mapping of one: ``data``,
-            ``output_dir``, ``backbone``, ``problems``, ``layout`` (``"multitask"``: one model for all problems,
-            or ``"per_problem"``: the paper's one model per problem), ``n_splits``, ``seed``, ``weighted_loss``,
-            ``training``, ``model``, ``tiny`` and ``search`` (``n_trials`` > 0 runs the Optuna search first and
-            trains with its best settings; ``space`` replaces the paper's search space).
-        source: The config's file, named in errors.
-
-    Returns:
-        Result per model name (``"multitask"`` or each problem name).
-    """
-    from hf_memotion.config import load_data
-    from hf_memotion.training.search import search_space_from_config, search_text_hyperparameters, trial_settings
-
-    spec = config if isinstance(config, TextRunSpec) else TextRunSpec.from_dict(config, source=source)
-    if spec.modality != "text":
-        raise ValueError(f"a text run has modality 'text', got {spec.modality!r}")
-    data = load_data(spec.data, source=source)
-    output = Path(spec.output_dir)
-    common = {"backbone": spec.backbone, "n_splits": spec.n_splits, "seed": spec.seed, "tiny_kwargs": spec.tiny}
-    training = spec.training_config()
-    results = {}
-    for name, group in spec.groups().items():
-        run_training, run_model = training, dict(spec.model)
-        if spec.search.n_trials > 0:
-            space = search_space_from_config(spec.search.space) if spec.search.space else None
-            study = search_text_hyperparameters(
-                data,
-                output / name / "search",
-                problems=group,
-                n_trials=spec.search.n_trials,
-                training=training,
-                search_space=space,
-                model_kwargs=spec.model,
-                weighted_loss=spec.weighted_loss,
-                **common,
-            )
-            best = study.best_params
-            run_training, run_model = trial_settings(best, training, spec.model)
-            logger.info("%s: best search settings %s (mean out-of-fold macro-F1 %.4f)", name, best, study.best_value)
-        results[name] = train_text_classifier(
-            data,
-            output / name,
-            problems=group,
-            training=run_training,
-            model_kwargs=run_model,
-            weighted_loss=spec.weighted_loss,
-            **common,
-        )
-    return results

@@ -8,7 +8,7 @@ extra loss terms averaged over steps and processes) and the model card data (a c
 training's settings and metrics on ``model.card_data``, which ``save_pretrained`` renders).
 
 Example:
-    >>> settings = ClassifierTrainingConfig(epochs=3, optimizer="adam_warmup")
+    >>> settings = ClassifierTrainingArguments(epochs=3, optimizer="adam_warmup")
     >>> args = settings.to_training_arguments("/tmp/hf_memotion_doc_run", with_eval=True)
     >>> args.max_grad_norm, args.num_train_epochs, args.lr_scheduler_type.value, args.metric_for_best_model
     (5.0, 3, 'linear', 'macro_f1')
@@ -40,7 +40,7 @@ from transformers import (
 
 from hf_memotion.cards import CardDataCallback
 from hf_memotion.models.heads import split_logits
-from hf_memotion.specs import parse_spec
+from hf_memotion.specs import deprecated_names, parse_spec
 from hf_memotion.training.arguments import (
     MemotionTrainingArguments,
     TakesTrainingArguments,
@@ -51,7 +51,7 @@ from hf_memotion.training.schedules import StepSchedule, milestone_steps, step_s
 
 __all__ = [
     "PAPER_VISION_TRAINING",
-    "ClassifierTrainingConfig",
+    "ClassifierTrainingArguments",
     "DamagedCheckpointError",
     "LoggingProgressCallback",
     "MemotionTrainer",
@@ -69,7 +69,7 @@ OPTIMIZERS = ("adam", "adam_warmup", "sgd")
 
 
 @dataclass
-class ClassifierTrainingConfig(TakesTrainingArguments):
+class ClassifierTrainingArguments(TakesTrainingArguments):
     """How to train one base classifier; defaults are the paper's fixed text settings (Table 5a).
 
     Attributes:
@@ -136,7 +136,7 @@ class ClassifierTrainingConfig(TakesTrainingArguments):
         self.lr_milestones = tuple(int(m) for m in self.lr_milestones)
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any] | None, *, source: str | None = None) -> ClassifierTrainingConfig:
+    def from_dict(cls, values: Mapping[str, Any] | None, *, source: str | None = None) -> ClassifierTrainingArguments:
         """Build from a (YAML) ``training:`` section.
 
         A key that is not a field here but a stock ``TrainingArguments`` field (``bf16``, ``fp16``,
@@ -144,7 +144,7 @@ class ClassifierTrainingConfig(TakesTrainingArguments):
         ``Trainer``; anything else is refused with the nearest valid key.
 
         Example:
-            >>> ClassifierTrainingConfig.from_dict({"epochs": 2, "bf16": True}).extra
+            >>> ClassifierTrainingArguments.from_dict({"epochs": 2, "bf16": True}).extra
             {'bf16': True}
         """
         return parse_spec(cls, values, source=source, section="training")
@@ -199,7 +199,7 @@ class ClassifierTrainingConfig(TakesTrainingArguments):
 #: Table 4 of the Memotion paper: SGD with momentum 0.95, the rate x0.1 at epochs 40 and 60, 100 epochs with no epoch
 #: selection (``validation_fraction=0``) and no gradient clipping (the paper clips the textual models only). The
 #: learning rate is picked from a grid there (``learning_rate: [...]`` in a config); 0.01 is one of its values.
-PAPER_VISION_TRAINING = ClassifierTrainingConfig(
+PAPER_VISION_TRAINING = ClassifierTrainingArguments(
     optimizer="sgd",
     momentum=0.95,
     learning_rate=0.01,
@@ -431,7 +431,7 @@ def fit_classifier(
     model: PreTrainedModel,
     train_dataset: Any,
     eval_dataset: Any | None,
-    training: ClassifierTrainingConfig,
+    training: ClassifierTrainingArguments,
     output_dir: str | os.PathLike,
     data_collator: Callable | None = None,
     callbacks: Sequence[Any] = (),
@@ -481,3 +481,7 @@ def predict_probabilities(trainer: Trainer, dataset: Any) -> dict[str, np.ndarra
         probabilities = np.exp(shifted)
         out[name] = probabilities / probabilities.sum(axis=-1, keepdims=True)
     return out
+
+
+#: Old names, still served with a ``FutureWarning``.
+__getattr__ = deprecated_names(__name__, {"ClassifierTrainingConfig": "ClassifierTrainingArguments"})

@@ -9,7 +9,7 @@ Example:
     >>> data = load_memotion(make_demo_data("/tmp/memotion_vision_doc", n_train=24, n_test=6))
     >>> result = train_vision_classifier(
     ...     data, "/tmp/memotion_vision_doc_run", architecture="test_resnet", problems=["motivational"],
-    ...     training=ClassifierTrainingConfig(epochs=1, optimizer="sgd", learning_rate=0.01, batch_size=8),
+    ...     training=ClassifierTrainingArguments(epochs=1, optimizer="sgd", learning_rate=0.01, batch_size=8),
     ...     n_splits=2, processor_kwargs={"crop_size": 64})
     >>> result.oof_probabilities["motivational"].shape
     (24, 2)
@@ -17,10 +17,10 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import datasets
@@ -36,19 +36,17 @@ from hf_memotion.models.vision import (
 from hf_memotion.tasks import PROBLEM_NAMES
 from hf_memotion.training.cross_validation import CrossValidator
 from hf_memotion.training.folds import class_weights
-from hf_memotion.training.run_specs import VisionRunSpec
 from hf_memotion.training.runs import (
     ClassifierRunResult,
     as_splits,
     data_provenance,
     run_classifier,
 )
-from hf_memotion.training.trainer import PAPER_VISION_TRAINING, ClassifierTrainingConfig
+from hf_memotion.training.trainer import PAPER_VISION_TRAINING, ClassifierTrainingArguments
 
 __all__ = [
     "PAPER_VISION_TRAINING",
     "prepare_vision_dataset",
-    "run_vision_experiment",
     "train_vision_classifier",
     "vision_model_factory",
 ]
@@ -129,7 +127,7 @@ def train_vision_classifier(
     *,
     architecture: str = "test_resnet",
     problems: Sequence[str] = PROBLEM_NAMES,
-    training: ClassifierTrainingConfig | None = None,
+    training: ClassifierTrainingArguments | None = None,
     n_splits: int = 5,
     seed: int = 0,
     weighted_loss: bool = True,
@@ -169,7 +167,7 @@ def train_vision_classifier(
         card_data: More fields for the saved model's card and ``metrics.json`` (not part of the settings' key).
     """
     splits = as_splits(data)
-    training = ClassifierTrainingConfig.from_dict({**(training or PAPER_VISION_TRAINING).to_dict(), "seed": seed})
+    training = dataclasses.replace(training or PAPER_VISION_TRAINING, seed=seed)
     problems = list(problems)
     problem_labels = resolve_problem_labels(problems)
     train = splits["train"]
@@ -213,9 +211,7 @@ def train_vision_classifier(
     )
     # eval_batch_size counts images through the network: a ten-crop meme is ten of them (a bounded forward)
     crops = 10 if ten_crop else 1
-    fits = ClassifierTrainingConfig.from_dict(
-        {**training.to_dict(), "eval_batch_size": max(1, training.eval_batch_size // crops)}
-    )
+    fits = dataclasses.replace(training, eval_batch_size=max(1, training.eval_batch_size // crops))
     validator = CrossValidator(model_init, problem_labels, fits, n_splits=n_splits, seed=seed, data_collator=_collate)
     return run_classifier(
         validator,
@@ -234,46 +230,3 @@ def train_vision_classifier(
         card_data=card_data,
         train_labels=np.stack([np.asarray(train[p]) for p in problems], axis=1),
     )
-
-
-def run_vision_experiment(
-    config: Mapping[str, Any] | VisionRunSpec, *, source: str | None = None
-) -> dict[str, ClassifierRunResult]:
-    """Run what a vision YAML config describes (``scripts/train_vision.py`` calls only this).
-
-    Args:
-        config: A :class:`~hf_memotion.training.run_specs.VisionRunSpec` or a mapping of one: ``data``,
-            ``output_dir``, ``architecture``, ``problems``, ``layout``, ``n_splits``, ``seed``, ``weighted_loss``,
-            ``pretrained``, ``pretrained_file`` (a local weight file for timm), ``vise_backbone`` (a VisE backbone
-            folder or Hub id to start from), ``ten_crop``, ``processor``, ``model`` and ``training``
-            (:data:`PAPER_VISION_TRAINING` under it; a list as ``learning_rate`` is the paper's grid: each rate is
-            cross-validated, the best mean out-of-fold macro-F1 wins and trains the final model).
-        source: The config's file, named in errors.
-    """
-    from hf_memotion.config import load_data
-
-    spec = config if isinstance(config, VisionRunSpec) else VisionRunSpec.from_dict(config, source=source)
-    if spec.modality != "vision":
-        raise ValueError(f"a vision run has modality 'vision', got {spec.modality!r}")
-    data = load_data(spec.data, source=source)
-    output = Path(spec.output_dir)
-    training_values = {**PAPER_VISION_TRAINING.to_dict(), **spec.training}
-    grid = training_values.pop("learning_rate")
-    grid = [float(v) for v in grid] if isinstance(grid, list) else [float(grid)]
-    common = {"n_splits": spec.n_splits, "seed": spec.seed, **spec.recipe_kwargs()}
-    results = {}
-    for name, group in spec.groups().items():
-        rate = grid[0]
-        if len(grid) > 1:
-            scores = {}
-            for candidate in grid:
-                settings = ClassifierTrainingConfig.from_dict({**training_values, "learning_rate": candidate})
-                run = train_vision_classifier(
-                    data, output / name / f"lr_{candidate:g}", problems=group, training=settings, refit=False, **common
-                )
-                scores[candidate] = sum(run.oof_scores[p] for p in group) / len(group)
-            rate = max(scores, key=scores.get)
-            logger.info("%s: learning-rate grid %s -> best %g", name, scores, rate)
-        settings = ClassifierTrainingConfig.from_dict({**training_values, "learning_rate": rate})
-        results[name] = train_vision_classifier(data, output / name, problems=group, training=settings, **common)
-    return results

@@ -9,7 +9,7 @@ re-exported here.
 
 from hf_memotion.data.engagement import (
     REACTIONS,
-    DemoEngagementConfig,
+    DemoEngagementSpec,
     engagement_features,
     load_engagement,
     make_demo_engagement,
@@ -28,10 +28,10 @@ from hf_memotion.models.vise.convert import (
     save_converted_checkpoint,
     to_released_state_dict,
 )
-from hf_memotion.vise.mining import ClusterModels, MiningConfig, fit_cluster_models, label_features, mine_labels
+from hf_memotion.vise.mining import ClusterModels, MiningSpec, fit_cluster_models, label_features, mine_labels
 from hf_memotion.vise.pretraining import (
+    PretrainingArguments,
     PretrainingCollator,
-    PretrainingSettings,
     load_mined_labels,
     pretrain_vise,
 )
@@ -40,10 +40,10 @@ __all__ = [
     "REACTIONS",
     "CheckpointMismatchError",
     "ClusterModels",
-    "DemoEngagementConfig",
-    "MiningConfig",
+    "DemoEngagementSpec",
+    "MiningSpec",
+    "PretrainingArguments",
     "PretrainingCollator",
-    "PretrainingSettings",
     "ViseConfig",
     "ViseForImageClassification",
     "ViseForPretraining",

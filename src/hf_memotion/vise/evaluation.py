@@ -54,7 +54,7 @@ from hf_memotion.io_utils import atomic_write_text
 from hf_memotion.models.vise.configuration_vise import ViseConfig
 from hf_memotion.models.vise.modeling_vise import ViseForImageClassification, ViseModel
 from hf_memotion.models.vision.image_processing_memotion import MemotionImageProcessor
-from hf_memotion.specs import parse_spec
+from hf_memotion.specs import deprecated_names, parse_spec
 from hf_memotion.training.arguments import TakesTrainingArguments, build_training_arguments, show_progress
 from hf_memotion.training.schedules import StepSchedule, milestone_steps
 from hf_memotion.training.trainer import MemotionTrainer
@@ -66,7 +66,7 @@ __all__ = [
     "SETTING_PROTOCOLS",
     "Backbone",
     "ImageTextClassifier",
-    "ProtocolSettings",
+    "ProtocolArguments",
     "TextEncoder",
     "evaluate_backbone",
     "load_backbone",
@@ -88,7 +88,7 @@ LINEAR_FEATURES = ("augmented", "cached")
 
 
 @dataclass
-class ProtocolSettings(TakesTrainingArguments):
+class ProtocolArguments(TakesTrainingArguments):
     """Settings of one protocol's grid (the paper's grid by default).
 
     Attributes:
@@ -111,7 +111,7 @@ class ProtocolSettings(TakesTrainingArguments):
         extra: Stock ``TrainingArguments`` fields for fine-tuning (``bf16``, ``dataloader_num_workers``, ...).
 
     Example:
-        >>> settings = ProtocolSettings(batch_size=128, epochs=300, lr_epochs=[100, 200], lr_decay=0.1)  # CUB
+        >>> settings = ProtocolArguments(batch_size=128, epochs=300, lr_epochs=[100, 200], lr_decay=0.1)  # CUB
         >>> settings.learning_rate(0.025), [round(settings.epoch_schedule()(e), 3) for e in (99, 100, 199, 200)]
         (0.0125, [1.0, 0.1, 0.1, 0.01])
     """
@@ -146,7 +146,7 @@ class ProtocolSettings(TakesTrainingArguments):
     @classmethod
     def from_dict(
         cls, values: Mapping[str, Any] | None, *, source: str | None = None, section: str = "protocol"
-    ) -> ProtocolSettings:
+    ) -> ProtocolArguments:
         """Build from a config section, naming an unknown key and the nearest valid one."""
         return parse_spec(cls, values, source=source, section=section)
 
@@ -412,7 +412,7 @@ def _features(backbone: Backbone, split: datasets.Dataset, batch_size: int) -> n
 
 
 def _linear_layers(
-    width: int, num_labels: int, points: Sequence[tuple[float, float]], settings: ProtocolSettings, adamw: bool
+    width: int, num_labels: int, points: Sequence[tuple[float, float]], settings: ProtocolArguments, adamw: bool
 ) -> list[tuple[nn.Linear, torch.optim.Optimizer, float]]:
     """A freshly initialised linear classifier and its optimiser per grid point (the same start for every point)."""
     out = []
@@ -434,7 +434,7 @@ def _fit_linear(
     train: tuple[np.ndarray, np.ndarray],
     num_labels: int,
     point: tuple[float, float],
-    settings: ProtocolSettings,
+    settings: ProtocolArguments,
     adamw: bool,
 ) -> nn.Linear:
     """One grid point on cached features."""
@@ -458,7 +458,7 @@ def _fit_linear_augmented(
     text: np.ndarray | None,
     num_labels: int,
     points: Sequence[tuple[float, float]],
-    settings: ProtocolSettings,
+    settings: ProtocolArguments,
     adamw: bool,
 ) -> list[nn.Linear]:
     """Every grid point together on augmented features (the frozen backbone runs once per batch for all of them).
@@ -551,7 +551,7 @@ def _finetune_point(
     encoder: TextEncoder | None,
     lr: float,
     wd: float,
-    settings: ProtocolSettings,
+    settings: ProtocolArguments,
     workdir: Path,
 ) -> dict[str, dict[str, float]]:
     torch.manual_seed(settings.seed)
@@ -616,7 +616,7 @@ def _finetune_point(
     return out
 
 
-def _settings_key(settings: ProtocolSettings, extra: Mapping[str, Any]) -> str:
+def _settings_key(settings: ProtocolArguments, extra: Mapping[str, Any]) -> str:
     values = {k: v for k, v in asdict(settings).items() if k != "extra" or v}  # no stock fields: the key of before
     payload = json.dumps({**values, **extra}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
@@ -626,7 +626,7 @@ def evaluate_backbone(
     backbone: Backbone,
     task: DownstreamTask,
     protocol: str,
-    settings: ProtocolSettings,
+    settings: ProtocolArguments,
     output_dir: str | os.PathLike,
     text_encoder: TextEncoder | None = None,
     *,
@@ -794,3 +794,7 @@ def evaluate_backbone(
             summary[f"{part}_{name}_std"] = round(float(np.std(values)), 4)
     summary["per_split"] = splits
     return summary
+
+
+#: Old names, still served with a ``FutureWarning``.
+__getattr__ = deprecated_names(__name__, {"ProtocolSettings": "ProtocolArguments"})

@@ -61,13 +61,14 @@ from sklearn.cluster import KMeans
 from hf_memotion.data.engagement import REACTIONS, engagement_shards
 from hf_memotion.folder_safety import check_data_name
 from hf_memotion.io_utils import atomic_open, atomic_write_text
+from hf_memotion.specs import deprecated_names
 from hf_memotion.vise.centroid_search import CentroidSearch, Method
 from hf_memotion.vise.comment_embedding import CommentEmbedding, fit_sample_rank
 
 __all__ = [
     "ClusterModels",
     "MiningArtifactError",
-    "MiningConfig",
+    "MiningSpec",
     "check_post",
     "fit_cluster_models",
     "fit_kmeans",
@@ -85,7 +86,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class MiningConfig:
+class MiningSpec:
     """Settings of both mining steps (the paper's values by default).
 
     Attributes:
@@ -441,7 +442,7 @@ def initial_centroids(points_in_rank_order: np.ndarray, k: int) -> np.ndarray:
     return np.asarray(points_in_rank_order, dtype=np.float32)[np.sort(first)[:k]]
 
 
-def fit_kmeans(points_in_rank_order: np.ndarray, k: int, config: MiningConfig, backend: str) -> np.ndarray:
+def fit_kmeans(points_in_rank_order: np.ndarray, k: int, config: MiningSpec, backend: str) -> np.ndarray:
     """K-means centroids, ``(k', d)`` float32 (``k'``: at most the distinct points), from :func:`initial_centroids`.
 
     Exactly ``config.kmeans_iterations`` Lloyd iterations with faiss or scikit-learn (``tol=0``).
@@ -469,7 +470,7 @@ def fit_kmeans(points_in_rank_order: np.ndarray, k: int, config: MiningConfig, b
     return model.fit(points).cluster_centers_.astype(np.float32)
 
 
-def fit_comment_embedding(sample_in_rank_order: Sequence[str], config: MiningConfig) -> CommentEmbedding | None:
+def fit_comment_embedding(sample_in_rank_order: Sequence[str], config: MiningSpec) -> CommentEmbedding | None:
     """phi_C fitted on the held-out comments of lowest rank (``None``: a ``comment_encoder`` is phi_C)."""
     if config.comment_encoder:
         return None
@@ -486,7 +487,7 @@ def reaction_rank(seed: int, post_id: str) -> float:
     return _unit(seed, f"reaction:{post_id}")
 
 
-def fit_cluster_models(shards: Sequence[Path], config: MiningConfig) -> tuple[ClusterModels, dict[str, int]]:
+def fit_cluster_models(shards: Sequence[Path], config: MiningSpec) -> tuple[ClusterModels, dict[str, int]]:
     """Step 1 on the held-out posts of ``shards``: phi_C and both K-means."""
     comments: list[tuple[float, str]] = []
     reactions: list[tuple[float, np.ndarray]] = []
@@ -619,7 +620,7 @@ def _shard_state(target: Path, key: str) -> str | None:
 
 
 def label_posts(
-    posts: Sequence[Mapping[str, Any]], models: ClusterModels, config: MiningConfig, source: str = ""
+    posts: Sequence[Mapping[str, Any]], models: ClusterModels, config: MiningSpec, source: str = ""
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Step 2 for a batch of valid, not held-out posts: their label rows, and what was found in each post.
 
@@ -717,7 +718,7 @@ def _add_counts(total: dict[str, Any], counts: Mapping[str, Any]) -> None:
 
 
 def _label_shard(
-    shard: str, clusters: str, output: str, config: MiningConfig, batch: int = 2048, threads: int | None = None
+    shard: str, clusters: str, output: str, config: MiningSpec, batch: int = 2048, threads: int | None = None
 ) -> dict[str, Any]:
     """Label one shard into ``output`` (atomically), ``batch`` posts at a time; runs in a worker process.
 
@@ -774,7 +775,7 @@ def _size_statistics(sizes: np.ndarray) -> dict[str, float]:
 
 
 def mine_labels(
-    corpus: str | os.PathLike, output_dir: str | os.PathLike, config: MiningConfig | None = None, num_proc: int = 1
+    corpus: str | os.PathLike, output_dir: str | os.PathLike, config: MiningSpec | None = None, num_proc: int = 1
 ) -> dict[str, Any]:
     """Run both steps over a corpus of shards and write the output folder (resumable by shard).
 
@@ -787,7 +788,7 @@ def mine_labels(
     Returns:
         The report written to ``mining.json``: settings, counts, cluster-size statistics, malformed rows.
     """
-    config = config or MiningConfig()
+    config = config or MiningSpec()
     shards = engagement_shards(corpus)
     output = Path(output_dir)
     clusters = output / "clusters"
@@ -836,7 +837,7 @@ def mine_labels(
     return report
 
 
-def _reusable_clusters(clusters: Path, output: Path, config: MiningConfig) -> bool:
+def _reusable_clusters(clusters: Path, output: Path, config: MiningSpec) -> bool:
     """Whether fitted cluster models of the same settings are there and intact (a damaged one is said, and refit)."""
     if not (clusters / "clusters.json").is_file():
         return False
@@ -854,7 +855,7 @@ def corpus_description(corpus: str | os.PathLike) -> dict[str, Any]:
     return {"path": str(corpus), "demo": (Path(str(corpus)) / ".demo_engagement").is_file()}
 
 
-def _report(output: Path, targets: Mapping[Path, Path], config: MiningConfig, holdout, results, errors) -> dict:
+def _report(output: Path, targets: Mapping[Path, Path], config: MiningSpec, holdout, results, errors) -> dict:
     models = ClusterModels.load(output / "clusters")
     labels = datasets.load_dataset("parquet", data_files=[str(t) for t in targets.values()], split="train")
     comment_sizes = np.zeros(len(models.comment_centroids))
@@ -886,3 +887,7 @@ def _report(output: Path, targets: Mapping[Path, Path], config: MiningConfig, ho
         "comment_cluster_sizes": _size_statistics(comment_sizes),
         "reaction_cluster_sizes": _size_statistics(reaction_sizes.astype(float)),
     }
+
+
+#: Old names, still served with a ``FutureWarning``.
+__getattr__ = deprecated_names(__name__, {"MiningConfig": "MiningSpec"})

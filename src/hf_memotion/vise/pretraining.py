@@ -20,7 +20,7 @@ The run goes through the shared spine (:class:`~hf_memotion.training.MemotionTra
 ``pretraining:`` section.
 
 Example:
-    >>> settings = PretrainingSettings.from_dict({"batch_size": 512, "decay": "vise-250m", "bf16": True})
+    >>> settings = PretrainingArguments.from_dict({"batch_size": 512, "decay": "vise-250m", "bf16": True})
     >>> args = settings.training_arguments("/tmp/hf_memotion_doc_pretrain", max_steps=100)
     >>> args.learning_rate, args.lr_milestones[:2], args.lr_decay, args.bf16, args.loss_terms
     (0.2, [9.0, 18.0], 0.5, True, ['comment_loss', 'reaction_loss'])
@@ -47,15 +47,15 @@ from hf_memotion.io_utils import atomic_write_text
 from hf_memotion.models.vise.configuration_vise import ViseConfig
 from hf_memotion.models.vise.modeling_vise import ViseForPretraining
 from hf_memotion.models.vision.image_processing_memotion import MemotionImageProcessor
-from hf_memotion.specs import parse_spec
+from hf_memotion.specs import deprecated_names, parse_spec
 from hf_memotion.training.arguments import MemotionTrainingArguments, TakesTrainingArguments, build_training_arguments
 from hf_memotion.training.schedules import DECAY_PRESETS
 from hf_memotion.training.trainer import MemotionTrainer
 from hf_memotion.vise.mining import label_features
 
 __all__ = [
+    "PretrainingArguments",
     "PretrainingCollator",
-    "PretrainingSettings",
     "load_mined_labels",
     "plot_pretraining_curves",
     "pretrain_vise",
@@ -68,7 +68,7 @@ TARGETS = ("both", "comments", "reactions")
 
 
 @dataclass
-class PretrainingSettings(TakesTrainingArguments):
+class PretrainingArguments(TakesTrainingArguments):
     """Settings of one pretraining run (the paper's optimisation by default).
 
     Attributes:
@@ -97,7 +97,7 @@ class PretrainingSettings(TakesTrainingArguments):
         extra: Stock ``TrainingArguments`` fields (``bf16``, ``save_total_limit``, ...) given in the section.
 
     Example:
-        >>> settings = PretrainingSettings.from_dict({"architecture": "resnet50", "batch_size": 1920})
+        >>> settings = PretrainingArguments.from_dict({"architecture": "resnet50", "batch_size": 1920})
         >>> settings.learning_rate()
         0.75
     """
@@ -140,7 +140,7 @@ class PretrainingSettings(TakesTrainingArguments):
         }[self.targets]
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any] | None, *, source: str | None = None) -> PretrainingSettings:
+    def from_dict(cls, values: Mapping[str, Any] | None, *, source: str | None = None) -> PretrainingArguments:
         """Build from a config section, naming an unknown key and the nearest valid one."""
         return parse_spec(cls, values, source=source, section="pretraining")
 
@@ -355,7 +355,7 @@ class PretrainingCollator:
 def pretrain_vise(
     labels: str | os.PathLike,
     output_dir: str | os.PathLike,
-    settings: PretrainingSettings | None = None,
+    settings: PretrainingArguments | None = None,
     *,
     resume: bool = True,
     license: str | None = None,
@@ -379,7 +379,7 @@ def pretrain_vise(
     from hf_memotion.distributed import process_state
 
     state = process_state()
-    settings = settings or PretrainingSettings()
+    settings = settings or PretrainingArguments()
     output = Path(output_dir)
     mining = read_mining_report(labels)
     comment_k, reaction_k, posts = mining["comment_clusters"], mining["reaction_clusters"], mining["posts_labelled"]
@@ -481,3 +481,7 @@ def plot_pretraining_curves(curves: Sequence[Mapping[str, float]], path: str | o
         fig.savefig(handle, format="png", dpi=100)
     plt.close(fig)
     return target
+
+
+#: Old names, still served with a ``FutureWarning``.
+__getattr__ = deprecated_names(__name__, {"PretrainingSettings": "PretrainingArguments"})

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hf_memotion.specs import parse_spec
-from hf_memotion.vise.evaluation import LINEAR_FEATURES, PROTOCOLS, SETTING_PROTOCOLS, SETTINGS, ProtocolSettings
-from hf_memotion.vise.mining import MiningConfig
-from hf_memotion.vise.pretraining import PretrainingSettings
+from hf_memotion.vise.evaluation import LINEAR_FEATURES, PROTOCOLS, SETTING_PROTOCOLS, SETTINGS, ProtocolArguments
+from hf_memotion.vise.mining import MiningSpec
+from hf_memotion.vise.pretraining import PretrainingArguments
 
 __all__ = ["BackboneSpec", "EvaluationRunSpec", "LabelsSpec", "MiningRunSpec", "PretrainRunSpec", "TaskSpec"]
 
@@ -47,7 +47,7 @@ class MiningRunSpec:
     data: dict[str, Any] = field(default_factory=lambda: {"demo": {}})
     output_dir: str = "outputs/vise_mined"
     num_proc: int | None = None
-    mining: MiningConfig = field(default_factory=MiningConfig)
+    mining: MiningSpec = field(default_factory=MiningSpec)
     engine: str = "local"
     spark_memory: str = "2g"
 
@@ -88,7 +88,7 @@ class PretrainRunSpec:
 
     data: LabelsSpec = field(default_factory=lambda: LabelsSpec(mine="configs/vise_mining_demo.yaml"))
     output_dir: str = "outputs/vise_pretrain"
-    pretraining: PretrainingSettings = field(default_factory=PretrainingSettings)
+    pretraining: PretrainingArguments = field(default_factory=PretrainingArguments)
     resume: bool = True
     license: str | None = None
 
@@ -145,7 +145,7 @@ class TaskSpec:
                 raise ValueError(f"task {self.name or self.format!r}: setting {setting!r} is not one of {SETTINGS}")
         for section in ("schedule", "linear", "finetune"):
             values = dict(getattr(self, section) or {})
-            ProtocolSettings.from_dict(values, section=f"tasks.{self.name or self.format}.{section}")  # checked now
+            ProtocolArguments.from_dict(values, section=f"tasks.{self.name or self.format}.{section}")  # checked now
             setattr(self, section, values)
         self.batch_sizes = {str(k): int(v) for k, v in (self.batch_sizes or {}).items()}
 
@@ -221,8 +221,8 @@ class EvaluationRunSpec:
     seed: int = 0
     selection: str = "held_out"
     linear_features: str = "cached"
-    linear: ProtocolSettings | None = None
-    finetune: ProtocolSettings | None = None
+    linear: ProtocolArguments | None = None
+    finetune: ProtocolArguments | None = None
 
     def __post_init__(self):
         self.protocols = list(self.protocols or PROTOCOLS)
@@ -260,13 +260,13 @@ class EvaluationRunSpec:
 
     def protocol_settings(
         self, protocol: str, task: TaskSpec | None = None, backbone: str | None = None, architecture: str | None = None
-    ) -> ProtocolSettings:
+    ) -> ProtocolArguments:
         """The settings of ``protocol`` for a task and backbone.
 
         Layered: the run's protocol section, the task's ``schedule``, the task's section of the protocol, then its
         batch size for the backbone (by name, else by architecture).
         """
-        base = getattr(self, protocol) or ProtocolSettings(seed=self.seed)
+        base = getattr(self, protocol) or ProtocolArguments(seed=self.seed)
         if task is None:
             return base
         values = {**base.to_dict(), **task.schedule, **getattr(task, protocol)}
@@ -274,7 +274,7 @@ class EvaluationRunSpec:
             if key is not None and key in task.batch_sizes:
                 values["batch_size"] = task.batch_sizes[key]
                 break
-        return ProtocolSettings.from_dict(values, section=f"tasks.{task.label}.{protocol}")
+        return ProtocolArguments.from_dict(values, section=f"tasks.{task.label}.{protocol}")
 
     def combinations(self, task: TaskSpec, has_text: bool) -> list[tuple[str, str]]:
         """``(setting, protocol)`` pairs this run evaluates for ``task``, as the paper runs them."""

@@ -29,8 +29,8 @@ labels. ``docs/vise_spark.md`` gives the executor sizes and a cluster run.
 
 Example:
     >>> # spark = SparkSession.builder.master("local[2]").getOrCreate()
-    >>> # mine_labels_spark(spark, "hdfs://namenode/posts", "mined/", MiningConfig(comment_clusters=5000))
-    >>> MiningConfig().reaction_clusters
+    >>> # mine_labels_spark(spark, "hdfs://namenode/posts", "mined/", MiningSpec(comment_clusters=5000))
+    >>> MiningSpec().reaction_clusters
     128
 """
 
@@ -52,7 +52,7 @@ from hf_memotion.io_utils import atomic_write_text
 from hf_memotion.vise.comment_embedding import CommentEmbedding, fit_sample_rank
 from hf_memotion.vise.mining import (
     ClusterModels,
-    MiningConfig,
+    MiningSpec,
     _image_reference,
     _kmeans_backend,
     _size_statistics,
@@ -153,7 +153,7 @@ def _posts_schema():
     )
 
 
-def _parse_posts(kind: str, config: MiningConfig):
+def _parse_posts(kind: str, config: MiningSpec):
     """``mapInPandas`` function: raw rows -> checked posts (the local engine's checks), held-out flag."""
     import pandas as pd
 
@@ -205,7 +205,7 @@ def _parse_posts(kind: str, config: MiningConfig):
     return parse
 
 
-def _read_posts(spark, files: list[str], config: MiningConfig):
+def _read_posts(spark, files: list[str], config: MiningSpec):
     from pyspark.sql import functions as F
 
     kind = "parquet" if files[0].endswith(".parquet") else "json"
@@ -214,7 +214,7 @@ def _read_posts(spark, files: list[str], config: MiningConfig):
     return raw.mapInPandas(_parse_posts(kind, config), _posts_schema())
 
 
-def _ranked_comments(config: MiningConfig):
+def _ranked_comments(config: MiningSpec):
     """``mapInPandas``: held-out posts -> (rank, text) of every sampled comment."""
     import pandas as pd
 
@@ -256,7 +256,7 @@ def _blocks(rows, size: int = 4096):
         yield np.asarray(block, dtype=np.float32)
 
 
-def _distributed_kmeans(spark, vectors, k: int, config: MiningConfig) -> np.ndarray:
+def _distributed_kmeans(spark, vectors, k: int, config: MiningSpec) -> np.ndarray:
     """The local engine's K-means on Spark: same initial centroids, ``kmeans_iterations`` distributed Lloyd steps."""
     total = vectors.count()
     limit = min(total, max(2 * k, 1024))
@@ -300,7 +300,7 @@ def _label_schema():
     )
 
 
-def _label(broadcast, config: MiningConfig):
+def _label(broadcast, config: MiningSpec):
     """``mapInPandas``: posts -> label rows, with :func:`label_posts` (the local engine's step 2)."""
     import pandas as pd
 
@@ -334,7 +334,7 @@ def _label(broadcast, config: MiningConfig):
 
 
 def mine_labels_spark(
-    spark, corpus: str | os.PathLike, output_dir: str | os.PathLike, config: MiningConfig | None = None
+    spark, corpus: str | os.PathLike, output_dir: str | os.PathLike, config: MiningSpec | None = None
 ) -> dict[str, Any]:
     """Run both mining steps with Spark and write the label shards, ``clusters/`` and ``mining.json``.
 
@@ -349,7 +349,7 @@ def mine_labels_spark(
     """
     from pyspark.sql import functions as F
 
-    config = config or MiningConfig()
+    config = config or MiningSpec()
     files = list_shards(spark, corpus)
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
@@ -480,7 +480,7 @@ def _spark_report(labels, posts, models: ClusterModels, holdout: dict, settings:
 def mine_labels_on_spark(
     corpus: str | os.PathLike,
     output_dir: str | os.PathLike,
-    config: MiningConfig,
+    config: MiningSpec,
     *,
     cores: int = 2,
     memory: str = "2g",

@@ -2,13 +2,16 @@
 
 from transformers import AutoConfig, AutoModel
 
-from hf_memotion.models.ensemble.modeling_memotion_ensemble import (
-    MemotionEnsembleConfig,
-    MemotionEnsembleModel,
-    UnsafeModelFolderError,
-)
+from hf_memotion.models.ensemble.configuration_memotion_ensemble import MemotionEnsembleConfig
+from hf_memotion.models.ensemble.modeling_memotion_ensemble import MemotionEnsembleModel, UnsafeModelFolderError
 from hf_memotion.models.ensemble.processing_memotion_ensemble import MemeProcessor
-from hf_memotion.models.ensemble.stacking import META_METHODS, ProblemStacker, fit_stackers
+from hf_memotion.models.ensemble.stacking import (
+    META_METHODS,
+    ProblemStacker,
+    combine_stackers,
+    fit_stackers,
+    with_aliases,
+)
 
 # The ensemble's config carries no auto_map: it is loaded by this package's pipeline or AutoModel after import.
 AutoConfig.register(MemotionEnsembleConfig.model_type, MemotionEnsembleConfig, exist_ok=True)
@@ -21,5 +24,7 @@ __all__ = [
     "MemotionEnsembleModel",
     "ProblemStacker",
     "UnsafeModelFolderError",
+    "combine_stackers",
     "fit_stackers",
+    "with_aliases",
 ]

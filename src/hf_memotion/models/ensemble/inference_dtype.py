@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from hf_memotion.hardware import native_bf16, release_memory
+from hf_memotion.models.ensemble.stacking import combine_stackers, with_aliases
 
 if TYPE_CHECKING:
     import datasets
@@ -121,7 +122,6 @@ def check_inference_dtype(
         ``{"dtype", "rows", "device", "macro_f1": {"float32": {...}, "<dtype>": {...}},
         "macro_f1_change": {subtask: change}, "max_probability_change", "passed"}``.
     """
-    from hf_memotion.models.ensemble.modeling_memotion_ensemble import with_aliases
     from hf_memotion.models.ensemble.processing_memotion_ensemble import MemeProcessor
 
     missing = [c for c in ("image", "text", *ensemble.config.problems) if c not in data.column_names]
@@ -148,12 +148,15 @@ def check_inference_dtype(
         devices.add(str(model.device))
         low = copy.deepcopy(model).to(dtype)
         pairs = _probability_pairs(processor, name, model, low, data, batch_size)
-        reference[name], lowered[name] = (with_aliases(entry, found) for found in pairs)
+        reference[name], lowered[name] = (with_aliases(found, entry.get("aliases")) for found in pairs)
         del low, model
         if load is not None:
             release_memory()
     labels = {p: np.asarray(data[p]) for p in ensemble.config.problems}
-    finals = {"float32": ensemble.combine(reference), _dtype_name(dtype): ensemble.combine(lowered)}
+    finals = {
+        "float32": combine_stackers(ensemble.stackers, reference),
+        _dtype_name(dtype): combine_stackers(ensemble.stackers, lowered),
+    }
     scores = {
         key: {k: v for k, v in memotion_scores({p: f[p].argmax(-1) for p in f}, labels).items() if k in SUBTASK_KEYS}
         for key, f in finals.items()

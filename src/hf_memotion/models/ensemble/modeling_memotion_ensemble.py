@@ -33,7 +33,6 @@ from transformers import (
     AutoModelForImageClassification,
     AutoModelForSequenceClassification,
     AutoTokenizer,
-    PretrainedConfig,
     PreTrainedModel,
 )
 
@@ -47,121 +46,32 @@ from hf_memotion.folder_safety import (
     resolve_inside,
 )
 from hf_memotion.io_utils import atomic_write_bytes, atomic_write_text
+from hf_memotion.models.ensemble.configuration_memotion_ensemble import MemotionEnsembleConfig
 from hf_memotion.models.ensemble.inference_dtype import cast_base_models, check_inference_dtype, resolve_inference_dtype
 from hf_memotion.models.ensemble.processing_memotion_ensemble import MemeProcessor
-from hf_memotion.models.ensemble.stacking import RULES, ProblemStacker, dump_estimator, load_estimator
-from hf_memotion.models.heads import resolve_problem_labels
+from hf_memotion.models.ensemble.stacking import (
+    RULES,
+    ProblemStacker,
+    combine_stackers,
+    dump_estimator,
+    load_estimator,
+    with_aliases,
+)
 from hf_memotion.models.onednn_linear import use_onednn_linear
 
 __all__ = [
     "BASE_MODEL_OPTIONS",
     "PICKLE_SUFFIXES",
-    "MemotionEnsembleConfig",
     "MemotionEnsembleModel",
     "UnsafeModelFolderError",
 ]
 
-MODALITIES = ("text", "vision")
 #: ``from_pretrained`` options handed to every base model's ``from_pretrained`` (``attn_implementation``: text models).
 BASE_MODEL_OPTIONS = ("dtype", "device_map", "max_memory", "offload_folder", "attn_implementation")
 #: Options for downloading Hub repositories (the ensemble and base models pinned to a revision).
 HUB_OPTIONS = ("token", "cache_dir", "force_download", "local_files_only")
 #: Options transformers' ``pipeline()`` always passes that an ensemble has no use for (no remote code is ever run).
 _PIPELINE_OPTIONS = ("_from_pipeline", "code_revision", "_commit_hash")
-
-
-class MemotionEnsembleConfig(PretrainedConfig):
-    r"""Configuration of a :class:`MemotionEnsembleModel`.
-
-    Args:
-        base_models: One entry per base model: ``name``, ``modality`` (``"text"`` or ``"vision"``),
-            ``path`` (a subfolder of the ensemble), or ``path`` + ``revision`` (a Hub id pinned to a
-            revision: referenced, not copied), and the ``problems`` it predicts; optionally ``aliases``,
-            ``{problem: problem whose probabilities it reads}``, for problems with the same labels served by one head
-            (motivational in subtasks B and C).
-        problems: Problems the ensemble predicts.
-        meta: Per problem: ``method``, ``model_order``, ``feature_order``, ``file`` (skops file or
-            ``None`` for rules) and the selection ``scores``.
-        features: ``"own"`` (a problem's meta-estimator reads that problem's probabilities) or ``"all"``.
-        dtype_checks: Per lower-precision dtype (``"bfloat16"``), the held-out check
-            :meth:`MemotionEnsembleModel.check_dtype` recorded; ``dtype="auto"`` reads it
-            (:mod:`hf_memotion.models.ensemble.inference_dtype`).
-
-    Example:
-        >>> config = MemotionEnsembleConfig(problems=["humour"], base_models=[
-        ...     {"name": "text", "modality": "text", "path": "text", "problems": ["humour"]}])
-        >>> config.problem_labels["humour"]
-        ['not_funny', 'funny']
-    """
-
-    model_type = "memotion_ensemble"
-
-    base_models: list[dict[str, Any]] | None = None
-    problems: list[str] | None = None
-    problem_labels: dict[str, list[str]] | None = None
-    meta: dict[str, dict[str, Any]] | None = None
-    features: str = "own"
-    dtype_checks: dict[str, dict[str, Any]] | None = None
-
-    def __post_init__(self, **kwargs: Any):
-        super().__post_init__(**kwargs)
-        self.base_models = list(self.base_models or [])
-        self.problems = list(self.problems or [])
-        self.problem_labels = resolve_problem_labels(self.problems, self.problem_labels) if self.problems else {}
-        self.meta = dict(self.meta or {})
-        self.dtype_checks = dict(self.dtype_checks or {})
-        if self.features not in ("own", "all"):
-            raise ValueError(f"features must be 'own' or 'all', got {self.features!r}")
-        names = [m.get("name") for m in self.base_models]
-        if len(set(names)) != len(names):
-            raise ValueError(f"base model names must be unique, got {names}")
-        for entry in self.base_models:
-            if entry.get("modality") not in MODALITIES:
-                raise ValueError(f"base model {entry.get('name')!r}: modality must be one of {MODALITIES}")
-            if not isinstance(entry.get("path"), str) or not isinstance(entry.get("problems", []), list):
-                raise ValueError(f"base model {entry.get('name')!r}: needs a 'path' string and a 'problems' list")
-            for alias, target in (entry.get("aliases") or {}).items():
-                if alias not in entry["problems"] or target not in entry["problems"]:
-                    raise ValueError(
-                        f"base model {entry.get('name')!r}: alias {alias!r} -> {target!r} must name two of its problems"
-                    )
-                if len(resolve_problem_labels([alias])[alias]) != len(resolve_problem_labels([target])[target]):
-                    raise ValueError(
-                        f"base model {entry.get('name')!r}: {alias!r} and {target!r} have different "
-                        "classes; only problems with the same labels can share a head"
-                    )
-        self._check_meta()
-
-    def _check_meta(self) -> None:
-        """Every meta entry must fit the problems and base models, so a bad config fails on loading."""
-        from hf_memotion.models.ensemble.stacking import META_METHODS
-
-        serves = {m.get("name"): set(m.get("problems") or []) for m in self.base_models}
-        for problem, entry in self.meta.items():
-            where = f"meta[{problem!r}]"
-            if problem not in self.problem_labels:
-                raise ValueError(f"{where}: {problem!r} is not one of the ensemble's problems {self.problems}")
-            if not isinstance(entry, dict) or entry.get("method") not in META_METHODS:
-                raise ValueError(f"{where}: method must be one of {list(META_METHODS)}")
-            classes = len(self.problem_labels[problem])
-            if entry.get("num_classes") != classes:
-                raise ValueError(f"{where}: num_classes is {entry.get('num_classes')!r}, {problem!r} has {classes}")
-            order = entry.get("model_order")
-            if not isinstance(order, list) or not order or any(problem not in serves.get(m, ()) for m in order):
-                raise ValueError(
-                    f"{where}: model_order {order!r} must list base models that predict {problem!r} "
-                    f"(base models: {sorted(serves)})"
-                )
-            if not isinstance(entry.get("feature_order"), list):
-                raise ValueError(f"{where}: feature_order must be a list")
-            if entry["method"] not in ("average", "soft_vote", "hard_vote") and not entry.get("file"):
-                raise ValueError(f"{where}: a {entry['method']} meta-estimator needs its skops 'file'")
-
-
-def with_aliases(entry: Mapping[str, Any], probabilities: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """A base model's probabilities per problem, plus the problems its config entry serves through ``aliases``."""
-    aliases = entry.get("aliases") or {}
-    return {**probabilities, **{alias: probabilities[target] for alias, target in aliases.items()}}
 
 
 def _link_tree(source: Path, destination: Path) -> None:
@@ -640,7 +550,7 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
             name = entry["name"]
             model = self.base_models[name]
             inputs = self.processor.model_inputs(batch, name, device=model.device, dtype=model.dtype)
-            out[name] = with_aliases(entry, model(**inputs).problem_probabilities())
+            out[name] = with_aliases(model(**inputs).problem_probabilities(), entry.get("aliases"))
         return out
 
     def base_probabilities(
@@ -653,17 +563,8 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
         return self.probabilities_from_inputs(self.processor(images, texts, ten_crop=ten_crop))
 
     def combine(self, base: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
-        """Final class probabilities per problem from the base models' probabilities."""
-        out = {}
-        for problem, stacker in self.stackers.items():
-            own = {name: base[name][problem] for name in stacker.model_order}
-            extra = {}
-            for block in stacker.feature_order:
-                if block not in own:
-                    model_name, _, other = block.partition(":")
-                    extra[block] = base[model_name][other]
-            out[problem] = stacker.predict_proba(own, extra)
-        return out
+        """Final class probabilities per problem from the base models' probabilities (:func:`combine_stackers`)."""
+        return combine_stackers(self.stackers, base)
 
     def predict_proba(
         self, images: Sequence[Any], texts: Sequence[str], ten_crop: bool = True

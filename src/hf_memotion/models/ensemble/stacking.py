@@ -293,3 +293,43 @@ def fit_stackers(
         chosen = candidates[problem] if isinstance(candidates, Mapping) else candidates
         out[problem] = ProblemStacker(chosen, cv=cv, seed=seed).fit(own, np.asarray(y), extra)
     return out
+
+
+def with_aliases(probabilities: Mapping[str, np.ndarray], aliases: Mapping[str, str] | None) -> dict[str, np.ndarray]:
+    """A base model's probabilities per problem, plus the problems it serves through ``aliases``.
+
+    ``aliases`` maps a problem to the problem whose probabilities it reads (motivational in subtasks B and C).
+
+    Example:
+        >>> sorted(with_aliases({"motivational": np.ones((1, 2))}, {"motivational_intensity": "motivational"}))
+        ['motivational', 'motivational_intensity']
+    """
+    return {**probabilities, **{alias: probabilities[target] for alias, target in (aliases or {}).items()}}
+
+
+def combine_stackers(
+    stackers: Mapping[str, ProblemStacker], base: Mapping[str, Mapping[str, np.ndarray]]
+) -> dict[str, np.ndarray]:
+    """Final class probabilities per problem: each problem's stacker over the base models' probabilities.
+
+    Args:
+        stackers: Problem -> fitted :class:`ProblemStacker`.
+        base: Base model name -> problem -> probabilities ``(n, classes)``.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> base = {"a": {"humour": rng.dirichlet([1, 1], 8)}, "b": {"humour": rng.dirichlet([1, 1], 8)}}
+        >>> stackers = fit_stackers(base, {"humour": np.array([0, 1] * 4)}, candidates=["average"], cv=2)
+        >>> combine_stackers(stackers, base)["humour"].shape
+        (8, 2)
+    """
+    out = {}
+    for problem, stacker in stackers.items():
+        own = {name: base[name][problem] for name in stacker.model_order}
+        extra = {}
+        for block in stacker.feature_order:
+            if block not in own:
+                model_name, _, other = block.partition(":")
+                extra[block] = base[model_name][other]
+        out[problem] = stacker.predict_proba(own, extra)
+    return out

@@ -1,0 +1,108 @@
+"""The configuration of the modality ensemble: its base models, problems and meta-estimators.
+
+Example:
+    >>> config = MemotionEnsembleConfig(problems=["sarcasm"], base_models=[
+    ...     {"name": "vision", "modality": "vision", "path": "vision", "problems": ["sarcasm"]}])
+    >>> [m["name"] for m in config.base_models]
+    ['vision']
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import PretrainedConfig
+
+from hf_memotion.models.heads import resolve_problem_labels
+
+__all__ = ["MODALITIES", "MemotionEnsembleConfig"]
+
+MODALITIES = ("text", "vision")
+
+
+class MemotionEnsembleConfig(PretrainedConfig):
+    r"""Configuration of a :class:`MemotionEnsembleModel`.
+
+    Args:
+        base_models: One entry per base model: ``name``, ``modality`` (``"text"`` or ``"vision"``),
+            ``path`` (a subfolder of the ensemble), or ``path`` + ``revision`` (a Hub id pinned to a
+            revision: referenced, not copied), and the ``problems`` it predicts; optionally ``aliases``,
+            ``{problem: problem whose probabilities it reads}``, for problems with the same labels served by one head
+            (motivational in subtasks B and C).
+        problems: Problems the ensemble predicts.
+        meta: Per problem: ``method``, ``model_order``, ``feature_order``, ``file`` (skops file or
+            ``None`` for rules) and the selection ``scores``.
+        features: ``"own"`` (a problem's meta-estimator reads that problem's probabilities) or ``"all"``.
+        dtype_checks: Per lower-precision dtype (``"bfloat16"``), the held-out check
+            :meth:`MemotionEnsembleModel.check_dtype` recorded; ``dtype="auto"`` reads it
+            (:mod:`hf_memotion.models.ensemble.inference_dtype`).
+
+    Example:
+        >>> config = MemotionEnsembleConfig(problems=["humour"], base_models=[
+        ...     {"name": "text", "modality": "text", "path": "text", "problems": ["humour"]}])
+        >>> config.problem_labels["humour"]
+        ['not_funny', 'funny']
+    """
+
+    model_type = "memotion_ensemble"
+
+    base_models: list[dict[str, Any]] | None = None
+    problems: list[str] | None = None
+    problem_labels: dict[str, list[str]] | None = None
+    meta: dict[str, dict[str, Any]] | None = None
+    features: str = "own"
+    dtype_checks: dict[str, dict[str, Any]] | None = None
+
+    def __post_init__(self, **kwargs: Any):
+        super().__post_init__(**kwargs)
+        self.base_models = list(self.base_models or [])
+        self.problems = list(self.problems or [])
+        self.problem_labels = resolve_problem_labels(self.problems, self.problem_labels) if self.problems else {}
+        self.meta = dict(self.meta or {})
+        self.dtype_checks = dict(self.dtype_checks or {})
+        if self.features not in ("own", "all"):
+            raise ValueError(f"features must be 'own' or 'all', got {self.features!r}")
+        names = [m.get("name") for m in self.base_models]
+        if len(set(names)) != len(names):
+            raise ValueError(f"base model names must be unique, got {names}")
+        for entry in self.base_models:
+            if entry.get("modality") not in MODALITIES:
+                raise ValueError(f"base model {entry.get('name')!r}: modality must be one of {MODALITIES}")
+            if not isinstance(entry.get("path"), str) or not isinstance(entry.get("problems", []), list):
+                raise ValueError(f"base model {entry.get('name')!r}: needs a 'path' string and a 'problems' list")
+            for alias, target in (entry.get("aliases") or {}).items():
+                if alias not in entry["problems"] or target not in entry["problems"]:
+                    raise ValueError(
+                        f"base model {entry.get('name')!r}: alias {alias!r} -> {target!r} must name two of its problems"
+                    )
+                if len(resolve_problem_labels([alias])[alias]) != len(resolve_problem_labels([target])[target]):
+                    raise ValueError(
+                        f"base model {entry.get('name')!r}: {alias!r} and {target!r} have different "
+                        "classes; only problems with the same labels can share a head"
+                    )
+        self._check_meta()
+
+    def _check_meta(self) -> None:
+        """Every meta entry must fit the problems and base models, so a bad config fails on loading."""
+        from hf_memotion.models.ensemble.stacking import META_METHODS
+
+        serves = {m.get("name"): set(m.get("problems") or []) for m in self.base_models}
+        for problem, entry in self.meta.items():
+            where = f"meta[{problem!r}]"
+            if problem not in self.problem_labels:
+                raise ValueError(f"{where}: {problem!r} is not one of the ensemble's problems {self.problems}")
+            if not isinstance(entry, dict) or entry.get("method") not in META_METHODS:
+                raise ValueError(f"{where}: method must be one of {list(META_METHODS)}")
+            classes = len(self.problem_labels[problem])
+            if entry.get("num_classes") != classes:
+                raise ValueError(f"{where}: num_classes is {entry.get('num_classes')!r}, {problem!r} has {classes}")
+            order = entry.get("model_order")
+            if not isinstance(order, list) or not order or any(problem not in serves.get(m, ()) for m in order):
+                raise ValueError(
+                    f"{where}: model_order {order!r} must list base models that predict {problem!r} "
+                    f"(base models: {sorted(serves)})"
+                )
+            if not isinstance(entry.get("feature_order"), list):
+                raise ValueError(f"{where}: feature_order must be a list")
+            if entry["method"] not in ("average", "soft_vote", "hard_vote") and not entry.get("file"):
+                raise ValueError(f"{where}: a {entry['method']} meta-estimator needs its skops 'file'")

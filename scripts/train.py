@@ -9,22 +9,20 @@ Usage:
 """
 
 from hf_memotion.cli import run_command
-from hf_memotion.training.planning import plan_training, print_plan
-from hf_memotion.training.recipe import ensemble_folder, print_training_summary, run_training
 from hf_memotion.training.run_specs import EnsembleRunSpec
 
 
 def main(argv: list[str] | None = None) -> int:
     return run_command(
-        run_training,
+        "hf_memotion.training.recipe:run_training",
         EnsembleRunSpec,
         "configs/demo.yaml",
         argv,
         description=__doc__,
-        summarize=print_training_summary,
-        saved_folders=ensemble_folder,
-        plan=plan_training,
-        show_plan=print_plan,
+        summarize="hf_memotion.training.recipe:print_training_summary",
+        saved_folders="hf_memotion.training.recipe:ensemble_folder",
+        plan="hf_memotion.training.planning:plan_training",
+        show_plan="hf_memotion.training.planning:print_plan",
     )
 
 

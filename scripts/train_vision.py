@@ -7,20 +7,18 @@ Usage:
 """
 
 from hf_memotion.cli import run_command
-from hf_memotion.training.experiments import run_vision_experiment
 from hf_memotion.training.run_specs import VisionRunSpec
-from hf_memotion.training.runs import print_run_results, saved_model_folders
 
 
 def main(argv: list[str] | None = None) -> int:
     return run_command(
-        run_vision_experiment,
+        "hf_memotion.training.experiments:run_vision_experiment",
         VisionRunSpec,
         "configs/vision_demo.yaml",
         argv,
         description=__doc__,
-        summarize=print_run_results,
-        saved_folders=saved_model_folders,
+        summarize="hf_memotion.training.runs:print_run_results",
+        saved_folders="hf_memotion.training.runs:saved_model_folders",
     )
 
 

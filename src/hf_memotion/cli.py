@@ -26,13 +26,13 @@ import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hf_memotion.config import load_run_config
-from hf_memotion.data import ImageDecodeError
-from hf_memotion.distributed import process_state
-from hf_memotion.hub.publishing import HubPublishError, PushSpec
+from hf_memotion.data.images import ImageDecodeError
 from hf_memotion.specs import spec_keys
+
+if TYPE_CHECKING:
+    from hf_memotion.hub.publishing import PushSpec
 
 __all__ = [
     "USER_ERRORS",
@@ -118,12 +118,17 @@ def parse_arguments(
 
 def read_run_config(path: str | None, overrides: Sequence[str]) -> tuple[dict[str, Any], PushSpec | None]:
     """A script's config, with its ``push_to_hub:`` section taken out as :class:`PushSpec`."""
+    from hf_memotion.config import load_run_config
+    from hf_memotion.hub.publishing import PushSpec
+
     config = load_run_config(path, overrides)
     return config, PushSpec.from_config(config.pop("push_to_hub", None))
 
 
 def publish_folders(push: PushSpec, folders: Mapping[str, Path]) -> None:
     """Publish each saved folder (main process, after training); a Hub error ends with one readable line."""
+    from hf_memotion.hub.publishing import HubPublishError
+
     for name, folder in folders.items():
         try:
             published = push.push(folder, name)
@@ -132,22 +137,34 @@ def publish_folders(push: PushSpec, folders: Mapping[str, Path]) -> None:
         print(f"[{name}] published {len(published.files)} files to {published.repo_id}: {published.url}")
 
 
+def _resolve(target: Any) -> Any:
+    """A callable, or the ``"module:name"`` of one (imported only when the command runs, not for ``--help``)."""
+    if not isinstance(target, str):
+        return target
+    import importlib
+
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def run_command(
-    run: Callable[[Any], Any],
+    run: Callable[[Any], Any] | str,
     spec_class: type,
     default_config: str,
     argv: Sequence[str] | None = None,
     *,
     description: str = "",
-    summarize: Callable[[Any, Any], None] | None = None,
-    saved_folders: Callable[[Any, Any], Mapping[str, Path]] | None = None,
-    plan: Callable[..., Any] | None = None,
-    show_plan: Callable[[Any], None] = print,
+    summarize: Callable[[Any, Any], None] | str | None = None,
+    saved_folders: Callable[[Any, Any], Mapping[str, Path]] | str | None = None,
+    plan: Callable[..., Any] | str | None = None,
+    show_plan: Callable[[Any], None] | str = print,
 ) -> int:
     """Parse, read the spec, run, summarise, publish: the body of a config-driven script.
 
     Args:
         run: The library entry point; called with the spec (and ``source=`` the config's path when it takes it).
+            Here and below a callable may be given as ``"module:name"``: it is imported after the arguments are
+            parsed, so ``--help`` imports neither torch nor the recipe.
         spec_class: The config's spec (it has ``from_dict(values, source=...)``).
         default_config: The config used when none is named.
         argv: Arguments (default: ``sys.argv[1:]``).
@@ -167,6 +184,9 @@ def run_command(
     )
     path, overrides = line.config, line.overrides
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from hf_memotion.distributed import process_state
+
+    run, summarize, saved_folders, plan, show_plan = map(_resolve, (run, summarize, saved_folders, plan, show_plan))
     state = process_state()  # before anything else: N launched processes form one data-parallel group
     try:
         config, push = read_run_config(path, overrides)

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from hf_memotion.specs import deprecated_names, parse_spec
 from hf_memotion.tasks import PROBLEM_NAMES
-from hf_memotion.training.trainer import PAPER_VISION_TRAINING, ClassifierTrainingArguments
+
+if TYPE_CHECKING:  # imported where used: reading a spec (and --help) needs no torch
+    from hf_memotion.training.trainer import ClassifierTrainingArguments
 
 __all__ = [
     "BaseModelRunSpec",
@@ -171,6 +173,8 @@ class BaseModelSpec:
 
     def training_arguments(self, **overrides: Any) -> ClassifierTrainingArguments:
         """The training section as :class:`ClassifierTrainingArguments`, over the modality's defaults."""
+        from hf_memotion.training.trainer import PAPER_VISION_TRAINING, ClassifierTrainingArguments
+
         base = PAPER_VISION_TRAINING.to_dict() if self.modality == "vision" else {}
         return ClassifierTrainingArguments.from_dict({**base, **self.training, **overrides})
 

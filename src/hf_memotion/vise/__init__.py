@@ -7,34 +7,11 @@ The models live in :mod:`hf_memotion.models.vise`, the post and task readers in 
 re-exported here.
 """
 
-from hf_memotion.data.engagement import (
-    REACTIONS,
-    DemoEngagementSpec,
-    engagement_features,
-    load_engagement,
-    make_demo_engagement,
-)
-from hf_memotion.models.vise import (
-    ViseConfig,
-    ViseForImageClassification,
-    ViseForPretraining,
-    ViseModel,
-    VisePreTrainedModel,
-)
-from hf_memotion.models.vise.convert import (
-    CheckpointMismatchError,
-    convert_released_checkpoint,
-    load_released_state_dict,
-    save_converted_checkpoint,
-    to_released_state_dict,
-)
-from hf_memotion.vise.mining import ClusterModels, MiningSpec, fit_cluster_models, label_features, mine_labels
-from hf_memotion.vise.pretraining import (
-    PretrainingArguments,
-    PretrainingCollator,
-    load_mined_labels,
-    pretrain_vise,
-)
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from hf_memotion.lazy import lazy_exports
 
 __all__ = [
     "REACTIONS",
@@ -62,3 +39,63 @@ __all__ = [
     "save_converted_checkpoint",
     "to_released_state_dict",
 ]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "REACTIONS": "hf_memotion.data.engagement",
+        "DemoEngagementSpec": "hf_memotion.data.engagement",
+        "engagement_features": "hf_memotion.data.engagement",
+        "load_engagement": "hf_memotion.data.engagement",
+        "make_demo_engagement": "hf_memotion.data.engagement",
+        "ViseConfig": "hf_memotion.models.vise",
+        "ViseForImageClassification": "hf_memotion.models.vise",
+        "ViseForPretraining": "hf_memotion.models.vise",
+        "ViseModel": "hf_memotion.models.vise",
+        "VisePreTrainedModel": "hf_memotion.models.vise",
+        "CheckpointMismatchError": "hf_memotion.models.vise.convert",
+        "convert_released_checkpoint": "hf_memotion.models.vise.convert",
+        "load_released_state_dict": "hf_memotion.models.vise.convert",
+        "save_converted_checkpoint": "hf_memotion.models.vise.convert",
+        "to_released_state_dict": "hf_memotion.models.vise.convert",
+        "ClusterModels": "hf_memotion.vise.mining",
+        "MiningSpec": "hf_memotion.vise.mining",
+        "fit_cluster_models": "hf_memotion.vise.mining",
+        "label_features": "hf_memotion.vise.mining",
+        "mine_labels": "hf_memotion.vise.mining",
+        "PretrainingArguments": "hf_memotion.vise.pretraining",
+        "PretrainingCollator": "hf_memotion.vise.pretraining",
+        "load_mined_labels": "hf_memotion.vise.pretraining",
+        "pretrain_vise": "hf_memotion.vise.pretraining",
+    },
+)
+
+if TYPE_CHECKING:
+    from hf_memotion.data.engagement import (
+        REACTIONS,
+        DemoEngagementSpec,
+        engagement_features,
+        load_engagement,
+        make_demo_engagement,
+    )
+    from hf_memotion.models.vise import (
+        ViseConfig,
+        ViseForImageClassification,
+        ViseForPretraining,
+        ViseModel,
+        VisePreTrainedModel,
+    )
+    from hf_memotion.models.vise.convert import (
+        CheckpointMismatchError,
+        convert_released_checkpoint,
+        load_released_state_dict,
+        save_converted_checkpoint,
+        to_released_state_dict,
+    )
+    from hf_memotion.vise.mining import ClusterModels, MiningSpec, fit_cluster_models, label_features, mine_labels
+    from hf_memotion.vise.pretraining import (
+        PretrainingArguments,
+        PretrainingCollator,
+        load_mined_labels,
+        pretrain_vise,
+    )

@@ -205,9 +205,9 @@ def test_per_problem_layout_expands_to_one_model_per_problem():
     per_problem = {"name": "bert", "modality": "text", "layout": "per_problem", "problems": ["humour", "sentiment"]}
     spec = EnsembleRunSpec.from_dict({"models": [per_problem, {"name": "cnn", "modality": "vision"}]})
     models = expand_models(spec.models)
-    assert [m["name"] for m in models] == ["bert-humour", "bert-sentiment", "cnn"]
-    assert models[0]["problems"] == ["humour"] and models[2]["problems"] == list(PROBLEM_NAMES)
-    assert {m["group"] for m in models} == {"bert", "cnn"}
+    assert [m.name for m in models] == ["bert-humour", "bert-sentiment", "cnn"]
+    assert models[0].problems == ["humour"] and models[2].problems == list(PROBLEM_NAMES)
+    assert {m.group for m in models} == {"bert", "cnn"} and models[2].modality == "vision"
     with pytest.raises(ValueError, match="section 'models.0': unknown key 'epochs'"):
         EnsembleRunSpec.from_dict({"models": [{"name": "x", "modality": "text", "epochs": 3}]})
 

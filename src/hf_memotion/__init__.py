@@ -6,7 +6,7 @@ trainer and its arguments, the Memotion loader and the metric. Everything else l
 (``import hf_memotion`` imports neither torch nor transformers), and the classes are registered with
 transformers' Auto classes and ``pipeline`` as soon as those are used (:mod:`hf_memotion.registration`).
 
-Example:
+Examples:
     >>> import hf_memotion
     >>> hf_memotion.MemotionTextConfig(problems=["humour"]).problems
     ['humour']

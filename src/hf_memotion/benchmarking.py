@@ -5,7 +5,7 @@ machines are noisy), never absolute thresholds in tests. FLOPs are counted by
 :class:`torch.utils.flop_counter.FlopCounterMode` (matmuls and convolutions, 2 FLOPs per
 multiply-add), so achieved GFLOP/s can be set against a dense fp32 matmul.
 
-Example:
+Examples:
     >>> import torch
     >>> count_flops(lambda: torch.ones(4, 8) @ torch.ones(8, 2))
     128
@@ -71,7 +71,7 @@ def best_seconds(fn: Callable[[], Any], repeats: int, device: str | torch.device
 
     Each call is timed until ``device`` has finished its work.
 
-    Example:
+    Examples:
         >>> best_seconds(lambda: torch.ones(64, 64) @ torch.ones(64, 64), repeats=2) > 0
         True
     """
@@ -98,7 +98,7 @@ def best_kernels(device: str | torch.device = "cpu", repeats: int = 3, n: int | 
         repeats: Timed calls per kernel (the best counts), after one warm-up call.
         n: Matmul size (default 4096 on a CPU, 8192 on a GPU).
 
-    Example:
+    Examples:
         >>> figures = best_kernels("cpu", repeats=1, n=256)
         >>> sorted(figures), figures["fp32_matmul"] > 0
         (['bf16_conv', 'bf16_matmul', 'fp32_conv', 'fp32_matmul'], True)
@@ -170,7 +170,7 @@ def time_interleaved(fns: Mapping[str, Callable[[], Any]], repeats: int, warmup:
 
     For ratios between variants: a drift of the machine's speed during the run falls on all of them alike.
 
-    Example:
+    Examples:
         >>> timings = time_interleaved({"a": lambda: sum(range(100)), "b": lambda: sum(range(10))}, repeats=3)
         >>> sorted(timings), len(timings["a"].seconds)
         (['a', 'b'], 3)

@@ -7,7 +7,7 @@ key is one line naming file, section, key and the nearest valid key), runs one l
 prints its summary on the main process and publishes what it saved. Input errors end with one line,
 never a traceback.
 
-Example:
+Examples:
     >>> from hf_memotion.training.run_specs import StackingSpec
     >>> parse_arguments(["n_splits=3"], "Train.", "configs/demo.yaml", StackingSpec)
     CommandLine(config='configs/demo.yaml', overrides=['n_splits=3'], plan=False)
@@ -85,7 +85,7 @@ def parse_arguments(
     ``--config PATH`` is still read, as an older spelling of the positional config; ``--plan`` exists where the
     script can plan (``with_plan``).
 
-    Example:
+    Examples:
         >>> parse_arguments(["configs/paper.yaml", "seed=1", "--plan"], "Train.", "configs/demo.yaml", with_plan=True)
         CommandLine(config='configs/paper.yaml', overrides=['seed=1'], plan=True)
     """

@@ -1,6 +1,6 @@
 """YAML run configs: reading them with ``key.sub=value`` overrides, and the data section they share.
 
-Example:
+Examples:
     >>> apply_overrides({"training": {"epochs": 30}}, ["training.epochs=3", "problems=[humour]"])
     {'training': {'epochs': 3}, 'problems': ['humour']}
 """
@@ -22,7 +22,7 @@ __all__ = ["BUILTIN_CONFIGS", "apply_overrides", "load_data", "load_run_config",
 def settings_from_dict(cls: type, values: Mapping[str, Any] | None, section: str, source: str | None = None) -> Any:
     """Build the settings dataclass ``cls`` from a config section (:func:`hf_memotion.specs.parse_spec`).
 
-    Example:
+    Examples:
         >>> from dataclasses import dataclass
         >>> @dataclass
         ... class Settings:
@@ -103,7 +103,7 @@ def load_run_config(path: str | os.PathLike | None, overrides: Sequence[str] = (
     ``path`` is a file, or the name of a config shipped with the package (``"demo"``: the default job,
     also what the Gradio Space trains on its first start).
 
-    Example:
+    Examples:
         >>> load_run_config("demo", ["n_splits=2"])["n_splits"]
         2
     """
@@ -137,7 +137,7 @@ def load_data(section: Mapping[str, Any], *, source: str | None = None) -> datas
     :class:`~hf_memotion.data.DemoDataSpec` settings plus ``output_dir``. A misspelt key is refused with
     the file (``source``), the section and the nearest valid key.
 
-    Example:
+    Examples:
         >>> load_data({"demo": {"n_trian": 10}}, source="run.yaml")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...

@@ -5,7 +5,7 @@ but a default ``PartialState()`` then sees one process each (silent duplicated w
 CPU backend when there is no GPU makes them one gloo data-parallel group. Call :func:`process_state`
 before anything else in a script; every later ``PartialState()`` (``Trainer`` included) shares it.
 
-Example:
+Examples:
     >>> process_state().num_processes >= 1
     True
 """

@@ -12,7 +12,7 @@ files there). A link anywhere else (``README.md -> /proc/self/environ``) is refu
 regular files or that are larger than a config or card can be. :func:`read_inside` is the one checked read of a
 file named inside a folder (cards, configs, estimator files).
 
-Example:
+Examples:
     >>> import tempfile, pathlib
     >>> folder = pathlib.Path(tempfile.mkdtemp())
     >>> resolve_inside(folder, "meta/humour.skops", "meta-estimator file").name
@@ -198,7 +198,7 @@ def read_inside(
         UnsafeModelFolderError: The name leaves the folder, the file links outside, is no regular file or too large.
         FileNotFoundError: The file is missing.
 
-    Example:
+    Examples:
         >>> import tempfile, pathlib
         >>> folder = pathlib.Path(tempfile.mkdtemp())
         >>> _ = (folder / "README.md").write_text("# card")
@@ -222,7 +222,7 @@ def check_data_name(name: object, where: str, folder: str | os.PathLike | None =
     Raises:
         UnsafeModelFolderError: Naming ``where``, the name and the fix.
 
-    Example:
+    Examples:
         >>> check_data_name("img/01235.png", "train.jsonl line 1")
         'img/01235.png'
         >>> check_data_name("/etc/passwd", "train.jsonl line 2")

@@ -19,7 +19,7 @@ multiply-add as 2 FLOPs over every FMA pipe's lanes:
 - NVIDIA GPUs: streaming multiprocessors x FLOP per cycle per SM (fp32 CUDA cores x 2; dense bf16 tensor
   cores: 2,048 on compute capability 8.x, 4,096 on 9.x and later) x the maximum SM clock.
 
-Example:
+Examples:
     >>> peak = theoretical_peak("cpu")
     >>> peak.device, peak.cores >= 1, peak.bf16_flop_per_cycle >= peak.fp32_flop_per_cycle
     ('cpu', True, True)
@@ -86,7 +86,7 @@ def native_bf16(device: str | torch.device | None = None) -> bool:
 def release_memory() -> None:
     """Give freed tensors' memory back: collect reference cycles (a ``Trainer`` holds its model) and empty CUDA's cache.
 
-    Example:
+    Examples:
         >>> release_memory()  # after dropping the last reference to a model
     """
     gc.collect()

@@ -1,6 +1,6 @@
 r"""Atomic file writes: a reader never sees a half-written file, a crash never leaves one.
 
-Example:
+Examples:
     >>> import tempfile, pathlib
     >>> from hf_memotion.io_utils import atomic_write_text
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "answer.txt"

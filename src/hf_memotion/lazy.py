@@ -5,7 +5,7 @@ The packages' ``__init__`` files use it so that importing one module of the libr
 register their classes on import. This is the PEP 562 pattern (transformers' ``_LazyModule`` and peft do the
 same), small enough to write here rather than depend on transformers' private helper.
 
-Example:
+Examples:
     >>> __getattr__, __dir__ = lazy_exports("hf_memotion.tasks", {"PROBLEM_NAMES": "hf_memotion.tasks"})
     >>> __getattr__("PROBLEM_NAMES")[0]
     'sentiment'

@@ -17,7 +17,7 @@ dependencies provides one that waits for the outermost import: hence the short f
 Saved folders carry no ``auto_map`` and no Python file (the classes need the ``hf-memotion`` package installed;
 ``trust_remote_code`` is never required or defaulted).
 
-Example:
+Examples:
     >>> import hf_memotion
     >>> from transformers import AutoConfig
     >>> type(AutoConfig.for_model("vise")).__name__

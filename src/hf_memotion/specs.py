@@ -10,7 +10,7 @@ a mapping is checked in the spec's ``__post_init__``; its errors are placed unde
 
 This module imports nothing else of the library, so any module may use it.
 
-Example:
+Examples:
     >>> from hf_memotion.training.run_specs import EnsembleRunSpec
     >>> parse_spec(EnsembleRunSpec, {"stacking": {"cv": 3}}).stacking.cv
     3
@@ -53,7 +53,7 @@ def check_keys(
 ) -> None:
     """Refuse keys of ``values`` not in ``valid`` (nor in ``also``, named ``also_name``), with the nearest valid key.
 
-    Example:
+    Examples:
         >>> check_keys({"epoch": 3}, ["epochs"], section="training", source="run.yaml")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
@@ -207,7 +207,7 @@ def parse_spec(cls: type, values: Mapping[str, Any] | None, *, source: str | Non
 def deprecated_names(module: str, renamed: Mapping[str, str]) -> Callable[[str], Any]:
     """A module ``__getattr__`` that still serves renamed classes under their old names, with a ``FutureWarning``.
 
-    Example:
+    Examples:
         >>> __getattr__ = deprecated_names("hf_memotion.training.trainer", {"ClassifierTrainingConfig":
         ...                                "ClassifierTrainingArguments"})
         >>> import warnings
@@ -234,7 +234,7 @@ def deprecated_names(module: str, renamed: Mapping[str, str]) -> Callable[[str],
 def spec_to_dict(spec: Any) -> Any:
     """A spec as plain data (nested dataclasses to dicts, tuples to lists), e.g. for a report.
 
-    Example:
+    Examples:
         >>> from dataclasses import dataclass
         >>> @dataclass
         ... class S:

@@ -12,7 +12,7 @@ release's ``labels.csv``:
 Everything else in the package (the data loader, the models' heads, the metric, the submission
 file) reads label names, release strings and official codes from here.
 
-Example:
+Examples:
     >>> from hf_memotion.tasks import PROBLEMS, encode_submission, get_problem
     >>> [p.name for p in PROBLEMS][:3]
     ['sentiment', 'humour', 'sarcasm']
@@ -73,7 +73,7 @@ class Problem:
         release_map: Release string -> class id.
         codes: The official code of each class id in a submission line (A: -1, 0, 1; B/C: the id).
 
-    Example:
+    Examples:
         >>> p = get_problem("sentiment")
         >>> p.labels, p.label_from_release("very_positive"), p.codes
         (('negative', 'neutral', 'positive'), 2, (-1, 0, 1))
@@ -251,7 +251,7 @@ def to_label_columns(labels: Mapping[str, Iterable[int]] | Iterable[Mapping[str,
     Returns:
         Problem name -> list of class ids, in :data:`PROBLEM_NAMES` order.
 
-    Example:
+    Examples:
         >>> to_label_columns(["1_1101_2301", "-1_0000_0000"])["sentiment"]
         [2, 0]
     """

@@ -8,7 +8,7 @@ provenance) with :meth:`MemotionCardData.update`. ``save_pretrained`` renders th
 templates of :mod:`hf_memotion.cards.rendering`, so any saved folder has a card, whoever saved it. A model
 loaded from a local folder keeps that folder's card until it learns something new.
 
-Example:
+Examples:
     >>> data = MemotionCardData(kind="base_model", info={"modality": "text", "backbone": "tiny:bert"})
     >>> data.update(problems=["humour"], test_scores={"humour": 0.61})
     >>> data.render().data.eval_results[0].metric_value
@@ -40,7 +40,7 @@ def read_model_card(folder: str | os.PathLike) -> str | None:
         UnsafeModelFolderError: The card links outside the folder, is no regular file, or is too large.
         ValueError: The card is not UTF-8.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> read_model_card(tempfile.mkdtemp()) is None
         True
@@ -73,7 +73,7 @@ class MemotionCardData:
         model_id: Hub id for the usage snippet (publishing fills it in).
         previous_card: A loaded folder's ``README.md``, re-written unchanged while nothing new is known.
 
-    Example:
+    Examples:
         >>> MemotionCardData(kind="vise", info={"origin": "released"}).kind
         'vise'
     """
@@ -134,7 +134,7 @@ def _global_batch(args: Any) -> int:
 class CardDataCallback(TrainerCallback):
     """Records a training in a :class:`MemotionCardData`: its settings, last evaluation and end state.
 
-    Example:
+    Examples:
         >>> callback = CardDataCallback(MemotionCardData())
         >>> callback.card_data.training
         {}
@@ -191,7 +191,7 @@ class ModelCardMixin:
 
     A class sets ``card_kind`` and may override :meth:`card_defaults` (what its config tells a card).
 
-    Example:
+    Examples:
         >>> from hf_memotion.models.text import MemotionTextForSequenceClassification
         >>> issubclass(MemotionTextForSequenceClassification, ModelCardMixin)
         True

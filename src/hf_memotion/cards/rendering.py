@@ -7,7 +7,7 @@ rendered with :meth:`huggingface_hub.ModelCard.from_template`, whose YAML front 
 ``base_model``, ``datasets`` (when the data is a Hub dataset), ``metrics`` and a ``model-index`` with
 the run's held-out scores. Nothing here touches the network.
 
-Example:
+Examples:
     >>> from hf_memotion.cards import base_model_card
     >>> card = base_model_card({"modality": "text", "backbone": "tiny:bert", "problems": ["sentiment"],
     ...                         "test_scores": {"sentiment": 0.5}, "oof_scores": {"sentiment": 0.4}})
@@ -83,7 +83,7 @@ def framework_versions() -> dict[str, str]:
 def score_name(key: str) -> str:
     """A readable name for a key of :func:`hf_memotion.metrics.memotion_scores`.
 
-    Example:
+    Examples:
         >>> score_name("subtask_a"), score_name("humour_intensity")
         ('Macro-F1, subtask A (sentiment)', 'Macro-F1, humour intensity (subtask C)')
     """
@@ -347,7 +347,7 @@ def vise_card(info: Mapping[str, Any], *, model_id: str | None = None, license: 
         model_id: Hub id the folder will be published as (used in the usage snippet).
         license: License id; released weights are always ``cc-by-nc-4.0`` (their license).
 
-    Example:
+    Examples:
         >>> card = vise_card({"origin": "released", "architecture": "resnet50", "num_features": 2048,
         ...                   "checkpoint": "resnet50_1m.pth"})
         >>> card.data.license, card.data.pipeline_tag

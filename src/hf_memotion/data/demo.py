@@ -25,7 +25,7 @@ Every cue is replaced by a random one with probability ``1 - text_signal`` (text
 noise and grey distractor shapes: single-modality models learn part of it, and a cross-modal
 ensemble measurably beats both.
 
-Example:
+Examples:
     >>> from hf_memotion.data import make_demo_data, load_memotion
     >>> root = make_demo_data("/tmp/memotion_demo_example", n_train=20, n_test=8, seed=1)
     >>> ds = load_memotion(root)
@@ -42,6 +42,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -148,7 +149,7 @@ class DemoDataSpec:
         image_signal: Probability that an image cue shows the true value (else a random one).
         missing_corrected: Fraction of rows whose ``text_corrected`` is empty (a release quirk).
 
-    Example:
+    Examples:
         >>> DemoDataSpec(n_train=100).n_test
         200
     """
@@ -266,7 +267,7 @@ def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
         writer.writerows(rows)
 
 
-def make_demo_data(output_dir: str | os.PathLike, *, overwrite: bool = False, **settings) -> Path:
+def make_demo_data(output_dir: str | os.PathLike, *, overwrite: bool = False, **settings: Any) -> Path:
     """Write the demo dataset and return its root folder.
 
     The root holds ``memotion_dataset_7k/`` (training release) and ``memotion_test_release/``
@@ -287,7 +288,8 @@ def make_demo_data(output_dir: str | os.PathLike, *, overwrite: bool = False, **
     stamp = repr(config)
     if root.exists():
         marker = root / ".demo_config"
-        if not overwrite and marker.is_file() and marker.read_text() == stamp:
+        # the settings decide, not the class's name (``DemoDataConfig`` before it was renamed)
+        if not overwrite and marker.is_file() and marker.read_text().partition("(")[2] == stamp.partition("(")[2]:
             return root
         if not overwrite:
             raise FileExistsError(
@@ -351,7 +353,7 @@ class DemoDataRunSpec:
 
     The other sections of the run config (models, training...) are not this command's and are left alone.
 
-    Example:
+    Examples:
         >>> DemoDataRunSpec.from_dict({"data": {"demo": {"n_train": 30}}, "models": []}).settings()
         {'n_train': 30}
     """

@@ -23,7 +23,7 @@ either way.
 - **Image folder** ``<root>/<class>/<file>`` (random 70/10/20 splits), or ``<root>/{train,val,test}/<class>/``
   (those splits; without ``val``, 10% of train).
 
-Example:
+Examples:
     >>> sorted(TASK_READERS)
     ['cub', 'hateful_memes', 'image_folder', 'politics', 'unbiased_emotion']
 """
@@ -78,7 +78,7 @@ class DownstreamTask:
         repeats: One ``DatasetDict`` (train/validation/test) per random split (several for UnbiasedEmotion).
         has_text: Rows carry ``text`` (multi-modal: a frozen text encoder's embedding joins the image features).
 
-    Example:
+    Examples:
         >>> rows = {"image": ["a.png", "b.png"], "label": [0, 1]}
         >>> split = datasets.Dataset.from_dict(rows)
         >>> task = DownstreamTask("toy", ["no", "yes"], "accuracy",
@@ -125,7 +125,7 @@ def random_splits(labels: Sequence[int], fractions: Sequence[float], seed: int) 
     here each class of n items gives round(n x fraction) (at least one, when n allows) to every split but the
     last, which takes the rest.
 
-    Example:
+    Examples:
         >>> [len(s) for s in random_splits([0] * 10 + [1] * 10, (0.7, 0.1, 0.2), seed=0)]
         [14, 2, 4]
     """

@@ -6,7 +6,7 @@ the VisE claim at toy scale. The files follow :mod:`hf_memotion.data.downstream`
 (UnbiasedEmotion, Politics, Hateful Memes, CUB-200-2011, image folder), so the same readers and the same
 protocol script run on them and on the real data.
 
-Example:
+Examples:
     >>> import tempfile
     >>> root = make_demo_downstream(tempfile.mkdtemp(), "image_folder", n_per_class=2, image_size=16)
     >>> sorted(p.name for p in root.iterdir() if p.is_dir())[:3]

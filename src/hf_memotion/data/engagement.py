@@ -11,7 +11,7 @@ that streams, from jsonl or parquet shards::
 reactions depend on what the image shows (a theme: its background colour and shape), so that a
 network pretrained on the mined pseudo-labels learns something measurable.
 
-Example:
+Examples:
     >>> import tempfile
     >>> root = make_demo_engagement(tempfile.mkdtemp(), n_posts=12, n_shards=2, seed=0)
     >>> posts = load_engagement(root)
@@ -245,7 +245,7 @@ def resolve_corpus(section: Mapping[str, Any] | None) -> str | Path:
 
     ``demo`` holds settings of :func:`make_demo_engagement`, written to its ``output_dir`` (or reused when there).
 
-    Example:
+    Examples:
         >>> resolve_corpus({"path": "/data/posts"})
         '/data/posts'
     """

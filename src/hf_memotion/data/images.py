@@ -6,7 +6,7 @@ names the source. It also normalises what models expect: EXIF orientation applie
 frame of an animation, alpha composited onto a white background (memes are drawn on white), and
 any mode (CMYK, P, L, I;16, ...) converted to RGB.
 
-Example:
+Examples:
     >>> from PIL import Image
     >>> from hf_memotion.data.images import load_rgb_image
     >>> load_rgb_image(Image.new("RGBA", (4, 4), (255, 0, 0, 0))).getpixel((0, 0))

@@ -5,7 +5,7 @@ centred at the top and/or bottom, on a photo-like background (smooth colour fiel
 and dark areas) or a flat colour. The font is DejaVu Sans Bold, which matplotlib ships (Impact itself is
 not free to redistribute).
 
-Example:
+Examples:
     >>> image = render_meme("when the exam is on monday", "and you studied", seed=0)
     >>> image.size, image.mode
     ((480, 480), 'RGB')

@@ -12,7 +12,7 @@ Three sources give the same features (see :func:`memotion_features`):
 
 A folder holding both releases one level down (e.g. the demo data) gives ``train`` and ``test``.
 
-Example:
+Examples:
     >>> from hf_memotion.data import load_memotion, make_demo_data
     >>> root = make_demo_data("/tmp/memotion_demo_doc", n_train=40, n_test=10)
     >>> ds = load_memotion(root)
@@ -171,7 +171,7 @@ def describe_data_source(path: str | os.PathLike, revision: str | None = None) -
     what was trained on what can be told later (model cards). Demo data made by
     :func:`~hf_memotion.data.make_demo_data` is recognised by its ``.demo_config`` marker.
 
-    Example:
+    Examples:
         >>> describe_data_source("someone/memotion", revision="abc123")
         ('someone/memotion', 'Hugging Face Hub dataset someone/memotion at revision abc123')
     """

@@ -16,7 +16,7 @@ text off the image").
 The text is cleaned like the Memotion release's ``text_ocr``: lower-cased, on one line, stray symbols
 dropped.
 
-Example:
+Examples:
     >>> from hf_memotion.data.meme_rendering import render_meme
     >>> caption_mask(render_meme("top text", seed=0)).mode
     'L'
@@ -191,7 +191,7 @@ def read_meme_text(image: Any, *, timeout: float = TIMEOUT_S) -> str:
 def word_accuracy(reference: str, hypothesis: str) -> float:
     """Share of the reference's words found, in order, in the hypothesis (longest matching blocks).
 
-    Example:
+    Examples:
         >>> word_accuracy("when the exam is on monday", "when tne exam is on monday")
         0.8333333333333334
     """

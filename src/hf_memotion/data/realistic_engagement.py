@@ -16,7 +16,7 @@ schema whose comments look like social-media text at scale:
 Shards are jsonl (image paths, not written) or parquet (``image_bytes=True``: tiny PNGs embedded, as a Hub dataset
 carries them). Deterministic for a seed.
 
-Example:
+Examples:
     >>> import tempfile
     >>> root = make_realistic_engagement(tempfile.mkdtemp(), n_posts=40, vocabulary_size=500, seed=0)
     >>> import json

@@ -1,6 +1,6 @@
 """Label statistics of a loaded Memotion ``DatasetDict``, as data and as a readable table.
 
-Example:
+Examples:
     >>> from hf_memotion.data import label_counts, load_memotion, make_demo_data
     >>> ds = load_memotion(make_demo_data("/tmp/memotion_demo_stats", n_train=30, n_test=10))
     >>> sum(label_counts(ds["train"])["sentiment"].values())

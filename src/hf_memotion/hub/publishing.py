@@ -11,7 +11,7 @@ left out with a warning unless named in ``include``. A folder holding pickle-bas
 (a link's target could be any file of the machine), as is a plan above ``max_total_bytes`` (10 GB) or with a
 file above ``max_file_bytes`` (5 GB) unless ``allow_large=True``: the dry run shows the same plan.
 
-Example:
+Examples:
     >>> import tempfile, pathlib
     >>> folder = pathlib.Path(tempfile.mkdtemp())
     >>> _ = (folder / "config.json").write_text("{}"); _ = (folder / ".cache").mkdir()
@@ -193,7 +193,7 @@ class PushSpec:
 
     ``repo_id`` may hold ``{name}`` (the model's name), required when a run saves several models.
 
-    Example:
+    Examples:
         >>> PushSpec.from_config({"repo_id": "me/memotion-{name}", "private": True}).repo_for("text")
         'me/memotion-text'
     """
@@ -300,7 +300,7 @@ def push_folder(
     Raises:
         HubPublishError: No token, no network, a refused token, a conflicting repository, a bad folder.
 
-    Example:
+    Examples:
         >>> import tempfile, pathlib
         >>> folder = pathlib.Path(tempfile.mkdtemp())
         >>> _ = (folder / "README.md").write_text("# my model")

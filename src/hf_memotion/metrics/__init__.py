@@ -15,7 +15,7 @@ MEMOTION_METRIC_PATH = str(Path(__file__).parent / "memotion")
 def load_memotion_metric(**kwargs):
     """Load the Memotion metric as an ``evaluate`` module, from the installed package (no network).
 
-    Example:
+    Examples:
         >>> from hf_memotion.metrics import load_memotion_metric
         >>> metric = load_memotion_metric()
         >>> metric.compute(predictions=["1_1101_2301"], references=["1_1101_2301"])["subtask_c"]

@@ -5,7 +5,7 @@ emotions' macro-F1 (binary for B, intensity grades for C). Macro-F1 is scikit-le
 ``f1_score(average="macro")``, over the classes that occur in the references or predictions, as
 in the task's scorer.
 
-Example:
+Examples:
     >>> from hf_memotion.metrics import memotion_scores
     >>> scores = memotion_scores(["1_1101_2301", "0_0000_0000"], ["1_1101_2301", "-1_0000_0000"])
     >>> scores["humour"], round(scores["subtask_a"], 3)

@@ -1,6 +1,6 @@
 """Scores in the form of the Memotion paper's tables (Markdown), shared by the report and the model cards.
 
-Example:
+Examples:
     >>> print(format_table7([{"name": "text", "scores": {"subtask_a": 0.35}}]).splitlines()[2][:24])
     | text | 0.350 | - | - |
 """
@@ -27,7 +27,7 @@ def format_table7(rows: Sequence[Mapping[str, Any]], columns: str = "release") -
         columns: Emotion order: ``"release"`` (humour, sarcasm, offensive, motivational: the release's and the
             submission's hsom order) or ``"paper"`` (humour, offensive, sarcasm, motivational: as the paper prints).
 
-    Example:
+    Examples:
         >>> format_table7([], columns="paper").splitlines()[0][:60]
         '| model | A | B ave. | B humo. | B offe. | B sarc. | B moti.'
     """

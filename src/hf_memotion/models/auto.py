@@ -6,7 +6,7 @@ no Python file and no ``auto_map`` (the Hub flags both), so loading needs ``pip 
 ``import hf_memotion``, and ``trust_remote_code`` is never needed (the model card says so, with
 ``library_name: hf-memotion``).
 
-Example:
+Examples:
     >>> import transformers
     >>> from hf_memotion.models.text import MemotionTextConfig
     >>> transformers.AutoConfig.for_model("memotion_text").__class__ is MemotionTextConfig

@@ -6,7 +6,7 @@ tensor, so ``Trainer``, pipelines and ``nested_concat`` treat it like any classi
 :func:`split_logits` (or ``output.problem_logits``) gives them per problem. Labels are
 ``(batch,)`` for one problem or ``(batch, n_problems)`` for several, ``-100`` meaning "no label".
 
-Example:
+Examples:
     >>> import torch
     >>> from hf_memotion.models.heads import ProblemHeads, resolve_problem_labels
     >>> labels = resolve_problem_labels(["sentiment", "humour"])
@@ -90,7 +90,7 @@ class ProblemLabelsMixin:
 
     A config calls :meth:`_take_label_fields` first in ``__post_init__`` and :meth:`_finish_problems` last.
 
-    Example:
+    Examples:
         >>> from hf_memotion.models.vision import MemotionVisionConfig
         >>> config = MemotionVisionConfig(architecture="test_resnet", problems=["humour"], num_labels=3)
         >>> config.problem_labels, config.num_labels
@@ -195,7 +195,7 @@ class MemotionClassifierOutput(ModelOutput):
         hidden_states: With ``output_hidden_states=True``: the backbone's per-layer states, then the head's.
         attentions: With ``output_attentions=True``: the backbone's attention weights (text models).
 
-    Example:
+    Examples:
         >>> MemotionClassifierOutput(logits=torch.zeros(1, 3)).logits.shape
         torch.Size([1, 3])
     """
@@ -210,7 +210,7 @@ class MemotionClassifierOutput(ModelOutput):
     def problem_probabilities(self) -> dict[str, np.ndarray]:
         """Class probabilities per problem (softmax of ``problem_logits`` in fp32), as numpy arrays on the CPU.
 
-        Example:
+        Examples:
             >>> out = MemotionClassifierOutput(problem_logits={"humour": torch.zeros(1, 2)})
             >>> out.problem_probabilities()["humour"].tolist()
             [[0.5, 0.5]]
@@ -231,7 +231,7 @@ class ProblemHeads(nn.Module):
     them, which the models' ``_init_weights`` calls, so a model loaded with ``from_pretrained`` (built on the
     meta device) has them too.
 
-    Example:
+    Examples:
         >>> heads = ProblemHeads(4, {"humour": ["not_funny", "funny"]}, {"humour": [0.6, 2.0]})
         >>> heads(torch.zeros(2, 4)).shape
         torch.Size([2, 2])

@@ -12,7 +12,7 @@ back to the stock ``forward``. Written by hand because no public torch API does 
 ``torch.compile``, whose compile time and recompilation on every new text length a pipeline cannot
 afford. ``scripts/bench.py`` measures the gain (``pipeline`` section, text backbones).
 
-Example:
+Examples:
     >>> import torch
     >>> layer = torch.nn.Sequential(torch.nn.Linear(8, 4))
     >>> x = torch.randn(2, 3, 8)
@@ -50,7 +50,7 @@ class OneDNNLinear(torch.nn.Linear):
 
     Made by :func:`use_onednn_linear` from an existing layer (its class is switched, its parameters kept).
 
-    Example:
+    Examples:
         >>> layer = torch.nn.Linear(8, 4)
         >>> _ = use_onednn_linear(layer)
         >>> with torch.no_grad():

@@ -13,7 +13,7 @@ extend it); :class:`TimmBackboneMixin` gives a ``PreTrainedModel`` what it needs
 - gradient checkpointing through timm's ``set_grad_checkpointing``; channels-last and chunked inference;
 - no token embeddings (``get_input_embeddings()`` is ``None``).
 
-Example:
+Examples:
     >>> import torch
     >>> from hf_memotion.models.vision import MemotionVisionModel, MemotionVisionConfig
     >>> model = MemotionVisionModel(MemotionVisionConfig(architecture="test_resnet")).eval()
@@ -52,11 +52,11 @@ CPU_IMAGES_PER_FORWARD = 4
 class TimmBackboneConfig(PretrainedConfig):
     """A timm network by name: ``architecture`` and ``model_args`` (the fields of transformers' ``TimmWrapperConfig``).
 
-    Args:
+    Attributes:
         architecture: A timm model name (``"resnet50"``, ``"polynet"`` after ``import hf_memotion``, ...).
         model_args: Extra ``timm.create_model`` keyword arguments (e.g. ``{"drop_path_rate": 0.1}``).
 
-    Example:
+    Examples:
         >>> TimmBackboneConfig(architecture="test_resnet", model_args={"drop_rate": 0.1}).model_args
         {'drop_rate': 0.1}
     """
@@ -113,7 +113,7 @@ def check_model_args(model_args: dict[str, Any]) -> None:
         ValueError: Naming the key (and the fix). Strings that look like URLs or paths are refused anywhere in the
             value (a nested dict included).
 
-    Example:
+    Examples:
         >>> check_model_args({"drop_path_rate": 0.1})
         >>> check_model_args({"pretrained": True})
         Traceback (most recent call last):
@@ -225,7 +225,7 @@ class TimmBackboneMixin:
     def to_channels_last(self):
         """Store weights and feed inputs channels-last (NHWC): faster convolutions on CPU (and GPU tensor cores).
 
-        Example:
+        Examples:
             >>> import torch
             >>> from hf_memotion.models.vision import MemotionVisionModel, MemotionVisionConfig
             >>> model = MemotionVisionModel(MemotionVisionConfig(architecture="test_resnet")).eval()
@@ -244,7 +244,7 @@ class TimmBackboneMixin:
         channels-last at about 2.4x the images/s with 4 images per call than with 80 (a batch of 8 memes'
         ten crops). Outputs are unchanged.
 
-        Example:
+        Examples:
             >>> import torch
             >>> from hf_memotion.models.vision import MemotionVisionModel, MemotionVisionConfig
             >>> model = MemotionVisionModel(MemotionVisionConfig(architecture="test_resnet")).eval()

@@ -108,7 +108,7 @@ class MemeEmotionPipeline(Pipeline):
     (and all their crops), not once per meme. A meme without text (no ``"text"`` key, or ``None``) has
     its text read from the image by OCR (``pip install hf-memotion[ocr]`` and Tesseract).
 
-    Example:
+    Examples:
         >>> from PIL import Image
         >>> from hf_memotion.benchmarking import ENSEMBLE_SIZES, random_ensemble
         >>> pipe = MemeEmotionPipeline(model=random_ensemble(ENSEMBLE_SIZES["demo"]), task="meme-emotion")

@@ -1,6 +1,6 @@
 """The ensemble run's report: ``report.md`` (Tables 7 and 8 in the paper's form) and its plots.
 
-Example:
+Examples:
     >>> text = render_report({"n_test": 2, "n_train": 8, "table7": [{"name": "text", "scores": {"subtask_a": 0.4}}],
     ...                       "table8": {"sentiment": "lr"}})
     >>> "| sentiment | lr |" in text

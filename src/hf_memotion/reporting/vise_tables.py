@@ -1,6 +1,6 @@
 """Tables and plots of VisE downstream results, in the form of the paper's Tables 6/7 (scores) and 10-16 (grids).
 
-Example:
+Examples:
     >>> row = {"task": "cub", "backbone": "vise", "protocol": "linear", "metric": "accuracy", "splits": 1,
     ...        "validation_accuracy_mean": 61.5, "validation_accuracy_std": 0.0, "test_accuracy_mean": 60.25,
     ...        "test_accuracy_std": 0.0, "base_lr": 0.025, "weight_decay": 0.001, "s_lr": 3.1, "s_wd": 0.4}
@@ -84,7 +84,7 @@ def hyperparameter_table(rows: Sequence[Mapping[str, Any]]) -> str:
     Columns: the schedule, batch size, chosen base LR and weight decay, ``S_lr`` and ``S_wd``; over random splits,
     every split's choice (in braces where they differ) and the mean ± std of the sensitivities.
 
-    Example:
+    Examples:
         >>> row = {"task": "ue", "backbone": "vise", "protocol": "linear", "splits": 2, "batch_size": 32,
         ...        "schedule": "30 epochs", "base_lr": 0.025, "base_lrs": [0.025, 0.025], "weight_decay": 0.01,
         ...        "weight_decays": [0.01, 0.001], "s_lr": 2.5, "s_lr_std": 1.2, "s_wd": 0.3, "s_wd_std": 0.1}

@@ -7,7 +7,7 @@ processes, joins the shared process state, picks CPU or GPU, and leaves every st
 (``bf16``, ``fp16``, ``dataloader_num_workers``, ``save_total_limit``, ``gradient_accumulation_steps``,
 ...) to the caller, so such a key in a YAML ``training:`` section reaches the ``Trainer`` unchanged.
 
-Example:
+Examples:
     >>> args = build_training_arguments("/tmp/hf_memotion_doc_args", batch_size=32, optim="sgd", momentum=0.95,
     ...                                 lr_milestones=[40, 60], num_train_epochs=100, dataloader_num_workers=2)
     >>> args.per_device_train_batch_size, args.momentum, args.lr_milestones, args.dataloader_num_workers
@@ -56,7 +56,7 @@ class MemotionTrainingArguments(TrainingArguments):
             torchvision-style recipes of VisE do; stock ``Trainer`` exempts biases and norms.
         loss_terms: Output fields (e.g. ``comment_loss``) averaged and logged beside ``loss``.
 
-    Example:
+    Examples:
         >>> MemotionTrainingArguments(output_dir="/tmp/x", optim="sgd", momentum=0.9, use_cpu=True).momentum
         0.9
     """
@@ -93,7 +93,7 @@ MANAGED_ARGUMENTS = {
 def stock_argument_types() -> dict[str, Any]:
     """The stock ``TrainingArguments`` fields a config may set directly (less the managed ones) and their types.
 
-    Example:
+    Examples:
         >>> types = stock_argument_types()
         >>> types["max_steps"], "output_dir" in types
         (<class 'int'>, False)
@@ -115,7 +115,7 @@ class TakesTrainingArguments:
 
     :func:`hf_memotion.specs.parse_spec` keeps those keys (type-checked) in the dataclass's ``extra`` field.
 
-    Example:
+    Examples:
         >>> "bf16" in TakesTrainingArguments.spec_passthrough()
         True
     """

@@ -141,7 +141,7 @@ class CrossValidator:
             Trainer``: trains and returns the trainer (default :func:`~hf_memotion.training.fit_classifier`); it is
             also passed ``callbacks=`` for a refit with ``refit_schedule="fold"``.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> validator = CrossValidator(lambda: None, {"humour": ["not_funny", "funny"]}, ClassifierTrainingArguments(),
         ...                            n_splits=3)

@@ -8,7 +8,7 @@ winner's folds are kept and the model refit with its settings. Layout of ``outpu
     <name>/                      the model's run (folds, model/, metrics.json; see training.runs)
     <name>/search/               its search: trial_N/ (text, study.db) or lr_<rate>/ (vision)
 
-Example:
+Examples:
     >>> from hf_memotion.data import make_demo_data
     >>> results = run_text_experiment({
     ...     "data": {"demo": {"output_dir": "/tmp/hf_memotion_doc_experiment", "n_train": 40, "n_test": 10}},

@@ -1,6 +1,6 @@
 """What every trainer needs from the labels: class weights and seeded stratified folds.
 
-Example:
+Examples:
     >>> from hf_memotion.training import class_weights, stratified_folds
     >>> class_weights([0, 0, 0, 1], num_classes=2).tolist()
     [0.6666666666666666, 2.0]

@@ -21,7 +21,7 @@ Ray is the scheduler (placement, retries of lost workers, the cluster); what is 
 description and the call. A job seeds its own trainings (folds and refit set their seeds), so where it runs
 does not change what it computes.
 
-Example:
+Examples:
     >>> job = TrainingJob("text", "text", "train", "/tmp/hf_memotion_doc_jobs/text", {"problems": ["humour"]})
     >>> job.describe()
     'text: train text model -> /tmp/hf_memotion_doc_jobs/text'

@@ -22,7 +22,7 @@ rows), else the Memotion release's 6,992 training and 1,878 test memes. Text bac
 local folder or the Hugging Face cache; the paper's four are also known by their published sizes, so the paper
 config plans offline.
 
-Example:
+Examples:
     >>> from hf_memotion.training.run_specs import EnsembleRunSpec
     >>> spec = EnsembleRunSpec.from_dict({"n_splits": 2, "models": [
     ...     {"name": "cnn", "modality": "vision", "processor": {"crop_size": 32}, "ten_crop": False,
@@ -255,7 +255,7 @@ def _number(value: float) -> str:
 def count_step_flops(model: torch.nn.Module, inputs: Mapping[str, torch.Tensor], backward: bool = True) -> int:
     """FLOPs of ``model(**inputs)`` (and the backward pass of its logits' sum) under torch's ``FlopCounterMode``.
 
-    Example:
+    Examples:
         >>> layer = torch.nn.Linear(8, 4)
         >>> class Out(torch.nn.Module):
         ...     def __init__(self):

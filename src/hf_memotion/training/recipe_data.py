@@ -10,7 +10,7 @@ config asks for:
 - ``evaluation.split: test`` (the default): the test release when it carries labels, else a seeded
   ``holdout`` share of ``train``.
 
-Example:
+Examples:
     >>> data = RecipeData({"demo": {"output_dir": "/tmp/hf_memotion_doc_recipe_data", "n_train": 40,
     ...                              "n_test": 10}}, seed=0, split="dev", dev_fraction=0.25)()
     >>> data.num_rows

@@ -4,7 +4,7 @@ Each is read by :func:`hf_memotion.specs.parse_spec` (an unknown key names file,
 valid key); the defaults here are the only ones. ``scripts/train.py`` reads an :class:`EnsembleRunSpec`,
 ``scripts/train_text.py`` a :class:`TextRunSpec`, ``scripts/train_vision.py`` a :class:`VisionRunSpec`.
 
-Example:
+Examples:
     >>> spec = EnsembleRunSpec.from_dict({"models": [{"name": "bert", "modality": "text",
     ...                                               "training": {"epochs": 3, "bf16": True}}]})
     >>> spec.n_splits, spec.models[0].backbone, spec.models[0].training_arguments().extra
@@ -205,7 +205,7 @@ class ModelEntry:
         spec: That entry's :class:`BaseModelSpec`.
         aliases: Problems it serves through another's labels (``share_motivational``): ``{alias: problem}``.
 
-    Example:
+    Examples:
         >>> entry = ModelEntry("cnn", ["humour"], "cnn", BaseModelSpec(name="cnn", modality="vision"))
         >>> entry.modality, entry.training_arguments(learning_rate=0.1).learning_rate
         ('vision', 0.1)
@@ -235,7 +235,7 @@ class ModelEntry:
 def expand_models(models: list[BaseModelSpec], share_motivational: bool = False) -> list[ModelEntry]:
     """One :class:`ModelEntry` per trained model: ``layout: per_problem`` (the paper's) makes one per problem.
 
-    Example:
+    Examples:
         >>> spec = BaseModelSpec(name="bert", layout="per_problem", problems=["humour", "sarcasm"])
         >>> [(e.name, e.problems) for e in expand_models([spec])]
         [('bert-humour', ['humour']), ('bert-sarcasm', ['sarcasm'])]

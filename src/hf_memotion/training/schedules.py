@@ -6,7 +6,7 @@ or ten halvings; VisE downstream: Hateful Memes x0.5 at 2/3). A milestone takes 
 step at or past it; the warm-up rises linearly from 0 over its steps. ``Trainer``'s own schedulers have
 warm-up but no step decay, hence this module.
 
-Example:
+Examples:
     >>> schedule = StepSchedule(total_steps=100, warmup_steps=5, milestones=milestone_steps([0.3, 0.6, 0.9], 100))
     >>> [round(schedule(step), 3) for step in (0, 4, 5, 29, 30, 60, 95)]
     [0.0, 0.8, 1.0, 1.0, 0.1, 0.01, 0.001]
@@ -37,7 +37,7 @@ def milestone_steps(milestones: Sequence[float], total_steps: int, *, steps_per_
 
     With ``steps_per_epoch`` the milestones are epochs; without, fractions (the first step at or past each).
 
-    Example:
+    Examples:
         >>> milestone_steps([40, 60], 1000, steps_per_epoch=10), milestone_steps([0.667], 60)
         ([400, 600], [41])
     """
@@ -56,7 +56,7 @@ class StepSchedule:
         milestones: Steps from which one more ``factor`` applies.
         factor: The decay at each milestone.
 
-    Example:
+    Examples:
         >>> StepSchedule(total_steps=20, milestones=(2, 4), factor=0.5)(3)
         0.5
     """

@@ -5,7 +5,7 @@ out-of-fold macro-F1 over the model's problems. The study lives in a SQLite file
 folder, so a stopped search continues where it stopped (finished trials are kept; the count asked
 for is the total).
 
-Example:
+Examples:
     >>> TEXT_SEARCH_SPACE["lstm_layers"], TEXT_SEARCH_SPACE["learning_rate"]
     ([1, 2], (1e-06, 0.0003))
 """
@@ -55,7 +55,7 @@ _RANGE_KEYS = ("learning_rate", "dropout")
 def search_space_from_config(space: Mapping[str, Any]) -> dict[str, Any]:
     """A search space from YAML, where ranges are lists too: ``learning_rate`` and ``dropout`` become ranges.
 
-    Example:
+    Examples:
         >>> search_space_from_config({"learning_rate": [1e-5, 1e-3], "lstm_layers": [1, 2]})
         {'learning_rate': (1e-05, 0.001), 'lstm_layers': [1, 2]}
     """
@@ -70,7 +70,7 @@ def trial_settings(
 ) -> tuple[ClassifierTrainingArguments, dict[str, Any]]:
     """The training settings and model fields of a trial's ``values`` (searched keys over the fixed ones).
 
-    Example:
+    Examples:
         >>> run, model = trial_settings({"learning_rate": 1e-4, "dropout": 0.2}, ClassifierTrainingArguments(), {})
         >>> run.learning_rate, model
         (0.0001, {'dropout': 0.2})

@@ -18,7 +18,7 @@ where the model's own job finds them under the same settings' key and only refit
 choice is recorded in ``report.json`` (``selection``), in the base model's card and its ``metrics.json``; a
 backbone split into per-problem models stays one row of Table 7.
 
-Example:
+Examples:
     >>> from hf_memotion.training.run_specs import BaseModelSpec, ModelEntry
     >>> spec = BaseModelSpec(name="cnn", modality="vision", training={"learning_rate": [0.01, 0.1]})
     >>> entry = ModelEntry("cnn", ["humour"], "cnn", spec)

@@ -1,6 +1,6 @@
 """Train the paper's textual model on Memotion data: tokenizer, k-fold out-of-fold probabilities, refit, save.
 
-Example:
+Examples:
     >>> from hf_memotion.data import load_memotion, make_demo_data
     >>> data = load_memotion(make_demo_data("/tmp/memotion_text_doc", n_train=40, n_test=10))
     >>> result = train_text_classifier(

@@ -7,7 +7,7 @@ momentum, or the stock Adam/AdamW), the schedule (stock, or warm-up then step de
 extra loss terms averaged over steps and processes) and the model card data (a callback records the
 training's settings and metrics on ``model.card_data``, which ``save_pretrained`` renders).
 
-Example:
+Examples:
     >>> settings = ClassifierTrainingArguments(epochs=3, optimizer="adam_warmup")
     >>> args = settings.to_training_arguments("/tmp/hf_memotion_doc_run", with_eval=True)
     >>> args.max_grad_norm, args.num_train_epochs, args.lr_scheduler_type.value, args.metric_for_best_model
@@ -143,7 +143,7 @@ class ClassifierTrainingArguments(TakesTrainingArguments):
         ``dataloader_persistent_workers``, ``save_total_limit``, ...) goes to ``extra`` and reaches the
         ``Trainer``; anything else is refused with the nearest valid key.
 
-        Example:
+        Examples:
             >>> ClassifierTrainingArguments.from_dict({"epochs": 2, "bf16": True}).extra
             {'bf16': True}
         """
@@ -301,7 +301,7 @@ class MemotionTrainer(Trainer):
     - a :class:`~hf_memotion.cards.CardDataCallback` fills ``model.card_data`` when the model has one, so the
       model's ``save_pretrained`` writes a card with the training's settings and metrics.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from hf_memotion.training.arguments import build_training_arguments
         >>> model = torch.nn.Linear(2, 2)

@@ -4,7 +4,7 @@ The paper's visual settings are the defaults (:data:`PAPER_VISION_TRAINING`): SG
 0.95, the learning rate cut x0.1 at epochs 40 and 60, 100 epochs, class-weighted cross-entropy;
 training images get the three augmentations, evaluation and out-of-fold predictions use ten-crop.
 
-Example:
+Examples:
     >>> from hf_memotion.data import load_memotion, make_demo_data
     >>> data = load_memotion(make_demo_data("/tmp/memotion_vision_doc", n_train=24, n_test=6))
     >>> result = train_vision_classifier(

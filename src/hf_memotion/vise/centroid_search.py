@@ -28,7 +28,7 @@ faster than a dense product: faiss' flat index is that product, its IVF and HNSW
 passes, the CPU reports int8 dot-product instructions (detected at run time), and the problem is large enough
 (``k >= 256``, ``dim >= 16``); the float32 path otherwise. ``scripts/bench_mining.py`` measures both in one run.
 
-Example:
+Examples:
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
     >>> centroids = rng.standard_normal((300, 32)).astype(np.float32)
@@ -144,7 +144,7 @@ class CentroidSearch:
     Raises:
         ValueError: ``centroids`` is not a finite 2-D array, or ``method`` is unknown or unavailable.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> search = CentroidSearch(np.array([[0.0, 0.0], [1.0, 1.0]], dtype=np.float32))
         >>> search(np.array([[0.1, 0.2], [0.9, 0.7]], dtype=np.float32)).tolist()

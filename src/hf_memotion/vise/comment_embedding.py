@@ -20,7 +20,7 @@ semantic analysis) and L2-normalised, i.e. it is the TF-IDF weighted sum of its 
   target is built from the other comments, and is empty when none has signal (as a post without comments). Both
   engines count such comments in their reports.
 
-Example:
+Examples:
     >>> tokenize("LOL this is SO cute 😂😂 ❤️!!")
     ['lol', 'this', 'is', 'so', 'cute', '😂', '😂', '❤']
     >>> embedding = CommentEmbedding.fit(["cute cat 😂", "cute dog", "scary storm", "storm at sea 😱"], dim=2)

@@ -25,7 +25,7 @@ its last hidden states, concatenated to the image features: linear and fine-tune
 epochs (``lr_epochs``: the paper's tables) or fractions of training (``lr_steps``). Each grid point's result is
 saved as it finishes (``runs/.../*.json``): an interrupted evaluation started again skips the finished points.
 
-Example:
+Examples:
     >>> sensitivity({(0.025, 0.01): 80.0, (0.0025, 0.01): 70.0, (0.025, 0.001): 60.0, (0.0025, 0.001): 50.0})
     {'best': [0.025, 0.01], 's_lr': 5.0, 's_wd': 10.0}
 """
@@ -110,7 +110,7 @@ class ProtocolArguments(TakesTrainingArguments):
         seed: Seed of initialisation, batches and augmentation.
         extra: Stock ``TrainingArguments`` fields for fine-tuning (``bf16``, ``dataloader_num_workers``, ...).
 
-    Example:
+    Examples:
         >>> settings = ProtocolArguments(batch_size=128, epochs=300, lr_epochs=[100, 200], lr_decay=0.1)  # CUB
         >>> settings.learning_rate(0.025), [round(settings.epoch_schedule()(e), 3) for e in (99, 100, 199, 200)]
         (0.0125, [1.0, 0.1, 0.1, 0.01])
@@ -192,7 +192,7 @@ class ProtocolArguments(TakesTrainingArguments):
 def score(metric: str, labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
     """The task's scores: ``accuracy`` in percent, plus ``roc_auc`` (a fraction) for a binary ``roc_auc`` task.
 
-    Example:
+    Examples:
         >>> score("roc_auc", np.array([0, 1, 1]), np.array([[0.9, 0.1], [0.4, 0.6], [0.7, 0.3]]))
         {'accuracy': 66.667, 'roc_auc': 1.0}
     """
@@ -223,7 +223,7 @@ def sensitivity(grid: Mapping[tuple[float, float], float]) -> dict[str, Any]:
 class Backbone:
     """A named VisE backbone and its image processor (what :func:`load_backbone` returns).
 
-    Example:
+    Examples:
         >>> backbone = load_backbone("random-init", "random:test_resnet", image_size=32)
         >>> backbone.name, backbone.model.config.architecture
         ('random-init', 'test_resnet')
@@ -245,7 +245,7 @@ def load_backbone(
     reference rows of the paper's tables. Hub ids are fetched into the HF cache (nothing runs from the repository:
     no remote code).
 
-    Example:
+    Examples:
         >>> load_backbone("baseline", "random:test_resnet", image_size=32).processor.crop_size
         32
     """
@@ -302,7 +302,7 @@ class TextEncoder:
         corpus: Texts for the tiny tokenizer.
         max_length: Tokens per text.
 
-    Example:
+    Examples:
         >>> encoder = TextEncoder("tiny:bert", corpus=["a hateful meme", "a kind meme"])
         >>> encoder.encode(["a kind meme"]).shape
         (1, 32)
@@ -345,7 +345,7 @@ class TextEncoder:
 def sentence_embedding(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """The attention-masked mean of a text encoder's last hidden states: ``(batch, hidden)``.
 
-    Example:
+    Examples:
         >>> sentence_embedding(torch.tensor([[[1.0], [3.0], [9.0]]]), torch.tensor([[1, 1, 0]]))
         tensor([[2.]])
     """
@@ -359,7 +359,7 @@ class ImageTextClassifier(nn.Module):
     The sentence embedding is :func:`sentence_embedding` of the text encoder, concatenated to the image's pooled
     features. A downstream evaluation model only (nothing saves it), so a plain module under ``Trainer``.
 
-    Example:
+    Examples:
         >>> encoder = TextEncoder("tiny:bert", corpus=["a kind meme"])
         >>> model = ImageTextClassifier(ViseModel(ViseConfig(architecture="test_resnet")), encoder.model, 2)
         >>> tokens = encoder.tokenize(["a kind meme", "a meme"], padding=True, return_tensors="pt")

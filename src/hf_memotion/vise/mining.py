@@ -33,7 +33,7 @@ Layout of an output folder::
 Shards are written atomically and a finished shard is never redone: a killed run started again
 with the same settings resumes where it stopped. Shards are labelled by ``num_proc`` processes.
 
-Example:
+Examples:
     >>> reaction_vector({"haha": 3, "sorry": 0, "angry": 0, "wow": 0, "love": 4}).round(2).tolist()
     [0.6, 0.0, 0.0, 0.0, 0.8]
 """
@@ -363,7 +363,7 @@ def _raw_rows(shard: Path) -> Iterator[tuple[int, Any]]:
 def check_post(row: Any) -> str | None:
     """Why a post row is malformed, or ``None`` (the one policy of both engines; extra reaction keys are allowed).
 
-    Example:
+    Examples:
         >>> check_post({"post_id": "p1", "image": "a.png", "reactions": {"love": 2, "like": 7}}) is None
         True
         >>> check_post({"post_id": "p1", "image": "a.png", "reactions": {"love": -2}})

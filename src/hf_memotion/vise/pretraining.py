@@ -19,7 +19,7 @@ The run goes through the shared spine (:class:`~hf_memotion.training.MemotionTra
 ``TrainingArguments`` field (``bf16``, ``dataloader_num_workers``, ``save_total_limit``...) may be set in the
 ``pretraining:`` section.
 
-Example:
+Examples:
     >>> settings = PretrainingArguments.from_dict({"batch_size": 512, "decay": "vise-250m", "bf16": True})
     >>> args = settings.training_arguments("/tmp/hf_memotion_doc_pretrain", max_steps=100)
     >>> args.learning_rate, args.lr_milestones[:2], args.lr_decay, args.bf16, args.loss_terms
@@ -96,7 +96,7 @@ class PretrainingArguments(TakesTrainingArguments):
         seed: Seed of initialisation, shuffling and augmentation.
         extra: Stock ``TrainingArguments`` fields (``bf16``, ``save_total_limit``, ...) given in the section.
 
-    Example:
+    Examples:
         >>> settings = PretrainingArguments.from_dict({"architecture": "resnet50", "batch_size": 1920})
         >>> settings.learning_rate()
         0.75
@@ -206,7 +206,7 @@ def _label_shards(labels: str | os.PathLike) -> list[str]:
 def load_mined_labels(labels: str | os.PathLike, *, streaming: bool = True) -> datasets.IterableDataset:
     """The mined label shards of a folder as a stream (one ``datasets`` shard per file).
 
-    Example:
+    Examples:
         >>> load_mined_labels("/nonexistent")
         Traceback (most recent call last):
         ...
@@ -258,7 +258,7 @@ class PretrainingCollator:
         targets: ``"both"``, ``"comments"`` or ``"reactions"``: the targets a batch carries (the model computes a
             loss term only for a target it is given).
 
-    Example:
+    Examples:
         >>> import io
         >>> from PIL import Image
         >>> png = io.BytesIO(); Image.new("RGB", (40, 40), "red").save(png, format="PNG")

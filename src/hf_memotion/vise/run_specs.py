@@ -3,7 +3,7 @@
 Read by :func:`hf_memotion.specs.parse_spec` (an unknown key names file, section and the nearest valid
 key); the defaults here are the only ones. The steps that take them are in :mod:`hf_memotion.vise.steps`.
 
-Example:
+Examples:
     >>> MiningRunSpec.from_dict({"mining": {"comment_clusters": 64}}).mining.comment_clusters
     64
     >>> PretrainRunSpec.from_dict({"pretraining": {"bf16": True}}).pretraining.extra

@@ -27,7 +27,7 @@ A comment with no known token has no comment signal (no cluster; documented in
 retried); the output is written to a temporary folder and moved into place, so a failed job leaves no partial
 labels. ``docs/vise_spark.md`` gives the executor sizes and a cluster run.
 
-Example:
+Examples:
     >>> # spark = SparkSession.builder.master("local[2]").getOrCreate()
     >>> # mine_labels_spark(spark, "hdfs://namenode/posts", "mined/", MiningSpec(comment_clusters=5000))
     >>> MiningSpec().reaction_clusters
@@ -334,7 +334,7 @@ def _label(broadcast, config: MiningSpec):
 
 
 def mine_labels_spark(
-    spark, corpus: str | os.PathLike, output_dir: str | os.PathLike, config: MiningSpec | None = None
+    spark: Any, corpus: str | os.PathLike, output_dir: str | os.PathLike, config: MiningSpec | None = None
 ) -> dict[str, Any]:
     """Run both mining steps with Spark and write the label shards, ``clusters/`` and ``mining.json``.
 

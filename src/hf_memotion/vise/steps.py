@@ -3,7 +3,7 @@
 The scripts (``mine_vise_labels.py``, ``pretrain_vise.py``, ``evaluate_vise.py``) only parse a config into the
 spec and call one of these; each also has a ``print_*`` summary, what the script shows when it ends.
 
-Example:
+Examples:
     >>> from hf_memotion.vise.run_specs import MiningRunSpec
     >>> spec = MiningRunSpec.from_dict({"data": {"demo": {"output_dir": "/tmp/hf_memotion_doc_posts", "n_posts": 200}},
     ...                                 "output_dir": "/tmp/hf_memotion_doc_mined",
@@ -293,7 +293,7 @@ class EvaluationPlan:
 def plan_evaluation(spec: EvaluationRunSpec, *, source: str | None = None) -> EvaluationPlan:
     """Every task x setting x backbone x protocol x grid point an evaluation config would run; reads no data.
 
-    Example:
+    Examples:
         >>> spec = EvaluationRunSpec.from_dict({"backbones": {"r50": "random:resnet50"}, "protocols": ["finetune"],
         ...     "tasks": [{"format": "politics", "path": "data/politics", "schedule": {"epochs": 25,
         ...                "lr_epochs": [10, 20], "lr_decay": 0.1}, "batch_sizes": {"resnet50": 192}}]})

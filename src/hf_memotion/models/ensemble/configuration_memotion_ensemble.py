@@ -1,6 +1,6 @@
 """The configuration of the modality ensemble: its base models, problems and meta-estimators.
 
-Example:
+Examples:
     >>> config = MemotionEnsembleConfig(problems=["sarcasm"], base_models=[
     ...     {"name": "vision", "modality": "vision", "path": "vision", "problems": ["sarcasm"]}])
     >>> [m["name"] for m in config.base_models]
@@ -23,7 +23,7 @@ MODALITIES = ("text", "vision")
 class MemotionEnsembleConfig(PretrainedConfig):
     r"""Configuration of a :class:`MemotionEnsembleModel`.
 
-    Args:
+    Attributes:
         base_models: One entry per base model: ``name``, ``modality`` (``"text"`` or ``"vision"``),
             ``path`` (a subfolder of the ensemble), or ``path`` + ``revision`` (a Hub id pinned to a
             revision: referenced, not copied), and the ``problems`` it predicts; optionally ``aliases``,
@@ -37,7 +37,7 @@ class MemotionEnsembleConfig(PretrainedConfig):
             :meth:`MemotionEnsembleModel.check_dtype` recorded; ``dtype="auto"`` reads it
             (:mod:`hf_memotion.models.ensemble.inference_dtype`).
 
-    Example:
+    Examples:
         >>> config = MemotionEnsembleConfig(problems=["humour"], base_models=[
         ...     {"name": "text", "modality": "text", "path": "text", "problems": ["humour"]}])
         >>> config.problem_labels["humour"]

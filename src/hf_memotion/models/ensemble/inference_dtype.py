@@ -14,7 +14,7 @@ outputs to rounding and bf16 weights are faster (the Space-size pipeline 1.93x f
 ``scripts/bench.py``, ``dtype`` section). An explicit ``dtype=torch.float32`` / ``torch.bfloat16`` is taken
 as given.
 
-Example:
+Examples:
     >>> from hf_memotion.benchmarking import ENSEMBLE_SIZES, random_ensemble
     >>> ensemble = random_ensemble(ENSEMBLE_SIZES["demo"])
     >>> resolve_inference_dtype(ensemble.config, "cpu")  # no check recorded: fp32

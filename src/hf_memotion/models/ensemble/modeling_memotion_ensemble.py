@@ -115,7 +115,7 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 def is_hub_id(text: str) -> bool:
     """``namespace/name`` as the Hub spells it (no absolute path, ``..``, ``~`` or third part).
 
-    Example:
+    Examples:
         >>> is_hub_id("memotion-org/text-base"), is_hub_id("/abs/dir"), is_hub_id("../up/dir")
         (True, False, False)
     """
@@ -166,7 +166,7 @@ def _resolve(path: str | os.PathLike, revision: str | None, hub_options: Mapping
 class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
     """Independently trained text and vision models fused per problem by stacked meta-estimators.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> from PIL import Image
         >>> from hf_memotion.benchmarking import ENSEMBLE_SIZES, random_ensemble
@@ -218,7 +218,7 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
                 models nor writes a second copy of their weights (what ``scripts/train.py`` does).
             **kwargs: Ignored (``PreTrainedModel.save_pretrained`` options do not apply to the ensemble folder).
 
-        Example:
+        Examples:
             >>> import tempfile
             >>> from hf_memotion.benchmarking import ENSEMBLE_SIZES, random_ensemble
             >>> root = Path(tempfile.mkdtemp())
@@ -431,7 +431,7 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
                 (:mod:`hf_memotion.models.onednn_linear`; measured here: BERT-base about 2x faster, same
                 outputs to float rounding). Layers quantized to int8 keep their own kernels.
 
-        Example:
+        Examples:
             >>> from hf_memotion.benchmarking import ENSEMBLE_SIZES, random_ensemble
             >>> ensemble = random_ensemble(ENSEMBLE_SIZES["demo"]).optimize_for_inference(quantize_text=True)
             >>> ensemble.base_models["text"].quantized
@@ -464,7 +464,7 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
                 than 0.005), fp32 otherwise; or an explicit ``torch.float32`` / ``torch.bfloat16``.
                 ``self.inference_dtype_reason`` says why ``"auto"`` chose what it did.
 
-        Example:
+        Examples:
             >>> from hf_memotion.benchmarking import ENSEMBLE_SIZES, random_ensemble
             >>> ensemble = random_ensemble(ENSEMBLE_SIZES["demo"]).to_inference_dtype("auto")
             >>> ensemble.base_models["text"].dtype, ensemble.inference_dtype_reason.startswith(("no", "cpu has no"))
@@ -510,7 +510,7 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
         Returns:
             See :func:`hf_memotion.models.ensemble.inference_dtype.check_inference_dtype`.
 
-        Example:
+        Examples:
             >>> from hf_memotion.benchmarking import ENSEMBLE_SIZES, random_ensemble
             >>> from hf_memotion.data import load_memotion, make_demo_data
             >>> held_out = load_memotion(make_demo_data("/tmp/memotion_dtype_doc", n_train=12, n_test=12))["test"]

@@ -38,7 +38,7 @@ class MemeProcessor:
         preprocessors: Base model name -> its tokenizer (text) or image processor (vision).
         max_lengths: Base model name -> the text model's ``max_length`` (text models only).
 
-    Example:
+    Examples:
         >>> from PIL import Image
         >>> from hf_memotion.models.text.tiny import build_tiny_text_backbone
         >>> from hf_memotion.models.vision import MemotionImageProcessor

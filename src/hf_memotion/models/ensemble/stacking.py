@@ -12,7 +12,7 @@ features*, so it never sees a base model's prediction on that model's own traini
 features are that problem's probabilities from every base model (``features="own"``) or every
 problem's (``"all"``).
 
-Example:
+Examples:
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
     >>> y = rng.integers(0, 2, 200)
@@ -182,7 +182,7 @@ class ProblemStacker:
         feature_order: Feature blocks the estimator reads, in order.
         num_classes: Classes of the problem.
 
-    Example:
+    Examples:
         >>> ProblemStacker(["decision_tree"]).candidates
         ['decision_tree']
     """
@@ -300,7 +300,7 @@ def with_aliases(probabilities: Mapping[str, np.ndarray], aliases: Mapping[str, 
 
     ``aliases`` maps a problem to the problem whose probabilities it reads (motivational in subtasks B and C).
 
-    Example:
+    Examples:
         >>> sorted(with_aliases({"motivational": np.ones((1, 2))}, {"motivational_intensity": "motivational"}))
         ['motivational', 'motivational_intensity']
     """
@@ -316,7 +316,7 @@ def combine_stackers(
         stackers: Problem -> fitted :class:`ProblemStacker`.
         base: Base model name -> problem -> probabilities ``(n, classes)``.
 
-    Example:
+    Examples:
         >>> rng = np.random.default_rng(0)
         >>> base = {"a": {"humour": rng.dirichlet([1, 1], 8)}, "b": {"humour": rng.dirichlet([1, 1], 8)}}
         >>> stackers = fit_stackers(base, {"humour": np.array([0, 1] * 4)}, candidates=["average"], cv=2)

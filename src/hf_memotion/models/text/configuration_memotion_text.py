@@ -21,7 +21,7 @@ LSTM_IMPLEMENTATIONS = ("auto", "packed", "masked")
 def default_pooling(model_type: str) -> str:
     """The paper's pooling for a backbone type; decoder-only families (causal LM only) get ``"last"``.
 
-    Example:
+    Examples:
         >>> default_pooling("bert"), default_pooling("gpt2"), default_pooling("xlnet"), default_pooling("transfo-xl")
         ('first', 'last', 'last', 'max')
     """
@@ -44,7 +44,7 @@ class MemotionTextConfig(ProblemLabelsMixin, PretrainedConfig):
     The backbone's own config is stored inside (``text_config``), so a saved model loads with no
     download. Defaults follow the paper's search space (Table 5b of the Memotion paper).
 
-    Args:
+    Attributes:
         text_config: The backbone's config (a ``PretrainedConfig`` or its dict); default: BERT.
         problems: Problem names this model predicts: one (the paper's setting) or several (one
             backbone pass for all); Memotion names take their labels from :mod:`hf_memotion.tasks`.
@@ -62,7 +62,7 @@ class MemotionTextConfig(ProblemLabelsMixin, PretrainedConfig):
             outputs) or ``"auto"`` (masked while compiling, packed otherwise).
         num_labels, id2label: Relabel a one-problem model (see :class:`~hf_memotion.models.heads.ProblemLabelsMixin`).
 
-    Example:
+    Examples:
         >>> from transformers import BertConfig
         >>> backbone = BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
         >>> config = MemotionTextConfig(text_config=backbone, problems=["humour", "sarcasm"], lstm_hidden_size=16)

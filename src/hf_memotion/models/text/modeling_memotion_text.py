@@ -43,7 +43,7 @@ def pool_sequence(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: s
     ``"first"`` takes the first non-padding token, ``"last"`` the last non-padding token (so both
     left- and right-padded batches give the right token), ``"max"`` the element-wise maximum.
 
-    Example:
+    Examples:
         >>> h = torch.arange(6.0).view(1, 3, 2)
         >>> pool_sequence(h, torch.tensor([[0, 1, 1]]), "first").tolist()
         [[2.0, 3.0]]
@@ -143,7 +143,7 @@ def _check_text_inputs(reference: torch.Tensor | None, attention_mask: torch.Ten
 class MemotionTextModel(MemotionTextPreTrainedModel):
     """Backbone + BiLSTM + dot-product attention + pooling: a ``(batch, attention_size)`` text representation.
 
-    Example:
+    Examples:
         >>> from transformers import BertConfig
         >>> backbone = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
         ...                       intermediate_size=32)
@@ -300,7 +300,7 @@ class MemotionTextForSequenceClassification(MemotionTextPreTrainedModel):
     ignored) the output carries the class-weighted cross-entropy summed over problems, so a plain
     ``Trainer`` trains it (``config.problem_type`` selects another loss: see :meth:`ProblemHeads.loss`).
 
-    Example:
+    Examples:
         >>> from transformers import BertConfig
         >>> backbone = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
         ...                       intermediate_size=32)

@@ -1,6 +1,6 @@
 """Text preprocessing for the textual models: the paper's lower-casing, safe tokenization, labels.
 
-Example:
+Examples:
     >>> from hf_memotion.models.text.tiny import build_tiny_text_backbone
     >>> _, tokenizer = build_tiny_text_backbone("bert", ["look at me"])
     >>> ids = encode_texts(tokenizer, ["LOOK at me", ""], max_length=8)["input_ids"]

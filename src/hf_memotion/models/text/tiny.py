@@ -6,7 +6,7 @@ library on the training texts. Each family keeps its real conventions: ``[CLS] .
 BERT, ``<s> ... </s>`` for RoBERTa, a trailing end-of-text token for GPT-2, ``... <sep> <cls>`` with
 left padding for XLNet.
 
-Example:
+Examples:
     >>> config, tokenizer = build_tiny_text_backbone("gpt2", ["when the exam is monday", "lol"])
     >>> config.model_type, tokenizer.padding_side, tokenizer("lol")["input_ids"][-1] == tokenizer.eos_token_id
     ('gpt2', 'right', True)

@@ -13,7 +13,7 @@ __all__ = ["ViseConfig"]
 class ViseConfig(TimmBackboneConfig):
     r"""Configuration of :class:`ViseModel` (features) and :class:`ViseForPretraining` (engagement heads).
 
-    Args:
+    Attributes:
         architecture: A timm model name: ``"resnet50"``, ``"resnet101"``, ``"resnext101_32x16d"`` (the paper's),
             or any other.
         model_args: Extra ``timm.create_model`` keyword arguments.
@@ -31,7 +31,7 @@ class ViseConfig(TimmBackboneConfig):
             infers it from the labels, as transformers' classifiers do).
         initializer_range: Standard deviation of the heads' initial weights.
 
-    Example:
+    Examples:
         >>> config = ViseConfig(architecture="resnet50", comment_clusters=5000)
         >>> round(config.initial_bias, 3)
         -4.595

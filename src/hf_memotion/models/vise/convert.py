@@ -7,7 +7,7 @@ no weights); the output is the ``(B, 2048, 7, 7)`` feature map. timm's ``resnet5
 modules ``conv1``, ``bn1``, ``layer1``..``layer4`` with identical inner names, so conversion is a
 renaming checked key by key and shape by shape.
 
-Example:
+Examples:
     >>> rename_released_key("5.0.downsample.0.weight")
     'layer2.0.downsample.0.weight'
 """

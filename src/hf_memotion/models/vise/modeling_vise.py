@@ -61,7 +61,7 @@ class VisePreTrainedModel(ModelCardMixin, TimmBackboneMixin, PreTrainedModel):
 class ViseModel(VisePreTrainedModel):
     """A VisE backbone: pooled features and the last feature map of a timm network.
 
-    Example:
+    Examples:
         >>> import torch
         >>> model = ViseModel(ViseConfig(architecture="test_resnet")).eval()
         >>> out = model(torch.zeros(2, 3, 64, 64))
@@ -110,7 +110,7 @@ class VisePretrainingOutput(ModelOutput):
 class ViseForPretraining(VisePreTrainedModel):
     """A VisE backbone with the comment and reaction heads; loss = soft CE (comments) + CE (reactions).
 
-    Example:
+    Examples:
         >>> import torch
         >>> model = ViseForPretraining(ViseConfig(architecture="test_resnet", comment_clusters=6, reaction_clusters=3))
         >>> targets = torch.tensor([[0.5, 0.5, 0, 0, 0, 0], [0, 0, 0, 0, 0, 1.0]])
@@ -186,7 +186,7 @@ class ViseForImageClassification(VisePreTrainedModel):
     cross-entropy, regression). With ``config.extra_features > 0``, ``extra_features`` (e.g. a frozen text
     encoder's sentence embedding) are concatenated to the pooled image features before the classifier.
 
-    Example:
+    Examples:
         >>> import torch
         >>> config = ViseConfig(architecture="test_resnet", num_labels=3, extra_features=8)
         >>> model = ViseForImageClassification(config)

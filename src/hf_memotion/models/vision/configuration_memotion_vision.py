@@ -17,7 +17,7 @@ class MemotionVisionConfig(ProblemLabelsMixin, TimmBackboneConfig):
     ``model_args`` for ``timm.create_model``; the ImageNet classifier is replaced by one linear head
     per problem (the paper's fine-tuning).
 
-    Args:
+    Attributes:
         architecture: A timm model name (``"inception_resnet_v2"``, ``"polynet"``, ``"legacy_senet154"``,
             ``"pnasnet5large"``, ``"resnet50"``, ``"test_resnet"``, ...).
         model_args: Extra ``timm.create_model`` keyword arguments (e.g. ``{"drop_path_rate": 0.1}``).
@@ -27,7 +27,7 @@ class MemotionVisionConfig(ProblemLabelsMixin, TimmBackboneConfig):
         drop_rate: Dropout on the pooled features before the heads.
         num_labels, id2label: Relabel a one-problem model (see :class:`~hf_memotion.models.heads.ProblemLabelsMixin`).
 
-    Example:
+    Examples:
         >>> config = MemotionVisionConfig(architecture="test_resnet", problems=["humour", "sentiment"])
         >>> config.num_labels, config.id2label[2]
         (5, 'sentiment:negative')

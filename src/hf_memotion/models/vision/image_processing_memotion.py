@@ -11,7 +11,7 @@ torchvision:
 * ten-crop: resize, then the four corners and the centre, and their horizontal flips
   (``pixel_values`` of shape ``(batch, 10, 3, H, W)``).
 
-Example:
+Examples:
     >>> from PIL import Image
     >>> processor = MemotionImageProcessor(crop_size=64, crop_pct=0.875)
     >>> processor([Image.new("RGB", (80, 60))], ten_crop=True)["pixel_values"].shape
@@ -61,7 +61,7 @@ class MemotionImageProcessor(BaseImageProcessor):
         rotation_degrees: Range of the training rotation augmentation.
         max_pixels: Images larger than this are refused (decompression bombs).
 
-    Example:
+    Examples:
         >>> MemotionImageProcessor.from_timm("test_resnet").crop_size
         160
     """

@@ -41,7 +41,7 @@ class MemotionVisionPreTrainedModel(ModelCardMixin, TimmBackboneMixin, PreTraine
 class MemotionVisionModel(MemotionVisionPreTrainedModel):
     """A timm network returning pooled features (``pooler_output``) and the feature map.
 
-    Example:
+    Examples:
         >>> import torch
         >>> model = MemotionVisionModel(MemotionVisionConfig(architecture="test_resnet")).eval()
         >>> model(torch.zeros(2, 3, 64, 64)).pooler_output.shape[0]
@@ -79,7 +79,7 @@ class MemotionVisionModel(MemotionVisionPreTrainedModel):
 class MemotionVisionForImageClassification(MemotionVisionPreTrainedModel):
     """The paper's visual classifier: a timm network whose ImageNet classifier is replaced by problem heads.
 
-    Example:
+    Examples:
         >>> import torch
         >>> config = MemotionVisionConfig(architecture="test_resnet", problems=["humour", "sentiment"])
         >>> model = MemotionVisionForImageClassification(config).eval()

@@ -13,7 +13,7 @@ checkpoint of the ``pretrainedmodels`` package, so :func:`convert_polynet_state_
 check and clean it (every key and shape is checked), and timm's own pretrained mechanism loads that
 file: ``timm.create_model("polynet", pretrained=True, pretrained_cfg_overlay={"file": "polynet.pth"})``.
 
-Example:
+Examples:
     >>> import timm, torch, hf_memotion  # noqa: F401
     >>> model = timm.create_model("polynet", num_classes=3).eval()
     >>> model(torch.zeros(1, 3, 331, 331)).shape

@@ -13,7 +13,8 @@ import hf_memotion  # noqa: F401
 from hf_memotion.data.downstream import random_splits, read_task
 from hf_memotion.data.downstream_demo import DEMO_TASK_FORMATS, make_demo_downstream
 from hf_memotion.vise import ViseConfig, ViseModel
-from hf_memotion.vise.evaluation import ProtocolArguments, TextEncoder, evaluate_backbone, load_backbone, sensitivity
+from hf_memotion.vise.evaluation import ProtocolArguments, evaluate_backbone, load_backbone, sensitivity
+from hf_memotion.vise.text_encoder import TextEncoder
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "evaluate_vise.py"

@@ -15,9 +15,10 @@ from hf_memotion.data.downstream import read_task
 from hf_memotion.data.downstream_demo import make_demo_downstream
 from hf_memotion.training.trainer import MemotionTrainer
 from hf_memotion.vise import evaluation
-from hf_memotion.vise.evaluation import ProtocolArguments, TextEncoder, evaluate_backbone, load_backbone
+from hf_memotion.vise.evaluation import ProtocolArguments, evaluate_backbone, load_backbone
 from hf_memotion.vise.run_specs import EvaluationRunSpec
 from hf_memotion.vise.steps import plan_evaluation
+from hf_memotion.vise.text_encoder import TextEncoder
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -2,7 +2,7 @@
 
 The steps, each a spec and one entry point: :func:`mine_labels` (:mod:`~hf_memotion.vise.mining`, or
 :mod:`~hf_memotion.vise.spark_mining`), :func:`pretrain` (:mod:`~hf_memotion.vise.pretraining`, on the shared
-training spine) and :func:`evaluate` (:mod:`~hf_memotion.vise.protocols` and :mod:`~hf_memotion.vise.evaluation`).
+training spine) and :func:`evaluate` (:mod:`~hf_memotion.vise.evaluation`).
 The models live in :mod:`hf_memotion.models.vise`, the post and task readers in :mod:`hf_memotion.data`; they are
 re-exported here.
 """
@@ -58,10 +58,10 @@ __getattr__, __dir__ = lazy_exports(
         "load_released_state_dict": "hf_memotion.models.vise.convert",
         "save_converted_checkpoint": "hf_memotion.models.vise.convert",
         "to_released_state_dict": "hf_memotion.models.vise.convert",
-        "ClusterModels": "hf_memotion.vise.mining",
-        "MiningSpec": "hf_memotion.vise.mining",
+        "ClusterModels": "hf_memotion.vise.cluster_models",
+        "MiningSpec": "hf_memotion.vise.mining_steps",
         "fit_cluster_models": "hf_memotion.vise.mining",
-        "label_features": "hf_memotion.vise.mining",
+        "label_features": "hf_memotion.vise.mining_steps",
         "mine_labels": "hf_memotion.vise.mining",
         "PretrainingArguments": "hf_memotion.vise.pretraining",
         "PretrainingCollator": "hf_memotion.vise.pretraining",
@@ -92,7 +92,9 @@ if TYPE_CHECKING:
         save_converted_checkpoint,
         to_released_state_dict,
     )
-    from hf_memotion.vise.mining import ClusterModels, MiningSpec, fit_cluster_models, label_features, mine_labels
+    from hf_memotion.vise.cluster_models import ClusterModels
+    from hf_memotion.vise.mining import fit_cluster_models, mine_labels
+    from hf_memotion.vise.mining_steps import MiningSpec, label_features
     from hf_memotion.vise.pretraining import (
         PretrainingArguments,
         PretrainingCollator,

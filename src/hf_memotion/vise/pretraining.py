@@ -51,7 +51,7 @@ from hf_memotion.specs import deprecated_names, parse_spec
 from hf_memotion.training.arguments import MemotionTrainingArguments, TakesTrainingArguments, build_training_arguments
 from hf_memotion.training.schedules import DECAY_PRESETS
 from hf_memotion.training.trainer import MemotionTrainer
-from hf_memotion.vise.mining import label_features
+from hf_memotion.vise.mining_steps import label_features
 
 __all__ = [
     "PretrainingArguments",

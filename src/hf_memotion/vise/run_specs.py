@@ -22,7 +22,7 @@ from typing import Any
 
 from hf_memotion.specs import parse_spec
 from hf_memotion.vise.evaluation import LINEAR_FEATURES, PROTOCOLS, SETTING_PROTOCOLS, SETTINGS, ProtocolArguments
-from hf_memotion.vise.mining import MiningSpec
+from hf_memotion.vise.mining_steps import MiningSpec
 from hf_memotion.vise.pretraining import PretrainingArguments
 
 __all__ = ["BackboneSpec", "EvaluationRunSpec", "LabelsSpec", "MiningRunSpec", "PretrainRunSpec", "TaskSpec"]

@@ -1,9 +1,9 @@
 """The two VisE mining steps as an Apache Spark job, with the single-machine engine's meaning.
 
 Everything that decides a label is the library's own Python, run in the executors (``mapInPandas``): the post
-checks and the extra-reaction-key policy (:func:`~hf_memotion.vise.mining.check_post`), the held-out rule and
+checks and the extra-reaction-key policy (:func:`~hf_memotion.vise.mining_steps.check_post`), the held-out rule and
 comment sampling, phi_C (:class:`~hf_memotion.vise.comment_embedding.CommentEmbedding`: words and emoji, TF-IDF,
-the SVD projection) and step 2 (:func:`~hf_memotion.vise.mining.label_posts`). So both engines produce the same
+the SVD projection) and step 2 (:func:`~hf_memotion.vise.mining_steps.label_posts`). So both engines produce the same
 labels up to K-means' floating point:
 
 1. **Read** through Spark's own readers: local paths, ``file://``, ``hdfs://``, ``s3a://`` (the shards are listed
@@ -19,7 +19,7 @@ labels up to K-means' floating point:
    per task: the centroids and their sums, ``2 x k x dim`` (10 MB at k = 5000, dim = 256). The reaction K-means
    (5-dimensional) runs on the driver with the local engine's function.
 4. **Label** every other post in the executors and write ``labels-part-XXXXX.parquet`` in
-   :func:`~hf_memotion.vise.mining.label_features`' schema, the models in ``clusters/`` (the local engine's
+   :func:`~hf_memotion.vise.mining_steps.label_features`' schema, the models in ``clusters/`` (the local engine's
    format), and ``mining.json``.
 
 A comment with no known token has no comment signal (no cluster; documented in
@@ -49,25 +49,25 @@ from typing import Any
 import numpy as np
 
 from hf_memotion.io_utils import atomic_write_text
+from hf_memotion.vise.cluster_models import ClusterModels
 from hf_memotion.vise.comment_embedding import CommentEmbedding, fit_sample_rank
-from hf_memotion.vise.mining import (
-    ClusterModels,
+from hf_memotion.vise.mining_steps import (
     MiningSpec,
-    _image_reference,
-    _kmeans_backend,
-    _size_statistics,
     check_post,
     corpus_description,
     fit_comment_embedding,
     fit_kmeans,
+    image_reference,
     initial_centroids,
     is_holdout,
+    kmeans_backend,
     label_posts,
     lloyd_sums,
     lloyd_update,
     reaction_rank,
     reaction_vector,
     sample_comments,
+    size_statistics,
 )
 
 __all__ = ["list_shards", "local_spark_session", "mine_labels_on_spark", "mine_labels_spark"]
@@ -185,7 +185,7 @@ def _parse_posts(kind: str, config: MiningSpec):
                         }
                     )
                     continue
-                image = _image_reference(row["image"], source)  # a relative path joined to the shard's folder
+                image = image_reference(row["image"], source)  # a relative path joined to the shard's folder
                 sampled = sample_comments(row.get("comments") or [], config.max_comments, row["post_id"], config.seed)
                 reactions = {k: int(v) for k, v in (row.get("reactions") or {}).items() if v is not None}
                 out.append(
@@ -383,7 +383,7 @@ def mine_labels_spark(
         raise ValueError(f"only {with_signal} held-out comments hold a known word or emoji; add data")
     comment_centroids = _distributed_kmeans(spark, vectors, config.comment_clusters, config)
     vectors.unpersist()
-    backend = _kmeans_backend(config.kmeans_backend)
+    backend = kmeans_backend(config.kmeans_backend)
     reaction_centroids = fit_kmeans(np.stack([v for _, v in reactions]), config.reaction_clusters, config, backend)
     settings = {
         **asdict(config),
@@ -472,8 +472,8 @@ def _spark_report(labels, posts, models: ClusterModels, holdout: dict, settings:
         "posts_without_reactions": int(summary["no_reactions"] or 0),
         "malformed_rows": errors.count(),
         "malformed_examples": malformed,
-        "comment_cluster_sizes": _size_statistics(comment_sizes),
-        "reaction_cluster_sizes": _size_statistics(reaction_sizes),
+        "comment_cluster_sizes": size_statistics(comment_sizes),
+        "reaction_cluster_sizes": size_statistics(reaction_sizes),
     }
 
 

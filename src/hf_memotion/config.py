@@ -16,25 +16,7 @@ from typing import Any
 import datasets
 import yaml
 
-__all__ = ["BUILTIN_CONFIGS", "apply_overrides", "load_data", "load_run_config", "settings_from_dict"]
-
-
-def settings_from_dict(cls: type, values: Mapping[str, Any] | None, section: str, source: str | None = None) -> Any:
-    """Build the settings dataclass ``cls`` from a config section (:func:`hf_memotion.specs.parse_spec`).
-
-    Examples:
-        >>> from dataclasses import dataclass
-        >>> @dataclass
-        ... class Settings:
-        ...     epochs: int = 1
-        >>> settings_from_dict(Settings, {"epoch": 3}, "training")  # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-        ...
-        hf_memotion.specs.SpecError: section 'training': unknown key 'epoch' (did you mean 'epochs'?); ...
-    """
-    from hf_memotion.specs import parse_spec
-
-    return parse_spec(cls, values, source=source, section=section)
+__all__ = ["BUILTIN_CONFIGS", "apply_overrides", "load_data", "load_run_config"]
 
 
 def apply_overrides(config: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:

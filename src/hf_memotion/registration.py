@@ -76,6 +76,8 @@ def register_auto_classes() -> None:
     """Import every model package (each registers itself) and register the ``meme-emotion`` pipeline, now."""
     with _lock:
         _pending.clear()
+        if _HOOK in sys.meta_path:
+            sys.meta_path.remove(_HOOK)
     _register_models()
     _register_pipeline()
 

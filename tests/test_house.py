@@ -129,6 +129,12 @@ def test_import_is_lazy_and_registration_waits_for_transformers():
     assert out[1:] == ["[]", "ViseConfig", "ViseModel", "True"], out  # no torch on import, registered on use
 
 
+def test_polynet_joins_timm_when_timm_is_imported_after_hf_memotion():
+    code = "import hf_memotion\nimport timm\nprint('polynet' in timm.list_models('polynet'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "True"
+
+
 def test_registration_after_a_model_package_is_imported_first():
     code = (
         "import hf_memotion.models.text\n"

@@ -9,8 +9,8 @@ visual package is imported with the others).
 ``import hf_memotion`` itself stays quick: importing the model packages costs torch and transformers' modeling
 code (seconds), and transformers' pipelines more. So the registration waits for the first use of transformers'
 Auto classes or pipelines (``transformers.AutoModel``, ``AutoConfig``, ``AutoImageProcessor``,
-``AutoTokenizer``, ``pipeline``): an import hook sees those modules load and registers right after the import
-that loaded them has finished (never inside a half-initialised module). Where they are already loaded,
+``AutoTokenizer``, ``pipeline``) or for timm: an import hook sees those modules load and registers right after the
+import that loaded them has finished (never inside a half-initialised module). Where they are already loaded,
 ``import hf_memotion`` registers at once. Python has no post-import hook of its own and none of our
 dependencies provides one that waits for the outermost import: hence the short finder below.
 
@@ -51,6 +51,7 @@ AUTO_MODULES = (
     "transformers.models.auto.image_processing_auto",
     "transformers.models.auto.tokenization_auto",
     "transformers.pipelines",
+    "timm",  # PolyNet joins timm's registry with the visual package
 )
 PIPELINE_MODULE = "transformers.pipelines"
 
@@ -137,12 +138,12 @@ class _LoaderAfterImport(importlib.abc.Loader):
 
 
 class _AfterImportFinder(importlib.abc.MetaPathFinder):
-    """Wraps the loader of transformers' and hf-memotion's modules while a registration waits."""
+    """Wraps the loader of transformers', timm's and hf-memotion's modules while a registration waits."""
 
     def find_spec(
         self, name: str, path: Any, target: ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
-        if not _pending or not name.startswith(("transformers", "hf_memotion")):
+        if not _pending or not name.startswith(("transformers", "hf_memotion", "timm")):
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):

@@ -2,8 +2,9 @@
 """Predict memes with a saved ensemble through ``pipeline("meme-emotion")``.
 
 Usage:
-    python scripts/predict.py ENSEMBLE [--image PATH --text TEXT] [--no-ten-crop] [--dtype auto|float32|bfloat16]
-Without --image/--text, the first meme of the demo test release is used.
+    python scripts/predict.py ENSEMBLE [--image PATH [--text TEXT]] [--no-ten-crop] [--dtype auto|float32|bfloat16]
+--image without --text reads the text off the image (OCR, needs Tesseract); with neither, the first meme of the
+demo test release is used.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     image, text = args.image, args.text
-    if image is None or text is None:
+    if text is not None and image is None:
+        sys.exit("error: --text needs --image (the meme's picture); --image alone reads the text off the image")
+    if image is None:
         demo = Path("outputs/demo_data/memotion_test_release")
         if not (demo / "2000_testdata.csv").is_file():
             sys.exit("error: pass --image and --text (no demo test release in outputs/demo_data)")
@@ -44,10 +47,14 @@ def main(argv: list[str] | None = None) -> int:
         image, text = str(demo / "2000_data" / row["Image_name"]), row["corrected_text"] or row["OCR_extracted_text"]
     try:
         pipe = pipeline("meme-emotion", model=args.model, dtype=args.dtype)
-        result = pipe({"image": image, "text": text}, ten_crop=not args.no_ten_crop)
+        meme = {"image": image} if text is None else {"image": image, "text": text}  # no text: OCR
+        result = pipe(meme, ten_crop=not args.no_ten_crop)
     except (MemeInputError, FileNotFoundError, OSError, ValueError) as err:
         sys.exit(f"error: {err}")
-    print(f"meme: {image}  text: {text!r}  dtype: {pipe.model.dtype} ({pipe.model.inference_dtype_reason})")
+    print(
+        f"meme: {image}  text: {result['text']!r} ({result['text_source']})  dtype: {pipe.model.dtype} "
+        f"({pipe.model.inference_dtype_reason})"
+    )
     print(json.dumps(result, indent=2))
     return 0
 

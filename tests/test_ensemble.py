@@ -197,6 +197,20 @@ def test_predict_script_prints_the_schema(saved_ensemble, tmp_path):
         text=True,
     )
     assert bad.returncode != 0 and "nope.png" in bad.stderr
+    # --image alone: that meme, its text read off the image (never the demo meme in its place)
+    alone = subprocess.run(
+        [sys.executable, str(script), str(saved_ensemble), "--image", str(image), "--no-ten-crop"],
+        capture_output=True,
+        text=True,
+    )
+    if alone.returncode == 0:
+        assert f"meme: {image} " in alone.stdout and "(ocr)" in alone.stdout and '"text_source": "ocr"' in alone.stdout
+    else:  # no Tesseract here: the message says so
+        assert "tesseract" in alone.stderr.lower(), alone.stderr
+    text_only = subprocess.run(
+        [sys.executable, str(script), str(saved_ensemble), "--text", "x"], capture_output=True, text=True
+    )
+    assert text_only.returncode != 0 and "--text needs --image" in text_only.stderr
 
 
 def test_per_problem_layout_expands_to_one_model_per_problem():

@@ -114,6 +114,24 @@ def test_train_py_plan_prints_the_plan_and_trains_nothing(tmp_path):
     assert not out.exists()
 
 
+def test_the_papers_text_backbones_plan_without_the_network(tmp_path):
+    """No Hub (an endpoint nothing answers, an empty cache, HF_HUB_OFFLINE unset): one paper backbone plans from its
+    published sizes at once, with no download tried and no retry."""
+    code = (
+        "from hf_memotion.training.planning import plan_training\n"
+        "from hf_memotion.training.run_specs import EnsembleRunSpec\n"
+        "spec = EnsembleRunSpec.from_dict({'models': [{'name': 'bert', 'modality': 'text',"
+        " 'backbone': 'bert-large-uncased', 'problems': ['humour']}], 'plan': {'n_train': 10, 'n_test': 5}})\n"
+        "print(plan_training(spec).notes)"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=str(tmp_path / "hf_home"))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "published sizes" in done.stdout
+    assert "Retrying" not in done.stderr and "127.0.0.1" not in done.stderr
+
+
 def test_a_text_backbone_whose_config_cannot_be_read_is_named():
     spec = EnsembleRunSpec.from_dict(
         {

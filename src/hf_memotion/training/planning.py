@@ -284,20 +284,25 @@ def _text_backbone_config(backbone: str, tiny: Mapping[str, Any] | None, notes: 
 
         corpus = [f"word{i}" for i in range(200)]  # the vocabulary's size only moves the (uncounted) embedding lookup
         return build_tiny_text_backbone(backbone[len("tiny:") :], corpus, **dict(tiny or {}))[0]
-    try:
-        return AutoConfig.from_pretrained(backbone)
+    try:  # a local folder, or the Hugging Face cache: no network
+        return AutoConfig.from_pretrained(backbone, local_files_only=True)
     except OSError:
-        known = PAPER_TEXT_BACKBONES.get(backbone.rsplit("/", 1)[-1])
-        if known is None:
-            raise FileNotFoundError(
-                f"--plan: the config of text backbone {backbone!r} is neither a local folder nor in the Hugging Face "
-                "cache; download it once (huggingface-cli download <id> config.json) or give a local folder"
-            ) from None
+        pass
+    known = PAPER_TEXT_BACKBONES.get(backbone.rsplit("/", 1)[-1])
+    if known is not None:  # the paper's backbones: their published sizes, so the paper's plan needs no network
         note = f"{backbone}: config from its published sizes (not downloaded)"
         if note not in notes:
             notes.append(note)
         values = dict(known)
         return CONFIG_MAPPING[values.pop("model_type")](**values)
+    try:
+        return AutoConfig.from_pretrained(backbone)
+    except OSError:
+        raise FileNotFoundError(
+            f"--plan: the config of text backbone {backbone!r} is neither a local folder nor in the Hugging Face "
+            "cache, and it could not be downloaded; download it once (huggingface-cli download <id> config.json) "
+            "or give a local folder (HF_HUB_OFFLINE=1 skips the Hub at once)"
+        ) from None
 
 
 def _build(entry: ModelEntry, problems: list[str], notes: list[str]) -> tuple[torch.nn.Module, dict, int]:

@@ -19,6 +19,7 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from hf_memotion.registration import register_auto_classes, register_when_transformers_is_used
+from hf_memotion.threads import apply_thread_policy
 
 __version__ = "0.1.0"
 
@@ -144,4 +145,5 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from hf_memotion.training.arguments import MemotionTrainingArguments
     from hf_memotion.training.trainer import ClassifierTrainingArguments, MemotionTrainer
 
+apply_thread_policy()  # before torch loads: idle OpenMP threads spin briefly (a busy machine costs its share)
 register_when_transformers_is_used()

@@ -18,6 +18,7 @@ import importlib
 import warnings
 from typing import TYPE_CHECKING, Any
 
+from hf_memotion.lazy import lazy_exports
 from hf_memotion.registration import register_auto_classes, register_when_transformers_is_used
 from hf_memotion.threads import apply_thread_policy
 
@@ -107,22 +108,15 @@ __all__ = [
 ]
 
 
+_exported, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+
 def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    elif name in _MOVED:
-        module, new = _MOVED[name]
-        warnings.warn(f"hf_memotion.{name} moved: use `from {module} import {new}`", FutureWarning, stacklevel=2)
-        value = getattr(importlib.import_module(module), new)
-    else:
-        raise AttributeError(f"module 'hf_memotion' has no attribute {name!r}")
-    if name in _EXPORTS:
-        globals()[name] = value  # resolved once
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+    if name not in _MOVED:
+        return _exported(name)  # resolved once; an unknown name is the usual AttributeError
+    module, new = _MOVED[name]
+    warnings.warn(f"hf_memotion.{name} moved: use `from {module} import {new}`", FutureWarning, stacklevel=2)
+    return getattr(importlib.import_module(module), new)
 
 
 if TYPE_CHECKING:  # what type checkers and IDEs see

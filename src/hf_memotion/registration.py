@@ -100,12 +100,12 @@ def _run_due() -> None:
             sys.meta_path.remove(_HOOK)
     for action in due:
         try:
-            _register_models() if action == "models" else _register_pipeline()
+            (_register_models if action == "models" else _register_pipeline)()
         except Exception as err:  # an unrelated import must not fail because of it; the reason is logged
             logger.warning(
                 "hf-memotion could not register its %s with transformers (%s: %s); call "
                 "hf_memotion.register_auto_classes() to see the full error",
-                "models" if action == "models" else "pipeline",
+                action,
                 type(err).__name__,
                 err,
             )

@@ -13,7 +13,7 @@ never overrides what a user set (``GOMP_SPINCOUNT``, ``OMP_WAIT_POLICY``), and `
 turns it off.
 
 Examples:
-    >>> apply_thread_policy(environ={})  # torch is loaded in this process already: too late, nothing is set
+    >>> apply_thread_policy(environ={}, torch_loaded=True)  # too late: OpenMP has read its settings
     {}
     >>> apply_thread_policy(environ={}, torch_loaded=False)
     {'GOMP_SPINCOUNT': '20000'}

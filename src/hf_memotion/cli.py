@@ -21,6 +21,7 @@ import argparse
 import dataclasses
 import inspect
 import logging
+import pkgutil
 import sys
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -139,12 +140,7 @@ def publish_folders(push: PushSpec, folders: Mapping[str, Path]) -> None:
 
 def _resolve(target: Any) -> Any:
     """A callable, or the ``"module:name"`` of one (imported only when the command runs, not for ``--help``)."""
-    if not isinstance(target, str):
-        return target
-    import importlib
-
-    module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)
+    return pkgutil.resolve_name(target) if isinstance(target, str) else target
 
 
 def run_command(

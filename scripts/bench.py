@@ -235,7 +235,7 @@ def bench_dtype(size: str = "space", batch: int = 8, train: bool = False) -> dic
 
 
 def _brief_check(check: dict[str, Any]) -> dict[str, Any]:
-    keep = ("rows", "macro_f1", "macro_f1_change", "max_probability_change", "passed")
+    keep = ("rows", "macro_f1", "macro_f1_change", "max_probability_change", "passed", "speed")
     return {k: check[k] for k in keep}
 
 

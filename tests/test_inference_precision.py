@@ -89,8 +89,11 @@ def held_out(demo_root):
     return load_memotion(demo_root)["test"]
 
 
-def _passing_check():
-    return {"macro_f1_change": {"subtask_a": 0.0, "subtask_b": -0.004, "subtask_c": 0.002}, "passed": True}
+def _passing_check(speedup=1.6):
+    """A recorded check: accuracy passed, bf16 timed at ``speedup`` x fp32 on the CPU (``None``: not timed)."""
+    speed = {} if speedup is None else {"cpu": {"memes": 4, "speedup": speedup}}
+    changes = {"subtask_a": 0.0, "subtask_b": -0.004, "subtask_c": 0.002}
+    return {"macro_f1_change": changes, "passed": True, "speed": speed}
 
 
 class _Config:
@@ -105,12 +108,52 @@ class _Config:
         (True, {}, torch.float32, "no bf16 check recorded"),
         (True, {"bfloat16": {"macro_f1_change": {"subtask_a": 0.02}}}, torch.float32, "moved held-out macro-F1 by"),
         (True, {"bfloat16": _passing_check()}, torch.bfloat16, "at most 0.0040"),
+        # native bf16 and accurate, but slower (the demo ensemble once ran at 0.60x fp32 with AVX512-BF16)
+        (True, {"bfloat16": _passing_check(speedup=0.6)}, torch.float32, "0.60x fp32's speed"),
+        (True, {"bfloat16": _passing_check(speedup=1.02)}, torch.float32, "needs >= 1.05x"),
+        (True, {"bfloat16": _passing_check(speedup=None)}, torch.float32, "not yet timed"),
     ],
 )
 def test_auto_picks_bf16_only_on_native_hardware_with_a_passed_check(monkeypatch, native, checks, expected, why):
     monkeypatch.setattr(inference_dtype, "native_bf16", lambda device: native)
     dtype, reason = inference_dtype.resolve_inference_dtype(_Config(checks), "cpu")
     assert dtype == expected and why in reason
+
+
+@pytest.mark.parametrize(("speedup", "expected"), [(0.6, torch.float32), (1.8, torch.bfloat16)])
+def test_auto_times_bf16_once_on_a_device_the_check_did_not_run_on(monkeypatch, speedup, expected):
+    monkeypatch.setattr(inference_dtype, "native_bf16", lambda device: True)
+    config = _Config({"bfloat16": _passing_check()})  # timed on the CPU only
+    calls = []
+
+    def measure():
+        calls.append(1)
+        return {"memes": 4, "speedup": speedup}
+
+    dtype, _ = inference_dtype.resolve_inference_dtype(config, "cuda:0", measure=measure)
+    assert dtype == expected and calls == [1]
+    assert config.dtype_checks["bfloat16"]["speed"]["cuda"]["speedup"] == speedup  # recorded beside the CPU's
+    assert inference_dtype.resolve_inference_dtype(config, "cuda:1", measure=measure)[0] == expected
+    assert calls == [1]  # once per kind of device
+
+
+def test_auto_on_an_untimed_device_times_the_loaded_models(monkeypatch, synthetic, tmp_path):
+    """An ensemble whose check carries no timing for the CPU: loaded in fp32, timed, then cast if bf16 is faster."""
+    monkeypatch.setattr(inference_dtype, "native_bf16", lambda device: True)
+    ensemble = build_tiny_ensemble(synthetic)
+    ensemble.config.dtype_checks = {"bfloat16": _passing_check(speedup=None)}
+    ensemble.save_pretrained(tmp_path / "untimed")
+    for speedup, expected in ((0.6, torch.float32), (1.5, torch.bfloat16)):
+        monkeypatch.setattr(
+            "hf_memotion.models.ensemble.modeling_memotion_ensemble.measure_dtype_speed",
+            lambda ensemble, speedup=speedup: {"memes": 4, "speedup": speedup},
+        )
+        loaded = MemotionEnsembleModel.from_pretrained(tmp_path / "untimed")
+        assert set(_dtypes(loaded).values()) == {expected}
+        assert loaded.config.dtype_checks["bfloat16"]["speed"]["cpu"]["speedup"] == speedup
+    real = inference_dtype.measure_dtype_speed(build_tiny_ensemble(synthetic), memes=2)
+    assert real["memes"] == 2 and real["float32_s"] > 0 and real["bfloat16_s"] > 0
+    assert real["speedup"] == pytest.approx(real["float32_s"] / real["bfloat16_s"], rel=1e-3)
 
 
 def test_check_dtype_measures_the_held_out_change_and_is_saved(synthetic, held_out, tmp_path):
@@ -121,6 +164,8 @@ def test_check_dtype_measures_the_held_out_change_and_is_saved(synthetic, held_o
         assert change == pytest.approx(check["macro_f1"]["bfloat16"][subtask] - check["macro_f1"]["float32"][subtask])
     assert check["passed"] == all(abs(v) <= inference_dtype.DTYPE_TOLERANCE for v in check["macro_f1_change"].values())
     assert 0 < check["max_probability_change"] < 0.1  # bf16 rounding moves probabilities, but only a little
+    timing = check["speed"]["cpu"]  # both dtypes timed on the first batch, where the check ran
+    assert timing["memes"] == 7 and timing["float32_s"] > 0 and timing["bfloat16_s"] > 0
     assert all(m.dtype == torch.float32 for m in ensemble.base_models.values())  # the ensemble is left as it was
     ensemble.save_pretrained(tmp_path / "e")
     saved = json.loads((tmp_path / "e" / "config.json").read_text())["dtype_checks"]["bfloat16"]

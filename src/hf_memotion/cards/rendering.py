@@ -184,6 +184,10 @@ def _bf16_check(check: Mapping[str, Any] | None) -> dict[str, Any] | None:
         "changes": ", ".join(f"{changes[k]:+.4f}" for k in ("subtask_a", "subtask_b", "subtask_c") if k in changes),
         "rows": check.get("rows"),
         "passed": bool(check.get("passed")),
+        "speed": ", ".join(
+            f"{float(timing['speedup']):.2f}x fp32's speed on {device}"
+            for device, timing in sorted((check.get("speed") or {}).items())
+        ),
     }
 
 

@@ -118,8 +118,9 @@ class MemeEmotionPipeline(Pipeline):
 
         A saved ensemble through transformers (a folder or a Hub id)::
 
-            # dtype="auto" (the default): bf16 where the device has it natively and the ensemble's held-out
-            # bf16 check passed, else fp32 (pipe.model.inference_dtype_reason says which); dtype=torch.float32 to fix it
+            # dtype="auto" (the default): bf16 where the device has it natively, the ensemble's held-out bf16
+            # check passed and bf16 is faster for it there, else fp32 (pipe.model.inference_dtype_reason says
+            # which); dtype=torch.float32 to fix it
             pipe = pipeline("meme-emotion", model="outputs/demo/ensemble", batch_size=16)
             for answer in pipe(load_memotion("data")["test"], num_workers=2): ...
     """

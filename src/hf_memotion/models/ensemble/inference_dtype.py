@@ -4,10 +4,16 @@
 ``pipeline("meme-emotion")``) picks **bf16 weights** where both hold:
 
 1. the device computes bf16 natively (:func:`hf_memotion.hardware.native_bf16`: AVX512-BF16 or AMX on a
-   CPU, compute capability 8.0+ on a GPU; elsewhere bf16 can be far slower than fp32), and
+   CPU, compute capability 8.0+ on a GPU; elsewhere bf16 can be far slower than fp32),
 2. the ensemble carries a passed bf16 check: :func:`check_inference_dtype` ran it on labelled held-out
    memes (``scripts/train.py`` does at the end of training) and no subtask's macro-F1 moved by more
-   than :data:`DTYPE_TOLERANCE` (0.005).
+   than :data:`DTYPE_TOLERANCE` (0.005), and
+3. bf16 is faster for *this* ensemble on *this kind* of device: at least :data:`DTYPE_MIN_SPEEDUP` (1.05x)
+   fp32's speed. Native bf16 is not enough: small models can run slower in bf16 than in fp32 (the demo
+   ensemble once ran at 0.60x on a CPU with AVX512-BF16). The check times both dtypes on the device it
+   runs on; a device type it did not run on is timed once, on a synthetic batch, the first time
+   ``"auto"`` resolves there with the models loaded (:func:`measure_dtype_speed`), and recorded beside
+   the accuracy check (``config.dtype_checks["bfloat16"]["speed"]``; saved with the ensemble).
 
 Otherwise fp32. bf16 *weights* rather than autocast: on the CPU measured here both give the same
 outputs to rounding and bf16 weights are faster (the Space-size pipeline 1.93x fp32 against 1.65x:
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -39,12 +46,23 @@ if TYPE_CHECKING:
 
     from hf_memotion.models.ensemble.modeling_memotion_ensemble import MemotionEnsembleModel
 
-__all__ = ["DTYPE_TOLERANCE", "check_inference_dtype", "resolve_inference_dtype"]
+__all__ = [
+    "DTYPE_MIN_SPEEDUP",
+    "DTYPE_TOLERANCE",
+    "check_inference_dtype",
+    "measure_dtype_speed",
+    "resolve_inference_dtype",
+]
 
 logger = logging.getLogger(__name__)
 
 #: Largest held-out macro-F1 change (any subtask) at which ``dtype="auto"`` still picks bf16.
 DTYPE_TOLERANCE = 0.005
+#: Smallest measured speed-up of bf16 over fp32 at which ``dtype="auto"`` picks bf16: under it, bf16's rounding
+#: buys nothing (the margin keeps timing noise from deciding).
+DTYPE_MIN_SPEEDUP = 1.05
+#: Timed forwards per dtype and model (after one warm-up each); the median is kept.
+SPEED_REPEATS = 3
 SUBTASK_KEYS = ("subtask_a", "subtask_b", "subtask_c")
 
 
@@ -52,16 +70,33 @@ def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def resolve_inference_dtype(config: Any, device: str | torch.device) -> tuple[torch.dtype, str]:
+def resolve_inference_dtype(
+    config: Any, device: str | torch.device, measure: Callable[[], dict[str, Any]] | None = None
+) -> tuple[torch.dtype, str]:
     """The dtype ``"auto"`` means for an ensemble's config on ``device``, and why (one line).
 
     Args:
         config: A ``MemotionEnsembleConfig`` (its ``dtype_checks`` are read).
         device: Where the base models run.
+        measure: Times both dtypes on ``device`` when the check has no speed for its type (the result is
+            recorded in ``config``); without it such a device gets fp32.
     """
-    dtype, reason = _resolve(config, torch.device(device))
+    device = torch.device(device)
+    dtype, reason = _resolve(config, device)
+    if reason == _UNTIMED and measure is not None:
+        check = config.dtype_checks["bfloat16"]
+        check["speed"] = {**(check.get("speed") or {}), device.type: measure()}
+        dtype, reason = _resolve(config, device)
     logger.info("dtype='auto': %s (%s)", _dtype_name(dtype), reason)
     return dtype, reason
+
+
+_UNTIMED = "bf16 not yet timed against fp32 for this ensemble on this kind of device"
+
+
+def needs_speed_measurement(config: Any, device: str | torch.device) -> bool:
+    """Whether ``"auto"`` on ``device`` waits for a timing of the loaded models (everything else allows bf16)."""
+    return _resolve(config, torch.device(device))[1] == _UNTIMED
 
 
 def _resolve(config: Any, device: torch.device) -> tuple[torch.dtype, str]:
@@ -74,25 +109,128 @@ def _resolve(config: Any, device: torch.device) -> tuple[torch.dtype, str]:
     worst = max((abs(float(v)) for v in changes.values()), default=float("inf"))
     if worst > DTYPE_TOLERANCE:
         return torch.float32, f"bf16 moved held-out macro-F1 by {worst:.4f} (> {DTYPE_TOLERANCE})"
-    return torch.bfloat16, f"native bf16 on {device.type}; held-out macro-F1 moved by at most {worst:.4f}"
+    speed = (check.get("speed") or {}).get(device.type)
+    if not speed:
+        return torch.float32, _UNTIMED
+    speedup = float(speed["speedup"])
+    if speedup < DTYPE_MIN_SPEEDUP:
+        return torch.float32, (
+            f"bf16 ran at {speedup:.2f}x fp32's speed on {device.type} for this ensemble (bf16 needs >= "
+            f"{DTYPE_MIN_SPEEDUP}x)"
+        )
+    return torch.bfloat16, (
+        f"native bf16 on {device.type}, {speedup:.2f}x fp32's speed; held-out macro-F1 moved by at most {worst:.4f}"
+    )
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _forward_seconds(pairs: list[tuple[torch.nn.Module, torch.nn.Module, dict, dict]]) -> tuple[float, float]:
+    """Seconds of one forward in fp32 and in the lower precision, summed over models (median of repeats).
+
+    ``pairs``: ``(fp32 model, low model, fp32 inputs, low inputs)`` per base model. The two dtypes alternate
+    within each repeat, so a drift of the machine's speed falls on both alike.
+    """
+    totals = [0.0, 0.0]
+    with torch.inference_mode():
+        for model, low, inputs, low_inputs in pairs:
+            times: list[list[float]] = [[], []]
+            for net, given in ((model, inputs), (low, low_inputs)):
+                net(**given)  # warm-up: first-call allocation and kernel selection are not the dtype's speed
+            for _ in range(SPEED_REPEATS):
+                for slot, (net, given) in enumerate(((model, inputs), (low, low_inputs))):
+                    _synchronize(net.device)
+                    start = time.perf_counter()
+                    net(**given)
+                    _synchronize(net.device)
+                    times[slot].append(time.perf_counter() - start)
+            for slot in (0, 1):
+                totals[slot] += float(np.median(times[slot]))
+    return totals[0], totals[1]
+
+
+def _speed_record(seconds: tuple[float, float], dtype: torch.dtype, memes: int) -> dict[str, Any]:
+    fp32, low = seconds
+    return {
+        "memes": memes,
+        "float32_s": round(fp32, 6),
+        f"{_dtype_name(dtype)}_s": round(low, 6),
+        "speedup": round(fp32 / max(low, 1e-9), 4),
+    }
+
+
+def measure_dtype_speed(
+    ensemble: MemotionEnsembleModel, dtype: torch.dtype = torch.bfloat16, memes: int = 4
+) -> dict[str, Any]:
+    """Time one forward of every base model in fp32 and in ``dtype`` on a synthetic batch, where the models are.
+
+    The base models must be fp32; each is copied to ``dtype`` in turn (one model's extra memory at a time).
+
+    Args:
+        ensemble: A loaded ensemble in fp32.
+        dtype: The lower precision.
+        memes: Memes in the batch (each read as ten crops, the paper's inference).
+
+    Returns:
+        ``{"memes", "float32_s", "<dtype>_s", "speedup"}`` (speedup: fp32 seconds over ``dtype`` seconds).
+
+    Examples:
+        >>> from hf_memotion.benchmarking import ENSEMBLE_SIZES, random_ensemble
+        >>> speed = measure_dtype_speed(random_ensemble(ENSEMBLE_SIZES["demo"]), memes=1)
+        >>> sorted(speed), speed["speedup"] > 0
+        (['bfloat16_s', 'float32_s', 'memes', 'speedup'], True)
+    """
+    from PIL import Image
+
+    images = [Image.new("RGB", (256, 256), (90 + 20 * i, 120, 160)) for i in range(memes)]
+    texts = [f"when the synthetic meme number {i} is only here to time a forward pass" for i in range(memes)]
+    batch = ensemble.processor(images, texts, ten_crop=True)
+    seconds = [0.0, 0.0]
+    for entry in ensemble.config.base_models:
+        model = ensemble.base_models[entry["name"]]
+        if getattr(model, "quantized", False):
+            continue  # int8 text models predict as they are in either case
+        if model.dtype != torch.float32:
+            raise ValueError(f"measure_dtype_speed compares against fp32: base model {entry['name']!r} is {model.dtype}")
+        low = copy.deepcopy(model).to(dtype)
+        pair = (
+            model,
+            low,
+            ensemble.processor.model_inputs(batch, entry["name"], device=model.device, dtype=model.dtype),
+            ensemble.processor.model_inputs(batch, entry["name"], device=low.device, dtype=dtype),
+        )
+        for slot, value in enumerate(_forward_seconds([pair])):
+            seconds[slot] += value
+        del low
+    record = _speed_record((seconds[0], seconds[1]), dtype, memes)
+    logger.info("bf16 against fp32 on a synthetic batch: %.2fx fp32's speed", record["speedup"])
+    return record
 
 
 def _probability_pairs(processor: Any, name: str, model: torch.nn.Module, low: torch.nn.Module, data, batch_size: int):
     """One base model's probabilities over ``data`` in fp32 (``model``) and in the lower precision (``low``).
 
-    Each chunk of memes is preprocessed once for both.
+    Each chunk of memes is preprocessed once for both. Also returns the first chunk's inputs (fp32, low), which
+    the check times.
     """
     rows: dict[str, list[np.ndarray]] = {}
     low_rows: dict[str, list[np.ndarray]] = {}
+    first: list[dict] = []
     with torch.inference_mode():
         for start in range(0, len(data), batch_size):
             chunk = data[start : start + batch_size]
             batch = processor(chunk["image"], chunk["text"], ten_crop=True)
             for net, out in ((model, rows), (low, low_rows)):
                 inputs = processor.model_inputs(batch, name, device=net.device, dtype=net.dtype)
+                if start == 0:
+                    first.append(inputs)
                 for problem, values in net(**inputs).problem_probabilities().items():
                     out.setdefault(problem, []).append(values)
-    return tuple({p: np.concatenate(v) for p, v in found.items()} for found in (rows, low_rows))
+    found = tuple({p: np.concatenate(v) for p, v in out.items()} for out in (rows, low_rows))
+    return found, (first[0], first[1])
 
 
 def check_inference_dtype(
@@ -120,7 +258,10 @@ def check_inference_dtype(
 
     Returns:
         ``{"dtype", "rows", "device", "macro_f1": {"float32": {...}, "<dtype>": {...}},
-        "macro_f1_change": {subtask: change}, "max_probability_change", "passed"}``.
+        "macro_f1_change": {subtask: change}, "max_probability_change", "passed", "speed"}``; ``passed``
+        is the accuracy verdict; ``speed`` is ``{device type: {"memes", "float32_s", "<dtype>_s", "speedup"}}``,
+        one forward of every base model on the first ``batch_size`` memes in each dtype (what ``"auto"`` also
+        needs: bf16 at least :data:`DTYPE_MIN_SPEEDUP` x fp32's speed).
     """
     from hf_memotion.models.ensemble.processing_memotion_ensemble import MemeProcessor
 
@@ -134,6 +275,7 @@ def check_inference_dtype(
     reference: dict[str, dict[str, np.ndarray]] = {}
     lowered: dict[str, dict[str, np.ndarray]] = {}
     devices = set()
+    seconds = [0.0, 0.0]
     for entry in ensemble.config.base_models:
         name = entry["name"]
         if load is None:
@@ -147,8 +289,11 @@ def check_inference_dtype(
             raise ValueError(f"check_dtype compares against fp32: base model {name!r} is {model.dtype}")
         devices.add(str(model.device))
         low = copy.deepcopy(model).to(dtype)
-        pairs = _probability_pairs(processor, name, model, low, data, batch_size)
+        pairs, (inputs, low_inputs) = _probability_pairs(processor, name, model, low, data, batch_size)
         reference[name], lowered[name] = (with_aliases(found, entry.get("aliases")) for found in pairs)
+        for slot, value in enumerate(_forward_seconds([(model, low, inputs, low_inputs)])):
+            seconds[slot] += value
+        del inputs, low_inputs
         del low, model
         if load is not None:
             release_memory()
@@ -175,6 +320,11 @@ def check_inference_dtype(
         "macro_f1_change": change,
         "max_probability_change": largest,
         "passed": all(abs(v) <= DTYPE_TOLERANCE for v in change.values()),
+        "speed": {
+            "+".join(sorted({d.split(":")[0] for d in devices})): _speed_record(
+                (seconds[0], seconds[1]), dtype, min(batch_size, len(data))
+            )
+        },
     }
 
 

@@ -47,7 +47,13 @@ from hf_memotion.folder_safety import (
 )
 from hf_memotion.io_utils import atomic_write_bytes, atomic_write_text
 from hf_memotion.models.ensemble.configuration_memotion_ensemble import MemotionEnsembleConfig
-from hf_memotion.models.ensemble.inference_dtype import cast_base_models, check_inference_dtype, resolve_inference_dtype
+from hf_memotion.models.ensemble.inference_dtype import (
+    cast_base_models,
+    check_inference_dtype,
+    measure_dtype_speed,
+    needs_speed_measurement,
+    resolve_inference_dtype,
+)
 from hf_memotion.models.ensemble.processing_memotion_ensemble import MemeProcessor
 from hf_memotion.models.ensemble.stacking import (
     RULES,
@@ -340,8 +346,12 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
                 data = read_inside(folder, entry["file"], f"meta-estimator file of {problem!r}")
                 stacker.estimator = load_estimator(data, source=str(folder / entry["file"]))
             stackers[problem] = stacker
-        if requested_dtype == "auto":  # resolved before loading: weights are read straight into that dtype
-            dtype, dtype_reason = resolve_inference_dtype(config, _target_device(base_options.get("device_map")))
+        target = _target_device(base_options.get("device_map"))
+        time_after_loading = requested_dtype == "auto" and needs_speed_measurement(config, target)
+        if time_after_loading:  # bf16 not yet timed there: read fp32, time both dtypes, then cast (below)
+            dtype, dtype_reason = torch.float32, "to be timed"
+        elif requested_dtype == "auto":  # resolved before loading: weights are read straight into that dtype
+            dtype, dtype_reason = resolve_inference_dtype(config, target)
         else:
             dtype, dtype_reason = requested_dtype, "given"
         base_models = {}
@@ -379,6 +389,8 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
             images_per_forward=images_per_forward,
             onednn_linear=onednn_linear,
         )
+        if time_after_loading:
+            return ensemble.to_inference_dtype("auto")
         ensemble.inference_dtype_request, ensemble.inference_dtype_reason = requested_dtype, dtype_reason
         return ensemble
 
@@ -459,9 +471,11 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
         """Cast the base models to the dtype they predict in (int8-quantized text models stay as they are).
 
         Args:
-            dtype: ``"auto"``: bf16 where the base models' device computes bf16 natively *and* this ensemble
+            dtype: ``"auto"``: bf16 where the base models' device computes bf16 natively, this ensemble
                 carries a passed held-out check (:meth:`check_dtype`: no subtask's macro-F1 moved by more
-                than 0.005), fp32 otherwise; or an explicit ``torch.float32`` / ``torch.bfloat16``.
+                than 0.005) *and* bf16 is at least 1.05x fp32's speed for these models on this kind of device
+                (timed by the check, or here, once, on a synthetic batch when the check ran elsewhere); fp32
+                otherwise; or an explicit ``torch.float32`` / ``torch.bfloat16``.
                 ``self.inference_dtype_reason`` says why ``"auto"`` chose what it did.
 
         Examples:
@@ -474,7 +488,13 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
         if dtype == "auto":
             devices = {m.device for m in self.base_models.values()}
             device = next(iter(devices)) if len(devices) == 1 else torch.device("cpu")
-            dtype, self.inference_dtype_reason = resolve_inference_dtype(self.config, device)
+            movable = [m for m in self.base_models.values() if not getattr(m, "quantized", False)]
+            measure = (
+                (lambda: measure_dtype_speed(self))
+                if len(devices) == 1 and all(m.dtype == torch.float32 for m in movable)
+                else None
+            )
+            dtype, self.inference_dtype_reason = resolve_inference_dtype(self.config, device, measure=measure)
         elif isinstance(dtype, str):
             named = getattr(torch, dtype, None)
             if not isinstance(named, torch.dtype):

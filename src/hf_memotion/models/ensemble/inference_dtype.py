@@ -194,7 +194,8 @@ def measure_dtype_speed(
         if getattr(model, "quantized", False):
             continue  # int8 text models predict as they are in either case
         if model.dtype != torch.float32:
-            raise ValueError(f"measure_dtype_speed compares against fp32: base model {entry['name']!r} is {model.dtype}")
+            name = entry["name"]
+            raise ValueError(f"measure_dtype_speed compares against fp32: base model {name!r} is {model.dtype}")
         low = copy.deepcopy(model).to(dtype)
         pair = (
             model,

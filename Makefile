@@ -6,31 +6,51 @@ VENV ?= $(if $(VIRTUAL_ENV),$(VIRTUAL_ENV),.venv)
 PY := $(VENV)/bin/python
 # torch and torchvision first, pinned: on this project's machines these releases lie on disk.
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
-STAMP := $(VENV)/.hf_memotion_installed
+# One stamp per set of extras: `make demo` installs the core alone (no Gradio, faiss, Spark, Ray, playwright),
+# `make vise-demo` adds faiss, `make test` and `make docs` what the suite and the site need.
+CORE := $(VENV)/.hf_memotion_core
+VISE := $(VENV)/.hf_memotion_vise
+FULL := $(VENV)/.hf_memotion_full
+DOCS := $(VENV)/.hf_memotion_docs
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo vise-demo test test-slow lint docs install clean
+.PHONY: demo vise-demo test test-slow lint docs install install-all clean
 
-$(STAMP): pyproject.toml
+$(CORE): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet $(TORCH_SPEC)
-	$(PY) -m pip install --quiet -e ".[dev,docs,space,vise,spark,ocr,ray]"
-	@touch $(STAMP)
+	$(PIP) $(TORCH_SPEC)
+	$(PIP) -e .
+	@touch $(CORE)
 
-install: $(STAMP)
+$(VISE): $(CORE)
+	$(PIP) -e ".[vise]"
+	@touch $(VISE)
 
-demo: $(STAMP)
+# The suite covers every extra: the Space (gradio, playwright), faiss, Spark, Ray, OCR and the docs site.
+$(FULL): $(CORE)
+	$(PIP) -e ".[dev,docs,space,vise,spark,ocr,ray]"
+	@touch $(FULL) $(VISE) $(DOCS)
+
+$(DOCS): $(CORE)
+	$(PIP) -e ".[docs]"
+	@touch $(DOCS)
+
+install: $(CORE)
+
+install-all: $(FULL)
+
+demo: $(CORE)
 	$(PY) scripts/make_demo_data.py configs/demo.yaml
 	$(PY) scripts/train.py configs/demo.yaml
 	$(PY) scripts/predict.py outputs/demo/ensemble
 
 # VisE end to end on the demo corpus: mine pseudo-labels, pretrain a backbone, run the downstream protocols.
-vise-demo: $(STAMP)
+vise-demo: $(VISE)
 	$(PY) scripts/mine_vise_labels.py
 	$(PY) scripts/pretrain_vise.py
 	$(PY) scripts/evaluate_vise.py
 
-lint: $(STAMP)
+lint: $(FULL)
 	$(PY) -m ruff check src tests scripts space docs
 	$(PY) -m ruff format --check src tests scripts space docs
 
@@ -38,12 +58,12 @@ test: lint
 	$(PY) -m pytest -m "not slow" --doctest-modules src tests $(PYTEST_ARGS)
 
 # pytest exits 5 when no test is marked slow: that is not a failure.
-test-slow: $(STAMP)
+test-slow: $(FULL)
 	$(PY) -m pytest -m slow $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 # The documentation site in site/: the guides in docs/ and one API page per public class and function, from the
 # docstrings; --strict turns every warning (a broken link, a docstring griffe cannot read) into a failure.
-docs: $(STAMP)
+docs: $(DOCS)
 	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(PY) -m mkdocs build --strict
 
 clean:

@@ -170,8 +170,14 @@ def contribution_chart(output: dict[str, Any]) -> Figure:
     axes.invert_yaxis()
     axes.set_xlim(0, 1)
     axes.set_xlabel("probability of the ensemble's answer")
-    axes.legend(loc="lower right", fontsize="small")
+    # above the axes, in one row: a legend inside them would cover the bars that reach 1
+    axes.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(sources), fontsize="small", frameon=False)
     return figure
+
+
+def presence(output: dict[str, Any]) -> list[dict[str, float]]:
+    """Subtask B as four yes/no answers, one per emotion: ``{"yes": p, "no": 1 - p}``."""
+    return [{"yes": output["emotions"][e]["score"], "no": 1.0 - output["emotions"][e]["score"]} for e in EMOTIONS]
 
 
 def read_text(image: Image.Image | None, current: str | None = None) -> str:
@@ -200,10 +206,9 @@ def analyse(pipe: MemeEmotionPipeline, image: Image.Image | None, text: str | No
         output = pipe(meme, return_base=True, ten_crop=TEN_CROP)
     except MemeInputError as err:
         raise gr.Error(str(err), title="Cannot analyse this meme") from None
-    present = {e: output["emotions"][e]["score"] for e in EMOTIONS}
     intensities = [output["emotions"][e]["intensity_scores"] for e in EMOTIONS]
     summary = {key: output[key] for key in ("sentiment", "emotions", "submission", "text", "text_source")}
-    return output["sentiment"]["scores"], present, *intensities, contribution_chart(output), summary
+    return output["sentiment"]["scores"], *presence(output), *intensities, contribution_chart(output), summary
 
 
 def build_demo(pipe: MemeEmotionPipeline, model_name: str = MODEL) -> gr.Blocks:
@@ -228,17 +233,16 @@ def build_demo(pipe: MemeEmotionPipeline, model_name: str = MODEL) -> gr.Blocks:
                 gr.Examples(EXAMPLES, inputs=[image, text])
             with gr.Column():
                 sentiment = gr.Label(label="Sentiment (subtask A)", elem_id="sentiment")
-                present = gr.Label(label="Emotions present (subtask B)", num_top_classes=4, elem_id="present")
-                intensity = []
-                for pair in (EMOTIONS[:2], EMOTIONS[2:]):
+                present, intensity = [], []
+                for e in EMOTIONS:  # one row per emotion: is it there (B), and how strongly (C)
                     with gr.Row():
-                        intensity += [
+                        present.append(gr.Label(label=f"{e.capitalize()}? (subtask B)", elem_id=f"{e}_present"))
+                        intensity.append(
                             gr.Label(label=f"{e.capitalize()} intensity (subtask C)", elem_id=f"{e}_intensity")
-                            for e in pair
-                        ]
+                        )
         chart = gr.Plot(label="What each modality contributed")
         details = gr.JSON(label="Pipeline output")
-        outputs = [sentiment, present, *intensity, chart, details]
+        outputs = [sentiment, *present, *intensity, chart, details]
 
         def predict(image: Image.Image | None, text: str | None) -> tuple:
             return analyse(pipe, image, text)

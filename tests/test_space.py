@@ -54,11 +54,14 @@ def served(saved_ensemble):
 
 
 def _check_schema(result):
-    sentiment, present, *rest = result
-    intensities, chart, details = rest[:4], rest[4], rest[5]
+    sentiment, *rest = result
+    present, intensities, chart, details = rest[:4], rest[4:8], rest[8], rest[9]
     assert sentiment["label"] in get_problem("sentiment").labels
     assert sum(c["confidence"] for c in sentiment["confidences"]) == pytest.approx(1.0, abs=1e-6)
-    assert {c["label"] for c in present["confidences"]} == set(EMOTIONS)
+    for emotion, answer in zip(EMOTIONS, present, strict=True):  # subtask B: four yes/no answers
+        scores = {c["label"]: c["confidence"] for c in answer["confidences"]}
+        assert set(scores) == {"yes", "no"} and scores["yes"] == pytest.approx(details["emotions"][emotion]["score"])
+        assert answer["label"] == ("yes" if details["emotions"][emotion]["present"] else "no")
     for emotion, grades in zip(EMOTIONS, intensities, strict=True):
         labels = get_problem(f"{emotion}_intensity").labels
         assert {c["label"] for c in grades["confidences"]} == set(labels)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
-import logging
 import pkgutil
 import sys
 import typing
@@ -29,8 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hf_memotion.data.images import ImageDecodeError
-from hf_memotion.specs import spec_keys
+from hf_memotion.logs import calm_progress_bars
+
+calm_progress_bars()  # before anything imports tqdm (it reads the setting once)
+
+from hf_memotion.data.images import ImageDecodeError  # noqa: E402
+from hf_memotion.specs import spec_keys  # noqa: E402
 
 if TYPE_CHECKING:
     from hf_memotion.hub.publishing import PushSpec
@@ -179,8 +182,12 @@ def run_command(
         with_plan=plan is not None,
     )
     path, overrides = line.config, line.overrides
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from hf_memotion.distributed import process_state
+    from hf_memotion.hub.connectivity import offline_if_unreachable
+    from hf_memotion.logs import configure_logging
+
+    configure_logging()
+    offline_if_unreachable()  # configs may name Hub models: without a network, one line instead of retries
 
     run, summarize, saved_folders, plan, show_plan = map(_resolve, (run, summarize, saved_folders, plan, show_plan))
     state = process_state()  # before anything else: N launched processes form one data-parallel group

@@ -9,6 +9,8 @@ Examples:
 
 from __future__ import annotations
 
+import io
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,22 +18,52 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import confusion_matrix
 
+from hf_memotion.io_utils import atomic_write_bytes
 from hf_memotion.metrics.tables import format_table7
 from hf_memotion.tasks import PROBLEM_NAMES, get_problem
 
 __all__ = ["plot_scores", "render_report"]
 
 
-def plot_scores(output: Path, rows: Sequence[Mapping[str, Any]], final: Mapping[str, np.ndarray], labels) -> list[str]:
-    """Write ``scores.png`` (held-out macro-F1 per model and problem) and ``confusion_matrices.png``."""
+def _save_figure(fig: Any, path: Path) -> None:
+    """Write a figure as PNG atomically (a reader never sees half a file)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _label(name: str, width: int = 12) -> str:
+    """A class name for an axis: words, wrapped at ``width`` characters, never cut."""
+    return textwrap.fill(name.replace("_", " "), width=width)
+
+
+def plot_scores(
+    output: Path,
+    rows: Sequence[Mapping[str, Any]],
+    final: Mapping[str, np.ndarray],
+    labels: Mapping[str, Any],
+    model_name: str = "the modality ensemble",
+) -> list[str]:
+    """Write ``scores.png`` (held-out macro-F1 per model and problem) and ``confusion_matrices.png``.
+
+    Args:
+        output: The folder the PNGs go to.
+        rows: Table 7's rows (``name`` and ``scores`` per problem).
+        final: The probabilities the confusion matrices show, per problem (``(n, classes)``).
+        labels: The held-out labels per problem.
+        model_name: Whose predictions ``final`` holds (named in the figure's title).
+
+    Returns:
+        The file names written.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay
 
-    written = []
-    fig, ax = plt.subplots(figsize=(12, 4))
     problems = [p for p in PROBLEM_NAMES if p in final]
+    fig, ax = plt.subplots(figsize=(13, 4.6), layout="constrained")
     width = 0.8 / max(len(rows), 1)
     for i, row in enumerate(rows):
         ax.bar(
@@ -40,28 +72,38 @@ def plot_scores(output: Path, rows: Sequence[Mapping[str, Any]], final: Mapping[
             width,
             label=row["name"],
         )
-    ax.set_xticks(np.arange(len(problems)) + 0.4 - width / 2, problems, rotation=30, ha="right")
-    ax.set_ylabel("macro-F1 (held-out)")
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(output / "scores.png", dpi=100)
+    ax.set_xticks(np.arange(len(problems)) + 0.4 - width / 2, [_label(p, 14) for p in problems])
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("macro-F1 on the held-out split")
+    ax.set_xlabel("problem")
+    ax.set_title("Held-out macro-F1 per problem: each base model and each ensemble")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(title="model", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)  # beside the bars, not on them
+    _save_figure(fig, output / "scores.png")
     plt.close(fig)
-    written.append("scores.png")
-    fig, axes = plt.subplots(1, len(problems), figsize=(3.2 * len(problems), 3.2))
-    for ax, problem in zip(np.atleast_1d(axes), problems, strict=True):
+
+    columns = 3
+    grid = -(-len(problems) // columns)
+    fig, axes = plt.subplots(grid, columns, figsize=(5.2 * columns, 4.6 * grid), layout="constrained", squeeze=False)
+    count = len(next(iter(labels.values()))) if labels else 0
+    fig.suptitle(f"Confusion matrices of {model_name} on the held-out split ({count} memes)", fontsize=14)
+    for ax, problem in zip(axes.flat, problems, strict=False):
         names = get_problem(problem).labels
         matrix = confusion_matrix(labels[problem], final[problem].argmax(-1), labels=range(len(names)))
-        ax.imshow(matrix, cmap="Blues")
-        for (r, c), value in np.ndenumerate(matrix):
-            ax.text(c, r, int(value), ha="center", va="center", fontsize=7)
-        ax.set_title(problem, fontsize=8)
-        ax.set_xticks(range(len(names)), [n[:8] for n in names], rotation=45, fontsize=6)
-        ax.set_yticks(range(len(names)), [n[:8] for n in names], fontsize=6)
-    fig.tight_layout()
-    fig.savefig(output / "confusion_matrices.png", dpi=100)
+        # sklearn's display writes each count in black or white, whichever contrasts with its cell
+        ConfusionMatrixDisplay(matrix, display_labels=[_label(n) for n in names]).plot(
+            ax=ax, cmap="Blues", colorbar=False, values_format="d"
+        )
+        ax.set_title(problem.replace("_", " "), fontsize=12)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.tick_params(axis="x", labelrotation=0, labelsize=8)
+        ax.tick_params(axis="y", labelsize=8)
+    for ax in list(axes.flat)[len(problems) :]:
+        ax.axis("off")
+    _save_figure(fig, output / "confusion_matrices.png")
     plt.close(fig)
-    written.append("confusion_matrices.png")
-    return written
+    return ["scores.png", "confusion_matrices.png"]
 
 
 def render_report(report: Mapping[str, Any], plots: Sequence[str] = ()) -> str:

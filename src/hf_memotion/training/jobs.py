@@ -38,6 +38,7 @@ from typing import Any, Literal
 import datasets
 
 from hf_memotion.distributed import process_state
+from hf_memotion.logs import configure_logging
 
 __all__ = ["TrainingJob", "run_jobs"]
 
@@ -87,7 +88,7 @@ def _ray_task(job: TrainingJob, load: Callable[[], datasets.DatasetDict], cwd: s
 
     os.chdir(cwd)
     os.environ.setdefault("TQDM_DISABLE", "1")  # the driver shows one bar over the jobs
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     torch.set_num_threads(max(1, threads))
     key = repr(load)
     if key not in _DATA_CACHE:

@@ -44,6 +44,7 @@ from hf_memotion.io_utils import atomic_write_text
 from hf_memotion.metrics import memotion_scores
 from hf_memotion.metrics.tables import format_table7
 from hf_memotion.models.ensemble import MemotionEnsembleConfig, MemotionEnsembleModel, fit_stackers
+from hf_memotion.models.ensemble.inference_dtype import auto_choice
 from hf_memotion.models.ensemble.stacking import META_METHODS, combine_stackers
 from hf_memotion.reporting.ensemble_report import plot_scores, render_report
 from hf_memotion.specs import spec_to_dict
@@ -93,13 +94,12 @@ def _bf16_check(
         )
         return None
     check = ensemble.check_dtype(held_out, load=lambda e: _load_base(e, models / e["name"] / "model"), device=device)
-    verdict = "passed: dtype='auto' predicts in bf16" if check["passed"] else "failed: dtype='auto' stays fp32"
     changes = {k: round(v, 4) for k, v in check["macro_f1_change"].items()}
     logger.info(
         "bf16 on the held-out split: macro-F1 change %s, largest probability change %.4f (%s)",
         changes,
         check["max_probability_change"],
-        verdict,
+        "accuracy check passed" if check["passed"] else "accuracy check failed: dtype='auto' stays fp32",
     )
     return check
 
@@ -228,7 +228,7 @@ def run_training(config: Mapping[str, Any] | EnsembleRunSpec, *, source: str | N
             output / "ensemble", base_model_folders={e.name: output / "models" / e.name / "model" for e in models}
         )
         write_answer_file({p: final[p].argmax(-1) for p in PROBLEM_NAMES}, output / "answer.txt")
-        plots = plot_scores(output, rows, final, test_labels)
+        plots = plot_scores(output, rows, final, test_labels, model_name="the modality ensemble (all models)")
         atomic_write_text(output / "report.json", json.dumps(report, indent=2, default=str))
         atomic_write_text(output / "report.md", render_report(report, plots))
     state.wait_for_everyone()
@@ -243,8 +243,12 @@ def print_training_summary(report: Mapping[str, Any], spec: EnsembleRunSpec) -> 
     if report.get("bf16_check"):
         check = report["bf16_check"]
         worst = max(abs(v) for v in check["macro_f1_change"].values())
-        verdict = "dtype='auto' predicts in bf16" if check["passed"] else "dtype='auto' stays fp32"
-        print(f"bf16 check on the held-out split: largest macro-F1 change {worst:.4f} ({verdict})")
+        device = check.get("device", "cpu").split(",")[0]
+        dtype, reason = auto_choice(check, device)
+        print(
+            f"bf16 check on the held-out split: largest macro-F1 change {worst:.4f}; dtype='auto' on {device}: "
+            f"{str(dtype).removeprefix('torch.')} ({reason})"
+        )
     print(f"ensemble: {output}/ensemble  report: {output}/report.md  submission: {output}/answer.txt")
 
 

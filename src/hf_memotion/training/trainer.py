@@ -23,12 +23,14 @@ import os
 import pickle
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 from safetensors import SafetensorError
 from sklearn.metrics import f1_score
+from tqdm.auto import tqdm
 from transformers import (
     EarlyStoppingCallback,
     PreTrainedModel,
@@ -37,6 +39,7 @@ from transformers import (
     Trainer,
     TrainerCallback,
 )
+from transformers.utils import logging as transformers_logging
 
 from hf_memotion.cards import CardDataCallback
 from hf_memotion.models.heads import split_logits
@@ -230,17 +233,95 @@ class StopAfterEpochs(TrainerCallback):
         return control
 
 
+def progress_label(args: Any) -> str:
+    """A short name for a training's progress bar and summary line, from its output folder.
+
+    Examples:
+        >>> from types import SimpleNamespace
+        >>> run = "outputs/demo/models/text/search/trial_3/folds/fold_0/checkpoints"
+        >>> progress_label(SimpleNamespace(output_dir=run))
+        'text trial_3 fold_0'
+        >>> progress_label(SimpleNamespace(output_dir="outputs/demo/models/text/folds/refit_checkpoints"))
+        'text refit'
+        >>> progress_label(SimpleNamespace(output_dir="outputs/vise_pretrain_demo/checkpoints"))
+        'outputs/vise_pretrain_demo'
+    """
+    folder = Path(str(getattr(args, "output_dir", "") or "training"))
+    parts = [p.removesuffix("_checkpoints") for p in folder.parts if p != "checkpoints"]
+    if "models" in parts:  # a recipe's run: the model, its candidate and fold
+        named = [p for p in parts[len(parts) - parts[::-1].index("models") :] if p not in ("search", "folds")]
+        return " ".join(named) or "training"
+    return "/".join(parts[-2:]) or "training"
+
+
 class LoggingProgressCallback(ProgressCallback):
-    """Trainer's progress bars (main process only), with the per-epoch log dicts sent to the logger, not stdout."""
+    """One labelled training bar on the main process; per-log metrics at DEBUG, one summary line at INFO.
+
+    The stock callback draws an unlabelled bar per training and another per evaluation, and prints every log dict
+    to stdout. Here the training bar is named after the run (:func:`progress_label`), evaluations inside a training
+    draw no bar of their own (a standalone ``evaluate``/``predict`` still does), each log dict goes to the logger at
+    DEBUG (``HF_MEMOTION_LOG_LEVEL=DEBUG`` shows them) and the end of training logs one INFO line: steps, epochs and
+    the last logged loss and evaluation metrics.
+    """
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        """Open the labelled training bar."""
+        self.last: dict[str, Any] = {}
+        if state.is_world_process_zero:
+            self.training_bar = tqdm(total=state.max_steps, desc=f"training {progress_label(args)}", dynamic_ncols=True)
+        self.current_step = 0
+
+    def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
+        """No bar for an evaluation inside a training (the training bar covers it)."""
+        if self.training_bar is None:
+            super().on_prediction_step(args, state, control, eval_dataloader=eval_dataloader, **kwargs)
+            if self.prediction_bar is not None:
+                self.prediction_bar.set_description(f"evaluating {progress_label(args)}", refresh=False)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        """Log the metrics of this step at INFO level on the main process."""
+        """Send this log dict to the logger at DEBUG (main process) and keep it for the summary."""
         if state.is_world_process_zero and logs:
+            values = {k: round(v, 4) if isinstance(v, float) else v for k, v in logs.items()}
+            getattr(self, "last", {}).update(values)
+            logger.debug("%s epoch %.2f: %s", progress_label(args), state.epoch or 0.0, values)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        """Close the bar and log the training's summary line (main process)."""
+        if state.is_world_process_zero:
+            last = getattr(self, "last", {})
+            shown = {k: v for k, v in last.items() if k in ("loss", "train_loss") or k.startswith("eval_f1")}
             logger.info(
-                "epoch %.2f: %s",
+                "%s: %d steps, %.1f epochs in %.0f s; last %s",
+                progress_label(args),
+                state.global_step,
                 state.epoch or 0.0,
-                {k: round(v, 4) if isinstance(v, float) else v for k, v in logs.items()},
+                last.get("train_runtime", 0.0),
+                shown,
             )
+        super().on_train_end(args, state, control, **kwargs)
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
+_MTIME_NOTE = "mtime may not be reliable"
+
+
+def _quiet_checkpoint_ordering() -> None:
+    """Drop transformers' "mtime may not be reliable" warning.
+
+    Short epochs save checkpoints within a second of each other, which it reads as a broken filesystem; it then
+    orders them by step number, which is right.
+    """
+    target = logging.getLogger("transformers.trainer_utils")
+    if not any(isinstance(f, _DropMessage) and f.text == _MTIME_NOTE for f in target.filters):
+        target.addFilter(_DropMessage(_MTIME_NOTE))
 
 
 def _match_mixed_precision(args: Any) -> None:
@@ -325,7 +406,18 @@ class MemotionTrainer(Trainer):
             self.add_callback(LoggingProgressCallback())
         if getattr(self.model, "card_data", None) is not None:
             self.add_callback(CardDataCallback(self.model.card_data))
+        _quiet_checkpoint_ordering()
         self._terms: dict[str, list[torch.Tensor]] = {name: [] for name in getattr(self.args, "loss_terms", [])}
+
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        """Save as the stock trainer does, without a "Writing model shards" bar for every checkpoint."""
+        shown = transformers_logging.is_progress_bar_enabled()
+        transformers_logging.disable_progress_bar()
+        try:
+            super()._save(output_dir, state_dict)
+        finally:
+            if shown:
+                transformers_logging.enable_progress_bar()
 
     def create_optimizer(self, model=None) -> torch.optim.Optimizer:
         """SGD with momentum for ``optim="sgd"``; one decayed group with ``decay_all_parameters``; else stock."""

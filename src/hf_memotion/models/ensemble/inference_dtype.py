@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DTYPE_MIN_SPEEDUP",
     "DTYPE_TOLERANCE",
+    "auto_choice",
     "check_inference_dtype",
     "measure_dtype_speed",
     "resolve_inference_dtype",
@@ -100,9 +101,19 @@ def needs_speed_measurement(config: Any, device: str | torch.device) -> bool:
 
 
 def _resolve(config: Any, device: torch.device) -> tuple[torch.dtype, str]:
+    return auto_choice((getattr(config, "dtype_checks", None) or {}).get("bfloat16"), device)
+
+
+def auto_choice(check: Mapping[str, Any] | None, device: str | torch.device) -> tuple[torch.dtype, str]:
+    """What ``"auto"`` picks on ``device`` given a recorded bf16 check (``None``: none), and why; nothing is timed.
+
+    Examples:
+        >>> auto_choice({"macro_f1_change": {"subtask_a": 0.0}, "speed": {"cpu": {"speedup": 0.6}}}, "cpu")[0]
+        torch.float32
+    """
+    device = torch.device(device)
     if not native_bf16(device):
         return torch.float32, f"{device.type} has no native bf16"
-    check = (getattr(config, "dtype_checks", None) or {}).get("bfloat16")
     if not check:
         return torch.float32, "no bf16 check recorded for this ensemble (MemotionEnsembleModel.check_dtype)"
     changes = check.get("macro_f1_change") or {}

@@ -45,6 +45,7 @@ from hf_memotion.folder_safety import (
     read_inside,
     resolve_inside,
 )
+from hf_memotion.hub.connectivity import offline_if_unreachable
 from hf_memotion.io_utils import atomic_write_bytes, atomic_write_text
 from hf_memotion.models.ensemble.configuration_memotion_ensemble import MemotionEnsembleConfig
 from hf_memotion.models.ensemble.inference_dtype import (
@@ -145,6 +146,7 @@ def download_model_folder(repo_id: str, revision: str | None, hub_options: Mappi
             f"{repo_id!r} is neither a local folder nor a Hub id (namespace/name): nothing is downloaded for it"
         )
     options = {"allow_patterns": MODEL_FILE_PATTERNS, **dict(hub_options or {})}
+    offline_if_unreachable()  # no network: one line and the cache at once, not minutes of retries
     try:
         listing = snapshot_download(str(repo_id), revision=revision, dry_run=True, **options)
     except DryRunError:  # offline or unreachable: the cache is used as it is (checked below)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import inspect
 import math
 import os
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -24,6 +25,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.utils import can_return_tuple, is_tracing, logging
 
 from hf_memotion.cards import ModelCardMixin
+from hf_memotion.hub.connectivity import offline_if_unreachable
 from hf_memotion.models.heads import MemotionClassifierOutput, ProblemHeads, split_logits
 from hf_memotion.models.text.configuration_memotion_text import MemotionTextConfig
 
@@ -343,7 +345,16 @@ class MemotionTextForSequenceClassification(MemotionTextPreTrainedModel):
             revision: Hub revision of the backbone.
             **config_kwargs: :class:`MemotionTextConfig` fields (``problems``, ``lstm_layers``, ...).
         """
-        pretrained = AutoModel.from_pretrained(backbone, revision=revision)
+        offline = not Path(backbone).is_dir() and offline_if_unreachable()
+        try:
+            pretrained = AutoModel.from_pretrained(backbone, revision=revision)
+        except OSError as err:
+            if not offline:
+                raise
+            raise OSError(
+                f"text backbone {str(backbone)!r} is not a local folder and not in the Hugging Face cache, and the Hub "
+                f"cannot be reached: download it once with a network (hf download {backbone}) or give a local folder"
+            ) from err
         model = cls(MemotionTextConfig(text_config=pretrained.config, **config_kwargs))
         weights = {k: v for k, v in pretrained.state_dict().items() if not k.startswith("pooler.")}
         missing, unexpected = model.memotion_text.backbone.load_state_dict(weights, strict=False)

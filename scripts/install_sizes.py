@@ -21,6 +21,8 @@ from pathlib import Path
 from packaging.requirements import Requirement
 
 PROJECT = "hf-memotion"
+#: Distributions a CUDA build of torch pulls in (absent with a CPU-only build).
+CUDA_PREFIXES = ("nvidia-", "triton", "cuda-")
 
 
 def _key(name: str) -> str:
@@ -68,12 +70,15 @@ def measure() -> dict[str, dict[str, float | list[str]]]:
     extras = sorted(dists[PROJECT].metadata.get_all("Provides-Extra") or [])
     sizes = {name: _size(dists[name]) for name in dists}
     core = _closure([(PROJECT, frozenset())], dists)
+    cuda = {n for n in core if n.startswith(CUDA_PREFIXES)}
     out: dict[str, dict[str, float | list[str]]] = {
-        "core": {"mb": sum(sizes[n] for n in core) / 1e6, "packages": len(core), "largest": _largest(core, sizes)}
+        "core": {"mb": sum(sizes[n] for n in core) / 1e6, "packages": len(core), "largest": _largest(core, sizes)},
+        "core: CUDA libraries": {"mb": sum(sizes[n] for n in cuda) / 1e6, "packages": len(cuda), "largest": []},
     }
     for extra in extras:
         added = _closure([(PROJECT, frozenset({extra}))], dists) - core
-        out[extra] = {"mb": sum(sizes[n] for n in added) / 1e6, "packages": len(added), "largest": _largest(added, sizes)}
+        megabytes = sum(sizes[n] for n in added) / 1e6
+        out[extra] = {"mb": megabytes, "packages": len(added), "largest": _largest(added, sizes)}
     return out
 
 

@@ -184,6 +184,9 @@ def test_a_real_browser_uploads_a_meme_and_reads_the_labels(served, browser, tmp
     sentiment.get_by_text(expected["sentiment"]["label"], exact=True).first.wait_for(timeout=60_000)
     humour = expected["emotions"]["humour"]["intensity"]
     page.locator("#humour_intensity").get_by_text(humour, exact=True).first.wait_for(timeout=10_000)
+    for emotion, answer in expected["emotions"].items():  # subtask B: a yes or a no per emotion
+        verdict = "yes" if answer["present"] else "no"
+        page.locator(f"#{emotion}_present").get_by_text(verdict, exact=True).first.wait_for(timeout=10_000)
     shot = tmp_path / "space.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000

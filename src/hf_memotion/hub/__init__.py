@@ -1,4 +1,4 @@
-"""The Hub side of a saved model: its card (``README.md``) and publishing a folder."""
+"""The Hub side of a saved model: its card (``README.md``), publishing a folder, and working without a network."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ __all__ = [
     "PushSpec",
     "base_model_card",
     "ensemble_card",
+    "offline_if_unreachable",
     "push_folder",
     "upload_plan",
     "vise_card",
@@ -25,6 +26,7 @@ __getattr__, __dir__ = lazy_exports(
         "ensemble_card": "hf_memotion.cards",
         "vise_card": "hf_memotion.cards",
         "write_model_card": "hf_memotion.cards",
+        "offline_if_unreachable": "hf_memotion.hub.connectivity",
         "HubPublishError": "hf_memotion.hub.publishing",
         "PublishResult": "hf_memotion.hub.publishing",
         "PushSpec": "hf_memotion.hub.publishing",
@@ -35,4 +37,5 @@ __getattr__, __dir__ = lazy_exports(
 
 if TYPE_CHECKING:
     from hf_memotion.cards import base_model_card, ensemble_card, vise_card, write_model_card
+    from hf_memotion.hub.connectivity import offline_if_unreachable
     from hf_memotion.hub.publishing import HubPublishError, PublishResult, PushSpec, push_folder, upload_plan

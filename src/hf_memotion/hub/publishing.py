@@ -169,8 +169,8 @@ def upload_plan(
     secret = [p for p in files if _looks_secret(p.relative_to(root)) and p.relative_to(root).as_posix() not in wanted]
     if secret:
         logger.warning(
-            "left out of the upload (they look like credentials or keys; name them with --include PATH, or include=[...] "
-            "from Python, to send them): %s",
+            "left out of the upload (they look like credentials or keys; name them with --include PATH, or "
+            "include=[...] from Python, to send them): %s",
             [p.relative_to(root).as_posix() for p in secret],
         )
     files = [p for p in files if p not in secret]

@@ -286,7 +286,8 @@ class LoggingProgressCallback(ProgressCallback):
             logger.debug("%s epoch %.2f: %s", progress_label(args), state.epoch or 0.0, values)
 
     def on_train_end(self, args, state, control, **kwargs):
-        """Close the bar and log the training's summary line (main process)."""
+        """Close the bar, then log the training's summary line (main process)."""
+        super().on_train_end(args, state, control, **kwargs)
         if state.is_world_process_zero:
             last = getattr(self, "last", {})
             shown = {k: v for k, v in last.items() if k in ("loss", "train_loss") or k.startswith("eval_f1")}
@@ -298,7 +299,6 @@ class LoggingProgressCallback(ProgressCallback):
                 last.get("train_runtime", 0.0),
                 shown,
             )
-        super().on_train_end(args, state, control, **kwargs)
 
 
 class _DropMessage(logging.Filter):

@@ -54,6 +54,11 @@ def check_inference(size: str, device: torch.device, batch: int, repeats: int) -
         out[name] = {"seconds": seconds, "memes_per_s": batch / seconds, "tflops": flop / seconds / 1e12}
     out["flop_per_batch"] = flop
     out["bf16_speedup"] = out["fp32"]["seconds"] / out["bf16"]["seconds"]
+    # what dtype="auto" would pick on this device for an ensemble timed like this (its accuracy check passed)
+    from hf_memotion.models.ensemble.inference_dtype import auto_choice
+
+    timed = {"macro_f1_change": {"subtask_a": 0.0}, "speed": {device.type: {"speedup": out["bf16_speedup"]}}}
+    out["auto"] = [str(part).removeprefix("torch.") for part in auto_choice(timed, device)]
     out["max_probability_difference"] = max(
         float(abs(probabilities["bf16"][m][p] - probabilities["fp32"][m][p]).max())
         for m in probabilities["fp32"]
@@ -212,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name} weights: {row['memes_per_s']:.1f} memes/s, {row['tflops']:.2f} TFLOP/s")
     print(
         f"  bf16 / fp32: {inference['bf16_speedup']:.2f}x; largest probability difference "
-        f"{inference['max_probability_difference']:.2e}"
+        f"{inference['max_probability_difference']:.2e}; dtype='auto' (accuracy check passed): "
+        f"{inference['auto'][0]} ({inference['auto'][1]})"
     )
     training = check_training(plan["architecture"], plan["image_size"], device, plan["steps"], plan["train_batch"])
     report["training"] = training

@@ -39,6 +39,15 @@ def test_the_demo_corpus_streams_with_the_schema(corpus):
         make_demo_engagement(corpus.parent, n_posts=10)
 
 
+def test_the_demo_corpus_is_the_same_on_every_run(tmp_path):
+    """What the VisE guide says: the demo corpus is deterministic (two folders, the same bytes)."""
+    one = make_demo_engagement(tmp_path / "one", n_posts=40, n_shards=2, seed=5, image_size=16)
+    two = make_demo_engagement(tmp_path / "two", n_posts=40, n_shards=2, seed=5, image_size=16)
+    files = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file())
+    assert files and files == sorted(p.relative_to(two) for p in two.rglob("*") if p.is_file())
+    assert all((one / f).read_bytes() == (two / f).read_bytes() for f in files)
+
+
 def test_two_runs_with_the_same_seed_give_identical_non_degenerate_labels(corpus, tmp_path):
     one = mine_labels(corpus, tmp_path / "one", SMALL, num_proc=2)
     two = mine_labels(corpus, tmp_path / "two", SMALL, num_proc=1)

@@ -17,10 +17,13 @@ It installs nothing beyond the project and prints, each figure beside its baseli
   images: images/s with the library's ``fit_classifier`` (its ``Trainer``) against a plain PyTorch loop doing the
   same work (same optimizer, no clipping, autocast), both timed from the end of the first step to the end of
   the last (set-up and warm-up left out);
+- **VisE linear protocol** (augmented features, the paper's nine-point grid together): a ResNet-50 backbone
+  (random weights) on its device, one epoch over demo CUB images decoded in the main process and in worker
+  processes (``decode_workers``): images/s each;
 - peak GPU memory.
 
-``--dry-run`` swaps in the demo ensemble, timm's ``test_resnet`` at 64 pixels and a few steps, on the CPU, so
-the script's code paths are tested without a GPU (``tests/test_benchmarking.py``).
+``--dry-run`` swaps in the demo ensemble, timm's ``test_resnet`` at 64 pixels (32 for VisE) and a few steps, on
+the CPU, so the script's code paths are tested without a GPU (``tests/test_benchmarking.py``).
 """
 
 from __future__ import annotations
@@ -151,6 +154,35 @@ def check_training(architecture: str, image_size: int, device: torch.device, ste
     }
 
 
+def check_vise_linear(
+    architecture: str, image_size: int, per_class: int, device: torch.device, workers: int, batch: int
+) -> dict[str, Any]:
+    """Images/s of one epoch of the augmented linear probe (nine grid points), images decoded here and in workers."""
+    from hf_memotion.data.downstream import read_task
+    from hf_memotion.data.downstream_demo import make_demo_downstream
+    from hf_memotion.vise import evaluation
+
+    root = make_demo_downstream(
+        Path(tempfile.mkdtemp()) / "cub", "cub", n_per_class=per_class, image_size=int(image_size * 1.15)
+    )
+    task = read_task("cub", root)
+    train = task.repeats[0]["train"]
+    backbone = evaluation.load_backbone("random", f"random:{architecture}", image_size=image_size, device=device)
+    settings = evaluation.ProtocolArguments(batch_size=batch, epochs=1)
+    points = [(lr, wd) for wd in settings.weight_decays for lr in settings.base_learning_rates]
+    out: dict[str, Any] = {"architecture": architecture, "image_size": image_size, "images": len(train)}
+    for count in (0, workers):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        evaluation._fit_linear_augmented(backbone, train, None, len(task.label_names), points, settings, False, count)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        out[f"workers_{count}"] = {"images_per_s": len(train) / (time.perf_counter() - start)}
+    out["workers"] = workers
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dry-run", action="store_true", help="demo sizes on the CPU: checks the script, no GPU")
@@ -171,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             "image_size": 64,
             "steps": 8,
             "train_batch": 8,
+            "vise": {"architecture": "test_resnet", "image_size": 32, "per_class": 8, "workers": 2, "batch": 8},
         }
     elif torch.cuda.is_available():
         device = torch.device("cuda")
@@ -184,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             "image_size": 299,
             "steps": 40,
             "train_batch": 32,
+            "vise": {"architecture": "resnet50", "image_size": 224, "per_class": 200, "workers": 8, "batch": 128},
         }
     else:
         print("error: no CUDA GPU here; run with --dry-run to check the script on the CPU", file=sys.stderr)
@@ -226,6 +260,14 @@ def main(argv: list[str] | None = None) -> int:
         f"\ntraining, {training['architecture']} at {training['image_size']} px, batch {training['batch']}, "
         f"{'bf16 autocast' if training['bf16'] else 'fp32'}: fit_classifier {training['ours_images_per_s']:.1f} "
         f"images/s, plain loop {training['plain_images_per_s']:.1f} images/s ({training['ratio']:.2f}x)"
+    )
+    vise = check_vise_linear(device=device, **plan["vise"])
+    report["vise_linear"] = vise
+    with_workers = vise[f"workers_{vise['workers']}"]["images_per_s"]
+    print(
+        f"\nVisE linear protocol (augmented, 9 grid points), {vise['architecture']} at {vise['image_size']} px, "
+        f"{vise['images']} images: {vise['workers_0']['images_per_s']:.1f} images/s decoded here, "
+        f"{with_workers:.1f} with {vise['workers']} decode workers"
     )
     if device.type == "cuda":
         report["peak_memory_gb"] = torch.cuda.max_memory_allocated(device) / 2**30

@@ -69,9 +69,12 @@ def test_the_gpu_check_runs_on_the_cpu_as_a_dry_run(tmp_path):
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    for line in ("theoretical peak:", "inference, demo ensemble", "bf16 / fp32:", "training, test_resnet"):
+    lines = ("theoretical peak:", "inference, demo ensemble", "bf16 / fp32:", "training, test_resnet", "VisE linear")
+    for line in lines:
         assert line in result.stdout
     report = json.loads(out.read_text())
     assert report["dry_run"] and report["kernels"]["fp32_matmul"] > 0
     assert report["inference"]["fp32"]["memes_per_s"] > 0 and report["inference"]["max_probability_difference"] < 0.05
     assert report["training"]["ours_images_per_s"] > 0 and report["training"]["plain_images_per_s"] > 0
+    vise = report["vise_linear"]
+    assert vise["workers_0"]["images_per_s"] > 0 and vise["workers_2"]["images_per_s"] > 0

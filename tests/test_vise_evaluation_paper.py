@@ -1,5 +1,6 @@
 """The VisE evaluation as the paper runs it: Politics, Hateful Memes' three settings, per-task schedules, --plan."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -184,6 +185,44 @@ def test_the_grid_trained_together_equals_each_point_trained_alone_on_the_same_f
         torch.testing.assert_close(one.weight, other.weight, atol=1e-4, rtol=1e-3)
     gaps = [(one.weight - drawn.weight).abs().max().item() for one, drawn in zip(alone, augmented, strict=True)]
     assert max(gaps) > 1e-3  # with the real augmentation the features, hence the classifiers, differ
+
+
+def test_images_decoded_by_worker_processes_give_the_same_cached_results(tasks, tmp_path):
+    task = read_task("cub", tasks["cub"])
+    backbone = load_backbone("random", "random:test_resnet", image_size=24, device="cpu")
+    assert backbone.model.device.type == "cpu"
+    settings = ProtocolArguments(batch_size=8, epochs=2, base_learning_rates=[2.5], weight_decays=[0.001])
+    here = evaluate_backbone(backbone, task, "linear", settings, tmp_path / "here")
+    workers = evaluate_backbone(backbone, task, "linear", settings, tmp_path / "workers", decode_workers=2)
+    assert workers == here  # centre crops: the same features whoever decodes them
+
+    # augmented crops drawn in workers are seeded too (the same on every run), and keyed apart from the main process's
+    def augmented(folder, workers):
+        return evaluate_backbone(
+            backbone, task, "linear", settings, folder, linear_features="augmented", decode_workers=workers
+        )
+
+    assert augmented(tmp_path / "aug", 2) == augmented(tmp_path / "aug_again", 2)
+    augmented(tmp_path / "aug_main", 0)
+
+    def key(folder):
+        return json.loads(sorted(folder.rglob("*.json"))[0].read_text())["key"]
+
+    assert key(tmp_path / "aug") == key(tmp_path / "aug_again") != key(tmp_path / "aug_main")
+
+
+def test_the_evaluation_names_an_impossible_device_or_worker_count():
+    from hf_memotion.hardware import resolve_device
+    from hf_memotion.vise.run_specs import EvaluationRunSpec
+
+    assert resolve_device("cpu").type == "cpu" and resolve_device("auto").type in ("cpu", "cuda")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="sees no CUDA device"):
+            resolve_device("cuda")
+    with pytest.raises(ValueError, match="decode_workers must be 0 or more"):
+        EvaluationRunSpec.from_dict(
+            {"backbones": {"r": "random:test_resnet"}, "tasks": [{"format": "cub", "path": "x"}], "decode_workers": -1}
+        )
 
 
 def test_decay_at_the_papers_epochs_in_both_protocols():

@@ -41,7 +41,15 @@ from typing import Any
 
 import torch
 
-__all__ = ["MachinePeak", "cpu_flags", "cpu_name", "native_bf16", "release_memory", "theoretical_peak"]
+__all__ = [
+    "MachinePeak",
+    "cpu_flags",
+    "cpu_name",
+    "native_bf16",
+    "release_memory",
+    "resolve_device",
+    "theoretical_peak",
+]
 
 
 @cache
@@ -69,6 +77,23 @@ def cpu_flags() -> frozenset[str]:
 def cpu_name() -> str:
     """The CPU's model name (``/proc/cpuinfo``), or what :mod:`platform` knows."""
     return _cpuinfo_field("model name") or platform.processor() or platform.machine()
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """The device work runs on: ``"auto"`` (or ``None``) is the current CUDA device when there is one, else the CPU.
+
+    Examples:
+        >>> resolve_device("cpu")
+        device(type='cpu')
+        >>> resolve_device("auto").type in ("cpu", "cuda")
+        True
+    """
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r}: torch sees no CUDA device here; use 'auto' or 'cpu'")
+    return resolved
 
 
 def native_bf16(device: str | torch.device | None = None) -> bool:

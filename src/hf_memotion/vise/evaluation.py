@@ -36,7 +36,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,7 @@ from tqdm.auto import tqdm
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from hf_memotion.data.downstream import DownstreamTask
+from hf_memotion.hardware import resolve_device
 from hf_memotion.io_utils import atomic_write_text
 from hf_memotion.models.vise.configuration_vise import ViseConfig
 from hf_memotion.models.vise.modeling_vise import ViseForImageClassification, ViseModel
@@ -235,14 +236,21 @@ class Backbone:
 
 
 def load_backbone(
-    name: str, source: str, *, image_size: int | None = None, seed: int = 0, pretrained_file: str | None = None
+    name: str,
+    source: str,
+    *,
+    image_size: int | None = None,
+    seed: int = 0,
+    pretrained_file: str | None = None,
+    device: str | torch.device = "auto",
 ) -> Backbone:
     """Load a backbone: a VisE folder or Hub id, ``random:<timm name>`` or ``timm:<timm name>``.
 
     A VisE folder or Hub id loads through ``AutoModel``; ``random:`` is a random initialisation; ``timm:`` has timm's
     ImageNet-supervised weights (a Hub tag such as ``timm:resnet50.tv_in1k``, or a local ``pretrained_file``): the
     reference rows of the paper's tables. Hub ids are fetched into the HF cache (nothing runs from the repository:
-    no remote code).
+    no remote code). The model is moved to ``device`` (``"auto"``: a GPU when there is one): the linear protocol's
+    features, its classifiers and the fine-tuning all run there.
 
     Examples:
         >>> load_backbone("baseline", "random:test_resnet", image_size=32).processor.crop_size
@@ -288,7 +296,7 @@ def load_backbone(
                 setattr(processor, key, value)
         except OSError:
             processor = MemotionImageProcessor.from_timm(model.config.architecture, **overrides)
-    return Backbone(name, model.eval(), processor, source)
+    return Backbone(name, model.eval().to(resolve_device(device)), processor, source)
 
 
 class ImageTextClassifier(nn.Module):
@@ -335,30 +343,70 @@ class ImageTextClassifier(nn.Module):
 # ---------------------------------------------------------------------------------------------
 
 
-def _pixels(backbone: Backbone, paths: Sequence[Any], transform) -> torch.Tensor:
-    return torch.stack([transform(backbone.processor.load_image(p)) for p in paths])
+class _Pixels(torch.utils.data.Dataset):
+    """Decoded, transformed images of a list of paths: what a ``DataLoader`` reads (in worker processes if asked)."""
+
+    def __init__(self, backbone: Backbone, paths: Sequence[Any], transform):
+        self.processor, self.paths, self.transform = backbone.processor, list(paths), transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.transform(self.processor.load_image(self.paths[i]))
+
+
+def _batches(
+    backbone: Backbone, paths: Sequence[Any], transform, batches: Sequence[Sequence[int]], workers: int
+) -> Iterator[torch.Tensor]:
+    """The pixels of each batch of row indices, on the backbone's device; images decoded by ``workers`` processes.
+
+    With no worker the images are decoded here, one after another, in the batches' order (so a seeded random
+    augmentation draws what it drew before this ran through a ``DataLoader``).
+    """
+    device = backbone.model.device
+    images = _Pixels(backbone, paths, transform)
+    if workers <= 0:  # no DataLoader: it would draw a seed from torch's generator and shift the augmentation's draws
+        for batch in batches:
+            yield torch.stack([images[i] for i in batch]).to(device)
+        return
+    loader = torch.utils.data.DataLoader(
+        images, batch_sampler=[list(b) for b in batches], num_workers=workers, pin_memory=device.type == "cuda"
+    )
+    for pixels in loader:
+        yield pixels.to(device, non_blocking=True)
 
 
 @torch.inference_mode()
-def _features(backbone: Backbone, split: datasets.Dataset, batch_size: int) -> np.ndarray:
+def _features(backbone: Backbone, split: datasets.Dataset, batch_size: int, workers: int = 0) -> np.ndarray:
     transform = backbone.processor.eval_transform(ten_crop=False)
-    rows = []
-    for start in range(0, len(split), batch_size):
-        pixels = _pixels(backbone, split[start : start + batch_size]["image"], transform)
-        rows.append(backbone.model(pixels).pooler_output.float().numpy())
+    batches = [range(start, min(start + batch_size, len(split))) for start in range(0, len(split), batch_size)]
+    rows = [
+        backbone.model(pixels).pooler_output.float().cpu().numpy()
+        for pixels in _batches(backbone, split["image"], transform, batches, workers)
+    ]
     return np.concatenate(rows)
 
 
 def _linear_layers(
-    width: int, num_labels: int, points: Sequence[tuple[float, float]], settings: ProtocolArguments, adamw: bool
+    width: int,
+    num_labels: int,
+    points: Sequence[tuple[float, float]],
+    settings: ProtocolArguments,
+    adamw: bool,
+    device: torch.device,
 ) -> list[tuple[nn.Linear, torch.optim.Optimizer, float]]:
-    """A freshly initialised linear classifier and its optimiser per grid point (the same start for every point)."""
+    """A freshly initialised linear classifier and its optimiser per grid point (the same start for every point).
+
+    Initialised on the CPU (the same start on every device), then moved to ``device``.
+    """
     out = []
     for base, wd in points:
         torch.manual_seed(settings.seed)
         layer = nn.Linear(width, num_labels)
         nn.init.normal_(layer.weight, std=0.01)
         nn.init.zeros_(layer.bias)
+        layer = layer.to(device)
         lr = settings.learning_rate(base)
         if adamw:
             optimizer = torch.optim.AdamW(layer.parameters(), lr=lr, weight_decay=wd)
@@ -374,16 +422,19 @@ def _fit_linear(
     point: tuple[float, float],
     settings: ProtocolArguments,
     adamw: bool,
+    device: str | torch.device = "cpu",
 ) -> nn.Linear:
-    """One grid point on cached features."""
-    x, y = torch.from_numpy(train[0]), torch.from_numpy(train[1]).long()
-    ((layer, optimizer, lr),) = _linear_layers(x.shape[1], num_labels, [point], settings, adamw)
+    """One grid point on cached features, on ``device`` (the batches' order drawn on the CPU, the same everywhere)."""
+    device = torch.device(device)
+    x, y = torch.from_numpy(train[0]).to(device), torch.from_numpy(train[1]).long().to(device)
+    ((layer, optimizer, lr),) = _linear_layers(x.shape[1], num_labels, [point], settings, adamw, device)
     generator = torch.Generator().manual_seed(settings.seed)
     schedule = settings.epoch_schedule()
     for epoch in range(settings.epochs):
         for group in optimizer.param_groups:
             group["lr"] = lr * schedule(epoch)
         for batch in torch.randperm(len(x), generator=generator).split(settings.batch_size):
+            batch = batch.to(device)
             optimizer.zero_grad()
             nn.functional.cross_entropy(layer(x[batch]), y[batch]).backward()
             optimizer.step()
@@ -398,15 +449,19 @@ def _fit_linear_augmented(
     points: Sequence[tuple[float, float]],
     settings: ProtocolArguments,
     adamw: bool,
+    workers: int = 0,
 ) -> list[nn.Linear]:
     """Every grid point together on augmented features (the frozen backbone runs once per batch for all of them).
 
     Each epoch draws new crops; every point's classifier takes a step on the same features, in the batches it would
-    have had alone, so the grid costs one backbone pass per epoch.
+    have had alone, so the grid costs one backbone pass per epoch. Everything runs on the backbone's device; the
+    images are decoded by ``workers`` processes (0: here, which keeps the seeded augmentation's draws).
     """
+    device = backbone.model.device
     width = backbone.model.timm_model.num_features + (0 if text is None else text.shape[1])
-    layers = _linear_layers(width, num_labels, points, settings, adamw)
-    paths, y = list(train["image"]), torch.as_tensor(list(train["label"])).long()
+    layers = _linear_layers(width, num_labels, points, settings, adamw, device)
+    paths, y = list(train["image"]), torch.as_tensor(list(train["label"])).long().to(device)
+    text_features = None if text is None else torch.from_numpy(text).to(device)
     transform = backbone.processor.train_transform()
     generator = torch.Generator().manual_seed(settings.seed)
     torch.manual_seed(settings.seed)  # the augmentation's draws
@@ -416,13 +471,15 @@ def _fit_linear_augmented(
         for _, optimizer, lr in layers:
             for group in optimizer.param_groups:
                 group["lr"] = lr * schedule(epoch)
-        for batch in torch.randperm(len(paths), generator=generator).split(settings.batch_size):
+        batches = list(torch.randperm(len(paths), generator=generator).split(settings.batch_size))
+        pixel_batches = _batches(backbone, paths, transform, [b.tolist() for b in batches], workers)
+        for batch, pixels in zip(batches, pixel_batches, strict=True):
+            batch = batch.to(device)
             with torch.inference_mode():
-                pixels = _pixels(backbone, [paths[i] for i in batch.tolist()], transform)
                 features = backbone.model(pixels).pooler_output
             features = features.float().clone()
-            if text is not None:
-                features = torch.cat([features, torch.from_numpy(text[batch.numpy()])], dim=1)
+            if text_features is not None:
+                features = torch.cat([features, text_features[batch]], dim=1)
             for layer, optimizer, _ in layers:
                 optimizer.zero_grad()
                 nn.functional.cross_entropy(layer(features), y[batch]).backward()
@@ -434,7 +491,11 @@ def _fit_linear_augmented(
 
 @torch.inference_mode()
 def _score_layer(layer: nn.Linear, cache: Mapping[str, tuple[np.ndarray, np.ndarray]], metric: str) -> dict:
-    return {name: score(metric, y, layer(torch.from_numpy(x)).softmax(-1).numpy()) for name, (x, y) in cache.items()}
+    device = layer.weight.device
+    return {
+        name: score(metric, y, layer(torch.from_numpy(x).to(device)).softmax(-1).cpu().numpy())
+        for name, (x, y) in cache.items()
+    }
 
 
 class _FinetuneData(torch.utils.data.Dataset):
@@ -523,8 +584,10 @@ def _finetune_point(
             None if tokens is None else tokens[name],
         )
 
+    forced_cpu = backbone.model.device.type == "cpu" and torch.cuda.is_available()  # device: cpu on a GPU machine
     args = build_training_arguments(
         workdir,
+        **({"use_cpu": True} if forced_cpu else {}),
         batch_size=settings.batch_size,
         eval_batch_size=settings.eval_batch_size,
         num_train_epochs=settings.epochs,
@@ -570,8 +633,9 @@ def evaluate_backbone(
     *,
     setting: str | None = None,
     linear_features: str = "cached",
+    decode_workers: int = 0,
 ) -> dict[str, Any]:
-    """Run one protocol's grid for one backbone on every split of one task.
+    """Run one protocol's grid for one backbone on every split of one task, on the backbone's device.
 
     Args:
         backbone: The backbone (:func:`load_backbone`).
@@ -583,6 +647,9 @@ def evaluate_backbone(
         setting: One of :data:`SETTINGS` (default: ``image_text_frozen`` for a task with texts, else
             ``image_only``).
         linear_features: ``"augmented"`` or ``"cached"`` (the linear protocol's training features).
+        decode_workers: Processes decoding images for the linear protocol (0: this one). Cached features are the
+            same with any number; augmented ones draw other crops with workers, so a non-zero count is part of the
+            grid points' key.
 
     Returns:
         ``task``, ``setting``, ``backbone``, ``protocol``, ``metric``, the schedule (``batch_size``, ``epochs``,
@@ -613,6 +680,8 @@ def evaluate_backbone(
         extra["setting"] = setting
     if augmented:
         extra["linear_features"] = "augmented"
+        if decode_workers:
+            extra["decode_workers"] = int(decode_workers)
     key = _settings_key(settings, extra)
     primary = "roc_auc" if task.metric == "roc_auc" else "accuracy"
     points = [(lr, wd) for wd in settings.weight_decays for lr in settings.base_learning_rates]
@@ -643,7 +712,7 @@ def evaluate_backbone(
             for name in repeat:
                 if augmented and name == "train":
                     continue
-                x = _features(backbone, repeat[name], settings.eval_batch_size)
+                x = _features(backbone, repeat[name], settings.eval_batch_size, decode_workers)
                 if text is not None:
                     x = np.concatenate([x, text[name]], axis=1)
                 cache[name] = (x.astype(np.float32), np.asarray(repeat[name]["label"]))
@@ -656,10 +725,12 @@ def evaluate_backbone(
                     todo,
                     settings,
                     adamw,
+                    decode_workers,
                 )
             else:
                 train = cache.pop("train")
-                layers = [_fit_linear(train, len(task.label_names), p, settings, adamw) for p in todo]
+                device = backbone.model.device
+                layers = [_fit_linear(train, len(task.label_names), p, settings, adamw, device) for p in todo]
             results = {p: _score_layer(layer, cache, task.metric) for p, layer in zip(todo, layers, strict=True)}
         for point in todo:
             lr = settings.learning_rate(point[0])

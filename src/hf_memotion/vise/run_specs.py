@@ -208,6 +208,10 @@ class EvaluationRunSpec:
             :mod:`hf_memotion.data.downstream`).
         linear_features: ``"cached"`` (centre-crop features computed once: fast) or ``"augmented"`` (the paper's
             pretraining augmentation every epoch).
+        device: Where the backbones, the text encoders, the linear classifiers and the fine-tuning run:
+            ``"auto"`` (a GPU when there is one), ``"cpu"``, ``"cuda"``, ``"cuda:1"``.
+        decode_workers: Processes decoding images for the linear protocol (0: the main process; on a GPU machine
+            a few keep the device fed).
         linear: The linear protocol's grid and schedule.
         finetune: The fine-tuning protocol's grid and schedule (stock ``TrainingArguments`` fields pass through).
     """
@@ -221,6 +225,8 @@ class EvaluationRunSpec:
     seed: int = 0
     selection: str = "held_out"
     linear_features: str = "cached"
+    device: str = "auto"
+    decode_workers: int = 0
     linear: ProtocolArguments | None = None
     finetune: ProtocolArguments | None = None
 
@@ -247,6 +253,8 @@ class EvaluationRunSpec:
             raise ValueError(f"selection must be 'held_out' or 'paper', got {self.selection!r}")
         if self.linear_features not in LINEAR_FEATURES:
             raise ValueError(f"linear_features must be one of {LINEAR_FEATURES}, got {self.linear_features!r}")
+        if int(self.decode_workers) < 0:
+            raise ValueError(f"decode_workers must be 0 or more, got {self.decode_workers}")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None, *, source: str | None = None) -> EvaluationRunSpec:

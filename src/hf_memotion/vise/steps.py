@@ -184,9 +184,10 @@ def evaluate(spec: EvaluationRunSpec, *, source: str | None = None) -> dict[str,
     from hf_memotion.vise.evaluation import TextEncoder, evaluate_backbone, load_backbone
 
     backbones = [
-        load_backbone(n, b.source, image_size=spec.image_size, pretrained_file=b.pretrained_file)
+        load_backbone(n, b.source, image_size=spec.image_size, pretrained_file=b.pretrained_file, device=spec.device)
         for n, b in spec.backbones.items()
     ]
+    logger.info("VisE protocols on %s", backbones[0].model.device if backbones else spec.device)
     output = Path(spec.output_dir)
     rows = []
     for task, entry in read_tasks(spec.tasks, spec.selection):
@@ -195,7 +196,7 @@ def evaluate(spec: EvaluationRunSpec, *, source: str | None = None) -> dict[str,
         if any(setting != "image_only" for setting, _ in combinations):
             if not entry.text_encoder:
                 raise ValueError(f"task {task.name!r} has texts: set its text_encoder (a folder or Hub id)")
-            encoder = TextEncoder(str(entry.text_encoder), corpus=task.repeats[0]["train"]["text"])
+            encoder = TextEncoder(str(entry.text_encoder), corpus=task.repeats[0]["train"]["text"], device=spec.device)
         for backbone in backbones:
             for setting, protocol in combinations:
                 settings = spec.protocol_settings(protocol, entry, backbone.name, backbone.model.config.architecture)
@@ -208,6 +209,7 @@ def evaluate(spec: EvaluationRunSpec, *, source: str | None = None) -> dict[str,
                     encoder,
                     setting=setting,
                     linear_features=spec.linear_features,
+                    decode_workers=int(spec.decode_workers),
                 )
                 row["task"] = _display_name(task.name, setting, task.has_text)
                 row["selection"] = spec.selection

@@ -25,6 +25,8 @@ class TextEncoder:
             meaning).
         corpus: Texts for the tiny tokenizer.
         max_length: Tokens per text.
+        device: Where the encoder runs (``"auto"``: a GPU when there is one; mining keeps the CPU default, its
+            worker processes fork).
 
     Examples:
         >>> encoder = TextEncoder("tiny:bert", corpus=["a hateful meme", "a kind meme"])
@@ -32,8 +34,12 @@ class TextEncoder:
         (1, 32)
     """
 
-    def __init__(self, source: str, corpus: Sequence[str] = (), max_length: int = 64):
+    def __init__(
+        self, source: str, corpus: Sequence[str] = (), max_length: int = 64, device: str | torch.device = "cpu"
+    ):
         from transformers import AutoModel, AutoTokenizer
+
+        from hf_memotion.hardware import resolve_device
 
         self.source = source
         self.max_length = max_length
@@ -49,7 +55,12 @@ class TextEncoder:
                 self.model = AutoModel.from_pretrained(source, trust_remote_code=False)
             except OSError as err:
                 raise FileNotFoundError(f"text encoder {source}: {err}") from None
-        self.model.eval()
+        self.model.eval().to(resolve_device(device))
+
+    @property
+    def device(self) -> torch.device:
+        """Where the encoder runs."""
+        return self.model.device
 
     def tokenize(self, texts: Sequence[str], **kwargs: Any) -> dict[str, Any]:
         """Token ids and attention masks of ``texts`` (truncated to ``max_length``)."""
@@ -61,8 +72,9 @@ class TextEncoder:
         out = []
         for start in range(0, len(texts), batch_size):
             batch = self.tokenize(texts[start : start + batch_size], padding=True, return_tensors="pt")
+            batch = {k: v.to(self.device) for k, v in batch.items()}
             hidden = self.model(**batch).last_hidden_state
-            out.append(sentence_embedding(hidden, batch["attention_mask"]).float().numpy())
+            out.append(sentence_embedding(hidden, batch["attention_mask"]).float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.model.config.hidden_size), dtype=np.float32)
 
 

@@ -332,3 +332,34 @@ def test_evaluate_script_plan_prints_the_grid_and_runs_nothing(tmp_path):
     row = "| politics | image_only | vise-1.2m-resnet50 | resnet50 | finetune | 192 | 25 epochs, x0.1 at epochs 10, 20 "
     assert row in run.stdout
     assert "selection: paper" in run.stdout and not (tmp_path / "out").exists()
+    assert "GPU-hours per task and protocol: unbiased_emotion linear" in run.stdout
+    assert "politics finetune" in run.stdout
+
+
+def test_the_plan_counts_each_protocols_compute_from_the_tasks_sizes():
+    spec = EvaluationRunSpec.from_dict(
+        {
+            "backbones": {"r50": "random:resnet50"},
+            "image_size": 224,
+            "linear_features": "augmented",
+            "device_tflops": 50,
+            "tasks": [
+                {"format": "cub", "path": "data/cub", "schedule": {"epochs": 10}},
+                {"format": "image_folder", "path": "data/x", "images": {"train": 100, "validation": 10, "test": 20}},
+                {"format": "image_folder", "name": "unknown", "path": "data/y"},
+            ],
+        }
+    )
+    plan = plan_evaluation(spec)
+    rows = {(c["task"], c["protocol"]): c for c in plan.compute}
+    forward = rows[("cub", "linear")]["forward_gflops"] * 1e9
+    assert 7.5e9 < forward < 9e9  # ResNet-50 at 224 px: about 4.1 G multiply-adds
+    # augmented linear: the 5,994 training images every epoch (once for the nine points), the 5,794 test images once
+    assert rows[("cub", "linear")]["images_seen"] == 10 * 5_994 + 5_794
+    # fine-tuning: per grid point, forward and backward (3 forwards) over the training images every epoch
+    finetune = rows[("cub", "finetune")]
+    assert finetune["flops"] == pytest.approx(9 * (3 * 10 * 5_994 + 5_794) * forward, rel=1e-6)
+    assert finetune["gpu_hours"] == pytest.approx(finetune["flops"] / 50e12 / 3600)
+    assert rows[("image_folder", "linear")]["images_seen"] == 30 * 100 + 30  # its own sizes (30 epochs by default)
+    assert rows[("unknown", "linear")]["gpu_hours"] is None and "sizes unknown" in " ".join(plan.notes)
+    assert "GPU-hours per task and protocol: cub linear" in plan.format()

@@ -120,6 +120,8 @@ class TaskSpec:
         finetune: This task's fine-tuning fields, over ``schedule``.
         batch_sizes: Batch size per backbone architecture (``resnet50``) or backbone name, over the rest (the
             paper's batch sizes differ per backbone).
+        images: Images per split (``train``, ``validation``, ``test``) for ``--plan``'s compute estimate (default:
+            the paper's release sizes for its four formats, a demo task's from its settings).
     """
 
     name: str | None = None
@@ -133,6 +135,7 @@ class TaskSpec:
     linear: dict[str, Any] = field(default_factory=dict)
     finetune: dict[str, Any] = field(default_factory=dict)
     batch_sizes: dict[str, int] = field(default_factory=dict)
+    images: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self):
         if (self.path is None) == (self.demo is None):
@@ -214,6 +217,7 @@ class EvaluationRunSpec:
             a few keep the device fed).
         linear: The linear protocol's grid and schedule.
         finetune: The fine-tuning protocol's grid and schedule (stock ``TrainingArguments`` fields pass through).
+        device_tflops: ``--plan``'s assumed sustained rate of one device, in TFLOP/s, for the GPU-hours.
     """
 
     output_dir: str = "outputs/vise_eval"
@@ -229,6 +233,7 @@ class EvaluationRunSpec:
     decode_workers: int = 0
     linear: ProtocolArguments | None = None
     finetune: ProtocolArguments | None = None
+    device_tflops: float = 100.0
 
     def __post_init__(self):
         self.protocols = list(self.protocols or PROTOCOLS)

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -258,10 +259,23 @@ class EvaluationPlan:
             ``backbone``, ``architecture``, ``protocol``, ``batch_size``, ``epochs``, ``schedule``, ``lr_epochs``,
             ``lr_decay``, ``optimizer``, ``features``, ``base_lr``, ``weight_decay``, ``learning_rate``, ``splits``.
         selection: The run's selection mode.
+        compute: One dict per task x setting x backbone x protocol: ``images_seen`` (images through the backbone,
+            every split and grid point), ``flops``, ``gpu_hours`` at ``device_tflops`` (``None`` where the task's
+            sizes or the architecture are unknown).
+        device_tflops: The sustained rate of one device the GPU-hours assume.
+        notes: What the estimate assumed.
     """
 
     points: list[dict[str, Any]]
     selection: str
+    compute: list[dict[str, Any]] = field(default_factory=list)
+    device_tflops: float = 100.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def gpu_hours(self) -> float:
+        """Device-hours of every evaluation whose compute is known."""
+        return sum(c["gpu_hours"] or 0.0 for c in self.compute)
 
     def format(self) -> str:
         """One row per task x setting x backbone x protocol (its grid spelled out), then the totals."""
@@ -289,7 +303,98 @@ class EvaluationPlan:
             f"{len(groups)} evaluations, {len(self.points)} grid points, {trainings} trainings "
             f"(grid points x random splits); selection: {self.selection}",
         ]
+        if self.compute:
+            lines += [
+                "",
+                "| task | setting | backbone | protocol | image px | GFLOP per image (forward) | images through the "
+                f"backbone | PFLOP | GPU-hours at {self.device_tflops:g} TFLOP/s |",
+                "|---|---|---|---|---:|---:|---:|---:|---:|",
+            ]
+            for c in self.compute:
+                known = c["gpu_hours"] is not None
+                lines.append(
+                    f"| {c['task']} | {c['setting']} | {c['backbone']} | {c['protocol']} | {c['image_size']} | "
+                    f"{c['forward_gflops']:.2f} | {c['images_seen']:,} | "
+                    + (f"{c['flops'] / 1e15:,.1f} | {c['gpu_hours']:,.2f} |" if known else "? | ? |")
+                )
+            by_task: dict[tuple[str, str], float] = {}
+            for c in self.compute:
+                key = (c["task"], c["protocol"])
+                by_task[key] = by_task.get(key, 0.0) + (c["gpu_hours"] or 0.0)
+            lines += [
+                "",
+                "GPU-hours per task and protocol: "
+                + "; ".join(f"{task} {protocol} {hours:,.1f}" for (task, protocol), hours in by_task.items()),
+            ]
+            lines.append(f"in all: {self.gpu_hours:,.1f} GPU-hours at {self.device_tflops:g} TFLOP/s sustained")
+            lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines)
+
+
+#: Images per split of the paper's four tasks (VisE, Section 4.3), for ``--plan`` where a task gives no ``images``.
+PAPER_TASK_IMAGES = {
+    "unbiased_emotion": {"train": 2_132, "validation": 304, "test": 609},  # 3,045 images, 70/10/20
+    # 749,932 images in all; the paper does not give the official test set's size: counted as none (give images:)
+    "politics": {"train": 674_939, "validation": 74_993, "test": 0},
+    "hateful_memes": {"train": 8_500, "validation": 500, "test": 500},  # Phase 1: 8,500 train, 500 dev
+    "cub": {"train": 5_994, "validation": 0, "test": 5_794},  # the official split of 11,788 images
+}
+
+
+def _task_images(entry: Any) -> tuple[dict[str, int] | None, str | None]:
+    """Images per split for the plan, and a note on where they came from (``None``: unknown)."""
+    if entry.images:
+        return {k: int(entry.images.get(k, 0)) for k in ("train", "validation", "test")}, None
+    if entry.demo is not None:
+        from hf_memotion.data.downstream_demo import _THEMES
+
+        total = int(dict(entry.demo).get("n_per_class", 30)) * len(_THEMES)
+        sizes = {"train": round(total * 0.7), "validation": round(total * 0.1), "test": round(total * 0.2)}
+        return sizes, f"{entry.label}: a demo task, {total} images counted as 70/10/20"
+    if entry.format in PAPER_TASK_IMAGES:
+        sizes = dict(PAPER_TASK_IMAGES[entry.format])
+        return sizes, f"{entry.label}: the paper's release sizes {sizes}"
+    return None, f"{entry.label}: sizes unknown (give the task images: {{train: N, validation: N, test: N}})"
+
+
+def _forward_flops(architecture: str, image_size: int, cache: dict[tuple[str, int], int]) -> int:
+    """Forward FLOPs of one image through a VisE backbone of ``architecture`` (counted under fake tensors)."""
+    key = (architecture, image_size)
+    if key not in cache:
+        import torch
+        from torch._subclasses.fake_tensor import FakeTensorMode
+
+        from hf_memotion.benchmarking import count_flops
+        from hf_memotion.models.vise import ViseConfig, ViseModel
+
+        with FakeTensorMode(allow_non_fake_inputs=True):
+            model = ViseModel(ViseConfig(architecture=architecture)).eval()
+            pixels = torch.zeros(2, 3, image_size, image_size)
+            with torch.no_grad():
+                cache[key] = count_flops(lambda: model(pixels)) // 2
+    return cache[key]
+
+
+def _group_compute(
+    first: Mapping[str, Any], grid: int, sizes: Mapping[str, int] | None, forward: int | None
+) -> tuple[int | None, float | None]:
+    """Images through the backbone and FLOPs of one evaluation (every split and grid point).
+
+    Cached linear: every image once (the grid shares the features); augmented linear: the training images every
+    epoch (once for the whole grid) and the others once; fine-tuning: per grid point, forward and backward (3x a
+    forward) over the training images every epoch, and the others once.
+    """
+    if sizes is None or forward is None:
+        return None, None
+    train, others = sizes["train"], sizes["validation"] + sizes["test"]
+    epochs, splits = int(first["epochs"]), int(first["splits"])
+    if first["protocol"] == "linear" and first["features"] == "cached":
+        images, passes = train + others, train + others
+    elif first["protocol"] == "linear":
+        images, passes = epochs * train + others, epochs * train + others
+    else:
+        images, passes = grid * (epochs * train + others), grid * (3 * epochs * train + others)
+    return images * splits, float(passes * splits * forward)
 
 
 def plan_evaluation(spec: EvaluationRunSpec, *, source: str | None = None) -> EvaluationPlan:
@@ -334,9 +439,63 @@ def plan_evaluation(spec: EvaluationRunSpec, *, source: str | None = None) -> Ev
                                 "weight_decay": wd,
                                 "learning_rate": settings.learning_rate(base),
                                 "splits": splits,
+                                "image_size": settings.image_size or spec.image_size,
                             }
                         )
-    return EvaluationPlan(points, spec.selection)
+    return EvaluationPlan(points, spec.selection, *_compute(spec, points))
+
+
+def _compute(spec: EvaluationRunSpec, points: list[dict[str, Any]]) -> tuple[list[dict], float, list[str]]:
+    """The plan's compute rows (one per evaluation), its rate and its notes."""
+    from hf_memotion.models.vision.image_processing_memotion import MemotionImageProcessor
+
+    sizes, notes = {}, []
+    for entry in spec.tasks:
+        found, note = _task_images(entry)
+        sizes[entry.label] = found
+        if note:
+            notes.append(note)
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for point in points:
+        groups.setdefault(tuple(point[k] for k in ("task", "setting", "backbone", "protocol")), []).append(point)
+    from hf_memotion.vise.evaluation import SETTINGS
+
+    text_formats = _formats_with_text()
+    labels = {_display_name(e.label, s, e.format in text_formats): e.label for e in spec.tasks for s in SETTINGS}
+    flops_cache: dict[tuple[str, int], int] = {}
+    rows = []
+    for (task, setting, backbone, protocol), group in groups.items():
+        first = group[0]
+        architecture = first["architecture"]
+        size = first["image_size"] or (
+            MemotionImageProcessor.from_timm(architecture).crop_size if architecture else None
+        )
+        forward = _forward_flops(architecture, int(size), flops_cache) if architecture and size else None
+        images, flops = _group_compute(first, len(group), sizes.get(labels.get(task, task)), forward)
+        rows.append(
+            {
+                "task": task,
+                "setting": setting,
+                "backbone": backbone,
+                "protocol": protocol,
+                "image_size": size,
+                "forward_gflops": (forward or 0) / 1e9,
+                "images_seen": images or 0,
+                "flops": flops,
+                "gpu_hours": None if flops is None else flops / (spec.device_tflops * 1e12) / 3600,
+            }
+        )
+    notes.append(
+        "the backbone's FLOPs only (torch's FlopCounterMode on the real architecture); the text encoder, "
+        "image decoding and the linear classifiers are left out"
+    )
+    return rows, float(spec.device_tflops), notes
+
+
+def _formats_with_text() -> frozenset[str]:
+    from hf_memotion.data.downstream import FORMATS_WITH_TEXT
+
+    return frozenset(FORMATS_WITH_TEXT)
 
 
 def print_evaluation_plan(plan: EvaluationPlan) -> None:

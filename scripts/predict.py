@@ -17,6 +17,7 @@ from pathlib import Path
 from transformers import pipeline
 
 import hf_memotion  # noqa: F401  (registers the "meme-emotion" task)
+from hf_memotion.hardware import resolve_device
 from hf_memotion.logs import configure_logging
 from hf_memotion.pipelines import MemeInputError
 
@@ -33,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         default="auto",
         help="auto: bf16 where native, the ensemble's held-out check passed and bf16 is faster there, else fp32",
     )
+    parser.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda or cuda:N")
     args = parser.parse_args(argv)
     configure_logging()
     image, text = args.image, args.text
@@ -48,13 +50,14 @@ def main(argv: list[str] | None = None) -> int:
             row = next(csv.DictReader(handle))
         image, text = str(demo / "2000_data" / row["Image_name"]), row["corrected_text"] or row["OCR_extracted_text"]
     try:
-        pipe = pipeline("meme-emotion", model=args.model, dtype=args.dtype)
+        pipe = pipeline("meme-emotion", model=args.model, dtype=args.dtype, device=resolve_device(args.device))
         meme = {"image": image} if text is None else {"image": image, "text": text}  # no text: OCR
         result = pipe(meme, ten_crop=not args.no_ten_crop)
     except (MemeInputError, FileNotFoundError, OSError, ValueError) as err:
         sys.exit(f"error: {err}")
     print(
-        f"meme: {image}  text: {result['text']!r} ({result['text_source']})  dtype: {pipe.model.dtype} "
+        f"meme: {image}  text: {result['text']!r} ({result['text_source']})  device: {pipe.model.device}  "
+        f"dtype: {pipe.model.dtype} "
         f"({pipe.model.inference_dtype_reason})"
     )
     print(json.dumps(result, indent=2))

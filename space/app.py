@@ -47,6 +47,8 @@ MODEL = os.environ.get("MEMOTION_MODEL", "outputs/demo/ensemble")
 REVISION = os.environ.get("MEMOTION_REVISION") or None
 TRAIN_CONFIG = os.environ.get("MEMOTION_TRAIN_CONFIG", "demo")
 TEN_CROP = os.environ.get("MEMOTION_TEN_CROP", "1") != "0"
+#: Where the ensemble runs: ``auto`` (a GPU when there is one), ``cpu``, ``cuda``, ``cuda:N``.
+DEVICE = os.environ.get("MEMOTION_DEVICE", "auto")
 
 #: Image formats an upload may have (Pillow names); anything else is refused before decoding.
 UPLOAD_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP")
@@ -134,9 +136,11 @@ def ensure_model(model: str = MODEL, train_config: str = TRAIN_CONFIG) -> str:
     return model
 
 
-def load_pipeline(model: str = MODEL, revision: str | None = REVISION) -> MemeEmotionPipeline:
+def load_pipeline(model: str = MODEL, revision: str | None = REVISION, device: str = DEVICE) -> MemeEmotionPipeline:
     """The ``meme-emotion`` pipeline of the configured ensemble (trained first when it is the missing demo)."""
-    return pipeline("meme-emotion", model=ensure_model(model), revision=revision)
+    from hf_memotion.hardware import resolve_device
+
+    return pipeline("meme-emotion", model=ensure_model(model), revision=revision, device=resolve_device(device))
 
 
 def _two_class(problem: str, score: float) -> dict[str, float]:

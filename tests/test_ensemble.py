@@ -190,7 +190,16 @@ def test_predict_script_prints_the_schema(saved_ensemble, tmp_path):
         text=True,
         check=True,
     ).stdout
-    assert '"submission"' in out and '"sentiment"' in out
+    assert '"submission"' in out and '"sentiment"' in out and "device: cpu" in out
+    import torch
+
+    if not torch.cuda.is_available():  # a device this machine does not have: one line naming it
+        gpu = subprocess.run(
+            [sys.executable, str(script), str(saved_ensemble), "--image", str(image), "--text", "x", "--device=cuda"],
+            capture_output=True,
+            text=True,
+        )
+        assert gpu.returncode != 0 and "device 'cuda': torch sees no CUDA device" in gpu.stderr
     bad = subprocess.run(
         [sys.executable, str(script), str(saved_ensemble), "--image", str(tmp_path / "nope.png"), "--text", "x"],
         capture_output=True,

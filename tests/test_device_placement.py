@@ -1,0 +1,101 @@
+"""Every VisE compute path runs where it is asked to, checked on the CPU with the ``meta`` device.
+
+How: each path is driven with its device set to ``meta`` (tensors with shapes and no data). torch refuses to mix a
+``meta`` tensor with a CPU one ("Tensor on device meta is not on the expected device cpu"), so a path that leaves a
+model, a batch or a classifier on the CPU fails here. A path that ends by copying its result to the CPU as numbers
+(features, scores) stops at that copy, which ``meta`` cannot do: the test accepts exactly that error, after
+checking the forward pass ran on ``meta``. A model that reads values (the text encoder) is stopped as it is called,
+once its inputs' device is recorded.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import hf_memotion  # noqa: F401
+from hf_memotion.data.downstream import read_task
+from hf_memotion.data.downstream_demo import make_demo_downstream
+from hf_memotion.vise import evaluation
+from hf_memotion.vise.text_encoder import TextEncoder
+
+META = torch.device("meta")
+
+
+def _until_the_copy_out(fn):
+    """Run ``fn``; the one error allowed is the final copy of a ``meta`` result to the CPU."""
+    try:
+        return fn()
+    except NotImplementedError as err:
+        assert "meta" in str(err), err
+        return None
+
+
+@pytest.fixture(scope="module")
+def cub(tmp_path_factory):
+    root = make_demo_downstream(tmp_path_factory.mktemp("cub"), "cub", n_per_class=4, image_size=24)
+    return read_task("cub", root)
+
+
+@pytest.fixture
+def backbone():
+    return evaluation.load_backbone("random", "random:test_resnet", image_size=24, device=META)
+
+
+def _record_inputs(module: torch.nn.Module) -> list[torch.device]:
+    """The device of the first tensor each call of ``module`` receives."""
+    seen: list[torch.device] = []
+
+    def record(_, args, kwargs):
+        tensors = [v for v in (*args, *kwargs.values()) if isinstance(v, torch.Tensor)]
+        seen.append(tensors[0].device)
+
+    module.register_forward_pre_hook(record, with_kwargs=True)
+    return seen
+
+
+def test_the_backbone_loads_on_the_device_asked(backbone):
+    assert {p.device for p in backbone.model.parameters()} == {META}
+
+
+def test_cached_features_are_computed_on_the_device(backbone, cub):
+    seen = _record_inputs(backbone.model)
+    _until_the_copy_out(lambda: evaluation._features(backbone, cub.repeats[0]["test"], 8))
+    assert seen and set(seen) == {META}
+
+
+def test_the_linear_probe_on_cached_features_trains_on_the_device():
+    settings = evaluation.ProtocolArguments(batch_size=4, epochs=2)
+    features = (np.random.default_rng(0).random((12, 8), dtype=np.float32), np.arange(12) % 3)
+    layer = evaluation._fit_linear(features, 3, (0.025, 0.001), settings, adamw=False, device=META)
+    assert layer.weight.device == META
+    _until_the_copy_out(lambda: evaluation._score_layer(layer, {"test": features}, "accuracy"))
+
+
+def test_the_augmented_linear_probe_trains_every_grid_point_on_the_device(backbone, cub):
+    settings = evaluation.ProtocolArguments(batch_size=8, epochs=1)
+    points = [(0.025, 0.001), (0.0025, 0.01)]
+    text = np.zeros((len(cub.repeats[0]["train"]), 4), dtype=np.float32)  # a frozen text embedding beside the image
+    seen = _record_inputs(backbone.model)
+    layers = evaluation._fit_linear_augmented(backbone, cub.repeats[0]["train"], text, 6, points, settings, False)
+    assert set(seen) == {META} and all(layer.weight.device == META for layer in layers)
+
+
+class _Stop(Exception):
+    """Raised by a hook once the inputs are seen: the model itself cannot run on ``meta`` (it reads values)."""
+
+
+def test_the_text_encoder_encodes_on_the_device():
+    encoder = TextEncoder("tiny:bert", corpus=["a kind meme", "a hateful meme"], device=META)
+    assert encoder.device == META and {p.device for p in encoder.model.parameters()} == {META}
+    seen: list[torch.device] = []
+
+    def stop(_, args, kwargs):
+        seen.extend(v.device for v in (*args, *kwargs.values()) if isinstance(v, torch.Tensor))
+        raise _Stop
+
+    encoder.model.register_forward_pre_hook(stop, with_kwargs=True)
+    with pytest.raises(_Stop):
+        encoder.encode(["a kind meme"])
+    assert seen and set(seen) == {META}  # token ids and attention mask moved to the encoder's device

@@ -99,3 +99,25 @@ def test_the_text_encoder_encodes_on_the_device():
     with pytest.raises(_Stop):
         encoder.encode(["a kind meme"])
     assert seen and set(seen) == {META}  # token ids and attention mask moved to the encoder's device
+
+
+def test_the_mining_comment_encoder_runs_on_the_device_of_this_run(monkeypatch):
+    from hf_memotion.vise import text_encoder
+    from hf_memotion.vise.cluster_models import ClusterModels
+    from hf_memotion.vise.mining_steps import MiningSpec
+
+    made = []
+
+    class Recording:
+        def __init__(self, source, max_length=64, device="cpu", **kwargs):
+            made.append(device)
+
+        def encode(self, texts):
+            return np.ones((len(texts), 4), dtype=np.float32)
+
+    monkeypatch.setattr(text_encoder, "TextEncoder", Recording)
+    settings = {"comment_encoder": "tiny:bert", "encoder_device": "cuda:1"}
+    models = ClusterModels(None, np.zeros((2, 4)), np.zeros((2, 5)), settings=settings)
+    models.embed_comments(["wow"])
+    assert made == ["cuda:1"]
+    assert MiningSpec(encoder_device="cuda").key() == MiningSpec().key()  # a run may resume on another device

@@ -80,7 +80,8 @@ class ClusterModels:
             from hf_memotion.vise.text_encoder import TextEncoder
 
             length = int(self.settings.get("encoder_max_length", 64))
-            self._encoder = TextEncoder(self.settings["comment_encoder"], max_length=length)
+            device = self.settings.get("encoder_device", "cpu")
+            self._encoder = TextEncoder(self.settings["comment_encoder"], max_length=length, device=device)
         return self._encoder.encode(comments)
 
     def assign_comments(self, comments: Sequence[str]) -> np.ndarray:

@@ -49,6 +49,7 @@ import hashlib
 import itertools
 import json
 import logging
+import multiprocessing
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -242,6 +243,7 @@ def _label_shard(
     import threadpoolctl
 
     models = ClusterModels.load(clusters)
+    models.settings["encoder_device"] = config.encoder_device  # this run's device, not the fitting run's
     source = Path(shard)
     errors: list[dict] = []
     posts = (
@@ -322,7 +324,9 @@ def mine_labels(
         args = [(str(s), str(clusters), str(targets[s]), config) for s in pending]
         if num_proc > 1:
             threads = [max(1, (os.cpu_count() or 1) // num_proc)] * len(args)
-            with ProcessPoolExecutor(max_workers=num_proc) as pool:
+            on_gpu = bool(config.comment_encoder) and config.encoder_device != "cpu"
+            context = multiprocessing.get_context("spawn") if on_gpu else None  # CUDA does not survive a fork
+            with ProcessPoolExecutor(max_workers=num_proc, mp_context=context) as pool:
                 results = list(pool.map(_label_shard, *zip(*args, strict=True), [2048] * len(args), threads))
         else:
             results = [_label_shard(*a) for a in args]

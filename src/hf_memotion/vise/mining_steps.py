@@ -80,6 +80,9 @@ class MiningSpec:
             into the HF cache) whose attention-masked mean of last hidden states, L2-normalised, is phi_C.
             Loaded without remote code.
         encoder_max_length: Tokens per comment for ``comment_encoder``.
+        encoder_device: Where ``comment_encoder`` runs: ``"cpu"`` (the default), ``"auto"`` (a GPU when there is
+            one), ``"cuda"``, ``"cuda:N"``. Not part of the settings' key (a run may resume on another device); on
+            a GPU with ``num_proc`` > 1 the labelling workers are spawned, not forked.
     """
 
     comment_clusters: int = 5000
@@ -94,10 +97,18 @@ class MiningSpec:
     kmeans_iterations: int = 25
     comment_encoder: str | None = None
     encoder_max_length: int = 64
+    encoder_device: str = "cpu"
 
     def key(self) -> str:
-        """A short hash of the settings (finished shards are reused only under the same key)."""
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        """A short hash of the settings (finished shards are reused only under the same key; the device is not in it).
+
+        Examples:
+            >>> MiningSpec(encoder_device="cuda").key() == MiningSpec().key()
+            True
+        """
+        values = asdict(self)
+        values.pop("encoder_device")
+        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _unit(seed: int, text: str) -> float:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""GPU check: the paper-size ensemble's inference and one paper backbone's training, in one short run.
+"""GPU check: every compute path of the library on one GPU, in one short run.
 
 Usage:
     python scripts/gpu_check.py [--output gpu_check.json]   # a CUDA GPU (sized for under 8 minutes on one H200)
@@ -20,6 +20,12 @@ It installs nothing beyond the project and prints, each figure beside its baseli
 - **VisE linear protocol** (augmented features, the paper's nine-point grid together): a ResNet-50 backbone
   (random weights) on its device, one epoch over demo CUB images decoded in the main process and in worker
   processes (``decode_workers``): images/s each;
+- **VisE pretraining**: steps of ``ViseForPretraining`` on ResNeXt-101 32x16d (224 px, both heads: 5,000 comment
+  and 128 reaction clusters), bf16 autocast, on random images and targets: images/s and achieved TFLOP/s;
+- **VisE fine-tuning**: one grid point, one epoch of ``evaluate_backbone(..., "finetune")`` on ResNet-50 (its
+  ``Trainer``) over demo CUB images: images/s, evaluation included;
+- **mining with a transformer comment encoder**: ``TextEncoder.encode`` of a BERT-base-size encoder (random
+  weights, a word-level tokenizer) on the device: comments/s;
 - peak GPU memory.
 
 ``--dry-run`` swaps in the demo ensemble, timm's ``test_resnet`` at 64 pixels (32 for VisE) and a few steps, on
@@ -183,6 +189,93 @@ def check_vise_linear(
     return out
 
 
+def check_vise_pretraining(
+    architecture: str, image_size: int, device: torch.device, steps: int, batch: int, clusters: tuple[int, int]
+) -> dict[str, Any]:
+    """Images/s and TFLOP/s of VisE pretraining steps (both heads, SGD, bf16 autocast where native)."""
+    from hf_memotion.benchmarking import count_flops, synchronize
+    from hf_memotion.hardware import native_bf16
+    from hf_memotion.models.vise import ViseConfig, ViseForPretraining
+
+    torch.manual_seed(0)
+    config = ViseConfig(architecture=architecture, comment_clusters=clusters[0], reaction_clusters=clusters[1])
+    model = ViseForPretraining(config).to(device).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    pixels = torch.randn(batch, 3, image_size, image_size, device=device)
+    targets = torch.softmax(torch.randn(batch, clusters[0], device=device), -1)
+    reactions = torch.randint(0, clusters[1], (batch,), device=device)
+    bf16 = native_bf16(device)
+
+    def step() -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = model(pixel_values=pixels, comment_targets=targets, reaction_labels=reactions).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    flop = count_flops(step)  # also the warm-up step
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    synchronize(device)
+    seconds = (time.perf_counter() - start) / steps
+    return {
+        "architecture": architecture,
+        "image_size": image_size,
+        "batch": batch,
+        "bf16": bf16,
+        "images_per_s": batch / seconds,
+        "tflops": flop / seconds / 1e12,
+    }
+
+
+def check_vise_finetune(architecture: str, image_size: int, per_class: int, device: torch.device, batch: int):
+    """Images/s of one grid point and one epoch of the fine-tuning protocol (evaluation included)."""
+    from hf_memotion.data.downstream import read_task
+    from hf_memotion.data.downstream_demo import make_demo_downstream
+    from hf_memotion.vise import evaluation
+
+    root = make_demo_downstream(
+        Path(tempfile.mkdtemp()) / "cub", "cub", n_per_class=per_class, image_size=int(image_size * 1.15)
+    )
+    task = read_task("cub", root)
+    backbone = evaluation.load_backbone("random", f"random:{architecture}", image_size=image_size, device=device)
+    settings = evaluation.ProtocolArguments(
+        batch_size=batch, epochs=1, base_learning_rates=[0.025], weight_decays=[0.0001]
+    )
+    images = sum(len(task.repeats[0][name]) for name in ("train", "validation", "test"))
+    start = time.perf_counter()
+    evaluation.evaluate_backbone(backbone, task, "finetune", settings, Path(tempfile.mkdtemp()))
+    return {
+        "architecture": architecture,
+        "image_size": image_size,
+        "images": images,
+        "images_per_s": images / (time.perf_counter() - start),
+    }
+
+
+def check_mining_encoder(device: torch.device, comments: int, sizes: dict[str, int]) -> dict[str, Any]:
+    """Comments/s of the mining comment encoder (a BERT-type encoder of the given sizes, random weights)."""
+    from transformers import AutoModel
+
+    from hf_memotion.benchmarking import synchronize
+    from hf_memotion.models.text.tiny import build_tiny_text_backbone
+    from hf_memotion.vise.text_encoder import TextEncoder
+
+    words = [f"word{i}" for i in range(5000)]
+    texts = [" ".join(words[(i * 7 + j) % 5000] for j in range(12)) for i in range(comments)]
+    encoder = TextEncoder("tiny:bert", corpus=texts[:2000], device=device)
+    config, _ = build_tiny_text_backbone("bert", texts[:2000], **sizes)
+    encoder.model = AutoModel.from_config(config).eval().to(device)
+    encoder.encode(texts[:64])  # warm-up
+    synchronize(device)
+    start = time.perf_counter()
+    encoder.encode(texts, batch_size=256)
+    synchronize(device)
+    return {"comments": comments, **sizes, "comments_per_s": comments / (time.perf_counter() - start)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dry-run", action="store_true", help="demo sizes on the CPU: checks the script, no GPU")
@@ -204,6 +297,15 @@ def main(argv: list[str] | None = None) -> int:
             "steps": 8,
             "train_batch": 8,
             "vise": {"architecture": "test_resnet", "image_size": 32, "per_class": 8, "workers": 2, "batch": 8},
+            "pretraining": {
+                "architecture": "test_resnet",
+                "image_size": 32,
+                "steps": 3,
+                "batch": 8,
+                "clusters": (50, 8),
+            },
+            "finetune": {"architecture": "test_resnet", "image_size": 32, "per_class": 6, "batch": 8},
+            "mining": {"comments": 256, "sizes": {"hidden_size": 32, "num_layers": 2, "num_heads": 2}},
         }
     elif torch.cuda.is_available():
         device = torch.device("cuda")
@@ -218,6 +320,15 @@ def main(argv: list[str] | None = None) -> int:
             "steps": 40,
             "train_batch": 32,
             "vise": {"architecture": "resnet50", "image_size": 224, "per_class": 200, "workers": 8, "batch": 128},
+            "pretraining": {
+                "architecture": "resnext101_32x16d",
+                "image_size": 224,
+                "steps": 10,
+                "batch": 64,
+                "clusters": (5000, 128),
+            },
+            "finetune": {"architecture": "resnet50", "image_size": 224, "per_class": 100, "batch": 64},
+            "mining": {"comments": 20_000, "sizes": {"hidden_size": 768, "num_layers": 12, "num_heads": 12}},
         }
     else:
         print("error: no CUDA GPU here; run with --dry-run to check the script on the CPU", file=sys.stderr)
@@ -268,6 +379,25 @@ def main(argv: list[str] | None = None) -> int:
         f"\nVisE linear protocol (augmented, 9 grid points), {vise['architecture']} at {vise['image_size']} px, "
         f"{vise['images']} images: {vise['workers_0']['images_per_s']:.1f} images/s decoded here, "
         f"{with_workers:.1f} with {vise['workers']} decode workers"
+    )
+    pretraining = check_vise_pretraining(device=device, **plan["pretraining"])
+    report["vise_pretraining"] = pretraining
+    print(
+        f"\nVisE pretraining, {pretraining['architecture']} at {pretraining['image_size']} px, batch "
+        f"{pretraining['batch']}{', bf16 autocast' if pretraining['bf16'] else ''}: "
+        f"{pretraining['images_per_s']:.1f} images/s, {pretraining['tflops']:.2f} TFLOP/s"
+    )
+    finetune = check_vise_finetune(device=device, **plan["finetune"])
+    report["vise_finetune"] = finetune
+    print(
+        f"\nVisE fine-tuning (one grid point, one epoch), {finetune['architecture']} at {finetune['image_size']} px, "
+        f"{finetune['images']} images: {finetune['images_per_s']:.1f} images/s"
+    )
+    mining = check_mining_encoder(device=device, **plan["mining"])
+    report["mining_encoder"] = mining
+    print(
+        f"\nmining comment encoder (BERT-type, {mining['num_layers']} layers of {mining['hidden_size']}): "
+        f"{mining['comments_per_s']:.0f} comments/s over {mining['comments']} comments"
     )
     if device.type == "cuda":
         report["peak_memory_gb"] = torch.cuda.max_memory_allocated(device) / 2**30

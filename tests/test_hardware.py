@@ -69,7 +69,16 @@ def test_the_gpu_check_runs_on_the_cpu_as_a_dry_run(tmp_path):
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    lines = ("theoretical peak:", "inference, demo ensemble", "bf16 / fp32:", "training, test_resnet", "VisE linear")
+    lines = (
+        "theoretical peak:",
+        "inference, demo ensemble",
+        "bf16 / fp32:",
+        "training, test_resnet",
+        "VisE linear",
+        "VisE pretraining",
+        "VisE fine-tuning",
+        "mining comment encoder",
+    )
     for line in lines:
         assert line in result.stdout
     report = json.loads(out.read_text())
@@ -78,3 +87,5 @@ def test_the_gpu_check_runs_on_the_cpu_as_a_dry_run(tmp_path):
     assert report["training"]["ours_images_per_s"] > 0 and report["training"]["plain_images_per_s"] > 0
     vise = report["vise_linear"]
     assert vise["workers_0"]["images_per_s"] > 0 and vise["workers_2"]["images_per_s"] > 0
+    assert report["vise_pretraining"]["images_per_s"] > 0 and report["vise_pretraining"]["tflops"] > 0
+    assert report["vise_finetune"]["images_per_s"] > 0 and report["mining_encoder"]["comments_per_s"] > 0

@@ -1,4 +1,4 @@
-"""Every VisE compute path runs where it is asked to, checked on the CPU with the ``meta`` device.
+"""Every compute path runs where it is asked to, checked on the CPU with the ``meta`` device.
 
 How: each path is driven with its device set to ``meta`` (tensors with shapes and no data). torch refuses to mix a
 ``meta`` tensor with a CPU one ("Tensor on device meta is not on the expected device cpu"), so a path that leaves a
@@ -121,3 +121,41 @@ def test_the_mining_comment_encoder_runs_on_the_device_of_this_run(monkeypatch):
     models.embed_comments(["wow"])
     assert made == ["cuda:1"]
     assert MiningSpec(encoder_device="cuda").key() == MiningSpec().key()  # a run may resume on another device
+
+
+def _stop_and_record(module: torch.nn.Module, seen: list[torch.device]) -> None:
+    def stop(_, args, kwargs):
+        seen.extend(v.device for v in (*args, *kwargs.values()) if isinstance(v, torch.Tensor))
+        raise _Stop
+
+    module.register_forward_pre_hook(stop, with_kwargs=True)
+
+
+def test_the_ensemble_feeds_each_base_model_on_its_device(synthetic):
+    """What the pipeline (predict.py, the Space) and the held-out bf16 check run: inputs go where the model is."""
+    import datasets
+    from PIL import Image
+
+    from conftest import build_tiny_ensemble
+    from hf_memotion.models.ensemble.inference_dtype import check_inference_dtype
+
+    ensemble = build_tiny_ensemble(synthetic)
+    first = ensemble.config.base_models[0]["name"]  # the first model the ensemble runs: its call is stopped
+    batch = ensemble.processor([Image.new("RGB", (40, 40))], ["lol"], ten_crop=False)
+    seen: list[torch.device] = []
+    _stop_and_record(ensemble.base_models[first].to(META), seen)
+    with pytest.raises(_Stop):
+        ensemble.probabilities_from_inputs(batch)
+    assert seen and set(seen) == {META}
+    # the held-out check moves each base model it loads onto the device it is given, and its inputs with it
+    fresh = build_tiny_ensemble(synthetic)
+    entry = fresh.config.base_models[0]
+    loaded, prep = fresh.base_models[entry["name"]], fresh.preprocessors[entry["name"]]
+    seen = []
+    _stop_and_record(loaded, seen)
+    held_out = datasets.Dataset.from_dict(
+        {"image": [Image.new("RGB", (40, 40))], "text": ["lol"], **{p: [0] for p in fresh.config.problems}}
+    )
+    with pytest.raises(_Stop):
+        check_inference_dtype(fresh, held_out, load=lambda e: (loaded, prep), device=META)
+    assert seen and set(seen) == {META} and {p.device for p in loaded.parameters()} == {META}

@@ -80,7 +80,10 @@ def cpu_name() -> str:
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """The device work runs on: ``"auto"`` (or ``None``) is the current CUDA device when there is one, else the CPU.
+    """The device work runs on: ``"auto"`` (or ``None``) is accelerate's process state's device, else as given.
+
+    Under ``accelerate launch`` that is this process's GPU (``cuda:<local rank>``); in a plain process the current
+    GPU when there is one, else the CPU.
 
     Examples:
         >>> resolve_device("cpu")
@@ -89,7 +92,9 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
         True
     """
     if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        from hf_memotion.distributed import process_state
+
+        return torch.device(process_state().device)
     resolved = torch.device(device)
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {str(device)!r}: torch sees no CUDA device here; use 'auto' or 'cpu'")

@@ -180,8 +180,38 @@ def contribution_chart(output: dict[str, Any]) -> Figure:
 
 
 def presence(output: dict[str, Any]) -> list[dict[str, float]]:
-    """Subtask B as four yes/no answers, one per emotion: ``{"yes": p, "no": 1 - p}``."""
-    return [{"yes": output["emotions"][e]["score"], "no": 1.0 - output["emotions"][e]["score"]} for e in EMOTIONS]
+    """Subtask B as four yes/no answers, one per emotion, decided with subtask C (the pipeline's joint decoding).
+
+    "yes" weighs the presence probability by the likeliest grade above "not", "no" the absence probability by the
+    "not" grade; normalised, so the larger is the pipeline's answer and never contradicts the intensity shown.
+    """
+    answers = []
+    for emotion in EMOTIONS:
+        entry = output["emotions"][emotion]
+        grades = list(entry["intensity_scores"].values())
+        yes, no = entry["score"] * max(grades[1:]), (1.0 - entry["score"]) * grades[0]
+        total = (yes + no) or 1.0
+        answers.append({"yes": yes / total, "no": no / total})
+    return answers
+
+
+def intensities(output: dict[str, Any]) -> list[dict[str, float]]:
+    """Subtask C per emotion, decided with subtask B.
+
+    Each grade's probability times B's (absent for the "not" grade, present for the others), normalised: the
+    largest is the pipeline's (joint) answer.
+    """
+    shown = []
+    for emotion in EMOTIONS:
+        entry = output["emotions"][emotion]
+        present = entry["score"]
+        weights = {
+            grade: p * ((1.0 - present) if i == 0 else present)
+            for i, (grade, p) in enumerate(entry["intensity_scores"].items())
+        }
+        total = sum(weights.values()) or 1.0
+        shown.append({grade: w / total for grade, w in weights.items()})
+    return shown
 
 
 def read_text(image: Image.Image | None, current: str | None = None) -> str:
@@ -210,9 +240,8 @@ def analyse(pipe: MemeEmotionPipeline, image: Image.Image | None, text: str | No
         output = pipe(meme, return_base=True, ten_crop=TEN_CROP)
     except MemeInputError as err:
         raise gr.Error(str(err), title="Cannot analyse this meme") from None
-    intensities = [output["emotions"][e]["intensity_scores"] for e in EMOTIONS]
     summary = {key: output[key] for key in ("sentiment", "emotions", "submission", "text", "text_source")}
-    return output["sentiment"]["scores"], *presence(output), *intensities, contribution_chart(output), summary
+    return output["sentiment"]["scores"], *presence(output), *intensities(output), contribution_chart(output), summary
 
 
 def build_demo(pipe: MemeEmotionPipeline, model_name: str = MODEL) -> gr.Blocks:

@@ -58,10 +58,12 @@ def _check_schema(result):
     present, intensities, chart, details = rest[:4], rest[4:8], rest[8], rest[9]
     assert sentiment["label"] in get_problem("sentiment").labels
     assert sum(c["confidence"] for c in sentiment["confidences"]) == pytest.approx(1.0, abs=1e-6)
-    for emotion, answer in zip(EMOTIONS, present, strict=True):  # subtask B: four yes/no answers
+    for emotion, answer in zip(EMOTIONS, present, strict=True):  # subtask B: four yes/no answers, decided with C
         scores = {c["label"]: c["confidence"] for c in answer["confidences"]}
-        assert set(scores) == {"yes", "no"} and scores["yes"] == pytest.approx(details["emotions"][emotion]["score"])
-        assert answer["label"] == ("yes" if details["emotions"][emotion]["present"] else "no")
+        assert set(scores) == {"yes", "no"} and scores["yes"] + scores["no"] == pytest.approx(1.0)
+        decided = details["emotions"][emotion]
+        assert answer["label"] == ("yes" if decided["present"] else "no")
+        assert decided["present"] == (decided["intensity"] != get_problem(f"{emotion}_intensity").labels[0])
     for emotion, grades in zip(EMOTIONS, intensities, strict=True):
         labels = get_problem(f"{emotion}_intensity").labels
         assert {c["label"] for c in grades["confidences"]} == set(labels)

@@ -21,7 +21,10 @@ Each meme gives::
      "text": "when the exam is on monday", "text_source": "given"}        # or "ocr"
 
 plus, with ``return_base=True``, ``"base"`` (each base model's probabilities) and ``"modalities"``
-(each modality's mean probabilities).
+(each modality's mean probabilities). ``present``, ``intensity`` and ``submission`` are read with
+``decoding="joint"`` by default: each emotion's presence (B) and intensity (C) decided together, so a meme is
+never "present" and "not_funny" at once (:mod:`hf_memotion.decoding`); ``decoding="independent"`` reads each
+problem's argmax, as the paper. The scores are the ensemble's probabilities either way.
 
 It runs on transformers' own :class:`~transformers.Pipeline` machinery: ``preprocess`` checks, decodes
 and (when a meme has no text) reads one meme, then tokenizes, resizes and crops it with the ensemble's
@@ -47,6 +50,7 @@ from transformers import Pipeline
 
 from hf_memotion.data.images import ImageDecodeError, load_rgb_image
 from hf_memotion.data.ocr import OCRUnavailableError, read_meme_text
+from hf_memotion.decoding import DECODINGS, decode
 from hf_memotion.tasks import EMOTIONS, PROBLEM_NAMES, encode_submission, get_problem
 
 __all__ = ["DEFAULT_BATCH_SIZE", "MemeEmotionPipeline", "MemeInputError"]
@@ -131,7 +135,7 @@ class MemeEmotionPipeline(Pipeline):
     _load_tokenizer = False
 
     #: Keyword arguments a call (or ``pipeline(...)``) takes besides the inputs.
-    call_parameters = ("ten_crop", "return_base", "errors", "ocr", "batch_size", "num_workers")
+    call_parameters = ("ten_crop", "return_base", "errors", "ocr", "decoding", "batch_size", "num_workers")
 
     def __init__(self, *args: Any, **kwargs: Any):
         _check_batching(kwargs.get("batch_size"), kwargs.get("num_workers"))
@@ -143,7 +147,7 @@ class MemeEmotionPipeline(Pipeline):
         # transformers' pad collate function reads the padding settings of the pipeline's feature extractor.
         self.feature_extractor = self.model.processor
 
-    def _sanitize_parameters(self, ten_crop=None, return_base=None, errors=None, ocr=None, **kwargs):
+    def _sanitize_parameters(self, ten_crop=None, return_base=None, errors=None, ocr=None, decoding=None, **kwargs):
         if kwargs:
             raise TypeError(
                 f"meme-emotion got unknown argument(s) {sorted(kwargs)}; it takes {list(self.call_parameters)}"
@@ -154,6 +158,10 @@ class MemeEmotionPipeline(Pipeline):
         if ocr is not None:
             pre["ocr"] = bool(ocr)
         post = {"return_base": bool(return_base)} if return_base is not None else {}
+        if decoding is not None:
+            if decoding not in DECODINGS:
+                raise ValueError(f"decoding must be one of {DECODINGS}, got {decoding!r}")
+            post["decoding"] = decoding
         if errors is not None:
             if errors not in ("raise", "return"):
                 raise ValueError(f"errors must be 'raise' or 'return', got {errors!r}")
@@ -173,8 +181,10 @@ class MemeEmotionPipeline(Pipeline):
             **kwargs: ``ten_crop`` (default on, as in the paper), ``return_base`` (add each base model's and
                 each modality's probabilities), ``ocr`` (default on; off: a meme without text is an error) and
                 ``errors``: ``"raise"`` (default: a bad meme stops the call, naming it) or ``"return"`` (a bad
-                meme gives ``{"error": "..."}`` in its place and the others are predicted). Any other keyword
-                is an error.
+                meme gives ``{"error": "..."}`` in its place and the others are predicted), ``decoding``:
+                ``"joint"`` (default: each emotion's presence and intensity decided together, never
+                contradicting) or ``"independent"`` (each problem's argmax, the paper's). Any other keyword is an
+                error.
 
         Raises:
             MemeInputError: For a malformed meme (naming its position), or an input that holds no memes.
@@ -275,7 +285,11 @@ class MemeEmotionPipeline(Pipeline):
         return out
 
     def postprocess(
-        self, model_outputs: Mapping[str, Any], return_base: bool = False, errors: str = "raise"
+        self,
+        model_outputs: Mapping[str, Any],
+        return_base: bool = False,
+        errors: str = "raise",
+        decoding: str = "joint",
     ) -> dict[str, Any]:
         """Turn one meme's probabilities into the output schema."""
         error = _one(model_outputs["error"])
@@ -293,6 +307,7 @@ class MemeEmotionPipeline(Pipeline):
             else:
                 owner, _, problem = rest.rpartition("/")  # problem names hold no "/"; model names might
                 nested[kind].setdefault(owner, {})[problem] = probabilities
+        decided = {p: int(v[0]) for p, v in decode(final, decoding).items()}
         out: dict[str, Any] = {}
         if "sentiment" in final:
             scores = _scores("sentiment", final["sentiment"])
@@ -303,18 +318,18 @@ class MemeEmotionPipeline(Pipeline):
             entry: dict[str, Any] = {}
             if emotion in final:
                 present = _scores(emotion, final[emotion])
-                entry["present"] = bool(final[emotion].argmax() == 1)
+                entry["present"] = decided[emotion] == 1
                 entry["score"] = list(present.values())[1]
             intensity = f"{emotion}_intensity"
             if intensity in final:
                 grades = _scores(intensity, final[intensity])
-                entry["intensity"] = max(grades, key=grades.get)
+                entry["intensity"] = list(grades)[decided[intensity]]
                 entry["intensity_scores"] = grades
             if entry:
                 emotions[emotion] = entry
         out["emotions"] = emotions
         if all(p in final for p in PROBLEM_NAMES):
-            out["submission"] = encode_submission({p: int(final[p].argmax()) for p in PROBLEM_NAMES})
+            out["submission"] = encode_submission({p: decided[p] for p in PROBLEM_NAMES})
         out["text"] = _one(model_outputs["text"])
         out["text_source"] = _one(model_outputs["text_source"])
         if return_base:

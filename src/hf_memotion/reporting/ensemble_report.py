@@ -125,6 +125,24 @@ def render_report(report: Mapping[str, Any], plots: Sequence[str] = ()) -> str:
         *[f"| {p} | {m} |" for p, m in report["table8"].items()],
         "",
     ]
+    if report.get("decoding"):
+        lines += [
+            "## Reading subtasks B and C together",
+            "",
+            "Table 7 reads every problem by its own argmax, as the paper (`independent`). Then a meme can be "
+            '"present" in B and "not" in C for the same emotion. `pipeline("meme-emotion")` and the Space read '
+            "each emotion's B and C together by default (`joint`: the most probable consistent pair). The modality "
+            "ensemble on the held-out split:",
+            "",
+            "| decoding | memes with a contradiction | B macro-F1 | C macro-F1 |",
+            "|---|---:|---:|---:|",
+        ]
+        for decoding, found in report["decoding"].items():
+            lines.append(
+                f"| {decoding} | {found['contradictions']:.1%} | {found.get('subtask_b', float('nan')):.4f} | "
+                f"{found.get('subtask_c', float('nan')):.4f} |"
+            )
+        lines.append("")
     protocol = report.get("protocol") or {}
     if protocol:
         dev = protocol.get("evaluation_split") == "dev"

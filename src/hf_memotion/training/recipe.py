@@ -39,6 +39,7 @@ from transformers import (
 )
 
 from hf_memotion.data.memotion import write_answer_file
+from hf_memotion.decoding import compare_decodings
 from hf_memotion.distributed import process_state
 from hf_memotion.io_utils import atomic_write_text
 from hf_memotion.metrics import memotion_scores
@@ -187,6 +188,7 @@ def run_training(config: Mapping[str, Any] | EnsembleRunSpec, *, source: str | N
     report = TrainingReport(
         table7=rows,
         table8=table8,
+        decoding=compare_decodings(final, test_labels),
         selection_scores={p: s.scores for p, s in stackers.items()},
         oof_scores={name: r.oof_scores for name, r in results.items()},
         search={name: {k: v for k, v in chosen.items() if k != "folder"} for name, chosen in selections.items()},
@@ -248,6 +250,13 @@ def print_training_summary(report: Mapping[str, Any], spec: EnsembleRunSpec) -> 
         print(
             f"bf16 check on the held-out split: largest macro-F1 change {worst:.4f}; dtype='auto' on {device}: "
             f"{str(dtype).removeprefix('torch.')} ({reason})"
+        )
+    if report.get("decoding"):
+        alone, joint = report["decoding"]["independent"], report["decoding"]["joint"]
+        print(
+            f"B and C read together (joint, the pipeline's default): memes with a contradiction "
+            f"{alone['contradictions']:.1%} -> {joint['contradictions']:.1%}; B macro-F1 {alone['subtask_b']:.3f} -> "
+            f"{joint['subtask_b']:.3f}, C {alone['subtask_c']:.3f} -> {joint['subtask_c']:.3f}"
         )
     print(f"ensemble: {output}/ensemble  report: {output}/report.md  submission: {output}/answer.txt")
 

@@ -80,8 +80,7 @@ def check_inference(size: str, device: torch.device, batch: int, repeats: int) -
 
 def check_training(architecture: str, image_size: int, device: torch.device, steps: int, batch: int) -> dict[str, Any]:
     """Images/s of ``fit_classifier`` (bf16 autocast) vs a plain loop on the same model, data and settings."""
-    from hf_memotion.benchmarking import synchronize
-    from hf_memotion.hardware import native_bf16
+    from hf_memotion.hardware import native_bf16, synchronize
     from hf_memotion.tasks import PROBLEM_NAMES
     from hf_memotion.training.trainer import ClassifierTrainingArguments, fit_classifier
     from hf_memotion.training.vision import vision_model_factory
@@ -160,30 +159,34 @@ def check_training(architecture: str, image_size: int, device: torch.device, ste
     }
 
 
+def _demo_cub(per_class: int, image_size: int):
+    """A demo CUB task in the release format (images a little larger than the crop), read."""
+    from hf_memotion.data.downstream import read_task
+    from hf_memotion.data.downstream_demo import make_demo_downstream
+
+    folder = Path(tempfile.mkdtemp(prefix="hf_memotion_gpu_check_")) / "cub"
+    root = make_demo_downstream(folder, "cub", n_per_class=per_class, image_size=int(image_size * 1.15))
+    return read_task("cub", root)
+
+
 def check_vise_linear(
     architecture: str, image_size: int, per_class: int, device: torch.device, workers: int, batch: int
 ) -> dict[str, Any]:
     """Images/s of one epoch of the augmented linear probe (nine grid points), images decoded here and in workers."""
-    from hf_memotion.data.downstream import read_task
-    from hf_memotion.data.downstream_demo import make_demo_downstream
+    from hf_memotion.hardware import synchronize
     from hf_memotion.vise import evaluation
 
-    root = make_demo_downstream(
-        Path(tempfile.mkdtemp()) / "cub", "cub", n_per_class=per_class, image_size=int(image_size * 1.15)
-    )
-    task = read_task("cub", root)
+    task = _demo_cub(per_class, image_size)
     train = task.repeats[0]["train"]
     backbone = evaluation.load_backbone("random", f"random:{architecture}", image_size=image_size, device=device)
     settings = evaluation.ProtocolArguments(batch_size=batch, epochs=1)
     points = [(lr, wd) for wd in settings.weight_decays for lr in settings.base_learning_rates]
     out: dict[str, Any] = {"architecture": architecture, "image_size": image_size, "images": len(train)}
     for count in (0, workers):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
         start = time.perf_counter()
         evaluation._fit_linear_augmented(backbone, train, None, len(task.label_names), points, settings, False, count)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
         out[f"workers_{count}"] = {"images_per_s": len(train) / (time.perf_counter() - start)}
     out["workers"] = workers
     return out
@@ -193,8 +196,8 @@ def check_vise_pretraining(
     architecture: str, image_size: int, device: torch.device, steps: int, batch: int, clusters: tuple[int, int]
 ) -> dict[str, Any]:
     """Images/s and TFLOP/s of VisE pretraining steps (both heads, SGD, bf16 autocast where native)."""
-    from hf_memotion.benchmarking import count_flops, synchronize
-    from hf_memotion.hardware import native_bf16
+    from hf_memotion.benchmarking import count_flops
+    from hf_memotion.hardware import native_bf16, synchronize
     from hf_memotion.models.vise import ViseConfig, ViseForPretraining
 
     torch.manual_seed(0)
@@ -232,14 +235,9 @@ def check_vise_pretraining(
 
 def check_vise_finetune(architecture: str, image_size: int, per_class: int, device: torch.device, batch: int):
     """Images/s of one grid point and one epoch of the fine-tuning protocol (evaluation included)."""
-    from hf_memotion.data.downstream import read_task
-    from hf_memotion.data.downstream_demo import make_demo_downstream
     from hf_memotion.vise import evaluation
 
-    root = make_demo_downstream(
-        Path(tempfile.mkdtemp()) / "cub", "cub", n_per_class=per_class, image_size=int(image_size * 1.15)
-    )
-    task = read_task("cub", root)
+    task = _demo_cub(per_class, image_size)
     backbone = evaluation.load_backbone("random", f"random:{architecture}", image_size=image_size, device=device)
     settings = evaluation.ProtocolArguments(
         batch_size=batch, epochs=1, base_learning_rates=[0.025], weight_decays=[0.0001]
@@ -259,7 +257,7 @@ def check_mining_encoder(device: torch.device, comments: int, sizes: dict[str, i
     """Comments/s of the mining comment encoder (a BERT-type encoder of the given sizes, random weights)."""
     from transformers import AutoModel
 
-    from hf_memotion.benchmarking import synchronize
+    from hf_memotion.hardware import synchronize
     from hf_memotion.models.text.tiny import build_tiny_text_backbone
     from hf_memotion.vise.text_encoder import TextEncoder
 

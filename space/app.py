@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image
 from transformers import pipeline
@@ -37,6 +38,7 @@ import hf_memotion  # noqa: F401  (registers the meme-emotion task)
 from hf_memotion.config import load_run_config
 from hf_memotion.data.images import ImageDecodeError, load_rgb_image
 from hf_memotion.data.ocr import OCRTimeoutError, OCRUnavailableError, read_meme_text
+from hf_memotion.decoding import joint_weights
 from hf_memotion.pipelines import MemeEmotionPipeline, MemeInputError
 from hf_memotion.tasks import EMOTIONS, PROBLEM_NAMES, get_problem
 
@@ -179,39 +181,31 @@ def contribution_chart(output: dict[str, Any]) -> Figure:
     return figure
 
 
+def _joint(output: dict[str, Any], emotion: str) -> np.ndarray:
+    entry = output["emotions"][emotion]
+    return joint_weights(entry["score"], list(entry["intensity_scores"].values()))
+
+
 def presence(output: dict[str, Any]) -> list[dict[str, float]]:
     """Subtask B as four yes/no answers, one per emotion, decided with subtask C (the pipeline's joint decoding).
 
-    "yes" weighs the presence probability by the likeliest grade above "not", "no" the absence probability by the
-    "not" grade; normalised, so the larger is the pipeline's answer and never contradicts the intensity shown.
+    "yes" is the likeliest grade above "not" weighed by presence, "no" the "not" grade weighed by absence,
+    normalised: the larger is the pipeline's answer and never contradicts the intensity shown.
     """
     answers = []
     for emotion in EMOTIONS:
-        entry = output["emotions"][emotion]
-        grades = list(entry["intensity_scores"].values())
-        yes, no = entry["score"] * max(grades[1:]), (1.0 - entry["score"]) * grades[0]
+        weights = _joint(output, emotion)
+        yes, no = float(weights[1:].max()), float(weights[0])
         total = (yes + no) or 1.0
         answers.append({"yes": yes / total, "no": no / total})
     return answers
 
 
 def intensities(output: dict[str, Any]) -> list[dict[str, float]]:
-    """Subtask C per emotion, decided with subtask B.
-
-    Each grade's probability times B's (absent for the "not" grade, present for the others), normalised: the
-    largest is the pipeline's (joint) answer.
-    """
-    shown = []
-    for emotion in EMOTIONS:
-        entry = output["emotions"][emotion]
-        present = entry["score"]
-        weights = {
-            grade: p * ((1.0 - present) if i == 0 else present)
-            for i, (grade, p) in enumerate(entry["intensity_scores"].items())
-        }
-        total = sum(weights.values()) or 1.0
-        shown.append({grade: w / total for grade, w in weights.items()})
-    return shown
+    """Subtask C per emotion, decided with subtask B (:func:`hf_memotion.decoding.joint_weights`)."""
+    return [
+        dict(zip(output["emotions"][e]["intensity_scores"], _joint(output, e).tolist(), strict=True)) for e in EMOTIONS
+    ]
 
 
 def read_text(image: Image.Image | None, current: str | None = None) -> str:

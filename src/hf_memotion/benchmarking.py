@@ -26,6 +26,7 @@ import torch
 from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
+from hf_memotion.hardware import synchronize
 from hf_memotion.models.ensemble import MemotionEnsembleConfig, MemotionEnsembleModel, fit_stackers
 from hf_memotion.models.text import MemotionTextConfig, MemotionTextForSequenceClassification
 from hf_memotion.models.text.preprocessing import encode_texts
@@ -57,13 +58,6 @@ def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
     """Best achieved GFLOP/s of a dense fp32 ``n x n`` matmul (the yardstick for every other figure)."""
     a, b = torch.randn(n, n), torch.randn(n, n)
     return 2 * n**3 / best_seconds(lambda: a @ b, repeats) / 1e9
-
-
-def synchronize(device: str | torch.device) -> None:
-    """Wait until a GPU has finished its queued work (nothing to wait for on a CPU)."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def best_seconds(fn: Callable[[], Any], repeats: int, device: str | torch.device = "cpu") -> float:

@@ -22,13 +22,13 @@ Examples:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from hf_memotion.tasks import EMOTIONS
 
-__all__ = ["DECODINGS", "compare_decodings", "contradictions", "decode", "joint_pair"]
+__all__ = ["DECODINGS", "compare_decodings", "contradictions", "decode", "joint_pair", "joint_weights"]
 
 #: How answers are read: each problem's argmax (the paper), or each emotion's B and C together.
 DECODINGS = ("independent", "joint")
@@ -50,6 +50,20 @@ def joint_pair(presence: np.ndarray, intensity: np.ndarray) -> tuple[np.ndarray,
     absent = presence[:, 0] * intensity[:, 0]
     chosen = present > absent
     return chosen.astype(np.int64), np.where(chosen, grade, 0).astype(np.int64)
+
+
+def joint_weights(present: float, grades: Sequence[float]) -> np.ndarray:
+    """One meme's intensity grades weighed by its presence: absent for grade 0, present for the others, normalised.
+
+    The largest weight is :func:`joint_pair`'s grade (what a display of the joint answer shows).
+
+    Examples:
+        >>> joint_weights(0.51, [0.4, 0.3, 0.2, 0.1]).round(3).tolist()  # 0.49 x 0.4 is the largest: "not"
+        [0.39, 0.305, 0.203, 0.102]
+    """
+    grades = np.asarray(grades, dtype=np.float64)
+    weights = grades * np.where(np.arange(len(grades)) == 0, 1.0 - present, present)
+    return weights / (weights.sum() or 1.0)
 
 
 def decode(final: Mapping[str, np.ndarray], decoding: str = "joint") -> dict[str, np.ndarray]:

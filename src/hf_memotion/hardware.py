@@ -48,6 +48,7 @@ __all__ = [
     "native_bf16",
     "release_memory",
     "resolve_device",
+    "synchronize",
     "theoretical_peak",
 ]
 
@@ -99,6 +100,13 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {str(device)!r}: torch sees no CUDA device here; use 'auto' or 'cpu'")
     return resolved
+
+
+def synchronize(device: str | torch.device) -> None:
+    """Wait until a GPU has finished its queued work (nothing to wait for on a CPU): what a timing needs."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def native_bf16(device: str | torch.device | None = None) -> bool:

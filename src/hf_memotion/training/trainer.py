@@ -264,9 +264,13 @@ class LoggingProgressCallback(ProgressCallback):
     the last logged loss and evaluation metrics.
     """
 
+    def __init__(self, max_str_len: int = 100):
+        super().__init__(max_str_len)
+        self.last: dict[str, Any] = {}  # the training's latest logged values, for its summary line
+
     def on_train_begin(self, args, state, control, **kwargs):
         """Open the labelled training bar."""
-        self.last: dict[str, Any] = {}
+        self.last = {}
         if state.is_world_process_zero:
             self.training_bar = tqdm(total=state.max_steps, desc=f"training {progress_label(args)}", dynamic_ncols=True)
         self.current_step = 0
@@ -282,14 +286,14 @@ class LoggingProgressCallback(ProgressCallback):
         """Send this log dict to the logger at DEBUG (main process) and keep it for the summary."""
         if state.is_world_process_zero and logs:
             values = {k: round(v, 4) if isinstance(v, float) else v for k, v in logs.items()}
-            getattr(self, "last", {}).update(values)
+            self.last.update(values)
             logger.debug("%s epoch %.2f: %s", progress_label(args), state.epoch or 0.0, values)
 
     def on_train_end(self, args, state, control, **kwargs):
         """Close the bar, then log the training's summary line (main process)."""
         super().on_train_end(args, state, control, **kwargs)
         if state.is_world_process_zero:
-            last = getattr(self, "last", {})
+            last = self.last
             shown = {k: v for k, v in last.items() if k in ("loss", "train_loss") or k.startswith("eval_f1")}
             logger.info(
                 "%s: %d steps, %.1f epochs in %.0f s; last %s",
@@ -301,27 +305,20 @@ class LoggingProgressCallback(ProgressCallback):
             )
 
 
-class _DropMessage(logging.Filter):
-    def __init__(self, text: str):
-        super().__init__()
-        self.text = text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return self.text not in record.getMessage()
-
-
-_MTIME_NOTE = "mtime may not be reliable"
-
-
-def _quiet_checkpoint_ordering() -> None:
-    """Drop transformers' "mtime may not be reliable" warning.
+def _not_the_mtime_note(record: logging.LogRecord) -> bool:
+    """A log filter dropping transformers' "mtime may not be reliable" warning.
 
     Short epochs save checkpoints within a second of each other, which it reads as a broken filesystem; it then
     orders them by step number, which is right.
     """
+    return "mtime may not be reliable" not in record.getMessage()
+
+
+def _quiet_checkpoint_ordering() -> None:
+    """Filter :func:`_not_the_mtime_note` on transformers' checkpoint-ordering logger (once)."""
     target = logging.getLogger("transformers.trainer_utils")
-    if not any(isinstance(f, _DropMessage) and f.text == _MTIME_NOTE for f in target.filters):
-        target.addFilter(_DropMessage(_MTIME_NOTE))
+    if _not_the_mtime_note not in target.filters:
+        target.addFilter(_not_the_mtime_note)
 
 
 def _match_mixed_precision(args: Any) -> None:

@@ -410,92 +410,69 @@ def plan_evaluation(spec: EvaluationRunSpec, *, source: str | None = None) -> Ev
     """
     from hf_memotion.data.downstream import FORMATS_WITH_TEXT
 
-    points = []
+    points, compute, notes, flops_cache = [], [], [], {}
     for entry in spec.tasks:
         has_text = entry.format in FORMATS_WITH_TEXT
         splits = int(entry.options.get("n_splits", 5 if entry.format == "unbiased_emotion" else 1))
+        sizes, note = _task_images(entry)
+        if note:
+            notes.append(note)
         for name, backbone in spec.backbones.items():
             architecture = backbone.resolved_architecture()
             for setting, protocol in spec.combinations(entry, has_text):
                 settings = spec.protocol_settings(protocol, entry, name, architecture)
                 adamw = settings.uses_adamw(multimodal=setting != "image_only")
-                for wd in settings.weight_decays:
-                    for base in settings.base_learning_rates:
-                        points.append(
-                            {
-                                "task": _display_name(entry.label, setting, has_text),
-                                "setting": setting,
-                                "backbone": name,
-                                "architecture": architecture,
-                                "protocol": protocol,
-                                "batch_size": settings.batch_size,
-                                "epochs": settings.epochs,
-                                "schedule": settings.describe_schedule(),
-                                "lr_epochs": settings.lr_epochs,
-                                "lr_decay": settings.lr_decay,
-                                "optimizer": "adamw" if adamw else "sgd",
-                                "features": spec.linear_features if protocol == "linear" else "end to end",
-                                "base_lr": base,
-                                "weight_decay": wd,
-                                "learning_rate": settings.learning_rate(base),
-                                "splits": splits,
-                                "image_size": settings.image_size or spec.image_size,
-                            }
-                        )
-    return EvaluationPlan(points, spec.selection, *_compute(spec, points))
-
-
-def _compute(spec: EvaluationRunSpec, points: list[dict[str, Any]]) -> tuple[list[dict], float, list[str]]:
-    """The plan's compute rows (one per evaluation), its rate and its notes."""
-    from hf_memotion.models.vision.image_processing_memotion import MemotionImageProcessor
-
-    sizes, notes = {}, []
-    for entry in spec.tasks:
-        found, note = _task_images(entry)
-        sizes[entry.label] = found
-        if note:
-            notes.append(note)
-    groups: dict[tuple, list[dict[str, Any]]] = {}
-    for point in points:
-        groups.setdefault(tuple(point[k] for k in ("task", "setting", "backbone", "protocol")), []).append(point)
-    from hf_memotion.vise.evaluation import SETTINGS
-
-    text_formats = _formats_with_text()
-    labels = {_display_name(e.label, s, e.format in text_formats): e.label for e in spec.tasks for s in SETTINGS}
-    flops_cache: dict[tuple[str, int], int] = {}
-    rows = []
-    for (task, setting, backbone, protocol), group in groups.items():
-        first = group[0]
-        architecture = first["architecture"]
-        size = first["image_size"] or (
-            MemotionImageProcessor.from_timm(architecture).crop_size if architecture else None
-        )
-        forward = _forward_flops(architecture, int(size), flops_cache) if architecture and size else None
-        images, flops = _group_compute(first, len(group), sizes.get(labels.get(task, task)), forward)
-        rows.append(
-            {
-                "task": task,
-                "setting": setting,
-                "backbone": backbone,
-                "protocol": protocol,
-                "image_size": size,
-                "forward_gflops": (forward or 0) / 1e9,
-                "images_seen": images or 0,
-                "flops": flops,
-                "gpu_hours": None if flops is None else flops / (spec.device_tflops * 1e12) / 3600,
-            }
-        )
+                group = [
+                    {
+                        "task": _display_name(entry.label, setting, has_text),
+                        "setting": setting,
+                        "backbone": name,
+                        "architecture": architecture,
+                        "protocol": protocol,
+                        "batch_size": settings.batch_size,
+                        "epochs": settings.epochs,
+                        "schedule": settings.describe_schedule(),
+                        "lr_epochs": settings.lr_epochs,
+                        "lr_decay": settings.lr_decay,
+                        "optimizer": "adamw" if adamw else "sgd",
+                        "features": spec.linear_features if protocol == "linear" else "end to end",
+                        "base_lr": base,
+                        "weight_decay": wd,
+                        "learning_rate": settings.learning_rate(base),
+                        "splits": splits,
+                        "image_size": settings.image_size or spec.image_size,
+                    }
+                    for wd in settings.weight_decays
+                    for base in settings.base_learning_rates
+                ]
+                points += group
+                compute.append(_compute_row(group, sizes, float(spec.device_tflops), flops_cache))
     notes.append(
         "the backbone's FLOPs only (torch's FlopCounterMode on the real architecture); the text encoder, "
         "image decoding and the linear classifiers are left out"
     )
-    return rows, float(spec.device_tflops), notes
+    return EvaluationPlan(points, spec.selection, compute, float(spec.device_tflops), notes)
 
 
-def _formats_with_text() -> frozenset[str]:
-    from hf_memotion.data.downstream import FORMATS_WITH_TEXT
+def _compute_row(
+    group: list[dict[str, Any]], sizes: Mapping[str, int] | None, device_tflops: float, cache: dict
+) -> dict[str, Any]:
+    """The compute of one evaluation (its grid points ``group``): images through the backbone, FLOPs, GPU-hours."""
+    from hf_memotion.models.vision.image_processing_memotion import MemotionImageProcessor
 
-    return frozenset(FORMATS_WITH_TEXT)
+    first = group[0]
+    architecture = first["architecture"]
+    size = first["image_size"] or (MemotionImageProcessor.from_timm(architecture).crop_size if architecture else None)
+    forward = _forward_flops(architecture, int(size), cache) if architecture and size else None
+    images, flops = _group_compute(first, len(group), sizes, forward)
+    return {
+        **{k: first[k] for k in ("task", "setting", "backbone", "protocol")},
+        "image_size": size,
+        "forward_gflops": (forward or 0) / 1e9,
+        "images_seen": images or 0,
+        "flops": flops,
+        "gpu_hours": None if flops is None else flops / (device_tflops * 1e12) / 3600,
+    }
 
 
 def print_evaluation_plan(plan: EvaluationPlan) -> None:

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from hf_memotion.hardware import native_bf16, release_memory
+from hf_memotion.hardware import native_bf16, release_memory, synchronize
 from hf_memotion.models.ensemble.stacking import combine_stackers, with_aliases
 
 if TYPE_CHECKING:
@@ -134,37 +134,28 @@ def auto_choice(check: Mapping[str, Any] | None, device: str | torch.device) -> 
     )
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+def _forward_seconds(model: torch.nn.Module, low: torch.nn.Module, inputs: dict, low_inputs: dict) -> np.ndarray:
+    """Seconds of one forward of ``model`` (fp32) and of ``low`` (the lower precision): the median of repeats.
 
-
-def _forward_seconds(pairs: list[tuple[torch.nn.Module, torch.nn.Module, dict, dict]]) -> tuple[float, float]:
-    """Seconds of one forward in fp32 and in the lower precision, summed over models (median of repeats).
-
-    ``pairs``: ``(fp32 model, low model, fp32 inputs, low inputs)`` per base model. The two dtypes alternate
-    within each repeat, so a drift of the machine's speed falls on both alike.
+    The two dtypes alternate within each repeat, so a drift of the machine's speed falls on both alike.
     """
-    totals = [0.0, 0.0]
+    times: list[list[float]] = [[], []]
+    runs = ((model, inputs), (low, low_inputs))
     with torch.inference_mode():
-        for model, low, inputs, low_inputs in pairs:
-            times: list[list[float]] = [[], []]
-            for net, given in ((model, inputs), (low, low_inputs)):
-                net(**given)  # warm-up: first-call allocation and kernel selection are not the dtype's speed
-            for _ in range(SPEED_REPEATS):
-                for slot, (net, given) in enumerate(((model, inputs), (low, low_inputs))):
-                    _synchronize(net.device)
-                    start = time.perf_counter()
-                    net(**given)
-                    _synchronize(net.device)
-                    times[slot].append(time.perf_counter() - start)
-            for slot in (0, 1):
-                totals[slot] += float(np.median(times[slot]))
-    return totals[0], totals[1]
+        for net, given in runs:
+            net(**given)  # warm-up: first-call allocation and kernel selection are not the dtype's speed
+        for _ in range(SPEED_REPEATS):
+            for slot, (net, given) in enumerate(runs):
+                synchronize(net.device)
+                start = time.perf_counter()
+                net(**given)
+                synchronize(net.device)
+                times[slot].append(time.perf_counter() - start)
+    return np.median(times, axis=1)
 
 
-def _speed_record(seconds: tuple[float, float], dtype: torch.dtype, memes: int) -> dict[str, Any]:
-    fp32, low = seconds
+def _speed_record(seconds: np.ndarray, dtype: torch.dtype, memes: int) -> dict[str, Any]:
+    fp32, low = (float(v) for v in seconds)
     return {
         "memes": memes,
         "float32_s": round(fp32, 6),
@@ -199,7 +190,7 @@ def measure_dtype_speed(
     images = [Image.new("RGB", (256, 256), (90 + 20 * i, 120, 160)) for i in range(memes)]
     texts = [f"when the synthetic meme number {i} is only here to time a forward pass" for i in range(memes)]
     batch = ensemble.processor(images, texts, ten_crop=True)
-    seconds = [0.0, 0.0]
+    seconds = np.zeros(2)
     for entry in ensemble.config.base_models:
         model = ensemble.base_models[entry["name"]]
         if getattr(model, "quantized", False):
@@ -208,16 +199,14 @@ def measure_dtype_speed(
             name = entry["name"]
             raise ValueError(f"measure_dtype_speed compares against fp32: base model {name!r} is {model.dtype}")
         low = copy.deepcopy(model).to(dtype)
-        pair = (
+        seconds += _forward_seconds(
             model,
             low,
             ensemble.processor.model_inputs(batch, entry["name"], device=model.device, dtype=model.dtype),
             ensemble.processor.model_inputs(batch, entry["name"], device=low.device, dtype=dtype),
         )
-        for slot, value in enumerate(_forward_seconds([pair])):
-            seconds[slot] += value
         del low
-    record = _speed_record((seconds[0], seconds[1]), dtype, memes)
+    record = _speed_record(seconds, dtype, memes)
     logger.info("bf16 against fp32 on a synthetic batch: %.2fx fp32's speed", record["speedup"])
     return record
 
@@ -287,7 +276,7 @@ def check_inference_dtype(
     reference: dict[str, dict[str, np.ndarray]] = {}
     lowered: dict[str, dict[str, np.ndarray]] = {}
     devices = set()
-    seconds = [0.0, 0.0]
+    seconds = np.zeros(2)
     for entry in ensemble.config.base_models:
         name = entry["name"]
         if load is None:
@@ -303,8 +292,7 @@ def check_inference_dtype(
         low = copy.deepcopy(model).to(dtype)
         pairs, (inputs, low_inputs) = _probability_pairs(processor, name, model, low, data, batch_size)
         reference[name], lowered[name] = (with_aliases(found, entry.get("aliases")) for found in pairs)
-        for slot, value in enumerate(_forward_seconds([(model, low, inputs, low_inputs)])):
-            seconds[slot] += value
+        seconds += _forward_seconds(model, low, inputs, low_inputs)
         del inputs, low_inputs
         del low, model
         if load is not None:
@@ -334,7 +322,7 @@ def check_inference_dtype(
         "passed": all(abs(v) <= DTYPE_TOLERANCE for v in change.values()),
         "speed": {
             "+".join(sorted({d.split(":")[0] for d in devices})): _speed_record(
-                (seconds[0], seconds[1]), dtype, min(batch_size, len(data))
+                seconds, dtype, min(batch_size, len(data))
             )
         },
     }

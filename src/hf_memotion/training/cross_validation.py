@@ -42,7 +42,15 @@ from hf_memotion.training.trainer import (
     predict_probabilities,
 )
 
-__all__ = ["CrossValidationResult", "CrossValidator", "cross_validate", "labels_matrix"]
+__all__ = [
+    "CandidatePruned",
+    "CrossValidationResult",
+    "CrossValidator",
+    "FoldMonitor",
+    "cross_validate",
+    "epoch_scores",
+    "labels_matrix",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +77,49 @@ class CrossValidationResult:
     oof_scores: dict[str, float]
     model: PreTrainedModel | None = field(default=None, repr=False)
     fold_test_probabilities: dict[str, np.ndarray] | None = field(default=None, repr=False)
+
+
+class CandidatePruned(Exception):
+    """A :class:`FoldMonitor` stopped the candidate: its unfinished fold is dropped, its finished folds kept.
+
+    Examples:
+        >>> str(CandidatePruned("stopped in fold 2/5"))
+        'stopped in fold 2/5'
+    """
+
+
+class FoldMonitor:
+    """Watches a cross-validation fold by fold and epoch by epoch, and may stop it (a pruned selection's hook).
+
+    The default watches and stops nothing. :meth:`callbacks` gives the trainer callbacks of a fold's training (they
+    see every epoch's validation macro-F1); :meth:`fold_finished` is called for every fold, trained or reused, with
+    its metrics (``epoch_scores`` included); once :attr:`stop` is set the fold in training is dropped and
+    :class:`CandidatePruned` raised.
+
+    Examples:
+        >>> monitor = FoldMonitor()
+        >>> monitor.callbacks(0), monitor.stop
+        ([], False)
+    """
+
+    stop: bool = False
+
+    def callbacks(self, fold: int) -> list[Any]:
+        """Trainer callbacks for fold ``fold``'s training."""
+        return []
+
+    def fold_finished(self, fold: int, metrics: Mapping[str, Any]) -> None:
+        """Fold ``fold`` is done (``metrics``: its ``metrics.json``); may set :attr:`stop`."""
+
+
+def epoch_scores(log_history: Sequence[Mapping[str, Any]]) -> list[list[float]]:
+    """``[[epoch, validation macro-F1], ...]`` of a training's evaluations (a ``Trainer``'s ``log_history``).
+
+    Examples:
+        >>> epoch_scores([{"loss": 1.0, "epoch": 0.5}, {"eval_macro_f1": 0.4, "epoch": 1.0}])
+        [[1.0, 0.4]]
+    """
+    return [[float(e["epoch"]), float(e["eval_macro_f1"])] for e in log_history if "eval_macro_f1" in e]
 
 
 def labels_matrix(dataset: Any, n_problems: int) -> np.ndarray:
@@ -202,6 +253,8 @@ class CrossValidator:
         refit: bool = True,
         run_key: str | None = None,
         test_dataset: Any | None = None,
+        max_folds: int | None = None,
+        monitor: FoldMonitor | None = None,
     ) -> CrossValidationResult:
         """Train one model per fold (finished folds in ``output_dir/fold_K`` are reused), then optionally refit.
 
@@ -216,8 +269,20 @@ class CrossValidator:
             run_key: The key of this run's settings (default: the validator's); saved folds are reused under it.
             test_dataset: Model-ready test rows: every fold model predicts them before it is freed, and the result
                 holds their mean (``fold_test_probabilities``).
+            max_folds: Train only the first ``max_folds`` folds (a rung of a pruned selection): the out-of-fold
+                probabilities of the other rows stay ``NaN``, the scores are those of the folds' rows, and there
+                is no refit.
+            monitor: Watches every fold and epoch and may stop the run (:class:`FoldMonitor`): raises
+                :class:`CandidatePruned`.
+
+        Raises:
+            CandidatePruned: ``monitor`` stopped the run; the folds finished before are saved.
         """
         run_key = self.run_key if run_key is None else run_key
+        partial = max_folds is not None and int(max_folds) < self.n_splits
+        if partial and refit:
+            raise ValueError("a run of the first folds only (max_folds) has no refit: pass refit=False")
+        monitor = monitor or FoldMonitor()
         output = Path(output_dir)
         state = process_state()
         training = self.training
@@ -232,7 +297,8 @@ class CrossValidator:
         oof = {name: np.full((len(labels), len(self.problem_labels[name])), np.nan) for name in names}
         fold_metrics, epochs, fold_tests = [], [], []
         n_test = None if test_dataset is None else len(test_dataset)
-        for k, (train_idx, val_idx) in enumerate(self.folds(strata)):
+        folds = self.folds(strata)[: int(max_folds) if partial else None]
+        for k, (train_idx, val_idx) in enumerate(folds):
             folder = output / f"fold_{k}"
             saved = _load_fold(folder)
             if (
@@ -254,9 +320,23 @@ class CrossValidator:
                 else:  # no epoch selection: the fold trains all its rows for the configured epochs
                     fit_idx, stop_rows = train_idx, None
                 set_seed(training.seed + k)  # the fresh model's initial weights depend on the fold only
+                callbacks = monitor.callbacks(k)
+                extra = {"callbacks": callbacks} if callbacks else {}
                 trainer = self.fit(
-                    self.model_init(), dataset.select(np.sort(fit_idx)), stop_rows, training, folder / "checkpoints"
+                    self.model_init(),
+                    dataset.select(np.sort(fit_idx)),
+                    stop_rows,
+                    training,
+                    folder / "checkpoints",
+                    **extra,
                 )
+                if monitor.stop:  # pruned during the fold: the fold is dropped, the finished ones stay
+                    del trainer
+                    release_memory()
+                    state.wait_for_everyone()
+                    if state.is_main_process:
+                        shutil.rmtree(folder / "checkpoints", ignore_errors=True)
+                    raise CandidatePruned(f"stopped in fold {k + 1}/{self.n_splits}")
                 indices = np.asarray(val_idx)
                 probabilities = predict_probabilities(trainer, eval_rows.select(indices))
                 test = predict_probabilities(trainer, test_dataset) if test_dataset is not None else {}
@@ -266,6 +346,8 @@ class CrossValidator:
                 )
                 metrics = {"fold": k, "run_key": run_key, "best_epoch": best_epoch(trainer)}
                 metrics.update({f"f1_{n}": held_out[n] for n in names})
+                metrics["train_steps"] = int(trainer.state.global_step)
+                metrics["epoch_scores"] = epoch_scores(trainer.state.log_history)
                 state.wait_for_everyone()  # every process is done with the fold's checkpoints
                 if state.is_main_process:
                     _save_fold(folder, probabilities, indices, metrics, test)
@@ -275,16 +357,20 @@ class CrossValidator:
                 release_memory()  # a fold's model and optimizer state leave the device before the next fold
             for name in names:
                 oof[name][indices] = probabilities[name]
+            monitor.fold_finished(k, metrics)
+            if monitor.stop:
+                raise CandidatePruned(f"stopped after fold {k + 1}/{self.n_splits}")
             fold_metrics.append(metrics)
             epochs.append(float(metrics["best_epoch"]))
             fold_tests.append(test)
         missing = [name for name, p in oof.items() if np.isnan(p).any()]
-        if missing:
+        if missing and not partial:
             raise RuntimeError(
                 f"out-of-fold probabilities are missing rows for {missing}: the folds did not cover the data"
             )
+        covered = np.sort(np.concatenate([held for _, held in folds]))
         oof_scores = memotion_scores(
-            {n: oof[n].argmax(-1) for n in names}, {n: labels[:, j] for j, n in enumerate(names)}
+            {n: oof[n][covered].argmax(-1) for n in names}, {n: labels[covered, j] for j, n in enumerate(names)}
         )
         fold_test = None
         if test_dataset is not None:

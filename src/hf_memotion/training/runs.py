@@ -38,7 +38,7 @@ from hf_memotion.folder_safety import read_bounded
 from hf_memotion.hardware import release_memory
 from hf_memotion.io_utils import atomic_open, atomic_write_text
 from hf_memotion.metrics import memotion_scores
-from hf_memotion.training.cross_validation import CrossValidationResult, CrossValidator
+from hf_memotion.training.cross_validation import CrossValidationResult, CrossValidator, FoldMonitor
 from hf_memotion.training.trainer import MemotionTrainer, predict_probabilities
 
 __all__ = [
@@ -130,7 +130,8 @@ def _load_run(
     if test_time is not None and metrics.get("test_time", "refit") != test_time:
         return None
     refit = bool(metrics.get("refit"))
-    oof = load_file(output / "oof_probabilities.safetensors")
+    # a run on a short budget (a pruned selection's rung) covers some folds only: its scores, no probabilities
+    oof = {} if metrics.get("budget") else load_file(output / "oof_probabilities.safetensors")
     test_file = output / "test_probabilities.safetensors"
     for values in oof.values():
         if values.ndim != 2 or not np.isfinite(values).all():
@@ -174,6 +175,8 @@ def run_classifier(
     keep_model: bool = True,
     test_time: str = "refit",
     card_data: Mapping[str, Any] | None = None,
+    budget: Mapping[str, Any] | None = None,
+    monitor: FoldMonitor | None = None,
 ) -> ClassifierRunResult:
     """Cross-validate, refit, score the test split and write the run folder (main process only).
 
@@ -196,6 +199,11 @@ def run_classifier(
             out-of-fold probabilities came from). Needs no refit.
         card_data: More fields for the refit model's card (e.g. the search that chose its settings); not part of
             the settings' key.
+        budget: A short budget (a rung of a pruned selection): ``{"folds": n}`` trains the first ``n`` folds, with no
+            refit; the scores are those of the folds' rows, no probabilities are written. Part of the settings' key
+            (pass it in ``settings`` too).
+        monitor: Watches the folds and may prune the run (see
+            :class:`~hf_memotion.training.cross_validation.FoldMonitor`); not part of the key.
     """
     if test_time not in ("refit", "fold_average"):
         raise ValueError(f"test_time must be 'refit' or 'fold_average', got {test_time!r}")
@@ -206,6 +214,9 @@ def run_classifier(
         logger.info("%s already finished with these settings: reusing it", output)
         return finished
     fold_average = test_time == "fold_average" and test_dataset is not None and test_labels is not None
+    budget = dict(budget or {})
+    if budget and refit:
+        raise ValueError("a run on a short budget has no refit: pass refit=False")
     cv = validator.run(
         train_dataset,
         output / "folds",
@@ -213,7 +224,9 @@ def run_classifier(
         labels=train_labels,
         refit=refit,
         run_key=key,
-        test_dataset=test_dataset if fold_average else None,
+        test_dataset=test_dataset if fold_average and not budget else None,
+        max_folds=budget.get("folds"),
+        monitor=monitor,
     )
     result = ClassifierRunResult(**vars(cv), preprocessor=preprocessor, output_dir=output)
     if fold_average:
@@ -229,7 +242,8 @@ def run_classifier(
         )
     state = process_state()
     if state.is_main_process:  # under accelerate launch, one process writes the files
-        save_probabilities(output / "oof_probabilities.safetensors", cv.oof_probabilities)
+        if not budget:
+            save_probabilities(output / "oof_probabilities.safetensors", cv.oof_probabilities)
         if refit:
             cv.model.card_data.name = output.name
             cv.model.card_data.update(
@@ -254,6 +268,7 @@ def run_classifier(
             "run_key": key,
             "refit": refit,
             "test_time": test_time,
+            **({"budget": budget} if budget else {}),
             **dict(card_data or {}),
             "oof_scores": cv.oof_scores,
             "test_scores": result.test_scores,

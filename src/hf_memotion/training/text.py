@@ -27,7 +27,7 @@ from hf_memotion.models.text import MemotionTextConfig, MemotionTextForSequenceC
 from hf_memotion.models.text.preprocessing import prepare_text_dataset
 from hf_memotion.models.text.tiny import TINY_FAMILIES, build_tiny_text_backbone
 from hf_memotion.tasks import PROBLEM_NAMES
-from hf_memotion.training.cross_validation import CrossValidator
+from hf_memotion.training.cross_validation import CrossValidator, FoldMonitor
 from hf_memotion.training.folds import class_weights
 from hf_memotion.training.runs import (
     ClassifierRunResult,
@@ -112,6 +112,8 @@ def train_text_classifier(
     keep_model: bool = True,
     test_time: str = "refit",
     card_data: Mapping[str, Any] | None = None,
+    budget: Mapping[str, Any] | None = None,
+    monitor: FoldMonitor | None = None,
 ) -> TextClassifierResult:
     """Train one textual model (one problem, or several from one backbone pass) the paper's way.
 
@@ -139,6 +141,9 @@ def train_text_classifier(
         test_time: ``"refit"`` or ``"fold_average"``: which models' probabilities the test split gets (see
             :func:`~hf_memotion.training.runs.run_classifier`).
         card_data: More fields for the saved model's card and ``metrics.json`` (not part of the settings' key).
+        budget: A pruned selection's short budget, ``{"folds": n}`` (with ``refit=False``; see
+            :func:`~hf_memotion.training.runs.run_classifier`).
+        monitor: Watches the folds and may prune the run (a pruned Optuna study's reporter).
     """
     splits = as_splits(data)
     training = dataclasses.replace(training or ClassifierTrainingArguments(), seed=seed)
@@ -163,6 +168,7 @@ def train_text_classifier(
         "n_rows": len(train),
         "weighted_loss": weighted_loss,
         "data": data_provenance(train),
+        **({"budget": dict(budget)} if budget else {}),
     }
     validator = CrossValidator(
         text_model_factory(backbone_config, weights, problems, **model_kwargs),
@@ -184,5 +190,7 @@ def train_text_classifier(
         keep_model=keep_model,
         test_time=test_time,
         card_data=card_data,
+        budget=budget,
+        monitor=monitor,
     )
     return result

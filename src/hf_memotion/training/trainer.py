@@ -115,7 +115,7 @@ class ClassifierTrainingArguments(TakesTrainingArguments):
     warmup_ratio: float = 0.1
     momentum: float = 0.95
     weight_decay: float = 0.0
-    lr_milestones: tuple[int, ...] = (40, 60)
+    lr_milestones: tuple[float, ...] = (40, 60)
     seed: int = 0
     dataloader_num_workers: int = 0
     validation_fraction: float = 0.1
@@ -136,7 +136,8 @@ class ClassifierTrainingArguments(TakesTrainingArguments):
             raise ValueError(f"refit_schedule must be 'shortened' or 'fold', got {self.refit_schedule!r}")
         if self.learning_rate <= 0 or self.epochs <= 0 or self.batch_size < 1:
             raise ValueError("learning_rate and epochs must be positive and batch_size at least 1")
-        self.lr_milestones = tuple(int(m) for m in self.lr_milestones)
+        # whole epochs stay ints (the settings' key of every run before); a compressed schedule has fractions
+        self.lr_milestones = tuple(int(m) if float(m).is_integer() else float(m) for m in self.lr_milestones)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None, *, source: str | None = None) -> ClassifierTrainingArguments:

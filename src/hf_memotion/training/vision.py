@@ -34,7 +34,7 @@ from hf_memotion.models.vision import (
     MemotionVisionForImageClassification,
 )
 from hf_memotion.tasks import PROBLEM_NAMES
-from hf_memotion.training.cross_validation import CrossValidator
+from hf_memotion.training.cross_validation import CrossValidator, FoldMonitor
 from hf_memotion.training.folds import class_weights
 from hf_memotion.training.runs import (
     ClassifierRunResult,
@@ -141,6 +141,8 @@ def train_vision_classifier(
     keep_model: bool = True,
     test_time: str = "refit",
     card_data: Mapping[str, Any] | None = None,
+    budget: Mapping[str, Any] | None = None,
+    monitor: FoldMonitor | None = None,
 ) -> ClassifierRunResult:
     """Train one visual model (one problem, or several from one forward pass) the paper's way.
 
@@ -165,6 +167,9 @@ def train_vision_classifier(
         test_time: ``"refit"`` or ``"fold_average"``: which models' probabilities the test split gets (see
             :func:`~hf_memotion.training.runs.run_classifier`).
         card_data: More fields for the saved model's card and ``metrics.json`` (not part of the settings' key).
+        budget: A pruned selection's short budget, ``{"folds": n}`` (with ``refit=False``; see
+            :func:`~hf_memotion.training.runs.run_classifier`).
+        monitor: Watches the folds and may prune the run (a pruned Optuna study's reporter).
     """
     splits = as_splits(data)
     training = dataclasses.replace(training or PAPER_VISION_TRAINING, seed=seed)
@@ -200,6 +205,7 @@ def train_vision_classifier(
         "ten_crop": ten_crop,
         "weighted_loss": weighted_loss,
         "data": data_provenance(train),
+        **({"budget": dict(budget)} if budget else {}),
     }
     model_init = vision_model_factory(
         architecture,
@@ -228,5 +234,7 @@ def train_vision_classifier(
         keep_model=keep_model,
         test_time=test_time,
         card_data=card_data,
+        budget=budget,
+        monitor=monitor,
         train_labels=np.stack([np.asarray(train[p]) for p in problems], axis=1),
     )

@@ -198,7 +198,7 @@ def run_training(config: Mapping[str, Any] | EnsembleRunSpec, *, source: str | N
             "share_motivational": spec.share_motivational,
             "table7_columns": evaluation.columns,
             "trainings": sum(len(r.fold_metrics) + 1 for r in results.values())
-            + sum(int(spec.n_splits) * (len(c["candidates"]) - 1) for c in selections.values()),
+            + sum(int(c["trainings"]) - int(spec.n_splits) for c in selections.values()),  # the winner's: adopted
         },
         settings=settings,
         n_train=len(data["train"]),

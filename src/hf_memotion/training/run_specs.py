@@ -17,6 +17,7 @@ Examples:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -35,6 +36,7 @@ __all__ = [
     "JobsSpec",
     "ModelEntry",
     "PlanSpec",
+    "PruningSpec",
     "SearchSpec",
     "StackingSpec",
     "TextRunSpec",
@@ -74,6 +76,76 @@ class SearchSpec:
             raise ValueError(f"search.n_trials must be 0 (no search) or more, got {self.n_trials!r}")
 
 
+#: Pruning methods: ``none`` (the paper's exhaustive search) for both modalities, successive halving for both
+#: (the visual grid's rungs on the first fold; Optuna's ``SuccessiveHalvingPruner`` for the textual study), and
+#: Optuna's Hyperband and median pruners for the textual study.
+PRUNING_METHODS = {
+    "vision": ("none", "successive_halving"),
+    "text": ("none", "successive_halving", "hyperband", "median"),
+}
+
+
+@dataclass
+class PruningSpec:
+    """Early stopping of hopeless candidates in a model's hyperparameter selection (default: none, the paper's).
+
+    The visual learning-rate grid is pruned by successive halving: every rate trains the first fold for
+    ``min_epochs`` epochs (its schedule compressed to them), the best ``1/reduction_factor`` continue for
+    ``reduction_factor`` times as many epochs, and so on while more than one is left and the budget is below the
+    configured epochs; the survivors are cross-validated on every fold as in the exhaustive search, and the best of
+    them wins. The textual Optuna study is pruned by an Optuna pruner fed, after every epoch and at the end of every
+    fold, with the trial's estimate of its objective (the first fold's best validation macro-F1 so far, then the
+    finished folds' held-out macro-F1); its steps are the folds' epochs and ends. A pruned candidate's finished
+    folds are kept; the winner is the best candidate that finished every fold.
+
+    Attributes:
+        method: ``"none"``, ``"successive_halving"`` (both modalities), ``"hyperband"`` or ``"median"`` (text).
+        min_epochs: The first rung's budget, in epochs (the text pruners' ``min_resource``, the median pruner's
+            warm-up); default: a tenth of the model's epochs, at least 1.
+        reduction_factor: One candidate in ``reduction_factor`` continues at each rung.
+        startup_trials: The median pruner's trials that are never pruned.
+
+    Examples:
+        >>> PruningSpec(method="successive_halving").first_rung(epochs=100)
+        10
+    """
+
+    method: str = "none"
+    min_epochs: int | None = None
+    reduction_factor: int = 3
+    startup_trials: int = 5
+
+    def __post_init__(self) -> None:
+        methods = sorted(set(PRUNING_METHODS["vision"] + PRUNING_METHODS["text"]))
+        if self.method not in methods:
+            raise ValueError(f"pruning.method must be one of {methods}, got {self.method!r}")
+        if self.min_epochs is not None and int(self.min_epochs) < 1:
+            raise ValueError(f"pruning.min_epochs must be 1 or more, got {self.min_epochs!r}")
+        if int(self.reduction_factor) < 2:
+            raise ValueError(f"pruning.reduction_factor must be 2 or more, got {self.reduction_factor!r}")
+        if int(self.startup_trials) < 0:
+            raise ValueError(f"pruning.startup_trials must be 0 or more, got {self.startup_trials!r}")
+
+    @property
+    def enabled(self) -> bool:
+        """Whether candidates may be pruned (``method`` is not ``"none"``)."""
+        return self.method != "none"
+
+    def first_rung(self, epochs: float) -> int:
+        """The first rung's budget in epochs: ``min_epochs``, else a tenth of ``epochs`` (at least 1)."""
+        if self.min_epochs is not None:
+            return int(self.min_epochs)
+        return max(1, math.ceil(float(epochs) / 10))
+
+    def check(self, modality: str, model: str | None) -> None:
+        """Refuse a method the modality's selection cannot run (one line naming the model and the choices)."""
+        if self.method not in PRUNING_METHODS[modality]:
+            raise ValueError(
+                f"model {model!r}: pruning.method {self.method!r} is for the textual search; a visual learning-rate "
+                f"grid prunes by one of {list(PRUNING_METHODS[modality])}"
+            )
+
+
 @dataclass
 class BaseModelSpec:
     """One base model of a config.
@@ -98,6 +170,8 @@ class BaseModelSpec:
         pretrained_file: A local weight file for timm (``pretrained_cfg_overlay={"file": ...}``).
         vise_backbone: Start a visual model from a VisE backbone (folder or Hub id).
         weighted_loss: Inverse-frequency class weights (the paper's loss).
+        pruning: How its selection (the visual grid, the textual search) prunes hopeless candidates
+            (:class:`PruningSpec`; default: the run's ``pruning``, else none).
     """
 
     name: str | None = None
@@ -116,6 +190,7 @@ class BaseModelSpec:
     vise_backbone: str | None = None
     weighted_loss: bool = True
     search: SearchSpec | None = None
+    pruning: PruningSpec | None = None
 
     def __post_init__(self):
         if self.modality not in MODALITIES:
@@ -139,6 +214,8 @@ class BaseModelSpec:
                 f"model {self.name!r}: 'search' is the textual models' Optuna search; a visual model "
                 "searches its learning rate from a list: training: {learning_rate: [...]}"
             )
+        if self.pruning is not None:
+            self.pruning.check(self.modality, self.name)
         if self.search is not None and int(self.search.n_trials) == 0:
             self.search = None  # n_trials: 0 is no search
         self.training_arguments(**({"learning_rate": 1.0} if grid else {}))  # checked now, over the modality's defaults
@@ -230,6 +307,14 @@ class ModelEntry:
     def training_arguments(self, **overrides: Any) -> ClassifierTrainingArguments:
         """Its trainer settings (the spec's ``training`` over the modality's defaults, then ``overrides``)."""
         return self.spec.training_arguments(**overrides)
+
+
+def inherit_pruning(models: list[BaseModelSpec], pruning: PruningSpec) -> None:
+    """Give every model without a ``pruning`` of its own the run's (checked against the model's modality)."""
+    for model in models:
+        if model.pruning is None:
+            model.pruning = pruning
+            pruning.check(model.modality, model.name)
 
 
 def expand_models(models: list[BaseModelSpec], share_motivational: bool = False) -> list[ModelEntry]:
@@ -342,6 +427,9 @@ class EnsembleRunSpec:
         evaluation: Where Table 7 is scored, with which probabilities, in which column order.
         jobs: How the trainings run (in this process, or as Ray tasks over GPUs and nodes).
         plan: Assumptions of ``--plan``.
+        pruning: The pruning of every searched model that has no ``pruning`` of its own (:class:`PruningSpec`;
+            default: none, the paper's exhaustive search): ``pruning.method=successive_halving`` on the command
+            line prunes the visual grids and the textual studies alike.
     """
 
     data: dict[str, Any] = field(default_factory=lambda: {"demo": {}})
@@ -357,10 +445,12 @@ class EnsembleRunSpec:
     evaluation: EvaluationSpec = field(default_factory=EvaluationSpec)
     jobs: JobsSpec = field(default_factory=JobsSpec)
     plan: PlanSpec = field(default_factory=PlanSpec)
+    pruning: PruningSpec = field(default_factory=PruningSpec)
 
     def __post_init__(self) -> None:
         if self.bf16_check not in (True, False, "auto"):
             raise ValueError(f"bf16_check must be true, false or 'auto', got {self.bf16_check!r}")
+        inherit_pruning(self.models, self.pruning)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None, *, source: str | None = None) -> EnsembleRunSpec:

@@ -3,7 +3,10 @@
 Each trial trains ``n_splits`` fold models with the sampled settings and scores the mean
 out-of-fold macro-F1 over the model's problems. The study lives in a SQLite file in the output
 folder, so a stopped search continues where it stopped (finished trials are kept; the count asked
-for is the total).
+for is the total). Trial ``N`` is sampled by a TPE sampler seeded with ``seed + N``, so its values depend on the
+seed and the trials before it only: a killed search resumes to the same trials (a trial cut off by the kill is run
+again under its number, with its values, from its finished folds). With ``pruning`` (see
+:mod:`hf_memotion.training.pruning`) an Optuna pruner stops hopeless trials; a pruned trial counts as finished.
 
 Examples:
     >>> TEXT_SEARCH_SPACE["lstm_layers"], TEXT_SEARCH_SPACE["learning_rate"]
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,6 +29,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from hf_memotion.folder_safety import check_regular_file
 from hf_memotion.tasks import PROBLEM_NAMES
+from hf_memotion.training.cross_validation import CandidatePruned
+from hf_memotion.training.pruning import TrialReporter, make_pruner
+from hf_memotion.training.run_specs import PruningSpec
 from hf_memotion.training.trainer import ClassifierTrainingArguments
 
 __all__ = [
@@ -121,36 +128,52 @@ def _outside_space(values: Mapping[str, Any], space: Mapping[str, Any]) -> list[
     return problems
 
 
+def _trial_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """A finished trial as the selection reports it: values, score (``None`` when pruned), state, steps trained."""
+    record = {
+        "trial": trial.number,
+        "values": dict(trial.params),
+        "score": float(trial.value) if trial.state == optuna.trial.TrialState.COMPLETE else None,
+        "state": "pruned" if trial.state == optuna.trial.TrialState.PRUNED else "complete",
+        "train_steps": int(trial.user_attrs.get("train_steps", 0)),
+        "trainings": int(trial.user_attrs.get("trainings", 0)),
+    }
+    if trial.state == optuna.trial.TrialState.PRUNED:
+        record["pruned_at"] = trial.user_attrs.get("pruned_at")
+    return record
+
+
 def study_results(
     output_dir: str | os.PathLike, space: Mapping[str, Any] | None = None
 ) -> tuple[int, dict[str, Any], float, list[dict[str, Any]]]:
     """The finished study in ``output_dir``: ``(best trial number, its values, its score, every finished trial)``.
 
     Every finished trial's values are checked against ``space`` (default :data:`TEXT_SEARCH_SPACE`) and its score
-    must be a macro-F1 in [0, 1]: a study that could not have come from this search is refused.
+    must be a macro-F1 in [0, 1]: a study that could not have come from this search is refused. The trials are the
+    complete and the pruned ones (``state``; a pruned trial has no ``score`` and says where it stopped in
+    ``pruned_at``), each with the optimisation steps (``train_steps``) and fold trainings (``trainings``) it ran;
+    the best is a complete one.
 
     Raises:
-        ValueError: ``study.db`` is no Optuna study, has no finished trial, or holds values outside the space.
+        ValueError: ``study.db`` is no Optuna study, has no complete trial, or holds values outside the space.
     """
     space = dict(TEXT_SEARCH_SPACE if space is None else space)
     study = _open_study(output_dir)
-    trials = [
-        {"trial": t.number, "values": dict(t.params), "score": float(t.value)}
-        for t in study.trials
-        if t.state == optuna.trial.TrialState.COMPLETE
-    ]
-    if not trials:
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    trials = [_trial_record(t) for t in study.trials if t.state in finished]
+    complete = [t for t in trials if t["state"] == "complete"]
+    if not complete:
         raise ValueError(f"{Path(output_dir) / 'study.db'} has no finished trial: run the search again")
     for trial in trials:
         problems = _outside_space(trial["values"], space)
-        if not 0.0 <= trial["score"] <= 1.0:
+        if trial["score"] is not None and not 0.0 <= trial["score"] <= 1.0:
             problems.append(f"score {trial['score']!r} (a macro-F1 is in 0..1)")
         if problems:
             raise ValueError(
                 f"{Path(output_dir) / 'study.db'} trial {trial['trial']} holds {', '.join(problems)}: the study was "
                 "not written by this search; delete it and run the search again"
             )
-    best = max(trials, key=lambda t: t["score"])
+    best = max(complete, key=lambda t: t["score"])
     return best["trial"], best["values"], best["score"], trials
 
 
@@ -182,6 +205,7 @@ def search_text_hyperparameters(
     weighted_loss: bool = True,
     sampler_seed: int | None = None,
     test_time: str = "refit",
+    pruning: PruningSpec | None = None,
 ) -> optuna.Study:
     """Run (or continue) an Optuna study over the textual model's hyperparameters.
 
@@ -190,7 +214,7 @@ def search_text_hyperparameters(
         output_dir: Holds ``study.db`` and one folder per trial.
         backbone: As in :func:`hf_memotion.training.text.train_text_classifier`.
         problems: Problems the model predicts; the objective is their mean out-of-fold macro-F1.
-        n_trials: Total trials wanted (the paper: 30); finished trials count toward it.
+        n_trials: Total trials wanted (the paper: 30); finished trials (complete or pruned) count toward it.
         n_splits: Folds per trial (the paper: 5).
         seed: Sampler and fold seed.
         training: Fixed settings (Table 5a); ``learning_rate``/``optimizer`` are searched.
@@ -198,9 +222,11 @@ def search_text_hyperparameters(
         model_kwargs: Fixed :class:`MemotionTextConfig` fields.
         tiny_kwargs: Sizes of a tiny backbone.
         weighted_loss: Inverse-frequency class weights (the paper's loss).
-        sampler_seed: The TPE sampler's seed (default: ``seed``).
+        sampler_seed: The TPE sampler's seed (default: ``seed``); trial ``N`` is sampled with ``sampler_seed + N``.
         test_time: ``"fold_average"``: each trial's fold models also predict the ``test`` split, so the winner's
             folds serve a ``test_time: fold_average`` run as they are (no fold trains twice).
+        pruning: Stops hopeless trials with an Optuna pruner (:class:`~hf_memotion.training.run_specs.PruningSpec`;
+            default: none, every trial runs all its folds). A pruned trial's finished folds stay in its folder.
 
     Trial ``N`` trains in ``output_dir/trial_N`` with exactly the settings :func:`trial_settings` gives, so a run of
     the best trial's settings reuses its folds.
@@ -217,35 +243,59 @@ def search_text_hyperparameters(
     output.mkdir(parents=True, exist_ok=True)
     space = dict(TEXT_SEARCH_SPACE if search_space is None else search_space)
     base_training = training or ClassifierTrainingArguments()
+    epochs = math.ceil(float(base_training.epochs))
+    pruned = pruning is not None and pruning.enabled
+    first_seed = seed if sampler_seed is None else sampler_seed
     study = _open_study(
         output,
         direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=seed if sampler_seed is None else sampler_seed),
+        sampler=optuna.samplers.TPESampler(seed=first_seed),
+        pruner=make_pruner(pruning, n_splits=n_splits, epochs=epochs) if pruned else optuna.pruners.NopPruner(),
     )
-    finished = sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
 
-    def objective(trial: optuna.Trial) -> float:
+    def run_trial(trial: optuna.Trial, reported: Sequence[int] = ()) -> None:
         values = _sample(trial, space)
         run_training, run_model = trial_settings(values, base_training, model_kwargs)
-        result = train_text_classifier(
-            trial_data,
-            output / f"trial_{trial.number}",
-            backbone=backbone,
-            problems=problems,
-            training=run_training,
-            n_splits=n_splits,
-            seed=seed,
-            model_kwargs=run_model,
-            tiny_kwargs=tiny_kwargs,
-            refit=False,
-            weighted_loss=weighted_loss,
-            test_time=test_time,
-        )
+        reporter = TrialReporter(trial, epochs=epochs, reported=reported) if pruned else None
+        try:
+            result = train_text_classifier(
+                trial_data,
+                output / f"trial_{trial.number}",
+                backbone=backbone,
+                problems=problems,
+                training=run_training,
+                n_splits=n_splits,
+                seed=seed,
+                model_kwargs=run_model,
+                tiny_kwargs=tiny_kwargs,
+                refit=False,
+                weighted_loss=weighted_loss,
+                test_time=test_time,
+                monitor=reporter,
+            )
+        except CandidatePruned:
+            trial.set_user_attr("train_steps", reporter.train_steps)
+            trial.set_user_attr("trainings", reporter.trainings)
+            trial.set_user_attr("pruned_at", reporter.pruned_at)
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            logger.info("trial %d: %s -> pruned at %s", trial.number, values, reporter.pruned_at)
+            return
         score = sum(result.oof_scores[p] for p in problems) / len(problems)
+        trial.set_user_attr("train_steps", sum(int(f.get("train_steps", 0)) for f in result.fold_metrics))
+        trial.set_user_attr("trainings", len(result.fold_metrics))
+        study.tell(trial, score)
         logger.info("trial %d: %s -> mean out-of-fold macro-F1 %.4f", trial.number, values, score)
-        return score
 
-    remaining = max(0, n_trials - finished)
-    if remaining:
-        study.optimize(objective, n_trials=remaining)
+    # a trial left running by a killed search (one search per folder) runs again under its number, with its values
+    for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        logger.info("trial %d was cut off: running it again from its finished folds", stale.number)
+        run_trial(optuna.trial.Trial(study, stale._trial_id), reported=list(stale.intermediate_values))
+    while _finished_trials(study) < n_trials:
+        study.sampler = optuna.samplers.TPESampler(seed=first_seed + len(study.trials))  # trial N: seed + N
+        run_trial(study.ask())
     return study
+
+
+def _finished_trials(study: optuna.Study) -> int:
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    return len(study.get_trials(deepcopy=False, states=states))

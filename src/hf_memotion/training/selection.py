@@ -13,10 +13,16 @@ config (:class:`~hf_memotion.training.run_specs.BaseModelSpec`):
   sampler learns from the finished ones: the seeded sequence is the same wherever the study runs).
 
 Every candidate of a model is cross-validated on the same folds (same seed, same rows) and scored by the mean
-out-of-fold macro-F1 over the model's problems. The winner's fold results are copied into ``models/<name>/folds``,
-where the model's own job finds them under the same settings' key and only refits: no fold trains twice. The
-choice is recorded in ``report.json`` (``selection``), in the base model's card and its ``metrics.json``; a
-backbone split into per-problem models stays one row of Table 7.
+out-of-fold macro-F1 over the model's problems. With a model's ``pruning`` (:mod:`hf_memotion.training.pruning`)
+hopeless candidates stop early: the grid by successive halving (its rungs in ``lr_<rate>/rung_<epochs>/``: the
+first fold for that many epochs, on the schedule compressed to them), the study by an Optuna pruner; the winner is
+the best candidate that ran every fold, and each candidate's record says whether it was pruned, where, and how
+many optimisation steps it trained.
+
+The winner's fold results are copied into ``models/<name>/folds``, where the model's own job finds them under the
+same settings' key and only refits: no fold trains twice. The choice is recorded in ``report.json``
+(``selection``), in the base model's card and its ``metrics.json``; a backbone split into per-problem models stays
+one row of Table 7.
 
 Examples:
     >>> from hf_memotion.training.run_specs import BaseModelSpec, ModelEntry
@@ -39,6 +45,7 @@ import datasets
 from hf_memotion.distributed import process_state
 from hf_memotion.models.ensemble.stacking import with_aliases
 from hf_memotion.training.jobs import TrainingJob, run_jobs
+from hf_memotion.training.pruning import halving_rungs, rung_training, survivors
 from hf_memotion.training.run_specs import JobsSpec, ModelEntry
 from hf_memotion.training.runs import ClassifierRunResult, load_finished_run
 from hf_memotion.training.search import (
@@ -50,7 +57,15 @@ from hf_memotion.training.search import (
 from hf_memotion.training.text import train_text_classifier
 from hf_memotion.training.vision import train_vision_classifier
 
-__all__ = ["adopt_folds", "candidate_jobs", "model_job", "select_candidate", "train_with_selection"]
+__all__ = [
+    "adopt_folds",
+    "candidate_jobs",
+    "grid_progress",
+    "model_job",
+    "run_selection",
+    "select_candidate",
+    "train_with_selection",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -73,28 +88,115 @@ def _space(entry: ModelEntry) -> dict[str, Any] | None:
     return search_space_from_config(entry.spec.search.space) if entry.spec.search.space else None
 
 
+def _rung_folder(output: Path, entry: ModelEntry, rate: float, epochs: int) -> Path:
+    return _rate_folder(output, entry, rate) / f"rung_{epochs}"
+
+
+def _grid_job(entry: ModelEntry, folder: Path, rate: float, common: Mapping[str, Any], rung: int = 0) -> TrainingJob:
+    """A rate's job: every fold (``rung=0``), or a rung of that many epochs on the first fold."""
+    training = entry.training_arguments(learning_rate=rate)
+    arguments = {
+        **common,
+        **entry.spec.recipe_kwargs(),
+        "training": rung_training(training, rung) if rung else training,
+        "refit": False,
+        "keep_model": False,
+        **({"budget": {"folds": 1}} if rung else {}),
+    }
+    name = f"{entry.name}/lr_{rate:g}" + (f"/rung_{rung}" if rung else "")
+    return TrainingJob(name, "vision", "train", str(folder), arguments, train_vision_classifier)
+
+
+def _mean_score(run: ClassifierRunResult, problems: Sequence[str]) -> float:
+    return sum(run.oof_scores[p] for p in problems) / len(problems)
+
+
+def _steps(run: ClassifierRunResult) -> int:
+    return sum(int(f.get("train_steps", 0)) for f in run.fold_metrics)
+
+
+def grid_progress(
+    entry: ModelEntry, output: str | Path, *, n_splits: int, seed: int, test_time: str = "refit"
+) -> tuple[list[TrainingJob], list[dict[str, Any]]]:
+    """Where a visual grid's selection stands: ``(the jobs of its next round, every rate's record so far)``.
+
+    Exhaustive (no pruning): one round, every rate on every fold. Pruned by successive halving: a round per rung
+    (every rate still in, on the first fold for the rung's epochs), then the survivors on every fold. Each round is
+    read from the folders of the rounds before, so a killed selection resumes at the round it stopped in and makes
+    the same choices. No job left: the records are final (``state``: ``"complete"`` or ``"pruned"``, ``score``:
+    the survivors' mean out-of-fold macro-F1, ``rungs``: the first fold's score at each rung reached,
+    ``train_steps``: optimisation steps trained, ``trainings``: fold trainings).
+    """
+    spec = entry.spec
+    output = Path(output)
+    common = _common(entry, n_splits, seed, test_time)
+    rates = spec.learning_rates() or []
+    problems = list(entry.problems)
+    records = {
+        rate: {
+            "values": {"learning_rate": rate},
+            "score": None,
+            "state": "complete",
+            "rungs": [],
+            "train_steps": 0,
+            "trainings": 0,
+            "folder": str(_rate_folder(output, entry, rate)),
+        }
+        for rate in rates
+    }
+    alive = list(rates)
+    pruning = spec.pruning
+    if pruning is not None and pruning.enabled:
+        epochs = float(entry.training_arguments(learning_rate=1.0).epochs)
+        first = pruning.first_rung(epochs)
+        for budget, _ in halving_rungs(
+            len(rates), first_epochs=first, epochs=epochs, reduction_factor=pruning.reduction_factor
+        ):
+            folders = {rate: _rung_folder(output, entry, rate, budget) for rate in alive}
+            runs = {rate: load_finished_run(folder, refit=False, load_model=False) for rate, folder in folders.items()}
+            missing = [rate for rate, run in runs.items() if run is None]
+            if missing:
+                return [_grid_job(entry, folders[rate], rate, common, budget) for rate in missing], list(
+                    records.values()
+                )
+            for rate, run in runs.items():
+                score = _mean_score(run, problems)
+                records[rate]["rungs"].append({"epochs": budget, "score": score})
+                records[rate]["train_steps"] += _steps(run)
+                records[rate]["trainings"] += len(run.fold_metrics)
+            kept = [
+                alive[i] for i in survivors([_mean_score(runs[r], problems) for r in alive], pruning.reduction_factor)
+            ]
+            for rate in alive:
+                if rate not in kept:
+                    records[rate]["state"] = "pruned"
+                    records[rate]["pruned_at"] = records[rate]["rungs"][-1]
+            alive = kept
+    runs = {rate: load_finished_run(_rate_folder(output, entry, rate), refit=False, load_model=False) for rate in alive}
+    missing = [rate for rate, run in runs.items() if run is None]
+    if missing:
+        return [_grid_job(entry, _rate_folder(output, entry, rate), rate, common) for rate in missing], list(
+            records.values()
+        )
+    for rate, run in runs.items():
+        records[rate]["score"] = _mean_score(run, problems)
+        records[rate]["train_steps"] += _steps(run)
+        records[rate]["trainings"] += len(run.fold_metrics)
+    return [], list(records.values())
+
+
 def candidate_jobs(
     entry: ModelEntry, output: str | Path, *, n_splits: int, seed: int, test_time: str = "refit"
 ) -> list[TrainingJob]:
-    """The search jobs of one model (``[]`` when its config has no search); ``output`` holds the models' folders."""
+    """The next search jobs of one model (``[]`` when its config has no search, or its grid has finished).
+
+    A visual grid's jobs are those of its next round (:func:`grid_progress`); a textual model's is its Optuna study.
+    """
     spec = entry.spec
     output = Path(output)
     common = _common(entry, n_splits, seed, test_time)
     if spec.modality == "vision" and spec.learning_rates():
-        jobs = []
-        for rate in spec.learning_rates():
-            arguments = {
-                **common,
-                **spec.recipe_kwargs(),
-                "training": entry.training_arguments(learning_rate=rate),
-                "refit": False,
-                "keep_model": False,
-            }
-            folder = str(_rate_folder(output, entry, rate))
-            jobs.append(
-                TrainingJob(f"{entry.name}/lr_{rate:g}", "vision", "train", folder, arguments, train_vision_classifier)
-            )
-        return jobs
+        return grid_progress(entry, output, n_splits=n_splits, seed=seed, test_time=test_time)[0]
     if spec.modality == "text" and spec.search is not None:
         arguments = {
             **common,
@@ -106,45 +208,82 @@ def candidate_jobs(
             "tiny_kwargs": spec.tiny,
             "weighted_loss": spec.weighted_loss,
             "sampler_seed": spec.search.seed,
+            "pruning": spec.pruning,
         }
         folder = str(_search_folder(output, entry))
         return [TrainingJob(f"{entry.name}/search", "text", "search", folder, arguments, search_text_hyperparameters)]
     return []
 
 
-def select_candidate(entry: ModelEntry, output: str | Path) -> dict[str, Any] | None:
-    """The winner of a model's finished search: its values, score, folder and every candidate (``None``: no search)."""
+def _searched(entry: ModelEntry) -> bool:
+    spec = entry.spec
+    return bool(spec.modality == "vision" and spec.learning_rates()) or (
+        spec.modality == "text" and spec.search is not None
+    )
+
+
+def _pruning_name(entry: ModelEntry) -> str | None:
+    pruning = entry.spec.pruning
+    if pruning is None or not pruning.enabled:
+        return None
+    return (
+        f"{pruning.method} (first rung {pruning.first_rung(entry.training_arguments(learning_rate=1.0).epochs)} "
+        f"epochs, 1 in {pruning.reduction_factor} continues)"
+    )
+
+
+def select_candidate(
+    entry: ModelEntry, output: str | Path, *, n_splits: int = 5, seed: int = 0, test_time: str = "refit"
+) -> dict[str, Any] | None:
+    """The winner of a model's finished search: its values, score, folder and every candidate (``None``: no search).
+
+    Every candidate's record says whether it ran every fold (``state``) or was pruned (``pruned_at``), and how many
+    optimisation steps (``train_steps``) and fold trainings (``trainings``) it ran; the choice's are the search's
+    totals.
+    """
     spec = entry.spec
     output = Path(output)
-    problems = list(entry.problems)
     if spec.modality == "vision" and spec.learning_rates():
-        candidates = []
-        for rate in spec.learning_rates():
-            run = load_finished_run(_rate_folder(output, entry, rate), refit=False, load_model=False)
-            if run is None:
-                raise RuntimeError(f"{entry.name}: the learning-rate candidate {rate:g} did not finish")
-            score = sum(run.oof_scores[p] for p in problems) / len(problems)
-            candidates.append({"values": {"learning_rate": rate}, "score": score, "folder": str(run.output_dir)})
-        best = max(candidates, key=lambda c: c["score"])  # the first of equal scores: the grid's order decides
+        pending, candidates = grid_progress(entry, output, n_splits=n_splits, seed=seed, test_time=test_time)
+        if pending:
+            raise RuntimeError(
+                f"{entry.name}: the learning-rate candidate(s) {[j.name for j in pending]} did not finish"
+            )
+        complete = [c for c in candidates if c["score"] is not None]
+        best = max(complete, key=lambda c: c["score"])  # the first of equal scores: the grid's order decides
         method = "grid search of the learning rate"
     elif spec.modality == "text" and spec.search is not None:
         folder = _search_folder(output, entry)
         number, values, score, trials = study_results(folder, _space(entry))
-        candidates = [
-            {"values": t["values"], "score": t["score"], "folder": str(folder / f"trial_{t['trial']}")} for t in trials
-        ]
+        candidates = [{**t, "folder": str(folder / f"trial_{t['trial']}")} for t in trials]
         best = {"values": values, "score": score, "folder": str(folder / f"trial_{number}")}
         method = "Optuna search (TPE sampler)"
     else:
         return None
-    logger.info("%s: %s chose %s (%s %.4f)", entry.name, method, best["values"], METRIC, best["score"])
+    pruning = _pruning_name(entry)
+    if pruning:
+        method += f", pruned by {pruning}"
+    pruned = sum(c.get("state") == "pruned" for c in candidates)
+    logger.info(
+        "%s: %s chose %s (%s %.4f; %d of %d candidates pruned)",
+        entry.name,
+        method,
+        best["values"],
+        METRIC,
+        best["score"],
+        pruned,
+        len(candidates),
+    )
     return {
         "method": method,
         "metric": METRIC,
         "chosen": best["values"],
         "score": best["score"],
         "folder": best["folder"],
-        "candidates": [{"values": c["values"], "score": c["score"]} for c in candidates],
+        "pruned": pruned,
+        "train_steps": sum(int(c.get("train_steps", 0)) for c in candidates),
+        "trainings": sum(int(c.get("trainings", 0)) for c in candidates),
+        "candidates": [{k: v for k, v in c.items() if k not in ("folder", "trial")} for c in candidates],
     }
 
 
@@ -193,6 +332,39 @@ def model_job(
     return TrainingJob(entry.name, spec.modality, "train", str(Path(output) / entry.name), arguments, train)
 
 
+def run_selection(
+    entries: Sequence[ModelEntry],
+    output: str | Path,
+    load: Callable[[], datasets.DatasetDict],
+    *,
+    n_splits: int,
+    seed: int,
+    test_time: str = "refit",
+    jobs: JobsSpec | None = None,
+    data: datasets.DatasetDict | None = None,
+    alongside: Sequence[TrainingJob] = (),
+) -> dict[str, dict[str, Any]]:
+    """Run the searches of ``entries`` to their choices (:func:`select_candidate`); nothing is refit.
+
+    Every model's first round runs at once (the textual studies, the grids' first rungs or all their rates, and the
+    ``alongside`` jobs); then each pruned grid's next rounds, all grids side by side, until every grid is done.
+
+    Returns:
+        Per searched model its choice (models without a search are left out).
+    """
+    state = process_state()
+    output = Path(output)
+    jobs = jobs or JobsSpec()
+    common = {"n_splits": int(n_splits), "seed": seed, "test_time": test_time}
+    searched = [e for e in entries if _searched(e)]
+    run_jobs([job for e in searched for job in candidate_jobs(e, output, **common)] + list(alongside), load, jobs, data)
+    state.wait_for_everyone()
+    while rounds := [job for e in searched if e.modality == "vision" for job in candidate_jobs(e, output, **common)]:
+        run_jobs(rounds, load, jobs, data)  # the next rung of every pruned grid, or its survivors' folds
+        state.wait_for_everyone()
+    return {entry.name: select_candidate(entry, output, **common) for entry in searched}
+
+
 def train_with_selection(
     entries: Sequence[ModelEntry],
     output: str | Path,
@@ -228,15 +400,10 @@ def train_with_selection(
     output = Path(output)
     jobs = jobs or JobsSpec()
     common = {"n_splits": int(n_splits), "seed": seed, "test_time": test_time}
-    candidates = {e.name: candidate_jobs(e, output, **common) for e in entries}
-    searched = [e for e in entries if candidates[e.name]]
-    first = [job for e in searched for job in candidates[e.name]]
-    first += [model_job(e, output, **common) for e in entries if not candidates[e.name]]  # unsearched meanwhile
-    run_jobs(first, load, jobs, data)
-    state.wait_for_everyone()
-    selections = {}
+    searched = [e for e in entries if _searched(e)]
+    unsearched = [model_job(e, output, **common) for e in entries if not _searched(e)]
+    selections = run_selection(searched, output, load, **common, jobs=jobs, data=data, alongside=unsearched)
     for entry in searched:
-        selections[entry.name] = select_candidate(entry, output)
         if state.is_main_process:
             adopt_folds(selections[entry.name]["folder"], output / entry.name)
     state.wait_for_everyone()

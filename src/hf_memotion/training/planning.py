@@ -4,7 +4,9 @@ For every model the recipe trains (one per backbone and problem under ``layout: 
 
 - **trainings**: ``n_splits`` folds per candidate of its hyperparameter selection (the visual learning-rate grid,
   or the textual Optuna trials; 1 without selection) plus the refit (the winner's folds are reused, see
-  :mod:`hf_memotion.training.selection`);
+  :mod:`hf_memotion.training.selection`); with ``pruning``, the rungs and folds the pruned selection trains
+  (:func:`~hf_memotion.training.pruning.selection_cost`: exact for a grid, an expectation for a study), and the
+  exhaustive search beside it;
 - **FLOPs per step**: forward and backward of one optimisation step at the global batch, counted by torch's
   ``FlopCounterMode`` on the real architecture (the timm model, the transformers backbone with the BiLSTM head)
   built under ``FakeTensorMode``: the same modules and shapes as in training, no memory and no arithmetic
@@ -46,6 +48,7 @@ import torch
 
 from hf_memotion.benchmarking import count_flops
 from hf_memotion.tasks import PROBLEM_NAMES
+from hf_memotion.training.pruning import selection_cost
 from hf_memotion.training.run_specs import EnsembleRunSpec, ModelEntry, expand_models
 
 __all__ = [
@@ -112,13 +115,18 @@ class PlannedModel:
         architecture: The timm architecture or the text backbone.
         parameters: Trainable parameters.
         candidates: Settings cross-validated by its selection (1: none).
-        trainings: Folds of every candidate, plus the refit.
+        trainings: Fold trainings its selection starts (all folds of every candidate, or a pruned selection's
+            rungs and survivors), plus the refit.
         step_flops: Forward and backward FLOPs of one optimisation step at the global batch.
         meme_flops: Forward FLOPs of evaluating one meme (all its crops).
         steps: Optimisation steps over all its trainings (every epoch run).
         evaluated_memes: Memes evaluated over all its trainings (validation, held-out folds, test).
         checkpoint_bytes: Checkpoint space one of its running trainings takes.
         model_bytes: Its saved weights.
+        fold_epochs: Epochs of fold trainings its selection runs (one epoch of one fold each).
+        exhaustive: ``(trainings, steps, evaluated memes, fold-epochs)`` of the exhaustive search, where its
+            selection is pruned (``None``: the same as above).
+        pruning: The pruning it plans with (``None``: exhaustive).
     """
 
     backbone: str
@@ -135,11 +143,22 @@ class PlannedModel:
     evaluated_memes: int
     checkpoint_bytes: int
     model_bytes: int
+    fold_epochs: int = 0
+    exhaustive: tuple[int, int, int, int] | None = None
+    pruning: str | None = None
 
     @property
     def flops(self) -> float:
         """Training and evaluation FLOPs of all its trainings."""
         return float(self.steps) * self.step_flops + float(self.evaluated_memes) * self.meme_flops
+
+    @property
+    def exhaustive_flops(self) -> float:
+        """FLOPs of its exhaustive selection (the paper's), folds and refit."""
+        if self.exhaustive is None:
+            return self.flops
+        _, steps, evaluated, _ = self.exhaustive
+        return float(steps) * self.step_flops + float(evaluated) * self.meme_flops
 
 
 @dataclass
@@ -189,6 +208,49 @@ class TrainingPlan:
         return self.flops / (self.device_tflops * 1e12) / 3600
 
     @property
+    def exhaustive_gpu_hours(self) -> float:
+        """Device-hours of the same run with every model's selection exhaustive (the paper's)."""
+        return sum(m.exhaustive_flops for m in self.models) / (self.device_tflops * 1e12) / 3600
+
+    def selection_table(self) -> list[str]:
+        """The exhaustive and the pruned selection side by side: trainings, fold-epochs, GPU-hours."""
+        if not any(m.exhaustive is not None for m in self.models):
+            if any(m.candidates > 1 for m in self.models):
+                return [
+                    "selection: exhaustive (the paper's); pruning.method=successive_halving plans a pruned one beside"
+                ]
+            return []
+        rate = self.device_tflops * 1e12 * 3600
+        exhaustive = [m.exhaustive or (m.trainings, m.steps, m.evaluated_memes, m.fold_epochs) for m in self.models]
+        methods = sorted({m.pruning for m in self.models if m.pruning})
+        rows = [
+            (
+                "exhaustive (the paper's)",
+                sum(e[0] for e in exhaustive),
+                sum(e[3] for e in exhaustive),
+                self.exhaustive_gpu_hours,
+            ),
+            (
+                f"pruned ({', '.join(methods)})",
+                self.trainings,
+                sum(m.fold_epochs for m in self.models),
+                self.flops / rate,
+            ),
+        ]
+        lines = ["", "| selection | trainings | fold-epochs | GPU-h | share |", "|---|---:|---:|---:|---:|"]
+        for label, trainings, fold_epochs, hours in rows:
+            lines.append(
+                f"| {label} | {trainings:,} | {fold_epochs:,} | {_number(hours)} | "
+                f"{hours / max(self.exhaustive_gpu_hours, 1e-12):.0%} |"
+            )
+        lines.append(
+            "(trainings: the selection's fold trainings and the refits; fold-epochs: the selection's epochs of "
+            "one fold each; a pruned study's figures are an expectation, a pruned grid's exact: "
+            "hf_memotion.training.pruning.selection_cost)"
+        )
+        return lines
+
+    @property
     def model_bytes(self) -> int:
         """The saved base models (the ensemble folder links them)."""
         return sum(m.model_bytes for m in self.models)
@@ -221,11 +283,12 @@ class TrainingPlan:
                 f"{_number(sum(m.model_bytes for m in group) / 1e9)} |"
             )
         searched = sum(m.candidates > 1 for m in self.models)
+        pruned = " or fewer where pruned" if any(m.pruning for m in self.models) else ""
         lines += [
             "",
             f"data: {self.n_train:,} training memes, {self.n_test:,} held out ({self.rows_from})",
             f"trainings: {self.trainings:,} ({len(self.models)} base models, {searched} of them with hyperparameter "
-            f"selection: {self.n_splits} folds per candidate, then 1 refit); without selection: "
+            f"selection: {self.n_splits} folds per candidate{pruned}, then 1 refit); without selection: "
             f"{self.trainings_without_selection:,} ({len(self.models)} x ({self.n_splits} folds + refit))",
         ]
         if self.models_without_sharing is not None:
@@ -243,6 +306,7 @@ class TrainingPlan:
             f"disk: {_number(self.model_bytes / 1e9)} GB of saved base models (ensemble/ hard-links them); checkpoints "
             f"at most {_number(self.checkpoint_bytes / 1e9)} GB per running training (weights only)",
             *(f"note: {n}" for n in self.notes),
+            *self.selection_table(),
         ]
         return "\n".join(lines)
 
@@ -393,6 +457,24 @@ def _held_out(spec: EnsembleRunSpec, n_train: int, n_test: int) -> tuple[int, in
     return n_train, n_test
 
 
+def _selection_budget(
+    fold_epochs: float,
+    trainings: float,
+    epoch_steps: int,
+    refit_steps: int,
+    validation: int,
+    training_evaluated: int,
+    n_test: int,
+) -> tuple[int, int, int, int]:
+    """``(trainings, steps, evaluated memes, fold-epochs)`` of a model's selection and its refit."""
+    return (
+        round(trainings) + 1,
+        round(fold_epochs * epoch_steps) + refit_steps,
+        round(fold_epochs * validation + trainings * training_evaluated) + n_test,
+        round(fold_epochs),
+    )
+
+
 def plan_training(config: Mapping[str, Any] | EnsembleRunSpec, *, source: str | None = None) -> TrainingPlan:
     """Plan what :func:`~hf_memotion.training.recipe.run_training` would train for ``config`` (nothing runs).
 
@@ -424,11 +506,15 @@ def plan_training(config: Mapping[str, Any] | EnsembleRunSpec, *, source: str | 
         validation = math.ceil(fold_rows * float(training.validation_fraction)) if training.validation_fraction else 0
         epochs = math.ceil(float(training.epochs))
         batch = int(training.batch_size)
-        fold_steps = epochs * math.ceil((fold_rows - validation) / batch)
+        epoch_steps = math.ceil((fold_rows - validation) / batch)
         refit_steps = epochs * math.ceil(n_train / batch)
-        fold_evaluated = validation * epochs + math.ceil(n_train / k)
-        if spec.evaluation.test_time == "fold_average":
-            fold_evaluated += n_test
+        training_evaluated = math.ceil(n_train / k) + (n_test if spec.evaluation.test_time == "fold_average" else 0)
+        pruning = spec_.pruning if candidates > 1 and spec_.pruning is not None and spec_.pruning.enabled else None
+        cost = selection_cost(pruning, modality=spec_.modality, candidates=candidates, n_splits=k, epochs=epochs)
+
+        per_model = (epoch_steps, refit_steps, validation, training_evaluated, n_test)
+        planned = _selection_budget(cost["pruned_fold_epochs"], cost["pruned_trainings"], *per_model)
+        exhaustive = _selection_budget(cost["exhaustive_fold_epochs"], cost["exhaustive_trainings"], *per_model)
         model_bytes = parameters * BYTES_PER_PARAMETER
         models.append(
             PlannedModel(
@@ -439,13 +525,16 @@ def plan_training(config: Mapping[str, Any] | EnsembleRunSpec, *, source: str | 
                 architecture=spec_.architecture if spec_.modality == "vision" else spec_.backbone,
                 parameters=parameters,
                 candidates=candidates,
-                trainings=candidates * k + 1,
+                trainings=planned[0],
                 step_flops=sample_flops * batch,
                 meme_flops=meme_flops,
-                steps=candidates * k * fold_steps + refit_steps,
-                evaluated_memes=candidates * k * fold_evaluated + n_test,
+                steps=planned[1],
+                evaluated_memes=planned[2],
                 checkpoint_bytes=2 * model_bytes if validation else 0,  # best and last epoch, weights only
                 model_bytes=model_bytes,
+                fold_epochs=planned[3],
+                exhaustive=exhaustive if pruning is not None else None,
+                pruning=pruning.method if pruning is not None else None,
             )
         )
     side_by_side = 1

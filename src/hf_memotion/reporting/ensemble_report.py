@@ -106,6 +106,41 @@ def plot_scores(
     return ["scores.png", "confusion_matrices.png"]
 
 
+def _values(values: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+
+
+def _search_section(search: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The selection of every searched model, and what a pruned selection stopped early and when."""
+    lines = [
+        "## Hyperparameters selected per model",
+        "",
+        "| model | method | chosen | mean out-of-fold macro-F1 | candidates pruned | fold trainings | steps trained |",
+        "|---|---|---|---|---:|---:|---:|",
+    ]
+    for name, chosen in search.items():
+        lines.append(
+            f"| {name} | {chosen['method']} | {_values(chosen['chosen'])} | {chosen['score']:.4f} | "
+            f"{chosen.get('pruned', 0)} of {len(chosen['candidates'])} | {chosen.get('trainings', '?')} | "
+            f"{chosen.get('train_steps', '?'):,} |"
+        )
+    pruned = [(name, c) for name, chosen in search.items() for c in chosen["candidates"] if c.get("state") == "pruned"]
+    if pruned:
+        lines += ["", "Pruned candidates (their finished folds are kept in the search folders):", ""]
+        lines += ["| model | candidate | stopped at | score there | steps trained |", "|---|---|---|---:|---:|"]
+        for name, candidate in pruned:
+            where = candidate.get("pruned_at") or {}
+            if "fold" in where:  # a pruned trial: fold and epoch, or the fold's end
+                epoch = where.get("epoch")
+                at = f"fold {int(where['fold']) + 1}, " + (f"epoch {epoch:g}" if epoch is not None else "its end")
+            else:  # a rung of the halved grid: the first fold's epochs
+                at = f"rung of {where.get('epochs', '?')} epochs (fold 1)"
+            score = f"{where['value' if 'value' in where else 'score']:.4f}" if where else "?"
+            lines.append(f"| {name} | {_values(candidate['values'])} | {at} | {score} | {candidate['train_steps']:,} |")
+    lines.append("")
+    return lines
+
+
 def render_report(report: Mapping[str, Any], plots: Sequence[str] = ()) -> str:
     """``report.md``: Table 7 and Table 8 in the paper's form, plus the plots."""
     lines = [
@@ -158,17 +193,6 @@ def render_report(report: Mapping[str, Any], plots: Sequence[str] = ()) -> str:
             "",
         ]
     if report.get("search"):
-        lines += [
-            "## Hyperparameters selected per model",
-            "",
-            "| model | method | chosen | mean out-of-fold macro-F1 |",
-            "|---|---|---|---|",
-        ]
-        for name, chosen in report["search"].items():
-            values = ", ".join(
-                f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in chosen["chosen"].items()
-            )
-            lines.append(f"| {name} | {chosen['method']} | {values} | {chosen['score']:.4f} |")
-        lines.append("")
+        lines += _search_section(report["search"])
     lines += [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"

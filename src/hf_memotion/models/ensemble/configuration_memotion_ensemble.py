@@ -31,7 +31,8 @@ class MemotionEnsembleConfig(PretrainedConfig):
             (motivational in subtasks B and C).
         problems: Problems the ensemble predicts.
         meta: Per problem: ``method``, ``model_order``, ``feature_order``, ``file`` (skops file or
-            ``None`` for rules) and the selection ``scores``.
+            ``None`` for rules), the selection ``scores`` and the ``calibration`` map (method, parameters, the
+            out-of-fold log-loss of each method compared; none when absent).
         features: ``"own"`` (a problem's meta-estimator reads that problem's probabilities) or ``"all"``.
         dtype_checks: Per lower-precision dtype (``"bfloat16"``), the held-out check
             :meth:`MemotionEnsembleModel.check_dtype` recorded; ``dtype="auto"`` reads it
@@ -84,6 +85,7 @@ class MemotionEnsembleConfig(PretrainedConfig):
 
     def _check_meta(self) -> None:
         """Every meta entry must fit the problems and base models, so a bad config fails on loading."""
+        from hf_memotion.models.ensemble.calibration import ProblemCalibration
         from hf_memotion.models.ensemble.stacking import META_METHODS
 
         serves = {m.get("name"): set(m.get("problems") or []) for m in self.base_models}
@@ -106,3 +108,5 @@ class MemotionEnsembleConfig(PretrainedConfig):
                 raise ValueError(f"{where}: feature_order must be a list")
             if entry["method"] not in ("average", "soft_vote", "hard_vote") and not entry.get("file"):
                 raise ValueError(f"{where}: a {entry['method']} meta-estimator needs its skops 'file'")
+            calibration = ProblemCalibration.from_dict(entry.get("calibration"), where=f"{where}.calibration")
+            calibration.check_classes(classes, where=f"{where}.calibration")

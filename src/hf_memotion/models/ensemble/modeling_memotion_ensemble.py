@@ -47,6 +47,7 @@ from hf_memotion.folder_safety import (
 )
 from hf_memotion.hub.connectivity import offline_if_unreachable
 from hf_memotion.io_utils import atomic_write_bytes, atomic_write_text
+from hf_memotion.models.ensemble.calibration import ProblemCalibration
 from hf_memotion.models.ensemble.configuration_memotion_ensemble import MemotionEnsembleConfig
 from hf_memotion.models.ensemble.inference_dtype import (
     cast_base_models,
@@ -255,6 +256,7 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
                     "num_classes": stacker.num_classes,
                     "scores": stacker.scores,
                     "file": file,
+                    "calibration": stacker.calibration.to_dict(),
                 }
             config = copy.deepcopy(self.config)  # the live model's config is left as it is
             config.meta = meta
@@ -343,6 +345,7 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
                 model_order=list(entry["model_order"]),
                 feature_order=list(entry["feature_order"]),
                 num_classes=int(entry["num_classes"]),
+                calibration=ProblemCalibration.from_dict(entry.get("calibration")),  # checked with the config
             )
             if entry.get("file"):
                 data = read_inside(folder, entry["file"], f"meta-estimator file of {problem!r}")

@@ -10,7 +10,10 @@ of log-probabilities, like ten-crop). Rules have no parameters and need no file.
 The meta-estimator is chosen per problem by stratified k-fold macro-F1 *on the out-of-fold
 features*, so it never sees a base model's prediction on that model's own training rows. Its
 features are that problem's probabilities from every base model (``features="own"``) or every
-problem's (``"all"``).
+problem's (``"all"``). With ``calibration`` (:mod:`~hf_memotion.models.ensemble.calibration`), the chosen
+meta-estimator's out-of-fold probabilities from that same cross-validation fit a calibration map, which
+:meth:`ProblemStacker.predict_proba` applies: the scores become calibrated probabilities, never fitted on a row
+they are then scored on.
 
 Examples:
     >>> import numpy as np
@@ -34,6 +37,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold
 from sklearn.tree import DecisionTreeClassifier
+
+from hf_memotion.models.ensemble.calibration import ProblemCalibration, choose_calibration
 
 __all__ = [
     "ESTIMATORS",
@@ -181,6 +186,9 @@ class ProblemStacker:
         model_order: Base models whose probabilities are the rule's inputs, in order.
         feature_order: Feature blocks the estimator reads, in order.
         num_classes: Classes of the problem.
+        calibration_method: What to calibrate with: ``"none"`` (the paper's), ``"temperature"``, ``"sigmoid"``,
+            ``"isotonic"``, or ``"auto"`` (of the maps that keep every answer, the lower out-of-fold log-loss).
+        calibration: The fitted calibration map (after :meth:`fit`).
 
     Examples:
         >>> ProblemStacker(["decision_tree"]).candidates
@@ -196,6 +204,8 @@ class ProblemStacker:
     model_order: list[str] = field(default_factory=list)
     feature_order: list[str] = field(default_factory=list)
     num_classes: int = 0
+    calibration_method: str = "none"
+    calibration: ProblemCalibration = field(default_factory=ProblemCalibration)
 
     def __post_init__(self) -> None:
         self.candidates = list(self.candidates)
@@ -231,25 +241,49 @@ class ProblemStacker:
         matrix = _stack(features, self.feature_order)
         blocks = [np.asarray(own[m]) for m in self.model_order]
         n_folds = min(self.cv, int(np.bincount(labels).max()))
-        if len(self.candidates) == 1 or n_folds < 2:
-            self.method = self.candidates[0]
-        else:
-            splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=self.seed)
+        calibrate = self.calibration_method != "none"
+        splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=self.seed) if n_folds >= 2 else None
+        out_of_fold: dict[str, np.ndarray] = {}
+        if len(self.candidates) > 1 and splitter is not None:
             for method in self.candidates:
-                predictions = np.zeros(len(labels), dtype=np.int64)
-                for fit_idx, val_idx in splitter.split(matrix, labels):
-                    estimator = None
-                    if method not in RULES:
-                        estimator = clone(ESTIMATORS[method]).fit(matrix[fit_idx], labels[fit_idx])
-                    val_blocks = [b[val_idx] for b in blocks]
-                    predictions[val_idx] = self._predict_with(method, estimator, val_blocks, matrix[val_idx]).argmax(1)
+                out_of_fold[method] = self._out_of_fold(method, splitter, matrix, blocks, labels)
+                predictions = out_of_fold[method].argmax(1)
                 self.scores[method] = float(f1_score(labels, predictions, average="macro"))
             self.method = max(self.candidates, key=lambda m: (self.scores[m], -META_METHODS.index(m)))
+        else:
+            self.method = self.candidates[0]
         self.estimator = None if self.method in RULES else clone(ESTIMATORS[self.method]).fit(matrix, labels)
+        self.calibration = ProblemCalibration()
+        if calibrate and splitter is not None:  # fitted on the chosen method's out-of-fold probabilities only
+            if self.method not in out_of_fold:
+                out_of_fold[self.method] = self._out_of_fold(self.method, splitter, matrix, blocks, labels)
+            self.calibration = choose_calibration(
+                out_of_fold[self.method], labels, self.calibration_method, cv=self.cv, seed=self.seed
+            )
         return self
 
-    def predict_proba(self, own: Mapping[str, np.ndarray], extra: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
-        """Class probabilities from the base models' probabilities (same names as in :meth:`fit`)."""
+    def _out_of_fold(self, method, splitter, matrix, blocks, labels) -> np.ndarray:
+        """The method's probabilities for every row, each from a meta-estimator fitted without it."""
+        proba = np.zeros((len(labels), self.num_classes))
+        for fit_idx, val_idx in splitter.split(matrix, labels):
+            estimator = None
+            if method not in RULES:
+                estimator = clone(ESTIMATORS[method]).fit(matrix[fit_idx], labels[fit_idx])
+            proba[val_idx] = self._predict_with(method, estimator, [b[val_idx] for b in blocks], matrix[val_idx])
+        return proba
+
+    def predict_proba(
+        self,
+        own: Mapping[str, np.ndarray],
+        extra: Mapping[str, np.ndarray] | None = None,
+        *,
+        calibrated: bool = True,
+    ) -> np.ndarray:
+        """Class probabilities from the base models' probabilities (same names as in :meth:`fit`).
+
+        With ``calibrated`` (the default) the calibration map is applied (none fitted: the probabilities as they
+        are); ``calibrated=False`` gives the meta-estimator's own output.
+        """
         if self.method is None:
             raise RuntimeError("fit the stacker first")
         features = {**dict(own), **dict(extra or {})}
@@ -257,7 +291,8 @@ class ProblemStacker:
         if missing:
             raise ValueError(f"missing feature blocks {missing}")
         matrix = _stack(features, self.feature_order)
-        return self._predict_with(self.method, self.estimator, [np.asarray(own[m]) for m in self.model_order], matrix)
+        raw = self._predict_with(self.method, self.estimator, [np.asarray(own[m]) for m in self.model_order], matrix)
+        return self.calibration.apply(raw) if calibrated else raw
 
 
 def fit_stackers(
@@ -268,6 +303,7 @@ def fit_stackers(
     features: str = "own",
     cv: int = 5,
     seed: int = 0,
+    calibration: str = "none",
 ) -> dict[str, ProblemStacker]:
     """Fit one :class:`ProblemStacker` per problem on out-of-fold probabilities.
 
@@ -278,6 +314,7 @@ def fit_stackers(
         features: ``"own"`` (that problem's probabilities) or ``"all"`` (every problem's, from every model).
         cv: Folds of the selection.
         seed: Seed of the selection folds.
+        calibration: The calibration of every problem's scores (see :class:`ProblemStacker`).
     """
     if features not in ("own", "all"):
         raise ValueError(f"features must be 'own' or 'all', got {features!r}")
@@ -291,7 +328,8 @@ def fit_stackers(
         if features == "all":
             extra = {f"{m}:{p}": v for m, per in probabilities.items() for p, v in per.items() if p != problem}
         chosen = candidates[problem] if isinstance(candidates, Mapping) else candidates
-        out[problem] = ProblemStacker(chosen, cv=cv, seed=seed).fit(own, np.asarray(y), extra)
+        stacker = ProblemStacker(chosen, cv=cv, seed=seed, calibration_method=calibration)
+        out[problem] = stacker.fit(own, np.asarray(y), extra)
     return out
 
 
@@ -308,13 +346,14 @@ def with_aliases(probabilities: Mapping[str, np.ndarray], aliases: Mapping[str, 
 
 
 def combine_stackers(
-    stackers: Mapping[str, ProblemStacker], base: Mapping[str, Mapping[str, np.ndarray]]
+    stackers: Mapping[str, ProblemStacker], base: Mapping[str, Mapping[str, np.ndarray]], *, calibrated: bool = True
 ) -> dict[str, np.ndarray]:
     """Final class probabilities per problem: each problem's stacker over the base models' probabilities.
 
     Args:
         stackers: Problem -> fitted :class:`ProblemStacker`.
         base: Base model name -> problem -> probabilities ``(n, classes)``.
+        calibrated: Apply each stacker's calibration map (``False``: the meta-estimators' own outputs).
 
     Examples:
         >>> rng = np.random.default_rng(0)
@@ -331,5 +370,5 @@ def combine_stackers(
             if block not in own:
                 model_name, _, other = block.partition(":")
                 extra[block] = base[model_name][other]
-        out[problem] = stacker.predict_proba(own, extra)
+        out[problem] = stacker.predict_proba(own, extra, calibrated=calibrated)
     return out

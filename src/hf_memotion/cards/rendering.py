@@ -248,6 +248,7 @@ def ensemble_card(report: Mapping[str, Any], *, model_id: str | None = None, lic
             for m in models
         ],
         table8=report.get("table8", {}),
+        calibration=report.get("calibration") or {},
         table7=format_table7(report["table7"], (report.get("protocol") or {}).get("table7_columns", "release")),
         bf16_check=_bf16_check(report.get("bf16_check")),
         is_demo=data_name == _DEMO,

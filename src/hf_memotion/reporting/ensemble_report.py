@@ -106,6 +106,83 @@ def plot_scores(
     return ["scores.png", "confusion_matrices.png"]
 
 
+def plot_reliability(
+    output: Path, before: Mapping[str, np.ndarray], after: Mapping[str, np.ndarray], labels: Mapping[str, Any]
+) -> list[str]:
+    """Write ``reliability.png``: per subtask, the answers' accuracy against their score, before and after calibration.
+
+    The held-out answers of a subtask's problems are binned by score: a calibrated score lies on the diagonal; the
+    bars show how many answers each bin holds.
+
+    Returns:
+        The file names written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hf_memotion.metrics.calibration import pooled_reliability
+    from hf_memotion.tasks import SUBTASKS
+
+    subtasks = {s: [p for p in members if p in after and p in labels] for s, members in SUBTASKS.items()}
+    subtasks = {s: members for s, members in subtasks.items() if members}
+    fig, axes = plt.subplots(1, len(subtasks), figsize=(5.2 * len(subtasks), 5.0), layout="constrained", squeeze=False)
+    fig.suptitle("Reliability of the ensemble's scores on the held-out split (15 bins)", fontsize=14)
+    for ax, (subtask, members) in zip(axes.flat, subtasks.items(), strict=True):
+        ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="calibrated")
+        for when, found, style in (("before", before, "o--"), ("after", after, "s-")):
+            confidence, accuracy, counts = pooled_reliability(found, labels, members)
+            seen = counts > 0
+            ax.plot(confidence[seen], accuracy[seen], style, label=f"{when} calibration")
+        counts = pooled_reliability(after, labels, members)[2]
+        share = ax.twinx()
+        share.bar(
+            (np.arange(len(counts)) + 0.5) / len(counts), counts / counts.sum(), width=1 / len(counts), alpha=0.15
+        )
+        share.set_ylim(0, 1)
+        share.set_ylabel("share of answers (after), bars", fontsize=8)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("score of the answer")
+        ax.set_ylabel("share of answers that are right")
+        names = textwrap.fill(", ".join(m.replace("_", " ") for m in members), width=48)
+        ax.set_title(f"subtask {subtask}\n{names}", fontsize=9)
+        ax.legend(loc="upper left", fontsize=8)
+    _save_figure(fig, output / "reliability.png")
+    plt.close(fig)
+    return ["reliability.png"]
+
+
+def _calibration_section(calibration: Mapping[str, Any]) -> list[str]:
+    """ECE per subtask before and after calibration, and per problem the map chosen and its log-loss."""
+    lines = [
+        "## Calibration",
+        "",
+        "The scores are calibrated probabilities: each problem's meta-estimator output goes through a map fitted on "
+        "its out-of-fold output (never on these rows; `stacking.calibration`: under `auto`, `none` where a "
+        "temperature did not lower the out-of-fold log-loss). Expected calibration error (15 bins, top label) on "
+        "the held-out split:",
+        "",
+        "| subtask | ECE before | ECE after |",
+        "|---|---:|---:|",
+    ]
+    for subtask, found in calibration.get("subtasks", {}).items():
+        lines.append(f"| {subtask} | {found['ece_before']:.4f} | {found['ece_after']:.4f} |")
+    lines += [
+        "",
+        "| problem | map | ECE before | ECE after | log-loss before | log-loss after |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for problem, found in calibration.get("problems", {}).items():
+        lines.append(
+            f"| {problem} | {calibration.get('methods', {}).get(problem, '?')} | {found['ece_before']:.4f} | "
+            f"{found['ece_after']:.4f} | {found['log_loss_before']:.4f} | {found['log_loss_after']:.4f} |"
+        )
+    lines.append("")
+    return lines
+
+
 def _values(values: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
 
@@ -192,6 +269,8 @@ def render_report(report: Mapping[str, Any], plots: Sequence[str] = ()) -> str:
             f"{protocol.get('trainings', '?')} trainings in all.",
             "",
         ]
+    if report.get("calibration"):
+        lines += _calibration_section(report["calibration"])
     if report.get("search"):
         lines += _search_section(report["search"])
     lines += [f"![{p}]({p})" for p in plots]

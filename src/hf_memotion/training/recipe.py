@@ -43,11 +43,12 @@ from hf_memotion.decoding import compare_decodings
 from hf_memotion.distributed import process_state
 from hf_memotion.io_utils import atomic_write_text
 from hf_memotion.metrics import memotion_scores
+from hf_memotion.metrics.calibration import compare_calibration
 from hf_memotion.metrics.tables import format_table7
 from hf_memotion.models.ensemble import MemotionEnsembleConfig, MemotionEnsembleModel, fit_stackers
 from hf_memotion.models.ensemble.inference_dtype import auto_choice
 from hf_memotion.models.ensemble.stacking import META_METHODS, combine_stackers
-from hf_memotion.reporting.ensemble_report import plot_scores, render_report
+from hf_memotion.reporting.ensemble_report import plot_reliability, plot_scores, render_report
 from hf_memotion.specs import spec_to_dict
 from hf_memotion.tasks import PROBLEM_NAMES
 from hf_memotion.training.recipe_data import RecipeData
@@ -161,6 +162,7 @@ def run_training(config: Mapping[str, Any] | EnsembleRunSpec, *, source: str | N
         "features": spec.stacking.features,
         "cv": int(spec.stacking.cv),
         "seed": seed,
+        "calibration": spec.stacking.calibration,
     }
     oof = {name: r.oof_probabilities for name, r in results.items()}
     held_out = {name: r.test_probabilities for name, r in results.items()}
@@ -183,12 +185,16 @@ def run_training(config: Mapping[str, Any] | EnsembleRunSpec, *, source: str | N
         rows.append({"name": f"ensemble ({modality})", "modality": modality, "scores": _scores(final, test_labels)})
     stackers = fit_stackers(oof, train_labels, **stack_args)
     final = combine_stackers(stackers, held_out)
+    uncalibrated = combine_stackers(stackers, held_out, calibrated=False)
     rows.append({"name": "ensemble all (modality ensemble)", "modality": "all", "scores": _scores(final, test_labels)})
     table8 = {p: s.method for p, s in stackers.items()}
     report = TrainingReport(
         table7=rows,
         table8=table8,
         decoding=compare_decodings(final, test_labels),
+        calibration=compare_calibration(
+            uncalibrated, final, test_labels, {p: s.calibration.method for p, s in stackers.items()}
+        ),
         selection_scores={p: s.scores for p, s in stackers.items()},
         oof_scores={name: r.oof_scores for name, r in results.items()},
         search={name: {k: v for k, v in chosen.items() if k != "folder"} for name, chosen in selections.items()},
@@ -231,6 +237,7 @@ def run_training(config: Mapping[str, Any] | EnsembleRunSpec, *, source: str | N
         )
         write_answer_file({p: final[p].argmax(-1) for p in PROBLEM_NAMES}, output / "answer.txt")
         plots = plot_scores(output, rows, final, test_labels, model_name="the modality ensemble (all models)")
+        plots += plot_reliability(output, uncalibrated, final, test_labels)
         atomic_write_text(output / "report.json", json.dumps(report, indent=2, default=str))
         atomic_write_text(output / "report.md", render_report(report, plots))
     state.wait_for_everyone()
@@ -257,6 +264,12 @@ def print_training_summary(report: Mapping[str, Any], spec: EnsembleRunSpec) -> 
             f"B and C read together (joint, the pipeline's default): memes with a contradiction "
             f"{alone['contradictions']:.1%} -> {joint['contradictions']:.1%}; B macro-F1 {alone['subtask_b']:.3f} -> "
             f"{joint['subtask_b']:.3f}, C {alone['subtask_c']:.3f} -> {joint['subtask_c']:.3f}"
+        )
+    if report.get("calibration", {}).get("subtasks"):
+        found = report["calibration"]["subtasks"]
+        print(
+            "calibrated scores (stacking.calibration): held-out ECE "
+            + ", ".join(f"{s} {v['ece_before']:.3f} -> {v['ece_after']:.3f}" for s, v in found.items())
         )
     print(f"ensemble: {output}/ensemble  report: {output}/report.md  submission: {output}/answer.txt")
 

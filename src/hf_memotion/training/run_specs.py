@@ -140,9 +140,10 @@ class PruningSpec:
     def check(self, modality: str, model: str | None) -> None:
         """Refuse a method the modality's selection cannot run (one line naming the model and the choices)."""
         if self.method not in PRUNING_METHODS[modality]:
+            where = f"model {model!r}: " if model else ""
             raise ValueError(
-                f"model {model!r}: pruning.method {self.method!r} is for the textual search; a visual learning-rate "
-                f"grid prunes by one of {list(PRUNING_METHODS[modality])}"
+                f"{where}pruning.method {self.method!r} is for the textual search; a visual learning-rate grid prunes "
+                f"by one of {list(PRUNING_METHODS[modality])}"
             )
 
 
@@ -334,11 +335,18 @@ def expand_models(models: list[BaseModelSpec], share_motivational: bool = False)
 
 @dataclass
 class StackingSpec:
-    """The meta-estimators: ``methods`` (candidates, or one per problem), ``features`` (``"own"``/``"all"``), ``cv``."""
+    """The meta-estimators: ``methods`` (candidates, or one per problem), ``features`` (``"own"``/``"all"``), ``cv``.
+
+    ``calibration``: the map from each problem's meta-estimator output to calibrated probabilities, fitted on that
+    meta-estimator's out-of-fold output (:mod:`hf_memotion.models.ensemble.calibration`): ``"auto"`` (``temperature``
+    or ``none``, by out-of-fold log-loss: the maps that keep every answer), ``"temperature"``, ``"sigmoid"``,
+    ``"isotonic"`` (these two change answers) or ``"none"`` (the paper's: the meta-estimators' outputs as they are).
+    """
 
     methods: Any = None
     features: str = "own"
     cv: int = 5
+    calibration: Literal["auto", "none", "temperature", "sigmoid", "isotonic"] = "auto"
 
 
 @dataclass

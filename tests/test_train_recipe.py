@@ -46,13 +46,25 @@ def test_demo_run_beats_single_modalities_and_its_pipeline_matches_the_report(tm
         assert full[subtask] > rows["ensemble (text)"][subtask], subtask
         assert full[subtask] > rows["ensemble (vision)"][subtask], subtask
     assert set(report["table8"]) == set(PROBLEM_NAMES)
-    for name in ("report.md", "answer.txt", "scores.png", "confusion_matrices.png", "ensemble/config.json"):
+    for name in (
+        "report.md",
+        "answer.txt",
+        "scores.png",
+        "confusion_matrices.png",
+        "reliability.png",
+        "ensemble/config.json",
+    ):
         assert (tmp_path / "run" / name).is_file(), name
+    # calibrated scores: the held-out ECE falls on at least two of the three subtasks
+    calibration = report["calibration"]["subtasks"]
+    assert set(calibration) == {"A", "B", "C"}
+    assert sum(v["ece_after"] < v["ece_before"] for v in calibration.values()) >= 2, calibration
     # the ensemble folder's model card: valid, and its model-index holds the report's ensemble row
     card = ModelCard.load(tmp_path / "run" / "ensemble" / "README.md")
     logged = {r.metric_name: r.metric_value for r in card.data.eval_results}
     assert logged == {score_name(k): v for k, v in full.items() if k != "sentiment"}
     assert card.data.license == "apache-2.0" and "trained on synthetic demo data" in card.text
+    assert "The scores are calibrated probabilities" in card.text and "| humour | " in card.text
     assert ModelCard.load(tmp_path / "run" / "models" / "vision" / "model" / "README.md").data.eval_results
     # a fresh process: the pipeline's submission lines, scored with the metric, equal the report's numbers
     code = textwrap.dedent(f"""

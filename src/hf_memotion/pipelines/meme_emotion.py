@@ -24,7 +24,10 @@ plus, with ``return_base=True``, ``"base"`` (each base model's probabilities) an
 (each modality's mean probabilities). ``present``, ``intensity`` and ``submission`` are read with
 ``decoding="joint"`` by default: each emotion's presence (B) and intensity (C) decided together, so a meme is
 never "present" and "not_funny" at once (:mod:`hf_memotion.decoding`); ``decoding="independent"`` reads each
-problem's argmax, as the paper. The scores are the ensemble's probabilities either way.
+problem's argmax, as the paper. The scores are the ensemble's probabilities either way: calibrated probabilities
+(an answer scored 0.8 is right about 80% of the time on data like the training data) for an ensemble trained with
+``stacking.calibration`` (the default, ``auto``; see :mod:`hf_memotion.models.ensemble.calibration`), the
+meta-estimators' raw outputs for one trained without (``none``, the paper's).
 
 It runs on transformers' own :class:`~transformers.Pipeline` machinery: ``preprocess`` checks, decodes
 and (when a meme has no text) reads one meme, then tokenizes, resizes and crops it with the ensemble's

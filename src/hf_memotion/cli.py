@@ -12,7 +12,7 @@ Examples:
     >>> parse_arguments(["n_splits=3"], "Train.", "configs/demo.yaml", StackingSpec)
     CommandLine(config='configs/demo.yaml', overrides=['n_splits=3'], plan=False)
     >>> describe_spec(StackingSpec)
-    'config keys: methods, features, cv'
+    'config keys: methods, features, cv, calibration'
 """
 
 from __future__ import annotations

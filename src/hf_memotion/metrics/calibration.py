@@ -47,7 +47,11 @@ def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bi
         >>> expected_calibration_error(np.array([[0.9, 0.1], [0.9, 0.1]]), np.array([0, 1]))
         0.4
     """
-    confidence, accuracy, counts = reliability_curve(probabilities, labels, bins)
+    return _gap(*reliability_curve(probabilities, labels, bins))
+
+
+def _gap(confidence: np.ndarray, accuracy: np.ndarray, counts: np.ndarray) -> float:
+    """The count-weighted mean confidence-accuracy gap over the bins that hold rows."""
     seen = counts > 0
     total = counts[seen].sum()
     return float(np.sum(counts[seen] * np.abs(confidence[seen] - accuracy[seen])) / total) if total else 0.0
@@ -139,6 +143,4 @@ def compare_calibration(
 
 
 def _pooled_ece(probabilities: Mapping[str, np.ndarray], labels: Mapping[str, Any], problems, bins: int) -> float:
-    confidence, accuracy, counts = pooled_reliability(probabilities, labels, problems, bins)
-    seen = counts > 0
-    return round(float(np.sum(counts[seen] * np.abs(confidence[seen] - accuracy[seen])) / counts[seen].sum()), 6)
+    return round(_gap(*pooled_reliability(probabilities, labels, problems, bins)), 6)

@@ -132,10 +132,9 @@ def plot_reliability(
     for ax, (subtask, members) in zip(axes.flat, subtasks.items(), strict=True):
         ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="calibrated")
         for when, found, style in (("before", before, "o--"), ("after", after, "s-")):
-            confidence, accuracy, counts = pooled_reliability(found, labels, members)
+            confidence, accuracy, counts = pooled_reliability(found, labels, members)  # "after" last: its counts
             seen = counts > 0
             ax.plot(confidence[seen], accuracy[seen], style, label=f"{when} calibration")
-        counts = pooled_reliability(after, labels, members)[2]
         share = ax.twinx()
         share.bar(
             (np.arange(len(counts)) + 0.5) / len(counts), counts / counts.sum(), width=1 / len(counts), alpha=0.15

@@ -38,6 +38,7 @@ from hf_memotion.training.trainer import (
     ClassifierTrainingArguments,
     StopAfterEpochs,
     best_epoch,
+    epoch_scores,
     fit_classifier,
     predict_probabilities,
 )
@@ -48,7 +49,6 @@ __all__ = [
     "CrossValidator",
     "FoldMonitor",
     "cross_validate",
-    "epoch_scores",
     "labels_matrix",
 ]
 
@@ -77,6 +77,15 @@ class CrossValidationResult:
     oof_scores: dict[str, float]
     model: PreTrainedModel | None = field(default=None, repr=False)
     fold_test_probabilities: dict[str, np.ndarray] | None = field(default=None, repr=False)
+
+    def mean_score(self, problems: Sequence[str]) -> float:
+        """The mean out-of-fold macro-F1 over ``problems`` (what a hyperparameter selection maximises)."""
+        return sum(self.oof_scores[p] for p in problems) / len(problems)
+
+    @property
+    def train_steps(self) -> int:
+        """Optimisation steps its folds trained (as their ``metrics.json`` recorded them)."""
+        return sum(int(f.get("train_steps", 0)) for f in self.fold_metrics)
 
 
 class CandidatePruned(Exception):
@@ -110,16 +119,6 @@ class FoldMonitor:
 
     def fold_finished(self, fold: int, metrics: Mapping[str, Any]) -> None:
         """Fold ``fold`` is done (``metrics``: its ``metrics.json``); may set :attr:`stop`."""
-
-
-def epoch_scores(log_history: Sequence[Mapping[str, Any]]) -> list[list[float]]:
-    """``[[epoch, validation macro-F1], ...]`` of a training's evaluations (a ``Trainer``'s ``log_history``).
-
-    Examples:
-        >>> epoch_scores([{"loss": 1.0, "epoch": 0.5}, {"eval_macro_f1": 0.4, "epoch": 1.0}])
-        [[1.0, 0.4]]
-    """
-    return [[float(e["epoch"]), float(e["eval_macro_f1"])] for e in log_history if "eval_macro_f1" in e]
 
 
 def labels_matrix(dataset: Any, n_problems: int) -> np.ndarray:

@@ -184,8 +184,8 @@ def run_training(config: Mapping[str, Any] | EnsembleRunSpec, *, source: str | N
         final = combine_stackers(stackers, {m: held_out[m] for m in members})
         rows.append({"name": f"ensemble ({modality})", "modality": modality, "scores": _scores(final, test_labels)})
     stackers = fit_stackers(oof, train_labels, **stack_args)
-    final = combine_stackers(stackers, held_out)
     uncalibrated = combine_stackers(stackers, held_out, calibrated=False)
+    final = {p: stackers[p].calibration.apply(v) for p, v in uncalibrated.items()}  # what predict_proba gives
     rows.append({"name": "ensemble all (modality ensemble)", "modality": "all", "scores": _scores(final, test_labels)})
     table8 = {p: s.method for p, s in stackers.items()}
     report = TrainingReport(

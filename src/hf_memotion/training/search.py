@@ -56,6 +56,8 @@ TEXT_SEARCH_SPACE: dict[str, Any] = {
     "ffn_size": [256, 512, 1024],
 }
 _TRAINING_KEYS = ("learning_rate", "optimizer")
+#: The trials that count toward ``n_trials``: those that ran every fold and those a pruner stopped.
+_FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 _RANGE_KEYS = ("learning_rate", "dropout")
 
 
@@ -159,8 +161,7 @@ def study_results(
     """
     space = dict(TEXT_SEARCH_SPACE if space is None else space)
     study = _open_study(output_dir)
-    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    trials = [_trial_record(t) for t in study.trials if t.state in finished]
+    trials = [_trial_record(t) for t in study.trials if t.state in _FINISHED]
     complete = [t for t in trials if t["state"] == "complete"]
     if not complete:
         raise ValueError(f"{Path(output_dir) / 'study.db'} has no finished trial: run the search again")
@@ -280,13 +281,14 @@ def search_text_hyperparameters(
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
             logger.info("trial %d: %s -> pruned at %s", trial.number, values, reporter.pruned_at)
             return
-        score = sum(result.oof_scores[p] for p in problems) / len(problems)
-        trial.set_user_attr("train_steps", sum(int(f.get("train_steps", 0)) for f in result.fold_metrics))
+        score = result.mean_score(problems)
+        trial.set_user_attr("train_steps", result.train_steps)
         trial.set_user_attr("trainings", len(result.fold_metrics))
         study.tell(trial, score)
         logger.info("trial %d: %s -> mean out-of-fold macro-F1 %.4f", trial.number, values, score)
 
     # a trial left running by a killed search (one search per folder) runs again under its number, with its values
+    # (Optuna has no public way to reopen a RUNNING trial: Trial(study, trial_id) does, with the frozen trial's id)
     for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         logger.info("trial %d was cut off: running it again from its finished folds", stale.number)
         run_trial(optuna.trial.Trial(study, stale._trial_id), reported=list(stale.intermediate_values))
@@ -297,5 +299,4 @@ def search_text_hyperparameters(
 
 
 def _finished_trials(study: optuna.Study) -> int:
-    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    return len(study.get_trials(deepcopy=False, states=states))
+    return len(study.get_trials(deepcopy=False, states=_FINISHED))

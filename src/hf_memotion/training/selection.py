@@ -107,14 +107,6 @@ def _grid_job(entry: ModelEntry, folder: Path, rate: float, common: Mapping[str,
     return TrainingJob(name, "vision", "train", str(folder), arguments, train_vision_classifier)
 
 
-def _mean_score(run: ClassifierRunResult, problems: Sequence[str]) -> float:
-    return sum(run.oof_scores[p] for p in problems) / len(problems)
-
-
-def _steps(run: ClassifierRunResult) -> int:
-    return sum(int(f.get("train_steps", 0)) for f in run.fold_metrics)
-
-
 def grid_progress(
     entry: ModelEntry, output: str | Path, *, n_splits: int, seed: int, test_time: str = "refit"
 ) -> tuple[list[TrainingJob], list[dict[str, Any]]]:
@@ -160,12 +152,12 @@ def grid_progress(
                     records.values()
                 )
             for rate, run in runs.items():
-                score = _mean_score(run, problems)
+                score = run.mean_score(problems)
                 records[rate]["rungs"].append({"epochs": budget, "score": score})
-                records[rate]["train_steps"] += _steps(run)
+                records[rate]["train_steps"] += run.train_steps
                 records[rate]["trainings"] += len(run.fold_metrics)
             kept = [
-                alive[i] for i in survivors([_mean_score(runs[r], problems) for r in alive], pruning.reduction_factor)
+                alive[i] for i in survivors([runs[r].mean_score(problems) for r in alive], pruning.reduction_factor)
             ]
             for rate in alive:
                 if rate not in kept:
@@ -179,8 +171,8 @@ def grid_progress(
             records.values()
         )
     for rate, run in runs.items():
-        records[rate]["score"] = _mean_score(run, problems)
-        records[rate]["train_steps"] += _steps(run)
+        records[rate]["score"] = run.mean_score(problems)
+        records[rate]["train_steps"] += run.train_steps
         records[rate]["trainings"] += len(run.fold_metrics)
     return [], list(records.values())
 

@@ -60,6 +60,7 @@ __all__ = [
     "MemotionTrainer",
     "StopAfterEpochs",
     "best_epoch",
+    "epoch_scores",
     "fit_classifier",
     "make_compute_metrics",
     "predict_probabilities",
@@ -551,13 +552,22 @@ def fit_classifier(
     return trainer
 
 
+def epoch_scores(log_history: Sequence[Mapping[str, Any]]) -> list[list[float]]:
+    """``[[epoch, validation macro-F1], ...]`` of a training's evaluations (a ``Trainer``'s ``log_history``).
+
+    Examples:
+        >>> epoch_scores([{"loss": 1.0, "epoch": 0.5}, {"eval_macro_f1": 0.4, "epoch": 1.0}])
+        [[1.0, 0.4]]
+    """
+    return [[float(e["epoch"]), float(e["eval_macro_f1"])] for e in log_history if "eval_macro_f1" in e]
+
+
 def best_epoch(trainer: Trainer) -> float:
     """The epoch whose validation macro-F1 was best (the last epoch when there was no validation)."""
-    evaluations = [e for e in trainer.state.log_history if "eval_macro_f1" in e]
-    if not evaluations:
+    scores = epoch_scores(trainer.state.log_history)
+    if not scores:
         return float(trainer.state.epoch or 0.0)
-    best = max(evaluations, key=lambda e: e["eval_macro_f1"])  # first maximum: the earliest best epoch
-    return float(best["epoch"])
+    return max(scores, key=lambda e: e[1])[0]  # first maximum: the earliest best epoch
 
 
 def predict_probabilities(trainer: Trainer, dataset: Any) -> dict[str, np.ndarray]:

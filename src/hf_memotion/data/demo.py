@@ -52,7 +52,10 @@ from hf_memotion.specs import deprecated_names
 from hf_memotion.tasks import EMOTIONS, PROBLEMS, RELEASE_LABELS, encode_submission
 
 __all__ = [
+    "EMOTION_WORDS",
+    "MARKER_CORNERS",
     "RELEASE_COUNTS",
+    "SENTIMENT_WORDS",
     "DemoDataRunSpec",
     "DemoDataSpec",
     "make_demo_data",
@@ -82,11 +85,13 @@ _EXTENSIONS = (
 
 _BACKGROUNDS = ((230, 60, 60), (240, 160, 40), (200, 200, 200), (70, 170, 230), (80, 200, 90))
 _MARKER_COLOURS = ((30, 30, 220), (240, 230, 20))  # parity 0 / 1 (motivational: class 0 / 1)
-_CORNERS = {"humour": (0, 0), "sarcasm": (1, 0), "offensive": (0, 1), "motivational": (1, 1)}
+#: Each emotion's quadrant ``(column, row)``: its marker is drawn inside it (what explanations are checked against).
+MARKER_CORNERS = {"humour": (0, 0), "sarcasm": (1, 0), "offensive": (0, 1), "motivational": (1, 1)}
 _SHAPES = {"humour": "ellipse", "sarcasm": "rectangle", "offensive": "triangle", "motivational": "ellipse"}
 
-_SENTIMENT_WORDS = (("awful", "hate"), ("okay", "whatever"), ("love", "awesome"))
-_EMOTION_WORDS = {  # per emotion: words for the lower half of the grades, then the upper half
+#: The planted cue words: the sentiment's per polarity, each emotion's per half of its grades (lower, upper).
+SENTIMENT_WORDS = (("awful", "hate"), ("okay", "whatever"), ("love", "awesome"))
+EMOTION_WORDS = {  # per emotion: words for the lower half of the grades, then the upper half
     "humour": (("serious", "boring"), ("lol", "hilarious")),
     "sarcasm": (("honestly", "sincerely"), ("sure", "totally")),
     "offensive": (("kind", "polite"), ("stupid", "trash")),
@@ -192,10 +197,10 @@ class _Generator:
     def text(self, grades: dict[str, int]) -> str:
         signal = self.config.text_signal
         polarity = (0, 0, 1, 2, 2)[grades["overall_sentiment"]]
-        words = [self._pick(_SENTIMENT_WORDS[self._noisy(polarity, 3, signal)])]
+        words = [self._pick(SENTIMENT_WORDS[self._noisy(polarity, 3, signal)])]
         for emotion in EMOTIONS:
             half = grades[emotion] if emotion == "motivational" else grades[emotion] // 2
-            words.append(self._pick(_EMOTION_WORDS[emotion][self._noisy(half, 2, signal)]))
+            words.append(self._pick(EMOTION_WORDS[emotion][self._noisy(half, 2, signal)]))
         words += [self._pick(_FILLER) for _ in range(int(self.rng.integers(4, 11)))]
         order = self.rng.permutation(len(words))
         return " ".join(words[i] for i in order)
@@ -227,7 +232,7 @@ class _Generator:
         for emotion in EMOTIONS:
             value = grades[emotion] if emotion == "motivational" else grades[emotion] % 2
             colour = _MARKER_COLOURS[self._noisy(value, 2, signal)]
-            cx, cy = _CORNERS[emotion]
+            cx, cy = MARKER_CORNERS[emotion]
             radius = int(self.rng.integers(size // 10, size // 6))
             jitter = self.rng.integers(-size // 16, size // 16 + 1, size=2)
             x0 = cx * half + half // 2 + int(jitter[0]) - radius

@@ -9,6 +9,7 @@ Examples:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from transformers import PretrainedConfig
@@ -32,7 +33,9 @@ class MemotionEnsembleConfig(PretrainedConfig):
         problems: Problems the ensemble predicts.
         meta: Per problem: ``method``, ``model_order``, ``feature_order``, ``file`` (skops file or
             ``None`` for rules), the selection ``scores`` and the ``calibration`` map (method, parameters, the
-            out-of-fold log-loss of each method compared; none when absent).
+            out-of-fold log-loss of each method compared; none when absent), and the ``background``: each feature
+            block's mean over the training rows (what stands in for a left-out model in explanations; ensembles
+            saved before it have none, and a uniform answer stands in).
         features: ``"own"`` (a problem's meta-estimator reads that problem's probabilities) or ``"all"``.
         dtype_checks: Per lower-precision dtype (``"bfloat16"``), the held-out check
             :meth:`MemotionEnsembleModel.check_dtype` recorded; ``dtype="auto"`` reads it
@@ -108,5 +111,13 @@ class MemotionEnsembleConfig(PretrainedConfig):
                 raise ValueError(f"{where}: feature_order must be a list")
             if entry["method"] not in ("average", "soft_vote", "hard_vote") and not entry.get("file"):
                 raise ValueError(f"{where}: a {entry['method']} meta-estimator needs its skops 'file'")
+            background = entry.get("background") or {}
+            if not isinstance(background, dict) or any(
+                name not in entry["feature_order"]
+                or not isinstance(values, list)
+                or not all(isinstance(v, int | float) and math.isfinite(v) for v in values)
+                for name, values in background.items()
+            ):
+                raise ValueError(f"{where}: background must map feature blocks of feature_order to lists of numbers")
             calibration = ProblemCalibration.from_dict(entry.get("calibration"), where=f"{where}.calibration")
             calibration.check_classes(classes, where=f"{where}.calibration")

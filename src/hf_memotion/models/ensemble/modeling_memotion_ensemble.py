@@ -257,6 +257,7 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
                     "scores": stacker.scores,
                     "file": file,
                     "calibration": stacker.calibration.to_dict(),
+                    "background": stacker.background,
                 }
             config = copy.deepcopy(self.config)  # the live model's config is left as it is
             config.meta = meta
@@ -346,6 +347,7 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
                 feature_order=list(entry["feature_order"]),
                 num_classes=int(entry["num_classes"]),
                 calibration=ProblemCalibration.from_dict(entry.get("calibration")),  # checked with the config
+                background={k: list(v) for k, v in (entry.get("background") or {}).items()},
             )
             if entry.get("file"):
                 data = read_inside(folder, entry["file"], f"meta-estimator file of {problem!r}")

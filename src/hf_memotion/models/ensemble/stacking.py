@@ -189,6 +189,9 @@ class ProblemStacker:
         calibration_method: What to calibrate with: ``"none"`` (the paper's), ``"temperature"``, ``"sigmoid"``,
             ``"isotonic"``, or ``"auto"`` (of the maps that keep every answer, the lower out-of-fold log-loss).
         calibration: The fitted calibration map (after :meth:`fit`).
+        background: Feature block -> its mean over the training rows (after :meth:`fit`): what a base model
+            answers on average, which stands in for a model left out when its contribution is measured
+            (:mod:`hf_memotion.explaining.shapley`).
 
     Examples:
         >>> ProblemStacker(["decision_tree"]).candidates
@@ -206,6 +209,7 @@ class ProblemStacker:
     num_classes: int = 0
     calibration_method: str = "none"
     calibration: ProblemCalibration = field(default_factory=ProblemCalibration)
+    background: dict[str, list[float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.candidates = list(self.candidates)
@@ -238,6 +242,7 @@ class ProblemStacker:
         self.num_classes = next(iter(own.values())).shape[1]
         features = {**{f"{m}": own[m] for m in self.model_order}, **dict(extra or {})}
         self.feature_order = list(features)
+        self.background = {name: np.asarray(v, dtype=np.float64).mean(0).tolist() for name, v in features.items()}
         matrix = _stack(features, self.feature_order)
         blocks = [np.asarray(own[m]) for m in self.model_order]
         n_folds = min(self.cv, int(np.bincount(labels).max()))

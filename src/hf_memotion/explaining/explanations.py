@@ -1,0 +1,185 @@
+"""Why the ensemble answered what it did, for each meme and problem: members, image regions and words.
+
+For every answer (each problem's class as served, after decoding) an explanation holds:
+
+- ``members`` and ``modalities``: each base model's exact Shapley value (and their sum per modality) on the
+  answer's probability, from ``baseline`` (every member at its average answer) to ``score`` (the served
+  probability) (:mod:`~hf_memotion.explaining.shapley`);
+- ``heatmaps``: per visual member, Grad-CAM of that member's score for the answer over the image it saw (the
+  centre crop), placed in the frame of the whole image after the evaluation resize: an ``(h, w)`` float32 array with
+  the image's aspect ratio, 0 outside the crop and at most 1 (:mod:`~hf_memotion.explaining.grad_cam`); resize it
+  to the image to show it (:func:`overlay_heatmap`);
+- ``words``: per textual member, ``[word, attribution]`` in the text's order, integrated gradients of that member's
+  probability of the answer (:mod:`~hf_memotion.explaining.integrated_gradients`).
+
+Examples:
+    >>> from PIL import Image
+    >>> from hf_memotion.benchmarking import ENSEMBLE_SIZES, random_ensemble
+    >>> ensemble = random_ensemble(ENSEMBLE_SIZES["demo"])
+    >>> images, texts = [Image.new("RGB", (80, 60), (200, 30, 30))], ["lol when the exam is on monday"]
+    >>> base = ensemble.base_probabilities(images, texts)
+    >>> answers = {p: v.argmax(-1) for p, v in ensemble.combine(base).items()}
+    >>> humour = explain_memes(ensemble, images, texts, base, answers)[0]["humour"]
+    >>> sorted(humour), humour["heatmaps"]["vision"].shape, [w for w, _ in humour["words"]["text"]][:2]
+    (['baseline', 'heatmaps', 'label', 'members', 'modalities', 'score', 'words'], (67, 89), ['lol', 'when'])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from hf_memotion.explaining.grad_cam import grad_cam
+from hf_memotion.explaining.integrated_gradients import word_attributions
+from hf_memotion.explaining.shapley import member_shapley
+
+if TYPE_CHECKING:
+    from hf_memotion.models.ensemble import MemotionEnsembleModel
+
+__all__ = ["ExplanationUnavailableError", "explain_memes", "heatmap_frame", "overlay_heatmap"]
+
+
+class ExplanationUnavailableError(RuntimeError):
+    """A base model cannot be explained as loaded (e.g. an int8-quantized text model has no gradients)."""
+
+
+def heatmap_frame(image_size: tuple[int, int], resize_size: int, crop_size: int) -> tuple[int, int, int, int]:
+    """Where the evaluation centre crop lies in the resized image: ``(height, width, top, left)``.
+
+    The image's shorter side is resized to ``resize_size`` (the longer side in proportion, as torchvision's
+    ``Resize``), then a ``crop_size`` square is cut from the centre (as ``CenterCrop``).
+
+    Examples:
+        >>> heatmap_frame((96, 96), 73, 64)
+        (73, 73, 4, 4)
+        >>> heatmap_frame((200, 100), 73, 64)  # (width, height): a wide image
+        (73, 146, 4, 41)
+    """
+    width, height = image_size
+    if width <= height:
+        new_w, new_h = resize_size, int(resize_size * height / width)
+    else:
+        new_h, new_w = resize_size, int(resize_size * width / height)
+    return new_h, new_w, round((new_h - crop_size) / 2.0), round((new_w - crop_size) / 2.0)
+
+
+def overlay_heatmap(image: Image.Image, heatmap: np.ndarray, *, floor: float = 0.25) -> Image.Image:
+    """The image lit by a heat map, at the image's size: as it is where the map is 1, dimmed to ``floor`` at 0.
+
+    A spotlight reads on memes of any colour, where a colour map mixes with the meme's own colours.
+
+    Examples:
+        >>> lit = overlay_heatmap(Image.new("RGB", (40, 30), (200, 200, 200)), np.eye(2))
+        >>> lit.size, lit.getpixel((0, 0)), lit.getpixel((39, 0))
+        ((40, 30), (200, 200, 200), (50, 50, 50))
+    """
+    scaled = Image.fromarray(np.clip(np.asarray(heatmap, dtype=np.float32), 0.0, 1.0)).resize(
+        image.size, Image.BILINEAR
+    )
+    light = floor + (1.0 - floor) * np.asarray(scaled, dtype=np.float32)[..., None]
+    lit = np.asarray(image.convert("RGB"), dtype=np.float32) * light
+    return Image.fromarray(np.clip(np.rint(lit), 0, 255).astype(np.uint8))
+
+
+def _is_quantized(model: torch.nn.Module) -> bool:
+    return any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in model.modules())
+
+
+def _heads(entry: Mapping[str, Any], problems: Sequence[str]) -> dict[str, str]:
+    """Problem -> the head of this member that answers it (an alias reads another problem's head)."""
+    aliases = entry.get("aliases") or {}
+    return {p: aliases.get(p, p) for p in problems if p in entry["problems"]}
+
+
+def _visual_heatmaps(ensemble, entry, images, answers, problems) -> dict[str, np.ndarray]:
+    """Problem -> ``(n, h, w)`` heat maps of one visual member, each in its image's frame."""
+    name = entry["name"]
+    model, processor = ensemble.base_models[name], ensemble.preprocessors[name]
+    heads = _heads(entry, problems)
+    pixel_values = processor(list(images), ten_crop=False)["pixel_values"].to(model.device, model.dtype)
+    rows = torch.arange(len(images), device=model.device)
+
+    def targets(output):
+        logits = output.problem_logits
+        return {p: logits[h][rows, torch.as_tensor(answers[p], device=model.device)] for p, h in heads.items()}
+
+    maps = grad_cam(model, pixel_values, targets)
+    out: dict[str, list[np.ndarray]] = {p: [] for p in heads}
+    crop = processor.crop_size
+    for i, image in enumerate(images):
+        height, width, top, left = heatmap_frame(image.size, processor.resize_size, crop)
+        for problem in heads:
+            frame = np.zeros((height, width), dtype=np.float32)
+            frame[top : top + crop, left : left + crop] = maps[problem][i]
+            out[problem].append(frame)
+    return out
+
+
+def explain_memes(
+    ensemble: MemotionEnsembleModel,
+    images: Sequence[Image.Image],
+    texts: Sequence[str],
+    base: Mapping[str, Mapping[str, np.ndarray]],
+    answers: Mapping[str, np.ndarray],
+    *,
+    steps: int = 32,
+) -> list[dict[str, dict[str, Any]]]:
+    """One explanation per meme (see the module docstring for its layout).
+
+    Args:
+        ensemble: A :class:`~hf_memotion.models.ensemble.MemotionEnsembleModel`.
+        images: The memes' decoded RGB images.
+        texts: Their texts.
+        base: The base models' probabilities for these memes (as served: ten-crop or not).
+        answers: Problem -> the class answered for each meme (after decoding).
+        steps: Integration steps of the textual members' attributions.
+
+    Raises:
+        ExplanationUnavailableError: For a text model quantized to int8 (load the ensemble without
+            ``quantize_text`` to explain it).
+    """
+    problems = [p for p in ensemble.config.problems if p in answers]
+    contributions = member_shapley(ensemble.stackers, base, {p: answers[p] for p in problems})
+    modality_of = {e["name"]: e["modality"] for e in ensemble.config.base_models}
+    labels = ensemble.config.problem_labels
+    out: list[dict[str, dict[str, Any]]] = []
+    for i in range(len(images)):
+        meme = {}
+        for problem in problems:
+            c = contributions[problem]
+            meme[problem] = {
+                "label": labels[problem][int(answers[problem][i])],
+                "score": float(c.value[i]),
+                "baseline": float(c.baseline[i]),
+                "members": {m: float(v[i]) for m, v in c.members.items()},
+                "modalities": {m: float(v[i]) for m, v in c.by_modality(modality_of).items()},
+                "heatmaps": {},
+                "words": {},
+            }
+        out.append(meme)
+    for entry in ensemble.config.base_models:
+        name = entry["name"]
+        if entry["modality"] == "vision":
+            for problem, maps in _visual_heatmaps(ensemble, entry, images, answers, problems).items():
+                for meme, heatmap in zip(out, maps, strict=True):
+                    meme[problem]["heatmaps"][name] = heatmap
+            continue
+        model, tokenizer = ensemble.base_models[name], ensemble.preprocessors[name]
+        if _is_quantized(model):
+            raise ExplanationUnavailableError(
+                f"base model {name!r} is quantized to int8 and has no gradients to explain; load the ensemble "
+                "without quantize_text=True to explain its answers"
+            )
+        heads = _heads(entry, problems)
+        max_length = int(getattr(model.config, "max_length", 128))
+        for i, (meme, text) in enumerate(zip(out, texts, strict=True)):
+            targets = {p: (h, int(answers[p][i])) for p, h in heads.items()}
+            for problem, attributions in word_attributions(
+                model, tokenizer, text, targets, max_length=max_length, steps=steps
+            ).items():
+                meme[problem]["words"][name] = [[w, a] for w, a in attributions.words]
+    return out

@@ -21,7 +21,10 @@ Each meme gives::
      "text": "when the exam is on monday", "text_source": "given"}        # or "ocr"
 
 plus, with ``return_base=True``, ``"base"`` (each base model's probabilities) and ``"modalities"``
-(each modality's mean probabilities). ``present``, ``intensity`` and ``submission`` are read with
+(each modality's mean probabilities), and with ``explain=True``, ``"explanation"``: per problem, the answer's
+``label``, ``score`` and ``baseline``, each base model's and modality's Shapley share of it (``members``,
+``modalities``), a Grad-CAM ``heatmaps`` array per visual model and ``[word, attribution]`` ``words`` per textual
+model (:mod:`hf_memotion.explaining.explanations`). ``present``, ``intensity`` and ``submission`` are read with
 ``decoding="joint"`` by default: each emotion's presence (B) and intensity (C) decided together, so a meme is
 never "present" and "not_funny" at once (:mod:`hf_memotion.decoding`); ``decoding="independent"`` reads each
 problem's argmax, as the paper. The scores are the ensemble's probabilities either way: calibrated probabilities
@@ -54,6 +57,7 @@ from transformers import Pipeline
 from hf_memotion.data.images import ImageDecodeError, load_rgb_image
 from hf_memotion.data.ocr import OCRUnavailableError, read_meme_text
 from hf_memotion.decoding import DECODINGS, decode
+from hf_memotion.explaining.explanations import explain_memes
 from hf_memotion.tasks import EMOTIONS, PROBLEM_NAMES, encode_submission, get_problem
 
 __all__ = ["DEFAULT_BATCH_SIZE", "MemeEmotionPipeline", "MemeInputError"]
@@ -138,7 +142,16 @@ class MemeEmotionPipeline(Pipeline):
     _load_tokenizer = False
 
     #: Keyword arguments a call (or ``pipeline(...)``) takes besides the inputs.
-    call_parameters = ("ten_crop", "return_base", "errors", "ocr", "decoding", "batch_size", "num_workers")
+    call_parameters = (
+        "ten_crop",
+        "return_base",
+        "errors",
+        "ocr",
+        "decoding",
+        "explain",
+        "batch_size",
+        "num_workers",
+    )
 
     def __init__(self, *args: Any, **kwargs: Any):
         _check_batching(kwargs.get("batch_size"), kwargs.get("num_workers"))
@@ -150,12 +163,17 @@ class MemeEmotionPipeline(Pipeline):
         # transformers' pad collate function reads the padding settings of the pipeline's feature extractor.
         self.feature_extractor = self.model.processor
 
-    def _sanitize_parameters(self, ten_crop=None, return_base=None, errors=None, ocr=None, decoding=None, **kwargs):
+    def _sanitize_parameters(
+        self, ten_crop=None, return_base=None, errors=None, ocr=None, decoding=None, explain=None, **kwargs
+    ):
         if kwargs:
             raise TypeError(
                 f"meme-emotion got unknown argument(s) {sorted(kwargs)}; it takes {list(self.call_parameters)}"
             )
         pre: dict[str, Any] = {}
+        forward: dict[str, Any] = {}
+        if explain is not None:
+            pre["explain"] = forward["explain"] = bool(explain)
         if ten_crop is not None:
             pre["ten_crop"] = bool(ten_crop)
         if ocr is not None:
@@ -164,12 +182,12 @@ class MemeEmotionPipeline(Pipeline):
         if decoding is not None:
             if decoding not in DECODINGS:
                 raise ValueError(f"decoding must be one of {DECODINGS}, got {decoding!r}")
-            post["decoding"] = decoding
+            post["decoding"] = forward["decoding"] = decoding
         if errors is not None:
             if errors not in ("raise", "return"):
                 raise ValueError(f"errors must be 'raise' or 'return', got {errors!r}")
             pre["errors"] = post["errors"] = errors
-        return pre, {}, post
+        return pre, forward, post
 
     def __call__(self, inputs: Any, batch_size: int | None = None, num_workers: int | None = None, **kwargs: Any):
         """Predict one meme (a dict) or many (a list, a generator, a ``datasets.Dataset``, a torch ``Dataset``).
@@ -186,8 +204,10 @@ class MemeEmotionPipeline(Pipeline):
                 ``errors``: ``"raise"`` (default: a bad meme stops the call, naming it) or ``"return"`` (a bad
                 meme gives ``{"error": "..."}`` in its place and the others are predicted), ``decoding``:
                 ``"joint"`` (default: each emotion's presence and intensity decided together, never
-                contradicting) or ``"independent"`` (each problem's argmax, the paper's). Any other keyword is an
-                error.
+                contradicting) or ``"independent"`` (each problem's argmax, the paper's), ``explain`` (add an
+                ``"explanation"`` of every answer: each base model's and modality's share, a heat map per visual
+                model, word attributions per textual model; see :mod:`hf_memotion.explaining.explanations`). Any
+                other keyword is an error.
 
         Raises:
             MemeInputError: For a malformed meme (naming its position), or an input that holds no memes.
@@ -240,7 +260,9 @@ class MemeEmotionPipeline(Pipeline):
         except (OCRUnavailableError, ValueError) as err:
             raise MemeInputError(f"meme {index} lacks text and it cannot be read from the image: {err}") from None
 
-    def preprocess(self, meme: Any, ten_crop: bool = True, errors: str = "raise", ocr: bool = True) -> dict[str, Any]:
+    def preprocess(
+        self, meme: Any, ten_crop: bool = True, errors: str = "raise", ocr: bool = True, explain: bool = False
+    ) -> dict[str, Any]:
         """Check one meme, decode its image, read its text when it has none, and make every base model's inputs.
 
         With ``errors="return"`` a bad meme becomes a placeholder carrying its message (so that its batch keeps
@@ -255,10 +277,15 @@ class MemeEmotionPipeline(Pipeline):
                 raise
             image, text, source, error = _PLACEHOLDER, "", None, str(err)
         inputs = self.model.processor([image], [text], ten_crop=ten_crop)
-        return {"error": error, "text": text if error is None else None, "text_source": source, **inputs}
+        kept = {"_image": image} if explain else {}  # the decoded image, for the heat maps
+        return {"error": error, "text": text if error is None else None, "text_source": source, **kept, **inputs}
 
-    def _forward(self, model_inputs: dict[str, Any]) -> dict[str, Any]:
-        """Run every base model once over the batch, then the meta-estimators; flat arrays, memes first."""
+    def _forward(self, model_inputs: dict[str, Any], explain: bool = False, decoding: str = "joint") -> dict[str, Any]:
+        """Run every base model once over the batch, then the meta-estimators; flat arrays, memes first.
+
+        With ``explain``, each meme's answers (read by ``decoding``) are explained (``"explanation"``, a list).
+        """
+        images = model_inputs.pop("_image", None)
         listed = {key: model_inputs.pop(key) for key in ("error", "text", "text_source")}
         listed = {key: value if isinstance(value, list) else [value] for key, value in listed.items()}
         size = len(listed["error"])
@@ -285,6 +312,15 @@ class MemeEmotionPipeline(Pipeline):
         out.update(
             {f"modality/{m}/{p}": scatter(np.mean(v, axis=0)) for m, per in modalities.items() for p, v in per.items()}
         )
+        if explain:
+            images = images if isinstance(images, list) else [images]
+            answers = decode(final, decoding)
+            explained = explain_memes(
+                self.model, [images[i] for i in keep], [listed["text"][i] for i in keep], base, answers
+            )
+            out["explanation"] = [None] * size
+            for i, explanation in zip(keep, explained, strict=True):
+                out["explanation"][i] = explanation
         return out
 
     def postprocess(
@@ -335,6 +371,8 @@ class MemeEmotionPipeline(Pipeline):
             out["submission"] = encode_submission({p: decided[p] for p in PROBLEM_NAMES})
         out["text"] = _one(model_outputs["text"])
         out["text_source"] = _one(model_outputs["text_source"])
+        if "explanation" in model_outputs:
+            out["explanation"] = _one(model_outputs["explanation"])
         if return_base:
             out["base"] = {m: {p: _scores(p, v) for p, v in per.items()} for m, per in nested["base"].items()}
             out["modalities"] = {m: {p: _scores(p, v) for p, v in per.items()} for m, per in nested["modality"].items()}

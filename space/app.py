@@ -10,6 +10,8 @@ Settings, all by environment variable:
 - ``MEMOTION_TRAIN_CONFIG``: what the first start trains (a YAML file or a built-in config name;
   default ``demo``).
 - ``MEMOTION_TEN_CROP``: ``0`` turns ten-crop inference of the visual models off (faster, less accurate).
+- ``MEMOTION_EXPLAIN``: ``0`` turns the explanations off (the heat map, the words and each model's share; an
+  explained call costs a few plain ones, see ``BENCHMARKS.md``).
 
 Tests import this module (``demo`` is built at import; ``launch()`` runs only under ``__main__``).
 
@@ -39,6 +41,7 @@ from hf_memotion.config import load_run_config
 from hf_memotion.data.images import ImageDecodeError, load_rgb_image
 from hf_memotion.data.ocr import OCRTimeoutError, OCRUnavailableError, read_meme_text
 from hf_memotion.decoding import joint_weights
+from hf_memotion.explaining import overlay_heatmap
 from hf_memotion.pipelines import MemeEmotionPipeline, MemeInputError
 from hf_memotion.tasks import EMOTIONS, PROBLEM_NAMES, get_problem
 
@@ -49,6 +52,7 @@ MODEL = os.environ.get("MEMOTION_MODEL", "outputs/demo/ensemble")
 REVISION = os.environ.get("MEMOTION_REVISION") or None
 TRAIN_CONFIG = os.environ.get("MEMOTION_TRAIN_CONFIG", "demo")
 TEN_CROP = os.environ.get("MEMOTION_TEN_CROP", "1") != "0"
+EXPLAIN = os.environ.get("MEMOTION_EXPLAIN", "1") != "0"
 #: Where the ensemble runs: ``auto`` (a GPU when there is one), ``cpu``, ``cuda``, ``cuda:N``.
 DEVICE = os.environ.get("MEMOTION_DEVICE", "auto")
 
@@ -160,10 +164,23 @@ def final_scores(output: dict[str, Any]) -> dict[str, dict[str, float]]:
     return scores
 
 
+def served_answers(output: dict[str, Any]) -> dict[str, str]:
+    """The label the pipeline answered for each problem (its decoding: B and C decided together by default)."""
+    answers = {"sentiment": output["sentiment"]["label"]}
+    for emotion in EMOTIONS:
+        entry = output["emotions"][emotion]
+        answers[emotion] = get_problem(emotion).labels[int(entry["present"])]
+        answers[f"{emotion}_intensity"] = entry["intensity"]
+    return answers
+
+
 def contribution_chart(output: dict[str, Any]) -> Figure:
-    """For each problem, the probability that each modality and the ensemble give the ensemble's answer."""
+    """For each problem, the probability that each modality and the ensemble give the ensemble's answer.
+
+    The answers are the pipeline's (B and C decided together), as the labels above the chart show them.
+    """
     final = final_scores(output)
-    answers = {p: max(final[p], key=final[p].get) for p in PROBLEM_NAMES}
+    answers = served_answers(output)
     sources = {**{f"{m} models": s for m, s in output["modalities"].items()}, "ensemble": final}
     figure = Figure(figsize=(7.5, 4.8), layout="constrained")
     axes = figure.subplots()
@@ -208,6 +225,56 @@ def intensities(output: dict[str, Any]) -> list[dict[str, float]]:
     ]
 
 
+def explained_problems() -> list[tuple[str, str]]:
+    """The answers the explanation panel can show: ``(label shown, problem)`` pairs, in the page's order."""
+    names = {"sentiment": "sentiment"}
+    for emotion in EMOTIONS:
+        names[emotion] = f"{emotion}?"
+        names[f"{emotion}_intensity"] = f"{emotion} intensity"
+    return [(names[p], p) for p in PROBLEM_NAMES]
+
+
+def _mean_heatmap(image: Image.Image, heatmaps: dict[str, np.ndarray]) -> np.ndarray | None:
+    """The visual models' heat maps, each resized to the image, averaged (``None`` without a visual model)."""
+    if not heatmaps:
+        return None
+    resized = [
+        np.asarray(Image.fromarray(np.asarray(m, dtype=np.float32)).resize(image.size, Image.BILINEAR))
+        for m in heatmaps.values()
+    ]
+    return np.mean(resized, axis=0)
+
+
+def _mean_words(words: dict[str, list]) -> list[tuple[str, float]]:
+    """The textual models' word attributions, averaged word by word over the words they all read."""
+    if not words:
+        return []
+    lists = list(words.values())
+    shortest = min(len(w) for w in lists)
+    return [(lists[0][i][0], float(np.mean([w[i][1] for w in lists]))) for i in range(shortest)]
+
+
+def explanation_view(image: Image.Image | None, output: dict[str, Any] | None, problem: str) -> tuple:
+    """What the explanation panel shows for one answer: the heat map over the meme, the words, each model's share.
+
+    Words are scaled to [-1, 1] by the largest attribution (red: for the answer, blue: against it).
+    """
+    if image is None or not output or "explanation" not in output:
+        return None, [], ""
+    explanation = output["explanation"][problem]
+    heatmap = _mean_heatmap(image, explanation["heatmaps"])
+    picture = overlay_heatmap(image, heatmap) if heatmap is not None else image
+    words = _mean_words(explanation["words"])
+    scale = max((abs(a) for _, a in words), default=0.0) or 1.0
+    highlighted = [(f"{w} ", a / scale) for w, a in words]
+    shares = ", ".join(f"**{m}** {v:+.2f}" for m, v in explanation["members"].items())
+    summary = (
+        f"Answer **{explanation['label']}** at {explanation['score']:.2f}: from {explanation['baseline']:.2f} with no "
+        f"model's information, {shares} (each model's Shapley share)."
+    )
+    return picture, highlighted, summary
+
+
 def read_text(image: Image.Image | None, current: str | None = None) -> str:
     """The text read off an uploaded meme (OCR), for the user to correct; the current text when OCR is missing."""
     if image is None:
@@ -223,7 +290,11 @@ def read_text(image: Image.Image | None, current: str | None = None) -> str:
 
 
 def analyse(pipe: MemeEmotionPipeline, image: Image.Image | None, text: str | None) -> tuple:
-    """Everything the page shows for one meme; an empty text is read from the image; bad input raises ``gr.Error``."""
+    """Everything the page shows for one meme; an empty text is read from the image; bad input raises ``gr.Error``.
+
+    The last item is the pipeline's whole output, explanations included (kept in the page's state: the explanation
+    panel is drawn from it, for whichever answer is chosen, without running the models again).
+    """
     if image is None:
         raise gr.Error("Upload the meme's image first.", title="No image")
     text = (text or "").strip()
@@ -231,15 +302,19 @@ def analyse(pipe: MemeEmotionPipeline, image: Image.Image | None, text: str | No
         raise gr.Error(f"The text has {len(text)} characters; memes carry at most {MAX_TEXT}.", title="Text too long")
     meme = {"image": image, "text": text} if text else {"image": image}  # no text: the pipeline reads it (OCR)
     try:
-        output = pipe(meme, return_base=True, ten_crop=TEN_CROP)
+        output = pipe(meme, return_base=True, ten_crop=TEN_CROP, explain=EXPLAIN)
     except MemeInputError as err:
         raise gr.Error(str(err), title="Cannot analyse this meme") from None
     summary = {key: output[key] for key in ("sentiment", "emotions", "submission", "text", "text_source")}
-    return output["sentiment"]["scores"], *presence(output), *intensities(output), contribution_chart(output), summary
+    answers = (output["sentiment"]["scores"], *presence(output), *intensities(output), contribution_chart(output))
+    return *answers, summary, output
 
 
 def build_demo(pipe: MemeEmotionPipeline, model_name: str = MODEL) -> gr.Blocks:
-    """The page: image and text in; sentiment, emotions, intensities, a contribution chart and the raw output out."""
+    """The page: a meme in; its answers, a contribution chart, an explanation and the raw output out.
+
+    The explanation is of the chosen answer: the heat map over the meme, the words, each model's share.
+    """
     with gr.Blocks(title="Meme emotion analysis (hf-memotion)") as blocks:
         gr.Markdown(
             "# Meme emotion analysis\n"
@@ -268,15 +343,41 @@ def build_demo(pipe: MemeEmotionPipeline, model_name: str = MODEL) -> gr.Blocks:
                             gr.Label(label=f"{e.capitalize()} intensity (subtask C)", elem_id=f"{e}_intensity")
                         )
         chart = gr.Plot(label="What each modality contributed")
+        with gr.Row(visible=EXPLAIN):
+            with gr.Column():
+                problem = gr.Dropdown(
+                    explained_problems(), value="humour_intensity", label="Explain the answer for", elem_id="problem"
+                )
+                shares = gr.Markdown(elem_id="explanation_shares")
+                words = gr.HighlightedText(
+                    label="Words (red: for the answer, blue: against)", elem_id="explanation_words"
+                )
+            heatmap = gr.Image(
+                label="Where the visual models looked",
+                type="pil",
+                interactive=False,
+                height=320,
+                elem_id="explanation_heatmap",
+            )
         details = gr.JSON(label="Pipeline output")
-        outputs = [sentiment, *present, *intensity, chart, details]
+        state = gr.State()
+        outputs = [sentiment, *present, *intensity, chart, details, state]  # the API shows no state
+        explained = [heatmap, words, shares]
 
         def predict(image: Image.Image | None, text: str | None) -> tuple:
             return analyse(pipe, image, text)
 
+        def explain(image: Image.Image | None, output: dict | None, chosen: str) -> tuple:
+            return explanation_view(image, output, chosen)
+
         image.upload(read_text, [image, text], text, api_name="read_text")
-        button.click(predict, [image, text], outputs, api_name="predict")
-        text.submit(predict, [image, text], outputs, api_visibility="private")
+        button.click(predict, [image, text], outputs, api_name="predict").then(
+            explain, [image, state, problem], explained, api_visibility="private"
+        )
+        text.submit(predict, [image, text], outputs, api_visibility="private").then(
+            explain, [image, state, problem], explained, api_visibility="private"
+        )
+        problem.change(explain, [image, state, problem], explained, api_visibility="private")
     blocks.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)
     return blocks
 

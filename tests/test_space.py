@@ -205,6 +205,34 @@ def test_a_real_browser_uploads_a_meme_and_reads_the_labels(served, browser, tmp
     page.close()
 
 
+def test_a_real_browser_shows_the_heat_map_words_and_shares_of_the_chosen_answer(served, browser, tmp_path):
+    app, url = served
+    page = browser.new_page(viewport={"width": 1280, "height": 1800})
+    page.goto(url)
+    image, text = app.EXAMPLES[0]
+    page.locator("input[type=file]").first.set_input_files(image)
+    page.get_by_label("Meme text").fill(text)
+    page.get_by_role("button", name="Analyse").click()
+    expected = app.PIPE({"image": image, "text": text}, ten_crop=app.TEN_CROP, explain=True)["explanation"]
+    shares = page.locator("#explanation_shares")
+    answer = expected["humour_intensity"]["label"]  # the panel opens on humour's intensity
+    shares.get_by_text(answer, exact=True).first.wait_for(timeout=60_000)
+    assert "Shapley" in shares.inner_text()
+    words = page.locator("#explanation_words")
+    for word in text.lower().split()[:3]:  # the meme's words, highlighted
+        words.get_by_text(word, exact=False).first.wait_for(timeout=10_000)
+    heatmap = page.locator("#explanation_heatmap img").first
+    heatmap.wait_for(timeout=10_000)
+    assert heatmap.evaluate("img => img.naturalWidth") > 0
+    shot = tmp_path / "space_explanation.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    page.locator("#problem input").first.click()  # another answer: drawn from the kept output, no new call
+    page.get_by_role("option", name="sentiment", exact=True).click()
+    shares.get_by_text(expected["sentiment"]["label"], exact=True).first.wait_for(timeout=30_000)
+    page.close()
+
+
 def test_a_real_browser_analyses_an_image_only_upload(served, browser, ocr, captioned_meme, tmp_path):
     app, url = served
     page = browser.new_page(viewport={"width": 1280, "height": 1400})

@@ -25,6 +25,8 @@ Every ratio is against a baseline measured in the same run on the same inputs:
   demo ensemble (``outputs/demo/ensemble``, trained first with ``--train-layouts`` when missing).
 - ``memory`` (per size): peak RSS of a fresh process building and running the ensemble, against its weights.
 - ``training``: samples/s of a text and a visual base model with ``fit_classifier`` (Trainer) vs a plain loop.
+- ``explain`` (per size): what ``explain=True`` costs, as a multiple of the same plain call (batch 1 p50 and
+  memes/s at batch 8, interleaved): each answer's Shapley shares, Grad-CAM maps and word attributions.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ from hf_memotion.io_utils import atomic_write_text
 from hf_memotion.models.onednn_linear import use_onednn_linear
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("matmul", "pipeline", "dtype", "layout", "int8", "memory", "training")
+SECTIONS = ("matmul", "pipeline", "dtype", "layout", "int8", "memory", "training", "explain")
 REPEATS = {"demo": 10, "space": 5, "paper": 1}
 
 
@@ -158,6 +160,35 @@ def bench_pipeline(size: str, matmul: float, batch: int = 8) -> dict[str, Any]:
         "pipeline_of_matmul": pipeline_gflops / matmul,
         "backbones": backbones,
         "text_over_vision_gflops": _text_over_vision(backbones),
+    }
+
+
+def bench_explain(size: str, batch: int = 8) -> dict[str, Any]:
+    """A plain pipeline call against the same call with ``explain=True``, interleaved, on one ensemble size."""
+    ensemble = random_ensemble(ENSEMBLE_SIZES[size])
+    ensemble.optimize_for_inference()
+    pipe = _pipeline(ensemble)
+    images, texts = sample_memes(batch, seed=1)
+    memes = [{"image": i, "text": t} for i, t in zip(images, texts, strict=True)]
+    repeats = {"demo": 10, "space": 3, "paper": 1}[size]
+    one = time_interleaved(
+        {"plain": lambda: pipe(memes[0]), "explain": lambda: pipe(memes[0], explain=True)}, repeats=repeats
+    )
+    many = time_interleaved(
+        {
+            "plain": lambda: pipe(memes, batch_size=batch),
+            "explain": lambda: pipe(memes, batch_size=batch, explain=True),
+        },
+        repeats=max(1, repeats // 2),
+    )
+    return {
+        "size": size,
+        "plain_batch1_p50_s": one["plain"].p50,
+        "explain_batch1_p50_s": one["explain"].p50,
+        "batch1_ratio": one["explain"].p50 / one["plain"].p50,
+        "plain_memes_per_s": batch / many["plain"].p50,
+        "explain_memes_per_s": batch / many["explain"].p50,
+        "batch_ratio": many["explain"].p50 / many["plain"].p50,
     }
 
 
@@ -641,6 +672,16 @@ def _print_report(report: dict[str, Any]) -> None:
         for name, row in report["training"].items():
             if "bf16_speedup" in row:
                 print(f"{name}: bf16 autocast {row['bf16_samples_per_s']:.1f}/s = {row['bf16_speedup']:.2f}x fp32")
+    if "explain" in report:
+        print("\n## explain=True (Shapley shares, Grad-CAM, integrated gradients) against a plain call\n")
+        print("| size | batch 1 p50 plain | explained | multiple | memes/s at 8 plain | explained | multiple |")
+        print("|---|---|---|---|---|---|---|")
+        for row in report["explain"]:
+            print(
+                f"| {row['size']} | {row['plain_batch1_p50_s']:.3f} s | {row['explain_batch1_p50_s']:.3f} s | "
+                f"{row['batch1_ratio']:.1f}x | {row['plain_memes_per_s']:.1f} | {row['explain_memes_per_s']:.1f} | "
+                f"{row['batch_ratio']:.1f}x |"
+            )
     if "demo_precision" in report:
         d = report["demo_precision"]
         print("\n## demo training, fp32 vs bf16 (scripts/train.py demo)\n")
@@ -702,6 +743,8 @@ def main(argv: list[str] | None = None) -> int:
         report["memory"] = {size: bench_memory(size) for size in args.sizes}
     if "training" in args.sections:
         report["training"] = bench_training()
+    if "explain" in args.sections:
+        report["explain"] = [bench_explain(size) for size in args.sizes]
     if args.train_precision:
         report["demo_precision"] = bench_demo_precision()
     _print_report(report)

@@ -109,6 +109,31 @@ def test_demo_run_beats_single_modalities_and_its_pipeline_matches_the_report(tm
         }
         saved = json.loads((tmp_path / "run" / "ensemble" / "config.json").read_text())["dtype_checks"]
         assert saved["bfloat16"]["passed"] == check["passed"]
+    # the explanations, checked against the cues the demo data planted (the closing note's figures)
+    explained = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "explain.py"),
+            str(tmp_path / "run" / "ensemble"),
+            "--faithfulness",
+            str(tmp_path / "data"),
+            "--memes",
+            "50",
+            "--out",
+            str(tmp_path / "explain"),
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+    )
+    assert explained.returncode == 0, explained.stderr[-3000:]
+    figures = json.loads((tmp_path / "explain" / "faithfulness.json").read_text())
+    visual, textual = figures["visual"]["vision"], figures["textual"]["text"]
+    assert visual["planted_share"] > 1.2 * visual["random_region_share"], visual  # the markers' quadrants
+    assert visual["deletion_drop"] > 2 * visual["random_deletion_drop"], visual
+    assert textual["cue_rank"] < 0.4 < textual["cue_rank_chance"], textual  # cue words rank above chance
+    assert textual["cue_first"] > 2 * textual["cue_first_chance"], textual
+    assert textual["deletion_drop"] > 2 * textual["random_deletion_drop"], textual
 
 
 SMALL = [

@@ -26,6 +26,9 @@ It installs nothing beyond the project and prints, each figure beside its baseli
   ``Trainer``) over demo CUB images: images/s, evaluation included;
 - **mining with a transformer comment encoder**: ``TextEncoder.encode`` of a BERT-base-size encoder (random
   weights, a word-level tokenizer) on the device: comments/s;
+- **explanations**: ``pipe(memes, explain=True)`` (Shapley shares, Grad-CAM through hooks, integrated gradients
+  with cuDNN's RNN kernels off) on the Space-size ensemble on the device, against the same plain call: seconds per
+  meme each and the multiple, and that the answers are the plain call's;
 - peak GPU memory.
 
 ``--dry-run`` swaps in the demo ensemble, timm's ``test_resnet`` at 64 pixels (32 for VisE) and a few steps, on
@@ -274,6 +277,37 @@ def check_mining_encoder(device: torch.device, comments: int, sizes: dict[str, i
     return {"comments": comments, **sizes, "comments_per_s": comments / (time.perf_counter() - start)}
 
 
+def check_explanations(size: str, device: torch.device, batch: int) -> dict[str, Any]:
+    """``explain=True`` against a plain pipeline call on the device: seconds per meme and the multiple."""
+    from hf_memotion.benchmarking import ENSEMBLE_SIZES, random_ensemble, sample_memes, time_interleaved
+    from hf_memotion.pipelines import MemeEmotionPipeline
+
+    ensemble = random_ensemble(ENSEMBLE_SIZES[size]).optimize_for_inference()
+    pipe = MemeEmotionPipeline(model=ensemble, task="meme-emotion", device=device)
+    images, texts = sample_memes(batch, seed=1)
+    memes = [{"image": i, "text": t} for i, t in zip(images, texts, strict=True)]
+    plain = pipe(memes, batch_size=batch)
+    explained = pipe(memes, batch_size=batch, explain=True)
+    same = all({k: v for k, v in e.items() if k != "explanation"} == p for e, p in zip(explained, plain, strict=True))
+    timings = time_interleaved(
+        {
+            "plain": lambda: pipe(memes, batch_size=batch),
+            "explain": lambda: pipe(memes, batch_size=batch, explain=True),
+        },
+        repeats=2,
+    )
+    ensemble.to("cpu")
+    return {
+        "size": size,
+        "batch": batch,
+        "plain_s_per_meme": timings["plain"].p50 / batch,
+        "explain_s_per_meme": timings["explain"].p50 / batch,
+        "multiple": timings["explain"].p50 / timings["plain"].p50,
+        "same_answers": same,
+        "heatmaps": sum(len(e["heatmaps"]) for e in explained[0]["explanation"].values()),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dry-run", action="store_true", help="demo sizes on the CPU: checks the script, no GPU")
@@ -304,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
             },
             "finetune": {"architecture": "test_resnet", "image_size": 32, "per_class": 6, "batch": 8},
             "mining": {"comments": 256, "sizes": {"hidden_size": 32, "num_layers": 2, "num_heads": 2}},
+            "explain": {"size": "demo", "batch": 2},
         }
     elif torch.cuda.is_available():
         device = torch.device("cuda")
@@ -327,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
             },
             "finetune": {"architecture": "resnet50", "image_size": 224, "per_class": 100, "batch": 64},
             "mining": {"comments": 20_000, "sizes": {"hidden_size": 768, "num_layers": 12, "num_heads": 12}},
+            "explain": {"size": "space", "batch": 8},
         }
     else:
         print("error: no CUDA GPU here; run with --dry-run to check the script on the CPU", file=sys.stderr)
@@ -396,6 +432,13 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\nmining comment encoder (BERT-type, {mining['num_layers']} layers of {mining['hidden_size']}): "
         f"{mining['comments_per_s']:.0f} comments/s over {mining['comments']} comments"
+    )
+    explained = check_explanations(device=device, **plan["explain"])
+    report["explanations"] = explained
+    print(
+        f"\nexplain=True, {explained['size']} ensemble, batch {explained['batch']}: "
+        f"{explained['explain_s_per_meme']:.3f} s per meme against {explained['plain_s_per_meme']:.3f} plain "
+        f"({explained['multiple']:.1f}x); answers {'the same' if explained['same_answers'] else 'DIFFERENT'}"
     )
     if device.type == "cuda":
         report["peak_memory_gb"] = torch.cuda.max_memory_allocated(device) / 2**30

@@ -78,6 +78,7 @@ def test_the_gpu_check_runs_on_the_cpu_as_a_dry_run(tmp_path):
         "VisE pretraining",
         "VisE fine-tuning",
         "mining comment encoder",
+        "explain=True, demo ensemble",
     )
     for line in lines:
         assert line in result.stdout
@@ -88,4 +89,6 @@ def test_the_gpu_check_runs_on_the_cpu_as_a_dry_run(tmp_path):
     vise = report["vise_linear"]
     assert vise["workers_0"]["images_per_s"] > 0 and vise["workers_2"]["images_per_s"] > 0
     assert report["vise_pretraining"]["images_per_s"] > 0 and report["vise_pretraining"]["tflops"] > 0
+    explained = report["explanations"]
+    assert explained["same_answers"] and explained["multiple"] > 1 and explained["heatmaps"] == 9
     assert report["vise_finetune"]["images_per_s"] > 0 and report["mining_encoder"]["comments_per_s"] > 0

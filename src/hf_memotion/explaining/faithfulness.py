@@ -170,13 +170,12 @@ def demo_faithfulness(
     Returns:
         ``{"memes": n, "visual": {model: figures}, "textual": {model: figures}}`` (see the module docstring).
     """
-    from transformers import pipeline
+    from transformers import Pipeline, pipeline
 
     from hf_memotion.data.memotion import load_memotion
-    from hf_memotion.pipelines import MemeEmotionPipeline
 
     pipe = ensemble_or_pipeline
-    if not isinstance(pipe, MemeEmotionPipeline):
+    if not isinstance(pipe, Pipeline):
         pipe = pipeline("meme-emotion", model=ensemble_or_pipeline, dtype=torch.float32)
     test = load_memotion(demo_root)["test"]
     test = test.select(range(min(n_memes, test.num_rows)))

@@ -26,9 +26,9 @@ $(VISE): $(CORE)
 	$(PIP) -e ".[vise]"
 	@touch $(VISE)
 
-# The suite covers every extra: the Space (gradio, playwright), faiss, Spark, Ray, OCR and the docs site.
+# The suite covers every extra: the Space (gradio, playwright), faiss, Spark, Ray, OCR, ONNX Runtime and the docs site.
 $(FULL): $(CORE)
-	$(PIP) -e ".[dev,docs,space,vise,spark,ocr,ray]"
+	$(PIP) -e ".[dev,docs,space,vise,spark,ocr,ray,onnx]"
 	@touch $(FULL) $(VISE) $(DOCS)
 
 $(DOCS): $(CORE)

@@ -38,7 +38,7 @@ def test_make_demo_installs_the_core_alone(tmp_path):
 
 def test_make_test_installs_every_extra_the_suite_covers(tmp_path):
     extras = " ".join(_installs("test", tmp_path))
-    for extra in ("dev", "docs", "space", "vise", "spark", "ocr", "ray"):
+    for extra in ("dev", "docs", "space", "vise", "spark", "ocr", "ray", "onnx"):
         assert extra in extras
 
 

@@ -46,7 +46,7 @@ PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".bin", ".pt", ".pth", ".ckpt")
 #: Largest config or meta-estimator file read from a folder (a random forest of 200 trees is a few MB).
 MAX_SMALL_FILE_BYTES = 256 * 1024 * 1024
 #: Files of a model folder that may be larger than :data:`MAX_SMALL_FILE_BYTES` (weights).
-LARGE_FILE_SUFFIXES = (".safetensors",)
+LARGE_FILE_SUFFIXES = (".safetensors", ".onnx")
 
 
 class UnsafeModelFolderError(ValueError):

@@ -153,9 +153,19 @@ class MemeEmotionPipeline(Pipeline):
         "num_workers",
     )
 
-    def __init__(self, *args: Any, **kwargs: Any):
+    def __init__(self, *args: Any, backend: str | None = None, **kwargs: Any):
         _check_batching(kwargs.get("batch_size"), kwargs.get("num_workers"))
         super().__init__(*args, **kwargs)
+        served = getattr(self.model, "backend", "pytorch")
+        if backend is not None and backend != served:  # pipeline(..., backend="onnx"): the folder must be one
+            raise ValueError(
+                f"backend={backend!r}, but the model is a {served} ensemble; "
+                + (
+                    "export it with scripts/export_onnx.py and load that folder"
+                    if backend == "onnx"
+                    else "load the PyTorch folder"
+                )
+            )
         if getattr(self.model, "inference_dtype_request", None) == "auto" and self.model.device.type != "cpu":
             self.model.to_inference_dtype("auto")  # loaded (and resolved) on the CPU, then moved: resolve for the GPU
         if self._batch_size is None:
@@ -313,6 +323,10 @@ class MemeEmotionPipeline(Pipeline):
             {f"modality/{m}/{p}": scatter(np.mean(v, axis=0)) for m, per in modalities.items() for p, v in per.items()}
         )
         if explain:
+            if getattr(self.model, "backend", "pytorch") != "pytorch":
+                raise ValueError(
+                    "explain=True needs gradients: load the PyTorch ensemble (an ONNX folder serves answers only)"
+                )
             images = images if isinstance(images, list) else [images]
             answers = decode(final, decoding)
             explained = explain_memes(

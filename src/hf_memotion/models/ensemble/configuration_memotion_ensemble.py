@@ -16,9 +16,11 @@ from transformers import PretrainedConfig
 
 from hf_memotion.models.heads import resolve_problem_labels
 
-__all__ = ["MODALITIES", "MemotionEnsembleConfig"]
+__all__ = ["BACKENDS", "MODALITIES", "MemotionEnsembleConfig"]
 
 MODALITIES = ("text", "vision")
+#: How an ensemble folder is served: PyTorch models and skops files, or an exported ONNX folder.
+BACKENDS = ("pytorch", "onnx")
 
 
 class MemotionEnsembleConfig(PretrainedConfig):
@@ -40,6 +42,11 @@ class MemotionEnsembleConfig(PretrainedConfig):
         dtype_checks: Per lower-precision dtype (``"bfloat16"``), the held-out check
             :meth:`MemotionEnsembleModel.check_dtype` recorded; ``dtype="auto"`` reads it
             (:mod:`hf_memotion.models.ensemble.inference_dtype`).
+        backend: ``"pytorch"`` (base models as ``PreTrainedModel`` folders, meta-estimators as skops files) or
+            ``"onnx"`` (an exported folder: ``model.onnx`` per base model, ``meta/<problem>.onnx``; served by ONNX
+            Runtime, :mod:`hf_memotion.models.ensemble.onnx_runtime`).
+        onnx: For an exported folder: the exporter, opset, the largest probability difference against PyTorch
+            measured at export, and the ``int8`` held-out check when int8 graphs were written.
 
     Examples:
         >>> config = MemotionEnsembleConfig(problems=["humour"], base_models=[
@@ -56,6 +63,8 @@ class MemotionEnsembleConfig(PretrainedConfig):
     meta: dict[str, dict[str, Any]] | None = None
     features: str = "own"
     dtype_checks: dict[str, dict[str, Any]] | None = None
+    backend: str = "pytorch"
+    onnx: dict[str, Any] | None = None
 
     def __post_init__(self, **kwargs: Any):
         super().__post_init__(**kwargs)
@@ -64,6 +73,9 @@ class MemotionEnsembleConfig(PretrainedConfig):
         self.problem_labels = resolve_problem_labels(self.problems, self.problem_labels) if self.problems else {}
         self.meta = dict(self.meta or {})
         self.dtype_checks = dict(self.dtype_checks or {})
+        self.onnx = dict(self.onnx) if self.onnx else None
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         if self.features not in ("own", "all"):
             raise ValueError(f"features must be 'own' or 'all', got {self.features!r}")
         names = [m.get("name") for m in self.base_models]

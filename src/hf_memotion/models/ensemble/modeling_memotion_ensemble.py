@@ -48,7 +48,7 @@ from hf_memotion.folder_safety import (
 from hf_memotion.hub.connectivity import offline_if_unreachable
 from hf_memotion.io_utils import atomic_write_bytes, atomic_write_text
 from hf_memotion.models.ensemble.calibration import ProblemCalibration
-from hf_memotion.models.ensemble.configuration_memotion_ensemble import MemotionEnsembleConfig
+from hf_memotion.models.ensemble.configuration_memotion_ensemble import BACKENDS, MemotionEnsembleConfig
 from hf_memotion.models.ensemble.inference_dtype import (
     cast_base_models,
     check_inference_dtype,
@@ -114,7 +114,7 @@ def _target_device(device_map: Any) -> torch.device:
 
 
 #: The files an ensemble (and each base model in it) is made of: a download fetches these and nothing else.
-MODEL_FILE_PATTERNS = ["*.json", "*.safetensors", "*.skops", "*.txt", "*.model", "README.md"]
+MODEL_FILE_PATTERNS = ["*.json", "*.safetensors", "*.skops", "*.onnx", "*.txt", "*.model", "README.md"]
 #: Largest download of one ensemble or pinned base model (checked against the Hub's listing before fetching).
 MAX_DOWNLOAD_BYTES = 20 * 1024**3
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -300,9 +300,14 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
         quantize_text: bool = False,
         images_per_forward: int | str | None = "auto",
         onednn_linear: bool = True,
+        backend: str | None = None,
         **kwargs: Any,
     ) -> MemotionEnsembleModel:
         """Load an ensemble folder or Hub repository (refusing pickle files and untrusted skops types).
+
+        A folder exported to ONNX (``config.json`` says ``backend: "onnx"``:
+        :meth:`export_onnx`) loads as an :class:`~hf_memotion.models.ensemble.onnx_runtime.OnnxMemotionEnsemble`
+        served by ONNX Runtime, with the same prediction methods.
 
         Args:
             pretrained_model_name_or_path: A saved ensemble folder, or a Hub id (``revision`` pins it).
@@ -312,6 +317,9 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
             quantize_text: See :meth:`optimize_for_inference`.
             images_per_forward: See :meth:`optimize_for_inference`.
             onednn_linear: See :meth:`optimize_for_inference`.
+            backend: ``"onnx"`` or ``"pytorch"`` to insist on one (an error naming the folder's otherwise); default:
+                what the folder holds. An ONNX folder takes ``dtype`` ``"auto"``, ``"float32"`` or ``"int8"`` and
+                ``device_map`` ``"cpu"`` or ``"cuda"``; the PyTorch-only options are ignored for it.
             **kwargs: ``dtype``: ``"auto"`` (the default, as in transformers: bf16 where the device computes it
                 natively and the ensemble's recorded held-out check passed, else fp32; see
                 :meth:`to_inference_dtype`) or an explicit dtype (``torch_dtype`` is read as ``dtype``).
@@ -337,6 +345,21 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
             config = MemotionEnsembleConfig.from_dict(json.loads(read_inside(folder, "config.json", "ensemble config")))
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ValueError(f"{config_file} is not a JSON config ({err})") from None
+        if backend not in (None, *BACKENDS):
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if backend is not None and backend != config.backend:
+            fix = (
+                "export it with scripts/export_onnx.py (MemotionEnsembleModel.export_onnx)"
+                if backend == "onnx"
+                else "load it with backend='onnx', or use the PyTorch ensemble it was exported from"
+            )
+            raise ValueError(f"{pretrained_model_name_or_path} holds a {config.backend} ensemble, not {backend}: {fix}")
+        if config.backend == "onnx":
+            from hf_memotion.models.ensemble.onnx_runtime import OnnxMemotionEnsemble
+
+            device = _target_device(base_options.get("device_map"))
+            providers = ["CUDAExecutionProvider"] if device.type == "cuda" else ["CPUExecutionProvider"]
+            return OnnxMemotionEnsemble.from_folder(folder, dtype=requested_dtype, providers=providers)
         stackers = {}
         for problem, entry in config.meta.items():  # estimators first: cheap to check, refused before any model loads
             stacker = ProblemStacker(
@@ -550,6 +573,22 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
         if record:
             self.config.dtype_checks = {**(self.config.dtype_checks or {}), result["dtype"]: result}
         return result
+
+    def export_onnx(self, folder: str | os.PathLike, **kwargs: Any) -> dict[str, Any]:
+        """Write this ensemble as a folder ONNX Runtime serves (:func:`.onnx_export.export_onnx`).
+
+        ``from_pretrained(folder)`` and ``pipeline("meme-emotion", model=folder, backend="onnx")`` load it.
+
+        Examples:
+            >>> import tempfile
+            >>> from hf_memotion.benchmarking import ENSEMBLE_SIZES, random_ensemble
+            >>> recorded = random_ensemble(ENSEMBLE_SIZES["demo"]).export_onnx(tempfile.mkdtemp() + "/onnx")
+            >>> recorded["opset"], max(recorded["max_difference"].values()) < 1e-4
+            (18, True)
+        """
+        from hf_memotion.models.ensemble.onnx_export import export_onnx
+
+        return export_onnx(self, folder, **kwargs)
 
     # ------------------------------------------------------------------ prediction
 

@@ -35,8 +35,30 @@ __all__ = [
     "MemotionTextForSequenceClassification",
     "MemotionTextModel",
     "MemotionTextPreTrainedModel",
+    "front_alignment",
     "pool_sequence",
 ]
+
+
+def front_alignment(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The permutation that moves each row's valid tokens to its front (order kept), and its inverse.
+
+    ``order[b, j]`` is the position whose token goes to place ``j``; ``inverse[b, i]`` is where position ``i``
+    goes. The same permutation as a stable argsort of the padding flags, from cumulative sums and one scatter:
+    ops every exporter translates (ONNX has no stable sort).
+
+    Examples:
+        >>> order, inverse = front_alignment(torch.tensor([[False, True, True, False, True]]))
+        >>> order.tolist(), inverse.tolist()
+        ([[1, 2, 4, 0, 3]], [[3, 0, 1, 4, 2]])
+    """
+    mask = mask.bool()
+    valid = mask.to(torch.long)
+    lengths = valid.sum(dim=1, keepdim=True)
+    inverse = torch.where(mask, valid.cumsum(dim=1) - 1, lengths + (1 - valid).cumsum(dim=1) - 1)
+    positions = torch.arange(mask.shape[1], device=mask.device).expand_as(inverse)
+    order = torch.zeros_like(inverse).scatter(1, inverse, positions)
+    return order, inverse
 
 
 def pool_sequence(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
@@ -189,7 +211,7 @@ class MemotionTextModel(MemotionTextPreTrainedModel):
         Valid tokens are moved to the front of each row (order kept), run through the BiLSTM (packed, or
         masked: see the module docstring), then put back in place; padding positions get zeros.
         """
-        order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)
+        order, inverse = front_alignment(mask)
         front = states.gather(1, order[..., None].expand_as(states))
         lengths = mask.sum(dim=1)
         implementation = self.config.lstm_implementation
@@ -201,7 +223,6 @@ class MemotionTextModel(MemotionTextPreTrainedModel):
             output, _ = nn.utils.rnn.pad_packed_sequence(output, batch_first=True, total_length=states.shape[1])
         else:
             output = self._masked_lstm(front, lengths)
-        inverse = torch.argsort(order, dim=1)
         return output.gather(1, inverse[..., None].expand(-1, -1, output.shape[-1]))
 
     def _masked_lstm(self, front: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,385 @@
+"""Export a modality ensemble to ONNX: one folder that ONNX Runtime serves with the PyTorch ensemble's answers.
+
+Layout of an exported folder (published and loaded by id like the PyTorch one)::
+
+    config.json              the ensemble's config with backend "onnx", the export check, the int8 check
+    README.md                the ensemble's card, saying which runtime it is for
+    <model>/model.onnx       each base model: inputs as the processor gives them, one output per problem
+                             (its class probabilities); model_int8.onnx beside it with int8=True
+    <model>/config.json ...  its config, and its tokenizer files (``tokenizers``) or image processor settings
+    meta/<problem>.onnx      each problem's meta-estimator: input X (the stacked blocks), output probabilities
+
+Base models are exported with torch's TorchScript-based exporter (``dynamo=False``), with dynamic batch, crops and
+sequence length: in torch 2.14 the dynamo exporter specialises the text model's sequence length (measured). The
+text model is exported with its ``masked`` BiLSTM (no packing) and the visual model without splitting a batch into
+calls; a visual model always takes ``(batch, crops, 3, H, W)`` (one crop: ``crops = 1``). Each export is checked
+at once against the PyTorch model on inputs of another shape (recorded as ``max_difference``). Scikit-learn
+meta-estimators go through skl2onnx (no ZipMap), the rules through :mod:`~hf_memotion.models.ensemble.onnx_graphs`;
+calibration maps stay numbers in ``config.json``.
+
+``int8=True`` adds int8 graphs from ONNX Runtime's quantizer: static (QDQ) for the visual models, calibrated on
+training images, and dynamic for the textual ones (chosen by measurement: see :func:`_quantize`), and, given
+``held_out`` labelled memes, records the held-out macro-F1 of fp32 and int8 and whether no subtask moved by more
+than 0.005: ``dtype="auto"`` serves int8 only then.
+
+Examples:
+    >>> import tempfile
+    >>> from hf_memotion.benchmarking import ENSEMBLE_SIZES, random_ensemble
+    >>> folder = Path(tempfile.mkdtemp()) / "onnx"
+    >>> recorded = export_onnx(random_ensemble(ENSEMBLE_SIZES["demo"]), folder)
+    >>> sorted(p.name for p in (folder / "text").glob("*.onnx")), len(list((folder / "meta").glob("*.onnx")))
+    (['model.onnx'], 9)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from hf_memotion.models.ensemble.onnx_graphs import OPSET, estimator_graph, rule_graph
+from hf_memotion.models.ensemble.stacking import RULES
+
+if TYPE_CHECKING:
+    import datasets
+
+    from hf_memotion.models.ensemble.modeling_memotion_ensemble import MemotionEnsembleModel
+
+__all__ = ["ONNX_TOLERANCE", "export_onnx"]
+
+#: Largest probability difference against PyTorch an export may have (checked at export).
+ONNX_TOLERANCE = 1e-4
+
+
+class _Probabilities(torch.nn.Module):
+    """A base model as a graph of class probabilities: one output per problem (softmax of its logits, fp32)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        names = ("input_ids", "attention_mask") if len(inputs) == 2 else ("pixel_values",)
+        logits = self.model(**dict(zip(names, inputs, strict=True))).problem_logits
+        return tuple(v.float().softmax(-1) for v in logits.values())
+
+
+@contextlib.contextmanager
+def _exportable(model: torch.nn.Module, modality: str) -> Iterator[None]:
+    """The model set up for tracing (masked BiLSTM, stock linear layers, one call per batch), then restored."""
+    from hf_memotion.models.onednn_linear import use_onednn_linear
+
+    saved = {}
+    if modality == "text":
+        saved["lstm"] = model.config.lstm_implementation
+        model.config.lstm_implementation = "masked"
+    else:
+        saved["chunk"] = getattr(model, "inference_chunk_size", None)
+        if hasattr(model, "set_inference_chunk_size"):
+            model.set_inference_chunk_size(None)
+    onednn = use_onednn_linear(model, enabled=False)
+    try:
+        yield
+    finally:
+        if modality == "text":
+            model.config.lstm_implementation = saved["lstm"]
+        elif hasattr(model, "set_inference_chunk_size"):
+            model.set_inference_chunk_size(saved["chunk"])
+        if onednn:
+            use_onednn_linear(model)
+
+
+def _example_inputs(entry: Mapping[str, Any], processor, rows: int, length: int, crops: int) -> dict[str, torch.Tensor]:
+    if entry["modality"] == "text":
+        generator = torch.Generator().manual_seed(rows * 31 + length)
+        vocabulary = len(processor)  # the tokenizer's
+        ids = torch.randint(min(5, vocabulary - 1), vocabulary, (rows, length), generator=generator)
+        mask = torch.ones_like(ids)
+        mask[0, max(2, length // 2) :] = 0  # one padded row
+        return {"input_ids": ids, "attention_mask": mask}
+    size = processor.crop_size
+    generator = torch.Generator().manual_seed(rows * 31 + crops)
+    return {"pixel_values": torch.randn(rows, crops, 3, size, size, generator=generator)}
+
+
+def _export_base_model(entry: Mapping[str, Any], model: torch.nn.Module, processor, path: Path) -> float:
+    """Write one base model's graph; return the largest probability difference from PyTorch on other shapes."""
+    import onnxruntime
+
+    modality = entry["modality"]
+    problems = list(model.config.problem_labels)
+    wrapper = _Probabilities(model).eval()
+    if modality == "text":
+        names, axes = ["input_ids", "attention_mask"], {0: "batch", 1: "sequence"}
+        example, other = (_example_inputs(entry, processor, 2, 9, 1), _example_inputs(entry, processor, 3, 14, 1))
+    else:
+        names, axes = ["pixel_values"], {0: "batch", 1: "crops"}
+        example, other = (_example_inputs(entry, processor, 2, 0, 2), _example_inputs(entry, processor, 3, 0, 10))
+    with _exportable(model, modality), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            wrapper,
+            tuple(example[n] for n in names),
+            str(path),
+            input_names=names,
+            output_names=problems,
+            dynamic_axes={n: axes for n in names},
+            opset_version=OPSET,
+            dynamo=False,
+        )
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    found = session.run(None, {n: other[n].numpy() for n in names})
+    with torch.no_grad():
+        reference = model(**other).problem_probabilities()
+    return max(float(np.abs(f - reference[p]).max()) for f, p in zip(found, problems, strict=True))
+
+
+def _quantize(source: Path, target: Path, processor=None, images: Sequence[Any] | None = None) -> str:
+    """Write ``target``, an int8 graph of ``source``; return how it was quantized.
+
+    With calibration ``images`` (a visual model) the quantization is static (QDQ: int8 weights, uint8 activations
+    whose ranges come from the images, ten-cropped as served); otherwise dynamic (int8 weights, activations
+    quantized on the fly). Static for convolutions and dynamic for the text models was chosen by measurement on
+    the demo (``scripts/bench.py --sections onnx``): dynamic int8 convolutions ran 3x slower than fp32 here and
+    moved the held-out macro-F1 by more.
+    """
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
+
+    class _Calibration(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter(processor(list(images[i : i + 8]), ten_crop=True) for i in range(0, len(images), 8))
+
+        def get_next(self):
+            batch = next(self.batches, None)
+            return None if batch is None else {"pixel_values": batch["pixel_values"].numpy()}
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantizer's advice to pre-process, logged on the root logger each time
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            if images:
+                quantize_static(
+                    str(source),
+                    str(target),
+                    _Calibration(),
+                    quant_format=QuantFormat.QDQ,
+                    weight_type=QuantType.QInt8,
+                    activation_type=QuantType.QUInt8,
+                )
+                return f"static (QDQ, calibrated on {len(images)} images)"
+            quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+            return "dynamic"
+    finally:
+        root.setLevel(level)
+
+
+def _meta_graphs(ensemble: MemotionEnsembleModel, folder: Path) -> dict[str, dict[str, Any]]:
+    """Each problem's meta-estimator as ``meta/<problem>.onnx``; the config's meta entries to match."""
+    meta = {}
+    (folder / "meta").mkdir(parents=True, exist_ok=True)
+    for problem, stacker in ensemble.stackers.items():
+        labels = ensemble.config.problem_labels
+        features = sum(
+            stacker.num_classes if b in stacker.model_order else len(labels[b.partition(":")[2]])
+            for b in stacker.feature_order
+        )
+        entry = dict(ensemble.config.meta.get(problem) or {})
+        entry.update(
+            {
+                "method": stacker.method,
+                "model_order": stacker.model_order,
+                "feature_order": stacker.feature_order,
+                "num_classes": stacker.num_classes,
+                "scores": stacker.scores,
+                "calibration": stacker.calibration.to_dict(),
+                "background": stacker.background,
+                "file": f"meta/{problem}.onnx",
+            }
+        )
+        if stacker.method in RULES:
+            graph = rule_graph(
+                stacker.method, models=len(stacker.model_order), classes=stacker.num_classes, features=features
+            )
+        else:
+            graph = estimator_graph(stacker.method, stacker.estimator, features)
+            entry["onnx_classes"] = [int(c) for c in stacker.estimator.classes_]
+        (folder / entry["file"]).write_bytes(graph.SerializeToString())
+        meta[problem] = entry
+    return meta
+
+
+def export_onnx(
+    ensemble: MemotionEnsembleModel,
+    folder: str | os.PathLike,
+    *,
+    int8: bool = False,
+    held_out: datasets.Dataset | None = None,
+    calibration: Sequence[Any] | None = None,
+    batch_size: int = 16,
+) -> dict[str, Any]:
+    """Write the ensemble as an ONNX folder (see the module docstring); return what was recorded in its config.
+
+    Args:
+        ensemble: A :class:`~hf_memotion.models.ensemble.MemotionEnsembleModel` in fp32 (load it with
+            ``dtype=torch.float32``), its base models in memory.
+        folder: Where to write (built beside it, then moved into place).
+        int8: Also write int8 graphs (``model_int8.onnx``).
+        held_out: Labelled memes (``image``, ``text``, every problem's column) for the int8 check; without
+            them the int8 graphs are written unchecked and ``dtype="auto"`` keeps fp32.
+        calibration: Training images (never the held-out ones) that set the visual models' activation ranges for
+            static quantization; without them those are quantized dynamically too.
+        batch_size: Memes per run of the int8 check.
+
+    Raises:
+        ValueError: For a base model that is not fp32, is int8-quantized in PyTorch, or whose export differs from
+            PyTorch by more than :data:`ONNX_TOLERANCE`.
+    """
+    for entry in ensemble.config.base_models:
+        model = ensemble.base_models[entry["name"]]
+        if any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in model.modules()):
+            raise ValueError(
+                f"base model {entry['name']!r} is int8-quantized in PyTorch; load it without quantize_text"
+            )
+        if model.dtype != torch.float32:
+            raise ValueError(
+                f"base model {entry['name']!r} is {model.dtype}; export from fp32 weights "
+                "(MemotionEnsembleModel.from_pretrained(..., dtype=torch.float32)); int8=True quantizes after"
+            )
+    target = Path(folder)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        differences, entries, quantized = {}, [], {}
+        for entry in ensemble.config.base_models:
+            name = entry["name"]
+            model, prep = ensemble.base_models[name].cpu(), ensemble.preprocessors[name]
+            place = staging / name
+            place.mkdir(parents=True)
+            differences[name] = _export_base_model(entry, model, prep, place / "model.onnx")
+            if differences[name] > ONNX_TOLERANCE:
+                raise ValueError(
+                    f"base model {name!r}: ONNX Runtime's probabilities differ from PyTorch's by "
+                    f"{differences[name]:.2e} (more than {ONNX_TOLERANCE}); this model cannot be exported faithfully"
+                )
+            if int8:
+                images = calibration if entry["modality"] == "vision" else None
+                quantized[name] = _quantize(place / "model.onnx", place / "model_int8.onnx", prep, images)
+            model.config.save_pretrained(place)
+            prep.save_pretrained(place)
+            exported = {k: v for k, v in entry.items() if k != "revision"}
+            exported["path"] = name
+            if entry["modality"] == "text":
+                exported["max_length"] = int(getattr(model.config, "max_length", 128))
+            entries.append(exported)
+        config = copy.deepcopy(ensemble.config)
+        config.base_models, config.backend = entries, "onnx"
+        config.meta = _meta_graphs(ensemble, staging)
+        config.dtype_checks = {}
+        config.onnx = {
+            "opset": OPSET,
+            "exporter": f"torch {torch.__version__} (TorchScript-based, dynamo=False), skl2onnx",
+            "max_difference": differences,
+        }
+        config.architectures = ["MemotionEnsembleModel"]
+        if int8:  # the graphs are there (the check below loads them); the verdict comes after
+            config.onnx["int8"] = {"passed": False, "rows": 0, "reason": "being checked"}
+        config.save_pretrained(staging)
+        if int8:
+            from hf_memotion.models.ensemble.onnx_runtime import OnnxMemotionEnsemble
+
+            config.onnx["int8"] = {
+                **_int8_check(OnnxMemotionEnsemble, staging, held_out, batch_size),
+                "quantization": quantized,
+            }
+            config.save_pretrained(staging)
+        card = None
+        if ensemble.card_data.info or ensemble.card_data.previous_card is not None:  # as save_pretrained writes it
+            card = ensemble.card_data.save(staging, ensemble.card_defaults()).read_text(encoding="utf-8")
+        (staging / "README.md").write_text(_onnx_card(card, config), encoding="utf-8")
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return config.onnx
+
+
+def _int8_check(runtime, folder: Path, held_out, batch_size: int) -> dict[str, Any]:
+    """Held-out macro-F1 of the fp32 and int8 graphs; ``passed`` when no subtask moved by more than 0.005."""
+    from hf_memotion.metrics import memotion_scores
+    from hf_memotion.models.ensemble.inference_dtype import DTYPE_TOLERANCE, SUBTASK_KEYS
+
+    if held_out is None:
+        return {"passed": False, "rows": 0, "reason": "no held-out memes given: unchecked, dtype='auto' keeps fp32"}
+    finals = {}
+    for precision in ("float32", "int8"):
+        ensemble = runtime.from_folder(folder, dtype=precision)
+        rows: dict[str, list[np.ndarray]] = {}
+        for start in range(0, len(held_out), batch_size):
+            chunk = held_out[start : start + batch_size]
+            for problem, values in ensemble.predict_proba(chunk["image"], chunk["text"]).items():
+                rows.setdefault(problem, []).append(values)
+        finals[precision] = {p: np.concatenate(v) for p, v in rows.items()}
+    labels = {p: np.asarray(held_out[p]) for p in finals["float32"]}
+    scores = {
+        key: {k: v for k, v in memotion_scores({p: f[p].argmax(-1) for p in f}, labels).items() if k in SUBTASK_KEYS}
+        for key, f in finals.items()
+    }
+    change = {k: scores["int8"][k] - scores["float32"][k] for k in scores["float32"]}
+    return {
+        "rows": len(held_out),
+        "macro_f1": scores,
+        "macro_f1_change": change,
+        "max_probability_change": max(
+            float(np.abs(finals["int8"][p] - finals["float32"][p]).max()) for p in finals["float32"]
+        ),
+        "passed": all(abs(v) <= DTYPE_TOLERANCE for v in change.values()),
+    }
+
+
+def _onnx_card(card: str | None, config) -> str:
+    """The ensemble's card (or a short one) with ``onnx`` tags and a section on the runtime."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    model_card = ModelCard(card) if card else ModelCard("---\n---\n# Memotion modality ensemble (ONNX)\n")
+    data = model_card.data or ModelCardData()
+    data.tags = sorted({*(data.tags or []), "onnx", "onnxruntime", "hf-memotion"})
+    data.library_name = data.library_name or "hf-memotion"
+    model_card.data = data
+    int8 = (config.onnx or {}).get("int8")
+    check = ""
+    if int8 and int8.get("rows"):
+        changes = ", ".join(f"{k} {v:+.4f}" for k, v in int8["macro_f1_change"].items())
+        verdict = "passed: dtype='auto' serves int8" if int8["passed"] else "failed: dtype='auto' serves fp32"
+        check = (
+            f" int8 graphs (`model_int8.onnx`): held-out macro-F1 change {changes} on {int8['rows']} memes, {verdict}."
+        )
+    section = (
+        "\n\n## Runtime: ONNX Runtime\n\nThis folder is the ensemble exported to ONNX (opset "
+        f"{config.onnx['opset']}; largest probability difference from PyTorch at export: "
+        f"{max(config.onnx['max_difference'].values()):.1e}).{check} Serve it with ONNX Runtime:\n\n"
+        "```python\nfrom transformers import pipeline\nimport hf_memotion\n\n"
+        'pipe = pipeline("meme-emotion", model="<this folder or repo>", backend="onnx")\n'
+        'pipe({"image": "meme.jpg", "text": "WHEN THE EXAM IS ON MONDAY"})\n```\n'
+    )
+    return str(model_card) + section

@@ -25,6 +25,11 @@ Every ratio is against a baseline measured in the same run on the same inputs:
   demo ensemble (``outputs/demo/ensemble``, trained first with ``--train-layouts`` when missing).
 - ``memory`` (per size): peak RSS of a fresh process building and running the ensemble, against its weights.
 - ``training``: samples/s of a text and a visual base model with ``fit_classifier`` (Trainer) vs a plain loop.
+- ``onnx`` (per size): memes/s at batch 8 and batch-1 p50 of the pipeline on PyTorch fp32, PyTorch
+  ``dtype="auto"`` (with a held-out bf16 check), ONNX Runtime fp32 and int8 (the exported folder), interleaved,
+  with the largest probability difference from PyTorch fp32; and, from the trained demo ensemble
+  (``outputs/demo/ensemble``), the held-out macro-F1 change of its int8 graphs both ways (static visual + dynamic
+  text, and dynamic for both) and what ``dtype="auto"`` serves for each.
 - ``explain`` (per size): what ``explain=True`` costs, as a multiple of the same plain call (batch 1 p50 and
   memes/s at batch 8, interleaved): each answer's Shapley shares, Grad-CAM maps and word attributions.
 """
@@ -37,6 +42,7 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -68,7 +74,7 @@ from hf_memotion.io_utils import atomic_write_text
 from hf_memotion.models.onednn_linear import use_onednn_linear
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("matmul", "pipeline", "dtype", "layout", "int8", "memory", "training", "explain")
+SECTIONS = ("matmul", "pipeline", "dtype", "layout", "int8", "memory", "training", "explain", "onnx")
 REPEATS = {"demo": 10, "space": 5, "paper": 1}
 
 
@@ -190,6 +196,81 @@ def bench_explain(size: str, batch: int = 8) -> dict[str, Any]:
         "explain_memes_per_s": batch / many["explain"].p50,
         "batch_ratio": many["explain"].p50 / many["plain"].p50,
     }
+
+
+def _probability_difference(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> float:
+    """The largest difference between two lists of pipeline answers' probabilities."""
+    largest = 0.0
+    for x, y in zip(a, b, strict=True):
+        pairs = [(x["sentiment"]["scores"], y["sentiment"]["scores"])]
+        for emotion, entry in x["emotions"].items():
+            pairs.append((entry["intensity_scores"], y["emotions"][emotion]["intensity_scores"]))
+            pairs.append(({"s": entry["score"]}, {"s": y["emotions"][emotion]["score"]}))
+        largest = max(largest, *(abs(u[k] - v[k]) for u, v in pairs for k in u))
+    return largest
+
+
+def bench_onnx(size: str, batch: int = 8) -> dict[str, Any]:
+    """PyTorch fp32 and dtype="auto" against ONNX Runtime fp32 and int8, interleaved, on one ensemble size."""
+    import copy
+
+    from hf_memotion.models.ensemble import MemotionEnsembleModel
+
+    folder = Path(tempfile.mkdtemp(prefix="hf_memotion_onnx_"))
+    fp32 = random_ensemble(ENSEMBLE_SIZES[size])
+    images, texts = sample_memes(batch, seed=1)
+    calibration, _ = sample_memes(16, seed=2)
+    exported = fp32.export_onnx(folder / "onnx", int8=True, calibration=calibration)
+    fp32.optimize_for_inference()
+    auto = copy.deepcopy(fp32)
+    auto.check_dtype(_held_out_memes(32))
+    auto.to_inference_dtype("auto")
+    pipes = {
+        "pytorch_fp32": _pipeline(fp32),
+        "pytorch_auto": _pipeline(auto),
+        "onnx_fp32": _pipeline(MemotionEnsembleModel.from_pretrained(folder / "onnx", dtype="float32")),
+        "onnx_int8": _pipeline(MemotionEnsembleModel.from_pretrained(folder / "onnx", dtype="int8")),
+    }
+    memes = [{"image": i, "text": t} for i, t in zip(images, texts, strict=True)]
+    repeats = {"demo": 10, "space": 4, "paper": 1}[size]
+    many = time_interleaved({k: lambda p=p: p(memes, batch_size=batch) for k, p in pipes.items()}, repeats)
+    one = time_interleaved({k: lambda p=p: p(memes[0]) for k, p in pipes.items()}, max(repeats, 3))
+    reference = pipes["pytorch_fp32"](memes, batch_size=batch)
+    out: dict[str, Any] = {"size": size, "batch": batch, "auto_dtype": auto.inference_dtype_reason}
+    for name, pipe in pipes.items():
+        out[name] = {
+            "memes_per_s": batch / many[name].p50,
+            "batch1_p50_s": one[name].p50,
+            "max_difference": _probability_difference(reference, pipe(memes, batch_size=batch)),
+        }
+    out["max_export_difference"] = max(exported["max_difference"].values())
+    shutil.rmtree(folder, ignore_errors=True)
+    return out
+
+
+def bench_onnx_int8_demo() -> dict[str, Any] | None:
+    """The trained demo ensemble's int8 graphs, both ways, checked on its held-out test release."""
+    from hf_memotion.data import load_memotion
+    from hf_memotion.models.ensemble import MemotionEnsembleModel
+
+    ensemble_folder, data_folder = ROOT / "outputs" / "demo" / "ensemble", ROOT / "outputs" / "demo_data"
+    if not (ensemble_folder / "config.json").is_file() or not data_folder.is_dir():
+        return None
+    data = load_memotion(data_folder)
+    ensemble = MemotionEnsembleModel.from_pretrained(ensemble_folder, dtype=torch.float32)
+    calibration = data["train"].select(range(64))["image"]
+    out = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for label, images in (("static_visual_dynamic_text", calibration), ("dynamic", None)):
+            check = ensemble.export_onnx(Path(folder) / label, int8=True, held_out=data["test"], calibration=images)
+            served = MemotionEnsembleModel.from_pretrained(Path(folder) / label)
+            out[label] = {
+                "macro_f1_change": check["int8"]["macro_f1_change"],
+                "passed": check["int8"]["passed"],
+                "auto_serves": served.precision,
+                "rows": check["int8"]["rows"],
+            }
+    return out
 
 
 def _text_over_vision(backbones: list[dict[str, Any]]) -> float | None:
@@ -672,6 +753,25 @@ def _print_report(report: dict[str, Any]) -> None:
         for name, row in report["training"].items():
             if "bf16_speedup" in row:
                 print(f"{name}: bf16 autocast {row['bf16_samples_per_s']:.1f}/s = {row['bf16_speedup']:.2f}x fp32")
+    if "onnx" in report:
+        print("\n## ONNX Runtime against PyTorch (the same pipeline, interleaved)\n")
+        print("| size | backend | memes/s at 8 | batch 1 p50 | largest probability difference from PyTorch fp32 |")
+        print("|---|---|---|---|---|")
+        for row in report["onnx"]["sizes"]:
+            for name in ("pytorch_fp32", "pytorch_auto", "onnx_fp32", "onnx_int8"):
+                r = row[name]
+                print(
+                    f"| {row['size']} | {name} | {r['memes_per_s']:.1f} | {r['batch1_p50_s']:.3f} s | "
+                    f"{r['max_difference']:.1e} |"
+                )
+            print(f"\n{row['size']}: PyTorch dtype='auto' chose: {row['auto_dtype']}")
+        demo = report["onnx"]["demo_int8"]
+        if demo:
+            print("\ntrained demo ensemble, int8 graphs checked on its held-out test release:")
+            for label, r in demo.items():
+                changes = ", ".join(f"{k} {v:+.4f}" for k, v in r["macro_f1_change"].items())
+                verdict = "passed" if r["passed"] else "failed"
+                print(f"  {label}: {changes}; {verdict}; dtype='auto' serves {r['auto_serves']}")
     if "explain" in report:
         print("\n## explain=True (Shapley shares, Grad-CAM, integrated gradients) against a plain call\n")
         print("| size | batch 1 p50 plain | explained | multiple | memes/s at 8 plain | explained | multiple |")
@@ -745,6 +845,8 @@ def main(argv: list[str] | None = None) -> int:
         report["training"] = bench_training()
     if "explain" in args.sections:
         report["explain"] = [bench_explain(size) for size in args.sizes]
+    if "onnx" in args.sections:
+        report["onnx"] = {"sizes": [bench_onnx(size) for size in args.sizes], "demo_int8": bench_onnx_int8_demo()}
     if args.train_precision:
         report["demo_precision"] = bench_demo_precision()
     _print_report(report)

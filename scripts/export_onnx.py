@@ -65,9 +65,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name}: largest probability difference from PyTorch {difference:.1e}")
     check = recorded.get("int8")
     if check and check.get("rows"):
+        from hf_memotion.models.ensemble.configuration_memotion_ensemble import MemotionEnsembleConfig
+        from hf_memotion.models.ensemble.onnx_runtime import resolve_onnx_precision
+
         changes = ", ".join(f"{k} {v:+.4f}" for k, v in check["macro_f1_change"].items())
-        verdict = "passed: dtype='auto' serves int8" if check["passed"] else "failed: dtype='auto' serves fp32"
-        print(f"  int8 held-out check on {check['rows']} memes: macro-F1 change {changes}; {verdict}")
+        served, why = resolve_onnx_precision(MemotionEnsembleConfig(backend="onnx", onnx=recorded))
+        print(f"  int8 held-out check on {check['rows']} memes: macro-F1 change {changes}")
+        print(f"  dtype='auto' serves {served}: {why}")
     elif check:
         print(f"  int8: {check['reason']}")
     print(json.dumps({"load": f'pipeline("meme-emotion", model="{args.out}", backend="onnx")'}))

@@ -10,6 +10,8 @@ Settings, all by environment variable:
 - ``MEMOTION_TRAIN_CONFIG``: what the first start trains (a YAML file or a built-in config name;
   default ``demo``).
 - ``MEMOTION_TEN_CROP``: ``0`` turns ten-crop inference of the visual models off (faster, less accurate).
+- ``MEMOTION_BACKEND``: ``onnx`` serves an exported folder (``scripts/export_onnx.py``) with ONNX Runtime
+  (``pip install "hf-memotion[onnx]"``); answers only: the explanations need the PyTorch ensemble.
 - ``MEMOTION_EXPLAIN``: ``0`` turns the explanations off (the heat map, the words and each model's share; an
   explained call costs a few plain ones, see ``BENCHMARKS.md``).
 
@@ -52,7 +54,8 @@ MODEL = os.environ.get("MEMOTION_MODEL", "outputs/demo/ensemble")
 REVISION = os.environ.get("MEMOTION_REVISION") or None
 TRAIN_CONFIG = os.environ.get("MEMOTION_TRAIN_CONFIG", "demo")
 TEN_CROP = os.environ.get("MEMOTION_TEN_CROP", "1") != "0"
-EXPLAIN = os.environ.get("MEMOTION_EXPLAIN", "1") != "0"
+BACKEND = os.environ.get("MEMOTION_BACKEND") or None
+EXPLAIN = os.environ.get("MEMOTION_EXPLAIN", "1") != "0" and BACKEND != "onnx"
 #: Where the ensemble runs: ``auto`` (a GPU when there is one), ``cpu``, ``cuda``, ``cuda:N``.
 DEVICE = os.environ.get("MEMOTION_DEVICE", "auto")
 
@@ -142,10 +145,17 @@ def ensure_model(model: str = MODEL, train_config: str = TRAIN_CONFIG) -> str:
     return model
 
 
-def load_pipeline(model: str = MODEL, revision: str | None = REVISION, device: str = DEVICE) -> MemeEmotionPipeline:
-    """The ``meme-emotion`` pipeline of the configured ensemble (trained first when it is the missing demo)."""
+def load_pipeline(
+    model: str = MODEL, revision: str | None = REVISION, device: str = DEVICE, backend: str | None = BACKEND
+) -> MemeEmotionPipeline:
+    """The ``meme-emotion`` pipeline of the configured ensemble (trained first when it is the missing demo).
+
+    ``backend="onnx"`` serves an exported folder with ONNX Runtime (on the CPU unless onnxruntime-gpu is there).
+    """
     from hf_memotion.hardware import resolve_device
 
+    if backend == "onnx":
+        return pipeline("meme-emotion", model=model, revision=revision, backend="onnx")
     return pipeline("meme-emotion", model=ensure_model(model), revision=revision, device=resolve_device(device))
 
 

@@ -312,3 +312,16 @@ def test_the_space_readme_is_a_valid_space_card_for_the_installed_gradio():
     assert Version("6.16") <= Version(card.data.sdk_version) <= Version(gr.__version__)
     requirements = (ROOT / "space" / "requirements.txt").read_text()
     assert "hf-memotion" in requirements and "torch==" in requirements
+
+
+def test_the_space_serves_an_onnx_folder(saved_ensemble, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from hf_memotion.models.ensemble import MemotionEnsembleModel
+
+    MemotionEnsembleModel.from_pretrained(saved_ensemble, dtype="float32").export_onnx(tmp_path / "onnx")
+    app = load_app(tmp_path / "onnx", MEMOTION_BACKEND="onnx")
+    assert type(app.PIPE.model).__name__ == "OnnxMemotionEnsemble" and not app.EXPLAIN
+    image, text = app.EXAMPLES[0]
+    answers = app.analyse(app.PIPE, Image.open(image), text)
+    direct = load_app(saved_ensemble).PIPE({"image": image, "text": text}, ten_crop=app.TEN_CROP)
+    assert answers[-2]["submission"] == direct["submission"]  # the same answer as the PyTorch ensemble

@@ -91,8 +91,9 @@ def rule_graph(method: str, *, models: int, classes: int, features: int):
         nodes += [
             helper.make_node("ArgMax", ["blocks"], ["choice"], axis=2, keepdims=0),  # (rows, models)
             const("depth", np.array([classes], dtype=np.int64)),
-            const("off_on", np.array([0.0, 1.0])),
-            helper.make_node("OneHot", ["choice", "depth", "off_on"], ["votes"], axis=-1),
+            const("off_on", np.array([0.0, 1.0], dtype=np.float32)),  # ONNX Runtime's OneHot: float values
+            helper.make_node("OneHot", ["choice", "depth", "off_on"], ["votes_f"], axis=-1),
+            helper.make_node("Cast", ["votes_f"], ["votes"], to=TensorProto.DOUBLE),
             helper.make_node("ReduceSum", ["votes", "axis1"], ["counted"], keepdims=0),
             helper.make_node("ReduceSum", ["blocks", "axis1"], ["summed"], keepdims=0),
             const("tie", np.array(1e-3)),

@@ -12,9 +12,11 @@ applied with numpy. What still needs PyTorch: the preprocessing (the image proce
 the tokenizers are ``tokenizers`` files) and transformers' ``Pipeline`` machinery (its ``DataLoader`` and
 collation). ``explain=True`` needs gradients and the PyTorch ensemble.
 
-``dtype``: ``"auto"`` (the default) runs a base model's int8 graph (``model_int8.onnx``, written by
+``dtype``: ``"auto"`` (the default) runs the int8 graphs (``model_int8.onnx``, written by
 ``export_onnx(..., int8=True)``) only where the folder's held-out int8 check passed (no subtask's macro-F1 moved by
-more than 0.005), else fp32; ``"int8"`` and ``"float32"`` force one (``int8`` needs the graphs).
+more than 0.005) and int8 ran at least 1.05x fp32's speed in it, else fp32; ``"int8"`` and ``"float32"`` force one
+(``int8`` needs the graphs). Sessions do not spin-wait between calls (``session.intra_op.allow_spinning`` off):
+the pipeline's PyTorch preprocessing shares the cores.
 
 Examples:
     >>> import tempfile
@@ -44,6 +46,7 @@ import numpy as np
 from hf_memotion.folder_safety import read_inside, resolve_inside
 from hf_memotion.models.ensemble.calibration import ProblemCalibration
 from hf_memotion.models.ensemble.configuration_memotion_ensemble import MemotionEnsembleConfig
+from hf_memotion.models.ensemble.inference_dtype import DTYPE_MIN_SPEEDUP
 from hf_memotion.models.ensemble.stacking import with_aliases
 
 __all__ = ["ONNX_DTYPES", "OnnxMemotionEnsemble", "resolve_onnx_precision"]
@@ -76,7 +79,11 @@ def resolve_onnx_precision(config: MemotionEnsembleConfig, dtype: Any = "auto") 
     if not check.get("passed"):
         changes = ", ".join(f"{k} {v:+.4f}" for k, v in (check.get("macro_f1_change") or {}).items())
         return "float32", f"the int8 graphs failed the held-out check ({changes}; tolerance 0.005): fp32"
-    return "int8", "the int8 graphs passed the held-out check"
+    speedup = ((check.get("speed") or {}).get("cpu") or {}).get("speedup")
+    if speedup is None or speedup < DTYPE_MIN_SPEEDUP:
+        shown = "not timed" if speedup is None else f"{speedup:.2f}x fp32's speed"
+        return "float32", f"the int8 graphs passed the held-out check but were not faster ({shown}): fp32"
+    return "int8", f"the int8 graphs passed the held-out check and ran at {speedup:.2f}x fp32's speed"
 
 
 class OnnxMemotionEnsemble:
@@ -138,6 +145,7 @@ class OnnxMemotionEnsemble:
         providers = list(providers or ["CPUExecutionProvider"])
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no spinning between calls
 
         def session(relative: str, what: str):
             path = resolve_inside(folder, relative, what)

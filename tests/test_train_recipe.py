@@ -1,5 +1,6 @@
 """End-to-end: scripts/train.py on the demo data, the pipeline on its output, resume after a kill."""
 
+import importlib.util
 import json
 import os
 import signal
@@ -109,6 +110,43 @@ def test_demo_run_beats_single_modalities_and_its_pipeline_matches_the_report(tm
         }
         saved = json.loads((tmp_path / "run" / "ensemble" / "config.json").read_text())["dtype_checks"]
         assert saved["bfloat16"]["passed"] == check["passed"]
+    # the ensemble exported to ONNX gives the same answer.txt on the demo test release (issue 33)
+    if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("skl2onnx"):
+        exported = subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "scripts" / "export_onnx.py"),
+                str(tmp_path / "run" / "ensemble"),
+                str(tmp_path / "onnx"),
+                "--int8",
+                "--held-out",
+                str(tmp_path / "data"),
+            ],
+            capture_output=True,
+            text=True,
+            env=ENV,
+        )
+        assert exported.returncode == 0, exported.stderr[-3000:]
+        onnx_code = code.replace(
+            'exact = pipeline("meme-emotion", model='
+            + repr(str(tmp_path / "run" / "ensemble"))
+            + ", dtype=torch.float32)",
+            'exact = pipeline("meme-emotion", model='
+            + repr(str(tmp_path / "onnx"))
+            + ', dtype="float32", backend="onnx")',
+        )
+        assert onnx_code != code
+        onnx_out = subprocess.run(
+            [sys.executable, "-c", onnx_code], capture_output=True, text=True, env=ENV, check=True
+        )
+        onnx_lines = json.loads(onnx_out.stdout.strip().splitlines()[-1])[0]
+        assert onnx_lines == lines  # fp32 ONNX Runtime: PyTorch fp32's submission lines
+        int8 = json.loads((tmp_path / "onnx" / "config.json").read_text())["onnx"]["int8"]
+        assert int8["rows"] == report["n_test"] and set(int8["macro_f1_change"]) == {
+            "subtask_a",
+            "subtask_b",
+            "subtask_c",
+        }
     # the explanations, checked against the cues the demo data planted (the closing note's figures)
     explained = subprocess.run(
         [

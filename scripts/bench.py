@@ -56,6 +56,7 @@ import torch
 
 from hf_memotion.benchmarking import (
     ENSEMBLE_SIZES,
+    answers_difference,
     best_kernels,
     count_flops,
     matmul_gflops,
@@ -198,18 +199,6 @@ def bench_explain(size: str, batch: int = 8) -> dict[str, Any]:
     }
 
 
-def _probability_difference(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> float:
-    """The largest difference between two lists of pipeline answers' probabilities."""
-    largest = 0.0
-    for x, y in zip(a, b, strict=True):
-        pairs = [(x["sentiment"]["scores"], y["sentiment"]["scores"])]
-        for emotion, entry in x["emotions"].items():
-            pairs.append((entry["intensity_scores"], y["emotions"][emotion]["intensity_scores"]))
-            pairs.append(({"s": entry["score"]}, {"s": y["emotions"][emotion]["score"]}))
-        largest = max(largest, *(abs(u[k] - v[k]) for u, v in pairs for k in u))
-    return largest
-
-
 def bench_onnx(size: str, batch: int = 8) -> dict[str, Any]:
     """PyTorch fp32 and dtype="auto" against ONNX Runtime fp32 and int8, interleaved, on one ensemble size."""
     import copy
@@ -241,7 +230,7 @@ def bench_onnx(size: str, batch: int = 8) -> dict[str, Any]:
         out[name] = {
             "memes_per_s": batch / many[name].p50,
             "batch1_p50_s": one[name].p50,
-            "max_difference": _probability_difference(reference, pipe(memes, batch_size=batch)),
+            "max_difference": answers_difference(reference, pipe(memes, batch_size=batch)),
         }
     out["max_export_difference"] = max(exported["max_difference"].values())
     shutil.rmtree(folder, ignore_errors=True)

@@ -19,7 +19,7 @@ from transformers import pipeline
 
 import hf_memotion  # noqa: F401
 from conftest import build_tiny_ensemble
-from hf_memotion.benchmarking import ENSEMBLE_SIZES, random_ensemble
+from hf_memotion.benchmarking import ENSEMBLE_SIZES, answers_difference, random_ensemble
 from hf_memotion.data import load_memotion, make_demo_data
 from hf_memotion.models.ensemble import MemotionEnsembleModel
 from hf_memotion.models.ensemble.configuration_memotion_ensemble import MemotionEnsembleConfig
@@ -83,19 +83,6 @@ def _answers(pipe, memes, **options):
     return pipe(memes, batch_size=4, return_base=True, **options)
 
 
-def _largest_difference(a, b) -> float:
-    largest = 0.0
-    for x, y in zip(a, b, strict=True):
-        pairs = [(x["sentiment"]["scores"], y["sentiment"]["scores"])]
-        for emotion, entry in x["emotions"].items():
-            pairs.append((entry["intensity_scores"], y["emotions"][emotion]["intensity_scores"]))
-            pairs.append(({"s": entry["score"]}, {"s": y["emotions"][emotion]["score"]}))
-        for model, per in x["base"].items():
-            pairs += [(per[p], y["base"][model][p]) for p in per]
-        largest = max(largest, *(abs(u[k] - v[k]) for u, v in pairs for k in u))
-    return largest
-
-
 @pytest.mark.parametrize("method", META_METHODS)
 def test_the_onnx_folder_gives_pytorchs_answers_for_every_meta_estimator(method, synthetic, memes, tmp_path):
     ensemble = build_tiny_ensemble(synthetic, methods=(method,))
@@ -108,7 +95,7 @@ def test_the_onnx_folder_gives_pytorchs_answers_for_every_meta_estimator(method,
     for decoding in ("independent", "joint"):
         a, b = _answers(pt, memes, decoding=decoding), _answers(ox, memes, decoding=decoding)
         assert [r["submission"] for r in a] == [r["submission"] for r in b]  # the same answer.txt lines
-        assert _largest_difference(a, b) < 1e-4
+        assert answers_difference(a, b) < 1e-4
 
 
 def test_the_onnx_pipeline_keeps_the_options_and_the_schema(synthetic, memes, tmp_path):

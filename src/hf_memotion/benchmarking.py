@@ -38,6 +38,7 @@ __all__ = [
     "ENSEMBLE_SIZES",
     "BenchmarkEnsemble",
     "Timing",
+    "answers_difference",
     "best_kernels",
     "best_seconds",
     "count_flops",
@@ -376,3 +377,26 @@ def naive_base_probabilities(
 def max_difference(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> float:
     """Largest absolute difference between two ``{problem: probabilities}`` maps."""
     return max(float(np.abs(a[p] - b[p]).max()) for p in a)
+
+
+def answers_difference(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]]) -> float:
+    """Largest difference between the probabilities of two lists of ``meme-emotion`` answers.
+
+    Every score the answers hold is compared: sentiment, each emotion's presence and grades, and each base model's
+    probabilities where both carry them (``return_base=True``).
+
+    Examples:
+        >>> one = {"sentiment": {"scores": {"positive": 0.6}}, "emotions": {}}
+        >>> answers_difference([one], [{"sentiment": {"scores": {"positive": 0.5}}, "emotions": {}}])
+        0.09999999999999998
+    """
+    largest = 0.0
+    for x, y in zip(a, b, strict=True):
+        pairs = [(x["sentiment"]["scores"], y["sentiment"]["scores"])]
+        for emotion, entry in x["emotions"].items():
+            pairs.append((entry["intensity_scores"], y["emotions"][emotion]["intensity_scores"]))
+            pairs.append(({"score": entry["score"]}, {"score": y["emotions"][emotion]["score"]}))
+        for model, per in (x.get("base") or {}).items():
+            pairs += [(per[p], y["base"][model][p]) for p in per]
+        largest = max(largest, *(abs(u[k] - v[k]) for u, v in pairs for k in u))
+    return largest

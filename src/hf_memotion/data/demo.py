@@ -38,8 +38,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -48,6 +46,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
+from hf_memotion.io_utils import staged_folder
 from hf_memotion.specs import deprecated_names
 from hf_memotion.tasks import EMOTIONS, PROBLEMS, RELEASE_LABELS, encode_submission
 
@@ -301,17 +300,9 @@ def make_demo_data(output_dir: str | os.PathLike, *, overwrite: bool = False, **
                 f"{root} exists and is not a demo dataset made with these settings; pass overwrite=True "
                 f"(--overwrite) to replace it, or choose another folder"
             )
-    root.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-    try:
+    with staged_folder(root) as staging:
         _generate(config, staging)
         (staging / ".demo_config").write_text(stamp)
-        if root.exists():
-            shutil.rmtree(root)
-        os.replace(staging, root)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return root
 
 

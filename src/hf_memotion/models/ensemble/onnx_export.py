@@ -40,8 +40,6 @@ import copy
 import io
 import logging
 import os
-import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -51,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from hf_memotion.io_utils import staged_folder
 from hf_memotion.models.ensemble.onnx_graphs import OPSET, estimator_graph, rule_graph
 from hf_memotion.models.ensemble.stacking import RULES
 
@@ -267,17 +266,18 @@ def export_onnx(
                 f"base model {entry['name']!r} is {model.dtype}; export from fp32 weights "
                 "(MemotionEnsembleModel.from_pretrained(..., dtype=torch.float32)); int8=True quantizes after"
             )
-    target = Path(folder)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with staged_folder(folder) as staging:
         differences, entries, quantized = {}, [], {}
         for entry in ensemble.config.base_models:
             name = entry["name"]
-            model, prep = ensemble.base_models[name].cpu(), ensemble.preprocessors[name]
+            model, prep = ensemble.base_models[name], ensemble.preprocessors[name]
             place = staging / name
             place.mkdir(parents=True)
-            differences[name] = _export_base_model(entry, model, prep, place / "model.onnx")
+            device = model.device
+            try:  # traced on the CPU, then put back where it ran
+                differences[name] = _export_base_model(entry, model.cpu(), prep, place / "model.onnx")
+            finally:
+                model.to(device)
             if differences[name] > ONNX_TOLERANCE:
                 raise ValueError(
                     f"base model {name!r}: ONNX Runtime's probabilities differ from PyTorch's by "
@@ -318,12 +318,6 @@ def export_onnx(
         if ensemble.card_data.info or ensemble.card_data.previous_card is not None:  # as save_pretrained writes it
             card = ensemble.card_data.save(staging, ensemble.card_defaults()).read_text(encoding="utf-8")
         (staging / "README.md").write_text(_onnx_card(card, config), encoding="utf-8")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return config.onnx
 
 

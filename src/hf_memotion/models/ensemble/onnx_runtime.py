@@ -36,7 +36,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from hf_memotion.folder_safety import read_inside, resolve_inside
+from hf_memotion.io_utils import staged_folder
 from hf_memotion.models.ensemble.calibration import ProblemCalibration
 from hf_memotion.models.ensemble.configuration_memotion_ensemble import MemotionEnsembleConfig
 from hf_memotion.models.ensemble.inference_dtype import DTYPE_MIN_SPEEDUP
@@ -269,14 +269,5 @@ class OnnxMemotionEnsemble:
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
         """Copy the exported folder to ``save_directory`` (written beside it, then moved into place)."""
-        target = Path(save_directory)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
+        with staged_folder(save_directory) as staging:
             shutil.copytree(self.folder, staging, dirs_exist_ok=True)
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(staging, target)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise

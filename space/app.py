@@ -68,6 +68,8 @@ MAX_TEXT = 1000
 #: Seconds Tesseract may spend on each read of an upload (a meme takes well under one).
 OCR_TIMEOUT_S = 5
 QUEUE_SIZE = 16
+#: Longer side, in pixels, the explanation shows a smaller meme at.
+SHOWN_SIZE = 320
 
 EXAMPLES = [
     [str(HERE / "examples" / "meme_1.png"), "When sure feeling hate lol believe the polite coffee finally trying"],
@@ -273,7 +275,11 @@ def explanation_view(image: Image.Image | None, output: dict[str, Any] | None, p
         return None, [], ""
     explanation = output["explanation"][problem]
     heatmap = _mean_heatmap(image, explanation["heatmaps"])
-    picture = overlay_heatmap(image, heatmap) if heatmap is not None else image
+    lit = heatmap is not None and float(heatmap.max()) > 0
+    picture = overlay_heatmap(image, heatmap) if lit else image
+    if max(picture.size) < SHOWN_SIZE:  # small memes shown larger, pixels kept sharp
+        scale = SHOWN_SIZE / max(picture.size)
+        picture = picture.resize((round(picture.width * scale), round(picture.height * scale)), Image.NEAREST)
     words = _mean_words(explanation["words"])
     scale = max((abs(a) for _, a in words), default=0.0) or 1.0
     highlighted = [(f"{w} ", a / scale) for w, a in words]
@@ -282,6 +288,8 @@ def explanation_view(image: Image.Image | None, output: dict[str, Any] | None, p
         f"Answer **{explanation['label']}** at {explanation['score']:.2f}: from {explanation['baseline']:.2f} with no "
         f"model's information, {shares} (each model's Shapley share)."
     )
+    if heatmap is not None and not lit:
+        summary += " No region of the image raised the visual models' score for it (the heat map is empty)."
     return picture, highlighted, summary
 
 

@@ -126,7 +126,13 @@ def test_the_papers_protocol_options(demo, tmp_path, fits):
         tmp_path,
         models,
         share_motivational=True,
-        evaluation={"split": "dev", "dev_fraction": 0.25, "test_time": "fold_average", "columns": "paper"},
+        evaluation={
+            "split": "dev",
+            "dev_fraction": 0.25,
+            "test_time": "fold_average",
+            "fold_mean_rows": True,
+            "columns": "paper",
+        },
     )
     report = run_training(config)
     assert report["n_train"] == 45 and report["n_test"] == 15  # a dev quarter of the 60 training memes
@@ -155,6 +161,14 @@ def test_the_papers_protocol_options(demo, tmp_path, fits):
     assert rows["text"]["motivational"] == rows["text"]["motivational_intensity"]  # one model serves both
     header = (tmp_path / "report.md").read_text()
     assert "| B humo. | B offe. | B sarc. | B moti. |" in header and "mean of the fold models" in header
+    # Table 7's single-model rows are the refit models, scored as one model; the fold mean is a labelled extra row
+    run = json.loads((folder / "metrics.json").read_text())
+    assert (folder / "refit_test_probabilities.safetensors").is_file()
+    assert rows["vision"] == pytest.approx(run["refit_test_scores"]) and rows["vision (fold mean)"] == pytest.approx(
+        run["test_scores"]
+    )
+    assert "text (fold mean)" in rows and report["protocol"]["single_model_rows"] == "refit"
+    assert "each single-model row is its refit model, scored as one model" in header
     # the ensemble serves motivational_intensity from the shared model
     from hf_memotion.models.ensemble import MemotionEnsembleModel
 

@@ -259,12 +259,14 @@ def render_report(report: Mapping[str, Any], plots: Sequence[str] = ()) -> str:
         dev = protocol.get("evaluation_split") == "dev"
         folds = protocol.get("test_time") == "fold_average"
         shared = protocol.get("share_motivational")
+        single = protocol.get("single_model_rows", protocol.get("test_time", "refit"))
         lines += [
             "## Protocol",
             "",
-            f"Scored on the {'dev split of the training release' if dev else 'held-out split'} with the "
-            f"{'mean of the fold models' if folds else 'refit models'}' probabilities; motivational "
-            f"{'trained once for subtasks B and C' if shared else 'trained per subtask'}; "
+            f"Scored on the {'dev split of the training release' if dev else 'held-out split'}; the ensembles read "
+            f"the {'mean of the fold models' if folds else 'refit models'}' probabilities, and each single-model row "
+            f"is {'its refit model, scored as one model' if single == 'refit' else 'the mean of its fold models'}; "
+            f"motivational {'trained once for subtasks B and C' if shared else 'trained per subtask'}; "
             f"{protocol.get('trainings', '?')} trainings in all.",
             "",
         ]

@@ -166,9 +166,10 @@ def run_training(config: Mapping[str, Any] | EnsembleRunSpec, *, source: str | N
     }
     oof = {name: r.oof_probabilities for name, r in results.items()}
     held_out = {name: r.test_probabilities for name, r in results.items()}
+    single = {name: r.single_model_probabilities for name, r in results.items()}  # the refit models, as one model
     rows = []  # one row per declared model (its per-problem models merged), as in Table 7
     for entry in declared:
-        merged = {p: v for m in models if m.group == entry.name for p, v in held_out[m.name].items()}
+        merged = {p: v for m in models if m.group == entry.name for p, v in single[m.name].items()}
         row = {"name": entry.name, "modality": entry.modality, "scores": _scores(merged, test_labels)}
         chosen = {
             m.name: selections[m.name]["chosen"] for m in models if m.group == entry.name and m.name in selections
@@ -176,6 +177,11 @@ def run_training(config: Mapping[str, Any] | EnsembleRunSpec, *, source: str | N
         if chosen:
             row["selected"] = chosen
         rows.append(row)
+        if evaluation.test_time == "fold_average" and evaluation.fold_mean_rows:
+            mean = {p: v for m in models if m.group == entry.name for p, v in held_out[m.name].items()}
+            rows.append(
+                {"name": f"{entry.name} (fold mean)", "modality": entry.modality, "scores": _scores(mean, test_labels)}
+            )
     modalities = sorted({e.modality for e in models})
     for modality in modalities:
         members = [e.name for e in models if e.modality == modality]
@@ -201,6 +207,9 @@ def run_training(config: Mapping[str, Any] | EnsembleRunSpec, *, source: str | N
         protocol={
             "evaluation_split": evaluation.split,
             "test_time": evaluation.test_time,
+            "single_model_rows": "refit"
+            if all(r.refit_test_probabilities is not None for r in results.values()) or evaluation.test_time == "refit"
+            else "fold_average",
             "share_motivational": spec.share_motivational,
             "table7_columns": evaluation.columns,
             "trainings": sum(len(r.fold_metrics) + 1 for r in results.values())

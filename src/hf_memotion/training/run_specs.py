@@ -362,7 +362,10 @@ class EvaluationSpec:
         dev_file: A text file of ``image_name`` values, one per line: those training memes are the dev split.
         test_time: The held-out probabilities the stacker combines: ``"refit"`` (the model refit on all training
             rows, the one the ensemble serves) or ``"fold_average"`` (the mean of the fold models: the ones whose
-            out-of-fold probabilities the stacker was fitted on).
+            out-of-fold probabilities the stacker was fitted on). Table 7's single-model rows are the refit models
+            either way (each scored as one model).
+        fold_mean_rows: With ``test_time: fold_average``, add a ``<model> (fold mean)`` row to Table 7 for each
+            base model: the fold models' mean, what the stacker read.
         columns: Column order of Table 7: ``"release"`` (humour, sarcasm, offensive, motivational: the release's
             and the submission's hsom order) or ``"paper"`` (humour, offensive, sarcasm, motivational: the order
             the paper prints).
@@ -372,6 +375,7 @@ class EvaluationSpec:
     dev_fraction: float = 0.1
     dev_file: str | None = None
     test_time: Literal["refit", "fold_average"] = "refit"
+    fold_mean_rows: bool = False
     columns: Literal["release", "paper"] = "release"
 
     def __post_init__(self) -> None:

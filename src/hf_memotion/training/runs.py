@@ -9,6 +9,8 @@ same way for both, so the ensemble sees one layout per base model::
       oof_probabilities.safetensors                   problem -> (n_train, n_classes)
       test_probabilities.safetensors                  problem -> (n_test, n_classes), when scored: the refit model's,
                                                       or the mean of the fold models' (test_time="fold_average")
+      refit_test_probabilities.safetensors            with test_time="fold_average" and a refit: the refit model's
+                                                      (the single model Table 7 scores, whatever the stacker reads)
       metrics.json                                    settings, out-of-fold and test scores, folds
 
 A run that already finished with the same settings (``metrics.json`` holds their key) is loaded,
@@ -63,6 +65,13 @@ class ClassifierRunResult(CrossValidationResult):
     output_dir: Path | None = None
     test_scores: dict[str, float] | None = None
     test_probabilities: dict[str, np.ndarray] | None = field(default=None, repr=False)
+    refit_test_probabilities: dict[str, np.ndarray] | None = field(default=None, repr=False)
+    refit_test_scores: dict[str, float] | None = None
+
+    @property
+    def single_model_probabilities(self) -> dict[str, np.ndarray] | None:
+        """The test probabilities of the model as one model: the refit model's where there is one."""
+        return self.refit_test_probabilities if self.refit_test_probabilities is not None else self.test_probabilities
 
 
 def as_splits(data: datasets.DatasetDict | datasets.Dataset) -> datasets.DatasetDict:
@@ -133,6 +142,7 @@ def _load_run(
     # a run on a short budget (a pruned selection's rung) covers some folds only: its scores, no probabilities
     oof = {} if metrics.get("budget") else load_file(output / "oof_probabilities.safetensors")
     test_file = output / "test_probabilities.safetensors"
+    refit_file = output / "refit_test_probabilities.safetensors"
     for values in oof.values():
         if values.ndim != 2 or not np.isfinite(values).all():
             raise ValueError("out-of-fold probabilities that are not finite rows")
@@ -157,6 +167,10 @@ def _load_run(
         test_probabilities=(
             {k: v.astype(np.float64) for k, v in load_file(test_file).items()} if test_file.is_file() else None
         ),
+        refit_test_probabilities=(
+            {k: v.astype(np.float64) for k, v in load_file(refit_file).items()} if refit_file.is_file() else None
+        ),
+        refit_test_scores=metrics.get("refit_test_scores"),
     )
 
 
@@ -229,16 +243,24 @@ def run_classifier(
         monitor=monitor,
     )
     result = ClassifierRunResult(**vars(cv), preprocessor=preprocessor, output_dir=output)
-    if fold_average:
-        result.test_probabilities = cv.fold_test_probabilities
-    elif refit and test_dataset is not None and test_labels is not None:
+    refit_probabilities = None
+    if refit and test_dataset is not None and test_labels is not None:
         args = validator.training.to_training_arguments(output / "predict", with_eval=False)
         predictor = MemotionTrainer(model=cv.model, args=args, data_collator=validator.data_collator)
-        result.test_probabilities = predict_probabilities(predictor, test_dataset)
+        refit_probabilities = predict_probabilities(predictor, test_dataset)
         del predictor
+    if fold_average:
+        result.test_probabilities = cv.fold_test_probabilities
+        result.refit_test_probabilities = refit_probabilities  # the single model, scored apart
+    else:
+        result.test_probabilities = refit_probabilities
     if result.test_probabilities is not None:
         result.test_scores = memotion_scores(
             {p: v.argmax(-1) for p, v in result.test_probabilities.items()}, dict(test_labels)
+        )
+    if result.refit_test_probabilities is not None:
+        result.refit_test_scores = memotion_scores(
+            {p: v.argmax(-1) for p, v in result.refit_test_probabilities.items()}, dict(test_labels)
         )
     state = process_state()
     if state.is_main_process:  # under accelerate launch, one process writes the files
@@ -263,6 +285,8 @@ def run_classifier(
             os.replace(staging, output / "model")
         if result.test_probabilities is not None:
             save_probabilities(output / "test_probabilities.safetensors", result.test_probabilities)
+        if result.refit_test_probabilities is not None:
+            save_probabilities(output / "refit_test_probabilities.safetensors", result.refit_test_probabilities)
         report = {
             **settings,
             "run_key": key,
@@ -272,6 +296,7 @@ def run_classifier(
             **dict(card_data or {}),
             "oof_scores": cv.oof_scores,
             "test_scores": result.test_scores,
+            **({"refit_test_scores": result.refit_test_scores} if result.refit_test_scores is not None else {}),
             "fold_metrics": cv.fold_metrics,
         }
         atomic_write_text(output / "metrics.json", json.dumps(report, indent=2, default=str))

@@ -409,5 +409,7 @@ def train_with_selection(
         result.oof_probabilities = with_aliases(result.oof_probabilities, entry.aliases)
         if result.test_probabilities is not None:
             result.test_probabilities = with_aliases(result.test_probabilities, entry.aliases)
+        if result.refit_test_probabilities is not None:
+            result.refit_test_probabilities = with_aliases(result.refit_test_probabilities, entry.aliases)
         results[entry.name] = result
     return results, selections

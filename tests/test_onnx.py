@@ -110,8 +110,8 @@ def test_the_onnx_pipeline_keeps_the_options_and_the_schema(synthetic, memes, tm
     assert "error" in mixed[1] and "submission" in mixed[2]
     with pytest.raises(ValueError, match="explain=True needs gradients"):
         ox(memes[0], explain=True)
+    build_tiny_ensemble(synthetic).save_pretrained(tmp_path / "pt")
     with pytest.raises(ValueError, match="holds a pytorch ensemble, not onnx: export it"):
-        build_tiny_ensemble(synthetic).save_pretrained(tmp_path / "pt")
         pt(tmp_path / "pt", backend="onnx")
     with pytest.raises(ValueError, match="holds a onnx ensemble, not pytorch"):
         pt(tmp_path / "ox", backend="pytorch")

@@ -24,8 +24,25 @@ ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "HF_MEMOTION_PROGRESS": "0", "HF_HUB_OFFLINE": "1"}
 
 
+def _script(name, *args, **kwargs):
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / name), *map(str, args)], env=ENV, text=True, **kwargs)
+
+
 def _train(args, **kwargs):
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), *args], env=ENV, text=True, **kwargs)
+    return _script("train.py", *args, **kwargs)
+
+
+def _test_memes(test: Path) -> str:
+    """Code that reads the demo test release into ``memes`` (for a fresh process)."""
+    return textwrap.dedent(f"""
+        import csv, json
+        from transformers import pipeline
+        import hf_memotion
+        test = {str(test)!r}
+        rows = list(csv.DictReader(open(test + "/2000_testdata.csv", encoding="utf-8")))
+        texts = [r["corrected_text"] or r["OCR_extracted_text"] for r in rows]
+        memes = [{{"image": test + "/2000_data/" + r["Image_name"], "text": t}} for r, t in zip(rows, texts)]
+    """)
 
 
 @pytest.mark.slow
@@ -68,14 +85,7 @@ def test_demo_run_beats_single_modalities_and_its_pipeline_matches_the_report(tm
     assert "The scores are calibrated probabilities" in card.text and "| humour | " in card.text
     assert ModelCard.load(tmp_path / "run" / "models" / "vision" / "model" / "README.md").data.eval_results
     # a fresh process: the pipeline's submission lines, scored with the metric, equal the report's numbers
-    code = textwrap.dedent(f"""
-        import csv, json
-        from transformers import pipeline
-        import hf_memotion
-        test = {str(tmp_path / "data" / "memotion_test_release")!r}
-        rows = list(csv.DictReader(open(test + "/2000_testdata.csv", encoding="utf-8")))
-        texts = [r["corrected_text"] or r["OCR_extracted_text"] for r in rows]
-        memes = [{{"image": test + "/2000_data/" + r["Image_name"], "text": t}} for r, t in zip(rows, texts)]
+    code = _test_memes(tmp_path / "data" / "memotion_test_release") + textwrap.dedent(f"""
         import torch
         exact = pipeline("meme-emotion", model={str(tmp_path / "run" / "ensemble")!r}, dtype=torch.float32)
         default = pipeline("meme-emotion", model={str(tmp_path / "run" / "ensemble")!r})  # dtype="auto"
@@ -112,34 +122,19 @@ def test_demo_run_beats_single_modalities_and_its_pipeline_matches_the_report(tm
         assert saved["bfloat16"]["passed"] == check["passed"]
     # the ensemble exported to ONNX gives the same answer.txt on the demo test release (issue 33)
     if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("skl2onnx"):
-        exported = subprocess.run(
-            [
-                sys.executable,
-                str(ROOT / "scripts" / "export_onnx.py"),
-                str(tmp_path / "run" / "ensemble"),
-                str(tmp_path / "onnx"),
-                "--int8",
-                "--held-out",
-                str(tmp_path / "data"),
-            ],
-            capture_output=True,
-            text=True,
-            env=ENV,
+        run = tmp_path / "run" / "ensemble"
+        exported = _script(
+            "export_onnx.py", run, tmp_path / "onnx", "--int8", "--held-out", tmp_path / "data", capture_output=True
         )
         assert exported.returncode == 0, exported.stderr[-3000:]
-        onnx_code = code.replace(
-            'exact = pipeline("meme-emotion", model='
-            + repr(str(tmp_path / "run" / "ensemble"))
-            + ", dtype=torch.float32)",
-            'exact = pipeline("meme-emotion", model='
-            + repr(str(tmp_path / "onnx"))
-            + ', dtype="float32", backend="onnx")',
-        )
-        assert onnx_code != code
+        onnx_code = _test_memes(tmp_path / "data" / "memotion_test_release") + textwrap.dedent(f"""
+            pipe = pipeline("meme-emotion", model={str(tmp_path / "onnx")!r}, dtype="float32", backend="onnx")
+            print(json.dumps([r["submission"] for r in pipe(memes, batch_size=8, decoding="independent")]))
+        """)
         onnx_out = subprocess.run(
             [sys.executable, "-c", onnx_code], capture_output=True, text=True, env=ENV, check=True
         )
-        onnx_lines = json.loads(onnx_out.stdout.strip().splitlines()[-1])[0]
+        onnx_lines = json.loads(onnx_out.stdout.strip().splitlines()[-1])
         assert onnx_lines == lines  # fp32 ONNX Runtime: PyTorch fp32's submission lines
         int8 = json.loads((tmp_path / "onnx" / "config.json").read_text())["onnx"]["int8"]
         assert int8["rows"] == report["n_test"] and set(int8["macro_f1_change"]) == {
@@ -148,21 +143,16 @@ def test_demo_run_beats_single_modalities_and_its_pipeline_matches_the_report(tm
             "subtask_c",
         }
     # the explanations, checked against the cues the demo data planted (the closing note's figures)
-    explained = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "scripts" / "explain.py"),
-            str(tmp_path / "run" / "ensemble"),
-            "--faithfulness",
-            str(tmp_path / "data"),
-            "--memes",
-            "50",
-            "--out",
-            str(tmp_path / "explain"),
-        ],
+    explained = _script(
+        "explain.py",
+        tmp_path / "run" / "ensemble",
+        "--faithfulness",
+        tmp_path / "data",
+        "--memes",
+        50,
+        "--out",
+        tmp_path / "explain",
         capture_output=True,
-        text=True,
-        env=ENV,
     )
     assert explained.returncode == 0, explained.stderr[-3000:]
     figures = json.loads((tmp_path / "explain" / "faithfulness.json").read_text())

@@ -40,7 +40,7 @@ from hf_memotion.explaining.shapley import member_shapley
 if TYPE_CHECKING:
     from hf_memotion.models.ensemble import MemotionEnsembleModel
 
-__all__ = ["ExplanationUnavailableError", "explain_memes", "heatmap_frame", "overlay_heatmap"]
+__all__ = ["ExplanationUnavailableError", "answering_heads", "explain_memes", "heatmap_frame", "overlay_heatmap"]
 
 
 class ExplanationUnavailableError(RuntimeError):
@@ -85,12 +85,15 @@ def overlay_heatmap(image: Image.Image, heatmap: np.ndarray, *, floor: float = 0
     return Image.fromarray(np.clip(np.rint(lit), 0, 255).astype(np.uint8))
 
 
-def _is_quantized(model: torch.nn.Module) -> bool:
-    return any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in model.modules())
+def answering_heads(entry: Mapping[str, Any], problems: Sequence[str]) -> dict[str, str]:
+    """Problem -> the head of a base model (its ensemble entry) that answers it (an alias reads another's head).
 
-
-def _heads(entry: Mapping[str, Any], problems: Sequence[str]) -> dict[str, str]:
-    """Problem -> the head of this member that answers it (an alias reads another problem's head)."""
+    Examples:
+        >>> entry = {"problems": ["motivational", "motivational_intensity"],
+        ...          "aliases": {"motivational_intensity": "motivational"}}
+        >>> answering_heads(entry, ["motivational_intensity", "humour"])
+        {'motivational_intensity': 'motivational'}
+    """
     aliases = entry.get("aliases") or {}
     return {p: aliases.get(p, p) for p in problems if p in entry["problems"]}
 
@@ -99,7 +102,7 @@ def _visual_heatmaps(ensemble, entry, images, answers, problems) -> dict[str, np
     """Problem -> ``(n, h, w)`` heat maps of one visual member, each in its image's frame."""
     name = entry["name"]
     model, processor = ensemble.base_models[name], ensemble.preprocessors[name]
-    heads = _heads(entry, problems)
+    heads = answering_heads(entry, problems)
     pixel_values = processor(list(images), ten_crop=False)["pixel_values"].to(model.device, model.dtype)
     rows = torch.arange(len(images), device=model.device)
 
@@ -169,12 +172,12 @@ def explain_memes(
                     meme[problem]["heatmaps"][name] = heatmap
             continue
         model, tokenizer = ensemble.base_models[name], ensemble.preprocessors[name]
-        if _is_quantized(model):
+        if getattr(model, "quantized", False):  # set by optimize_for_inference(quantize_text=True)
             raise ExplanationUnavailableError(
                 f"base model {name!r} is quantized to int8 and has no gradients to explain; load the ensemble "
                 "without quantize_text=True to explain its answers"
             )
-        heads = _heads(entry, problems)
+        heads = answering_heads(entry, problems)
         max_length = int(getattr(model.config, "max_length", 128))
         for i, (meme, text) in enumerate(zip(out, texts, strict=True)):
             targets = {p: (h, int(answers[p][i])) for p, h in heads.items()}

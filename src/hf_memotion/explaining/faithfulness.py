@@ -39,7 +39,7 @@ import torch
 
 from hf_memotion.data.demo import EMOTION_WORDS, MARKER_CORNERS, SENTIMENT_WORDS
 from hf_memotion.data.images import load_rgb_image
-from hf_memotion.explaining.explanations import heatmap_frame
+from hf_memotion.explaining.explanations import answering_heads, heatmap_frame
 from hf_memotion.tasks import EMOTIONS
 
 __all__ = [
@@ -101,52 +101,88 @@ def _cells(size: int, grid: int = GRID) -> list[tuple[slice, slice]]:
     return [(slice(edges[r], edges[r + 1]), slice(edges[c], edges[c + 1])) for r in range(grid) for c in range(grid)]
 
 
-def _member_probability(model, problem_head: str, label: int, **inputs) -> np.ndarray:
+def _probabilities(model, **inputs) -> dict[str, np.ndarray]:
     with torch.no_grad():
-        logits = model(**inputs).problem_logits[problem_head]
-    return logits.float().softmax(-1)[:, label].cpu().numpy()
+        return model(**inputs).problem_probabilities()
 
 
-def _visual_deletion(model, processor, image, heatmap, head, label, rng) -> tuple[float, float]:
-    """(drop when the most-heated cells are filled, mean drop over random cells) of one visual answer."""
+def _visual_records(model, processor, image, entry, explanation, rng) -> list[dict[str, Any]]:
+    """One record per answer of a visual model: its planted-quadrant share (emotions) and its deletion drops.
+
+    The image is preprocessed once, and every answer's deletions (the top cells, then each random draw) run in one
+    forward with the original crop.
+    """
     pixels = processor([image], ten_crop=False)["pixel_values"].to(model.device, model.dtype)
     crop = processor.crop_size
     _, _, top, left = heatmap_frame(image.size, processor.resize_size, crop)
-    cam = heatmap[top : top + crop, left : left + crop]
     cells = _cells(crop)
-    mass = np.array([cam[rows, cols].sum() for rows, cols in cells])
     fill = pixels.mean(dim=(2, 3), keepdim=True)
 
     def filled(chosen: Iterable[int]) -> torch.Tensor:
         out = pixels.clone()
         for index in chosen:
             rows, cols = cells[index]
-            out[..., rows, cols] = fill[..., 0:1, 0:1]
+            out[..., rows, cols] = fill
         return out
 
-    draws = [rng.choice(len(cells), DELETED_CELLS, replace=False) for _ in range(RANDOM_DRAWS)]
-    batch = torch.cat([pixels, filled(np.argsort(-mass, kind="stable")[:DELETED_CELLS]), *map(filled, draws)])
-    probability = _member_probability(model, head, label, pixel_values=batch)
-    return float(probability[0] - probability[1]), float(np.mean(probability[0] - probability[2:]))
+    heads = answering_heads(entry, list(explanation))
+    records, batches = [], [pixels]
+    for problem in heads:
+        heatmap = explanation[problem]["heatmaps"][entry["name"]]
+        cam = heatmap[top : top + crop, left : left + crop]
+        mass = np.array([cam[rows, cols].sum() for rows, cols in cells])
+        draws = [rng.choice(len(cells), DELETED_CELLS, replace=False) for _ in range(RANDOM_DRAWS)]
+        batches += [filled(np.argsort(-mass, kind="stable")[:DELETED_CELLS]), *map(filled, draws)]
+        emotion = _emotion(problem)
+        share = None
+        if emotion is not None and heatmap.sum() > 0:
+            column, row = MARKER_CORNERS[emotion]
+            share = float(quadrant_shares(heatmap)[row, column])
+        records.append({"problem": problem, "share": share})
+    found = _probabilities(model, pixel_values=torch.cat(batches))
+    per_answer = 1 + RANDOM_DRAWS
+    for k, record in enumerate(records):
+        problem = record["problem"]
+        label = model.config.problem_labels[heads[problem]].index(explanation[problem]["label"])
+        probability = found[heads[problem]][:, label]
+        deleted = probability[1 + k * per_answer : 1 + (k + 1) * per_answer]
+        record["drop_top"] = float(probability[0] - deleted[0])
+        record["drop_random"] = float(np.mean(probability[0] - deleted[1:]))
+    return records
 
 
-def _text_deletion(model, tokenizer, words, head, label, max_length) -> tuple[float, float] | None:
-    """(drop when the most attributed word is deleted, mean drop over deleting each word) of one textual answer."""
+def _text_records(model, tokenizer, entry, explanation) -> list[dict[str, Any]]:
+    """One record per answer of a textual model: its cue word's rank and its deletion drops.
+
+    The text with each word deleted in turn runs once for every answer (the words are the same for all of them).
+    """
     from hf_memotion.models.text.preprocessing import encode_texts
 
-    if len(words) < 2:
-        return None
-    texts = [" ".join(w for w, _ in words)]
-    texts += [" ".join(w for j, (w, _) in enumerate(words) if j != i) for i in range(len(words))]
-    encoded = tokenizer.pad(encode_texts(tokenizer, texts, max_length), padding_side="right", return_tensors="pt")
-    inputs = {k: v.to(model.device) for k, v in encoded.items() if k in ("input_ids", "attention_mask")}
-    probability = _member_probability(model, head, label, **inputs)
-    top = int(np.argmax([a for _, a in words]))
-    drops = probability[0] - probability[1:]
-    return float(drops[top]), float(drops.mean())
+    heads = answering_heads(entry, list(explanation))
+    words = [w for w, _ in next(iter(explanation.values()))["words"][entry["name"]]]
+    found = None
+    if len(words) >= 2:
+        texts = [" ".join(words)] + [" ".join(w for j, w in enumerate(words) if j != i) for i in range(len(words))]
+        max_length = int(getattr(model.config, "max_length", 128))
+        encoded = tokenizer.pad(encode_texts(tokenizer, texts, max_length), padding_side="right", return_tensors="pt")
+        found = _probabilities(
+            model, **{k: v.to(model.device) for k, v in encoded.items() if k in ("input_ids", "attention_mask")}
+        )
+    records = []
+    for problem, head in heads.items():
+        attributions = [(w, a) for w, a in explanation[problem]["words"][entry["name"]]]
+        record = {"problem": problem, "rank": cue_rank(attributions, cue_words(problem))}
+        if found is not None:
+            label = model.config.problem_labels[head].index(explanation[problem]["label"])
+            drops = found[head][0, label] - found[head][1:, label]
+            record["drop_top"] = float(drops[int(np.argmax([a for _, a in attributions]))])
+            record["drop_random"] = float(drops.mean())
+        records.append(record)
+    return records
 
 
-def _mean(values: list[float]) -> float | None:
+def _mean(values: Iterable[float]) -> float | None:
+    values = list(values)
     return float(np.mean(values)) if values else None
 
 
@@ -183,72 +219,47 @@ def demo_faithfulness(
     answers = pipe(memes, batch_size=batch_size, explain=True)
     ensemble = pipe.model
     rng = np.random.default_rng(seed)
-    visual: dict[str, dict[str, list]] = {}
-    textual: dict[str, dict[str, list]] = {}
+    records: dict[str, list[dict[str, Any]]] = {e["name"]: [] for e in ensemble.config.base_models}
     for meme, answer in zip(memes, answers, strict=True):
         picture = load_rgb_image(meme["image"])
-        for problem, explanation in answer["explanation"].items():
-            label = ensemble.config.problem_labels[problem].index(explanation["label"])
-            for entry in ensemble.config.base_models:
-                name, head = entry["name"], (entry.get("aliases") or {}).get(problem, problem)
-                model = ensemble.base_models[name]
-                if name in explanation["heatmaps"]:
-                    figures = visual.setdefault(
-                        name, {"planted": [], "random": [], "top": [], "random_cells": [], "problems": {}}
-                    )
-                    heatmap = explanation["heatmaps"][name]
-                    emotion = _emotion(problem)
-                    if emotion is not None and heatmap.sum() > 0:
-                        shares = quadrant_shares(heatmap)
-                        column, row = MARKER_CORNERS[emotion]
-                        figures["planted"].append(shares[row, column])
-                        figures["random"].append((1.0 - shares[row, column]) / 3.0)
-                        figures["problems"].setdefault(problem, []).append(shares[row, column])
-                    processor = ensemble.preprocessors[name]
-                    top, random = _visual_deletion(model, processor, picture, heatmap, head, label, rng)
-                    figures["top"].append(top)
-                    figures["random_cells"].append(random)
-                if name in explanation["words"]:
-                    figures = textual.setdefault(
-                        name, {"rank": [], "first": [], "first_chance": [], "top": [], "random_word": []}
-                    )
-                    words = [(w, a) for w, a in explanation["words"][name]]
-                    ranked = cue_rank(words, cue_words(problem))
-                    if ranked is not None:
-                        figures["rank"].append(ranked[0])
-                        figures["first"].append(float(ranked[0] == 0.0))
-                        figures["first_chance"].append(1.0 / ranked[1])
-                    max_length = int(getattr(model.config, "max_length", 128))
-                    deleted = _text_deletion(model, ensemble.preprocessors[name], words, head, label, max_length)
-                    if deleted is not None:
-                        figures["top"].append(deleted[0])
-                        figures["random_word"].append(deleted[1])
-    return {
-        "memes": len(memes),
-        "visual": {
-            name: {
-                "planted_share": _mean(f["planted"]),
-                "random_region_share": _mean(f["random"]),
-                "answers_measured": len(f["planted"]),
-                "planted_share_per_problem": {p: _mean(v) for p, v in f["problems"].items()},
-                "deletion_drop": _mean(f["top"]),
-                "random_deletion_drop": _mean(f["random_cells"]),
+        for entry in ensemble.config.base_models:
+            model, prep = ensemble.base_models[entry["name"]], ensemble.preprocessors[entry["name"]]
+            if entry["modality"] == "vision":
+                found = _visual_records(model, prep, picture, entry, answer["explanation"], rng)
+            else:
+                found = _text_records(model, prep, entry, answer["explanation"])
+            records[entry["name"]] += found
+    visual, textual = {}, {}
+    for entry in ensemble.config.base_models:
+        rows = records[entry["name"]]
+        deleted = [r for r in rows if "drop_top" in r]
+        drops = {
+            "deletion_drop": _mean(r["drop_top"] for r in deleted),
+            "random_deletion_drop": _mean(r["drop_random"] for r in deleted),
+        }
+        if entry["modality"] == "vision":
+            shared = [r for r in rows if r["share"] is not None]
+            problems = dict.fromkeys(r["problem"] for r in shared)
+            visual[entry["name"]] = {
+                "planted_share": _mean(r["share"] for r in shared),
+                "random_region_share": _mean((1.0 - r["share"]) / 3.0 for r in shared),  # the other quadrants' mean
+                "answers_measured": len(shared),
+                "planted_share_per_problem": {
+                    p: _mean(r["share"] for r in shared if r["problem"] == p) for p in problems
+                },
+                **drops,
             }
-            for name, f in visual.items()
-        },
-        "textual": {
-            name: {
-                "cue_rank": _mean(f["rank"]),
+        else:
+            ranked = [r["rank"] for r in rows if r["rank"] is not None]
+            textual[entry["name"]] = {
+                "cue_rank": _mean(rank for rank, _ in ranked),
                 "cue_rank_chance": 0.5,
-                "cue_first": _mean(f["first"]),
-                "cue_first_chance": _mean(f["first_chance"]),
-                "answers_measured": len(f["rank"]),
-                "deletion_drop": _mean(f["top"]),
-                "random_deletion_drop": _mean(f["random_word"]),
+                "cue_first": _mean(float(rank == 0.0) for rank, _ in ranked),
+                "cue_first_chance": _mean(1.0 / words for _, words in ranked),
+                "answers_measured": len(ranked),
+                **drops,
             }
-            for name, f in textual.items()
-        },
-    }
+    return {"memes": len(memes), "visual": visual, "textual": textual}
 
 
 def format_faithfulness(figures: Mapping[str, Any]) -> str:

@@ -27,6 +27,7 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -71,7 +72,7 @@ class WordAttributions:
 
 
 def _no_cudnn(device: torch.device):
-    return torch.backends.cudnn.flags(enabled=False) if device.type == "cuda" else torch.enable_grad()
+    return torch.backends.cudnn.flags(enabled=False) if device.type == "cuda" else contextlib.nullcontext()
 
 
 def integrated_gradients(

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hf_memotion.models.ensemble.stacking import ProblemStacker
+from hf_memotion.models.ensemble.stacking import ProblemStacker, feature_blocks
 
 __all__ = ["MAX_MEMBERS", "Contributions", "member_shapley"]
 
@@ -115,10 +115,10 @@ def member_shapley(
     out = {}
     for problem, chosen in answers.items():
         stacker = stackers[problem]
-        blocks: dict[str, np.ndarray] = {}
-        for block in stacker.feature_order:
-            model, _, other = block.partition(":") if block not in stacker.model_order else (block, "", problem)
-            blocks[block] = np.asarray(base[model][other or problem], dtype=np.float64)
+        blocks = {
+            b: np.asarray(v, dtype=np.float64)
+            for b, v in feature_blocks(problem, stacker.feature_order, stacker.model_order, base).items()
+        }
         members = list(dict.fromkeys(_owner(b, stacker.model_order) for b in stacker.feature_order))
         if len(members) > MAX_MEMBERS:
             raise ValueError(f"{problem}: {len(members)} members; exact Shapley values stop at {MAX_MEMBERS}")
@@ -132,9 +132,8 @@ def member_shapley(
             filled[block] = np.concatenate(
                 [values if flags[member] else np.broadcast_to(background, values.shape) for flags in coalitions]
             )
-        own = {m: filled[m] for m in stacker.model_order}
-        extra = {b: v for b, v in filled.items() if b not in own}
-        probabilities = stacker.predict_proba(own, extra, calibrated=calibrated).reshape(len(coalitions), rows, -1)
+        own = {m: filled.pop(m) for m in stacker.model_order}
+        probabilities = stacker.predict_proba(own, filled, calibrated=calibrated).reshape(len(coalitions), rows, -1)
         value = probabilities[:, np.arange(rows), chosen]  # (sets, memes)
         index = {flags: i for i, flags in enumerate(coalitions)}
         n = len(members)

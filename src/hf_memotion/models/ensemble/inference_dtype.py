@@ -234,6 +234,41 @@ def _probability_pairs(processor: Any, name: str, model: torch.nn.Module, low: t
     return found, (first[0], first[1])
 
 
+def held_out_change(
+    finals: Mapping[str, Mapping[str, np.ndarray]], labels: Mapping[str, np.ndarray], lower: str
+) -> dict[str, Any]:
+    """Each subtask's held-out macro-F1 in fp32 and in a lower precision, the change, and the verdict.
+
+    Args:
+        finals: ``{"float32": {problem: probabilities}, lower: {...}}``, the ensemble's final probabilities.
+        labels: Problem -> gold class ids.
+        lower: The key of the lower precision (``"bfloat16"``, ``"int8"``).
+
+    Returns:
+        ``{"macro_f1": {precision: {subtask: F1}}, "macro_f1_change": {subtask: change}, "passed"}``; ``passed``
+        when no subtask moved by more than :data:`DTYPE_TOLERANCE`.
+
+    Examples:
+        >>> from hf_memotion.tasks import PROBLEM_NAMES
+        >>> same = {p: np.eye(2 if p != "sentiment" else 3)[[0, 1]] for p in PROBLEM_NAMES}
+        >>> labels = {p: np.array([0, 1]) for p in PROBLEM_NAMES}
+        >>> held_out_change({"float32": same, "int8": same}, labels, "int8")["passed"]
+        True
+    """
+    from hf_memotion.metrics import memotion_scores
+
+    scores = {
+        key: {k: v for k, v in memotion_scores({p: f[p].argmax(-1) for p in f}, labels).items() if k in SUBTASK_KEYS}
+        for key, f in finals.items()
+    }
+    change = {k: scores[lower][k] - scores["float32"][k] for k in scores["float32"]}
+    return {
+        "macro_f1": scores,
+        "macro_f1_change": change,
+        "passed": all(abs(v) <= DTYPE_TOLERANCE for v in change.values()),
+    }
+
+
 def check_inference_dtype(
     ensemble: MemotionEnsembleModel,
     data: datasets.Dataset,
@@ -271,7 +306,6 @@ def check_inference_dtype(
         raise ValueError(f"check_dtype needs labelled memes: the data lacks column(s) {missing}")
     if len(data) == 0:
         raise ValueError("check_dtype needs at least one labelled meme")
-    from hf_memotion.metrics import memotion_scores
 
     reference: dict[str, dict[str, np.ndarray]] = {}
     lowered: dict[str, dict[str, np.ndarray]] = {}
@@ -302,12 +336,7 @@ def check_inference_dtype(
         "float32": combine_stackers(ensemble.stackers, reference),
         _dtype_name(dtype): combine_stackers(ensemble.stackers, lowered),
     }
-    scores = {
-        key: {k: v for k, v in memotion_scores({p: f[p].argmax(-1) for p in f}, labels).items() if k in SUBTASK_KEYS}
-        for key, f in finals.items()
-    }
-    low_scores, fp32_scores = scores[_dtype_name(dtype)], scores["float32"]
-    change = {k: low_scores[k] - fp32_scores[k] for k in fp32_scores}
+    verdict = held_out_change(finals, labels, _dtype_name(dtype))
     largest = max(
         [float(np.abs(finals[_dtype_name(dtype)][p] - finals["float32"][p]).max()) for p in finals["float32"]]
         + [float(np.abs(lowered[m][p] - reference[m][p]).max()) for m in reference for p in reference[m]]
@@ -316,10 +345,8 @@ def check_inference_dtype(
         "dtype": _dtype_name(dtype),
         "rows": len(data),
         "device": ",".join(sorted(devices)),
-        "macro_f1": scores,
-        "macro_f1_change": change,
+        **verdict,
         "max_probability_change": largest,
-        "passed": all(abs(v) <= DTYPE_TOLERANCE for v in change.values()),
         "speed": {
             "+".join(sorted({d.split(":")[0] for d in devices})): _speed_record(
                 seconds, dtype, min(batch_size, len(data))

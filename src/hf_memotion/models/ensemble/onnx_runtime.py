@@ -47,7 +47,7 @@ from hf_memotion.io_utils import staged_folder
 from hf_memotion.models.ensemble.calibration import ProblemCalibration
 from hf_memotion.models.ensemble.configuration_memotion_ensemble import MemotionEnsembleConfig
 from hf_memotion.models.ensemble.inference_dtype import DTYPE_MIN_SPEEDUP
-from hf_memotion.models.ensemble.stacking import with_aliases
+from hf_memotion.models.ensemble.stacking import feature_blocks, with_aliases
 
 __all__ = ["ONNX_DTYPES", "OnnxMemotionEnsemble", "resolve_onnx_precision"]
 
@@ -244,14 +244,8 @@ class OnnxMemotionEnsemble:
         """Final class probabilities per problem: each problem's meta-estimator graph, then its calibration."""
         out = {}
         for problem, entry in self.config.meta.items():
-            blocks = []
-            for block in entry["feature_order"]:
-                if block in entry["model_order"]:
-                    blocks.append(base[block][problem])
-                else:
-                    model, _, other = block.partition(":")
-                    blocks.append(base[model][other])
-            matrix = np.hstack([np.asarray(b, dtype=np.float64) for b in blocks])
+            blocks = feature_blocks(problem, entry["feature_order"], entry["model_order"], base)
+            matrix = np.hstack([np.asarray(b, dtype=np.float64) for b in blocks.values()])
             session = self.meta_sessions[problem]
             kind = session.get_inputs()[0].type
             feeds = {"X": matrix.astype(np.float32 if kind == "tensor(float)" else np.float64)}

@@ -350,6 +350,32 @@ def with_aliases(probabilities: Mapping[str, np.ndarray], aliases: Mapping[str, 
     return {**probabilities, **{alias: probabilities[target] for alias, target in (aliases or {}).items()}}
 
 
+def feature_blocks(
+    problem: str,
+    feature_order: Sequence[str],
+    model_order: Sequence[str],
+    base: Mapping[str, Mapping[str, np.ndarray]],
+) -> dict[str, np.ndarray]:
+    """A problem's meta-estimator inputs, block by block in ``feature_order``, from the base models' probabilities.
+
+    A block named after a model of ``model_order`` is that model's probabilities for ``problem``; a block
+    ``"<model>:<other problem>"`` (``features="all"``) is that model's for the other problem.
+
+    Examples:
+        >>> base = {"a": {"humour": np.ones((1, 2)), "sarcasm": np.zeros((1, 2))}}
+        >>> sorted(feature_blocks("humour", ["a", "a:sarcasm"], ["a"], base))
+        ['a', 'a:sarcasm']
+    """
+    out = {}
+    for block in feature_order:
+        if block in model_order:
+            out[block] = base[block][problem]
+        else:
+            model_name, _, other = block.partition(":")
+            out[block] = base[model_name][other]
+    return out
+
+
 def combine_stackers(
     stackers: Mapping[str, ProblemStacker], base: Mapping[str, Mapping[str, np.ndarray]], *, calibrated: bool = True
 ) -> dict[str, np.ndarray]:
@@ -369,11 +395,7 @@ def combine_stackers(
     """
     out = {}
     for problem, stacker in stackers.items():
-        own = {name: base[name][problem] for name in stacker.model_order}
-        extra = {}
-        for block in stacker.feature_order:
-            if block not in own:
-                model_name, _, other = block.partition(":")
-                extra[block] = base[model_name][other]
-        out[problem] = stacker.predict_proba(own, extra, calibrated=calibrated)
+        blocks = feature_blocks(problem, stacker.feature_order, stacker.model_order, base)
+        own = {name: blocks.pop(name) for name in stacker.model_order}
+        out[problem] = stacker.predict_proba(own, blocks, calibrated=calibrated)
     return out

@@ -45,7 +45,7 @@ from hf_memotion.data.ocr import OCRTimeoutError, OCRUnavailableError, read_meme
 from hf_memotion.decoding import joint_weights
 from hf_memotion.explaining import overlay_heatmap
 from hf_memotion.pipelines import MemeEmotionPipeline, MemeInputError
-from hf_memotion.tasks import EMOTIONS, PROBLEM_NAMES, get_problem
+from hf_memotion.tasks import EMOTIONS, MODALITY_LABELS, PROBLEM_NAMES, get_problem
 
 logger = logging.getLogger("hf_memotion.space")
 
@@ -193,7 +193,7 @@ def contribution_chart(output: dict[str, Any]) -> Figure:
     """
     final = final_scores(output)
     answers = served_answers(output)
-    sources = {**{f"{m} models": s for m, s in output["modalities"].items()}, "ensemble": final}
+    sources = {**{f"{MODALITY_LABELS.get(m, m)} models": s for m, s in output["modalities"].items()}, "ensemble": final}
     figure = Figure(figsize=(7.5, 4.8), layout="constrained")
     axes = figure.subplots()
     height = 0.8 / len(sources)

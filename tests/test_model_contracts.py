@@ -17,6 +17,7 @@ import torch
 from transformers import BertConfig
 
 import hf_memotion  # noqa: F401
+from hf_memotion.models.multimodal import MemotionMultimodalConfig, MemotionMultimodalForClassification
 from hf_memotion.models.text import MemotionTextConfig, MemotionTextForSequenceClassification
 from hf_memotion.models.vise import ViseConfig, ViseForImageClassification, ViseModel
 from hf_memotion.models.vision import MemotionVisionConfig, MemotionVisionForImageClassification
@@ -61,10 +62,20 @@ def _classifiers():
     )
     vise = ViseForImageClassification(ViseConfig(architecture="test_resnet", num_labels=3))
     images = {"pixel_values": torch.rand(4, 3, 32, 32)}
-    return [(_text(), _text_batch()), (vision, images), (vise, images)]
+    joint = MemotionMultimodalForClassification(
+        MemotionMultimodalConfig(
+            vision_config={"model_type": "memotion_vision", "architecture": "test_resnet"},
+            text_config=_text().config.text_config,
+            problems=["sentiment"],
+            class_weights=WEIGHTS,
+            projection_dim=4,
+            ffn_size=8,
+        )
+    )
+    return [(_text(), _text_batch()), (vision, images), (vise, images), (joint, {**_text_batch(), **images})]
 
 
-@pytest.mark.parametrize("index", [0, 1, 2], ids=["text", "vision", "vise"])
+@pytest.mark.parametrize("index", [0, 1, 2, 3], ids=["text", "vision", "vise", "joint"])
 def test_a_loaded_classifier_computes_the_same_weighted_loss(tmp_path, index):
     model, batch = _classifiers()[index]
     model.eval()
@@ -154,8 +165,9 @@ def test_the_vise_classifier_honours_problem_type():
 def test_saved_folders_hold_no_code_and_loading_needs_only_the_package(tmp_path):
     from hf_memotion.models.vision import MemotionImageProcessor
 
-    text, vision, vise = (model for model, _ in _classifiers())
-    for name, model in {"text": text, "vision": vision, "vise": vise, "vise_backbone": ViseModel(vise.config)}.items():
+    text, vision, vise, joint = (model for model, _ in _classifiers())
+    models = {"text": text, "vision": vision, "vise": vise, "vise_backbone": ViseModel(vise.config), "joint": joint}
+    for name, model in models.items():
         model.save_pretrained(tmp_path / name)
         MemotionImageProcessor.from_timm("test_resnet").save_pretrained(tmp_path / name)
         assert not list((tmp_path / name).rglob("*.py")), name
@@ -168,10 +180,15 @@ def test_saved_folders_hold_no_code_and_loading_needs_only_the_package(tmp_path)
         from transformers import AutoModelForSequenceClassification, AutoModelForImageClassification
         print(type(AutoModelForSequenceClassification.from_pretrained({str(tmp_path / "text")!r})).__name__)
         print(type(AutoModelForImageClassification.from_pretrained({str(tmp_path / "vise")!r})).__name__)
+        print(type(AutoModelForSequenceClassification.from_pretrained({str(tmp_path / "joint")!r})).__name__)
     """)
     env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
     out = subprocess.run([sys.executable, "-c", fresh], capture_output=True, text=True, env=env, check=True).stdout
-    assert out.split() == ["MemotionTextForSequenceClassification", "ViseForImageClassification"]
+    assert out.split() == [
+        "MemotionTextForSequenceClassification",
+        "ViseForImageClassification",
+        "MemotionMultimodalForClassification",
+    ]
     # Without the package (its import blocked), transformers refuses the folder and runs nothing from it.
     blocked = textwrap.dedent(f"""
         import sys
@@ -186,7 +203,7 @@ def test_saved_folders_hold_no_code_and_loading_needs_only_the_package(tmp_path)
     assert "refused:" in out and "memotion_text" in out
 
 
-@pytest.mark.parametrize("index", [0, 1, 2], ids=["text", "vision", "vise"])
+@pytest.mark.parametrize("index", [0, 1, 2, 3], ids=["text", "vision", "vise", "joint"])
 def test_classifiers_load_in_another_dtype_and_with_a_device_map(tmp_path, index):
     model, batch = _classifiers()[index]
     model.save_pretrained(tmp_path)

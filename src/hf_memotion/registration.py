@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 MODEL_PACKAGES = (
     "hf_memotion.models.text",
     "hf_memotion.models.vision",
+    "hf_memotion.models.multimodal",
     "hf_memotion.models.vise",
     "hf_memotion.models.ensemble",
 )

@@ -1,4 +1,4 @@
-"""transformers' own common model and config tests (``ModelTesterMixin``, ``ConfigTester``) on our three families.
+"""transformers' own common model and config tests (``ModelTesterMixin``, ``ConfigTester``) on our four families.
 
 The upstream test files come from the installed transformers release's source distribution at test time
 (:mod:`tests.conformance.upstream`); only the tester classes below are ours. A skipped test names the reason
@@ -19,6 +19,11 @@ from transformers.testing_utils import CaptureLogger
 from transformers.utils import logging
 
 import hf_memotion  # noqa: F401  (registers the model families)
+from hf_memotion.models.multimodal import (
+    MemotionMultimodalConfig,
+    MemotionMultimodalForClassification,
+    MemotionMultimodalModel,
+)
 from hf_memotion.models.text import MemotionTextConfig, MemotionTextForSequenceClassification, MemotionTextModel
 from hf_memotion.models.vise import ViseConfig, ViseForImageClassification, ViseForPretraining, ViseModel
 from hf_memotion.models.vision import (
@@ -40,8 +45,12 @@ _NAME_MAPPINGS = {
         "memotion_text": "MemotionTextModel",
         "memotion_vision": "MemotionVisionModel",
         "vise": "ViseModel",
+        "memotion_multimodal": "MemotionMultimodalModel",
     },
-    "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES": {"memotion_text": "MemotionTextForSequenceClassification"},
+    "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES": {
+        "memotion_text": "MemotionTextForSequenceClassification",
+        "memotion_multimodal": "MemotionMultimodalForClassification",
+    },
     "MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES": {
         "memotion_vision": "MemotionVisionForImageClassification",
         "vise": "ViseForImageClassification",
@@ -256,4 +265,62 @@ class ViseModelTest(_ImageTests, unittest.TestCase):
         self.model_tester = ViseTester(self)
         self.config_tester = ConfigTester(
             self, config_class=ViseConfig, has_text_modality=False, common_properties=[], architecture="test_resnet"
+        )
+
+
+# ------------------------------------------------------------------------------------------------ multimodal
+
+
+class MultimodalTester(TextTester):
+    """A timm image encoder and a BERT text encoder: the inputs are the text's and ``pixel_values``."""
+
+    image_size = 32
+
+    def __init__(self, parent, batch_size=3, seq_length=7, vocab_size=99):
+        super().__init__(parent, batch_size, seq_length, vocab_size)
+        self.expected_num_hidden_layers = self.num_hidden_layers + 1  # the text encoder's embeddings and layers
+
+    def get_config(self) -> MemotionMultimodalConfig:
+        text = BertConfig(
+            vocab_size=self.vocab_size,
+            hidden_size=self.hidden_size,
+            num_hidden_layers=self.num_hidden_layers,
+            num_attention_heads=2,
+            intermediate_size=32,
+            max_position_embeddings=64,
+        )
+        return MemotionMultimodalConfig(
+            vision_config={"model_type": "memotion_vision", "architecture": "test_resnet"},
+            text_config=text,
+            problems=["sentiment"],
+            projection_dim=4,
+            ffn_size=10,
+            class_weights={"sentiment": [0.5, 1.0, 2.0]},
+        )
+
+    def prepare_config_and_inputs_for_common(self):
+        config, inputs = super().prepare_config_and_inputs_for_common()
+        inputs["pixel_values"] = floats_tensor([self.batch_size, 3, self.image_size, self.image_size])
+        return config, inputs
+
+
+class MemotionMultimodalModelTest(_OurTests, unittest.TestCase):
+    all_model_classes = (MemotionMultimodalModel, MemotionMultimodalForClassification)
+    has_attentions = False  # a joint model's attentions are its text encoder's (returned, not checked here again)
+
+    @unittest.skip(
+        reason="upstream calls the base model with input_ids alone; a joint model needs pixel_values too "
+        "(the heads' relabelling is test_can_load_ignoring_mismatched_shapes)"
+    )
+    def test_load_with_mismatched_shapes(self):
+        pass
+
+    def setUp(self):
+        self.model_tester = MultimodalTester(self)
+        self.config_tester = ConfigTester(
+            self,
+            config_class=MemotionMultimodalConfig,
+            has_text_modality=False,
+            common_properties=[],
+            problems=["humour"],
         )

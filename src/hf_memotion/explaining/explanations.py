@@ -171,6 +171,8 @@ def explain_memes(
                 for meme, heatmap in zip(out, maps, strict=True):
                     meme[problem]["heatmaps"][name] = heatmap
             continue
+        if entry["modality"] != "text":  # a joint member gets its Shapley share; heat maps and words are unimodal
+            continue
         model, tokenizer = ensemble.base_models[name], ensemble.preprocessors[name]
         if getattr(model, "quantized", False):  # set by optimize_for_inference(quantize_text=True)
             raise ExplanationUnavailableError(

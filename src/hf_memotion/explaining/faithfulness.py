@@ -226,8 +226,10 @@ def demo_faithfulness(
             model, prep = ensemble.base_models[entry["name"]], ensemble.preprocessors[entry["name"]]
             if entry["modality"] == "vision":
                 found = _visual_records(model, prep, picture, entry, answer["explanation"], rng)
-            else:
+            elif entry["modality"] == "text":
                 found = _text_records(model, prep, entry, answer["explanation"])
+            else:  # a joint member: its Shapley share is measured, its inputs are not attributed
+                continue
             records[entry["name"]] += found
     visual, textual = {}, {}
     for entry in ensemble.config.base_models:
@@ -249,7 +251,7 @@ def demo_faithfulness(
                 },
                 **drops,
             }
-        else:
+        elif entry["modality"] == "text":
             ranked = [r["rank"] for r in rows if r["rank"] is not None]
             textual[entry["name"]] = {
                 "cue_rank": _mean(rank for rank, _ in ranked),

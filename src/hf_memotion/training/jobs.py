@@ -53,19 +53,20 @@ class TrainingJob:
 
     Attributes:
         name: What the logs call it (``"bert-humour"``, ``"vision/lr_0.01"``).
-        modality: ``"text"`` or ``"vision"``.
+        modality: ``"text"``, ``"vision"`` or ``"multimodal"``.
         kind: ``"train"`` (a base model's folds, and its refit unless a search candidate) or ``"search"`` (an
             Optuna study).
         folder: The job's folder (its checkpoint).
         arguments: Keyword arguments of :attr:`function` (everything but the data and the folder).
         function: What runs it, ``function(data, folder, **arguments)``: a module-level function (a Ray worker
             receives it by name), :func:`~hf_memotion.training.text.train_text_classifier`,
-            :func:`~hf_memotion.training.vision.train_vision_classifier` or
+            :func:`~hf_memotion.training.vision.train_vision_classifier`,
+            :func:`~hf_memotion.training.multimodal.train_multimodal_classifier` or
             :func:`~hf_memotion.training.search.search_text_hyperparameters`; ``None``: only described.
     """
 
     name: str
-    modality: Literal["text", "vision"]
+    modality: Literal["text", "vision", "multimodal"]
     kind: Literal["train", "search"]
     folder: str
     arguments: dict[str, Any] = field(default_factory=dict)

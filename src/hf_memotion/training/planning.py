@@ -47,6 +47,7 @@ from typing import Any
 import torch
 
 from hf_memotion.benchmarking import count_flops
+from hf_memotion.models.towers import tower_config
 from hf_memotion.tasks import PROBLEM_NAMES
 from hf_memotion.training.pruning import selection_cost
 from hf_memotion.training.run_specs import EnsembleRunSpec, ModelEntry, expand_models
@@ -64,8 +65,9 @@ __all__ = [
 MEMOTION_ROWS = (6992, 1878)
 BYTES_PER_PARAMETER = 4  # weights are trained and saved in fp32 (bf16 is autocast)
 
-#: The paper's textual backbones by their published configs (their Hub repos' ``config.json``), so that ``--plan``
-#: needs no download; any other backbone's config is read from a folder or the Hugging Face cache.
+#: The paper's textual backbones, and the CLIP and SigLIP dual encoders of ``configs/modern.yaml``, by their published
+#: configs (their Hub repos' ``config.json``), so that ``--plan`` needs no download; any other backbone's config is
+#: read from a folder or the Hugging Face cache.
 PAPER_TEXT_BACKBONES: dict[str, dict[str, Any]] = {
     "bert-large-uncased": {
         "model_type": "bert",
@@ -99,6 +101,48 @@ PAPER_TEXT_BACKBONES: dict[str, dict[str, Any]] = {
         "n_layer": 24,
         "n_head": 16,
         "d_inner": 4096,
+    },
+    # the contrastive dual encoders of configs/modern.yaml: a textual member reads the text tower, a joint one both
+    "clip-vit-large-patch14": {
+        "model_type": "clip",
+        "projection_dim": 768,
+        "text_config": {
+            "vocab_size": 49408,
+            "hidden_size": 768,
+            "intermediate_size": 3072,
+            "num_hidden_layers": 12,
+            "num_attention_heads": 12,
+            "max_position_embeddings": 77,
+            "projection_dim": 768,
+        },
+        "vision_config": {
+            "hidden_size": 1024,
+            "intermediate_size": 4096,
+            "num_hidden_layers": 24,
+            "num_attention_heads": 16,
+            "image_size": 224,
+            "patch_size": 14,
+            "projection_dim": 768,
+        },
+    },
+    "siglip-base-patch16-224": {
+        "model_type": "siglip",
+        "text_config": {
+            "vocab_size": 32000,
+            "hidden_size": 768,
+            "intermediate_size": 3072,
+            "num_hidden_layers": 12,
+            "num_attention_heads": 12,
+            "max_position_embeddings": 64,
+        },
+        "vision_config": {
+            "hidden_size": 768,
+            "intermediate_size": 3072,
+            "num_hidden_layers": 12,
+            "num_attention_heads": 12,
+            "image_size": 224,
+            "patch_size": 16,
+        },
     },
 }
 
@@ -341,13 +385,18 @@ def count_step_flops(model: torch.nn.Module, inputs: Mapping[str, torch.Tensor],
 
 
 def _text_backbone_config(backbone: str, tiny: Mapping[str, Any] | None, notes: list[str]):
-    from transformers import CONFIG_MAPPING, AutoConfig
-
     if backbone.startswith("tiny:"):
         from hf_memotion.models.text.tiny import build_tiny_text_backbone
 
         corpus = [f"word{i}" for i in range(200)]  # the vocabulary's size only moves the (uncounted) embedding lookup
         return build_tiny_text_backbone(backbone[len("tiny:") :], corpus, **dict(tiny or {}))[0]
+    return tower_config(_published_config(backbone, notes, "text backbone"), "text")
+
+
+def _published_config(backbone: str, notes: list[str], role: str):
+    """A Hub model's config with no download where it can be: a folder, the cache, or :data:`PAPER_TEXT_BACKBONES`."""
+    from transformers import CONFIG_MAPPING, AutoConfig
+
     try:  # a local folder, or the Hugging Face cache: no network
         return AutoConfig.from_pretrained(backbone, local_files_only=True)
     except OSError:
@@ -363,7 +412,7 @@ def _text_backbone_config(backbone: str, tiny: Mapping[str, Any] | None, notes: 
         return AutoConfig.from_pretrained(backbone)
     except OSError:
         raise FileNotFoundError(
-            f"--plan: the config of text backbone {backbone!r} is neither a local folder nor in the Hugging Face "
+            f"--plan: the config of {role} {backbone!r} is neither a local folder nor in the Hugging Face "
             "cache, and it could not be downloaded; download it once (huggingface-cli download <id> config.json) "
             "or give a local folder (HF_HUB_OFFLINE=1 skips the Hub at once)"
         ) from None
@@ -390,6 +439,25 @@ def _build(entry: ModelEntry, problems: list[str], notes: list[str]) -> tuple[to
             MemotionVisionConfig(architecture=architecture, problems=problems, **model_fields)
         )
         return model, {"pixel_values": torch.zeros(2, 3, size, size)}, 10 if spec.ten_crop else 1
+    if spec.modality == "multimodal":
+        from hf_memotion.models.multimodal import (
+            MemotionMultimodalConfig,
+            MemotionMultimodalForClassification,
+            image_processor_for,
+        )
+
+        if spec.image_encoder is None:
+            vision = {"model_type": "memotion_vision", "architecture": spec.architecture}
+        else:
+            source = spec.backbone if spec.image_encoder == "dual" else spec.image_encoder
+            vision = tower_config(_published_config(source, notes, "image encoder"), "vision")
+        text = _text_backbone_config(spec.backbone, spec.tiny, notes)
+        config = MemotionMultimodalConfig(vision_config=vision, text_config=text, problems=problems, **model_fields)
+        size = image_processor_for(config.vision_config, **(spec.processor or {})).crop_size
+        model = MemotionMultimodalForClassification(config)
+        tokens = torch.ones(2, config.max_length, dtype=torch.long)
+        inputs = {"pixel_values": torch.zeros(2, 3, size, size), "input_ids": tokens, "attention_mask": tokens}
+        return model, inputs, 10 if spec.ten_crop else 1
     from hf_memotion.models.text import MemotionTextConfig, MemotionTextForSequenceClassification
 
     backbone = _text_backbone_config(spec.backbone, spec.tiny, notes)
@@ -408,8 +476,16 @@ def _count(entry: ModelEntry, problems: list[str], notes: list[str]) -> tuple[in
     """
     from torch._subclasses.fake_tensor import FakeTensorMode
 
-    with FakeTensorMode(allow_non_fake_inputs=True):
+    # built on the meta device (no memory; timm reads its stochastic-depth rates with .item(), which fake tensors
+    # refuse), then given fake CPU storage, so the forward and backward run under fake tensors as on real ones
+    with torch.device("meta"):
         model, inputs, crops = _build(entry, problems, notes)
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        model = model.to_empty(device="cpu")
+        inputs = {
+            k: torch.ones(v.shape, dtype=v.dtype) if not v.is_floating_point() else torch.zeros(v.shape, dtype=v.dtype)
+            for k, v in inputs.items()
+        }
         model.train()
         train = count_step_flops(model, inputs)
         model.eval()
@@ -455,6 +531,16 @@ def _held_out(spec: EnsembleRunSpec, n_train: int, n_test: int) -> tuple[int, in
         held = math.ceil(n_train * float(spec.holdout))
         return n_train - held, held
     return n_train, n_test
+
+
+def _encoders(spec: Any) -> str:
+    """What a plan row names as a model's network: the timm architecture, the text backbone, or both."""
+    if spec.modality == "vision":
+        return spec.architecture
+    if spec.modality == "multimodal":
+        image = spec.architecture if spec.image_encoder is None else spec.image_encoder
+        return f"{spec.backbone} (text + image)" if image == "dual" else f"{image} + {spec.backbone}"
+    return spec.backbone
 
 
 def _selection_budget(
@@ -522,7 +608,7 @@ def plan_training(config: Mapping[str, Any] | EnsembleRunSpec, *, source: str | 
                 name=entry.name,
                 modality=spec_.modality,
                 problems=entry.served_problems,
-                architecture=spec_.architecture if spec_.modality == "vision" else spec_.backbone,
+                architecture=_encoders(spec_),
                 parameters=parameters,
                 candidates=candidates,
                 trainings=planned[0],

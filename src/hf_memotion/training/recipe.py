@@ -50,7 +50,7 @@ from hf_memotion.models.ensemble.inference_dtype import auto_choice
 from hf_memotion.models.ensemble.stacking import META_METHODS, combine_stackers
 from hf_memotion.reporting.ensemble_report import plot_reliability, plot_scores, render_report
 from hf_memotion.specs import spec_to_dict
-from hf_memotion.tasks import PROBLEM_NAMES
+from hf_memotion.tasks import MODALITY_LABELS, PROBLEM_NAMES
 from hf_memotion.training.recipe_data import RecipeData
 from hf_memotion.training.run_specs import EnsembleRunSpec, expand_models
 from hf_memotion.training.runs import data_provenance
@@ -74,6 +74,12 @@ def _load_base(entry: Mapping[str, Any], folder: Path):
     """A saved base model and its tokenizer or image processor (``entry``: the ensemble config's, a mapping)."""
     if entry["modality"] == "text":
         return AutoModelForSequenceClassification.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+    if entry["modality"] == "multimodal":
+        from hf_memotion.models.multimodal import MemotionMultimodalProcessor
+
+        return AutoModelForSequenceClassification.from_pretrained(folder), MemotionMultimodalProcessor.from_pretrained(
+            folder
+        )
     return AutoModelForImageClassification.from_pretrained(folder), AutoImageProcessor.from_pretrained(folder)
 
 
@@ -188,7 +194,14 @@ def run_training(config: Mapping[str, Any] | EnsembleRunSpec, *, source: str | N
         covered = {p: y for p, y in train_labels.items() if any(p in oof[m] for m in members)}  # what it predicts
         stackers = fit_stackers({m: oof[m] for m in members}, covered, **stack_args)
         final = combine_stackers(stackers, {m: held_out[m] for m in members})
-        rows.append({"name": f"ensemble ({modality})", "modality": modality, "scores": _scores(final, test_labels)})
+        shown = MODALITY_LABELS.get(modality, modality)
+        rows.append({"name": f"ensemble ({shown})", "modality": modality, "scores": _scores(final, test_labels)})
+    if len(modalities) > 2 and "multimodal" in modalities:  # the same stacking without the joint members
+        members = [e.name for e in models if e.modality != "multimodal"]
+        stackers = fit_stackers({m: oof[m] for m in members}, train_labels, **stack_args)
+        final = combine_stackers(stackers, {m: held_out[m] for m in members})
+        scores = _scores(final, test_labels)
+        rows.append({"name": "ensemble (unimodal members)", "modality": "unimodal", "scores": scores})
     stackers = fit_stackers(oof, train_labels, **stack_args)
     uncalibrated = combine_stackers(stackers, held_out, calibrated=False)
     final = {p: stackers[p].calibration.apply(v) for p, v in uncalibrated.items()}  # what predict_proba gives

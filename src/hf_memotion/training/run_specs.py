@@ -44,7 +44,7 @@ __all__ = [
     "expand_models",
 ]
 
-MODALITIES = ("text", "vision")
+MODALITIES = ("text", "vision", "multimodal")
 LAYOUTS = ("multitask", "per_problem")
 #: Problems whose labels are the same: motivational is binary in subtask B and C (``share_motivational``).
 SHARED_PROBLEMS = {"motivational_intensity": "motivational"}
@@ -82,6 +82,7 @@ class SearchSpec:
 PRUNING_METHODS = {
     "vision": ("none", "successive_halving"),
     "text": ("none", "successive_halving", "hyperband", "median"),
+    "multimodal": ("none",),  # a joint member trains with its settings as given: nothing to select
 }
 
 
@@ -153,9 +154,13 @@ class BaseModelSpec:
 
     Attributes:
         name: The model's name (its folder under ``models/``; required in an ensemble config).
-        modality: ``"text"`` or ``"vision"``.
-        backbone: Text: ``"tiny:<family>"`` or a Hub id / folder.
-        architecture: Vision: any timm name (``"polynet"`` included).
+        modality: ``"text"``, ``"vision"`` or ``"multimodal"`` (a joint image-text model).
+        backbone: Text and multimodal: the text encoder, ``"tiny:<family>"`` or a Hub id / folder (a CLIP/SigLIP dual
+            encoder gives its text tower).
+        architecture: Vision and multimodal: the image network, any timm name (``"polynet"``, CLIP and SigLIP towers
+            such as ``"vit_large_patch14_clip_224.openai"`` included).
+        image_encoder: Multimodal: a transformers image tower by Hub id or folder instead of ``architecture`` (a
+            dual encoder's included), or ``"dual"``: the image tower of the dual encoder in ``backbone``.
         problems: Problems to predict (default: all nine).
         layout: ``"multitask"`` (one model, one forward pass for all problems) or ``"per_problem"`` (the paper's).
         training: :class:`ClassifierTrainingArguments` fields and any stock ``TrainingArguments`` field (``bf16``,
@@ -163,7 +168,8 @@ class BaseModelSpec:
             :data:`~hf_memotion.training.trainer.PAPER_VISION_TRAINING`); for vision a list as ``learning_rate``
             is the paper's grid (each value cross-validated, the best mean out-of-fold macro-F1 kept).
         search: Text: an Optuna search (:class:`SearchSpec`) run per problem before the model trains.
-        model: Fields of the model's config (``MemotionTextConfig`` or ``MemotionVisionConfig``).
+        model: Fields of the model's config (``MemotionTextConfig``, ``MemotionVisionConfig`` or
+            ``MemotionMultimodalConfig``).
         tiny: Sizes of a tiny text backbone.
         processor: Overrides of the visual processor (``crop_size``...).
         ten_crop: Ten-crop for the visual model's evaluation and predictions.
@@ -179,6 +185,7 @@ class BaseModelSpec:
     modality: str = "text"
     backbone: str = "tiny:bert"
     architecture: str = "test_resnet"
+    image_encoder: str | None = None
     problems: list[str] | None = None
     layout: str = "multitask"
     training: dict[str, Any] = field(default_factory=dict)
@@ -195,7 +202,9 @@ class BaseModelSpec:
 
     def __post_init__(self):
         if self.modality not in MODALITIES:
-            raise ValueError(f"model {self.name!r}: modality must be 'text' or 'vision', got {self.modality!r}")
+            raise ValueError(
+                f"model {self.name!r}: modality must be 'text', 'vision' or 'multimodal', got {self.modality!r}"
+            )
         if self.layout not in LAYOUTS:
             raise ValueError(f"model {self.name!r}: layout must be 'multitask' or 'per_problem', got {self.layout!r}")
         self.training = dict(self.training or {})
@@ -203,7 +212,7 @@ class BaseModelSpec:
         if grid and self.modality != "vision":
             raise ValueError(
                 f"model {self.name!r}: a list of learning rates is the visual grid; a text model "
-                "searches with 'search: {n_trials: N}' (the learning rate is in its space)"
+                "searches with 'search: {n_trials: N}' (the learning rate is in its space), a joint model takes one"
             )
         if grid and (not self.training["learning_rate"] or any(float(v) <= 0 for v in self.training["learning_rate"])):
             raise ValueError(
@@ -213,7 +222,13 @@ class BaseModelSpec:
         if self.search is not None and self.modality != "text":
             raise ValueError(
                 f"model {self.name!r}: 'search' is the textual models' Optuna search; a visual model "
-                "searches its learning rate from a list: training: {learning_rate: [...]}"
+                "searches its learning rate from a list: training: {learning_rate: [...]}; a joint model trains with "
+                "its training section as given"
+            )
+        if self.image_encoder is not None and self.modality != "multimodal":
+            raise ValueError(
+                f"model {self.name!r}: image_encoder is a joint model's transformers image tower; a visual model "
+                "names its timm network in 'architecture' (CLIP and SigLIP towers included)"
             )
         if self.pruning is not None:
             self.pruning.check(self.modality, self.name)
@@ -261,6 +276,17 @@ class BaseModelSpec:
         common = {"model_kwargs": self.model, "weighted_loss": self.weighted_loss}
         if self.modality == "text":
             return {"backbone": self.backbone, "tiny_kwargs": self.tiny, **common}
+        if self.modality == "multimodal":
+            return {
+                "architecture": self.architecture,
+                "image_encoder": self.image_encoder,
+                "backbone": self.backbone,
+                "tiny_kwargs": self.tiny,
+                "processor_kwargs": self.processor,
+                "ten_crop": self.ten_crop,
+                "pretrained": self.pretrained,
+                **common,
+            }
         return {
             "architecture": self.architecture,
             "processor_kwargs": self.processor,

@@ -151,7 +151,9 @@ def _load_run(
         from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification
 
         loader = (
-            AutoModelForSequenceClassification if metrics.get("modality") == "text" else AutoModelForImageClassification
+            AutoModelForSequenceClassification
+            if metrics.get("modality") in ("text", "multimodal")  # a joint model is found there too
+            else AutoModelForImageClassification
         )
         model = loader.from_pretrained(output / "model")
     folds = metrics.get("fold_metrics", [])

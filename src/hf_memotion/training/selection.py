@@ -45,6 +45,7 @@ import datasets
 from hf_memotion.distributed import process_state
 from hf_memotion.models.ensemble.stacking import with_aliases
 from hf_memotion.training.jobs import TrainingJob, run_jobs
+from hf_memotion.training.multimodal import train_multimodal_classifier
 from hf_memotion.training.pruning import halving_rungs, rung_training, survivors
 from hf_memotion.training.run_specs import JobsSpec, ModelEntry
 from hf_memotion.training.runs import ClassifierRunResult, load_finished_run
@@ -314,6 +315,9 @@ def model_job(
     if spec.modality == "vision":
         arguments["training"] = entry.training_arguments(**chosen)
         train = train_vision_classifier
+    elif spec.modality == "multimodal":
+        arguments["training"] = entry.training_arguments()
+        train = train_multimodal_classifier
     else:
         arguments["training"], arguments["model_kwargs"] = trial_settings(
             chosen, entry.training_arguments(), spec.model

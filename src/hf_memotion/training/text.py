@@ -26,6 +26,7 @@ from hf_memotion.models.heads import resolve_problem_labels
 from hf_memotion.models.text import MemotionTextConfig, MemotionTextForSequenceClassification
 from hf_memotion.models.text.preprocessing import prepare_text_dataset
 from hf_memotion.models.text.tiny import TINY_FAMILIES, build_tiny_text_backbone
+from hf_memotion.models.towers import tower_config
 from hf_memotion.tasks import PROBLEM_NAMES
 from hf_memotion.training.cross_validation import CrossValidator, FoldMonitor
 from hf_memotion.training.folds import class_weights
@@ -77,7 +78,7 @@ def load_text_backbone(
         if tokenizer.eos_token is None:
             raise ValueError(f"the tokenizer of {backbone} has neither a padding nor an end-of-text token")
         tokenizer.pad_token = tokenizer.eos_token
-    return AutoConfig.from_pretrained(backbone), tokenizer, backbone
+    return tower_config(AutoConfig.from_pretrained(backbone), "text"), tokenizer, backbone  # CLIP: its text tower
 
 
 def text_model_factory(

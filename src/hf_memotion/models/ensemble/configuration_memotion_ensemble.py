@@ -18,7 +18,7 @@ from hf_memotion.models.heads import resolve_problem_labels
 
 __all__ = ["BACKENDS", "MODALITIES", "MemotionEnsembleConfig"]
 
-MODALITIES = ("text", "vision")
+MODALITIES = ("text", "vision", "multimodal")
 #: How an ensemble folder is served: PyTorch models and skops files, or an exported ONNX folder.
 BACKENDS = ("pytorch", "onnx")
 
@@ -27,7 +27,7 @@ class MemotionEnsembleConfig(PretrainedConfig):
     r"""Configuration of a :class:`MemotionEnsembleModel`.
 
     Attributes:
-        base_models: One entry per base model: ``name``, ``modality`` (``"text"`` or ``"vision"``),
+        base_models: One entry per base model: ``name``, ``modality`` (``"text"``, ``"vision"`` or ``"multimodal"``),
             ``path`` (a subfolder of the ensemble), or ``path`` + ``revision`` (a Hub id pinned to a
             revision: referenced, not copied), and the ``problems`` it predicts; optionally ``aliases``,
             ``{problem: problem whose probabilities it reads}``, for problems with the same labels served by one head

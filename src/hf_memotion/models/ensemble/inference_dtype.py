@@ -318,7 +318,8 @@ def check_inference_dtype(
         else:
             model, prep = load(entry)
             model = model.eval().to(device or "cpu")
-            max_length = {name: int(getattr(model.config, "max_length", 128))} if entry["modality"] == "text" else {}
+            reads_text = entry["modality"] in ("text", "multimodal")
+            max_length = {name: int(getattr(model.config, "max_length", 128))} if reads_text else {}
             processor = MemeProcessor([entry], {name: prep}, max_length)
         if model.dtype != torch.float32:
             raise ValueError(f"check_dtype compares against fp32: base model {name!r} is {model.dtype}")

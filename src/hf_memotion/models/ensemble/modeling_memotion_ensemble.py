@@ -65,6 +65,7 @@ from hf_memotion.models.ensemble.stacking import (
     load_estimator,
     with_aliases,
 )
+from hf_memotion.models.multimodal import MemotionMultimodalProcessor
 from hf_memotion.models.onednn_linear import use_onednn_linear
 
 __all__ = [
@@ -406,6 +407,9 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
             if entry["modality"] == "text":
                 model = AutoModelForSequenceClassification.from_pretrained(source, **options)
                 prep = AutoTokenizer.from_pretrained(source)
+            elif entry["modality"] == "multimodal":  # a joint model: found where the textual members are
+                model = AutoModelForSequenceClassification.from_pretrained(source, **options)
+                prep = MemotionMultimodalProcessor.from_pretrained(source)
             else:
                 options.pop("attn_implementation", None)  # convolutional networks have no attention to choose
                 model = AutoModelForImageClassification.from_pretrained(source, **options)
@@ -599,7 +603,7 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
             max_lengths = {
                 e["name"]: int(getattr(self.base_models[e["name"]].config, "max_length", 128))
                 for e in self.config.base_models
-                if e["modality"] == "text"
+                if e["modality"] in ("text", "multimodal")
             }
             self._processor = MemeProcessor(self.config.base_models, self.preprocessors, max_lengths)
         return self._processor

@@ -257,6 +257,11 @@ def export_onnx(
     """
     for entry in ensemble.config.base_models:
         model = ensemble.base_models[entry["name"]]
+        if entry["modality"] not in ("text", "vision"):
+            raise ValueError(
+                f"base model {entry['name']!r} is a {entry['modality']} (joint) model, which the ONNX export does not "
+                "cover yet; serve this ensemble with the PyTorch backend"
+            )
         if getattr(model, "quantized", False):  # set by optimize_for_inference(quantize_text=True)
             raise ValueError(
                 f"base model {entry['name']!r} is int8-quantized in PyTorch; load it without quantize_text"

@@ -2,9 +2,10 @@
 
 Base models with the same preprocessing (the same tokenizer and ``max_length``, or the same image
 processor settings) share one tensor, so a meme is tokenized, resized and cropped once per distinct
-preprocessing. Keys are ``"<group>.<input name>"`` (e.g. ``"text.input_ids"``,
-``"vision.pixel_values"``), each with the memes on the first axis: the pipeline pads a batch of
-single-meme outputs with transformers' own collate function (``padding_value``/``padding_side``
+preprocessing. A joint (multimodal) member's processor counts as its two halves, each shared with the unimodal
+members that preprocess alike, so a meme is still tokenized and cropped once. Keys are ``"<group>.<input name>"``
+(e.g. ``"text.input_ids"``, ``"vision.pixel_values"``), each with the memes on the first axis: the pipeline pads a
+batch of single-meme outputs with transformers' own collate function (``padding_value``/``padding_side``
 below), and :meth:`MemeProcessor.model_inputs` puts each tokenizer's pad id back where that
 collate function padded with zeros.
 """
@@ -35,8 +36,9 @@ class MemeProcessor:
 
     Args:
         base_models: The ensemble's base model entries (``name``, ``modality``), in order.
-        preprocessors: Base model name -> its tokenizer (text) or image processor (vision).
-        max_lengths: Base model name -> the text model's ``max_length`` (text models only).
+        preprocessors: Base model name -> its tokenizer (text), image processor (vision) or
+            :class:`~hf_memotion.models.multimodal.MemotionMultimodalProcessor` (multimodal).
+        max_lengths: Base model name -> its ``max_length`` (text and multimodal models).
 
     Examples:
         >>> from PIL import Image
@@ -62,18 +64,25 @@ class MemeProcessor:
         max_lengths: Mapping[str, int] | None = None,
     ):
         max_lengths = dict(max_lengths or {})
-        self.group_of: dict[str, str] = {}
+        #: base model -> the groups its inputs come from (two for a joint model)
+        self.groups_of: dict[str, list[str]] = {}
         #: group -> (modality, preprocessor, max_length)
         self.groups: dict[str, tuple[str, Any, int | None]] = {}
         first_of: dict[str, str] = {}
         for entry in base_models:
             name, modality = entry["name"], entry["modality"]
             prep = preprocessors[name]
-            max_length = int(max_lengths.get(name, 128)) if modality == "text" else None
-            key = _group_key(modality, prep, max_length)
-            group = first_of.setdefault(key, name)  # a group is named after its first base model
-            self.group_of[name] = group
-            self.groups.setdefault(group, (modality, prep, max_length))
+            if modality == "multimodal":
+                parts = {f"{name}-text": ("text", prep.tokenizer), f"{name}-image": ("vision", prep.image_processor)}
+            else:
+                parts = {name: (modality, prep)}
+            self.groups_of[name] = []
+            for part, (part_modality, part_prep) in parts.items():
+                max_length = int(max_lengths.get(name, 128)) if part_modality == "text" else None
+                key = _group_key(part_modality, part_prep, max_length)
+                group = first_of.setdefault(key, part)  # a group is named after its first base model (or half)
+                self.groups_of[name].append(group)
+                self.groups.setdefault(group, (part_modality, part_prep, max_length))
 
     def __call__(
         self, images: Sequence[Any] | None = None, texts: Sequence[str] | None = None, *, ten_crop: bool = True
@@ -104,12 +113,14 @@ class MemeProcessor:
         self, batch: Mapping[str, torch.Tensor], name: str, device: torch.device | None = None, dtype=None
     ) -> dict[str, torch.Tensor]:
         """The inputs of base model ``name`` from a (possibly collated) batch, on ``device``; floats in ``dtype``."""
-        group = self.group_of[name]
-        modality, prep, _ = self.groups[group]
-        prefix = f"{group}."
-        inputs = {key[len(prefix) :]: value for key, value in batch.items() if key.startswith(prefix)}
-        if modality == "text" and prep.pad_token_id and "attention_mask" in inputs:
-            inputs["input_ids"] = inputs["input_ids"].masked_fill(inputs["attention_mask"] == 0, prep.pad_token_id)
+        inputs: dict[str, torch.Tensor] = {}
+        for group in self.groups_of[name]:
+            modality, prep, _ = self.groups[group]
+            prefix = f"{group}."
+            found = {key[len(prefix) :]: value for key, value in batch.items() if key.startswith(prefix)}
+            if modality == "text" and prep.pad_token_id and "attention_mask" in found:
+                found["input_ids"] = found["input_ids"].masked_fill(found["attention_mask"] == 0, prep.pad_token_id)
+            inputs.update(found)
         return {
             key: value.to(device=device, dtype=dtype if dtype is not None and value.is_floating_point() else None)
             for key, value in inputs.items()

@@ -13,7 +13,16 @@ __all__ = ["POOLING_BY_MODEL_TYPE", "MemotionTextConfig", "default_pooling"]
 
 #: Pooling the paper uses per backbone family (Section 4.3): the first ([CLS]) token for BERT-like
 #: encoders, the last non-padding token for GPT-2 and XLNet, max-pooling for Transformer-XL.
-POOLING_BY_MODEL_TYPE = {"xlnet": "last", "transfo-xl": "max", "transfo_xl": "max"}
+#: CLIP's and SigLIP's text towers summarise a text in its last token (CLIP's end-of-text token; SigLIP's pooler reads
+#: the last position), so the head pools there too.
+POOLING_BY_MODEL_TYPE = {
+    "xlnet": "last",
+    "transfo-xl": "max",
+    "transfo_xl": "max",
+    "clip_text_model": "last",
+    "siglip_text_model": "last",
+    "siglip2_text_model": "last",
+}
 POOLINGS = ("first", "last", "max")
 LSTM_IMPLEMENTATIONS = ("auto", "packed", "masked")
 

@@ -15,19 +15,18 @@ from __future__ import annotations
 import inspect
 import math
 import os
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
-from transformers import AutoModel, PreTrainedModel
+from transformers import PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.utils import can_return_tuple, is_tracing, logging
 
 from hf_memotion.cards import ModelCardMixin
-from hf_memotion.hub.connectivity import offline_if_unreachable
 from hf_memotion.models.heads import MemotionClassifierOutput, ProblemHeads, split_logits
 from hf_memotion.models.text.configuration_memotion_text import MemotionTextConfig
+from hf_memotion.models.towers import build_tower, load_tower
 
 logger = logging.get_logger(__name__)
 
@@ -180,7 +179,7 @@ class MemotionTextModel(MemotionTextPreTrainedModel):
 
     def __init__(self, config: MemotionTextConfig):
         super().__init__(config)
-        self.backbone = AutoModel.from_config(config.text_config)
+        self.backbone = build_tower(config.text_config)  # AutoModel maps no SigLIP tower
         hidden = config.text_config.hidden_size
         self.lstm = nn.LSTM(
             hidden,
@@ -358,24 +357,18 @@ class MemotionTextForSequenceClassification(MemotionTextPreTrainedModel):
     ) -> MemotionTextForSequenceClassification:
         """Build a classifier around a pre-trained backbone (a Hub id such as ``"bert-large-uncased"`` or a folder).
 
-        The backbone's weights are loaded with ``AutoModel.from_pretrained``; the BiLSTM, attention,
-        FFN and heads start fresh, as in the paper's fine-tuning.
+        A CLIP or SigLIP dual encoder (``"openai/clip-vit-large-patch14"``) gives its text tower.
+
+        The backbone's weights are loaded by its class's ``from_pretrained``
+        (:func:`~hf_memotion.models.towers.load_tower`); the BiLSTM, attention, FFN and heads start fresh, as in the
+        paper's fine-tuning.
 
         Args:
             backbone: Hub id or local folder of any transformers encoder or decoder.
             revision: Hub revision of the backbone.
             **config_kwargs: :class:`MemotionTextConfig` fields (``problems``, ``lstm_layers``, ...).
         """
-        offline = not Path(backbone).is_dir() and offline_if_unreachable()
-        try:
-            pretrained = AutoModel.from_pretrained(backbone, revision=revision)
-        except OSError as err:
-            if not offline:
-                raise
-            raise OSError(
-                f"text backbone {str(backbone)!r} is not a local folder and not in the Hugging Face cache, and the Hub "
-                f"cannot be reached: download it once with a network (hf download {backbone}) or give a local folder"
-            ) from err
+        pretrained = load_tower(backbone, "text", revision=revision)  # a dual encoder (CLIP, SigLIP): its text tower
         model = cls(MemotionTextConfig(text_config=pretrained.config, **config_kwargs))
         weights = {k: v for k, v in pretrained.state_dict().items() if not k.startswith("pooler.")}
         missing, unexpected = model.memotion_text.backbone.load_state_dict(weights, strict=False)

@@ -4,7 +4,7 @@ The demo and the tests cannot download BERT, GPT-2 or XLNet, so they build the s
 at toy size (a few thousand parameters per layer) and a tokenizer trained with the ``tokenizers``
 library on the training texts. Each family keeps its real conventions: ``[CLS] ... [SEP]`` for
 BERT, ``<s> ... </s>`` for RoBERTa, a trailing end-of-text token for GPT-2, ``... <sep> <cls>`` with
-left padding for XLNet.
+left padding for XLNet; ``clip`` and ``siglip`` build CLIP's and SigLIP's text towers the same way.
 
 Examples:
     >>> config, tokenizer = build_tiny_text_backbone("gpt2", ["when the exam is monday", "lol"])
@@ -43,6 +43,20 @@ _FAMILIES = {
         "template": ("$A <sep> <cls>", ["<sep>", "<cls>"]),
         "padding_side": "left",
     },
+    # CLIP's text tower: <|startoftext|> ... <|endoftext|>, the end-of-text token's state is the text's embedding
+    "clip": {
+        "special": {"pad": "<|pad|>", "unk": "<|unk|>", "bos": "<|startoftext|>", "eos": "<|endoftext|>"},
+        "template": ("<|startoftext|> $A <|endoftext|>", ["<|startoftext|>", "<|endoftext|>"]),
+        "padding_side": "right",
+        "model_type": "clip_text_model",
+    },
+    # SigLIP's text tower: ... </s>, its pooler head reads the last position
+    "siglip": {
+        "special": {"pad": "<pad>", "unk": "<unk>", "eos": "</s>"},
+        "template": ("$A </s>", ["</s>"]),
+        "padding_side": "right",
+        "model_type": "siglip_text_model",
+    },
 }
 #: Backbone families :func:`build_tiny_text_backbone` can build.
 TINY_FAMILIES = tuple(_FAMILIES)
@@ -54,6 +68,8 @@ def _config_sizes(model_type: str, hidden: int, layers: int, heads: int, vocab: 
     if model_type == "xlnet":
         return {"d_model": hidden, "n_layer": layers, "n_head": heads, "d_inner": 2 * hidden, "vocab_size": vocab}
     extra = {"type_vocab_size": 1} if model_type == "roberta" else {}
+    if model_type in ("clip_text_model", "siglip_text_model"):
+        positions -= 2  # no offset: exactly the tokens the tokenizer keeps
     return {
         "hidden_size": hidden,
         "num_hidden_layers": layers,
@@ -78,7 +94,7 @@ def build_tiny_text_backbone(
     """Build a toy-size backbone config of a real family and a word-level tokenizer trained on ``corpus``.
 
     Args:
-        model_type: ``"bert"``, ``"roberta"``, ``"gpt2"`` or ``"xlnet"``.
+        model_type: ``"bert"``, ``"roberta"``, ``"gpt2"``, ``"xlnet"``, ``"clip"`` or ``"siglip"`` (text towers).
         corpus: Training texts for the tokenizer's vocabulary.
         hidden_size: Backbone width.
         num_layers: Backbone depth.
@@ -110,13 +126,14 @@ def build_tiny_text_backbone(
         model_max_length=max_length,
         **{f"{role}_token": token for role, token in special.items()},
     )
-    sizes = _config_sizes(model_type, hidden_size, num_layers, num_heads, tokenizer.get_vocab_size(), max_length)
+    config_type = family.get("model_type", model_type)
+    sizes = _config_sizes(config_type, hidden_size, num_layers, num_heads, tokenizer.get_vocab_size(), max_length)
     ids = {
         f"{role}_token_id": tokenizer.token_to_id(token) for role, token in special.items() if role in ("pad", "eos")
     }
     if "bos" in special:
         ids["bos_token_id"] = tokenizer.token_to_id(special["bos"])
-    if model_type in ("gpt2",):
+    if model_type in ("gpt2", "siglip"):
         ids.setdefault("bos_token_id", ids["eos_token_id"])
-    config = AutoConfig.for_model(model_type, **sizes, **ids)
+    config = AutoConfig.for_model(config_type, **sizes, **ids)
     return config, wrapped

@@ -29,6 +29,9 @@ It installs nothing beyond the project and prints, each figure beside its baseli
 - **explanations**: ``pipe(memes, explain=True)`` (Shapley shares, Grad-CAM through hooks, integrated gradients
   with cuDNN's RNN kernels off) on the Space-size ensemble on the device, against the same plain call: seconds per
   meme each and the multiple, and that the answers are the plain call's;
+- **a joint member**: CLIP ViT-B/16-size towers (random weights) fused by interaction, training images/s with the
+  towers frozen (Hate-CLIPper's setting) against fine-tuned (``fit_classifier``, bf16 autocast), and ten-crop
+  inference memes/s;
 - peak GPU memory.
 
 ``--dry-run`` swaps in the demo ensemble, timm's ``test_resnet`` at 64 pixels (32 for VisE) and a few steps, on
@@ -46,6 +49,30 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+#: CLIP ViT-B/16 at its published sizes (the joint member's GPU check), and a toy CLIP for the dry run.
+_CLIP_B16 = {
+    "text": {"hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 12, "num_attention_heads": 8},
+    "vision": {
+        "hidden_size": 768,
+        "intermediate_size": 3072,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "image_size": 224,
+        "patch_size": 16,
+    },
+}
+_TINY_CLIP = {
+    "text": {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2},
+    "vision": {
+        "hidden_size": 16,
+        "intermediate_size": 32,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "image_size": 32,
+        "patch_size": 8,
+    },
+}
 
 
 def check_inference(size: str, device: torch.device, batch: int, repeats: int) -> dict[str, Any]:
@@ -277,6 +304,88 @@ def check_mining_encoder(device: torch.device, comments: int, sizes: dict[str, i
     return {"comments": comments, **sizes, "comments_per_s": comments / (time.perf_counter() - start)}
 
 
+def check_joint(device: torch.device, towers: dict[str, Any], steps: int, batch: int) -> dict[str, Any]:
+    """A joint CLIP member with random weights at ``towers`` sizes: training and ten-crop inference speed.
+
+    Training images/s (``fit_classifier``, bf16 autocast where native) with the towers frozen against fine-tuned.
+    """
+    from transformers import CLIPConfig
+
+    from hf_memotion.hardware import native_bf16, synchronize
+    from hf_memotion.models.multimodal import MemotionMultimodalConfig, MemotionMultimodalForClassification
+    from hf_memotion.tasks import PROBLEM_NAMES
+    from hf_memotion.training.trainer import ClassifierTrainingArguments, fit_classifier
+
+    problems = list(PROBLEM_NAMES)
+    clip = CLIPConfig(text_config=towers["text"], vision_config=towers["vision"])
+    size, length = clip.vision_config.image_size, 32
+    generator = torch.Generator().manual_seed(0)
+    rows = steps * batch
+    dataset = [
+        {
+            "pixel_values": torch.randn(3, size, size, generator=generator),
+            "input_ids": torch.randint(0, clip.text_config.vocab_size, (length,), generator=generator),
+            "attention_mask": torch.ones(length, dtype=torch.long),
+            "labels": torch.randint(0, 2, (len(problems),), generator=generator),
+        }
+        for _ in range(rows)
+    ]
+
+    def collate(items):
+        return {k: torch.stack([r[k] for r in items]) for k in items[0]}
+
+    bf16 = native_bf16(device)
+    training = ClassifierTrainingArguments(
+        learning_rate=1e-4,
+        epochs=1,
+        batch_size=batch,
+        early_stopping_patience=None,
+        validation_fraction=0.0,
+        extra={"bf16": bf16},
+    )
+    from transformers import TrainerCallback
+
+    class StepTimes(TrainerCallback):
+        def __init__(self):
+            self.times: list[float] = []
+
+        def on_step_end(self, args, state, control, **kwargs):
+            synchronize(device)
+            self.times.append(time.perf_counter())
+
+    out: dict[str, Any] = {"towers": clip.vision_config.model_type, "image_size": size, "batch": batch, "bf16": bf16}
+    model = None
+    for frozen in (True, False):
+        torch.manual_seed(0)
+        config = MemotionMultimodalConfig(
+            dual_encoder_config=clip,
+            problems=problems,
+            fusion="interaction",
+            projection_dim=64,
+            freeze_image_encoder=frozen,
+            freeze_text_encoder=frozen,
+        )
+        model = MemotionMultimodalForClassification(config)
+        times = StepTimes()
+        with tempfile.TemporaryDirectory(prefix="hf_memotion_gpu_check_") as tmp:
+            fit_classifier(model, dataset, None, training, Path(tmp), data_collator=collate, callbacks=[times])
+        rate = (len(times.times) - 1) * batch / (times.times[-1] - times.times[0])
+        out["frozen_images_per_s" if frozen else "finetuned_images_per_s"] = rate
+    out["frozen_speedup"] = out["frozen_images_per_s"] / out["finetuned_images_per_s"]
+    model = model.to(device).eval()
+    crops = torch.randn(batch, 10, 3, size, size, device=device)
+    tokens = torch.randint(0, clip.text_config.vocab_size, (batch, length), device=device)
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        model(pixel_values=crops, input_ids=tokens)
+        synchronize(device)
+        start = time.perf_counter()
+        for _ in range(3):
+            model(pixel_values=crops, input_ids=tokens)
+        synchronize(device)
+    out["inference_memes_per_s"] = 3 * batch / (time.perf_counter() - start)
+    return out
+
+
 def check_explanations(size: str, device: torch.device, batch: int) -> dict[str, Any]:
     """``explain=True`` against a plain pipeline call on the device: seconds per meme and the multiple."""
     from hf_memotion.benchmarking import ENSEMBLE_SIZES, random_ensemble, sample_memes, time_interleaved
@@ -339,6 +448,7 @@ def main(argv: list[str] | None = None) -> int:
             "finetune": {"architecture": "test_resnet", "image_size": 32, "per_class": 6, "batch": 8},
             "mining": {"comments": 256, "sizes": {"hidden_size": 32, "num_layers": 2, "num_heads": 2}},
             "explain": {"size": "demo", "batch": 2},
+            "joint": {"towers": _TINY_CLIP, "steps": 4, "batch": 4},
         }
     elif torch.cuda.is_available():
         device = torch.device("cuda")
@@ -363,6 +473,7 @@ def main(argv: list[str] | None = None) -> int:
             "finetune": {"architecture": "resnet50", "image_size": 224, "per_class": 100, "batch": 64},
             "mining": {"comments": 20_000, "sizes": {"hidden_size": 768, "num_layers": 12, "num_heads": 12}},
             "explain": {"size": "space", "batch": 8},
+            "joint": {"towers": _CLIP_B16, "steps": 20, "batch": 64},
         }
     else:
         print("error: no CUDA GPU here; run with --dry-run to check the script on the CPU", file=sys.stderr)
@@ -439,6 +550,14 @@ def main(argv: list[str] | None = None) -> int:
         f"\nexplain=True, {explained['size']} ensemble, batch {explained['batch']}: "
         f"{explained['explain_s_per_meme']:.3f} s per meme against {explained['plain_s_per_meme']:.3f} plain "
         f"({explained['multiple']:.1f}x); answers {'the same' if explained['same_answers'] else 'DIFFERENT'}"
+    )
+    joint = check_joint(device=device, **plan["joint"])
+    report["joint"] = joint
+    print(
+        f"\njoint member, {joint['towers']} towers at {joint['image_size']} px, batch {joint['batch']}, "
+        f"{'bf16 autocast' if joint['bf16'] else 'fp32'}: training {joint['frozen_images_per_s']:.1f} images/s with "
+        f"frozen towers, {joint['finetuned_images_per_s']:.1f} fine-tuned ({joint['frozen_speedup']:.2f}x); "
+        f"ten-crop inference {joint['inference_memes_per_s']:.1f} memes/s"
     )
     if device.type == "cuda":
         report["peak_memory_gb"] = torch.cuda.max_memory_allocated(device) / 2**30

@@ -79,6 +79,7 @@ def test_the_gpu_check_runs_on_the_cpu_as_a_dry_run(tmp_path):
         "VisE fine-tuning",
         "mining comment encoder",
         "explain=True, demo ensemble",
+        "joint member, clip_vision_model towers",
     )
     for line in lines:
         assert line in result.stdout
@@ -92,3 +93,6 @@ def test_the_gpu_check_runs_on_the_cpu_as_a_dry_run(tmp_path):
     explained = report["explanations"]
     assert explained["same_answers"] and explained["multiple"] > 1 and explained["heatmaps"] == 9
     assert report["vise_finetune"]["images_per_s"] > 0 and report["mining_encoder"]["comments_per_s"] > 0
+    joint = report["joint"]
+    assert joint["frozen_images_per_s"] > 0 and joint["finetuned_images_per_s"] > 0
+    assert joint["inference_memes_per_s"] > 0

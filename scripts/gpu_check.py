@@ -108,6 +108,23 @@ def check_inference(size: str, device: torch.device, batch: int, repeats: int) -
     return out
 
 
+def _step_times(device: torch.device) -> Any:
+    """A ``TrainerCallback`` whose ``times`` are when each optimizer step ended (the device synchronised)."""
+    from transformers import TrainerCallback
+
+    from hf_memotion.hardware import synchronize
+
+    class StepTimes(TrainerCallback):
+        def __init__(self):
+            self.times: list[float] = []
+
+        def on_step_end(self, args, state, control, **kwargs):
+            synchronize(device)
+            self.times.append(time.perf_counter())
+
+    return StepTimes()
+
+
 def check_training(architecture: str, image_size: int, device: torch.device, steps: int, batch: int) -> dict[str, Any]:
     """Images/s of ``fit_classifier`` (bf16 autocast) vs a plain loop on the same model, data and settings."""
     from hf_memotion.hardware import native_bf16, synchronize
@@ -139,17 +156,6 @@ def check_training(architecture: str, image_size: int, device: torch.device, ste
         max_grad_norm=0.0,
         extra={"bf16": bf16},
     )
-    from transformers import TrainerCallback
-
-    class StepTimes(TrainerCallback):
-        """When each optimizer step ended (device synchronised)."""
-
-        def __init__(self):
-            self.times: list[float] = []
-
-        def on_step_end(self, args, state, control, **kwargs):
-            synchronize(device)
-            self.times.append(time.perf_counter())
 
     def rate(times: list[float]) -> float:
         """Images/s between the first and the last step: set-up and the first (warm-up) step left out."""
@@ -157,7 +163,7 @@ def check_training(architecture: str, image_size: int, device: torch.device, ste
 
     with tempfile.TemporaryDirectory(prefix="hf_memotion_gpu_check_") as tmp:
         torch.manual_seed(0)
-        steps_ours = StepTimes()
+        steps_ours = _step_times(device)
         fit_classifier(
             make_model(), dataset, None, training, Path(tmp) / "ours", data_collator=collate, callbacks=[steps_ours]
         )
@@ -343,16 +349,6 @@ def check_joint(device: torch.device, towers: dict[str, Any], steps: int, batch:
         validation_fraction=0.0,
         extra={"bf16": bf16},
     )
-    from transformers import TrainerCallback
-
-    class StepTimes(TrainerCallback):
-        def __init__(self):
-            self.times: list[float] = []
-
-        def on_step_end(self, args, state, control, **kwargs):
-            synchronize(device)
-            self.times.append(time.perf_counter())
-
     out: dict[str, Any] = {"towers": clip.vision_config.model_type, "image_size": size, "batch": batch, "bf16": bf16}
     model = None
     for frozen in (True, False):
@@ -366,7 +362,7 @@ def check_joint(device: torch.device, towers: dict[str, Any], steps: int, batch:
             freeze_text_encoder=frozen,
         )
         model = MemotionMultimodalForClassification(config)
-        times = StepTimes()
+        times = _step_times(device)
         with tempfile.TemporaryDirectory(prefix="hf_memotion_gpu_check_") as tmp:
             fit_classifier(model, dataset, None, training, Path(tmp), data_collator=collate, callbacks=[times])
         rate = (len(times.times) - 1) * batch / (times.times[-1] - times.times[0])

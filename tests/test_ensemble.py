@@ -282,3 +282,22 @@ def test_a_base_model_can_be_a_hub_id_pinned_to_a_revision(saved_ensemble, tmp_p
     (ensemble / "config.json").write_text(json.dumps(config))
     with pytest.raises(FileNotFoundError, match="needs a pinned revision"):
         MemotionEnsembleModel.from_pretrained(ensemble)
+
+
+def test_a_problem_reading_another_s_probabilities_chooses_its_method_on_folds_of_its_own():
+    """Table 8: under share_motivational, subtask C's motivational reads B's probabilities; its meta-estimator is
+    chosen on selection folds of its own, so the two subtasks' methods are each one's choice (the paper: DT, SV)."""
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 120)
+    noisy = {m: np.eye(2)[np.where(rng.random(120) < 0.7, y, 1 - y)] * 0.6 + 0.2 for m in ("a", "b", "c")}
+    probabilities = {m: {"motivational": v, "motivational_intensity": v} for m, v in noisy.items()}
+    labels = {"motivational": y, "motivational_intensity": y}
+    methods = ["average", "soft_vote", "hard_vote", "logistic_regression", "decision_tree", "random_forest"]
+    same = fit_stackers(probabilities, labels, candidates=methods)
+    assert same["motivational"].method == same["motivational_intensity"].method  # one input, one folding: a copy
+    chosen = {
+        seed: fit_stackers(probabilities, labels, candidates=methods, seeds={"motivational_intensity": seed})
+        for seed in range(1, 5)
+    }
+    assert all(s["motivational_intensity"].seed == seed and s["motivational"].seed == 0 for seed, s in chosen.items())
+    assert {s["motivational_intensity"].method for s in chosen.values()} != {same["motivational"].method}

@@ -153,6 +153,9 @@ def plot_reliability(
     return ["reliability.png"]
 
 
+_SHARED = "trained once for subtasks B and C, its meta-estimator chosen per subtask on folds of its own (Table 8)"
+
+
 def _calibration_section(calibration: Mapping[str, Any]) -> list[str]:
     """ECE per subtask before and after calibration, and per problem the map chosen and its log-loss."""
     lines = [
@@ -266,7 +269,7 @@ def render_report(report: Mapping[str, Any], plots: Sequence[str] = ()) -> str:
             f"Scored on the {'dev split of the training release' if dev else 'held-out split'}; the ensembles read "
             f"the {'mean of the fold models' if folds else 'refit models'}' probabilities, and each single-model row "
             f"is {'its refit model, scored as one model' if single == 'refit' else 'the mean of its fold models'}; "
-            f"motivational {'trained once for subtasks B and C' if shared else 'trained per subtask'}; "
+            f"motivational {_SHARED if shared else 'trained per subtask'}; "
             f"{protocol.get('trainings', '?')} trainings in all.",
             "",
         ]

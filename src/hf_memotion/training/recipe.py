@@ -52,7 +52,7 @@ from hf_memotion.reporting.ensemble_report import plot_reliability, plot_scores,
 from hf_memotion.specs import spec_to_dict
 from hf_memotion.tasks import MODALITY_LABELS, PROBLEM_NAMES
 from hf_memotion.training.recipe_data import RecipeData
-from hf_memotion.training.run_specs import EnsembleRunSpec, expand_models
+from hf_memotion.training.run_specs import SHARED_PROBLEMS, EnsembleRunSpec, expand_models
 from hf_memotion.training.runs import data_provenance
 from hf_memotion.training.selection import train_with_selection
 
@@ -170,6 +170,8 @@ def run_training(config: Mapping[str, Any] | EnsembleRunSpec, *, source: str | N
         "seed": seed,
         "calibration": spec.stacking.calibration,
     }
+    if spec.share_motivational:  # C's motivational reads B's probabilities; its method is chosen on folds of its own
+        stack_args["seeds"] = {alias: seed + 1 for alias in SHARED_PROBLEMS}
     oof = {name: r.oof_probabilities for name, r in results.items()}
     held_out = {name: r.test_probabilities for name, r in results.items()}
     single = {name: r.single_model_probabilities for name, r in results.items()}  # the refit models, as one model

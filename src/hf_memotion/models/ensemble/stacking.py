@@ -309,6 +309,7 @@ def fit_stackers(
     cv: int = 5,
     seed: int = 0,
     calibration: str = "none",
+    seeds: Mapping[str, int] | None = None,
 ) -> dict[str, ProblemStacker]:
     """Fit one :class:`ProblemStacker` per problem on out-of-fold probabilities.
 
@@ -320,6 +321,9 @@ def fit_stackers(
         cv: Folds of the selection.
         seed: Seed of the selection folds.
         calibration: The calibration of every problem's scores (see :class:`ProblemStacker`).
+        seeds: Problem -> its own selection seed, over ``seed``: a problem that reads another's probabilities
+            (motivational in subtask C, ``share_motivational``) is chosen on folds of its own, so its method is its own
+            choice rather than a copy of the other's (the paper's Table 8: DT in B, SV in C).
     """
     if features not in ("own", "all"):
         raise ValueError(f"features must be 'own' or 'all', got {features!r}")
@@ -333,7 +337,8 @@ def fit_stackers(
         if features == "all":
             extra = {f"{m}:{p}": v for m, per in probabilities.items() for p, v in per.items() if p != problem}
         chosen = candidates[problem] if isinstance(candidates, Mapping) else candidates
-        stacker = ProblemStacker(chosen, cv=cv, seed=seed, calibration_method=calibration)
+        own_seed = int((seeds or {}).get(problem, seed))
+        stacker = ProblemStacker(chosen, cv=cv, seed=own_seed, calibration_method=calibration)
         out[problem] = stacker.fit(own, np.asarray(y), extra)
     return out
 

@@ -1,6 +1,7 @@
 """VisE downstream protocols: the real formats' readers, the grid with S_lr/S_wd, the script, the claim at toy scale."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -134,7 +135,7 @@ def test_the_script_runs_the_full_grid_on_every_real_format(fixtures, tmp_path):
     config = {
         "output_dir": str(tmp_path / "eval"),
         "backbones": {"vise": str(tmp_path / "vise"), "random-init": "random:test_resnet"},
-        "reference": "random-init",
+        "reference": {"test_resnet": "random-init"},  # each row against the reference of its own architecture
         "image_size": 24,
         "tasks": [
             {
@@ -190,6 +191,10 @@ def test_the_script_runs_the_full_grid_on_every_real_format(fixtures, tmp_path):
     assert next(r for r in rows if r["task"] == "unbiased_emotion")["splits"] == 2
     report = (tmp_path / "eval" / "results.md").read_text()
     assert "Table 6 form" in report and "Table 7 form" in report and "| S_lr | S_wd |" in report
+    assert "`random-init` for test_resnet" in report and "same transforms" in report
+    vise_row = next(line for line in report.splitlines() if line.startswith("| vise |"))
+    assert re.search(r"\([+-]\d", vise_row)  # its differences from random-init, the reference of its architecture
+    assert all(r["preprocessing"] == {"crop_pct": 0.875, "interpolation": "bilinear"} for r in rows)
     assert (tmp_path / "eval" / "results.png").stat().st_size > 0 and (tmp_path / "eval" / "grids.png").is_file()
     bad = subprocess.run(
         [sys.executable, str(SCRIPT), str(path), "reference=imagenet"], capture_output=True, text=True, cwd=tmp_path

@@ -313,7 +313,30 @@ def test_the_paper_config_plans_every_grid_point_with_the_papers_schedules():
     cub = rows("cub", "vise-1.2m-resnet50", "linear")[0]  # Table 13
     assert (cub["batch_size"], cub["epochs"], cub["lr_epochs"]) == (128, 300, [100, 200])
     assert rows("unbiased_emotion", "random-init-resnext101", "finetune")[0]["splits"] == 5  # Table 10: 5 splits
-    assert rows("unbiased_emotion", "vise-1.2m-resnet101", "linear")[0]["batch_size"] == 64
+    assert rows("unbiased_emotion", "vise-1.2m-resnet101", "finetune")[0]["batch_size"] == 64  # Table 7's rows only
+    assert not [p for p in plan.points if p["backbone"] == "vise-1.2m-resnet101" and p["protocol"] == "linear"]
+    clip = [
+        p for p in plan.points if (p["task"], p["backbone"], p["protocol"]) == ("politics", "clip-resnet50", "finetune")
+    ]  # the paper's wider grid for CLIP: 5 base rates x 3 decays
+    assert len(clip) == 15 and sorted({p["base_lr"] for p in clip}) == sorted([0.025, 0.0025, 0.00025, 2.5e-5, 2.5e-6])
+
+
+def test_the_paper_config_plans_every_row_of_tables_6_7_and_2_with_its_backbone_kind():
+    spec = EvaluationRunSpec.from_dict(yaml.safe_load((ROOT / "configs" / "vise_eval_paper.yaml").read_text()))
+    tables = plan_evaluation(spec).table_rows()
+    per_group = {"resnet50": 10, "resnet101": 3, "resnext101_32x16d": 5}  # the rows of the paper's Table 7
+    # Table 6 (linear) and Table 7 (fine-tuned): every row on UnbiasedEmotion, Politics and Hateful Memes
+    assert len(tables["Table 6"]) == 3 * (per_group["resnet50"] + per_group["resnext101_32x16d"])
+    assert len(tables["Table 7"]) == 3 * sum(per_group.values())
+    assert len(tables["Table 2"]) == 2 * 9  # CUB: 4 ResNet-50 and 5 ResNeXt-101 rows, both protocols
+    methods = {(r["group"], r["kind"]) for r in tables["Table 6"]}
+    for kind in ("vqagrid", "virtex", "icmlm", "moco", "clip"):
+        assert ("resnet50", kind) in methods  # the baselines sit in the ResNet-50 group, compared with its IN-Sup
+    assert {r["kind"] for r in tables["Table 2"]} == {"random", "timm", "vise"}
+    assert {spec.reference_of(r["backbone"]) for r in tables["Table 7"] if r["group"] == "resnet101"} == {
+        "in-sup-resnet101"
+    }
+    assert "assumed" in (spec.tasks[0].schedule_note or "")  # UnbiasedEmotion's schedule, said so
 
 
 def test_evaluate_script_plan_prints_the_grid_and_runs_nothing(tmp_path):

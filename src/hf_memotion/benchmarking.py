@@ -42,6 +42,7 @@ __all__ = [
     "best_kernels",
     "best_seconds",
     "count_flops",
+    "fake_model",
     "matmul_gflops",
     "naive_base_probabilities",
     "peak_rss_bytes",
@@ -129,6 +130,30 @@ def count_flops(fn: Callable[[], Any]) -> int:
     with FlopCounterMode(display=False) as counter:
         fn()
     return int(counter.get_total_flops())
+
+
+def fake_model(build: Callable[[], Any]) -> tuple[Any, Any]:
+    """What ``build()`` returns, its models given fake CPU storage: real shapes, no memory (FLOPs at any size).
+
+    ``build`` runs on the meta device (timm reads stochastic-depth rates with ``.item()``, which fake tensors refuse);
+    every ``torch.nn.Module`` it returns (alone or in a tuple) then gets fake CPU tensors. Run them, and make their
+    inputs, inside the returned ``FakeTensorMode``.
+
+    Examples:
+        >>> model, mode = fake_model(lambda: torch.nn.Linear(4096, 4096))
+        >>> with mode:
+        ...     count_flops(lambda: model(torch.zeros(2, 4096)))
+        67108864
+    """
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with torch.device("meta"):
+        built = build()
+    mode = FakeTensorMode(allow_non_fake_inputs=True)
+    items = built if isinstance(built, tuple) else (built,)
+    with mode:
+        items = tuple(item.to_empty(device="cpu") if isinstance(item, torch.nn.Module) else item for item in items)
+    return (items if isinstance(built, tuple) else items[0]), mode
 
 
 @dataclass

@@ -44,7 +44,17 @@ def results_table(rows: Sequence[Mapping[str, Any]], protocol: str, reference: s
     """A Markdown table of one protocol (Table 6: linear, Table 7: fine-tuning): a row per backbone.
 
     Accuracy tasks give validation and test accuracy (mean ± std over random splits); ROC AUC tasks give test
-    ROC AUC and accuracy. With ``reference``, each cell also shows its difference from that backbone.
+    ROC AUC and accuracy. Each cell also shows its difference from its reference: ``reference`` for every row, else
+    each row's own ``reference`` (the reference backbone of its group, as the paper's arrows compare each row with
+    IN-Sup of the same backbone).
+
+    Examples:
+        >>> rows = [{"protocol": "linear", "task": "cub", "backbone": b, "metric": "accuracy", "reference": ref,
+        ...          "validation_accuracy_mean": v, "test_accuracy_mean": v}
+        ...         for b, ref, v in (("in-sup-r50", "in-sup-r50", 60.0), ("vise-r50", "in-sup-r50", 62.5),
+        ...                           ("in-sup-x101", "in-sup-x101", 70.0), ("vise-x101", "in-sup-x101", 69.0))]
+        >>> print(results_table(rows, "linear").splitlines()[-1])
+        | vise-x101 | 69.00 (-1.00) | 69.00 (-1.00) |
     """
     rows = [r for r in rows if r["protocol"] == protocol]
     tasks = list(dict.fromkeys(r["task"] for r in rows))
@@ -60,7 +70,8 @@ def results_table(rows: Sequence[Mapping[str, Any]], protocol: str, reference: s
         cells = [backbone]
         for task in tasks:
             row = index.get((task, backbone))
-            ref = index.get((task, reference)) if reference else None
+            own = reference or (row or {}).get("reference")
+            ref = index.get((task, own)) if own else None
             for part, name, _ in _columns([r for r in rows if r["task"] == task]):
                 cells.append(_cell(row, part, name, ref) if row else "-")
         lines.append("| " + " | ".join(cells) + " |")

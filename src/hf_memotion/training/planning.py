@@ -46,7 +46,7 @@ from typing import Any
 
 import torch
 
-from hf_memotion.benchmarking import count_flops
+from hf_memotion.benchmarking import count_flops, fake_model
 from hf_memotion.models.towers import tower_config
 from hf_memotion.tasks import PROBLEM_NAMES
 from hf_memotion.training.pruning import selection_cost
@@ -474,14 +474,8 @@ def _count(entry: ModelEntry, problems: list[str], notes: list[str]) -> tuple[in
     Counted on a batch of two (BatchNorm needs more than one value to train) and halved: every layer's FLOPs are
     proportional to the batch.
     """
-    from torch._subclasses.fake_tensor import FakeTensorMode
-
-    # built on the meta device (no memory; timm reads its stochastic-depth rates with .item(), which fake tensors
-    # refuse), then given fake CPU storage, so the forward and backward run under fake tensors as on real ones
-    with torch.device("meta"):
-        model, inputs, crops = _build(entry, problems, notes)
-    with FakeTensorMode(allow_non_fake_inputs=True):
-        model = model.to_empty(device="cpu")
+    (model, inputs, crops), mode = fake_model(lambda: _build(entry, problems, notes))
+    with mode:
         inputs = {
             k: torch.ones(v.shape, dtype=v.dtype) if not v.is_floating_point() else torch.zeros(v.shape, dtype=v.dtype)
             for k, v in inputs.items()

@@ -32,6 +32,8 @@ Examples:
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import hashlib
 import json
 import logging
@@ -52,6 +54,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from hf_memotion.data.downstream import DownstreamTask
 from hf_memotion.hardware import resolve_device
 from hf_memotion.io_utils import atomic_write_text
+from hf_memotion.models.vise.baselines import BASELINE_KINDS, load_baseline
 from hf_memotion.models.vise.configuration_vise import ViseConfig
 from hf_memotion.models.vise.modeling_vise import ViseForImageClassification, ViseModel
 from hf_memotion.models.vision.image_processing_memotion import MemotionImageProcessor
@@ -234,6 +237,21 @@ class Backbone:
     processor: MemotionImageProcessor
     source: str
 
+    def with_preprocessing(self, *, crop_pct: float, interpolation: str) -> Backbone:
+        """The same backbone with a processor of these transforms (its own crop size and normalisation kept).
+
+        What makes every row of a task see the same pixels whatever the backbone kind (one preprocessing).
+
+        Examples:
+            >>> backbone = load_backbone("r", "random:test_resnet", image_size=32)
+            >>> seen = backbone.with_preprocessing(crop_pct=0.875, interpolation="bilinear").processor
+            >>> seen.crop_pct, seen.interpolation, seen.mean == backbone.processor.mean
+            (0.875, 'bilinear', True)
+        """
+        processor = copy.deepcopy(self.processor)
+        processor.crop_pct, processor.interpolation = float(crop_pct), str(interpolation)
+        return dataclasses.replace(self, processor=processor)
+
 
 def load_backbone(
     name: str,
@@ -244,7 +262,11 @@ def load_backbone(
     pretrained_file: str | None = None,
     device: str | torch.device = "auto",
 ) -> Backbone:
-    """Load a backbone: a VisE folder or Hub id, ``random:<timm name>`` or ``timm:<timm name>``.
+    """Load a backbone: a VisE folder or Hub id, ``random:<timm name>``, ``timm:<timm name>`` or a baseline.
+
+    A baseline of the paper's tables is ``<kind>:<file>`` (``moco``, ``virtex``, ``icmlm``, ``vqagrid``; ``clip`` also
+    takes timm's tag ``resnet50_clip.openai``), converted from its public checkpoint with every key and shape
+    checked (:mod:`hf_memotion.models.vise.baselines`), with the normalisation it was trained with.
 
     A VisE folder or Hub id loads through ``AutoModel``; ``random:`` is a random initialisation; ``timm:`` has timm's
     ImageNet-supervised weights (a Hub tag such as ``timm:resnet50.tv_in1k``, or a local ``pretrained_file``): the
@@ -259,6 +281,16 @@ def load_backbone(
     overrides = {"ten_crop": False, "rotation_degrees": 0.0}
     if image_size:
         overrides["crop_size"] = int(image_size)
+    kind, _, location = source.partition(":")
+    if kind in BASELINE_KINDS:
+        try:
+            model, layout = load_baseline(kind, location)
+        except (OSError, ValueError) as err:
+            raise type(err)(f"backbone {name!r} ({source}): {err}") from None
+        processor = MemotionImageProcessor.from_timm(
+            layout.architecture, **{**overrides, "mean": layout.mean, "std": layout.std}
+        )
+        return Backbone(name, model.eval().to(resolve_device(device)), processor, source)
     if source.startswith(("random:", "timm:")):
         torch.manual_seed(seed)
         architecture = source.split(":", 1)[1]

@@ -25,7 +25,40 @@ from hf_memotion.vise.evaluation import LINEAR_FEATURES, PROTOCOLS, SETTING_PROT
 from hf_memotion.vise.mining_steps import MiningSpec
 from hf_memotion.vise.pretraining import PretrainingArguments
 
-__all__ = ["BackboneSpec", "EvaluationRunSpec", "LabelsSpec", "MiningRunSpec", "PretrainRunSpec", "TaskSpec"]
+__all__ = [
+    "DEFAULT_PREPROCESSING",
+    "BackboneSpec",
+    "EvaluationRunSpec",
+    "LabelsSpec",
+    "MiningRunSpec",
+    "PretrainRunSpec",
+    "TaskSpec",
+    "check_preprocessing",
+]
+
+#: The one preprocessing of every row by default: the common ImageNet evaluation (shorter side to 256, centre crop
+#: 224, bilinear), with the pretraining augmentation (random resized crop and flip) for training.
+DEFAULT_PREPROCESSING = {"crop_pct": 0.875, "interpolation": "bilinear"}
+
+
+def check_preprocessing(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``preprocessing`` section, checked (``crop_pct`` in (0, 1], a known ``interpolation``, no other key).
+
+    Examples:
+        >>> check_preprocessing({"crop_pct": 0.95, "interpolation": "bicubic"})
+        {'crop_pct': 0.95, 'interpolation': 'bicubic'}
+    """
+    unknown = sorted(set(values) - {"crop_pct", "interpolation"})
+    if unknown:
+        raise ValueError(f"preprocessing: unknown key(s) {unknown}; it takes crop_pct and interpolation")
+    crop_pct = float(values.get("crop_pct", DEFAULT_PREPROCESSING["crop_pct"]))
+    if not 0.0 < crop_pct <= 1.0:
+        raise ValueError(f"preprocessing.crop_pct must be in (0, 1], got {crop_pct}")
+    interpolation = str(values.get("interpolation", DEFAULT_PREPROCESSING["interpolation"]))
+    if interpolation not in ("bilinear", "bicubic", "nearest"):
+        raise ValueError(f"preprocessing.interpolation must be bilinear, bicubic or nearest, got {interpolation!r}")
+    return {"crop_pct": crop_pct, "interpolation": interpolation}
+
 
 ENGINES = ("local", "spark")
 
@@ -122,6 +155,10 @@ class TaskSpec:
             paper's batch sizes differ per backbone).
         images: Images per split (``train``, ``validation``, ``test``) for ``--plan``'s compute estimate (default:
             the paper's release sizes for its four formats, a demo task's from its settings).
+        preprocessing: This task's ``crop_pct`` / ``interpolation``, over the run's (every row of the task alike).
+        backbones: The backbones this task evaluates (default: all; CUB's Table 2 has fewer rows).
+        schedule_note: Where ``schedule`` comes from when it is not the paper's (an assumption is said so in
+            ``results.md`` and ``--plan``).
     """
 
     name: str | None = None
@@ -136,6 +173,9 @@ class TaskSpec:
     finetune: dict[str, Any] = field(default_factory=dict)
     batch_sizes: dict[str, int] = field(default_factory=dict)
     images: dict[str, int] = field(default_factory=dict)
+    preprocessing: dict[str, Any] | None = None
+    backbones: list[str] | None = None
+    schedule_note: str | None = None
 
     def __post_init__(self):
         if (self.path is None) == (self.demo is None):
@@ -169,15 +209,39 @@ class BackboneSpec:
     """A backbone of an evaluation config.
 
     Attributes:
-        source: A VisE folder or Hub id, ``random:<timm name>`` (random init) or ``timm:<timm name>`` (timm's
-            ImageNet-supervised weights).
+        source: A VisE folder or Hub id, ``random:<timm name>`` (random init), ``timm:<timm name>`` (timm's
+            ImageNet-supervised weights), or a baseline of the paper's tables from its public checkpoint:
+            ``moco:<file>``, ``virtex:<file>``, ``icmlm:<file>``, ``vqagrid:<file>``, ``clip:<file or timm tag>``
+            (:mod:`hf_memotion.models.vise.baselines`).
         architecture: Its timm architecture, for ``--plan`` where the files are not at hand.
         pretrained_file: For ``timm:``, a local ImageNet weight file instead of timm's download.
+        protocols: The protocols this backbone's rows run (default: the run's; the paper's ResNet-101 rows are in
+            its fine-tuning table only).
+        group: The row's backbone group in the paper's tables (its "Backbone" column), whose reference row its
+            differences are taken against; default: its architecture (a baseline's: ``resnet50``, as the paper
+            groups CLIP's modified ResNet-50 and VQAGrid's detectron2 one).
     """
 
     source: str
     architecture: str | None = None
     pretrained_file: str | None = None
+    protocols: list[str] | None = None
+    group: str | None = None
+
+    @property
+    def kind(self) -> str:
+        """``"vise"`` (a folder or Hub id), ``"random"``, ``"timm"`` or a baseline kind (``"moco"``, ``"clip"``...)."""
+        from hf_memotion.models.vise.baselines import BASELINE_KINDS
+
+        prefix = self.source.split(":", 1)[0] if ":" in self.source else ""
+        return prefix if prefix in ("random", "timm", *BASELINE_KINDS) else "vise"
+
+    @property
+    def table_group(self) -> str | None:
+        """The backbone group of its row (see ``group``)."""
+        if self.group:
+            return self.group
+        return "resnet50" if self.kind not in ("vise", "random", "timm") else self.resolved_architecture()
 
     def resolved_architecture(self) -> str | None:
         """The timm architecture: given, in the source's name, or in a local folder's ``config.json``."""
@@ -188,6 +252,10 @@ class BackboneSpec:
             return self.architecture
         if self.source.startswith(("random:", "timm:")):
             return self.source.split(":", 1)[1]
+        if self.kind != "vise":
+            from hf_memotion.models.vise.baselines import baseline_layout
+
+            return baseline_layout(self.kind).architecture
         config = Path(self.source) / "config.json"
         if config.is_file():
             return json.loads(config.read_text()).get("architecture")
@@ -201,7 +269,14 @@ class EvaluationRunSpec:
     Attributes:
         output_dir: ``results.md``, ``results.json``, plots, and the finished grid points (``runs/``).
         backbones: ``{name: source}`` or ``{name: {source: ..., architecture: ...}}`` (:class:`BackboneSpec`).
-        reference: The backbone the tables compare against.
+        reference: The row each row is compared against (the tables' differences): a backbone's name, or a mapping
+            from backbone group (architecture) to its reference backbone, as the paper's arrows compare each row
+            with IN-Sup of the same backbone.
+        preprocessing: The one image preprocessing of every row (every backbone kind): ``crop_pct`` and
+            ``interpolation`` of the evaluation transform (resize the shorter side to ``image_size / crop_pct``,
+            centre crop), the training transform being the pretraining augmentation (random resized crop and
+            flip) at the same interpolation; each backbone keeps its own normalisation statistics. A task's own
+            ``preprocessing`` wins.
         protocols: ``linear`` and/or ``finetune``.
         image_size: Input side (default: each backbone's processor's).
         tasks: The downstream tasks.
@@ -222,7 +297,8 @@ class EvaluationRunSpec:
 
     output_dir: str = "outputs/vise_eval"
     backbones: dict[str, Any] = field(default_factory=dict)
-    reference: str | None = None
+    reference: str | dict[str, str] | None = None
+    preprocessing: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_PREPROCESSING))
     protocols: list[str] = field(default_factory=lambda: list(PROTOCOLS))
     image_size: int | None = None
     tasks: list[TaskSpec] = field(default_factory=list)
@@ -250,8 +326,16 @@ class EvaluationRunSpec:
             else BackboneSpec(str(value))
             for name, value in self.backbones.items()
         }
-        if self.reference is not None and self.reference not in self.backbones:
-            raise ValueError(f"reference {self.reference!r} is not one of the backbones {sorted(self.backbones)}")
+        references = self.reference.values() if isinstance(self.reference, Mapping) else [self.reference]
+        for reference in references:
+            if reference is not None and reference not in self.backbones:
+                raise ValueError(f"reference {reference!r} is not one of the backbones {sorted(self.backbones)}")
+        self.preprocessing = check_preprocessing({**DEFAULT_PREPROCESSING, **dict(self.preprocessing or {})})
+        for task in self.tasks:
+            check_preprocessing(dict(task.preprocessing or {}))
+            unknown = sorted(set(task.backbones or []) - set(self.backbones))
+            if unknown:
+                raise ValueError(f"task {task.label!r}: backbones {unknown} are not in the config's backbones")
         if not self.tasks:
             raise ValueError("the config lists no tasks")
         if self.selection not in ("held_out", "paper"):
@@ -271,6 +355,16 @@ class EvaluationRunSpec:
                 values[protocol] = {"seed": values.get("seed", 0), **dict(section or {})}
         return parse_spec(cls, values, source=source)
 
+    def reference_of(self, backbone: str) -> str | None:
+        """The backbone ``backbone``'s row is compared against (``None``: none)."""
+        if isinstance(self.reference, Mapping):
+            return self.reference.get(self.backbones[backbone].table_group or "")
+        return self.reference
+
+    def task_preprocessing(self, task: TaskSpec) -> dict[str, Any]:
+        """The preprocessing every row of ``task`` gets: the run's, then the task's own."""
+        return check_preprocessing({**self.preprocessing, **dict(task.preprocessing or {})})
+
     def protocol_settings(
         self, protocol: str, task: TaskSpec | None = None, backbone: str | None = None, architecture: str | None = None
     ) -> ProtocolArguments:
@@ -287,13 +381,20 @@ class EvaluationRunSpec:
             if key is not None and key in task.batch_sizes:
                 values["batch_size"] = task.batch_sizes[key]
                 break
+        if backbone in self.backbones and self.backbones[backbone].kind == "clip":
+            from hf_memotion.models.vise.baselines import CLIP_BASE_LEARNING_RATES
+
+            values["base_learning_rates"] = list(CLIP_BASE_LEARNING_RATES)  # the paper's wider grid for CLIP
         return ProtocolArguments.from_dict(values, section=f"tasks.{task.label}.{protocol}")
 
-    def combinations(self, task: TaskSpec, has_text: bool) -> list[tuple[str, str]]:
-        """``(setting, protocol)`` pairs this run evaluates for ``task``, as the paper runs them."""
+    def combinations(self, task: TaskSpec, has_text: bool, backbone: str | None = None) -> list[tuple[str, str]]:
+        """``(setting, protocol)`` pairs this run evaluates for ``task`` (and ``backbone``), as the paper runs them."""
+        if backbone is not None and task.backbones is not None and backbone not in task.backbones:
+            return []
+        own = self.backbones[backbone].protocols if backbone is not None else None
         return [
             (setting, protocol)
             for setting in task.task_settings(has_text)
             for protocol in self.protocols
-            if protocol in SETTING_PROTOCOLS[setting]
+            if protocol in SETTING_PROTOCOLS[setting] and (own is None or protocol in own)
         ]

@@ -32,6 +32,7 @@ __all__ = [
     "EvaluationPlan",
     "evaluate",
     "mine",
+    "paper_table",
     "plan_evaluation",
     "pretrain",
     "print_evaluation_plan",
@@ -193,13 +194,15 @@ def evaluate(spec: EvaluationRunSpec, *, source: str | None = None) -> dict[str,
     rows = []
     for task, entry in read_tasks(spec.tasks, spec.selection):
         encoder = None
-        combinations = spec.combinations(entry, task.has_text)
-        if any(setting != "image_only" for setting, _ in combinations):
+        per_backbone = {b.name: spec.combinations(entry, task.has_text, b.name) for b in backbones}
+        preprocessing = spec.task_preprocessing(entry)  # one preprocessing for every row of the task
+        if any(setting != "image_only" for combos in per_backbone.values() for setting, _ in combos):
             if not entry.text_encoder:
                 raise ValueError(f"task {task.name!r} has texts: set its text_encoder (a folder or Hub id)")
             encoder = TextEncoder(str(entry.text_encoder), corpus=task.repeats[0]["train"]["text"], device=spec.device)
-        for backbone in backbones:
-            for setting, protocol in combinations:
+        for loaded in backbones:
+            backbone = loaded.with_preprocessing(**preprocessing)
+            for setting, protocol in per_backbone[loaded.name]:
                 settings = spec.protocol_settings(protocol, entry, backbone.name, backbone.model.config.architecture)
                 row = evaluate_backbone(
                     backbone,
@@ -214,6 +217,9 @@ def evaluate(spec: EvaluationRunSpec, *, source: str | None = None) -> dict[str,
                 )
                 row["task"] = _display_name(task.name, setting, task.has_text)
                 row["selection"] = spec.selection
+                row["group"] = spec.backbones[backbone.name].table_group
+                row["reference"] = spec.reference_of(backbone.name)
+                row["preprocessing"] = dict(preprocessing)
                 logger.info(
                     "%s / %s / %s: test %s %.4g (chosen base LR %g, WD %g; S_lr %.4g, S_wd %.4g)",
                     row["task"],
@@ -233,15 +239,24 @@ def evaluate(spec: EvaluationRunSpec, *, source: str | None = None) -> dict[str,
         f"Config: `{source}`." if source else "",
         f"Selection: `{spec.selection}`; linear features: `{spec.linear_features}`.",
     ]
-    if spec.reference:
+    if isinstance(spec.reference, Mapping):
+        pairs = ", ".join(f"`{ref}` for {group}" for group, ref in spec.reference.items())
+        notes.append(f"Differences in parentheses from the reference of the row's own backbone group: {pairs}.")
+    elif spec.reference:
         notes.append(f"Differences from `{spec.reference}` in parentheses.")
+    notes.append(
+        "Every row of a task has the same transforms (evaluation: "
+        f"crop_pct {spec.preprocessing['crop_pct']:g}, {spec.preprocessing['interpolation']}; training: random "
+        "resized crop and flip), each backbone its own normalisation."
+    )
+    notes += [f"{t.label}'s schedule: {t.schedule_note}." for t in spec.tasks if t.schedule_note]
     sections = [title + "\n" + " ".join(n for n in notes if n) + "\n"]
     for heading, protocol in (
         ("Linear evaluation (Table 6 form)", "linear"),
         ("Fine-tuning (Table 7 form)", "finetune"),
     ):
         if any(r["protocol"] == protocol for r in rows):
-            sections.append(f"## {heading}\n\n" + results_table(rows, protocol, spec.reference) + "\n")
+            sections.append(f"## {heading}\n\n" + results_table(rows, protocol) + "\n")
     sections.append("## Chosen hyperparameters and sensitivity (Tables 10-16 form)\n\n" + hyperparameter_table(rows))
     markdown = "\n".join(sections)
     atomic_write_text(output / "results.md", markdown + "\n\n![results](results.png)\n\n![grids](grids.png)\n")
@@ -277,6 +292,24 @@ class EvaluationPlan:
         """Device-hours of every evaluation whose compute is known."""
         return sum(c["gpu_hours"] or 0.0 for c in self.compute)
 
+    def table_rows(self) -> dict[str, list[dict[str, Any]]]:
+        """The paper's table rows this plan produces: table -> one entry per task, setting, backbone and protocol.
+
+        A row is ``task``, ``setting``, ``protocol``, ``group`` (the table's backbone column), ``backbone`` and ``kind``
+        (how it loads: ``vise``, ``timm``, ``random``, ``moco``, ``clip``...); evaluations outside the paper's tables
+        (a demo task) are left out.
+        """
+        out: dict[str, list[dict[str, Any]]] = {}
+        seen = set()
+        for point in self.points:
+            key = tuple(point[k] for k in ("task", "setting", "backbone", "protocol"))
+            if point.get("table") is None or key in seen:
+                continue
+            seen.add(key)
+            fields = ("task", "setting", "protocol", "group", "backbone", "kind")
+            out.setdefault(point["table"], []).append({k: point.get(k) for k in fields})
+        return out
+
     def format(self) -> str:
         """One row per task x setting x backbone x protocol (its grid spelled out), then the totals."""
         lines = [
@@ -297,6 +330,13 @@ class EvaluationPlan:
                 f"{first['batch_size']} | {first['schedule']} | {first['optimizer']} | {first['features']} | "
                 f"{first['splits']} | {'; '.join(rates)} x WD {', '.join(decays)} |"
             )
+        tables = self.table_rows()
+        if tables:
+            lines += ["", "| paper table | rows | tasks | backbones (kind) |", "|---|---:|---|---|"]
+            for table, rows in sorted(tables.items(), key=lambda item: _table_order(item[0])):
+                tasks = ", ".join(dict.fromkeys(r["task"] for r in rows))
+                backbones = ", ".join(dict.fromkeys(f"{r['backbone']} ({r['kind']})" for r in rows))
+                lines.append(f"| {table} | {len(rows)} | {tasks} | {backbones} |")
         trainings = sum(p["splits"] for p in self.points)
         lines += [
             "",
@@ -331,6 +371,33 @@ class EvaluationPlan:
         return "\n".join(lines)
 
 
+def paper_table(task_format: str | None, setting: str, protocol: str) -> str | None:
+    """The VisE paper's table an evaluation is a row of (``None``: none of them).
+
+    Tables 6 and 7 are the linear and fine-tuned results on UnbiasedEmotion, Politics and Hateful Memes (an image
+    encoder with a frozen text encoder); Table 2 is CUB; Hateful Memes' other settings are Table 14 (both encoders
+    fine-tuned) and Tables 15-16 (image only).
+
+    Examples:
+        >>> paper_table("politics", "image_only", "linear"), paper_table("cub", "image_only", "finetune")
+        ('Table 6', 'Table 2')
+    """
+    if task_format == "cub":
+        return "Table 2"
+    if task_format == "hateful_memes" and setting == "image_text_finetuned":
+        return "Table 14"
+    if task_format == "hateful_memes" and setting == "image_only":
+        return "Tables 15-16"
+    if task_format in ("unbiased_emotion", "politics", "hateful_memes"):
+        return "Table 6" if protocol == "linear" else "Table 7"
+    return None
+
+
+def _table_order(table: str) -> tuple[int, str]:
+    digits = "".join(c for c in table.split("-")[0] if c.isdigit())
+    return int(digits or 0), table
+
+
 #: Images per split of the paper's four tasks (VisE, Section 4.3), for ``--plan`` where a task gives no ``images``.
 PAPER_TASK_IMAGES = {
     "unbiased_emotion": {"train": 2_132, "validation": 304, "test": 609},  # 3,045 images, 70/10/20
@@ -362,13 +429,12 @@ def _forward_flops(architecture: str, image_size: int, cache: dict[tuple[str, in
     key = (architecture, image_size)
     if key not in cache:
         import torch
-        from torch._subclasses.fake_tensor import FakeTensorMode
 
-        from hf_memotion.benchmarking import count_flops
+        from hf_memotion.benchmarking import count_flops, fake_model
         from hf_memotion.models.vise import ViseConfig, ViseModel
 
-        with FakeTensorMode(allow_non_fake_inputs=True):
-            model = ViseModel(ViseConfig(architecture=architecture)).eval()
+        model, mode = fake_model(lambda: ViseModel(ViseConfig(architecture=architecture)).eval())
+        with mode:
             pixels = torch.zeros(2, 3, image_size, image_size)
             with torch.no_grad():
                 cache[key] = count_flops(lambda: model(pixels)) // 2
@@ -419,12 +485,15 @@ def plan_evaluation(spec: EvaluationRunSpec, *, source: str | None = None) -> Ev
             notes.append(note)
         for name, backbone in spec.backbones.items():
             architecture = backbone.resolved_architecture()
-            for setting, protocol in spec.combinations(entry, has_text):
+            for setting, protocol in spec.combinations(entry, has_text, name):
                 settings = spec.protocol_settings(protocol, entry, name, architecture)
                 adamw = settings.uses_adamw(multimodal=setting != "image_only")
                 group = [
                     {
                         "task": _display_name(entry.label, setting, has_text),
+                        "table": paper_table(entry.format, setting, protocol),
+                        "kind": backbone.kind,
+                        "group": backbone.table_group,
                         "setting": setting,
                         "backbone": name,
                         "architecture": architecture,
@@ -451,6 +520,7 @@ def plan_evaluation(spec: EvaluationRunSpec, *, source: str | None = None) -> Ev
         "the backbone's FLOPs only (torch's FlopCounterMode on the real architecture); the text encoder, "
         "image decoding and the linear classifiers are left out"
     )
+    notes += [f"{t.label}'s schedule: {t.schedule_note}" for t in spec.tasks if t.schedule_note]
     return EvaluationPlan(points, spec.selection, compute, float(spec.device_tflops), notes)
 
 

@@ -5,6 +5,13 @@ authors' released checkpoints.
 """
 
 from hf_memotion.models.auto import register_model_family
+from hf_memotion.models.vise.baselines import (  # registers resnet50_d2 with timm
+    BASELINE_KINDS,
+    baseline_layout,
+    convert_baseline,
+    load_baseline,
+    read_checkpoint,
+)
 from hf_memotion.models.vise.configuration_vise import ViseConfig
 from hf_memotion.models.vise.convert import (
     CheckpointMismatchError,
@@ -32,14 +39,19 @@ register_model_family(
 )
 
 __all__ = [
+    "BASELINE_KINDS",
     "CheckpointMismatchError",
     "ViseConfig",
     "ViseForImageClassification",
     "ViseForPretraining",
     "ViseModel",
     "VisePreTrainedModel",
+    "baseline_layout",
+    "convert_baseline",
     "convert_released_checkpoint",
+    "load_baseline",
     "load_released_state_dict",
+    "read_checkpoint",
     "save_converted_checkpoint",
     "to_released_state_dict",
 ]

@@ -1,0 +1,201 @@
+"""The VisE paper's baselines from their public checkpoints: each released layout, converted exactly; wrong files
+refused in one line; one preprocessing for every row of a task."""
+
+from __future__ import annotations
+
+import re
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from hf_memotion.models.vise import ViseConfig, ViseModel
+from hf_memotion.models.vise.baselines import (
+    CheckpointMismatchError,
+    baseline_layout,
+    convert_baseline,
+    load_baseline,
+    read_checkpoint,
+)
+from hf_memotion.vise.evaluation import load_backbone
+from hf_memotion.vise.run_specs import EvaluationRunSpec
+
+
+def _network(architecture: str, **model_args) -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    state = ViseModel(ViseConfig(architecture=architecture, model_args=model_args)).timm_model.state_dict()
+    return {k: v + torch.rand_like(v.float()).to(v.dtype) if v.is_floating_point() else v for k, v in state.items()}
+
+
+def _to_detectron2(key: str) -> str:
+    """timm/torchvision ResNet names in detectron2's (what grid-feats-vqa's checkpoints hold, under backbone.)."""
+    if key.startswith(("conv1.", "bn1.")):
+        return "stem." + key.replace("bn1.", "conv1.norm.")
+    layer, rest = key.split(".", 1)
+    rest = rest.replace("downsample.0.", "shortcut.").replace("downsample.1.", "shortcut.norm.")
+    rest = re.sub(r"bn([123])\.", r"conv\1.norm.", rest)
+    return f"res{int(layer[5:]) + 1}.{rest}"
+
+
+def _to_openai_clip(key: str) -> str:
+    """timm's resnet50_clip names in OpenAI's ModifiedResNet (``visual.`` in a CLIP state dict)."""
+    key = re.sub(r"^stem\.conv(\d)\.conv\.", r"conv\1.", key)
+    key = re.sub(r"^stem\.conv(\d)\.bn\.", r"bn\1.", key)
+    names = {"conv1_1x1": "1", "conv2_kxk": "2", "conv3_1x1": "3"}
+
+    def block(m):
+        number = names[m.group(3)]
+        return f"layer{int(m.group(1)) + 1}.{m.group(2)}.{'conv' if m.group(4) == 'conv' else 'bn'}{number}."
+
+    key = re.sub(r"^stages\.(\d)\.(\d+)\.(conv1_1x1|conv2_kxk|conv3_1x1)\.(conv|bn)\.", block, key)
+    key = re.sub(
+        r"^stages\.(\d)\.(\d+)\.shortcut\.conv\.(conv|bn)\.",
+        lambda m: f"layer{int(m.group(1)) + 1}.{m.group(2)}.downsample.{0 if m.group(3) == 'conv' else 1}.",
+        key,
+    )
+    for old, new in (
+        ("head.pos_embed", "attnpool.positional_embedding"),
+        ("head.q.", "attnpool.q_proj."),
+        ("head.k.", "attnpool.k_proj."),
+        ("head.v.", "attnpool.v_proj."),
+        ("head.proj.", "attnpool.c_proj."),
+    ):
+        key = key.replace(old, new)
+    return "visual." + key
+
+
+def _released(kind: str, state: dict[str, torch.Tensor]) -> dict:
+    """A synthetic checkpoint in ``kind``'s public layout holding ``state`` (timm names)."""
+    if kind == "moco":
+        encoder = {f"module.encoder_q.{k}": v for k, v in state.items()}
+        head = {"module.encoder_q.fc.0.weight": torch.rand(8, 4), "module.encoder_q.fc.2.weight": torch.rand(4, 8)}
+        keys = {f"module.encoder_k.{k}": v for k, v in state.items()}
+        return {"epoch": 800, "arch": "resnet50", "state_dict": {**encoder, **head, **keys}}
+    if kind == "virtex":
+        textual = {"textual.embedding.words.weight": torch.rand(10, 4)}
+        return {"model": {**{f"visual.cnn.{k}": v for k, v in state.items()}, **textual}, "iteration": 500000}
+    if kind == "icmlm":
+        return {"state_dict": {f"module.cnn.{k}": v for k, v in state.items()}}
+    if kind == "vqagrid":
+        backbone = {}
+        for k, v in state.items():
+            if k.endswith("num_batches_tracked"):
+                continue  # detectron2's FrozenBN has no step count
+            backbone[f"backbone.{_to_detectron2(k)}"] = v.flip(1) if k == "conv1.weight" else v  # BGR first conv
+        return {"model": {**backbone, "roi_heads.box_predictor.cls_score.weight": torch.rand(3, 4)}}
+    if kind == "clip":
+        return {**{_to_openai_clip(k): v for k, v in state.items()}, "token_embedding.weight": torch.rand(10, 4)}
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind", ["moco", "virtex", "icmlm", "vqagrid", "clip"])
+def test_each_released_layout_converts_exactly_and_loads_from_a_file(kind, tmp_path):
+    layout = baseline_layout(kind)
+    state = _network(layout.architecture, **layout.model_args)
+    converted = convert_baseline(kind, _released(kind, state))
+    assert converted.keys() == state.keys()
+    for key, value in state.items():
+        if key.endswith("num_batches_tracked") and kind == "vqagrid":
+            continue
+        assert torch.equal(converted[key], value), key
+    path = tmp_path / "released.pth"
+    torch.save(_released(kind, state), path)
+    model, loaded_layout = load_baseline(kind, path)
+    assert loaded_layout == layout and model.config.architecture == layout.architecture
+    assert torch.equal(
+        model.timm_model.state_dict()["conv1.weight" if kind != "clip" else "stem.conv1.conv.weight"],
+        state["conv1.weight" if kind != "clip" else "stem.conv1.conv.weight"],
+    )
+
+
+def test_virtex_s_torch_hub_backbone_converts_too():
+    state = _network("resnet50")
+    assert convert_baseline("virtex", dict(state)).keys() == state.keys()
+
+
+def test_vqagrid_runs_detectron2_s_network_and_normalisation():
+    network = ViseModel(ViseConfig(architecture="resnet50_d2", model_args={"output_stride": 16})).timm_model
+    first = network.layer2[0]
+    assert first.conv1.stride == (2, 2) and first.conv2.stride == (1, 1)  # the stride in the 1x1 (STRIDE_IN_1X1)
+    assert network.layer4[0].conv2.dilation == (2, 2) == network.layer4[2].conv2.dilation  # res5 dilated throughout
+    layout = baseline_layout("vqagrid")
+    pixel = torch.tensor([[[[0.5]], [[0.5]], [[0.5]]]])  # an RGB value of 127.5 in every channel
+    normalised = (pixel - torch.tensor(layout.mean)[:, None, None]) / torch.tensor(layout.std)[:, None, None]
+    torch.testing.assert_close(normalised.flatten(), torch.tensor([127.5 - 123.675, 127.5 - 116.28, 127.5 - 103.53]))
+
+
+@pytest.mark.parametrize(
+    ("kind", "released_as", "message"),
+    [
+        ("virtex", "moco", "not a virtex ResNet checkpoint: missing 'conv1.weight'"),
+        ("moco", "virtex", "not a moco checkpoint: no key starts with 'module.encoder_q.'"),
+        ("vqagrid", "moco", "not a vqagrid checkpoint: no key starts with 'backbone.'"),
+        ("icmlm", "vqagrid", "not a icmlm checkpoint: no torchvision ResNet keys"),
+    ],
+)
+def test_a_checkpoint_of_another_kind_is_refused_in_one_line(kind, released_as, message):
+    layout = baseline_layout(released_as)
+    released = _released(released_as, _network(layout.architecture, **layout.model_args))
+    with pytest.raises(CheckpointMismatchError, match=re.escape(message)) as caught:
+        convert_baseline(kind, released)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_wrong_shape_or_missing_tensor_is_named():
+    state = _network("resnet50")
+    broken = _released("moco", {**state, "layer1.0.conv1.weight": torch.rand(3, 3)})
+    with pytest.raises(CheckpointMismatchError, match=r"'layer1\.0\.conv1\.weight' is \(3, 3\), expected"):
+        convert_baseline("moco", broken)
+    del state["layer4.2.bn3.running_var"]
+    with pytest.raises(CheckpointMismatchError, match=r"missing 'layer4\.2\.bn3\.running_var'"):
+        convert_baseline("moco", _released("moco", state))
+
+
+def test_no_pickle_runs_and_a_torchscript_archive_is_refused(tmp_path):
+    scripted = torch.jit.script(torch.nn.Linear(2, 2))
+    torch.jit.save(scripted, tmp_path / "RN50.pt")
+    assert zipfile.is_zipfile(tmp_path / "RN50.pt")
+    with pytest.raises(CheckpointMismatchError, match="TorchScript archive"):
+        read_checkpoint(tmp_path / "RN50.pt")
+    torch.save({"state_dict": {"x": torch.zeros(1)}, "code": Image.new("RGB", (2, 2))}, tmp_path / "object.pth")
+    with pytest.raises(CheckpointMismatchError, match="not a tensors-only PyTorch checkpoint"):
+        read_checkpoint(tmp_path / "object.pth")
+    with pytest.raises(FileNotFoundError, match="no such checkpoint file"):
+        load_baseline("moco", tmp_path / "absent.pth.tar")
+
+
+def test_every_row_of_a_task_gets_the_same_transforms(tmp_path):
+    """One preprocessing: a VisE folder saved with other transforms, a random and a baseline backbone see the same
+    pixels of a meme (each normalised with its own statistics)."""
+    from hf_memotion.models.vision import MemotionImageProcessor
+
+    ViseModel(ViseConfig(architecture="test_resnet")).save_pretrained(tmp_path / "vise")
+    own = MemotionImageProcessor(crop_size=48, crop_pct=0.95, interpolation="bicubic", mean=(0.1, 0.2, 0.3))
+    own.save_pretrained(tmp_path / "vise")
+    torch.save(_released("moco", _network("resnet50")), tmp_path / "moco.pth.tar")
+    spec = EvaluationRunSpec.from_dict(
+        {
+            "backbones": {
+                "vise": str(tmp_path / "vise"),
+                "random": "random:test_resnet",
+                "moco": f"moco:{tmp_path / 'moco.pth.tar'}",
+            },
+            "reference": {"test_resnet": "random", "resnet50": "moco"},
+            "image_size": 48,
+            "tasks": [{"format": "cub", "path": "data/cub", "preprocessing": {"crop_pct": 0.8}}],
+        }
+    )
+    assert spec.reference_of("vise") == "random" and spec.reference_of("moco") == "moco"
+    task = spec.tasks[0]
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (70, 90, 3), dtype=np.uint8))
+    seen = []
+    for name, backbone in spec.backbones.items():
+        loaded = load_backbone(name, backbone.source, image_size=spec.image_size)
+        processor = loaded.with_preprocessing(**spec.task_preprocessing(task)).processor
+        pixels = processor.eval_transform(ten_crop=False)(image)
+        mean, std = torch.tensor(processor.mean)[:, None, None], torch.tensor(processor.std)[:, None, None]
+        seen.append(pixels * std + mean)  # the pixels before each backbone's own normalisation
+        assert (processor.crop_pct, processor.interpolation) == (0.8, "bilinear")
+    assert all(torch.allclose(other, seen[0], atol=1e-5) for other in seen[1:])

@@ -348,7 +348,13 @@ def test_every_shipped_config_reads_into_its_spec():
         "vise_mining_demo": MiningRunSpec,
         "vise_pretrain_demo": PretrainRunSpec,
         "vise_eval_demo": EvaluationRunSpec,
+        "vise_eval_paper": EvaluationRunSpec,
+        "vise_mining_paper": MiningRunSpec,
+        "vise_pretrain_paper": PretrainRunSpec,
+        "demo_joint": EnsembleRunSpec,
+        "modern": EnsembleRunSpec,
     }
+    assert {p.stem for p in (ROOT / "configs").glob("*.yaml")} == set(specs)  # every shipped config is read here
     for name, spec in specs.items():
         values = yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text())
         values.pop("push_to_hub", None)

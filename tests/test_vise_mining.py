@@ -11,6 +11,8 @@ import pytest
 
 from hf_memotion.vise import MiningSpec, load_engagement, make_demo_engagement, mine_labels
 from hf_memotion.vise.mining import ClusterModels, _label_shard, is_holdout, sample_comments
+from hf_memotion.vise.run_specs import MiningRunSpec
+from hf_memotion.vise.steps import plan_mining
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = MiningSpec(comment_clusters=24, reaction_clusters=8, holdout_fraction=0.25, embedding_dim=32, seed=3)
@@ -294,3 +296,45 @@ def test_damaged_shards_are_relabelled_and_damaged_clusters_refit(corpus, tmp_pa
         ClusterModels.load(out / "clusters")
     refit = mine_labels(corpus, out, SMALL)
     assert "fitting the cluster models again" in caplog.text and len(refit["shards_labelled_this_run"]) == 3
+
+
+def test_label_fraction_labels_a_stable_sample_of_the_other_posts(corpus, tmp_path):
+    """The paper's two label sets from one corpus and one held-out subset: a random sample (VisE-1.2M) and all."""
+    everything = mine_labels(corpus, tmp_path / "all", SMALL)
+    sample = mine_labels(corpus, tmp_path / "sample", MiningSpec(**{**SMALL.__dict__, "label_fraction": 0.3}))
+    all_ids, sample_ids = set(_labels(tmp_path / "all")["post_id"]), set(_labels(tmp_path / "sample")["post_id"])
+    assert sample_ids < all_ids and 0.2 < len(sample_ids) / len(all_ids) < 0.4
+    assert sample["holdout"] == everything["holdout"]  # the same held-out subset fits both runs' clusters
+    sampled, whole = _labels(tmp_path / "sample"), _labels(tmp_path / "all")
+    labels = dict(zip(sampled["post_id"], sampled["reaction_cluster"], strict=True))
+    assert labels == {p: c for p, c in zip(whole["post_id"], whole["reaction_cluster"], strict=True) if p in labels}
+    assert MiningSpec(label_fraction=1.0).key() == MiningSpec().key()  # earlier runs keep their key
+    with pytest.raises(ValueError, match="label_fraction must be in"):
+        MiningSpec(label_fraction=0.0)
+
+
+def test_the_paper_mining_config_plans_posts_core_hours_and_disk(tmp_path):
+    def plan(*overrides):
+        run = subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "scripts" / "mine_vise_labels.py"),
+                str(ROOT / "configs" / "vise_mining_paper.yaml"),
+                f"output_dir={tmp_path / 'out'}",
+                *overrides,
+                "--plan",
+            ],
+            capture_output=True,
+            text=True,
+            env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+        )
+        assert run.returncode == 0, run.stderr[-2000:]
+        return run.stdout
+
+    sample = plan()
+    assert "posts: 270,000,000 (20,000,007 held out for the clusters, 1,230,000 labelled)" in sample
+    assert "core-hours" in sample and "GB of label shards" in sample and not (tmp_path / "out").exists()
+    assert "249,999,993 labelled" in plan("mining.label_fraction=1.0")  # VisE-250M's labels
+    spec = MiningRunSpec.from_dict({"data": {"path": "posts"}})
+    with pytest.raises(ValueError, match="give plan.posts"):
+        plan_mining(spec)

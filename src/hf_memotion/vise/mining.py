@@ -72,6 +72,7 @@ from hf_memotion.vise.mining_steps import (
     fit_comment_embedding,
     fit_kmeans,
     is_holdout,
+    is_labelled,
     kmeans_backend,
     label_features,
     label_posts,
@@ -246,9 +247,7 @@ def _label_shard(
     models.settings["encoder_device"] = config.encoder_device  # this run's device, not the fitting run's
     source = Path(shard)
     errors: list[dict] = []
-    posts = (
-        row for row in _posts(source, errors) if not is_holdout(row["post_id"], config.holdout_fraction, config.seed)
-    )
+    posts = (row for row in _posts(source, errors) if is_labelled(row["post_id"], config))
     rows: list[dict] = []
     details: list[dict] = []
     with threadpoolctl.threadpool_limits(threads) if threads is not None else contextlib.nullcontext():

@@ -43,6 +43,7 @@ __all__ = [
     "image_reference",
     "initial_centroids",
     "is_holdout",
+    "is_labelled",
     "kmeans_backend",
     "label_features",
     "label_posts",
@@ -65,7 +66,10 @@ class MiningSpec:
     Attributes:
         comment_clusters: K of the comment K-means (paper: 5000); capped at the number of held-out comments.
         reaction_clusters: K of the reaction K-means (paper: 128); capped at the held-out posts with reactions.
-        holdout_fraction: Share of posts used for step 1 and kept out of the labels.
+        holdout_fraction: Share of posts used for step 1 and kept out of the labels (the paper fits its clusters on
+            a separate random subset of 20M posts).
+        label_fraction: Share of the other posts that get labels, a stable random sample by post id (the paper
+            labels a random 1.23M sample and the whole 250M set: two runs over one corpus, 1.0 being all).
         max_comments: Comments sampled per post (paper: 100).
         embedding_dim: Dimensions of the comment embedding (truncated SVD of TF-IDF).
         max_features: Vocabulary size of the TF-IDF (the most frequent words and emoji).
@@ -88,6 +92,7 @@ class MiningSpec:
     comment_clusters: int = 5000
     reaction_clusters: int = 128
     holdout_fraction: float = 0.1
+    label_fraction: float = 1.0
     max_comments: int = 100
     embedding_dim: int = 256
     max_features: int = 100_000
@@ -99,6 +104,10 @@ class MiningSpec:
     encoder_max_length: int = 64
     encoder_device: str = "cpu"
 
+    def __post_init__(self):
+        if not 0.0 < float(self.label_fraction) <= 1.0:
+            raise ValueError(f"mining.label_fraction must be in (0, 1], got {self.label_fraction}")
+
     def key(self) -> str:
         """A short hash of the settings (finished shards are reused only under the same key; the device is not in it).
 
@@ -108,6 +117,8 @@ class MiningSpec:
         """
         values = asdict(self)
         values.pop("encoder_device")
+        if values["label_fraction"] == 1.0:  # every post, as before the setting existed: earlier runs keep their key
+            values.pop("label_fraction")
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -119,6 +130,20 @@ def _unit(seed: int, text: str) -> float:
 def is_holdout(post_id: str, fraction: float, seed: int) -> bool:
     """Whether a post belongs to the held-out subset (a stable function of its id: same in every process)."""
     return _unit(seed, f"holdout:{post_id}") < fraction
+
+
+def is_labelled(post_id: str, config: MiningSpec) -> bool:
+    """Whether step 2 labels a post: not held out, and in the ``label_fraction`` sample (a stable function of its id).
+
+    Examples:
+        >>> sample = MiningSpec(holdout_fraction=0.1, label_fraction=0.25)
+        >>> picked = [i for i in range(10_000) if is_labelled(f"p{i}", sample)]
+        >>> round(len(picked) / 10_000, 2), is_labelled("p1", MiningSpec(holdout_fraction=1.0))
+        (0.23, False)
+    """
+    if is_holdout(post_id, config.holdout_fraction, config.seed):
+        return False
+    return config.label_fraction >= 1.0 or _unit(config.seed, f"label:{post_id}") < config.label_fraction
 
 
 def sample_comments(comments: Sequence[str], max_comments: int, post_id: str, seed: int) -> list[str]:

@@ -75,6 +75,8 @@ class MiningRunSpec:
         engine: ``"local"`` (this machine) or ``"spark"`` (``data.path`` may then be any URI Spark reads:
             ``hdfs://``, ``s3a://``...).
         spark_memory: JVM memory of a local Spark session (under ``spark-submit`` the cluster's settings apply).
+        plan: What ``--plan`` counts with where the corpus is not at hand: ``posts`` in the corpus and
+            ``comments_per_post`` (default: the paper's 20.25).
     """
 
     data: dict[str, Any] = field(default_factory=lambda: {"demo": {}})
@@ -83,8 +85,12 @@ class MiningRunSpec:
     mining: MiningSpec = field(default_factory=MiningSpec)
     engine: str = "local"
     spark_memory: str = "2g"
+    plan: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
+        unknown = sorted(set(self.plan or {}) - {"posts", "comments_per_post"})
+        if unknown:
+            raise ValueError(f"plan: unknown key(s) {unknown}; it takes posts and comments_per_post")
         if self.engine not in ENGINES:
             raise ValueError(f"engine must be 'local' (this machine) or 'spark', got {self.engine!r}")
 

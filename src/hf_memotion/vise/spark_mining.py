@@ -60,6 +60,7 @@ from hf_memotion.vise.mining_steps import (
     image_reference,
     initial_centroids,
     is_holdout,
+    is_labelled,
     kmeans_backend,
     label_posts,
     lloyd_sums,
@@ -148,6 +149,7 @@ def _posts_schema():
             T.StructField("comments", T.ArrayType(T.StringType())),
             T.StructField("reactions", T.MapType(T.StringType(), T.LongType())),
             T.StructField("held_out", T.BooleanType()),
+            T.StructField("labelled", T.BooleanType()),
             T.StructField("error", T.StringType()),
         ]
     )
@@ -181,6 +183,7 @@ def _parse_posts(kind: str, config: MiningSpec):
                             "comments": None,
                             "reactions": None,
                             "held_out": None,
+                            "labelled": None,
                             "error": problem,
                         }
                     )
@@ -197,6 +200,7 @@ def _parse_posts(kind: str, config: MiningSpec):
                         "comments": sampled,
                         "reactions": reactions if row.get("reactions") is not None else None,
                         "held_out": is_holdout(row["post_id"], config.holdout_fraction, config.seed),
+                        "labelled": is_labelled(row["post_id"], config),
                         "error": None,
                     }
                 )
@@ -397,7 +401,7 @@ def mine_labels_spark(
     # step 2: every other valid post, in the executors
     shared_models = spark.sparkContext.broadcast(models)
     labels = (
-        valid.filter(~F.col("held_out"))
+        valid.filter(F.col("labelled"))  # not held out, and in the label_fraction sample
         .mapInPandas(_label(shared_models, config), _label_schema())
         .orderBy("post_id")
         .cache()

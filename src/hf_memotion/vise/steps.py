@@ -30,13 +30,16 @@ from hf_memotion.vise.run_specs import EvaluationRunSpec, MiningRunSpec, Pretrai
 
 __all__ = [
     "EvaluationPlan",
+    "MiningPlan",
     "evaluate",
     "mine",
     "paper_table",
     "plan_evaluation",
+    "plan_mining",
     "pretrain",
     "print_evaluation_plan",
     "print_evaluation_summary",
+    "print_mining_plan",
     "print_mining_summary",
     "print_pretraining_summary",
     "read_tasks",
@@ -72,6 +75,112 @@ def _sizes(stats: dict) -> str:
         f"max {stats['max']}, largest share {stats['largest_share']:.1%}, "
         f"effective clusters {stats['effective_clusters']:.1f}"
     )
+
+
+#: Measured mining rates (BENCHMARKS.md, "VisE mining": realistic corpora at the paper's settings, k = 5,000 and 128,
+#: 256-dimensional phi_C, faiss): step 2 labels 2,498 posts/s per core at 19.5 comments per post, step 1 took 62.2 s
+#: on 2 cores for 100,000 held-out comments (K-means' iterations grow with comments x k).
+STEP2_POSTS_PER_CORE_SECOND = 2_498.0
+STEP2_MEASURED_COMMENTS_PER_POST = 19.5
+STEP1_CORE_SECONDS_PER_COMMENT = 62.2 * 2 / 100_000
+STEP1_MEASURED_CLUSTERS = 5_000
+#: Label shard bytes per post, an upper bound: the id and image reference, then an int32 cluster id and a float32
+#: weight per distinct comment cluster (parquet compresses below this; the demo's labels took 75 bytes a post).
+LABEL_BYTES_PER_POST = 64
+LABEL_BYTES_PER_CLUSTER = 8
+#: The paper's corpus statistics (Appendix C.1: 20.25 comments per image on the 1.23M set).
+PAPER_COMMENTS_PER_POST = 20.25
+
+
+@dataclass
+class MiningPlan:
+    """What :func:`mine` would do for a :class:`MiningRunSpec` (``scripts/mine_vise_labels.py --plan``).
+
+    Attributes:
+        posts: Posts in the corpus.
+        held_out: Posts that step 1 clusters (``holdout_fraction``), kept out of the labels.
+        labelled: Posts step 2 labels (the others, times ``label_fraction``).
+        comments_per_post: Comments per post counted with (``max_comments`` caps it).
+        step1_core_hours: Step 1 (the embedding and both K-means on the held-out posts) at the measured rate.
+        step2_core_hours: Step 2 (every labelled post) at the measured rate.
+        label_bytes: The label shards (an upper bound).
+        model_bytes: The cluster models (the embedding's projection and both sets of centroids).
+        notes: Where the figures come from.
+    """
+
+    posts: int
+    held_out: int
+    labelled: int
+    comments_per_post: float
+    step1_core_hours: float
+    step2_core_hours: float
+    label_bytes: int
+    model_bytes: int
+    notes: list[str] = field(default_factory=list)
+
+    def format(self) -> str:
+        """The plan as a few lines."""
+        lines = [
+            f"posts: {self.posts:,} ({self.held_out:,} held out for the clusters, {self.labelled:,} labelled), "
+            f"{self.comments_per_post:g} comments per post",
+            f"step 1 (clusters): {self.step1_core_hours:,.1f} core-hours; step 2 (labels): "
+            f"{self.step2_core_hours:,.1f} core-hours; in all {self.step1_core_hours + self.step2_core_hours:,.1f}",
+            f"disk: {self.label_bytes / 1e9:,.2f} GB of label shards (at most), {self.model_bytes / 1e6:,.0f} MB of "
+            "cluster models",
+        ]
+        return "\n".join(lines + [f"note: {n}" for n in self.notes])
+
+
+def plan_mining(spec: MiningRunSpec, *, source: str | None = None) -> MiningPlan:
+    """Count what mining ``spec`` would take: posts held out and labelled, core-hours at the measured rates, disk.
+
+    Examples:
+        >>> spec = MiningRunSpec.from_dict({"data": {"path": "posts/"}, "plan": {"posts": 270_000_000},
+        ...     "mining": {"holdout_fraction": 0.074, "label_fraction": 0.0049}})
+        >>> plan = plan_mining(spec)
+        >>> plan.held_out, round(plan.labelled, -4)
+        (19980000, 1230000)
+    """
+    settings = spec.mining
+    data = dict(spec.data or {})
+    posts = (spec.plan or {}).get("posts")
+    if posts is None and isinstance(data.get("demo"), Mapping):
+        from hf_memotion.data.engagement import DemoEngagementSpec
+
+        posts = DemoEngagementSpec(**{k: v for k, v in data["demo"].items() if k != "output_dir"}).n_posts
+    if posts is None:
+        raise ValueError("--plan needs the corpus's size: give plan.posts=N (and plan.comments_per_post)")
+    posts = int(posts)
+    per_post = min(float((spec.plan or {}).get("comments_per_post", PAPER_COMMENTS_PER_POST)), settings.max_comments)
+    held_out = round(posts * settings.holdout_fraction)
+    labelled = round((posts - held_out) * settings.label_fraction)
+    step1 = held_out * per_post * STEP1_CORE_SECONDS_PER_COMMENT * settings.comment_clusters / STEP1_MEASURED_CLUSTERS
+    step2 = labelled / (STEP2_POSTS_PER_CORE_SECOND * STEP2_MEASURED_COMMENTS_PER_POST / per_post)
+    clusters = min(per_post, settings.comment_clusters)
+    models = 4 * settings.embedding_dim * (settings.max_features + settings.comment_clusters) + 4 * 5 * 128
+    notes = [
+        "rates measured on this project's 2-core machine (BENCHMARKS.md, VisE mining): step 2 at "
+        f"{STEP2_POSTS_PER_CORE_SECOND:,.0f} posts/s per core, step 1 at {STEP1_CORE_SECONDS_PER_COMMENT * 1e3:.2f} "
+        "core-ms per held-out comment at k = 5,000; the paper mined in about 9 hours on 144 CPUs"
+    ]
+    if settings.comment_encoder:
+        notes.append(f"comment_encoder {settings.comment_encoder}: the rates are TF-IDF's; an encoder costs more")
+    return MiningPlan(
+        posts=posts,
+        held_out=held_out,
+        labelled=labelled,
+        comments_per_post=per_post,
+        step1_core_hours=step1 / 3600,
+        step2_core_hours=step2 / 3600,
+        label_bytes=int(labelled * (LABEL_BYTES_PER_POST + LABEL_BYTES_PER_CLUSTER * clusters)),
+        model_bytes=int(models),
+        notes=notes,
+    )
+
+
+def print_mining_plan(plan: MiningPlan) -> None:
+    """Print :meth:`MiningPlan.format`."""
+    print(plan.format())
 
 
 def print_mining_summary(report: dict[str, Any], spec: MiningRunSpec) -> None:

@@ -421,3 +421,25 @@ def test_the_demo_joint_member_beats_every_unimodal_member_on_subtask_c(tmp_path
     rows = {row["name"]: row["scores"] for row in json.loads((tmp_path / "run" / "report.json").read_text())["table7"]}
     assert rows["joint"]["subtask_c"] > max(rows["text"]["subtask_c"], rows["vision"]["subtask_c"]) + 0.05
     assert rows["ensemble all (modality ensemble)"]["subtask_c"] >= rows["ensemble (unimodal members)"]["subtask_c"]
+
+
+def test_cached_dual_encoders_plan_as_textual_and_joint_members(offline_hub):
+    from hf_memotion.training.planning import plan_training
+
+    config = {
+        "data": {"demo": {"n_train": 60, "n_test": 20}},
+        "n_splits": 2,
+        "models": [
+            {"name": "clip_text", "modality": "text", "backbone": "tiny-org/clip-dual", "model": {"max_length": 16}},
+            {
+                "name": "siglip_joint",
+                "modality": "multimodal",
+                "backbone": "tiny-org/siglip-dual",
+                "image_encoder": "dual",
+                "model": {"projection_dim": 4, "max_length": 16},
+            },
+        ],
+    }
+    plan = {m.name: m for m in plan_training(config).models}
+    assert plan["clip_text"].step_flops > 0 and plan["siglip_joint"].step_flops > 0
+    assert plan["siglip_joint"].architecture == "tiny-org/siglip-dual (text + image)"

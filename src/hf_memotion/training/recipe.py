@@ -200,7 +200,8 @@ def run_training(config: Mapping[str, Any] | EnsembleRunSpec, *, source: str | N
         rows.append({"name": f"ensemble ({shown})", "modality": modality, "scores": _scores(final, test_labels)})
     if len(modalities) > 2 and "multimodal" in modalities:  # the same stacking without the joint members
         members = [e.name for e in models if e.modality != "multimodal"]
-        stackers = fit_stackers({m: oof[m] for m in members}, train_labels, **stack_args)
+        covered = {p: y for p, y in train_labels.items() if any(p in oof[m] for m in members)}
+        stackers = fit_stackers({m: oof[m] for m in members}, covered, **stack_args)
         final = combine_stackers(stackers, {m: held_out[m] for m in members})
         scores = _scores(final, test_labels)
         rows.append({"name": "ensemble (unimodal members)", "modality": "unimodal", "scores": scores})

@@ -190,20 +190,21 @@ def run_training(config: Mapping[str, Any] | EnsembleRunSpec, *, source: str | N
             rows.append(
                 {"name": f"{entry.name} (fold mean)", "modality": entry.modality, "scores": _scores(mean, test_labels)}
             )
-    modalities = sorted({e.modality for e in models})
-    for modality in modalities:
-        members = [e.name for e in models if e.modality == modality]
-        covered = {p: y for p, y in train_labels.items() if any(p in oof[m] for m in members)}  # what it predicts
-        stackers = fit_stackers({m: oof[m] for m in members}, covered, **stack_args)
-        final = combine_stackers(stackers, {m: held_out[m] for m in members})
-        shown = MODALITY_LABELS.get(modality, modality)
-        rows.append({"name": f"ensemble ({shown})", "modality": modality, "scores": _scores(final, test_labels)})
-    if len(modalities) > 2 and "multimodal" in modalities:  # the same stacking without the joint members
-        members = [e.name for e in models if e.modality != "multimodal"]
+
+    def subset_scores(members: list[str]) -> dict[str, float]:
+        """Held-out scores of the stacking of ``members`` alone, on the problems they predict."""
         covered = {p: y for p, y in train_labels.items() if any(p in oof[m] for m in members)}
         stackers = fit_stackers({m: oof[m] for m in members}, covered, **stack_args)
-        final = combine_stackers(stackers, {m: held_out[m] for m in members})
-        scores = _scores(final, test_labels)
+        return _scores(combine_stackers(stackers, {m: held_out[m] for m in members}), test_labels)
+
+    modalities = sorted({e.modality for e in models})
+    for modality in modalities:
+        scores = subset_scores([e.name for e in models if e.modality == modality])
+        rows.append(
+            {"name": f"ensemble ({MODALITY_LABELS.get(modality, modality)})", "modality": modality, "scores": scores}
+        )
+    if len(modalities) > 2 and "multimodal" in modalities:  # the same stacking without the joint members
+        scores = subset_scores([e.name for e in models if e.modality != "multimodal"])
         rows.append({"name": "ensemble (unimodal members)", "modality": "unimodal", "scores": scores})
     stackers = fit_stackers(oof, train_labels, **stack_args)
     uncalibrated = combine_stackers(stackers, held_out, calibrated=False)

@@ -387,10 +387,13 @@ class EvaluationRunSpec:
             if key is not None and key in task.batch_sizes:
                 values["batch_size"] = task.batch_sizes[key]
                 break
-        if backbone in self.backbones and self.backbones[backbone].kind == "clip":
-            from hf_memotion.models.vise.baselines import CLIP_BASE_LEARNING_RATES
+        kind = self.backbones[backbone].kind if backbone in self.backbones else "vise"
+        if kind not in ("vise", "random", "timm"):  # a baseline whose grid the paper widened (CLIP's)
+            from hf_memotion.models.vise.baselines import baseline_layout
 
-            values["base_learning_rates"] = list(CLIP_BASE_LEARNING_RATES)  # the paper's wider grid for CLIP
+            grid = baseline_layout(kind).base_learning_rates
+            if grid is not None:
+                values["base_learning_rates"] = list(grid)
         return ProtocolArguments.from_dict(values, section=f"tasks.{task.label}.{protocol}")
 
     def combinations(self, task: TaskSpec, has_text: bool, backbone: str | None = None) -> list[tuple[str, str]]:

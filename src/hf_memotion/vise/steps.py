@@ -157,7 +157,10 @@ def plan_mining(spec: MiningRunSpec, *, source: str | None = None) -> MiningPlan
     step1 = held_out * per_post * STEP1_CORE_SECONDS_PER_COMMENT * settings.comment_clusters / STEP1_MEASURED_CLUSTERS
     step2 = labelled / (STEP2_POSTS_PER_CORE_SECOND * STEP2_MEASURED_COMMENTS_PER_POST / per_post)
     clusters = min(per_post, settings.comment_clusters)
-    models = 4 * settings.embedding_dim * (settings.max_features + settings.comment_clusters) + 4 * 5 * 128
+    from hf_memotion.data.engagement import REACTIONS  # a reaction centroid is a distribution over the buttons
+
+    models = 4 * settings.embedding_dim * (settings.max_features + settings.comment_clusters)
+    models += 4 * len(REACTIONS) * settings.reaction_clusters
     notes = [
         "rates measured on this project's 2-core machine (BENCHMARKS.md, VisE mining): step 2 at "
         f"{STEP2_POSTS_PER_CORE_SECOND:,.0f} posts/s per core, step 1 at {STEP1_CORE_SECONDS_PER_COMMENT * 1e3:.2f} "

@@ -227,7 +227,7 @@ def _torchvision_keys(state: Mapping[str, Any], kind: str) -> dict[str, Any]:
     for _ in range(3):
         if any(k.startswith(("conv1.", "layer1.")) for k in state):
             return dict(state)
-        found = next((p for p in prefixes if any(k.startswith(p + "conv1.") or k.startswith(p) for k in state)), None)
+        found = next((p for p in prefixes if any(k.startswith(p) for k in state)), None)
         if found is None:
             break
         state = {k.removeprefix(found): v for k, v in state.items() if k.startswith(found)}
@@ -238,14 +238,29 @@ def _torchvision_keys(state: Mapping[str, Any], kind: str) -> dict[str, Any]:
     )
 
 
-def convert_baseline(kind: str, checkpoint: Mapping[str, Any], *, architecture: str | None = None) -> dict[str, Any]:
+def convert_baseline(
+    kind: str,
+    checkpoint: Mapping[str, Any],
+    *,
+    architecture: str | None = None,
+    network: torch.nn.Module | None = None,
+) -> dict[str, Any]:
     """A released checkpoint of ``kind`` in timm's layout for its :func:`baseline_layout`, every key and shape checked.
+
+    Args:
+        kind: One of :data:`BASELINE_KINDS`.
+        checkpoint: What :func:`read_checkpoint` read.
+        architecture: Another timm network of the same layout than the paper's.
+        network: The timm network the weights are for (default: built from the layout); its keys and shapes are
+            what the checkpoint is checked against.
 
     Raises:
         CheckpointMismatchError: Not that kind's layout, or a missing, unexpected or differently shaped tensor (the
             first named).
     """
-    layout = baseline_layout(kind, architecture)
+    if network is None:
+        layout = baseline_layout(kind, architecture)
+        network = ViseModel(ViseConfig(architecture=layout.architecture, model_args=layout.model_args)).timm_model
     state = _mapping(checkpoint, kind)
     if kind == "moco":
         encoder = _mapping(state.get("state_dict", state), kind)
@@ -260,25 +275,21 @@ def convert_baseline(kind: str, checkpoint: Mapping[str, Any], *, architecture: 
     elif kind == "vqagrid":
         state = _strip(_mapping(state.get("model", state), kind), "backbone.", kind, "a detectron2 model's backbone")
         state = {_from_detectron2(k): v for k, v in state.items()}
-        state["conv1.weight"] = state["conv1.weight"].flip(1) if "conv1.weight" in state else None  # BGR -> RGB
+        if "conv1.weight" in state:  # detectron2 read BGR: the first convolution's input channels reversed
+            state["conv1.weight"] = state["conv1.weight"].flip(1)
         for key in [k for k in state if k.endswith(".running_var")]:  # FrozenBN has no step count
             state.setdefault(key.replace("running_var", "num_batches_tracked"), torch.tensor(0))
     elif kind == "clip" and any(k.startswith("visual.") for k in state):
         from timm.models.byobnet import checkpoint_filter_fn
 
-        state = checkpoint_filter_fn(dict(state), _network(layout))  # timm's own OpenAI-layout conversion
-    model = _network(layout)
-    expected = model.state_dict()
+        state = checkpoint_filter_fn(dict(state), network)  # timm's own OpenAI-layout conversion
+    expected = network.state_dict()
     _check(state, expected, kind)
     return {k: state[k] for k in expected}
 
 
-def _network(layout: BaselineLayout) -> torch.nn.Module:
-    return ViseModel(ViseConfig(architecture=layout.architecture, model_args=layout.model_args)).timm_model
-
-
 def _check(state: Mapping[str, Any], expected: Mapping[str, torch.Tensor], kind: str) -> None:
-    missing = [k for k in expected if k not in state or state[k] is None]
+    missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     shapes = [k for k in expected if k not in missing and tuple(state[k].shape) != tuple(expected[k].shape)]
     if missing or unexpected or shapes:
@@ -317,6 +328,6 @@ def load_baseline(
         config = ViseConfig(architecture=tag, model_args=layout.model_args)
         weights = create_timm_model(config, pretrained=True).state_dict()
     else:
-        weights = convert_baseline(kind, read_checkpoint(source), architecture=architecture)
+        weights = convert_baseline(kind, read_checkpoint(source), network=model.timm_model)
     model.timm_model.load_state_dict(weights, strict=True)
     return model, layout

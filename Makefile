@@ -51,8 +51,8 @@ vise-demo: $(VISE)
 	$(PY) scripts/evaluate_vise.py
 
 lint: $(FULL)
-	$(PY) -m ruff check src tests scripts space docs
-	$(PY) -m ruff format --check src tests scripts space docs
+	$(PY) -m ruff check src tests scripts benchmarks space docs
+	$(PY) -m ruff format --check src tests scripts benchmarks space docs
 
 test: lint
 	$(PY) -m pytest -m "not slow" --doctest-modules src tests $(PYTEST_ARGS)

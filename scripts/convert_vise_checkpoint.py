@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hf_memotion.vise import CheckpointMismatchError, save_converted_checkpoint
+from hf_memotion.models.vise import CheckpointMismatchError, save_converted_checkpoint
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,8 +12,8 @@ points are kept in ``<output_dir>/runs/``: an interrupted evaluation started aga
 """
 
 from hf_memotion.cli import run_command
-from hf_memotion.vise.run_specs import EvaluationRunSpec
-from hf_memotion.vise.steps import evaluate, plan_evaluation, print_evaluation_plan, print_evaluation_summary
+from hf_memotion.vise.commands import evaluate, plan_evaluation, print_evaluation_plan, print_evaluation_summary
+from hf_memotion.vise.specs import EvaluationRunSpec
 
 
 def main(argv: list[str] | None = None) -> int:

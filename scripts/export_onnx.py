@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from hf_memotion.data.memotion import load_memotion
-    from hf_memotion.models.ensemble import MemotionEnsembleModel
+    from hf_memotion.ensemble import MemotionEnsembleModel
 
     try:
         ensemble = MemotionEnsembleModel.from_pretrained(args.model, dtype=torch.float32)
@@ -65,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name}: largest probability difference from PyTorch {difference:.1e}")
     check = recorded.get("int8")
     if check and check.get("rows"):
-        from hf_memotion.models.ensemble.configuration_memotion_ensemble import MemotionEnsembleConfig
-        from hf_memotion.models.ensemble.onnx_runtime import resolve_onnx_precision
+        from hf_memotion.ensemble.configuration_memotion_ensemble import MemotionEnsembleConfig
+        from hf_memotion.ensemble.onnx_runtime import resolve_onnx_precision
 
         changes = ", ".join(f"{k} {v:+.4f}" for k, v in check["macro_f1_change"].items())
         served, why = resolve_onnx_precision(MemotionEnsembleConfig(backend="onnx", onnx=recorded))

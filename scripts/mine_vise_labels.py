@@ -10,8 +10,8 @@ Usage:
 """
 
 from hf_memotion.cli import run_command
-from hf_memotion.vise.run_specs import MiningRunSpec
-from hf_memotion.vise.steps import mine, plan_mining, print_mining_plan, print_mining_summary
+from hf_memotion.vise.commands import mine, plan_mining, print_mining_plan, print_mining_summary
+from hf_memotion.vise.specs import MiningRunSpec
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,8 +13,8 @@ and ``<output_dir>/loss_curves.png``. A killed run started again resumes from it
 """
 
 from hf_memotion.cli import run_command
-from hf_memotion.vise.run_specs import PretrainRunSpec
-from hf_memotion.vise.steps import pretrain, print_pretraining_summary
+from hf_memotion.vise.commands import pretrain, print_pretraining_summary
+from hf_memotion.vise.specs import PretrainRunSpec
 
 
 def main(argv: list[str] | None = None) -> int:

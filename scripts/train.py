@@ -9,20 +9,20 @@ Usage:
 """
 
 from hf_memotion.cli import run_command
-from hf_memotion.training.run_specs import EnsembleRunSpec
+from hf_memotion.recipe.specs import EnsembleRunSpec
 
 
 def main(argv: list[str] | None = None) -> int:
     return run_command(
-        "hf_memotion.training.recipe:run_training",
+        "hf_memotion.recipe.ensemble_recipe:run_training",
         EnsembleRunSpec,
         "configs/demo.yaml",
         argv,
         description=__doc__,
-        summarize="hf_memotion.training.recipe:print_training_summary",
-        saved_folders="hf_memotion.training.recipe:ensemble_folder",
-        plan="hf_memotion.training.planning:plan_training",
-        show_plan="hf_memotion.training.planning:print_plan",
+        summarize="hf_memotion.recipe.ensemble_recipe:print_training_summary",
+        saved_folders="hf_memotion.recipe.ensemble_recipe:ensemble_folder",
+        plan="hf_memotion.recipe.planning:plan_training",
+        show_plan="hf_memotion.recipe.planning:print_plan",
     )
 
 

@@ -7,13 +7,13 @@ Usage:
 """
 
 from hf_memotion.cli import run_command
-from hf_memotion.training.run_specs import VisionRunSpec
+from hf_memotion.recipe.specs import MemberRunSpec
 
 
 def main(argv: list[str] | None = None) -> int:
     return run_command(
-        "hf_memotion.training.experiments:run_vision_experiment",
-        VisionRunSpec,
+        "hf_memotion.recipe.member_runs:run_member",
+        MemberRunSpec,
         "configs/vision_demo.yaml",
         argv,
         description=__doc__,

@@ -39,13 +39,14 @@ from PIL import Image
 from transformers import pipeline
 
 import hf_memotion  # noqa: F401  (registers the meme-emotion task)
-from hf_memotion.config import load_run_config
 from hf_memotion.data.images import ImageDecodeError, load_rgb_image
 from hf_memotion.data.ocr import OCRTimeoutError, OCRUnavailableError, read_meme_text
 from hf_memotion.decoding import joint_weights
 from hf_memotion.explaining import overlay_heatmap
+from hf_memotion.families import get_family
 from hf_memotion.pipelines import MemeEmotionPipeline, MemeInputError
-from hf_memotion.tasks import EMOTIONS, MODALITY_LABELS, PROBLEM_NAMES, get_problem
+from hf_memotion.specs import load_run_config
+from hf_memotion.tasks import EMOTIONS, PROBLEM_NAMES, get_problem
 
 logger = logging.getLogger("hf_memotion.space")
 
@@ -136,7 +137,7 @@ def ensure_model(model: str = MODEL, train_config: str = TRAIN_CONFIG) -> str:
             f"MEMOTION_MODEL={model} is neither an ensemble folder nor a Hub id (namespace/name); point it at the "
             "'ensemble' folder a training run wrote (outputs/<run>/ensemble)"
         )
-    from hf_memotion.training.recipe import run_training
+    from hf_memotion.recipe.ensemble_recipe import run_training
 
     output = folder.parent
     config = load_run_config(train_config, [f"output_dir={output}"])
@@ -187,13 +188,13 @@ def served_answers(output: dict[str, Any]) -> dict[str, str]:
 
 
 def contribution_chart(output: dict[str, Any]) -> Figure:
-    """For each problem, the probability that each modality and the ensemble give the ensemble's answer.
+    """For each problem, the probability that each family's members and the ensemble give the ensemble's answer.
 
     The answers are the pipeline's (B and C decided together), as the labels above the chart show them.
     """
     final = final_scores(output)
     answers = served_answers(output)
-    sources = {**{f"{MODALITY_LABELS.get(m, m)} models": s for m, s in output["modalities"].items()}, "ensemble": final}
+    sources = {**{f"{get_family(m).label} models": s for m, s in output["modalities"].items()}, "ensemble": final}
     figure = Figure(figsize=(7.5, 4.8), layout="constrained")
     axes = figure.subplots()
     height = 0.8 / len(sources)

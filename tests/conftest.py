@@ -16,7 +16,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 import torch
 
 from hf_memotion.data import make_demo_data
-from hf_memotion.models.ensemble import MemotionEnsembleConfig, MemotionEnsembleModel, fit_stackers
+from hf_memotion.ensemble import MemotionEnsembleConfig, MemotionEnsembleModel, fit_stackers
 from hf_memotion.models.text import MemotionTextConfig, MemotionTextForSequenceClassification
 from hf_memotion.models.text.tiny import build_tiny_text_backbone
 from hf_memotion.models.vision import MemotionImageProcessor, MemotionVisionConfig, MemotionVisionForImageClassification
@@ -127,8 +127,8 @@ def build_tiny_ensemble(synthetic, methods=("logistic_regression", "decision_tre
     config = MemotionEnsembleConfig(
         problems=list(PROBLEM_NAMES),
         base_models=[
-            {"name": "text", "modality": "text", "path": "text", "problems": list(PROBLEM_NAMES)},
-            {"name": "vision", "modality": "vision", "path": "vision", "problems": list(PROBLEM_NAMES)},
+            {"name": "text", "family": "text", "path": "text", "problems": list(PROBLEM_NAMES)},
+            {"name": "vision", "family": "vision", "path": "vision", "problems": list(PROBLEM_NAMES)},
         ],
     )
     return MemotionEnsembleModel(

@@ -1,4 +1,4 @@
-"""The measuring tools behind scripts/bench.py, and the inference optimisations they measure: the batched,
+"""The measuring tools behind benchmarks/bench.py, and the inference optimisations they measure: the batched,
 channels-last, shared-preprocessing path gives the naive baseline's outputs."""
 
 import json
@@ -70,7 +70,7 @@ def test_models_with_the_same_preprocessing_share_one_tensor(monkeypatch):
 
 
 def test_int8_text_backbones_keep_the_predictions_close(saved_ensemble):
-    from hf_memotion.models.ensemble import MemotionEnsembleModel
+    from hf_memotion.ensemble import MemotionEnsembleModel
 
     images, texts = sample_memes(4, size=64)
     fp32 = MemotionEnsembleModel.from_pretrained(saved_ensemble)
@@ -87,7 +87,7 @@ def test_the_benchmark_script_prints_its_tables(tmp_path):
     result = subprocess.run(
         [
             sys.executable,
-            str(ROOT / "scripts" / "bench.py"),
+            str(ROOT / "benchmarks" / "bench.py"),
             "--sections",
             "pipeline",
             "memory",

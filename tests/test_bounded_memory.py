@@ -16,14 +16,14 @@ from transformers import DataCollatorWithPadding
 
 from conftest import build_tiny_ensemble
 from hf_memotion.data import load_memotion
-from hf_memotion.models.ensemble import MemotionEnsembleModel
-from hf_memotion.models.ensemble.inference_dtype import check_inference_dtype
+from hf_memotion.ensemble import MemotionEnsembleModel
+from hf_memotion.ensemble.inference_dtype import check_inference_dtype
 from hf_memotion.models.heads import resolve_problem_labels
 from hf_memotion.models.text import MemotionTextConfig, MemotionTextForSequenceClassification
 from hf_memotion.models.text.preprocessing import prepare_text_dataset
 from hf_memotion.models.text.tiny import build_tiny_text_backbone
 from hf_memotion.training import ClassifierTrainingArguments, CrossValidator
-from hf_memotion.training.runs import run_classifier
+from hf_memotion.training.runs import MemberRun, run_classifier
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,7 +57,7 @@ def test_a_run_that_does_not_keep_its_model_leaves_no_model_alive(demo_root, tmp
         preprocessor=tokenizer,
         test_dataset=prepare_text_dataset(data["test"], tokenizer, ["humour"], 32),
         test_labels={"humour": data["test"]["humour"]},
-        keep_model=keep_model,
+        run=MemberRun(n_splits=2, keep_model=keep_model),
     )
     gc.collect()
     alive = [ref() for ref in made if ref() is not None]
@@ -94,24 +94,16 @@ def test_an_ensemble_assembled_from_saved_folders_links_them_and_predicts_the_sa
 
 
 def test_the_dtype_check_loading_models_one_at_a_time_matches_the_in_memory_check(synthetic, demo_root, tmp_path):
-    from transformers import (
-        AutoImageProcessor,
-        AutoModelForImageClassification,
-        AutoModelForSequenceClassification,
-        AutoTokenizer,
-    )
+    from hf_memotion.families import get_family
 
     full = build_tiny_ensemble(synthetic)
     full.save_pretrained(tmp_path / "full")
     held_out = load_memotion(demo_root)["test"]
     loaded = []
 
-    def load(entry):
-        folder = tmp_path / "full" / entry["path"]
-        loaded.append(entry["name"])
-        if entry["modality"] == "text":
-            return AutoModelForSequenceClassification.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
-        return AutoModelForImageClassification.from_pretrained(folder), AutoImageProcessor.from_pretrained(folder)
+    def load(member):
+        loaded.append(member.name)
+        return get_family(member.family).load(str(tmp_path / "full" / member.path))
 
     light = MemotionEnsembleModel(full.config, stackers=full.stackers)
     one_at_a_time = check_inference_dtype(light, held_out, load=load)
@@ -124,9 +116,9 @@ def test_the_dtype_check_loading_models_one_at_a_time_matches_the_in_memory_chec
 
 @pytest.mark.slow
 def test_peak_memory_of_an_ensemble_run_does_not_grow_with_its_number_of_models(tmp_path):
-    """scripts/memory_check.py: 4 multi-task vs 36 per-problem tiny text models (four families), fresh processes."""
+    """benchmarks/memory_check.py: 4 multi-task vs 36 per-problem tiny text models (four families), fresh processes."""
     out = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "memory_check.py"), "--output", str(tmp_path / "memory.json")],
+        [sys.executable, str(ROOT / "benchmarks" / "memory_check.py"), "--output", str(tmp_path / "memory.json")],
         capture_output=True,
         text=True,
         env={**os.environ, "HF_MEMOTION_PROGRESS": "0"},

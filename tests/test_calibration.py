@@ -7,15 +7,15 @@ import pytest
 from sklearn.model_selection import StratifiedKFold
 
 from conftest import build_tiny_ensemble
-from hf_memotion.metrics.calibration import compare_calibration, expected_calibration_error, log_loss
-from hf_memotion.models.ensemble import MemotionEnsembleModel, ProblemStacker
-from hf_memotion.models.ensemble.calibration import (
+from hf_memotion.ensemble import MemotionEnsembleModel, ProblemStacker
+from hf_memotion.ensemble.calibration import (
     ANSWER_KEEPING,
     CALIBRATION_METHODS,
     ProblemCalibration,
     choose_calibration,
 )
-from hf_memotion.models.ensemble.configuration_memotion_ensemble import MemotionEnsembleConfig
+from hf_memotion.ensemble.configuration_memotion_ensemble import MemotionEnsembleConfig
+from hf_memotion.metrics.calibration import compare_calibration, expected_calibration_error, log_loss
 from hf_memotion.reporting.ensemble_report import plot_reliability, render_report
 
 

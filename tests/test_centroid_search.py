@@ -56,7 +56,10 @@ def test_int8_search_breaks_ties_like_argmax_and_resolves_pairs_below_int8_resol
     fast, dense = CentroidSearch(centroids, method="int8"), CentroidSearch(centroids, method="float32")
     got = fast(points)
     assert not np.isin(got, np.arange(150, 300)).any()
-    np.testing.assert_array_equal(got, dense(points))
+    # the dense product may score a copy one float32 ulp apart from its original (a BLAS kernel sums the columns of
+    # a block in another order: seen on an AMD Zen 5), so its argmax may take the copy; the same centroid either way
+    reference = dense(points)
+    np.testing.assert_array_equal(got, np.where((reference >= 150) & (reference < 300), reference - 150, reference))
     # every base/near decision is the float64 one (the pairs differ by far more than float32 rounding)
     folded = np.where(got >= 300, got - 150, got)
     np.testing.assert_array_equal(folded, _brute(points, np.concatenate([base, near])))

@@ -1,6 +1,7 @@
 import pytest
 
-from hf_memotion.config import apply_overrides, load_data, load_run_config
+from hf_memotion.data.loading import load_data
+from hf_memotion.specs import apply_overrides, load_run_config
 
 
 def test_overrides_parse_yaml_values_and_nest():

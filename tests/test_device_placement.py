@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from accelerate import PartialState
 
 import hf_memotion  # noqa: F401
 from hf_memotion.data.downstream import read_task
@@ -137,7 +138,7 @@ def test_the_ensemble_feeds_each_base_model_on_its_device(synthetic):
     from PIL import Image
 
     from conftest import build_tiny_ensemble
-    from hf_memotion.models.ensemble.inference_dtype import check_inference_dtype
+    from hf_memotion.ensemble.inference_dtype import check_inference_dtype
 
     ensemble = build_tiny_ensemble(synthetic)
     first = ensemble.config.base_models[0]["name"]  # the first model the ensemble runs: its call is stopped
@@ -159,3 +160,30 @@ def test_the_ensemble_feeds_each_base_model_on_its_device(synthetic):
     with pytest.raises(_Stop):
         check_inference_dtype(fresh, held_out, load=lambda e: (loaded, prep), device=META)
     assert seen and set(seen) == {META} and {p.device for p in loaded.parameters()} == {META}
+
+
+def test_every_arguments_builder_runs_with_a_gpu_machine_simulated_and_device_cpu(monkeypatch, tmp_path, cub):
+    """``device: cpu`` on a GPU machine: the builder takes ``use_cpu`` itself (it once got it twice and crashed)."""
+    from hf_memotion.training.arguments import ClassifierTrainingArguments, build_training_arguments
+    from hf_memotion.vise.pretraining import PretrainingArguments
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert build_training_arguments(tmp_path / "a", batch_size=8, use_cpu=True).use_cpu
+    protocol = evaluation.ProtocolArguments(batch_size=8, epochs=1, base_learning_rates=[0.025], weight_decays=[0.01])
+    args = protocol.to_training_arguments(
+        tmp_path / "b", learning_rate=0.01, weight_decay=0.0, adamw=False, use_cpu=True
+    )
+    assert args.use_cpu and args.optim.value == "sgd"
+    # every typed section's one method takes the same switch, and a stock field its section sets wins over the
+    # library's value instead of arriving twice
+    classifier = ClassifierTrainingArguments.from_dict({"save_total_limit": 3})
+    made = classifier.to_training_arguments(tmp_path / "c", with_eval=True, use_cpu=True)
+    assert made.use_cpu and made.save_total_limit == 3
+    pretraining = PretrainingArguments.from_dict({"save_total_limit": 5, "batch_size": 8})
+    made = pretraining.to_training_arguments(tmp_path / "d", max_steps=10, use_cpu=True)
+    assert made.use_cpu and made.save_total_limit == 5
+    # and the fine-tuning protocol end to end, on the CPU as the run asked
+    cpu = evaluation.load_backbone("random", "random:test_resnet", image_size=24, device="cpu")
+    result = evaluation.evaluate_backbone(cpu, cub, "finetune", protocol, tmp_path / "run")
+    assert result["protocol"] == "finetune" and {p.device.type for p in cpu.model.parameters()} == {"cpu"}
+    assert torch.device(PartialState().device).type == "cpu"  # the training ran on the CPU, as asked

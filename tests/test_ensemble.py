@@ -13,13 +13,13 @@ from transformers import pipeline
 
 import hf_memotion  # noqa: F401  (registers the meme-emotion task)
 from conftest import build_tiny_ensemble
-from hf_memotion.models.ensemble import (
+from hf_memotion.ensemble import (
     MemotionEnsembleModel,
     ProblemStacker,
     UnsafeModelFolderError,
     fit_stackers,
 )
-from hf_memotion.models.ensemble.stacking import load_estimator
+from hf_memotion.ensemble.stacking import load_estimator
 from hf_memotion.pipelines import MemeInputError
 from hf_memotion.tasks import PROBLEM_NAMES, decode_submission, get_problem
 
@@ -48,7 +48,7 @@ def test_stacker_chooses_by_cross_validated_macro_f1_and_can_be_fixed(synthetic)
 
 
 def test_rules_combine_as_documented():
-    from hf_memotion.models.ensemble.stacking import _rule_proba
+    from hf_memotion.ensemble.stacking import _rule_proba
 
     a, b, c = np.array([[0.6, 0.4]]), np.array([[0.2, 0.8]]), np.array([[0.55, 0.45]])
     np.testing.assert_allclose(_rule_proba("soft_vote", [a, b]), [[0.4, 0.6]])
@@ -223,16 +223,17 @@ def test_predict_script_prints_the_schema(saved_ensemble, tmp_path):
 
 
 def test_per_problem_layout_expands_to_one_model_per_problem():
-    from hf_memotion.training.run_specs import EnsembleRunSpec, expand_models
+    from hf_memotion.families import expand_models
+    from hf_memotion.recipe.specs import EnsembleRunSpec
 
-    per_problem = {"name": "bert", "modality": "text", "layout": "per_problem", "problems": ["humour", "sentiment"]}
-    spec = EnsembleRunSpec.from_dict({"models": [per_problem, {"name": "cnn", "modality": "vision"}]})
+    per_problem = {"name": "bert", "family": "text", "layout": "per_problem", "problems": ["humour", "sentiment"]}
+    spec = EnsembleRunSpec.from_dict({"models": [per_problem, {"name": "cnn", "family": "vision"}]})
     models = expand_models(spec.models)
     assert [m.name for m in models] == ["bert-humour", "bert-sentiment", "cnn"]
     assert models[0].problems == ["humour"] and models[2].problems == list(PROBLEM_NAMES)
-    assert {m.group for m in models} == {"bert", "cnn"} and models[2].modality == "vision"
+    assert {m.group for m in models} == {"bert", "cnn"} and models[2].spec.family == "vision"
     with pytest.raises(ValueError, match="section 'models.0': unknown key 'epochs'"):
-        EnsembleRunSpec.from_dict({"models": [{"name": "x", "modality": "text", "epochs": 3}]})
+        EnsembleRunSpec.from_dict({"models": [{"name": "x", "family": "text", "epochs": 3}]})
 
 
 def test_pipeline_loads_an_ensemble_by_hub_id_from_the_cache(saved_ensemble, tmp_path):

@@ -17,6 +17,9 @@ from torch import nn
 
 from hf_memotion.benchmarking import ENSEMBLE_SIZES, random_ensemble
 from hf_memotion.data import make_demo_data
+from hf_memotion.ensemble import MemotionEnsembleModel
+from hf_memotion.ensemble.configuration_memotion_ensemble import MemotionEnsembleConfig
+from hf_memotion.ensemble.stacking import META_METHODS, fit_stackers
 from hf_memotion.explaining import (
     ExplanationUnavailableError,
     SpatialActivationError,
@@ -27,9 +30,6 @@ from hf_memotion.explaining import (
     word_attributions,
 )
 from hf_memotion.explaining.faithfulness import cue_rank, cue_words, demo_faithfulness, quadrant_shares
-from hf_memotion.models.ensemble import MemotionEnsembleModel
-from hf_memotion.models.ensemble.configuration_memotion_ensemble import MemotionEnsembleConfig
-from hf_memotion.models.ensemble.stacking import META_METHODS, fit_stackers
 from hf_memotion.models.text import MemotionTextConfig, MemotionTextForSequenceClassification
 from hf_memotion.models.text.tiny import build_tiny_text_backbone
 from hf_memotion.models.vision import MemotionImageProcessor

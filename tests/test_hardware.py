@@ -63,7 +63,7 @@ def test_no_clock_means_no_peak(monkeypatch):
 def test_the_gpu_check_runs_on_the_cpu_as_a_dry_run(tmp_path):
     out = tmp_path / "gpu_check.json"
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "gpu_check.py"), "--dry-run", "--output", str(out)],
+        [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--dry-run", "--output", str(out)],
         capture_output=True,
         text=True,
         timeout=600,

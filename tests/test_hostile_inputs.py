@@ -16,9 +16,9 @@ from transformers import AutoModel, AutoModelForImageClassification
 
 import hf_memotion  # noqa: F401
 from conftest import build_tiny_ensemble
+from hf_memotion.ensemble import MemotionEnsembleModel
+from hf_memotion.ensemble.stacking import ESTIMATORS, TRUSTED_TYPES, estimator_file_types, load_estimator
 from hf_memotion.folder_safety import UnsafeModelFolderError, check_folder_is_safe, read_bounded, resolve_inside
-from hf_memotion.models.ensemble import MemotionEnsembleModel
-from hf_memotion.models.ensemble.stacking import ESTIMATORS, TRUSTED_TYPES, estimator_file_types, load_estimator
 from hf_memotion.models.vise import ViseConfig, ViseModel
 from hf_memotion.models.vision import MemotionVisionConfig, MemotionVisionForImageClassification
 

@@ -1,11 +1,13 @@
-"""The house a newcomer carries on: one naming rule for settings classes, a small public API loaded lazily (with
-registration intact), a front-page README, no formatter escapes, and a documentation site where every public class
-has a page."""
+"""The house a newcomer carries on: one naming rule for settings classes, a small public API with one list of its
+names, one registration on import (no import hook), no deprecation shims, a front-page README, no formatter escapes,
+and a documentation site where every public class has a page."""
 
+import ast
 import dataclasses
 import importlib
 import json
 import pkgutil
+import re
 import subprocess
 import sys
 import typing
@@ -59,9 +61,13 @@ def _run_spec_sections():
                 if isinstance(inner, type) and dataclasses.is_dataclass(inner):
                     walk(inner)
 
+    from hf_memotion.families import get_family, registered_families
+
     for cls in _classes().values():
         if dataclasses.is_dataclass(cls) and cls.__name__.endswith("RunSpec"):
             walk(cls)
+    for name in registered_families():  # a model entry's section is its family's
+        walk(get_family(name).spec_class)
     return found
 
 
@@ -83,59 +89,72 @@ def test_settings_classes_follow_one_naming_rule():
         assert not short.endswith(("Settings", "Options")), name
         if short.endswith("Config"):
             assert issubclass(cls, PretrainedConfig), f"{name} ends with Config but is no PretrainedConfig"
-    assert {"SearchSpec", "BaseModelSpec", "MiningSpec"} <= set(sections)
+    expected = {"StudySpec", "GridSpec", "MemberSpec", "TextMemberSpec", "VisionMemberSpec", "MiningSpec"}
+    assert expected <= set(sections)
     assert any(name.endswith(".ClassifierTrainingArguments") for name in arguments)
 
 
-def test_old_names_still_import_with_a_deprecation_warning():
-    from hf_memotion.training.trainer import ClassifierTrainingArguments
+def test_no_shims_are_left():
+    """No renamed name is served under its old one; no module keeps a renaming table or warns of a move."""
+    with pytest.raises(ImportError):
+        from hf_memotion.training.trainer import ClassifierTrainingConfig  # noqa: F401
+    with pytest.raises(AttributeError):
+        hf_memotion.PROBLEM_NAMES  # noqa: B018
+    found = []
+    for path in SRC.rglob("*.py"):
+        text = path.read_text()
+        if "deprecated_names" in text or "spec_renamed" in text or "FutureWarning" in text:
+            found.append(str(path.relative_to(SRC)))
+    assert not found
 
-    with pytest.warns(FutureWarning, match="ClassifierTrainingConfig is deprecated: use ClassifierTrainingArguments"):
-        from hf_memotion.training.trainer import ClassifierTrainingConfig
-    assert ClassifierTrainingConfig is ClassifierTrainingArguments
-    with pytest.warns(FutureWarning, match=r"hf_memotion.PROBLEM_NAMES moved: use `from hf_memotion.tasks import"):
-        assert hf_memotion.PROBLEM_NAMES[0] == "sentiment"
-    with pytest.warns(FutureWarning, match="MiningConfig is deprecated"):
-        from hf_memotion.vise.mining import MiningConfig  # noqa: F401
 
-
-def test_the_top_level_is_small_and_every_name_resolves():
-    assert len(hf_memotion.__all__) <= 25
+def test_one_list_of_public_names_agrees_with_all_the_lazy_table_the_type_imports_and_the_docs():
+    sys.path.insert(0, str(ROOT / "docs"))
+    try:
+        from gen_reference import public_objects
+    finally:
+        sys.path.remove(str(ROOT / "docs"))
+    exports = hf_memotion._EXPORTS
+    assert sorted(hf_memotion.__all__) == sorted([*exports, "__version__"])
+    tree = ast.parse((SRC / "__init__.py").read_text())
+    typed = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            for item in node.body:
+                typed.update({alias.name: item.module for alias in item.names})
+    assert typed == exports  # the type checkers see each name where the lazy table finds it
+    documented = public_objects()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        for name in hf_memotion.__all__:
-            assert getattr(hf_memotion, name) is not None, name
+        for name, module in exports.items():
+            value = getattr(hf_memotion, name)
+            assert value is not None and value.__module__ == module, name
+            assert name in [n for n, _ in documented[module]], f"{module}.{name} has no API page"
+    assert len(exports) <= 30
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         hf_memotion.nothing  # noqa: B018
 
 
-_LAZY = """
-import sys, time
-start = time.perf_counter()
+_REGISTERED = """
+import sys
 import hf_memotion
-took = time.perf_counter() - start
-heavy = sorted(m for m in ("torch", "transformers", "datasets", "sklearn") if m in sys.modules)
 from transformers import AutoConfig, AutoModel
-config = AutoConfig.for_model("vise")
 from transformers.pipelines import PIPELINE_REGISTRY
-from transformers import pipeline
-print(took, heavy, type(config).__name__, AutoModel._model_mapping[type(config)].__name__,
-      "meme-emotion" in PIPELINE_REGISTRY.get_supported_tasks())
+import timm
+hooks = [type(f).__name__ for f in sys.meta_path if type(f).__module__.startswith("hf_memotion")]
+config = AutoConfig.for_model("vise")
+print(hooks, type(config).__name__, AutoModel._model_mapping[type(config)].__name__,
+      "meme-emotion" in PIPELINE_REGISTRY.get_supported_tasks(), "polynet" in timm.list_models("polynet"),
+      sorted(hf_memotion.families.registered_families()))
 """
 
 
-def test_import_is_lazy_and_registration_waits_for_transformers():
-    out = subprocess.run([sys.executable, "-c", _LAZY], capture_output=True, text=True, check=True).stdout.split()
-    assert out[1:] == ["[]", "ViseConfig", "ViseModel", "True"], out  # no torch on import, registered on use
+def test_import_registers_once_with_no_import_hook():
+    out = subprocess.run([sys.executable, "-c", _REGISTERED], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["[]", "ViseConfig", "ViseModel", "True", "True", "['multimodal',", "'text',", "'vision']"]
 
 
-def test_polynet_joins_timm_when_timm_is_imported_after_hf_memotion():
-    code = "import hf_memotion\nimport timm\nprint('polynet' in timm.list_models('polynet'))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "True"
-
-
-def test_registration_after_a_model_package_is_imported_first():
+def test_a_model_package_imported_first_finds_everything_registered():
     code = (
         "import hf_memotion.models.text\n"
         "from transformers import AutoConfig\n"
@@ -143,6 +162,23 @@ def test_registration_after_a_model_package_is_imported_first():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "MemotionEnsembleConfig"
+
+
+def test_modality_strings_are_compared_in_at_most_five_places():
+    """The recipe, selection, planning, the ensemble, explanations and ONNX ask the family, never compare names."""
+    names = "(text|vision|multimodal)"
+    pattern = re.compile(
+        rf"""[=!]=\s*["']{names}["']|["']{names}["']\s*[=!]=|\bin\s*\(["']{names}["']|\bmodality\s*([=!]=|in\b)"""
+        rf"""|\[["']modality["']\]|\.family\s*([=!]=|in\b)"""
+    )
+    found = [
+        f"{path.relative_to(SRC)}:{number}: {line.strip()}"
+        for path in SRC.rglob("*.py")
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if pattern.search(line) and not line.lstrip().startswith(("#", ">>>"))
+    ]
+    print("\n".join(found))
+    assert len(found) <= 5, found
 
 
 def test_front_page_readme_and_no_formatter_escapes():

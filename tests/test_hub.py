@@ -22,22 +22,36 @@ SCRIPT = str(ROOT / "scripts" / "push_to_hub.py")
 FINAL = {"subtask_a": 0.5, "subtask_b": 0.61, "sentiment": 0.5, "humour": 0.55, "humour_intensity": 0.3}
 REPORT = {
     "table7": [
-        {"name": "text", "modality": "text", "scores": {"subtask_a": 0.41, "sentiment": 0.41, "humour": 0.52}},
-        {"name": "ensemble all (modality ensemble)", "modality": "all", "scores": FINAL},
+        {"name": "text", "family": "text", "scores": {"subtask_a": 0.41, "sentiment": 0.41, "humour": 0.52}},
+        {"name": "ensemble all (modality ensemble)", "family": "all", "scores": FINAL},
     ],
     "table8": {"sentiment": "logistic_regression", "humour": "average"},
     "settings": {
         "n_splits": 5,
         "models": [
-            {"name": "bert", "modality": "text", "backbone": "google-bert/bert-base-uncased", "training": {"lr": 1}},
-            {"name": "resnet", "modality": "vision", "architecture": "resnet50", "pretrained": True},
+            {"name": "bert", "family": "text", "backbone": "google-bert/bert-base-uncased", "training": {"lr": 1}},
+            {"name": "resnet", "family": "vision", "architecture": "resnet50", "pretrained": True},
         ],
         "stacking": {"methods": ["average", "logistic_regression"], "features": "own"},
+    },
+    "members": {  # what each member's family states (its card_facts), as the recipe records it
+        "bert": {"network": "google-bert/bert-base-uncased", "base_model": "google-bert/bert-base-uncased"},
+        "resnet": {"network": "resnet50", "base_model": "timm/resnet50.a1_in1k", "pretrained": "timm/resnet50.a1_in1k"},
     },
     "n_train": 6000,
     "n_test": 1000,
     "data": {"name": "someone/memotion", "description": "Hugging Face Hub dataset someone/memotion"},
 }
+
+
+def test_the_families_state_where_the_weights_came_from_offline():
+    from hf_memotion.families import get_family, parse_member
+
+    vision = parse_member({"family": "vision", "architecture": "resnet50", "pretrained": True})
+    assert get_family("vision").card_facts(vision)["base_model"] == "timm/resnet50.a1_in1k"  # timm's own tag
+    text = parse_member({"family": "text", "backbone": "google-bert/bert-base-uncased"})
+    assert get_family("text").card_facts(text)["base_model"] == "google-bert/bert-base-uncased"
+    assert get_family("text").card_facts(parse_member({"family": "text"}))["base_model"] is None  # a tiny backbone
 
 
 def test_ensemble_card_round_trips_with_the_reports_metrics_and_no_network(tmp_path, monkeypatch):

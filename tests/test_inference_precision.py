@@ -12,11 +12,10 @@ from transformers import pipeline
 
 from conftest import build_tiny_ensemble
 from hf_memotion.data import load_memotion
-from hf_memotion.models.ensemble import MemotionEnsembleModel, inference_dtype
+from hf_memotion.ensemble import MemotionEnsembleModel, inference_dtype
 from hf_memotion.models.onednn_linear import OneDNNLinear, onednn_linear_available, use_onednn_linear
 from hf_memotion.specs import SpecError
-from hf_memotion.training import arguments
-from hf_memotion.training.trainer import ClassifierTrainingArguments
+from hf_memotion.training import ClassifierTrainingArguments, arguments
 
 needs_onednn = pytest.mark.skipif(not onednn_linear_available(), reason="this torch build has no oneDNN")
 
@@ -145,7 +144,7 @@ def test_auto_on_an_untimed_device_times_the_loaded_models(monkeypatch, syntheti
     ensemble.save_pretrained(tmp_path / "untimed")
     for speedup, expected in ((0.6, torch.float32), (1.5, torch.bfloat16)):
         monkeypatch.setattr(
-            "hf_memotion.models.ensemble.modeling_memotion_ensemble.measure_dtype_speed",
+            "hf_memotion.ensemble.modeling_memotion_ensemble.measure_dtype_speed",
             lambda ensemble, speedup=speedup: {"memes": 4, "speedup": speedup},
         )
         loaded = MemotionEnsembleModel.from_pretrained(tmp_path / "untimed")
@@ -236,7 +235,7 @@ def test_from_pretrained_and_the_pipeline_default_to_auto(monkeypatch, checked_f
     ],
 )
 def test_auto_resolves_for_the_device_the_base_models_will_load_on(device_map, expected):
-    from hf_memotion.models.ensemble.modeling_memotion_ensemble import _target_device
+    from hf_memotion.ensemble.modeling_memotion_ensemble import _target_device
 
     assert _target_device(device_map) == torch.device(expected)
 
@@ -245,7 +244,7 @@ def test_auto_reads_weights_straight_into_bf16(monkeypatch, checked_folder):
     monkeypatch.setattr(inference_dtype, "native_bf16", lambda device: True)
     casts = []
     monkeypatch.setattr(
-        "hf_memotion.models.ensemble.modeling_memotion_ensemble.cast_base_models",
+        "hf_memotion.ensemble.modeling_memotion_ensemble.cast_base_models",
         lambda models, dtype: casts.append(dtype),
     )
     ensemble = MemotionEnsembleModel.from_pretrained(checked_folder, device_map="cpu")

@@ -43,7 +43,7 @@ def test_make_test_installs_every_extra_the_suite_covers(tmp_path):
 
 
 def test_the_install_sizes_script_measures_the_core_and_every_extra():
-    sys.path.insert(0, str(ROOT / "scripts"))
+    sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
         import install_sizes
     finally:

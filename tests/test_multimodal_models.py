@@ -24,7 +24,7 @@ from transformers import (
     SiglipVisionConfig,
 )
 
-from hf_memotion.models.ensemble import MemotionEnsembleConfig, MemotionEnsembleModel, fit_stackers
+from hf_memotion.ensemble import MemotionEnsembleConfig, MemotionEnsembleModel, fit_stackers
 from hf_memotion.models.multimodal import (
     MemotionMultimodalConfig,
     MemotionMultimodalForClassification,
@@ -110,7 +110,8 @@ def test_each_fusion_classifies_memes_and_round_trips_through_the_auto_classes(t
     assert type(loaded) is MemotionMultimodalForClassification
     torch.testing.assert_close(loaded(**inputs).logits, model(**inputs).logits)
     card = (tmp_path / "README.md").read_text()
-    assert "multimodal" in card and "library_name: hf-memotion" in card
+    assert "joint base model" in card and "library_name: hf-memotion" in card
+    assert "AutoModelForSequenceClassification" in card and "AutoProcessor" in card  # how it loads
 
 
 def test_ten_crops_average_the_image_features():
@@ -305,9 +306,9 @@ def _joint_ensemble(max_length=16) -> MemotionEnsembleModel:
     config = MemotionEnsembleConfig(
         problems=problems,
         base_models=[
-            {"name": "text", "modality": "text", "path": "text", "problems": problems},
-            {"name": "vision", "modality": "vision", "path": "vision", "problems": problems},
-            {"name": "joint", "modality": "multimodal", "path": "joint", "problems": problems},
+            {"name": "text", "family": "text", "path": "text", "problems": problems},
+            {"name": "vision", "family": "vision", "path": "vision", "problems": problems},
+            {"name": "joint", "family": "multimodal", "path": "joint", "problems": problems},
         ],
     )
     processor = MemotionMultimodalProcessor(image_processor, tokenizer)
@@ -362,12 +363,12 @@ data:
 output_dir: {tmp_path / "run"}
 n_splits: 2
 models:
-  - {{name: text, modality: text, backbone: "tiny:bert", tiny: {{hidden_size: 16, num_layers: 1}},
+  - {{name: text, family: text, backbone: "tiny:bert", tiny: {{hidden_size: 16, num_layers: 1}},
      model: {{lstm_hidden_size: 8, attention_size: 8, ffn_size: 8, max_length: 16}},
      training: {{epochs: 1, learning_rate: 0.003, batch_size: 16}}}}
-  - {{name: vision, modality: vision, architecture: test_resnet, processor: {{crop_size: 32}}, ten_crop: false,
+  - {{name: vision, family: vision, architecture: test_resnet, processor: {{crop_size: 32}}, ten_crop: false,
      training: {{epochs: 1, learning_rate: 0.01, batch_size: 16, validation_fraction: 0.1}}}}
-  - {{name: joint, modality: multimodal, architecture: test_resnet, backbone: "tiny:bert",
+  - {{name: joint, family: multimodal, architecture: test_resnet, backbone: "tiny:bert",
      tiny: {{hidden_size: 16, num_layers: 1}}, processor: {{crop_size: 32}}, ten_crop: false,
      model: {{projection_dim: 4, ffn_size: 8, max_length: 16}},
      training: {{epochs: 1, learning_rate: 0.003, batch_size: 16}}}}
@@ -386,17 +387,17 @@ bf16_check: false
     expected = {"joint", "ensemble (joint)", "ensemble (unimodal members)", "ensemble all (modality ensemble)"}
     assert expected <= set(names)
     ensemble = json.loads((tmp_path / "run" / "ensemble" / "config.json").read_text())
-    assert {e["name"]: e["modality"] for e in ensemble["base_models"]}["joint"] == "multimodal"
+    assert {e["name"]: e["family"] for e in ensemble["base_models"]}["joint"] == "multimodal"
     assert (tmp_path / "run" / "ensemble" / "joint" / "tokenizer.json").is_file()
 
 
 def test_the_modern_config_plans_its_clip_members_offline():
-    from hf_memotion.config import load_run_config
-    from hf_memotion.training.planning import plan_training
+    from hf_memotion.recipe.planning import plan_training
+    from hf_memotion.specs import load_run_config
 
     plan = plan_training(load_run_config(ROOT / "configs" / "modern.yaml"))
     by_name = {m.name: m for m in plan.models}
-    assert by_name["clip_joint"].modality == "multimodal"
+    assert by_name["clip_joint"].family == "multimodal"
     assert by_name["clip_joint"].trainings == 6  # 5 folds and the refit: a joint member selects nothing
     assert by_name["clip_image"].trainings == 16  # three learning rates x 5 folds, then the refit
     assert by_name["clip_text"].candidates == 30
@@ -424,16 +425,16 @@ def test_the_demo_joint_member_beats_every_unimodal_member_on_subtask_c(tmp_path
 
 
 def test_cached_dual_encoders_plan_as_textual_and_joint_members(offline_hub):
-    from hf_memotion.training.planning import plan_training
+    from hf_memotion.recipe.planning import plan_training
 
     config = {
         "data": {"demo": {"n_train": 60, "n_test": 20}},
         "n_splits": 2,
         "models": [
-            {"name": "clip_text", "modality": "text", "backbone": "tiny-org/clip-dual", "model": {"max_length": 16}},
+            {"name": "clip_text", "family": "text", "backbone": "tiny-org/clip-dual", "model": {"max_length": 16}},
             {
                 "name": "siglip_joint",
-                "modality": "multimodal",
+                "family": "multimodal",
                 "backbone": "tiny-org/siglip-dual",
                 "image_encoder": "dual",
                 "model": {"projection_dim": 4, "max_length": 16},

@@ -21,11 +21,11 @@ import hf_memotion  # noqa: F401
 from conftest import build_tiny_ensemble
 from hf_memotion.benchmarking import ENSEMBLE_SIZES, answers_difference, random_ensemble
 from hf_memotion.data import load_memotion, make_demo_data
-from hf_memotion.models.ensemble import MemotionEnsembleModel
-from hf_memotion.models.ensemble.configuration_memotion_ensemble import MemotionEnsembleConfig
-from hf_memotion.models.ensemble.onnx_graphs import estimator_graph, rule_graph
-from hf_memotion.models.ensemble.onnx_runtime import OnnxMemotionEnsemble, resolve_onnx_precision
-from hf_memotion.models.ensemble.stacking import ESTIMATORS, META_METHODS, RULES, _rule_proba
+from hf_memotion.ensemble import MemotionEnsembleModel
+from hf_memotion.ensemble.configuration_memotion_ensemble import MemotionEnsembleConfig
+from hf_memotion.ensemble.onnx_graphs import estimator_graph, rule_graph
+from hf_memotion.ensemble.onnx_runtime import OnnxMemotionEnsemble, resolve_onnx_precision
+from hf_memotion.ensemble.stacking import ESTIMATORS, META_METHODS, RULES, _rule_proba
 from hf_memotion.models.text.modeling_memotion_text import front_alignment
 
 ROOT = Path(__file__).resolve().parents[1]

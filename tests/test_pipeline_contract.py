@@ -16,7 +16,7 @@ from transformers.pipelines.pt_utils import KeyDataset
 
 from hf_memotion.data import make_demo_data
 from hf_memotion.data.memotion import load_memotion
-from hf_memotion.models.ensemble import MemotionEnsembleModel
+from hf_memotion.ensemble import MemotionEnsembleModel
 from hf_memotion.pipelines import MemeInputError
 
 N_STREAM = 500

@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from hf_memotion.families import expand_models, parse_member
 from hf_memotion.models.text import MemotionTextConfig, MemotionTextForSequenceClassification
 from hf_memotion.models.text.tiny import build_tiny_text_backbone
 from hf_memotion.models.vision import MemotionVisionConfig, MemotionVisionForImageClassification
+from hf_memotion.recipe.ensemble_recipe import run_training
+from hf_memotion.recipe.planning import _count, count_step_flops, plan_training
+from hf_memotion.recipe.specs import EnsembleRunSpec
 from hf_memotion.training import cross_validation
-from hf_memotion.training.planning import _count, count_step_flops, plan_training
-from hf_memotion.training.recipe import run_training
-from hf_memotion.training.run_specs import BaseModelSpec, EnsembleRunSpec, expand_models
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_TEXT = {
@@ -24,10 +25,10 @@ TINY_TEXT = {
 
 
 def test_flops_counted_on_fake_tensors_equal_a_count_on_random_weights():
-    text = BaseModelSpec(name="t", modality="text", **TINY_TEXT)
-    vision = BaseModelSpec(name="v", modality="vision", processor={"crop_size": 48})
+    text = parse_member({"name": "t", "family": "text", "problems": ["humour"], **TINY_TEXT})
+    vision = parse_member({"name": "v", "family": "vision", "problems": ["sentiment"], "processor": {"crop_size": 48}})
     (text_entry,), (vision_entry,) = expand_models([text]), expand_models([vision])
-    parameters, train, forward = _count(text_entry, ["humour"], [])
+    parameters, train, forward = _count(text_entry, [])
     backbone, _ = build_tiny_text_backbone("bert", [f"word{i}" for i in range(200)], hidden_size=16, num_layers=1)
     model = MemotionTextForSequenceClassification(
         MemotionTextConfig(text_config=backbone, problems=["humour"], **TINY_TEXT["model"])
@@ -36,7 +37,7 @@ def test_flops_counted_on_fake_tensors_equal_a_count_on_random_weights():
     real = count_step_flops(model.train(), {"input_ids": tokens, "attention_mask": torch.ones_like(tokens)})
     assert train == real // 3 and parameters == sum(p.numel() for p in model.parameters())
     assert 0 < forward < train
-    parameters, train, forward = _count(vision_entry, ["sentiment"], [])
+    parameters, train, forward = _count(vision_entry, [])
     model = MemotionVisionForImageClassification(
         MemotionVisionConfig(architecture="test_resnet", problems=["sentiment"])
     )
@@ -66,16 +67,17 @@ def test_the_plan_counts_the_trainings_and_steps_the_recipe_runs(demo_root, tmp_
         "models": [
             {
                 "name": "cnn",
-                "modality": "vision",
+                "family": "vision",
                 "layout": "per_problem",
                 "problems": ["humour", "motivational"],
                 "processor": {"crop_size": 32},
                 "ten_crop": False,
-                "training": {"epochs": 2, "batch_size": 8, "learning_rate": [0.01, 0.1], "lr_milestones": [1]},
+                "training": {"epochs": 2, "batch_size": 8, "lr_milestones": [1]},
+                "search": {"learning_rate": [0.01, 0.1]},
             },
             {
                 "name": "bert",
-                "modality": "text",
+                "family": "text",
                 **TINY_TEXT,
                 "training": {"epochs": 2, "batch_size": 8, "early_stopping_patience": None, "validation_fraction": 0},
             },
@@ -118,9 +120,9 @@ def test_the_papers_text_backbones_plan_without_the_network(tmp_path):
     """No Hub (an endpoint nothing answers, an empty cache, HF_HUB_OFFLINE unset): one paper backbone plans from its
     published sizes at once, with no download tried and no retry."""
     code = (
-        "from hf_memotion.training.planning import plan_training\n"
-        "from hf_memotion.training.run_specs import EnsembleRunSpec\n"
-        "spec = EnsembleRunSpec.from_dict({'models': [{'name': 'bert', 'modality': 'text',"
+        "from hf_memotion.recipe.planning import plan_training\n"
+        "from hf_memotion.recipe.specs import EnsembleRunSpec\n"
+        "spec = EnsembleRunSpec.from_dict({'models': [{'name': 'bert', 'family': 'text',"
         " 'backbone': 'bert-large-uncased', 'problems': ['humour']}], 'plan': {'n_train': 10, 'n_test': 5}})\n"
         "print(plan_training(spec).notes)"
     )
@@ -135,7 +137,7 @@ def test_the_papers_text_backbones_plan_without_the_network(tmp_path):
 def test_a_text_backbone_whose_config_cannot_be_read_is_named():
     spec = EnsembleRunSpec.from_dict(
         {
-            "models": [{"name": "x", "modality": "text", "backbone": "no-such/backbone"}],
+            "models": [{"name": "x", "family": "text", "backbone": "no-such/backbone"}],
             "plan": {"n_train": 10, "n_test": 5},
         }
     )

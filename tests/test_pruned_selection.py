@@ -7,18 +7,19 @@ import optuna
 import pytest
 
 from hf_memotion.data import load_memotion, make_demo_data
+from hf_memotion.families import MemberRun, ModelEntry, StudySpec, TextMemberSpec, expand_models, parse_member
+from hf_memotion.families.search import run_study, study_results
+from hf_memotion.recipe.planning import plan_training
+from hf_memotion.recipe.selection import train_with_selection
+from hf_memotion.recipe.specs import EnsembleRunSpec, JobsSpec
 from hf_memotion.specs import SpecError
 from hf_memotion.training import cross_validation
-from hf_memotion.training.planning import plan_training
-from hf_memotion.training.pruning import TrialReporter, halving_rungs, selection_cost, survivors
-from hf_memotion.training.run_specs import BaseModelSpec, EnsembleRunSpec, JobsSpec, PruningSpec, expand_models
-from hf_memotion.training.search import search_text_hyperparameters, study_results
-from hf_memotion.training.selection import grid_progress, select_candidate, train_with_selection
-from hf_memotion.training.trainer import ClassifierTrainingArguments
+from hf_memotion.training.arguments import ClassifierTrainingArguments
+from hf_memotion.training.pruning import PruningSpec, TrialReporter, grid_cost, halving_rungs, study_cost, survivors
 
 VISION = {
     "name": "cnn",
-    "modality": "vision",
+    "family": "vision",
     "architecture": "test_resnet",
     "problems": ["humour"],
     "processor": {"crop_size": 32},
@@ -59,8 +60,12 @@ def fits(monkeypatch):
 
 
 def _grid_entry(pruning=None):
-    spec = BaseModelSpec(**VISION, training={**VISION_TRAINING, "learning_rate": RATES}, pruning=pruning)
+    spec = parse_member({**VISION, "training": VISION_TRAINING, "search": {"learning_rate": RATES}})
+    spec.pruning = pruning
     return expand_models([spec])[0]
+
+
+SEARCH = MemberRun(n_splits=2, seed=0, refit=False, keep_model=False)
 
 
 def test_the_rungs_and_the_survivors():
@@ -72,25 +77,27 @@ def test_the_rungs_and_the_survivors():
 
 def test_the_pruned_costs_against_the_exhaustive_ones():
     spec = PruningSpec("successive_halving", min_epochs=10)
-    vision = selection_cost(spec, modality="vision", candidates=9, n_splits=5, epochs=100)
+    vision = grid_cost(spec, candidates=9, n_splits=5, epochs=100)
     assert vision["pruned_fold_epochs"] == 9 * 10 + 3 * 30 + 1 * 500 and vision["exhaustive_fold_epochs"] == 4500
-    text = selection_cost(spec, modality="text", candidates=30, n_splits=5, epochs=30)
+    text = study_cost(spec, candidates=30, n_splits=5, epochs=30)
     assert text["exhaustive_fold_epochs"] == 4500 and 150 < text["pruned_fold_epochs"] < 0.25 * 4500
-    none = selection_cost(None, modality="text", candidates=30, n_splits=5, epochs=30)
+    none = study_cost(None, candidates=30, n_splits=5, epochs=30)
     assert none["pruned_fold_epochs"] == none["exhaustive_fold_epochs"]
 
 
 def test_pruning_mistakes_are_named():
-    with pytest.raises(SpecError, match=r"pruning.method 'median' is for the textual search"):
-        EnsembleRunSpec.from_dict({"models": [{**VISION, "pruning": {"method": "median"}}]})
+    grid = {**VISION, "search": {"learning_rate": RATES}}
+    with pytest.raises(SpecError, match=r"pruning.method 'median' is for an Optuna study"):
+        EnsembleRunSpec.from_dict({"models": [{**grid, "pruning": {"method": "median"}}]})
     with pytest.raises(SpecError, match=r"pruning.method must be one of"):
         EnsembleRunSpec.from_dict({"pruning": {"method": "asha"}})
     with pytest.raises(SpecError, match=r"reduction_factor must be 2 or more"):
         EnsembleRunSpec.from_dict({"pruning": {"method": "successive_halving", "reduction_factor": 1}})
     spec = EnsembleRunSpec.from_dict(
-        {"pruning": {"method": "successive_halving"}, "models": [VISION, {**VISION, "name": "own", "pruning": {}}]}
+        {"pruning": {"method": "successive_halving"}, "models": [grid, {**grid, "name": "own", "pruning": {}}, VISION]}
     )
-    assert [m.pruning.method for m in spec.models] == ["successive_halving", "none"]  # the run's, or its own
+    # the run's, or its own; a member without a search has nothing to prune
+    assert [m.pruning and m.pruning.method for m in spec.models] == ["successive_halving", "none", None]
 
 
 def test_the_paper_config_pruned_plans_under_a_quarter_of_the_exhaustive_gpu_hours():
@@ -104,7 +111,7 @@ def test_the_paper_config_pruned_plans_under_a_quarter_of_the_exhaustive_gpu_hou
     small = {
         "n_splits": 2,
         "plan": {"n_train": 40, "n_test": 10},
-        "models": [{**VISION, "training": {**VISION_TRAINING, "learning_rate": RATES}}],
+        "models": [{**VISION, "training": VISION_TRAINING, "search": {"learning_rate": RATES}}],
     }
     exhaustive = plan_training(small)
     assert "pruning.method=successive_halving plans a pruned one beside" in exhaustive.format()
@@ -119,8 +126,8 @@ def test_the_paper_config_pruned_plans_under_a_quarter_of_the_exhaustive_gpu_hou
 def test_a_pruned_grid_halves_on_the_first_fold_and_resumes_to_the_same_choice(data, tmp_path, fits):
     pruning = PruningSpec("successive_halving", min_epochs=1, reduction_factor=2)
     entry = _grid_entry(pruning)
-    common = {"n_splits": 2, "seed": 0}
-    _, selections = train_with_selection([entry], tmp_path / "a", lambda: data, data=data, **common)
+    common = MemberRun(n_splits=2, seed=0)
+    _, selections = train_with_selection([entry], tmp_path / "a", lambda: data, common, data=data)
     # rung 1 epoch: 4 rates; rung 2 epochs: 2 rates; the survivor's 2 folds; the refit
     assert len(fits) == 4 + 2 + 2 + 1
     choice = selections["cnn"]
@@ -141,9 +148,9 @@ def test_a_pruned_grid_halves_on_the_first_fold_and_resumes_to_the_same_choice(d
     fits.clear()
     fits.kill_after = 5  # killed in rung 2's second training
     with pytest.raises(Killed):
-        train_with_selection([entry], tmp_path / "b", lambda: data, data=data, **common)
+        train_with_selection([entry], tmp_path / "b", lambda: data, common, data=data)
     fits.kill_after = None
-    _, resumed = train_with_selection([entry], tmp_path / "b", lambda: data, data=data, **common)
+    _, resumed = train_with_selection([entry], tmp_path / "b", lambda: data, common, data=data)
     assert len(fits) == 9  # nothing finished trained twice
     assert resumed["cnn"]["chosen"] == choice["chosen"] and resumed["cnn"]["candidates"] == choice["candidates"]
 
@@ -151,29 +158,25 @@ def test_a_pruned_grid_halves_on_the_first_fold_and_resumes_to_the_same_choice(d
 @pytest.mark.slow
 def test_an_exhaustive_grid_is_one_round_and_counts_its_steps(data, tmp_path, fits):
     entry = _grid_entry()
-    pending, records = grid_progress(entry, tmp_path, n_splits=2, seed=0)
+    pending, records = entry.spec.search.progress(entry, tmp_path, SEARCH)
     assert len(pending) == 4 and all(r["score"] is None for r in records)
-    train_with_selection([entry], tmp_path, lambda: data, data=data, n_splits=2, seed=0, jobs=JobsSpec())
+    train_with_selection([entry], tmp_path, lambda: data, MemberRun(n_splits=2, seed=0), data=data, jobs=JobsSpec())
     assert len(fits) == 4 * 2 + 1
-    choice = select_candidate(entry, tmp_path, n_splits=2, seed=0)
+    choice = entry.spec.search.select(entry, tmp_path, SEARCH)
     assert choice["pruned"] == 0 and all(c["state"] == "complete" for c in choice["candidates"])
     assert choice["score"] == max(c["score"] for c in choice["candidates"])
 
 
 def _study(data, folder, pruning, n_trials=6):
-    return search_text_hyperparameters(
-        data["train"],
-        folder,
-        backbone="tiny:bert",
+    spec = TextMemberSpec(
         problems=["humour"],
-        n_trials=n_trials,
-        n_splits=2,
-        search_space=TEXT_SPACE,
         training=ClassifierTrainingArguments(optimizer="adam", epochs=3, batch_size=16, early_stopping_patience=0),
-        model_kwargs={"attention_size": 8, "ffn_size": 8, "max_length": 16},
-        tiny_kwargs={"hidden_size": 16, "num_layers": 1},
+        model={"attention_size": 8, "ffn_size": 8, "max_length": 16},
+        tiny={"hidden_size": 16, "num_layers": 1},
+        search=StudySpec(n_trials=n_trials, space=TEXT_SPACE),
         pruning=pruning,
     )
+    return run_study(data["train"], folder, ModelEntry.of(spec), SEARCH)
 
 
 def _trials(study):
@@ -227,18 +230,18 @@ def test_a_fold_stopped_early_reports_its_best_for_the_epochs_it_skipped():
 
 @pytest.mark.slow
 def test_the_recipe_reports_what_a_pruned_selection_chose_and_stopped(tmp_path, fits):
-    from hf_memotion.training.recipe import run_training
+    from hf_memotion.recipe.ensemble_recipe import run_training
 
     demo = make_demo_data(tmp_path / "demo", n_train=120, n_test=30, image_size=64, seed=4)
     text = {
         "name": "tuned",
-        "modality": "text",
+        "family": "text",
         "tiny": {"hidden_size": 16, "num_layers": 1},
         "model": {"lstm_hidden_size": 8, "attention_size": 8, "ffn_size": 8, "max_length": 16},
         "training": {"optimizer": "adam", "epochs": 3, "batch_size": 16, "early_stopping_patience": 0},
         "search": {"n_trials": 4, "space": {"learning_rate": [1e-5, 3e-2]}},
     }
-    vision = {**VISION, "problems": None, "training": {**VISION_TRAINING, "learning_rate": RATES}}  # all nine
+    vision = {**VISION, "problems": None, "training": VISION_TRAINING, "search": {"learning_rate": RATES}}  # all nine
     config = {
         "data": {"path": str(demo)},
         "output_dir": str(tmp_path / "run"),

@@ -9,11 +9,11 @@ import torch
 from safetensors.numpy import load_file
 
 from hf_memotion.data import load_memotion, make_demo_data
+from hf_memotion.recipe.ensemble_recipe import run_training
+from hf_memotion.recipe.specs import EnsembleRunSpec, MemberRunSpec
+from hf_memotion.recipe.splits import RecipeData
 from hf_memotion.specs import SpecError
 from hf_memotion.training import cross_validation
-from hf_memotion.training.recipe import run_training
-from hf_memotion.training.recipe_data import RecipeData
-from hf_memotion.training.run_specs import EnsembleRunSpec, TextRunSpec
 from hf_memotion.training.trainer import MemotionTrainer, StopAfterEpochs
 
 TINY_TEXT = {
@@ -60,18 +60,19 @@ def _config(demo, output, models, **extra):
 @pytest.mark.slow
 def test_search_in_the_recipe_picks_per_problem_keeps_the_winners_folds_and_one_row_per_backbone(demo, tmp_path, fits):
     models = [
-        {"name": "text", "modality": "text", **TINY_TEXT, "training": TEXT_TRAINING},
+        {"name": "text", "family": "text", **TINY_TEXT, "training": TEXT_TRAINING},
         {
             "name": "vision",
-            "modality": "vision",
+            "family": "vision",
             "layout": "per_problem",
             "problems": ["sentiment", "motivational"],
             **VISION,
-            "training": {**VISION_TRAINING, "learning_rate": [1e-6, 0.05]},
+            "training": VISION_TRAINING,
+            "search": {"learning_rate": [1e-6, 0.05]},
         },
         {
             "name": "tuned",
-            "modality": "text",
+            "family": "text",
             "layout": "per_problem",
             "problems": ["sentiment", "humour"],
             **TINY_TEXT,
@@ -114,12 +115,12 @@ def test_the_papers_protocol_options(demo, tmp_path, fits):
     models = [
         {
             "name": "text",
-            "modality": "text",
+            "family": "text",
             "layout": "per_problem",
             **TINY_TEXT,
             "training": {**TEXT_TRAINING, "epochs": 3, "refit_schedule": "fold", "early_stopping_patience": 1},
         },
-        {"name": "vision", "modality": "vision", **VISION, "training": VISION_TRAINING},
+        {"name": "vision", "family": "vision", **VISION, "training": VISION_TRAINING},
     ]
     config = _config(
         demo,
@@ -170,7 +171,7 @@ def test_the_papers_protocol_options(demo, tmp_path, fits):
     assert "text (fold mean)" in rows and report["protocol"]["single_model_rows"] == "refit"
     assert "each single-model row is its refit model, scored as one model" in header
     # the ensemble serves motivational_intensity from the shared model
-    from hf_memotion.models.ensemble import MemotionEnsembleModel
+    from hf_memotion.ensemble import MemotionEnsembleModel
 
     model = MemotionEnsembleModel.from_pretrained(tmp_path / "ensemble")
     memes = load_memotion(demo)["test"].select(range(3))
@@ -194,12 +195,15 @@ def test_a_dev_file_names_the_dev_memes(demo, tmp_path):
 @pytest.mark.parametrize(
     ("model", "message"),
     [
-        ({"modality": "text", "training": {"learning_rate": [1e-5, 1e-4]}}, "search: {n_trials: N}"),
-        ({"modality": "vision", "search": {"n_trials": 3}}, r"learning_rate: \[\.\.\.\]"),
-        ({"modality": "vision", "training": {"early_stopping_patience": 3}}, "set validation_fraction"),
-        ({"modality": "vision", "training": {"learning_rate": []}}, "needs positive values"),
-        ({"modality": "text", "search": {"n_trials": -1}}, r"0 \(no search\) or more"),
-        ({"modality": "text", "search": {"trials": 3, "n_trials": 3}}, "one setting; keep 'n_trials'"),
+        ({"family": "text", "training": {"learning_rate": [1e-5, 1e-4]}}, r"search: \{learning_rate: \[\.\.\.\]\}"),
+        ({"family": "vision", "training": {"learning_rate": [0.1, 0.2]}}, "a list of learning rates is a grid"),
+        ({"family": "vision", "search": {"n_trials": 3}}, "unknown key 'n_trials'; valid keys: learning_rate"),
+        ({"family": "vision", "training": {"early_stopping_patience": 3}}, "set validation_fraction"),
+        ({"family": "vision", "search": {"learning_rate": []}}, "needs positive values"),
+        ({"family": "text", "search": {"n_trials": -1}}, r"0 \(no search\) or more"),
+        ({"family": "multimodal", "search": {"n_trials": 3}}, "a joint member trains with its settings as given"),
+        ({"family": "text", "architecture": "resnet50"}, "unknown key 'architecture'"),
+        ({"family": "bag_of_words"}, "family 'bag_of_words' is not registered"),
     ],
 )
 def test_search_and_protocol_mistakes_are_named(model, message):
@@ -240,12 +244,13 @@ def test_a_refit_on_the_folds_schedule_stops_early_at_the_folds_learning_rate(tm
 @pytest.mark.parametrize("engine", ["ray"])
 def test_jobs_on_a_local_ray_give_the_report_of_one_process(demo, tmp_path, engine):
     models = [
-        {"name": "text", "modality": "text", **TINY_TEXT, "training": TEXT_TRAINING},
+        {"name": "text", "family": "text", **TINY_TEXT, "training": TEXT_TRAINING},
         {
             "name": "vision",
-            "modality": "vision",
+            "family": "vision",
             **VISION,
-            "training": {**VISION_TRAINING, "learning_rate": [0.01, 0.05]},
+            "training": VISION_TRAINING,
+            "search": {"learning_rate": [0.01, 0.05]},
         },
     ]
     one = run_training(_config(demo, tmp_path / "one", models))
@@ -261,13 +266,12 @@ def test_jobs_on_a_local_ray_give_the_report_of_one_process(demo, tmp_path, engi
     assert (tmp_path / "ray" / "answer.txt").read_text() == (tmp_path / "one" / "answer.txt").read_text()
 
 
-def test_one_search_key_and_the_old_one_still_read_with_a_deprecation_line():
+def test_one_search_key_and_old_spellings_get_the_one_line_error():
     ensemble = EnsembleRunSpec.from_dict({"models": [{"name": "m", "search": {"n_trials": 4}}]})
-    text = TextRunSpec.from_dict({"search": {"n_trials": 4}})
+    text = MemberRunSpec.from_dict({"search": {"n_trials": 4}})
     assert ensemble.models[0].search == text.search and text.search.n_trials == 4
-    with pytest.warns(
-        FutureWarning, match=r"run.yaml, section 'models.0.search': 'trials' is deprecated; write 'n_trials'"
-    ):
-        old = EnsembleRunSpec.from_dict({"models": [{"name": "m", "search": {"trials": 4}}]}, source="run.yaml")
-    assert old.models[0].search.n_trials == 4
-    assert TextRunSpec.from_dict({"search": {"n_trials": 0}}).search is None  # 0: no search
+    with pytest.raises(SpecError, match=r"run.yaml, section 'models.0.search': unknown key 'trials' \(did you mean"):
+        EnsembleRunSpec.from_dict({"models": [{"name": "m", "search": {"trials": 4}}]}, source="run.yaml")
+    with pytest.raises(SpecError, match=r"section 'models.0': unknown key 'modality' \(did you mean"):
+        EnsembleRunSpec.from_dict({"models": [{"name": "m", "modality": "text"}]}, source="run.yaml")
+    assert MemberRunSpec.from_dict({"search": {"n_trials": 0}}).search is None  # 0: no search

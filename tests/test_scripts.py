@@ -78,4 +78,4 @@ def test_train_text_script_trains_saves_and_reports(tmp_path):
         capture_output=True,
         text=True,
     )
-    assert bad.returncode != 0 and "layout must be 'multitask' or 'per_problem'" in bad.stderr
+    assert bad.returncode != 0 and "'layout' must be 'multitask' or 'per_problem'" in bad.stderr

@@ -257,10 +257,10 @@ def test_first_start_trains_the_missing_demo_ensemble(tmp_path):
     config.write_text(
         "data: {demo: {n_train: 150, n_test: 50, image_size: 64}}\nseed: 0\nn_splits: 2\n"
         "models:\n"
-        "  - {name: text, modality: text, backbone: 'tiny:bert', tiny: {hidden_size: 16, num_layers: 1},\n"
+        "  - {name: text, family: text, backbone: 'tiny:bert', tiny: {hidden_size: 16, num_layers: 1},\n"
         "     model: {lstm_hidden_size: 8, attention_size: 8, ffn_size: 8, max_length: 16},\n"
         "     training: {optimizer: adam, learning_rate: 0.003, epochs: 2, batch_size: 32}}\n"
-        "  - {name: vision, modality: vision, architecture: test_resnet, processor: {crop_size: 32}, ten_crop: false,\n"
+        "  - {name: vision, family: vision, architecture: test_resnet, processor: {crop_size: 32}, ten_crop: false,\n"
         "     training: {optimizer: sgd, learning_rate: 0.05, epochs: 2, batch_size: 32}}\n"
         "stacking: {methods: [average, logistic_regression]}\n"
     )
@@ -283,7 +283,7 @@ def test_the_space_benchmark_prints_and_writes_its_figures(saved_ensemble, tmp_p
     result = subprocess.run(
         [
             sys.executable,
-            str(ROOT / "scripts" / "bench_space.py"),
+            str(ROOT / "benchmarks" / "bench_space.py"),
             "--model",
             str(saved_ensemble),
             "--repeats",
@@ -316,7 +316,7 @@ def test_the_space_readme_is_a_valid_space_card_for_the_installed_gradio():
 
 def test_the_space_serves_an_onnx_folder(saved_ensemble, tmp_path):
     pytest.importorskip("onnxruntime")
-    from hf_memotion.models.ensemble import MemotionEnsembleModel
+    from hf_memotion.ensemble import MemotionEnsembleModel
 
     MemotionEnsembleModel.from_pretrained(saved_ensemble, dtype="float32").export_onnx(tmp_path / "onnx")
     app = load_app(tmp_path / "onnx", MEMOTION_BACKEND="onnx")

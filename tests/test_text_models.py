@@ -7,7 +7,6 @@ import torch
 from torch.nn import functional as F
 from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
 
-import hf_memotion
 from hf_memotion.models.heads import ProblemHeads
 from hf_memotion.models.text import (
     MemotionTextConfig,
@@ -18,6 +17,7 @@ from hf_memotion.models.text import (
 )
 from hf_memotion.models.text.preprocessing import encode_texts, prepare_text_dataset
 from hf_memotion.models.text.tiny import build_tiny_text_backbone
+from hf_memotion.tasks import PROBLEM_NAMES
 
 CORPUS = ["when the exam is on monday", "my cat says lol", "nobody: literally nobody", "LOVE THIS MEME"]
 SMALL = {"lstm_hidden_size": 8, "attention_size": 8, "ffn_size": 8}
@@ -141,10 +141,10 @@ def test_one_problem_or_several_from_one_forward():
     out = single(input_ids=ids, labels=torch.tensor([3]))
     assert out.logits.shape == (1, 4) and out.loss.ndim == 0
     assert single.config.id2label == {0: "not_sarcastic", 1: "general", 2: "twisted_meaning", 3: "very_twisted"}
-    multi, _ = _model("bert", problems=hf_memotion.PROBLEM_NAMES)
+    multi, _ = _model("bert", problems=PROBLEM_NAMES)
     out = multi(input_ids=ids, labels=torch.zeros(1, 9, dtype=torch.long))
     assert out.logits.shape == (1, 3 + 2 * 4 + 4 * 3 + 2)
-    assert list(out.problem_logits) == list(hf_memotion.PROBLEM_NAMES)
+    assert list(out.problem_logits) == list(PROBLEM_NAMES)
     assert out.problem_logits["humour_intensity"].shape == (1, 4)
 
 

@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -8,10 +10,11 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 import hf_memotion.training.cross_validation as cv_module
 from hf_memotion.cards import score_name
 from hf_memotion.data import load_memotion, make_demo_data
+from hf_memotion.families import MemberRun, ModelEntry, StudySpec, TextMemberSpec, train_member
+from hf_memotion.families.search import run_study
 from hf_memotion.metrics import memotion_scores
 from hf_memotion.models.text.preprocessing import encode_texts
-from hf_memotion.training import ClassifierTrainingArguments, train_text_classifier
-from hf_memotion.training.search import search_text_hyperparameters
+from hf_memotion.training import ClassifierTrainingArguments
 
 PROBLEMS = ["sentiment", "humour", "offensive_intensity", "motivational"]
 MODEL = {
@@ -24,6 +27,11 @@ MODEL = {
 }
 TINY = {"hidden_size": 32, "num_layers": 1}
 TRAINING = ClassifierTrainingArguments(epochs=30, learning_rate=3e-3, batch_size=16, early_stopping_patience=6)
+SPEC = TextMemberSpec(backbone="tiny:bert", problems=PROBLEMS, training=TRAINING, model=MODEL, tiny=TINY)
+
+
+def train(data, out, spec=SPEC, **run):
+    return train_member(data, out, spec, MemberRun(n_splits=3, seed=0, **run))
 
 
 @pytest.fixture(scope="module")
@@ -34,18 +42,7 @@ def data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(data, tmp_path_factory):
     out = tmp_path_factory.mktemp("text_run")
-    result = train_text_classifier(
-        data,
-        out,
-        backbone="tiny:bert",
-        problems=PROBLEMS,
-        training=TRAINING,
-        n_splits=3,
-        seed=0,
-        model_kwargs=MODEL,
-        tiny_kwargs=TINY,
-    )
-    return out, result
+    return out, train(data, out)
 
 
 def _majority(labels):
@@ -96,48 +93,16 @@ def test_a_repeated_run_reuses_finished_folds_and_changed_settings_retrain(data,
     calls = []
     real_fit = cv_module.fit_classifier
     monkeypatch.setattr(cv_module, "fit_classifier", lambda *a, **k: calls.append(1) or real_fit(*a, **k))
-    finished = train_text_classifier(
-        data,
-        out,
-        backbone="tiny:bert",
-        problems=PROBLEMS,
-        training=TRAINING,
-        n_splits=3,
-        seed=0,
-        model_kwargs=MODEL,
-        tiny_kwargs=TINY,
-    )
+    finished = train(data, out)
     assert calls == []  # a finished run (folds, refit, test scores) is reused whole
     assert finished.test_scores == result.test_scores and finished.model is not None
     (out / "folds" / "fold_1" / "metrics.json").unlink()  # as if the run was killed inside fold 1
-    again = train_text_classifier(
-        data,
-        out,
-        backbone="tiny:bert",
-        problems=PROBLEMS,
-        training=TRAINING,
-        n_splits=3,
-        seed=0,
-        model_kwargs=MODEL,
-        tiny_kwargs=TINY,
-        refit=False,
-    )
+    again = train(data, out, refit=False)
     assert len(calls) == 1  # only fold 1 trained again
     reused = load_file(out / "folds" / "fold_0" / "oof.safetensors")["indices"]
     np.testing.assert_allclose(again.oof_probabilities["humour"][reused], result.oof_probabilities["humour"][reused])
     calls.clear()
-    train_text_classifier(
-        data,
-        out,
-        backbone="tiny:bert",
-        problems=PROBLEMS,
-        training=TRAINING,
-        n_splits=3,
-        seed=0,
-        model_kwargs={**MODEL, "ffn_size": 16},
-        tiny_kwargs=TINY,
-        refit=False,
-    )
+    train(data, out, dataclasses.replace(SPEC, model={**MODEL, "ffn_size": 16}), refit=False)
     assert len(calls) == 3  # another setting: every fold retrains
 
 
@@ -149,21 +114,21 @@ def test_optuna_search_runs_the_asked_number_of_trials_and_resumes(data, tmp_pat
         "lstm_layers": [1, 2],
         "lstm_hidden_size": [8, 16],
     }
-    settings = dict(
-        backbone="tiny:bert",
+    spec = TextMemberSpec(
         problems=["motivational"],
-        n_splits=2,
-        search_space=space,
         training=ClassifierTrainingArguments(epochs=2, batch_size=32),
-        model_kwargs={"attention_size": 8, "ffn_size": 8},
-        tiny_kwargs={"hidden_size": 16, "num_layers": 1},
+        model={"attention_size": 8, "ffn_size": 8},
+        tiny={"hidden_size": 16, "num_layers": 1},
+        search=StudySpec(n_trials=2, space=space),
     )
     small = data["train"].select(range(120))
-    study = search_text_hyperparameters(small, tmp_path, n_trials=2, **settings)
+    run = MemberRun(n_splits=2, refit=False)
+    study = run_study(small, tmp_path, ModelEntry.of(spec), run)
     assert len(study.trials) == 2 and all(t.value is not None for t in study.trials)
     for trial in study.trials:
         assert 1e-3 <= trial.params["learning_rate"] <= 5e-3 and trial.params["lstm_layers"] in (1, 2)
-    study = search_text_hyperparameters(small, tmp_path, n_trials=3, **settings)
+    more = dataclasses.replace(spec, search=StudySpec(n_trials=3, space=space))
+    study = run_study(small, tmp_path, ModelEntry.of(more), run)
     assert len(study.trials) == 3
     assert 0.0 <= study.best_value <= 1.0
 

@@ -18,11 +18,11 @@ from hf_memotion.data import load_memotion, make_demo_data
 from hf_memotion.models.text import MemotionTextConfig, MemotionTextForSequenceClassification
 from hf_memotion.models.text.preprocessing import prepare_text_dataset
 from hf_memotion.models.text.tiny import build_tiny_text_backbone
+from hf_memotion.recipe.specs import EnsembleRunSpec, MemberRunSpec
 from hf_memotion.specs import SpecError
 from hf_memotion.training import ClassifierTrainingArguments, MemotionTrainer, build_training_arguments
-from hf_memotion.training.run_specs import EnsembleRunSpec, TextRunSpec, VisionRunSpec
 from hf_memotion.training.trainer import make_compute_metrics
-from hf_memotion.vise.run_specs import EvaluationRunSpec, MiningRunSpec, PretrainRunSpec
+from hf_memotion.vise.specs import EvaluationRunSpec, MiningRunSpec, PretrainRunSpec
 
 SRC = Path(hf_memotion.__file__).resolve().parent
 ROOT = SRC.parents[1]
@@ -33,10 +33,22 @@ STOCK = {"bf16": True, "dataloader_num_workers": 2}
 
 
 def _imports(path: Path, module: str) -> set[str]:
-    """Every hf_memotion module ``path`` imports, at module level or inside functions (relative ones resolved)."""
+    """Every hf_memotion module ``path`` imports, at module level or inside functions (relative ones resolved).
+
+    Imports under ``if TYPE_CHECKING:`` never run (annotations only) and are left out.
+    """
     package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    tree = ast.parse(path.read_text())
+    typing_only = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING")
+        for inner in ast.walk(node)
+    }
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
@@ -186,7 +198,7 @@ def demo(tmp_path_factory):
 
 
 def test_stock_fields_of_a_training_section_reach_the_trainer_for_text_and_vision(demo, tmp_path, captured):
-    from hf_memotion.training.recipe import run_training
+    from hf_memotion.recipe.ensemble_recipe import run_training
 
     config = {
         "data": {"path": str(demo)},
@@ -195,14 +207,14 @@ def test_stock_fields_of_a_training_section_reach_the_trainer_for_text_and_visio
         "models": [
             {
                 "name": "t",
-                "modality": "text",
+                "family": "text",
                 "problems": ["humour"],
                 "training": {"epochs": 1, **STOCK},
                 "tiny": {"hidden_size": 16, "num_layers": 1},
             },
             {
                 "name": "v",
-                "modality": "vision",
+                "family": "vision",
                 "problems": ["humour"],
                 "processor": {"crop_size": 32},
                 "training": {"epochs": 1, "optimizer": "sgd", "learning_rate": 0.01, **STOCK},
@@ -224,7 +236,7 @@ def test_stock_fields_of_a_training_section_reach_the_trainer_for_text_and_visio
 
 
 def test_stock_fields_reach_the_trainer_for_vise_pretraining_and_finetuning(tmp_path, captured):
-    from hf_memotion.vise.steps import evaluate, mine, pretrain
+    from hf_memotion.vise.commands import evaluate, mine, pretrain
 
     mining = {
         "data": {"demo": {"output_dir": str(tmp_path / "posts"), "n_posts": 120, "n_shards": 2}},
@@ -299,14 +311,15 @@ def test_build_training_arguments_splits_the_global_batch_and_keeps_stock_fields
         ),
         (EnsembleRunSpec, {"stacking": {"method": ["average"]}}, "section 'stacking'", "method", "methods"),
         (EnsembleRunSpec, {"models": [{"name": "a", "bakbone": "x"}]}, "section 'models.0'", "bakbone", "backbone"),
-        (TextRunSpec, {"search": {"n_trial": 3}}, "section 'search'", "n_trial", "n_trials"),
+        (MemberRunSpec, {"search": {"n_trial": 3}}, "section 'search'", "n_trial", "n_trials"),
         (
-            VisionRunSpec,
-            {"training": {"learning_rates": [0.1]}},
-            "section 'training'",
+            MemberRunSpec,
+            {"family": "vision", "search": {"learning_rates": [0.1]}},
+            "section 'search'",
             "learning_rates",
             "learning_rate",
         ),
+        (MemberRunSpec, {"family": "vision", "backbone": "x"}, "top level", "backbone", "vise_backbone"),
         (MiningRunSpec, {"mining": {"comment_cluster": 5}}, "section 'mining'", "comment_cluster", "comment_clusters"),
         (PretrainRunSpec, {"pretraining": {"bacth_size": 5}}, "section 'pretraining'", "bacth_size", "batch_size"),
         (PretrainRunSpec, {"data": {"label": "x"}}, "section 'data'", "label", "labels"),
@@ -329,7 +342,7 @@ def test_a_misspelt_key_is_one_line_naming_file_section_key_and_suggestion(spec,
 
 
 def test_a_misspelt_data_key_is_named_by_every_script(tmp_path):
-    from hf_memotion.config import load_data
+    from hf_memotion.data.loading import load_data
 
     with pytest.raises(SpecError, match=r"run.yaml, section 'data': unknown key 'test_pth' \(did you mean 'test_path'"):
         load_data({"path": "x", "test_pth": "y"}, source="run.yaml")
@@ -341,10 +354,10 @@ def test_every_shipped_config_reads_into_its_spec():
     specs = {
         "demo": EnsembleRunSpec,
         "paper": EnsembleRunSpec,
-        "text_demo": TextRunSpec,
-        "text_paper": TextRunSpec,
-        "vision_demo": VisionRunSpec,
-        "vision_paper": VisionRunSpec,
+        "text_demo": MemberRunSpec,
+        "text_paper": MemberRunSpec,
+        "vision_demo": MemberRunSpec,
+        "vision_paper": MemberRunSpec,
         "vise_mining_demo": MiningRunSpec,
         "vise_pretrain_demo": PretrainRunSpec,
         "vise_eval_demo": EvaluationRunSpec,
@@ -414,10 +427,10 @@ def test_a_mistyped_value_is_one_line_too():
         PretrainRunSpec.from_dict({"pretraining": {"bf16": "yes"}}, source="run.yaml")
     with pytest.raises(SpecError, match="'num_proc' must be an integer"):
         MiningRunSpec.from_dict({"num_proc": 1.5})
-    assert VisionRunSpec.from_dict({"training": {"learning_rate": [0.1, 0.01]}}).training["learning_rate"] == [
-        0.1,
-        0.01,
-    ]
+    with pytest.raises(SpecError, match=r"'learning_rate' must be a number, got \[0.1, 0.01\]; a list of learning"):
+        MemberRunSpec.from_dict({"family": "vision", "training": {"learning_rate": [0.1, 0.01]}})
+    spec = MemberRunSpec.from_dict({"family": "vision", "search": {"learning_rate": [0.1, 0.01]}})
+    assert spec.search.learning_rate == [0.1, 0.01] and spec.training.learning_rate == 0.01  # the paper's default
 
 
 # ------------------------------------------------------------------------------------------------ cross-validation

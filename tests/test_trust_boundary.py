@@ -14,8 +14,8 @@ from PIL import Image
 
 from conftest import write_image
 from hf_memotion.data.images import ImageDecodeError, load_rgb_image
+from hf_memotion.ensemble import MemotionEnsembleModel
 from hf_memotion.folder_safety import UnsafeModelFolderError
-from hf_memotion.models.ensemble import MemotionEnsembleModel
 
 
 def _eps_bytes() -> bytes:
@@ -63,7 +63,7 @@ def test_a_download_fetches_only_model_files_within_a_size(monkeypatch):
     import huggingface_hub
     from huggingface_hub.file_download import DryRunFileInfo
 
-    from hf_memotion.models.ensemble import modeling_memotion_ensemble as modeling
+    from hf_memotion.ensemble import modeling_memotion_ensemble as modeling
 
     calls = []
 
@@ -261,18 +261,19 @@ def test_a_damaged_resume_checkpoint_names_the_fix_never_weights_only(tmp_path):
 def test_a_study_that_this_search_could_not_have_written_is_refused(tmp_path):
     import optuna
 
-    from hf_memotion.training.search import TEXT_SEARCH_SPACE, study_results
+    from hf_memotion.families.search import study_results
+    from hf_memotion.families.text import TEXT_SEARCH_SPACE
 
     (tmp_path / "study.db").write_text("not a database")
     with pytest.raises(ValueError, match=r"study.db is not an Optuna study .*delete it"):
-        study_results(tmp_path)
+        study_results(tmp_path, TEXT_SEARCH_SPACE)
     (tmp_path / "study.db").unlink()
     study = optuna.create_study(
         study_name="memotion_text", storage=f"sqlite:///{tmp_path / 'study.db'}", direction="maximize"
     )
     distributions = {"lstm_hidden_size": optuna.distributions.CategoricalDistribution([256, 10**7])}
     study.add_trial(optuna.trial.create_trial(params={"lstm_hidden_size": 256}, distributions=distributions, value=0.5))
-    assert study_results(tmp_path)[1] == {"lstm_hidden_size": 256}
+    assert study_results(tmp_path, TEXT_SEARCH_SPACE)[1] == {"lstm_hidden_size": 256}
     study.add_trial(
         optuna.trial.create_trial(params={"lstm_hidden_size": 10**7}, distributions=distributions, value=0.9)
     )
@@ -281,7 +282,7 @@ def test_a_study_that_this_search_could_not_have_written_is_refused(tmp_path):
 
 
 def test_a_yaml_tag_in_an_override_or_a_config_is_one_line(tmp_path):
-    from hf_memotion.config import apply_overrides, load_run_config
+    from hf_memotion.specs import apply_overrides, load_run_config
 
     with pytest.raises(
         ValueError, match=r"override 'x=!!python/object/apply:os.system \[id\]': the value is not plain"
@@ -375,7 +376,7 @@ def test_the_hostile_inputs_benchmark_prints_its_figures(ocr, tmp_path):
     import sys
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "scripts" / "bench_hostile_inputs.py"
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_hostile_inputs.py"
     output = tmp_path / "bench.json"
     done = subprocess.run(
         [sys.executable, str(script), "--side", "2048", "--ocr-timeout", "1", "--output", str(output)],

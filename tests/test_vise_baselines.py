@@ -20,7 +20,7 @@ from hf_memotion.models.vise.baselines import (
     read_checkpoint,
 )
 from hf_memotion.vise.evaluation import load_backbone
-from hf_memotion.vise.run_specs import EvaluationRunSpec
+from hf_memotion.vise.specs import EvaluationRunSpec
 
 
 def _network(architecture: str, **model_args) -> dict[str, torch.Tensor]:

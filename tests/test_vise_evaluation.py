@@ -13,7 +13,7 @@ import torch
 import hf_memotion  # noqa: F401
 from hf_memotion.data.downstream import random_splits, read_task
 from hf_memotion.data.downstream_demo import DEMO_TASK_FORMATS, make_demo_downstream
-from hf_memotion.vise import ViseConfig, ViseModel
+from hf_memotion.models.vise import ViseConfig, ViseModel
 from hf_memotion.vise.evaluation import ProtocolArguments, evaluate_backbone, load_backbone, sensitivity
 from hf_memotion.vise.text_encoder import TextEncoder
 
@@ -205,7 +205,8 @@ def test_the_script_runs_the_full_grid_on_every_real_format(fixtures, tmp_path):
 @pytest.mark.slow
 def test_pretraining_on_demo_labels_beats_random_init_in_linear_evaluation(tmp_path):
     """The VisE claim at toy scale: mine -> pretrain -> linear probe, against the same probe on random weights."""
-    from hf_memotion.vise import MiningSpec, PretrainingArguments, make_demo_engagement, mine_labels, pretrain_vise
+    from hf_memotion.data.engagement import make_demo_engagement
+    from hf_memotion.vise import MiningSpec, PretrainingArguments, mine_labels, pretrain_vise
 
     corpus = make_demo_engagement(tmp_path / "posts", n_posts=1200, n_shards=4, seed=0, image_size=32)
     mine_labels(

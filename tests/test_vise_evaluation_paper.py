@@ -16,9 +16,9 @@ from hf_memotion.data.downstream import read_task
 from hf_memotion.data.downstream_demo import make_demo_downstream
 from hf_memotion.training.trainer import MemotionTrainer
 from hf_memotion.vise import evaluation
+from hf_memotion.vise.commands import plan_evaluation
 from hf_memotion.vise.evaluation import ProtocolArguments, evaluate_backbone, load_backbone
-from hf_memotion.vise.run_specs import EvaluationRunSpec
-from hf_memotion.vise.steps import plan_evaluation
+from hf_memotion.vise.specs import EvaluationRunSpec
 from hf_memotion.vise.text_encoder import TextEncoder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -213,7 +213,7 @@ def test_images_decoded_by_worker_processes_give_the_same_cached_results(tasks, 
 
 def test_the_evaluation_names_an_impossible_device_or_worker_count():
     from hf_memotion.hardware import resolve_device
-    from hf_memotion.vise.run_specs import EvaluationRunSpec
+    from hf_memotion.vise.specs import EvaluationRunSpec
 
     assert resolve_device("cpu").type == "cpu" and resolve_device("auto").type in ("cpu", "cuda")
     if not torch.cuda.is_available():
@@ -231,7 +231,10 @@ def test_decay_at_the_papers_epochs_in_both_protocols():
     assert [schedule(e) for e in (0, 19, 20, 29)] == [1.0, 1.0, 0.5, 0.5]
     fraction = ProtocolArguments(epochs=30, lr_steps=[0.667], lr_decay=0.5).epoch_schedule()
     assert fraction(20) == 1.0 and fraction(21) == 0.5  # the fraction of before decayed one epoch late
-    assert settings.milestone_arguments() == {"lr_milestones": [20], "lr_milestone_unit": "epoch", "lr_decay": 0.5}
+    args = settings.to_training_arguments(
+        "/tmp/hf_memotion_protocol_args", learning_rate=0.1, weight_decay=0.0, adamw=False
+    )
+    assert (args.lr_milestones, args.lr_milestone_unit, args.lr_decay) == ([20.0], "epoch", 0.5)
     with pytest.raises(ValueError, match="inside the 30 epochs"):
         ProtocolArguments(epochs=30, lr_epochs=[30])
 

@@ -9,10 +9,11 @@ import datasets
 import numpy as np
 import pytest
 
-from hf_memotion.vise import MiningSpec, load_engagement, make_demo_engagement, mine_labels
+from hf_memotion.data.engagement import load_engagement, make_demo_engagement
+from hf_memotion.vise import MiningSpec, mine_labels
+from hf_memotion.vise.commands import plan_mining
 from hf_memotion.vise.mining import ClusterModels, _label_shard, is_holdout, sample_comments
-from hf_memotion.vise.run_specs import MiningRunSpec
-from hf_memotion.vise.steps import plan_mining
+from hf_memotion.vise.specs import MiningRunSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = MiningSpec(comment_clusters=24, reaction_clusters=8, holdout_fraction=0.25, embedding_dim=32, seed=3)
@@ -187,7 +188,7 @@ def test_the_mining_benchmark_prints_its_tables(tmp_path):
     result = subprocess.run(
         [
             sys.executable,
-            str(ROOT / "scripts" / "bench_mining.py"),
+            str(ROOT / "benchmarks" / "bench_mining.py"),
             "--comments",
             "4000",
             "--spark-comments",

@@ -8,7 +8,7 @@ import torchvision
 from transformers import AutoConfig, AutoModel
 
 import hf_memotion  # noqa: F401  (registers the Auto classes)
-from hf_memotion.vise import (
+from hf_memotion.models.vise import (
     CheckpointMismatchError,
     ViseConfig,
     ViseForPretraining,
@@ -112,7 +112,7 @@ def test_the_converter_round_trips_the_released_layout_and_writes_a_licensed_fol
     from huggingface_hub import ModelCard
     from transformers import AutoImageProcessor
 
-    from hf_memotion.vise import to_released_state_dict
+    from hf_memotion.models.vise import to_released_state_dict
 
     state = _released_module().state_dict()
     back = to_released_state_dict(convert_released_checkpoint(state))
@@ -165,7 +165,7 @@ def test_the_converter_checks_every_key_and_shape():
 def test_image_classification_variant_loads_a_backbone_with_a_new_classifier(tmp_path):
     from transformers import AutoModelForImageClassification
 
-    from hf_memotion.vise import ViseForImageClassification
+    from hf_memotion.models.vise import ViseForImageClassification
 
     torch.manual_seed(0)
     backbone = ViseModel(ViseConfig(architecture="test_resnet")).eval()

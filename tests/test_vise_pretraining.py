@@ -15,16 +15,15 @@ from huggingface_hub import ModelCard
 from transformers import AutoImageProcessor, AutoModel, AutoModelForPreTraining
 
 import hf_memotion  # noqa: F401  (registers the Auto classes)
+from hf_memotion.data.engagement import make_demo_engagement
+from hf_memotion.models.vise import ViseForPretraining, ViseModel
 from hf_memotion.models.vision import MemotionImageProcessor
 from hf_memotion.training import MemotionTrainer
 from hf_memotion.vise import (
     MiningSpec,
     PretrainingArguments,
     PretrainingCollator,
-    ViseForPretraining,
-    ViseModel,
     load_mined_labels,
-    make_demo_engagement,
     mine_labels,
     pretrain_vise,
 )
@@ -44,7 +43,7 @@ def mined(tmp_path_factory):
 
 def _schedule(tmp_path, decay, total):
     """The multiplier the shared trainer installs for a pretraining run of ``total`` steps."""
-    args = PretrainingArguments(decay=decay).training_arguments(tmp_path, max_steps=total)
+    args = PretrainingArguments(decay=decay).to_training_arguments(tmp_path, max_steps=total)
     trainer = MemotionTrainer(model=torch.nn.Linear(2, 2), args=args)
     trainer.create_optimizer_and_scheduler(num_training_steps=total)
     assert type(trainer.optimizer).__name__ == "SGD" and trainer.optimizer.defaults["momentum"] == 0.9

@@ -8,10 +8,10 @@ from safetensors.numpy import load_file
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
 from hf_memotion.data import load_memotion, make_demo_data
+from hf_memotion.families import MemberRun, VisionMemberSpec, train_member
 from hf_memotion.metrics import memotion_scores
+from hf_memotion.recipe.member_runs import run_member
 from hf_memotion.training import ClassifierTrainingArguments
-from hf_memotion.training.experiments import run_vision_experiment
-from hf_memotion.training.vision import train_vision_classifier
 
 PROBLEMS = ["sentiment", "humour", "sarcasm_intensity", "motivational"]
 # No early stopping: on 400 rows its validation slice (~27 rows per fold) is too noisy to pick an epoch,
@@ -35,16 +35,8 @@ def data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(data, tmp_path_factory):
     out = tmp_path_factory.mktemp("vision_run")
-    result = train_vision_classifier(
-        data,
-        out,
-        architecture="test_resnet",
-        problems=PROBLEMS,
-        training=TRAINING,
-        n_splits=3,
-        processor_kwargs={"crop_size": 64},
-    )
-    return out, result
+    spec = VisionMemberSpec(problems=PROBLEMS, training=TRAINING, processor={"crop_size": 64})
+    return out, train_member(data, out, spec, MemberRun(n_splits=3))
 
 
 def _majority_scores(labels):
@@ -86,14 +78,16 @@ def test_learning_rate_grid_picks_the_best_rate_by_cross_validation(data, tmp_pa
     config = {
         "data": {"demo": {"output_dir": str(tmp_path / "demo"), "n_train": 60, "n_test": 20, "seed": 3}},
         "output_dir": str(tmp_path / "run"),
+        "family": "vision",
         "architecture": "test_resnet",
         "problems": ["motivational"],
         "n_splits": 2,
         "ten_crop": False,
         "processor": {"crop_size": 32},
-        "training": {"learning_rate": [1e-6, 0.05], "epochs": 2, "batch_size": 16, "lr_milestones": [5]},
+        "training": {"epochs": 2, "batch_size": 16, "lr_milestones": [5]},
+        "search": {"learning_rate": [1e-6, 0.05]},
     }
-    results = run_vision_experiment(config)
+    results = run_member(config)
     assert (tmp_path / "run" / "multitask" / "search" / "lr_1e-06" / "metrics.json").is_file()
     assert (tmp_path / "run" / "multitask" / "search" / "lr_0.05" / "metrics.json").is_file()
     chosen = results["multitask"]
@@ -108,13 +102,14 @@ def test_learning_rate_grid_picks_the_best_rate_by_cross_validation(data, tmp_pa
 
 
 def test_a_vise_backbone_trains_as_a_visual_base_model(tmp_path):
-    from hf_memotion.vise import ViseConfig, ViseModel
+    from hf_memotion.models.vise import ViseConfig, ViseModel
 
     torch.manual_seed(0)
     ViseModel(ViseConfig(architecture="test_resnet")).save_pretrained(tmp_path / "vise")
     config = {
         "data": {"demo": {"output_dir": str(tmp_path / "demo"), "n_train": 40, "n_test": 10, "seed": 3}},
         "output_dir": str(tmp_path / "run"),
+        "family": "vision",
         "vise_backbone": str(tmp_path / "vise"),
         "problems": ["motivational"],
         "n_splits": 2,
@@ -122,7 +117,7 @@ def test_a_vise_backbone_trains_as_a_visual_base_model(tmp_path):
         "processor": {"crop_size": 32},
         "training": {"learning_rate": 0.01, "epochs": 1, "batch_size": 16, "lr_milestones": [5]},
     }
-    result = run_vision_experiment(config)["multitask"]
+    result = run_member(config)["multitask"]
     saved = json.loads((tmp_path / "run" / "multitask" / "metrics.json").read_text())
     assert saved["vise_backbone"] == str(tmp_path / "vise") and result.test_scores is not None
     model = AutoModelForImageClassification.from_pretrained(tmp_path / "run" / "multitask" / "model")

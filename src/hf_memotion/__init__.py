@@ -1,89 +1,63 @@
 """hf-memotion: meme emotion analysis by modality ensemble, and VisE, for the Hugging Face ecosystem.
 
 The top level holds what most users need: the models and their configs, the processors, the pipeline, the
-trainer and its arguments, the Memotion loader and the metric. Everything else lives in its subpackage
-(``hf_memotion.data``, ``hf_memotion.training``, ``hf_memotion.vise``, ...). Names load on first use
-(``import hf_memotion`` imports neither torch nor transformers), and the classes are registered with
-transformers' Auto classes and ``pipeline`` as soon as those are used (:mod:`hf_memotion.registration`).
+trainer and its arguments, the family registry, the Memotion loader and the metric. Everything else lives in its
+subpackage (``hf_memotion.data``, ``hf_memotion.families``, ``hf_memotion.recipe``, ``hf_memotion.vise``, ...).
+
+``import hf_memotion`` registers the library where it plugs in, as importing peft or timm does: the model classes
+with transformers' Auto classes, PolyNet with timm, the built-in model families, and the ``"meme-emotion"``
+pipeline.
 
 Examples:
     >>> import hf_memotion
     >>> hf_memotion.MemotionTextConfig(problems=["humour"]).problems
     ['humour']
+    >>> from transformers import AutoConfig
+    >>> type(AutoConfig.for_model("vise")).__name__
+    'ViseConfig'
 """
 
 from __future__ import annotations
 
-import importlib
-import warnings
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from hf_memotion.lazy import lazy_exports
-from hf_memotion.registration import register_auto_classes, register_when_transformers_is_used
 from hf_memotion.threads import apply_thread_policy
+
+apply_thread_policy()  # before torch loads: idle OpenMP threads spin briefly (a busy machine costs its share)
+
+from hf_memotion.lazy import lazy_exports  # noqa: E402
 
 __version__ = "0.1.0"
 
-#: Public name -> the module that defines it.
+#: The public names, each with the module that defines it: ``__all__``, the lazy table below, the type checkers'
+#: imports and the API reference agree with it (``tests/test_house.py`` compares them).
 _EXPORTS = {
-    "MemotionTextConfig": "hf_memotion.models.text",
-    "MemotionTextModel": "hf_memotion.models.text",
-    "MemotionTextForSequenceClassification": "hf_memotion.models.text",
-    "MemotionVisionConfig": "hf_memotion.models.vision",
-    "MemotionVisionModel": "hf_memotion.models.vision",
-    "MemotionVisionForImageClassification": "hf_memotion.models.vision",
-    "MemotionImageProcessor": "hf_memotion.models.vision",
-    "MemotionMultimodalConfig": "hf_memotion.models.multimodal",
-    "MemotionMultimodalModel": "hf_memotion.models.multimodal",
-    "MemotionMultimodalForClassification": "hf_memotion.models.multimodal",
-    "MemotionMultimodalProcessor": "hf_memotion.models.multimodal",
-    "MemotionEnsembleConfig": "hf_memotion.models.ensemble",
-    "MemotionEnsembleModel": "hf_memotion.models.ensemble",
-    "MemeProcessor": "hf_memotion.models.ensemble",
-    "ViseConfig": "hf_memotion.models.vise",
-    "ViseModel": "hf_memotion.models.vise",
-    "ViseForPretraining": "hf_memotion.models.vise",
-    "ViseForImageClassification": "hf_memotion.models.vise",
-    "MemeEmotionPipeline": "hf_memotion.pipelines",
+    "MemotionTextConfig": "hf_memotion.models.text.configuration_memotion_text",
+    "MemotionTextModel": "hf_memotion.models.text.modeling_memotion_text",
+    "MemotionTextForSequenceClassification": "hf_memotion.models.text.modeling_memotion_text",
+    "MemotionVisionConfig": "hf_memotion.models.vision.configuration_memotion_vision",
+    "MemotionVisionModel": "hf_memotion.models.vision.modeling_memotion_vision",
+    "MemotionVisionForImageClassification": "hf_memotion.models.vision.modeling_memotion_vision",
+    "MemotionImageProcessor": "hf_memotion.models.vision.image_processing_memotion",
+    "MemotionMultimodalConfig": "hf_memotion.models.multimodal.configuration_memotion_multimodal",
+    "MemotionMultimodalModel": "hf_memotion.models.multimodal.modeling_memotion_multimodal",
+    "MemotionMultimodalForClassification": "hf_memotion.models.multimodal.modeling_memotion_multimodal",
+    "MemotionMultimodalProcessor": "hf_memotion.models.multimodal.processing_memotion_multimodal",
+    "MemotionEnsembleConfig": "hf_memotion.ensemble.configuration_memotion_ensemble",
+    "MemotionEnsembleModel": "hf_memotion.ensemble.modeling_memotion_ensemble",
+    "MemeProcessor": "hf_memotion.ensemble.processing_memotion_ensemble",
+    "ViseConfig": "hf_memotion.models.vise.configuration_vise",
+    "ViseModel": "hf_memotion.models.vise.modeling_vise",
+    "ViseForPretraining": "hf_memotion.models.vise.modeling_vise",
+    "ViseForImageClassification": "hf_memotion.models.vise.modeling_vise",
+    "MemeEmotionPipeline": "hf_memotion.pipelines.meme_emotion",
     "MemotionTrainer": "hf_memotion.training.trainer",
     "MemotionTrainingArguments": "hf_memotion.training.arguments",
-    "ClassifierTrainingArguments": "hf_memotion.training.trainer",
+    "ClassifierTrainingArguments": "hf_memotion.training.arguments",
+    "ModelFamily": "hf_memotion.families.base",
+    "register_family": "hf_memotion.families.base",
     "load_memotion": "hf_memotion.data.memotion",
     "load_memotion_metric": "hf_memotion.metrics",
-}
-
-#: Names the top level exported before it was made small: still served, with a ``FutureWarning`` naming their
-#: home (new name where one was renamed).
-_MOVED = {
-    "PROBLEMS": ("hf_memotion.tasks", "PROBLEMS"),
-    "PROBLEM_NAMES": ("hf_memotion.tasks", "PROBLEM_NAMES"),
-    "Problem": ("hf_memotion.tasks", "Problem"),
-    "decode_submission": ("hf_memotion.tasks", "decode_submission"),
-    "encode_submission": ("hf_memotion.tasks", "encode_submission"),
-    "get_problem": ("hf_memotion.tasks", "get_problem"),
-    "ClassifierTrainingConfig": ("hf_memotion.training.trainer", "ClassifierTrainingArguments"),
-    "CrossValidator": ("hf_memotion.training", "CrossValidator"),
-    "class_weights": ("hf_memotion.training", "class_weights"),
-    "cross_validate": ("hf_memotion.training", "cross_validate"),
-    "stratified_folds": ("hf_memotion.training", "stratified_folds"),
-    "train_text_classifier": ("hf_memotion.training", "train_text_classifier"),
-    "train_vision_classifier": ("hf_memotion.training", "train_vision_classifier"),
-    "DemoDataConfig": ("hf_memotion.data", "DemoDataSpec"),
-    "ImageDecodeError": ("hf_memotion.data", "ImageDecodeError"),
-    "MemotionFormatError": ("hf_memotion.data", "MemotionFormatError"),
-    "format_statistics": ("hf_memotion.data", "format_statistics"),
-    "load_rgb_image": ("hf_memotion.data", "load_rgb_image"),
-    "make_demo_data": ("hf_memotion.data", "make_demo_data"),
-    "read_answer_file": ("hf_memotion.data", "read_answer_file"),
-    "write_answer_file": ("hf_memotion.data", "write_answer_file"),
-    "read_meme_text": ("hf_memotion.data.ocr", "read_meme_text"),
-    "native_bf16": ("hf_memotion.hardware", "native_bf16"),
-    "theoretical_peak": ("hf_memotion.hardware", "theoretical_peak"),
-    "memotion_scores": ("hf_memotion.metrics", "memotion_scores"),
-    "MemotionCardData": ("hf_memotion.cards", "MemotionCardData"),
-    "MemeInputError": ("hf_memotion.pipelines", "MemeInputError"),
-    "fit_stackers": ("hf_memotion.models.ensemble", "fit_stackers"),
-    "convert_polynet_state_dict": ("hf_memotion.models.vision", "convert_polynet_state_dict"),
 }
 
 __all__ = [
@@ -93,6 +67,10 @@ __all__ = [
     "MemotionEnsembleConfig",
     "MemotionEnsembleModel",
     "MemotionImageProcessor",
+    "MemotionMultimodalConfig",
+    "MemotionMultimodalForClassification",
+    "MemotionMultimodalModel",
+    "MemotionMultimodalProcessor",
     "MemotionTextConfig",
     "MemotionTextForSequenceClassification",
     "MemotionTextModel",
@@ -101,6 +79,7 @@ __all__ = [
     "MemotionVisionConfig",
     "MemotionVisionForImageClassification",
     "MemotionVisionModel",
+    "ModelFamily",
     "ViseConfig",
     "ViseForImageClassification",
     "ViseForPretraining",
@@ -108,40 +87,43 @@ __all__ = [
     "__version__",
     "load_memotion",
     "load_memotion_metric",
-    "register_auto_classes",
+    "register_family",
 ]
 
-
-_exported, __dir__ = lazy_exports(__name__, _EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _MOVED:
-        return _exported(name)  # resolved once; an unknown name is the usual AttributeError
-    module, new = _MOVED[name]
-    warnings.warn(f"hf_memotion.{name} moved: use `from {module} import {new}`", FutureWarning, stacklevel=2)
-    return getattr(importlib.import_module(module), new)
-
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:  # what type checkers and IDEs see
     from hf_memotion.data.memotion import load_memotion
+    from hf_memotion.ensemble.configuration_memotion_ensemble import MemotionEnsembleConfig
+    from hf_memotion.ensemble.modeling_memotion_ensemble import MemotionEnsembleModel
+    from hf_memotion.ensemble.processing_memotion_ensemble import MemeProcessor
+    from hf_memotion.families.base import ModelFamily, register_family
     from hf_memotion.metrics import load_memotion_metric
-    from hf_memotion.models.ensemble import MemeProcessor, MemotionEnsembleConfig, MemotionEnsembleModel
-    from hf_memotion.models.text import (
-        MemotionTextConfig,
+    from hf_memotion.models.multimodal.configuration_memotion_multimodal import MemotionMultimodalConfig
+    from hf_memotion.models.multimodal.modeling_memotion_multimodal import (
+        MemotionMultimodalForClassification,
+        MemotionMultimodalModel,
+    )
+    from hf_memotion.models.multimodal.processing_memotion_multimodal import MemotionMultimodalProcessor
+    from hf_memotion.models.text.configuration_memotion_text import MemotionTextConfig
+    from hf_memotion.models.text.modeling_memotion_text import (
         MemotionTextForSequenceClassification,
         MemotionTextModel,
     )
-    from hf_memotion.models.vise import ViseConfig, ViseForImageClassification, ViseForPretraining, ViseModel
-    from hf_memotion.models.vision import (
-        MemotionImageProcessor,
-        MemotionVisionConfig,
+    from hf_memotion.models.vise.configuration_vise import ViseConfig
+    from hf_memotion.models.vise.modeling_vise import ViseForImageClassification, ViseForPretraining, ViseModel
+    from hf_memotion.models.vision.configuration_memotion_vision import MemotionVisionConfig
+    from hf_memotion.models.vision.image_processing_memotion import MemotionImageProcessor
+    from hf_memotion.models.vision.modeling_memotion_vision import (
         MemotionVisionForImageClassification,
         MemotionVisionModel,
     )
-    from hf_memotion.pipelines import MemeEmotionPipeline
-    from hf_memotion.training.arguments import MemotionTrainingArguments
-    from hf_memotion.training.trainer import ClassifierTrainingArguments, MemotionTrainer
+    from hf_memotion.pipelines.meme_emotion import MemeEmotionPipeline
+    from hf_memotion.training.arguments import ClassifierTrainingArguments, MemotionTrainingArguments
+    from hf_memotion.training.trainer import MemotionTrainer
 
-apply_thread_policy()  # before torch loads: idle OpenMP threads spin briefly (a busy machine costs its share)
-register_when_transformers_is_used()
+# The one registration: importing these packages registers what they define (the model packages with transformers'
+# Auto classes and timm, the families with hf_memotion.families, the pipeline with transformers' pipelines).
+import hf_memotion.families  # noqa: E402
+import hf_memotion.models  # noqa: E402
+import hf_memotion.pipelines  # noqa: E402, F401

@@ -1,4 +1,4 @@
-"""Measuring tools for ``scripts/bench.py``: a matmul yardstick, FLOP counts, timings, memory, ensembles to measure.
+"""Measuring tools for ``benchmarks/bench.py``: a matmul yardstick, FLOP counts, timings, memory, ensembles to measure.
 
 Speed claims are ratios against a baseline measured in the same run on the same inputs (the
 machines are noisy), never absolute thresholds in tests. FLOPs are counted by
@@ -26,8 +26,9 @@ import torch
 from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
+from hf_memotion.ensemble import MemotionEnsembleConfig, MemotionEnsembleModel, fit_stackers
+from hf_memotion.families.inputs import TextInput
 from hf_memotion.hardware import synchronize
-from hf_memotion.models.ensemble import MemotionEnsembleConfig, MemotionEnsembleModel, fit_stackers
 from hf_memotion.models.text import MemotionTextConfig, MemotionTextForSequenceClassification
 from hf_memotion.models.text.preprocessing import encode_texts
 from hf_memotion.models.text.tiny import build_tiny_text_backbone
@@ -336,7 +337,7 @@ def random_ensemble(spec: BenchmarkEnsemble, layout: str = "multitask", seed: in
         for problems in groups:
             key = name if layout == "multitask" else f"{name}-{problems[0]}"
             base[key] = _text_model(family, hidden, layers, heads, vocab, problems)
-            entries.append({"name": key, "modality": "text", "path": key, "problems": problems})
+            entries.append({"name": key, "family": "text", "path": key, "problems": problems})
     for name, architecture in spec.vision:
         processor_args = {"crop_size": spec.crop_size} if spec.crop_size else {}
         processor = MemotionImageProcessor.from_timm(architecture, **processor_args)
@@ -346,7 +347,7 @@ def random_ensemble(spec: BenchmarkEnsemble, layout: str = "multitask", seed: in
                 MemotionVisionConfig(architecture=architecture, problems=problems)
             ).eval()
             base[key] = (model, processor)
-            entries.append({"name": key, "modality": "vision", "path": key, "problems": problems})
+            entries.append({"name": key, "family": "vision", "path": key, "problems": problems})
     rng = np.random.default_rng(seed)
     n = 90
     labels = {p: rng.integers(0, get_problem(p).num_labels, n) for p in PROBLEM_NAMES}
@@ -359,9 +360,8 @@ def random_ensemble(spec: BenchmarkEnsemble, layout: str = "multitask", seed: in
 
 def set_channels_last(ensemble: MemotionEnsembleModel, enabled: bool) -> None:
     """Switch the visual base models between channels-last and the default memory format, in place."""
-    for entry in ensemble.config.base_models:
-        model = ensemble.base_models[entry["name"]]
-        if entry["modality"] == "vision":
+    for model in ensemble.base_models.values():
+        if hasattr(model, "to_channels_last"):  # a timm network
             model.to(memory_format=torch.channels_last if enabled else torch.contiguous_format)
             model.channels_last = enabled
 
@@ -376,17 +376,19 @@ def naive_base_probabilities(
     log-probabilities), so outputs must agree to float rounding.
     """
     out: dict[str, dict[str, np.ndarray]] = {}
-    for entry in ensemble.config.base_models:
-        name = entry["name"]
-        model, prep = ensemble.base_models[name], ensemble.preprocessors[name]
+    for entry in ensemble.config.members:
+        name = entry.name
+        model = ensemble.base_models[name]
+        (single,) = ensemble.processor.inputs_of(name)  # the benchmark's members read one input each
         rows: dict[str, list[np.ndarray]] = {}
         for image, text in zip(images, texts, strict=True):
-            if entry["modality"] == "text":
-                max_length = int(getattr(model.config, "max_length", 128))
-                inputs = prep.pad(encode_texts(prep, [text], max_length), return_tensors="pt")
+            if isinstance(single, TextInput):
+                inputs = single.tokenizer.pad(
+                    encode_texts(single.tokenizer, [text], single.max_length), return_tensors="pt"
+                )
                 probabilities = {p: v.softmax(-1) for p, v in model(**inputs).problem_logits.items()}
             else:
-                pixels = prep([image], ten_crop=ten_crop)["pixel_values"]
+                pixels = single.encode([image], None, ten_crop=ten_crop)["pixel_values"]
                 crops = pixels[0] if ten_crop else pixels
                 per_crop = [model(pixel_values=crop[None]).problem_logits for crop in crops]
                 probabilities = {

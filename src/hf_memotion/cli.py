@@ -8,7 +8,7 @@ prints its summary on the main process and publishes what it saved. Input errors
 never a traceback.
 
 Examples:
-    >>> from hf_memotion.training.run_specs import StackingSpec
+    >>> from hf_memotion.recipe.specs import StackingSpec
     >>> parse_arguments(["n_splits=3"], "Train.", "configs/demo.yaml", StackingSpec)
     CommandLine(config='configs/demo.yaml', overrides=['n_splits=3'], plan=False)
     >>> describe_spec(StackingSpec)
@@ -86,8 +86,7 @@ def parse_arguments(
 ) -> CommandLine:
     """``SCRIPT [CONFIG] [key=value ...] [--plan]``: the config (the default when only overrides are given).
 
-    ``--config PATH`` is still read, as an older spelling of the positional config; ``--plan`` exists where the
-    script can plan (``with_plan``).
+    ``--plan`` exists where the script can plan (``with_plan``).
 
     Examples:
         >>> parse_arguments(["configs/paper.yaml", "seed=1", "--plan"], "Train.", "configs/demo.yaml", with_plan=True)
@@ -100,7 +99,6 @@ def parse_arguments(
     )
     parser.add_argument("config", nargs="?", default=None, help=f"YAML config (default: {default_config})")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. training.epochs=3 models.0.name=bert")
-    parser.add_argument("--config", dest="config_option", default=None, help=argparse.SUPPRESS)
     if with_plan:
         parser.add_argument(
             "--plan",
@@ -113,17 +111,13 @@ def parse_arguments(
     if config is not None and "=" in config:  # only overrides were given: they apply to the default config
         overrides.insert(0, config)
         config = None
-    if args.config_option is not None:
-        if config is not None:
-            overrides.insert(0, config)
-        config = args.config_option
     return CommandLine(config or default_config, overrides, bool(getattr(args, "plan", False)))
 
 
 def read_run_config(path: str | None, overrides: Sequence[str]) -> tuple[dict[str, Any], PushSpec | None]:
     """A script's config, with its ``push_to_hub:`` section taken out as :class:`PushSpec`."""
-    from hf_memotion.config import load_run_config
     from hf_memotion.hub.publishing import PushSpec
+    from hf_memotion.specs import load_run_config
 
     config = load_run_config(path, overrides)
     return config, PushSpec.from_config(config.pop("push_to_hub", None))

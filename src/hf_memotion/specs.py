@@ -1,17 +1,22 @@
-"""Typed run specs: the one reader that turns a YAML mapping into the dataclasses each entry point takes.
+"""YAML run configs and their typed specs: the one reader of every config, from the file to the dataclasses.
 
 Every section of every config is a dataclass whose defaults are written once, in its fields. A key that
 is not a field is refused with one line naming the file, the section, the key and the nearest valid
 key; a nested section is a dataclass field (or a list of them), read the same way. A class with a
 ``spec_passthrough()`` classmethod (names -> annotations) also accepts those names and keeps them in its
 ``extra`` field (the stock ``TrainingArguments`` fields of a ``training:`` section). A value of the wrong
-simple type (a string for a flag, a float for a count) is refused the same way. A section a spec keeps as
-a mapping is checked in the spec's ``__post_init__``; its errors are placed under the enclosing section.
+simple type (a string for a flag, a float for a count) is refused the same way (a class's ``spec_advice(key,
+value)`` may add what to write instead). A section whose keys depend on one of its values (a model entry, by its
+``family``) names its class through ``spec_variant(values)``. A section a spec keeps as a mapping is checked in the
+spec's ``__post_init__``; its errors are placed under the enclosing section.
 
-This module imports nothing else of the library, so any module may use it.
+Configs are YAML files (:func:`load_run_config`; ``key.sub=value`` overrides, :func:`apply_overrides`), or the name
+of one shipped with the package. This module imports nothing else of the library, so any module may use it.
 
 Examples:
-    >>> from hf_memotion.training.run_specs import EnsembleRunSpec
+    >>> apply_overrides({"training": {"epochs": 30}}, ["training.epochs=3", "problems=[humour]"])
+    {'training': {'epochs': 3}, 'problems': ['humour']}
+    >>> from hf_memotion.recipe.specs import EnsembleRunSpec
     >>> parse_spec(EnsembleRunSpec, {"stacking": {"cv": 3}}).stacking.cv
     3
     >>> parse_spec(EnsembleRunSpec, {"stacking": {"cvs": 3}}, source="demo.yaml")  # doctest: +ELLIPSIS
@@ -22,15 +27,28 @@ Examples:
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
+import os
 import types
 import typing
-import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-__all__ = ["SpecError", "check_keys", "deprecated_names", "parse_spec", "spec_keys", "spec_to_dict"]
+import yaml
+
+__all__ = [
+    "BUILTIN_CONFIGS",
+    "SpecError",
+    "apply_overrides",
+    "check_keys",
+    "load_run_config",
+    "parse_spec",
+    "spec_keys",
+    "spec_to_dict",
+]
 
 
 class SpecError(ValueError):
@@ -50,8 +68,11 @@ def check_keys(
     source: str | None = None,
     also: Iterable[str] = (),
     also_name: str = "a stock TrainingArguments field",
+    former: Mapping[str, str] | None = None,
 ) -> None:
     """Refuse keys of ``values`` not in ``valid`` (nor in ``also``, named ``also_name``), with the nearest valid key.
+
+    ``former`` maps keys an earlier version took to the key that replaced them: the suggestion for those.
 
     Examples:
         >>> check_keys({"epoch": 3}, ["epochs"], section="training", source="run.yaml")  # doctest: +ELLIPSIS
@@ -67,7 +88,8 @@ def check_keys(
     if not unknown:
         return
     key = unknown[0]
-    near = difflib.get_close_matches(str(key), [*known, *sorted(extra)], n=1, cutoff=0.6)
+    renamed = (former or {}).get(key)
+    near = [renamed] if renamed else difflib.get_close_matches(str(key), [*known, *sorted(extra)], n=1, cutoff=0.6)
     hint = f" (did you mean '{near[0]}'?)" if near else ""
     more = f" (and {len(unknown) - 1} more: {unknown[1:]})" if len(unknown) > 1 else ""
     shown = ", ".join(known) + (f", or {also_name}" if extra else "")
@@ -130,10 +152,11 @@ def _hints(cls: type) -> dict[str, Any]:
         return {}
 
 
-def _check_value(key: str, value: Any, hint: Any, where: str) -> None:
+def _check_value(cls: type, key: str, value: Any, hint: Any, where: str) -> None:
     problem = _type_problem(value, hint)
     if problem is not None:
-        raise SpecError(f"{where}: '{key}' must be {problem}, got {value!r}")
+        advice = cls.spec_advice(key, value) if hasattr(cls, "spec_advice") else None
+        raise SpecError(f"{where}: '{key}' must be {problem}, got {value!r}" + (f"; {advice}" if advice else ""))
 
 
 def parse_spec(cls: type, values: Mapping[str, Any] | None, *, source: str | None = None, section: str = "") -> Any:
@@ -149,22 +172,15 @@ def parse_spec(cls: type, values: Mapping[str, Any] | None, *, source: str | Non
         SpecError: An unknown key, a section that is not a mapping, or a value the spec refuses.
     """
     values = {} if values is None else values
-    renamed = getattr(cls, "spec_renamed", {})  # old key -> new key, still read
-    if isinstance(values, Mapping) and any(old in values for old in renamed):
-        values = dict(values)
-        for old, new in renamed.items():
-            if old not in values:
-                continue
-            if new in values:
-                raise SpecError(f"{_where(source, section)}: '{old}' and '{new}' are one setting; keep '{new}'")
-            warnings.warn(
-                f"{_where(source, section)}: '{old}' is deprecated; write '{new}'", FutureWarning, stacklevel=2
-            )
-            values[new] = values.pop(old)
+    if hasattr(cls, "spec_variant") and isinstance(values, Mapping):
+        variant = cls.spec_variant(values)  # a section whose keys depend on one of them (a member's family)
+        if variant is not cls:
+            return parse_spec(variant, values, source=source, section=section)
     stock = dict(cls.spec_passthrough()) if hasattr(cls, "spec_passthrough") else {}  # name -> annotation
     own = spec_keys(cls)
     # ``extra`` itself is accepted too, so that a spec's own dict (``to_dict()``) reads back
-    check_keys(values, own, section=section, source=source, also={*stock, "extra"} if stock else ())
+    former = getattr(cls, "spec_former_keys", None)
+    check_keys(values, own, section=section, source=source, also={*stock, "extra"} if stock else (), former=former)
     hints = _hints(cls)
     where = _where(source, section)
     kwargs: dict[str, Any] = {}
@@ -174,10 +190,10 @@ def parse_spec(cls: type, values: Mapping[str, Any] | None, *, source: str | Non
             extra.update(dict(value or {}))
             continue
         if key not in own:
-            _check_value(key, value, stock.get(key), where)
+            _check_value(cls, key, value, stock.get(key), where)
             extra[key] = value
             continue
-        _check_value(key, value, hints.get(key), where)
+        _check_value(cls, key, value, hints.get(key), where)
         child = f"{section}.{key}" if section else key
         nested, is_list = _dataclass_of(hints.get(key))
         if value is None or nested is None:
@@ -204,33 +220,6 @@ def parse_spec(cls: type, values: Mapping[str, Any] | None, *, source: str | Non
         raise SpecError(f"{_where(source, section)}: {err}") from None
 
 
-def deprecated_names(module: str, renamed: Mapping[str, str]) -> Callable[[str], Any]:
-    """A module ``__getattr__`` that still serves renamed classes under their old names, with a ``FutureWarning``.
-
-    Examples:
-        >>> __getattr__ = deprecated_names("hf_memotion.training.trainer", {"ClassifierTrainingConfig":
-        ...                                "ClassifierTrainingArguments"})
-        >>> import warnings
-        >>> with warnings.catch_warnings(record=True) as caught:
-        ...     warnings.simplefilter("always")
-        ...     __getattr__("ClassifierTrainingConfig").__name__
-        'ClassifierTrainingArguments'
-        >>> str(caught[0].message)
-        'ClassifierTrainingConfig is deprecated: use ClassifierTrainingArguments (from hf_memotion.training.trainer)'
-    """
-
-    def __getattr__(name: str) -> Any:
-        if name not in renamed:
-            raise AttributeError(f"module {module!r} has no attribute {name!r}")
-        import importlib
-
-        new = renamed[name]
-        warnings.warn(f"{name} is deprecated: use {new} (from {module})", FutureWarning, stacklevel=2)
-        return getattr(importlib.import_module(module), new)
-
-    return __getattr__
-
-
 def spec_to_dict(spec: Any) -> Any:
     """A spec as plain data (nested dataclasses to dicts, tuples to lists), e.g. for a report.
 
@@ -249,3 +238,97 @@ def spec_to_dict(spec: Any) -> Any:
     if isinstance(spec, Mapping):
         return {k: spec_to_dict(v) for k, v in spec.items()}
     return spec
+
+
+# ------------------------------------------------------------------------------------------------ YAML files
+
+
+def apply_overrides(config: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Return a copy of ``config`` with ``dotted.key=value`` overrides applied (values parsed as YAML).
+
+    List items are addressed by index: ``models.1.training.epochs=3``.
+    """
+    out = copy.deepcopy(dict(config))
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} must look like key=value, e.g. training.epochs=3")
+        key, raw = item.split("=", 1)
+        node: Any = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            if isinstance(node, list):  # a list item by index, e.g. models.0.training.epochs=3
+                node = _list_item(node, part, item)
+                continue
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict | list):
+                raise ValueError(f"override {item!r}: {part!r} is not a section")
+            node = child
+        if isinstance(node, list):
+            node[_index(node, parts[-1], item)] = _override_value(raw, item)
+            continue
+        node[parts[-1]] = _override_value(raw, item)
+    return out
+
+
+def _override_value(raw: str, item: str) -> Any:
+    """An override's value, parsed as plain YAML; a tag (``!!python/...``) or bad YAML is one line naming it."""
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        raise ValueError(
+            f"override {item!r}: the value is not plain YAML ({_first_line(err)}); write a number, string, list or "
+            "mapping"
+        ) from None
+
+
+def _first_line(err: Exception) -> str:
+    """The first line of a YAML error's own reason (its ``problem``), for one-line messages."""
+    return str(getattr(err, "problem", None) or err).splitlines()[0]
+
+
+def _index(items: list, part: str, item: str) -> int:
+    if not part.isdigit() or int(part) >= len(items):
+        raise ValueError(f"override {item!r}: {part!r} is not an index of a list of {len(items)} item(s)")
+    return int(part)
+
+
+def _list_item(items: list, part: str, item: str) -> Any:
+    child = items[_index(items, part, item)]
+    if not isinstance(child, dict | list):
+        raise ValueError(f"override {item!r}: item {part} is not a section")
+    return child
+
+
+#: Configs shipped with the package, loadable by name (``load_run_config("demo")``).
+BUILTIN_CONFIGS = Path(__file__).resolve().parent / "configs"
+
+
+def load_run_config(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Read a YAML config (``None``: empty) and apply overrides.
+
+    ``path`` is a file, or the name of a config shipped with the package (``"demo"``: the default job,
+    also what the Gradio Space trains on its first start).
+
+    Examples:
+        >>> load_run_config("demo", ["n_splits=2"])["n_splits"]
+        2
+    """
+    config: dict[str, Any] = {}
+    if path is not None:
+        file = Path(path)
+        builtin = BUILTIN_CONFIGS / f"{path}.yaml"
+        if not file.is_file() and str(path).isidentifier() and builtin.is_file():
+            file = builtin
+        if not file.is_file():
+            names = sorted(p.stem for p in BUILTIN_CONFIGS.glob("*.yaml"))
+            raise FileNotFoundError(f"config file {file} not found (built-in configs: {names})")
+        try:
+            loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            raise ValueError(
+                f"{file} is not plain YAML ({_first_line(err)}); tags such as !!python/... are refused"
+            ) from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ValueError(f"{file} must hold a YAML mapping at the top level")
+        config = loaded or {}
+    return apply_overrides(config, overrides)

@@ -32,7 +32,6 @@ from typing import Any
 
 __all__ = [
     "EMOTIONS",
-    "MODALITY_LABELS",
     "PROBLEMS",
     "PROBLEM_NAMES",
     "RELEASE_COLUMNS",
@@ -44,9 +43,6 @@ __all__ = [
     "get_problem",
     "to_label_columns",
 ]
-
-#: How reports, charts and the Space name a base model's modality (``modality: multimodal`` is a "joint" model).
-MODALITY_LABELS: dict[str, str] = {"text": "text", "vision": "vision", "multimodal": "joint"}
 
 #: The four emotions of subtasks B and C, in the official order of the ``hsom`` digits.
 EMOTIONS: tuple[str, ...] = ("humour", "sarcasm", "offensive", "motivational")

@@ -8,7 +8,7 @@ speed and gives the cores back under load; passive waiting (``OMP_WAIT_POLICY=PA
 costs a third of the quiet speed, so it is not the default.
 
 OpenMP reads its settings once, when torch loads: :func:`apply_thread_policy` runs on ``import hf_memotion``
-(which imports no torch), so the scripts and any program that imports ``hf_memotion`` before torch get it. It
+(first, before it imports torch), so the scripts and any program that imports ``hf_memotion`` before torch get it. It
 never overrides what a user set (``GOMP_SPINCOUNT``, ``OMP_WAIT_POLICY``), and ``HF_MEMOTION_THREAD_POLICY=0``
 turns it off.
 

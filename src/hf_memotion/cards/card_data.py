@@ -101,7 +101,10 @@ class MemotionCardData:
         """The :class:`huggingface_hub.ModelCard` (``defaults``: what the model's config says, under ``info``)."""
         from hf_memotion.cards import rendering
 
-        info = {**(defaults or {}), **self.info}
+        defaults = dict(defaults or {})
+        info = {**defaults, **self.info}
+        if "card" in defaults or "card" in self.info:  # the model class's wording under what its family added
+            info["card"] = {**(defaults.get("card") or {}), **(self.info.get("card") or {})}
         if self.training and not info.get("training"):
             info["training"] = dict(self.training)
         info.setdefault("eval_metrics", dict(self.eval_metrics))

@@ -9,8 +9,9 @@ the run's held-out scores. Nothing here touches the network.
 
 Examples:
     >>> from hf_memotion.cards import base_model_card
-    >>> card = base_model_card({"modality": "text", "backbone": "tiny:bert", "problems": ["sentiment"],
-    ...                         "test_scores": {"sentiment": 0.5}, "oof_scores": {"sentiment": 0.4}})
+    >>> card = base_model_card({"card": {"label": "text", "pipeline_tag": "text-classification"},
+    ...                         "problems": ["sentiment"], "test_scores": {"sentiment": 0.5},
+    ...                         "oof_scores": {"sentiment": 0.4}})
     >>> card.data.pipeline_tag, card.data.eval_results[0].metric_value
     ('text-classification', 0.5)
 """
@@ -126,40 +127,23 @@ def _eval_results(scores: Mapping[str, float], task_type: str, data_name: str, s
     ]
 
 
-def _hub_base_model(entry: Mapping[str, Any]) -> str | None:
-    """The Hub id of the pretrained weights a base model started from, when there is one."""
-    if entry.get("modality") == "text":
-        backbone = str(entry.get("backbone", ""))
-        return None if backbone.startswith("tiny:") or os.path.exists(backbone) else backbone or None
-    vise = entry.get("vise_backbone")
-    if vise:  # a VisE backbone: its Hub id, or nothing for a local folder
-        return None if os.path.exists(str(vise)) else str(vise)
-    if not entry.get("pretrained") or entry.get("pretrained_file"):
-        return None
-    import timm
+def _facts(info: Mapping[str, Any]) -> dict[str, Any]:
+    """What a card states about a member beyond its scores, under ``card``.
 
-    try:
-        cfg = timm.models.get_pretrained_cfg(str(entry.get("architecture")))
-    except (RuntimeError, ValueError):
-        return None
-    return getattr(cfg, "hf_hub_id", None) if cfg is not None else None
-
-
-def _network(entry: Mapping[str, Any]) -> str:
-    return str(entry.get("backbone") if entry.get("modality") == "text" else entry.get("architecture"))
-
-
-def _pretrained_text(entry: Mapping[str, Any]) -> str:
-    hub = _hub_base_model(entry)
-    if hub:
-        return hub
-    if entry.get("modality") == "text":
-        return "none: random initialisation" if str(entry.get("backbone", "")).startswith("tiny:") else "local files"
-    if entry.get("vise_backbone"):
-        return f"the VisE backbone at {entry['vise_backbone']}"
-    if entry.get("pretrained_file"):
-        return "a local checkpoint"
-    return "timm pretrained weights" if entry.get("pretrained") else "none: random initialisation"
+    Its model class's wording (``card_defaults``) under its family's training-time facts (``network``,
+    ``base_model``, ``pretrained``); defaults where neither said.
+    """
+    facts = {
+        "label": "base",
+        "pipeline_tag": "image-classification",
+        "summary": "a network with one classification head per problem",
+        "auto_model": "AutoModel",
+        "auto_preprocessor": "AutoProcessor",
+        "network": "see config.json",
+        "base_model": None,
+        "pretrained": "see config.json",
+    }
+    return {**facts, **{k: v for k, v in (info.get("card") or {}).items() if v is not None or k == "base_model"}}
 
 
 def _compact(values: Mapping[str, Any] | None) -> str:
@@ -205,9 +189,10 @@ def ensemble_card(report: Mapping[str, Any], *, model_id: str | None = None, lic
     """
     settings = report.get("settings", {})
     models = list(settings.get("models", []))
+    members = {m["name"]: _facts({"card": (report.get("members") or {}).get(m["name"])}) for m in models}
     final = report["table7"][-1]
     data_name, data_description = _data(report.get("data"))
-    base_models = sorted({hub for m in models if (hub := _hub_base_model(m))})
+    base_models = sorted({hub for facts in members.values() if (hub := facts["base_model"])})
     data = ModelCardData(
         model_name=f"Memotion modality ensemble ({', '.join(m['name'] for m in models)})",
         library_name="hf-memotion",
@@ -235,12 +220,12 @@ def ensemble_card(report: Mapping[str, Any], *, model_id: str | None = None, lic
         base_models=[
             {
                 "name": m["name"],
-                "modality": m.get("modality"),
-                "network": _network(m),
+                "family": members[m["name"]]["label"],
+                "network": members[m["name"]]["network"],
                 "problems": "all nine"
                 if not m.get("problems") or set(m["problems"]) == set(PROBLEM_NAMES)
                 else ", ".join(m["problems"]),
-                "pretrained": _pretrained_text(m),
+                "pretrained": members[m["name"]]["pretrained"],
                 "hyperparameters": _compact(m.get("training"))
                 + (f"; layout={m['layout']}" if m.get("layout") not in (None, "multitask") else "")
                 + (f"; model: {_compact(m.get('model'))}" if m.get("model") else ""),
@@ -263,26 +248,26 @@ def base_model_card(
     """The card of a base-model folder, from the run's ``metrics.json`` (settings and scores).
 
     Args:
-        metrics: ``modality``, ``backbone``/``architecture``, ``problems``, ``training``, ``test_scores``,
-            ``oof_scores``, ``n_rows``, ``n_splits`` (a cross-validated recipe run), ``data``; from a training
-            with :class:`~hf_memotion.training.MemotionTrainer`: ``eval_metrics`` (its last evaluation) and
-            ``train_summary`` (steps, epochs, final loss).
+        metrics: ``card`` (what the model class and its family state: ``label``, ``pipeline_tag``, ``summary``,
+            ``auto_model``, ``auto_preprocessor``, ``network``, ``base_model``, ``pretrained``), ``problems``,
+            ``training``, ``test_scores``, ``oof_scores``, ``n_rows``, ``n_splits`` (a cross-validated recipe run),
+            ``data``; from a training with :class:`~hf_memotion.training.MemotionTrainer`: ``eval_metrics`` (its last
+            evaluation) and ``train_summary`` (steps, epochs, final loss).
         name: The model's name in its recipe.
         model_id: Hub id the folder will be published as (used in the usage snippet).
         license: SPDX-style license id for the card's metadata.
     """
-    modality = metrics.get("modality", "text")
-    text = modality == "text"
+    facts = _facts(metrics)
     problems = list(metrics.get("problems") or [])
     test = metrics.get("test_scores") or {}
     oof = metrics.get("oof_scores") or {}
     data_name, data_description = _data(metrics.get("data"))
-    task = "text-classification" if text else "image-classification"
-    hub = _hub_base_model(metrics)
+    task = facts["pipeline_tag"]
+    hub = facts["base_model"]
     evaluation = dict(metrics.get("eval_metrics") or {})
     validation = {p: evaluation[f"eval_f1_{p}"] for p in problems if f"eval_f1_{p}" in evaluation}
     data = ModelCardData(
-        model_name=f"Memotion {modality} base model: {name}",
+        model_name=f"Memotion {facts['label']} base model: {name}",
         library_name="hf-memotion",
         pipeline_tag=task,
         tags=[*_TAGS, task],
@@ -296,24 +281,18 @@ def base_model_card(
     )
     hyper = dict(metrics.get("training") or {})
     hyper.update({f"model.{k}": v for k, v in (metrics.get("model") or {}).items()})
-    if not text:
-        hyper["ten_crop"] = metrics.get("ten_crop", "see preprocessor_config.json")
-    summary = (
-        f"the `{metrics.get('backbone')}` backbone with a BiLSTM, dot-product attention, pooling and a feed-forward"
-        " head per problem"
-        if text
-        else f"the timm network `{metrics.get('architecture')}` with one classification head per problem"
-    )
+    if "ten_crop" in metrics:
+        hyper["ten_crop"] = metrics["ten_crop"]
     return _render(
         "base_model.md",
         data,
         model_id=model_id or MODEL_ID_PLACEHOLDER,
-        modality="textual" if text else "visual",
-        architecture_summary=summary,
+        family=facts["label"],
+        architecture_summary=facts["summary"],
         n_problems=len(problems),
         problems=", ".join(problems),
-        auto_model="AutoModelForSequenceClassification" if text else "AutoModelForImageClassification",
-        auto_preprocessor="AutoTokenizer" if text else "AutoImageProcessor",
+        auto_model=facts["auto_model"],
+        auto_preprocessor=facts["auto_preprocessor"],
         data_description=data_description,
         n_rows=metrics.get("n_rows", "?"),
         n_splits=metrics.get("n_splits"),

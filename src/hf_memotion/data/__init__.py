@@ -13,6 +13,7 @@ __all__ = [
     "describe_data_source",
     "format_statistics",
     "label_counts",
+    "load_data",
     "load_memotion",
     "load_rgb_image",
     "make_demo_data",
@@ -28,6 +29,7 @@ __getattr__, __dir__ = lazy_exports(
         "make_demo_data": "hf_memotion.data.demo",
         "ImageDecodeError": "hf_memotion.data.images",
         "load_rgb_image": "hf_memotion.data.images",
+        "load_data": "hf_memotion.data.loading",
         "MemotionFormatError": "hf_memotion.data.memotion",
         "describe_data_source": "hf_memotion.data.memotion",
         "load_memotion": "hf_memotion.data.memotion",
@@ -42,6 +44,7 @@ __getattr__, __dir__ = lazy_exports(
 if TYPE_CHECKING:
     from hf_memotion.data.demo import DemoDataSpec, make_demo_data
     from hf_memotion.data.images import ImageDecodeError, load_rgb_image
+    from hf_memotion.data.loading import load_data
     from hf_memotion.data.memotion import (
         MemotionFormatError,
         describe_data_source,

@@ -47,7 +47,6 @@ from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
 from hf_memotion.io_utils import staged_folder
-from hf_memotion.specs import deprecated_names
 from hf_memotion.tasks import EMOTIONS, PROBLEMS, RELEASE_LABELS, encode_submission
 
 __all__ = [
@@ -391,7 +390,3 @@ def print_demo_statistics(root: Path, spec: DemoDataRunSpec | None = None) -> No
 
     print(f"Demo Memotion data in {root} (release layout: memotion_dataset_7k/, memotion_test_release/)")
     print(format_statistics(load_memotion(root)))
-
-
-#: Old names, still served with a ``FutureWarning``.
-__getattr__ = deprecated_names(__name__, {"DemoDataConfig": "DemoDataSpec"})

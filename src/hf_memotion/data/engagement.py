@@ -34,7 +34,6 @@ from PIL import Image, ImageDraw
 
 from hf_memotion.folder_safety import check_data_name
 from hf_memotion.io_utils import atomic_write_bytes, atomic_write_text
-from hf_memotion.specs import deprecated_names
 
 __all__ = [
     "REACTIONS",
@@ -256,7 +255,3 @@ def resolve_corpus(section: Mapping[str, Any] | None) -> str | Path:
         return data["path"]
     demo = dict(data["demo"] or {})
     return make_demo_engagement(demo.pop("output_dir", "outputs/vise_engagement_demo"), **demo)
-
-
-#: Old names, still served with a ``FutureWarning``.
-__getattr__ = deprecated_names(__name__, {"DemoEngagementConfig": "DemoEngagementSpec"})

@@ -1,4 +1,4 @@
-"""Meme-like images with known captions: what the OCR tests and ``scripts/bench_ocr.py`` measure on.
+"""Meme-like images with known captions: what the OCR tests and ``benchmarks/bench_ocr.py`` measure on.
 
 A caption is drawn the way image macros draw it: bold sans-serif capitals, white with a black outline,
 centred at the top and/or bottom, on a photo-like background (smooth colour fields with shapes, bright

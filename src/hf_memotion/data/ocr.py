@@ -8,7 +8,7 @@ as it is (it expects dark text on a light page). :func:`caption_mask` keeps only
 pixels (the caption's fill) and draws them black on white, after upscaling the image so that its longer
 side is about 1,000 pixels; Tesseract then reads it as sparse text (``--psm 11``: the top and bottom
 captions in reading order). When that finds no word (dark text on a light band, say) the grey image is
-read as one block instead. ``scripts/bench_ocr.py`` measures the choices on rendered memes
+read as one block instead. ``benchmarks/bench_ocr.py`` measures the choices on rendered memes
 (:mod:`hf_memotion.data.meme_rendering`); on 40 of them (Tesseract 5.3) word accuracy was 0.97 for the
 caption mask against 0.61 for the grey image and 0.44 for the raw colour image (README, "Reading the
 text off the image").

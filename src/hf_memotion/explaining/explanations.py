@@ -2,15 +2,16 @@
 
 For every answer (each problem's class as served, after decoding) an explanation holds:
 
-- ``members`` and ``modalities``: each base model's exact Shapley value (and their sum per modality) on the
+- ``members`` and ``modalities``: each base model's exact Shapley value (and their sum per family) on the
   answer's probability, from ``baseline`` (every member at its average answer) to ``score`` (the served
   probability) (:mod:`~hf_memotion.explaining.shapley`);
-- ``heatmaps``: per visual member, Grad-CAM of that member's score for the answer over the image it saw (the
-  centre crop), placed in the frame of the whole image after the evaluation resize: an ``(h, w)`` float32 array with
-  the image's aspect ratio, 0 outside the crop and at most 1 (:mod:`~hf_memotion.explaining.grad_cam`); resize it
-  to the image to show it (:func:`overlay_heatmap`);
-- ``words``: per textual member, ``[word, attribution]`` in the text's order, integrated gradients of that member's
-  probability of the answer (:mod:`~hf_memotion.explaining.integrated_gradients`).
+- ``heatmaps``: per member reading the image alone (its family attributing it), Grad-CAM of that member's score for
+  the answer over the image it saw (the centre crop), placed in the frame of the whole image after the evaluation
+  resize: an ``(h, w)`` float32 array with the image's aspect ratio, 0 outside the crop and at most 1
+  (:mod:`~hf_memotion.explaining.grad_cam`); resize it to the image to show it (:func:`overlay_heatmap`);
+- ``words``: per member reading the text alone (its family attributing it), ``[word, attribution]`` in the text's
+  order, integrated gradients of that member's probability of the answer
+  (:mod:`~hf_memotion.explaining.integrated_gradients`).
 
 Examples:
     >>> from PIL import Image
@@ -36,11 +37,21 @@ from PIL import Image
 from hf_memotion.explaining.grad_cam import grad_cam
 from hf_memotion.explaining.integrated_gradients import word_attributions
 from hf_memotion.explaining.shapley import member_shapley
+from hf_memotion.families import get_family
+from hf_memotion.families.inputs import ImageInput, MemberInput, TextInput
 
 if TYPE_CHECKING:
-    from hf_memotion.models.ensemble import MemotionEnsembleModel
+    from hf_memotion.ensemble import MemotionEnsembleModel
+    from hf_memotion.ensemble.configuration_memotion_ensemble import EnsembleMember
 
-__all__ = ["ExplanationUnavailableError", "answering_heads", "explain_memes", "heatmap_frame", "overlay_heatmap"]
+__all__ = [
+    "ExplanationUnavailableError",
+    "answering_heads",
+    "attributed_input",
+    "explain_memes",
+    "heatmap_frame",
+    "overlay_heatmap",
+]
 
 
 class ExplanationUnavailableError(RuntimeError):
@@ -85,23 +96,31 @@ def overlay_heatmap(image: Image.Image, heatmap: np.ndarray, *, floor: float = 0
     return Image.fromarray(np.clip(np.rint(lit), 0, 255).astype(np.uint8))
 
 
-def answering_heads(entry: Mapping[str, Any], problems: Sequence[str]) -> dict[str, str]:
-    """Problem -> the head of a base model (its ensemble entry) that answers it (an alias reads another's head).
+def answering_heads(member: EnsembleMember, problems: Sequence[str]) -> dict[str, str]:
+    """Problem -> the head of a base model (an ensemble member) that answers it (an alias reads another's head).
 
     Examples:
-        >>> entry = {"problems": ["motivational", "motivational_intensity"],
-        ...          "aliases": {"motivational_intensity": "motivational"}}
-        >>> answering_heads(entry, ["motivational_intensity", "humour"])
+        >>> from hf_memotion.ensemble.configuration_memotion_ensemble import EnsembleMember
+        >>> member = EnsembleMember("text", "text", "text", ["motivational", "motivational_intensity"],
+        ...                         {"motivational_intensity": "motivational"})
+        >>> answering_heads(member, ["motivational_intensity", "humour"])
         {'motivational_intensity': 'motivational'}
     """
-    aliases = entry.get("aliases") or {}
-    return {p: aliases.get(p, p) for p in problems if p in entry["problems"]}
+    return {p: member.aliases.get(p, p) for p in problems if p in member.problems}
 
 
-def _visual_heatmaps(ensemble, entry, images, answers, problems) -> dict[str, np.ndarray]:
-    """Problem -> ``(n, h, w)`` heat maps of one visual member, each in its image's frame."""
-    name = entry["name"]
-    model, processor = ensemble.base_models[name], ensemble.preprocessors[name]
+def attributed_input(ensemble: MemotionEnsembleModel, member: EnsembleMember) -> MemberInput | None:
+    """The one input a member's answers are attributed to (its image or its text), or ``None``.
+
+    A member reading both, or one its family does not attribute, gets its Shapley share only.
+    """
+    inputs = ensemble.processor.inputs_of(member.name)
+    return inputs[0] if get_family(member.family).explains and len(inputs) == 1 else None
+
+
+def _visual_heatmaps(ensemble, entry, image: ImageInput, images, answers, problems) -> dict[str, np.ndarray]:
+    """Problem -> ``(n, h, w)`` heat maps of a member reading the image alone, each in its image's frame."""
+    model, processor = ensemble.base_models[entry.name], image.processor
     heads = answering_heads(entry, problems)
     pixel_values = processor(list(images), ten_crop=False)["pixel_values"].to(model.device, model.dtype)
     rows = torch.arange(len(images), device=model.device)
@@ -134,7 +153,7 @@ def explain_memes(
     """One explanation per meme (see the module docstring for its layout).
 
     Args:
-        ensemble: A :class:`~hf_memotion.models.ensemble.MemotionEnsembleModel`.
+        ensemble: A :class:`~hf_memotion.ensemble.MemotionEnsembleModel`.
         images: The memes' decoded RGB images.
         texts: Their texts.
         base: The base models' probabilities for these memes (as served: ten-crop or not).
@@ -147,7 +166,7 @@ def explain_memes(
     """
     problems = [p for p in ensemble.config.problems if p in answers]
     contributions = member_shapley(ensemble.stackers, base, {p: answers[p] for p in problems})
-    modality_of = {e["name"]: e["modality"] for e in ensemble.config.base_models}
+    modality_of = {e.name: e.family for e in ensemble.config.members}
     labels = ensemble.config.problem_labels
     out: list[dict[str, dict[str, Any]]] = []
     for i in range(len(images)):
@@ -164,23 +183,24 @@ def explain_memes(
                 "words": {},
             }
         out.append(meme)
-    for entry in ensemble.config.base_models:
-        name = entry["name"]
-        if entry["modality"] == "vision":
-            for problem, maps in _visual_heatmaps(ensemble, entry, images, answers, problems).items():
+    for entry in ensemble.config.members:
+        name = entry.name
+        single = attributed_input(ensemble, entry)
+        if isinstance(single, ImageInput):
+            for problem, maps in _visual_heatmaps(ensemble, entry, single, images, answers, problems).items():
                 for meme, heatmap in zip(out, maps, strict=True):
                     meme[problem]["heatmaps"][name] = heatmap
             continue
-        if entry["modality"] != "text":  # a joint member gets its Shapley share; heat maps and words are unimodal
-            continue
-        model, tokenizer = ensemble.base_models[name], ensemble.preprocessors[name]
+        if not isinstance(single, TextInput):
+            continue  # a joint member (or one its family does not attribute) gets its Shapley share only
+        model, tokenizer = ensemble.base_models[name], single.tokenizer
         if getattr(model, "quantized", False):  # set by optimize_for_inference(quantize_text=True)
             raise ExplanationUnavailableError(
                 f"base model {name!r} is quantized to int8 and has no gradients to explain; load the ensemble "
                 "without quantize_text=True to explain its answers"
             )
         heads = answering_heads(entry, problems)
-        max_length = int(getattr(model.config, "max_length", 128))
+        max_length = single.max_length
         for i, (meme, text) in enumerate(zip(out, texts, strict=True)):
             targets = {p: (h, int(answers[p][i])) for p, h in heads.items()}
             for problem, attributions in word_attributions(

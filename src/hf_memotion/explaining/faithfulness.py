@@ -39,7 +39,8 @@ import torch
 
 from hf_memotion.data.demo import EMOTION_WORDS, MARKER_CORNERS, SENTIMENT_WORDS
 from hf_memotion.data.images import load_rgb_image
-from hf_memotion.explaining.explanations import answering_heads, heatmap_frame
+from hf_memotion.explaining.explanations import answering_heads, attributed_input, heatmap_frame
+from hf_memotion.families.inputs import ImageInput, TextInput
 from hf_memotion.tasks import EMOTIONS
 
 __all__ = [
@@ -128,7 +129,7 @@ def _visual_records(model, processor, image, entry, explanation, rng) -> list[di
     heads = answering_heads(entry, list(explanation))
     records, batches = [], [pixels]
     for problem in heads:
-        heatmap = explanation[problem]["heatmaps"][entry["name"]]
+        heatmap = explanation[problem]["heatmaps"][entry.name]
         cam = heatmap[top : top + crop, left : left + crop]
         mass = np.array([cam[rows, cols].sum() for rows, cols in cells])
         draws = [rng.choice(len(cells), DELETED_CELLS, replace=False) for _ in range(RANDOM_DRAWS)]
@@ -151,26 +152,23 @@ def _visual_records(model, processor, image, entry, explanation, rng) -> list[di
     return records
 
 
-def _text_records(model, tokenizer, entry, explanation) -> list[dict[str, Any]]:
+def _text_records(model, text: TextInput, entry, explanation) -> list[dict[str, Any]]:
     """One record per answer of a textual model: its cue word's rank and its deletion drops.
 
     The text with each word deleted in turn runs once for every answer (the words are the same for all of them).
     """
-    from hf_memotion.models.text.preprocessing import encode_texts
-
     heads = answering_heads(entry, list(explanation))
-    words = [w for w, _ in next(iter(explanation.values()))["words"][entry["name"]]]
+    words = [w for w, _ in next(iter(explanation.values()))["words"][entry.name]]
     found = None
     if len(words) >= 2:
         texts = [" ".join(words)] + [" ".join(w for j, w in enumerate(words) if j != i) for i in range(len(words))]
-        max_length = int(getattr(model.config, "max_length", 128))
-        encoded = tokenizer.pad(encode_texts(tokenizer, texts, max_length), padding_side="right", return_tensors="pt")
+        encoded = text.encode(None, texts, ten_crop=False)
         found = _probabilities(
             model, **{k: v.to(model.device) for k, v in encoded.items() if k in ("input_ids", "attention_mask")}
         )
     records = []
     for problem, head in heads.items():
-        attributions = [(w, a) for w, a in explanation[problem]["words"][entry["name"]]]
+        attributions = [(w, a) for w, a in explanation[problem]["words"][entry.name]]
         record = {"problem": problem, "rank": cue_rank(attributions, cue_words(problem))}
         if found is not None:
             label = model.config.problem_labels[head].index(explanation[problem]["label"])
@@ -219,30 +217,31 @@ def demo_faithfulness(
     answers = pipe(memes, batch_size=batch_size, explain=True)
     ensemble = pipe.model
     rng = np.random.default_rng(seed)
-    records: dict[str, list[dict[str, Any]]] = {e["name"]: [] for e in ensemble.config.base_models}
+    records: dict[str, list[dict[str, Any]]] = {e.name: [] for e in ensemble.config.members}
+    attributed = {e.name: attributed_input(ensemble, e) for e in ensemble.config.members}
     for meme, answer in zip(memes, answers, strict=True):
         picture = load_rgb_image(meme["image"])
-        for entry in ensemble.config.base_models:
-            model, prep = ensemble.base_models[entry["name"]], ensemble.preprocessors[entry["name"]]
-            if entry["modality"] == "vision":
-                found = _visual_records(model, prep, picture, entry, answer["explanation"], rng)
-            elif entry["modality"] == "text":
-                found = _text_records(model, prep, entry, answer["explanation"])
-            else:  # a joint member: its Shapley share is measured, its inputs are not attributed
-                continue
-            records[entry["name"]] += found
+        for entry in ensemble.config.members:
+            model, single = ensemble.base_models[entry.name], attributed[entry.name]
+            if isinstance(single, ImageInput):
+                records[entry.name] += _visual_records(
+                    model, single.processor, picture, entry, answer["explanation"], rng
+                )
+            elif isinstance(single, TextInput):
+                records[entry.name] += _text_records(model, single, entry, answer["explanation"])
+            # a joint member: its Shapley share is measured, its inputs are not attributed
     visual, textual = {}, {}
-    for entry in ensemble.config.base_models:
-        rows = records[entry["name"]]
+    for entry in ensemble.config.members:
+        rows = records[entry.name]
         deleted = [r for r in rows if "drop_top" in r]
         drops = {
             "deletion_drop": _mean(r["drop_top"] for r in deleted),
             "random_deletion_drop": _mean(r["drop_random"] for r in deleted),
         }
-        if entry["modality"] == "vision":
+        if isinstance(attributed[entry.name], ImageInput):
             shared = [r for r in rows if r["share"] is not None]
             problems = dict.fromkeys(r["problem"] for r in shared)
-            visual[entry["name"]] = {
+            visual[entry.name] = {
                 "planted_share": _mean(r["share"] for r in shared),
                 "random_region_share": _mean((1.0 - r["share"]) / 3.0 for r in shared),  # the other quadrants' mean
                 "answers_measured": len(shared),
@@ -251,9 +250,9 @@ def demo_faithfulness(
                 },
                 **drops,
             }
-        elif entry["modality"] == "text":
+        elif isinstance(attributed[entry.name], TextInput):
             ranked = [r["rank"] for r in rows if r["rank"] is not None]
-            textual[entry["name"]] = {
+            textual[entry.name] = {
                 "cue_rank": _mean(rank for rank, _ in ranked),
                 "cue_rank_chance": 0.5,
                 "cue_first": _mean(float(rank == 0.0) for rank, _ in ranked),

@@ -14,7 +14,7 @@ general-purpose libraries (``shap``) approximate by sampling what is exact and c
 
 Examples:
     >>> import numpy as np
-    >>> from hf_memotion.models.ensemble.stacking import fit_stackers
+    >>> from hf_memotion.ensemble.stacking import fit_stackers
     >>> rng = np.random.default_rng(0)
     >>> y = rng.integers(0, 2, 300)
     >>> oof = {"text": {"humour": np.eye(2)[y] * 0.8 + 0.1}, "vision": {"humour": rng.dirichlet([1, 1], 300)}}
@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hf_memotion.models.ensemble.stacking import ProblemStacker, feature_blocks
+from hf_memotion.ensemble.stacking import ProblemStacker, feature_blocks
 
 __all__ = ["MAX_MEMBERS", "Contributions", "member_shapley"]
 
@@ -98,10 +98,10 @@ def member_shapley(
     """Exact Shapley values of the base models for each problem's answer.
 
     Args:
-        stackers: Problem -> fitted :class:`~hf_memotion.models.ensemble.stacking.ProblemStacker` (an ensemble's
+        stackers: Problem -> fitted :class:`~hf_memotion.ensemble.stacking.ProblemStacker` (an ensemble's
             ``stackers``).
         base: Base model -> problem -> probabilities ``(n, classes)`` (what
-            :meth:`~hf_memotion.models.ensemble.MemotionEnsembleModel.base_probabilities` returns).
+            :meth:`~hf_memotion.ensemble.MemotionEnsembleModel.base_probabilities` returns).
         answers: Problem -> the class explained for each meme, ``(n,)`` (the served answer); problems left out are
             not explained.
         calibrated: Explain the calibrated score (as served) or the meta-estimator's own output.

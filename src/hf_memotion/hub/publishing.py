@@ -33,7 +33,6 @@ from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled, Reposit
 
 from hf_memotion.cards import MODEL_ID_PLACEHOLDER
 from hf_memotion.folder_safety import PICKLE_SUFFIXES
-from hf_memotion.specs import deprecated_names
 
 try:  # the HTTP client huggingface_hub uses: httpx2 from huggingface_hub 2, httpx before
     from httpx2 import HTTPError as _TransportError
@@ -338,7 +337,3 @@ def push_folder(
         raise HubPublishError(_explain(err, repo_id, endpoint)) from None
     result.url = getattr(commit, "commit_url", None)
     return result
-
-
-#: Old names, still served with a ``FutureWarning``.
-__getattr__ = deprecated_names(__name__, {"PushSettings": "PushSpec"})

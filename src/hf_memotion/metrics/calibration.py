@@ -1,7 +1,7 @@
 """How calibrated probabilities are: log-loss, top-label expected calibration error, reliability curves.
 
 Plain NumPy functions on ``(n, classes)`` probabilities and ``(n,)`` class ids, used by the stackers' calibration
-(:mod:`hf_memotion.models.ensemble.calibration`) and by the training report (ECE before and after, the reliability
+(:mod:`hf_memotion.ensemble.calibration`) and by the training report (ECE before and after, the reliability
 diagram).
 
 Examples:

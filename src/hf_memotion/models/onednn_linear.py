@@ -10,7 +10,7 @@ for a frozen CPU graph), without compiling: weights stay the module's own parame
 not cover (training with gradients, autocast, bf16/fp16, GPU, an accelerate-offloaded weight) falls
 back to the stock ``forward``. Written by hand because no public torch API does this outside
 ``torch.compile``, whose compile time and recompilation on every new text length a pipeline cannot
-afford. ``scripts/bench.py`` measures the gain (``pipeline`` section, text backbones).
+afford. ``benchmarks/bench.py`` measures the gain (``pipeline`` section, text backbones).
 
 Examples:
     >>> import torch

@@ -43,7 +43,7 @@ __all__ = [
     "create_timm_model",
 ]
 
-#: fp32 images per network call at inference on a CPU (``inference_chunk_size="auto"``), from ``scripts/bench.py``;
+#: fp32 images per network call at inference on a CPU (``inference_chunk_size="auto"``), from ``benchmarks/bench.py``;
 #: 2-byte dtypes (bf16) take twice as many, the same bytes per call (ResNet-50 bf16, 80 crops: 1.11 s at 8 per
 #: call, 1.20 s at 4; 8 to 20 were alike within this machine's noise).
 CPU_IMAGES_PER_FORWARD = 4
@@ -240,7 +240,7 @@ class TimmBackboneMixin:
     def set_inference_chunk_size(self, size: int | str | None):
         """Split inference batches into calls of ``size`` images (crops); training batches are never split.
 
-        On a CPU a convolution's working set must stay in cache: ``scripts/bench.py`` measured ResNet-50
+        On a CPU a convolution's working set must stay in cache: ``benchmarks/bench.py`` measured ResNet-50
         channels-last at about 2.4x the images/s with 4 images per call than with 80 (a batch of 8 memes'
         ten crops). Outputs are unchanged.
 

@@ -40,6 +40,8 @@ DUAL_ENCODER_TYPES = ("clip", "siglip", "siglip2", "chinese_clip", "altclip")
 TOWER_POOLING = {"clip_text_model": "pooler", "siglip_text_model": "pooler", "siglip2_text_model": "pooler"}
 
 Side = Literal["text", "vision"]
+#: What marks each side's tower in its config: the attribute only that side has, and the encoder it makes.
+_SIDES = {"text": ("vocab_size", "a text encoder"), "vision": ("image_size", "an image encoder")}
 
 
 def is_dual_encoder(config: PretrainedConfig) -> bool:
@@ -53,14 +55,14 @@ def tower_config(config: PretrainedConfig, side: Side) -> PretrainedConfig:
     Raises:
         ValueError: ``config`` holds no tower of that side (a text model asked for its image tower), in one line.
     """
-    if side not in ("text", "vision"):
+    if side not in _SIDES:
         raise ValueError(f"side must be 'text' or 'vision', got {side!r}")
+    marker, kind = _SIDES[side]
     tower = getattr(config, f"{side}_config") if is_dual_encoder(config) else config
-    fits = getattr(tower, "image_size", None) is not None if side == "vision" else hasattr(tower, "vocab_size")
-    if not fits:
-        kind = "an image encoder (no image_size)" if side == "vision" else "a text encoder (no vocab_size)"
+    if getattr(tower, marker, None) is None:
         raise ValueError(
-            f"a {tower.model_type!r} model is not {kind}: give a {side} tower or a CLIP/SigLIP dual encoder"
+            f"a {tower.model_type!r} model is not {kind} (no {marker}): give a {side} tower or a CLIP/SigLIP dual "
+            "encoder"
         )
     return tower
 

@@ -1,5 +1,5 @@
-"""Pipelines: ``pipeline("meme-emotion")``."""
+"""Pipelines: ``pipeline("meme-emotion")`` (registered with transformers' pipeline registry on import)."""
 
-from hf_memotion.pipelines.meme_emotion import MemeEmotionPipeline, MemeInputError, register_pipeline
+from hf_memotion.pipelines.meme_emotion import MemeEmotionPipeline, MemeInputError
 
-__all__ = ["MemeEmotionPipeline", "MemeInputError", "register_pipeline"]
+__all__ = ["MemeEmotionPipeline", "MemeInputError"]

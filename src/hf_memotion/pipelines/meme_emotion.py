@@ -21,20 +21,20 @@ Each meme gives::
      "text": "when the exam is on monday", "text_source": "given"}        # or "ocr"
 
 plus, with ``return_base=True``, ``"base"`` (each base model's probabilities) and ``"modalities"``
-(each modality's mean probabilities), and with ``explain=True``, ``"explanation"``: per problem, the answer's
-``label``, ``score`` and ``baseline``, each base model's and modality's Shapley share of it (``members``,
-``modalities``), a Grad-CAM ``heatmaps`` array per visual model and ``[word, attribution]`` ``words`` per textual
-model (:mod:`hf_memotion.explaining.explanations`). ``present``, ``intensity`` and ``submission`` are read with
-``decoding="joint"`` by default: each emotion's presence (B) and intensity (C) decided together, so a meme is
-never "present" and "not_funny" at once (:mod:`hf_memotion.decoding`); ``decoding="independent"`` reads each
-problem's argmax, as the paper. The scores are the ensemble's probabilities either way: calibrated probabilities
-(an answer scored 0.8 is right about 80% of the time on data like the training data) for an ensemble trained with
-``stacking.calibration`` (the default, ``auto``; see :mod:`hf_memotion.models.ensemble.calibration`), the
-meta-estimators' raw outputs for one trained without (``none``, the paper's).
+(the mean probabilities of each family's members, keyed by family: ``text``, ``vision``, ``multimodal``...), and
+with ``explain=True``, ``"explanation"``: per problem, the answer's ``label``, ``score`` and ``baseline``, each base
+model's and family's Shapley share of it (``members``, ``modalities``), a Grad-CAM ``heatmaps`` array per visual model
+and ``[word, attribution]`` ``words`` per textual model (:mod:`hf_memotion.explaining.explanations`). ``present``,
+``intensity`` and ``submission`` are read with ``decoding="joint"`` by default: each emotion's presence (B) and
+intensity (C) decided together, so a meme is never "present" and "not_funny" at once (:mod:`hf_memotion.decoding`);
+``decoding="independent"`` reads each problem's argmax, as the paper. The scores are the ensemble's probabilities either
+way: calibrated probabilities (an answer scored 0.8 is right about 80% of the time on data like the training data) for
+an ensemble trained with ``stacking.calibration`` (the default, ``auto``; see :mod:`hf_memotion.ensemble.calibration`),
+the meta-estimators' raw outputs for one trained without (``none``, the paper's).
 
 It runs on transformers' own :class:`~transformers.Pipeline` machinery: ``preprocess`` checks, decodes
 and (when a meme has no text) reads one meme, then tokenizes, resizes and crops it with the ensemble's
-:class:`~hf_memotion.models.ensemble.MemeProcessor`; a ``DataLoader`` (``num_workers``) collates
+:class:`~hf_memotion.ensemble.MemeProcessor`; a ``DataLoader`` (``num_workers``) collates
 ``batch_size`` memes with transformers' pad collate function; ``_forward`` runs every base model once per
 batch and the meta-estimators; ``postprocess`` writes one meme's answer. A list comes back as a list; a
 generator, a ``datasets.Dataset`` or a torch ``Dataset`` as an iterator, so memory is bounded by the batch,
@@ -210,7 +210,7 @@ class MemeEmotionPipeline(Pipeline):
             num_workers: ``DataLoader`` worker processes that decode, OCR and preprocess memes (default 0:
                 in this process; a generator is read by at most one).
             **kwargs: ``ten_crop`` (default on, as in the paper), ``return_base`` (add each base model's and
-                each modality's probabilities), ``ocr`` (default on; off: a meme without text is an error) and
+                each family's mean probabilities), ``ocr`` (default on; off: a meme without text is an error) and
                 ``errors``: ``"raise"`` (default: a bad meme stops the call, naming it) or ``"return"`` (a bad
                 meme gives ``{"error": "..."}`` in its place and the others are predicted), ``decoding``:
                 ``"joint"`` (default: each emotion's presence and intensity decided together, never
@@ -308,9 +308,9 @@ class MemeEmotionPipeline(Pipeline):
         base = self.model.probabilities_from_inputs(model_inputs)
         final = self.model.combine(base)
         modalities: dict[str, dict[str, list[np.ndarray]]] = {}
-        for entry in self.model.config.base_models:
-            for problem, probs in base[entry["name"]].items():
-                modalities.setdefault(entry["modality"], {}).setdefault(problem, []).append(probs)
+        for entry in self.model.config.members:
+            for problem, probs in base[entry.name].items():
+                modalities.setdefault(entry.family, {}).setdefault(problem, []).append(probs)
 
         def scatter(values: np.ndarray) -> np.ndarray:
             full = np.full((size, *values.shape[1:]), np.nan)
@@ -320,7 +320,7 @@ class MemeEmotionPipeline(Pipeline):
         out.update({f"final/{p}": scatter(v) for p, v in final.items()})
         out.update({f"base/{m}/{p}": scatter(v) for m, per in base.items() for p, v in per.items()})
         out.update(
-            {f"modality/{m}/{p}": scatter(np.mean(v, axis=0)) for m, per in modalities.items() for p, v in per.items()}
+            {f"family/{m}/{p}": scatter(np.mean(v, axis=0)) for m, per in modalities.items() for p, v in per.items()}
         )
         if explain:
             if getattr(self.model, "backend", "pytorch") != "pytorch":
@@ -349,9 +349,9 @@ class MemeEmotionPipeline(Pipeline):
         if error is not None:
             return {"error": error}
         final: dict[str, np.ndarray] = {}
-        nested: dict[str, dict[str, dict[str, np.ndarray]]] = {"base": {}, "modality": {}}
+        nested: dict[str, dict[str, dict[str, np.ndarray]]] = {"base": {}, "family": {}}
         for key, value in model_outputs.items():
-            kind, _, rest = key.partition("/")  # "final/<problem>", "base/<model>/<problem>", "modality/<m>/<problem>"
+            kind, _, rest = key.partition("/")  # "final/<problem>", "base/<model>/<problem>", "family/<f>/<problem>"
             if not rest:
                 continue
             probabilities = np.asarray(value).reshape(-1, value.shape[-1])[0]
@@ -389,7 +389,7 @@ class MemeEmotionPipeline(Pipeline):
             out["explanation"] = _one(model_outputs["explanation"])
         if return_base:
             out["base"] = {m: {p: _scores(p, v) for p, v in per.items()} for m, per in nested["base"].items()}
-            out["modalities"] = {m: {p: _scores(p, v) for p, v in per.items()} for m, per in nested["modality"].items()}
+            out["modalities"] = {m: {p: _scores(p, v) for p, v in per.items()} for m, per in nested["family"].items()}
         return out
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
@@ -408,13 +408,16 @@ def _is_columnar(inputs: Any) -> bool:
     return hasattr(inputs, "column_names") and hasattr(inputs, "__getitem__") and hasattr(inputs, "__len__")
 
 
-def register_pipeline() -> None:
-    """Register ``"meme-emotion"`` with transformers' pipeline registry (idempotent)."""
+def _register_pipeline() -> None:
+    """Register ``"meme-emotion"`` with transformers' pipeline registry (once, when this module is imported)."""
     from transformers.pipelines import PIPELINE_REGISTRY
 
-    from hf_memotion.models.ensemble import MemotionEnsembleModel
+    from hf_memotion.ensemble import MemotionEnsembleModel
 
     if "meme-emotion" not in PIPELINE_REGISTRY.get_supported_tasks():
         PIPELINE_REGISTRY.register_pipeline(
             "meme-emotion", pipeline_class=MemeEmotionPipeline, pt_model=MemotionEnsembleModel
         )
+
+
+_register_pipeline()

@@ -7,7 +7,11 @@ deal to run side by side. A :class:`TrainingJob` is one base model (its folds an
 folder is the job's checkpoint: a finished job is read back, not run again, and an unfinished one resumes from
 its finished folds, whichever engine ran it before.
 
-Engines (``jobs.engine`` of the config, :class:`~hf_memotion.training.run_specs.JobsSpec`):
+A job carries typed objects: the member's entry (:class:`~hf_memotion.families.ModelEntry`, its spec inside), the
+run's options (:class:`~hf_memotion.training.runs.MemberRun`) and its action (a module-level function: its family's
+training, or a search's study), so a Ray worker receives it whole.
+
+Engines (``jobs.engine`` of the config, :class:`~hf_memotion.recipe.specs.JobsSpec`):
 
 - ``sequential`` (the default): in this process, in order (under ``accelerate launch`` each training is
   data-parallel over the launched processes, as before);
@@ -22,7 +26,9 @@ description and the call. A job seeds its own trainings (folds and refit set the
 does not change what it computes.
 
 Examples:
-    >>> job = TrainingJob("text", "text", "train", "/tmp/hf_memotion_doc_jobs/text", {"problems": ["humour"]})
+    >>> from hf_memotion.families import ModelEntry, parse_member
+    >>> entry = ModelEntry.of(parse_member({"name": "text", "problems": ["humour"]}))
+    >>> job = TrainingJob("text", "/tmp/hf_memotion_doc_jobs/text", entry, MemberRun(), print)
     >>> job.describe()
     'text: train text model -> /tmp/hf_memotion_doc_jobs/text'
 """
@@ -32,13 +38,17 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 import datasets
 
 from hf_memotion.distributed import process_state
 from hf_memotion.logs import configure_logging
+from hf_memotion.training.runs import MemberRun
+
+if TYPE_CHECKING:
+    from hf_memotion.families import ModelEntry
 
 __all__ = ["TrainingJob", "run_jobs"]
 
@@ -53,34 +63,28 @@ class TrainingJob:
 
     Attributes:
         name: What the logs call it (``"bert-humour"``, ``"vision/lr_0.01"``).
-        modality: ``"text"``, ``"vision"`` or ``"multimodal"``.
-        kind: ``"train"`` (a base model's folds, and its refit unless a search candidate) or ``"search"`` (an
-            Optuna study).
         folder: The job's folder (its checkpoint).
-        arguments: Keyword arguments of :attr:`function` (everything but the data and the folder).
-        function: What runs it, ``function(data, folder, **arguments)``: a module-level function (a Ray worker
-            receives it by name), :func:`~hf_memotion.training.text.train_text_classifier`,
-            :func:`~hf_memotion.training.vision.train_vision_classifier`,
-            :func:`~hf_memotion.training.multimodal.train_multimodal_classifier` or
-            :func:`~hf_memotion.training.search.search_text_hyperparameters`; ``None``: only described.
+        entry: The member it trains (the candidate's values already in its spec).
+        options: The run's options (folds, seed, refit...).
+        action: What runs it, ``action(data, folder, entry, options)``: a module-level function (a Ray worker
+            receives it by name), its family's training or a search's study.
+        kind: ``"train"`` (a base model's folds, and its refit unless a search candidate) or ``"search"``.
     """
 
     name: str
-    modality: Literal["text", "vision", "multimodal"]
-    kind: Literal["train", "search"]
     folder: str
-    arguments: dict[str, Any] = field(default_factory=dict)
-    function: Callable[..., Any] | None = None
+    entry: ModelEntry
+    options: MemberRun
+    action: Callable[..., Any]
+    kind: Literal["train", "search"] = "train"
 
     def describe(self) -> str:
         """One line for the logs."""
-        return f"{self.name}: {self.kind} {self.modality} model -> {self.folder}"
+        return f"{self.name}: {self.kind} {self.entry.spec.family} model -> {self.folder}"
 
     def run(self, data: datasets.DatasetDict) -> None:
         """Train (results land in :attr:`folder`; nothing is returned, nothing stays in memory)."""
-        if self.function is None:
-            raise ValueError(f"job {self.name} names no function to run")
-        self.function(data, self.folder, **self.arguments)
+        self.action(data, self.folder, self.entry, self.options)
 
 
 def _ray_task(job: TrainingJob, load: Callable[[], datasets.DatasetDict], cwd: str, threads: int) -> str:
@@ -142,7 +146,7 @@ def run_jobs(
     Args:
         jobs: Independent jobs (none reads another's folder while they run).
         load: Loads the recipe's data (picklable, for workers that load it themselves).
-        settings: A :class:`~hf_memotion.training.run_specs.JobsSpec`.
+        settings: A :class:`~hf_memotion.recipe.specs.JobsSpec`.
         data: The data already loaded here (the sequential engine uses it).
     """
     if not jobs:

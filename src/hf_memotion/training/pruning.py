@@ -2,21 +2,21 @@
 
 The paper cross-validates every candidate of a base model to the end (Section 5.2: nine learning rates x five folds x
 100 epochs per visual model and problem, 30 Optuna trials x five folds per textual one). With a model's
-``pruning:`` (:class:`~hf_memotion.training.run_specs.PruningSpec`):
+``pruning:`` (:class:`PruningSpec`):
 
-- the **visual grid** runs successive halving (:func:`halving_rungs`, :func:`survivors`): every rate trains the
+- a **learning-rate grid** runs successive halving (:func:`halving_rungs`, :func:`survivors`): every rate trains the
   first fold for a short budget, its learning-rate schedule compressed to that budget (:func:`rung_training`: the
   step decays at the same fractions of training; ranked on the first epochs of the full schedule, before its
   first decay, the small rates win and the paper's choice is lost); the best ``1/reduction_factor`` continue for
   ``reduction_factor`` times as many epochs; the survivors are cross-validated as before and the best of them wins.
   Written by hand because the grid is not an Optuna study (its candidates are fixed, and its rungs are jobs that
   run side by side under Ray);
-- the **textual study** uses an Optuna pruner (:func:`make_pruner`: successive halving, Hyperband or the median
+- an **Optuna study** uses an Optuna pruner (:func:`make_pruner`: successive halving, Hyperband or the median
   rule), fed after every epoch and at the end of every fold by a :class:`TrialReporter` with the trial's estimate
   of its objective. A trial's steps are its folds' epochs and ends: fold ``k``'s epoch ``e`` is step
   ``k * (epochs + 1) + e``.
 
-:func:`selection_cost` gives the fold-epochs (one epoch of one fold) both ways, for ``--plan``.
+:func:`grid_cost` and :func:`study_cost` give the fold-epochs (one epoch of one fold) both ways, for ``--plan``.
 
 Examples:
     >>> halving_rungs(9, first_epochs=10, epochs=100, reduction_factor=3)
@@ -30,22 +30,86 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from transformers import TrainerCallback
 
+from hf_memotion.training.arguments import ClassifierTrainingArguments
 from hf_memotion.training.cross_validation import FoldMonitor
-from hf_memotion.training.run_specs import PruningSpec
-from hf_memotion.training.trainer import ClassifierTrainingArguments
 
 __all__ = [
+    "PruningSpec",
     "TrialReporter",
+    "grid_cost",
     "halving_rungs",
     "make_pruner",
     "rung_training",
-    "selection_cost",
+    "study_cost",
     "survivors",
 ]
+
+
+@dataclass
+class PruningSpec:
+    """Early stopping of hopeless candidates in a model's hyperparameter selection (default: none, the paper's).
+
+    A learning-rate grid (``search: {learning_rate: [...]}``) is pruned by successive halving: every rate trains the
+    first fold for ``min_epochs`` epochs (its schedule compressed to them), the best ``1/reduction_factor`` continue
+    for ``reduction_factor`` times as many epochs, and so on while more than one is left and the budget is below the
+    configured epochs; the survivors are cross-validated on every fold as in the exhaustive search, and the best of
+    them wins. An Optuna study (``search: {n_trials: N}``) is pruned by an Optuna pruner fed, after every epoch and at
+    the end of every fold, with the trial's estimate of its objective (the first fold's best validation macro-F1 so far,
+    then the finished folds' held-out macro-F1); its steps are the folds' epochs and ends. A pruned candidate's finished
+    folds are kept; the winner is the best candidate that finished every fold.
+
+    Attributes:
+        method: ``"none"``, ``"successive_halving"`` (grids and studies), ``"hyperband"`` or ``"median"`` (studies).
+        min_epochs: The first rung's budget, in epochs (the text pruners' ``min_resource``, the median pruner's
+            warm-up); default: a tenth of the model's epochs, at least 1.
+        reduction_factor: One candidate in ``reduction_factor`` continues at each rung.
+        startup_trials: The median pruner's trials that are never pruned.
+
+    Examples:
+        >>> PruningSpec(method="successive_halving").first_rung(epochs=100)
+        10
+    """
+
+    method: str = "none"
+    min_epochs: int | None = None
+    reduction_factor: int = 3
+    startup_trials: int = 5
+
+    def __post_init__(self) -> None:
+        methods = ["hyperband", "median", "none", "successive_halving"]
+        if self.method not in methods:
+            raise ValueError(f"pruning.method must be one of {methods}, got {self.method!r}")
+        if self.min_epochs is not None and int(self.min_epochs) < 1:
+            raise ValueError(f"pruning.min_epochs must be 1 or more, got {self.min_epochs!r}")
+        if int(self.reduction_factor) < 2:
+            raise ValueError(f"pruning.reduction_factor must be 2 or more, got {self.reduction_factor!r}")
+        if int(self.startup_trials) < 0:
+            raise ValueError(f"pruning.startup_trials must be 0 or more, got {self.startup_trials!r}")
+
+    @property
+    def enabled(self) -> bool:
+        """Whether candidates may be pruned (``method`` is not ``"none"``)."""
+        return self.method != "none"
+
+    def first_rung(self, epochs: float) -> int:
+        """The first rung's budget in epochs: ``min_epochs``, else a tenth of ``epochs`` (at least 1)."""
+        if self.min_epochs is not None:
+            return int(self.min_epochs)
+        return max(1, math.ceil(float(epochs) / 10))
+
+    def check(self, search: Any, model: str | None) -> None:
+        """Refuse a method ``search`` (a member's ``search:``) cannot run: one line naming the model and the choices."""
+        if self.method not in search.pruning_methods:
+            where = f"model {model!r}: " if model else ""
+            raise ValueError(
+                f"{where}pruning.method {self.method!r} is for an Optuna study; a learning-rate grid prunes by one of "
+                f"{list(search.pruning_methods)}"
+            )
 
 
 def halving_rungs(n_candidates: int, *, first_epochs: int, epochs: float, reduction_factor: int) -> list[tuple]:
@@ -203,40 +267,61 @@ class TrialReporter(FoldMonitor):
         self.trainings += 1
 
 
-def selection_cost(
-    pruning: PruningSpec | None, *, modality: str, candidates: int, n_splits: int, epochs: int
-) -> dict[str, float]:
-    """Fold-epochs and trainings of a model's selection, exhaustive and as ``pruning`` plans it (for ``--plan``).
+def _exhaustive(candidates: int, n_splits: int, epochs: int) -> dict[str, float]:
+    return {"exhaustive_fold_epochs": candidates * n_splits * epochs, "exhaustive_trainings": candidates * n_splits}
 
-    The visual grid's pruned cost is exact (its rungs, then the survivors' folds). A textual study's pruned cost is
-    an expectation, as a pruner decides on the scores: under successive halving and Hyperband, one trial in
-    ``reduction_factor ** r`` reaches rung ``r`` and the first trial runs to the end; under the median rule, the
-    startup trials run to the end and half of the others stop at the warm-up.
+
+def _unpruned(pruning: PruningSpec | None, candidates: int) -> bool:
+    return pruning is None or not pruning.enabled or candidates <= 1
+
+
+def grid_cost(pruning: PruningSpec | None, *, candidates: int, n_splits: int, epochs: int) -> dict[str, float]:
+    """Fold-epochs and fold trainings of a learning-rate grid's selection, exhaustive and pruned (for ``--plan``).
+
+    Exact: the rungs of successive halving, then the survivors' folds.
 
     Returns:
         ``exhaustive_fold_epochs``, ``pruned_fold_epochs``, ``exhaustive_trainings``, ``pruned_trainings`` (fold
         trainings started; the refit excluded).
 
     Examples:
-        >>> cost = selection_cost(PruningSpec("successive_halving", 10), modality="vision", candidates=9, n_splits=5,
-        ...                       epochs=100)
+        >>> cost = grid_cost(PruningSpec("successive_halving", 10), candidates=9, n_splits=5, epochs=100)
         >>> cost["exhaustive_fold_epochs"], cost["pruned_fold_epochs"], cost["pruned_trainings"]
         (4500, 680, 17)
     """
-    full = n_splits * epochs
-    exhaustive = {"exhaustive_fold_epochs": candidates * full, "exhaustive_trainings": candidates * n_splits}
-    if pruning is None or not pruning.enabled or candidates <= 1:
-        return {**exhaustive, "pruned_fold_epochs": candidates * full, "pruned_trainings": candidates * n_splits}
-    first, factor = pruning.first_rung(epochs), pruning.reduction_factor
-    if modality == "vision":
-        rungs = halving_rungs(candidates, first_epochs=first, epochs=epochs, reduction_factor=factor)
-        left = max(1, rungs[-1][1] // factor) if rungs else candidates
-        pruned = sum(b * n for b, n in rungs) + left * full
+    exhaustive = _exhaustive(candidates, n_splits, epochs)
+    if _unpruned(pruning, candidates):
         return {
             **exhaustive,
-            "pruned_fold_epochs": pruned,
-            "pruned_trainings": sum(n for _, n in rungs) + left * n_splits,
+            "pruned_fold_epochs": candidates * n_splits * epochs,
+            "pruned_trainings": candidates * n_splits,
         }
+    factor = pruning.reduction_factor
+    rungs = halving_rungs(candidates, first_epochs=pruning.first_rung(epochs), epochs=epochs, reduction_factor=factor)
+    left = max(1, rungs[-1][1] // factor) if rungs else candidates
+    return {
+        **exhaustive,
+        "pruned_fold_epochs": sum(b * n for b, n in rungs) + left * n_splits * epochs,
+        "pruned_trainings": sum(n for _, n in rungs) + left * n_splits,
+    }
+
+
+def study_cost(pruning: PruningSpec | None, *, candidates: int, n_splits: int, epochs: int) -> dict[str, float]:
+    """Fold-epochs and fold trainings of an Optuna study's selection, exhaustive and pruned (for ``--plan``).
+
+    The pruned cost is an expectation, as a pruner decides on the scores: under successive halving and Hyperband,
+    one trial in ``reduction_factor ** r`` reaches rung ``r`` and the first trial runs to the end; under the median
+    rule, the startup trials run to the end and half of the others stop at the warm-up.
+
+    Examples:
+        >>> round(study_cost(PruningSpec("median", 3), candidates=30, n_splits=5, epochs=30)["pruned_fold_epochs"])
+        2662
+    """
+    full = n_splits * epochs
+    exhaustive = _exhaustive(candidates, n_splits, epochs)
+    if _unpruned(pruning, candidates):
+        return {**exhaustive, "pruned_fold_epochs": candidates * full, "pruned_trainings": candidates * n_splits}
+    first, factor = pruning.first_rung(epochs), pruning.reduction_factor
     if pruning.method == "median":
         startup = min(candidates, pruning.startup_trials)
         others = candidates - startup

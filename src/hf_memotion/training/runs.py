@@ -25,10 +25,10 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import datasets
 import numpy as np
@@ -45,6 +45,7 @@ from hf_memotion.training.trainer import MemotionTrainer, predict_probabilities
 
 __all__ = [
     "ClassifierRunResult",
+    "MemberRun",
     "as_splits",
     "data_provenance",
     "load_finished_run",
@@ -55,6 +56,52 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class MemberRun:
+    """How one base model's run goes, beside what it trains: folds, seed, refit, which test probabilities...
+
+    Attributes:
+        n_splits: Folds.
+        seed: Seed of folds, the early-stopping split and training.
+        test_time: The test split's probabilities: ``"refit"`` (the refit model's) or ``"fold_average"`` (the mean
+            of the fold models', each predicting the test rows before it is freed: the models the stacker's
+            out-of-fold probabilities came from). Needs no refit.
+        refit: Refit on all rows, save the model and score the test split (``False``: the folds only, what a
+            search candidate runs).
+        keep_model: Return the refit model in the result. ``False`` (what the ensemble recipe passes) frees it once
+            it is saved, so a run of many base models holds at most one model at a time.
+        budget_folds: A pruned selection's short budget: the first ``budget_folds`` folds only, no refit; the scores
+            are those of the folds' rows, no probabilities are written. Part of the run's key.
+        card_data: More fields for the refit model's card and ``metrics.json`` (e.g. the search that chose its
+            settings); not part of the run's key.
+        monitor: Watches the folds and may prune the run (a pruned Optuna study's reporter); not part of the key.
+
+    Examples:
+        >>> MemberRun(n_splits=3).budget, MemberRun(refit=False, budget_folds=1).budget
+        ({}, {'folds': 1})
+    """
+
+    n_splits: int = 5
+    seed: int = 0
+    test_time: Literal["refit", "fold_average"] = "refit"
+    refit: bool = True
+    keep_model: bool = True
+    budget_folds: int | None = None
+    card_data: dict[str, Any] | None = None
+    monitor: FoldMonitor | None = None
+
+    def __post_init__(self) -> None:
+        if self.test_time not in ("refit", "fold_average"):
+            raise ValueError(f"test_time must be 'refit' or 'fold_average', got {self.test_time!r}")
+        if self.budget_folds is not None and self.refit:
+            raise ValueError("a run on a short budget has no refit: pass refit=False")
+
+    @property
+    def budget(self) -> dict[str, int]:
+        """The short budget as ``metrics.json`` records it (``{}``: every fold)."""
+        return {"folds": int(self.budget_folds)} if self.budget_folds is not None else {}
 
 
 @dataclass
@@ -103,10 +150,13 @@ def load_finished_run(
     key: str | None = None,
     refit: bool | None = None,
     preprocessor: Any = None,
-    load_model: bool = True,
+    load_model: Callable[[Path], Any] | None = None,
     test_time: str | None = None,
 ) -> ClassifierRunResult | None:
     """The saved result of a run that finished (with the same settings, refit and test time when given), or ``None``.
+
+    ``load_model`` reads the refit model back from its folder (its family's loader); without it the result holds
+    the probabilities and scores only.
 
     A restarted job skips a finished run; the ensemble recipe reads the results of jobs that ran elsewhere. A
     damaged run (unreadable metrics or probabilities) counts as unfinished: it is trained again (the log says so).
@@ -128,7 +178,7 @@ def _load_run(
     key: str | None,
     refit: bool | None,
     preprocessor: Any,
-    load_model: bool,
+    load_model: Callable[[Path], Any] | None,
     test_time: str | None,
 ) -> ClassifierRunResult | None:
     metrics = json.loads(read_bounded(metrics_file, "run metrics"))
@@ -146,16 +196,7 @@ def _load_run(
     for values in oof.values():
         if values.ndim != 2 or not np.isfinite(values).all():
             raise ValueError("out-of-fold probabilities that are not finite rows")
-    model = None
-    if refit and load_model:
-        from transformers import AutoModelForImageClassification, AutoModelForSequenceClassification
-
-        loader = (
-            AutoModelForSequenceClassification
-            if metrics.get("modality") in ("text", "multimodal")  # a joint model is found there too
-            else AutoModelForImageClassification
-        )
-        model = loader.from_pretrained(output / "model")
+    model = load_model(output / "model") if refit and load_model is not None else None
     folds = metrics.get("fold_metrics", [])
     return ClassifierRunResult(
         oof_probabilities={k: v.astype(np.float64) for k, v in oof.items()},
@@ -186,13 +227,9 @@ def run_classifier(
     eval_dataset: Any | None = None,
     test_dataset: Any | None = None,
     test_labels: Mapping[str, Sequence[int]] | None = None,
-    refit: bool = True,
     train_labels: np.ndarray | None = None,
-    keep_model: bool = True,
-    test_time: str = "refit",
-    card_data: Mapping[str, Any] | None = None,
-    budget: Mapping[str, Any] | None = None,
-    monitor: FoldMonitor | None = None,
+    run: MemberRun | None = None,
+    load_model: Callable[[Path], Any] | None = None,
 ) -> ClassifierRunResult:
     """Cross-validate, refit, score the test split and write the run folder (main process only).
 
@@ -205,34 +242,22 @@ def run_classifier(
         eval_dataset: The training rows with evaluation transforms (default: ``train_dataset``).
         test_dataset: Model-ready test rows, scored after the refit.
         test_labels: Gold test labels per problem.
-        refit: Refit on all rows, save the model and score the test split.
         train_labels: ``(n_rows, n_problems)`` class ids, for datasets whose ``labels`` come from a transform.
-        keep_model: Return the refit model in ``result.model``. ``False`` (what the ensemble recipe passes) frees it
-            once it is saved, so a run of many base models holds at most one model at a time, on the device and
-            in memory; the saved folder is what the ensemble is assembled from.
-        test_time: The test split's probabilities: ``"refit"`` (the refit model's) or ``"fold_average"`` (the mean of
-            the fold models', each predicting the test rows before it is freed: the models the stacker's
-            out-of-fold probabilities came from). Needs no refit.
-        card_data: More fields for the refit model's card (e.g. the search that chose its settings); not part of
-            the settings' key.
-        budget: A short budget (a rung of a pruned selection): ``{"folds": n}`` trains the first ``n`` folds, with no
-            refit; the scores are those of the folds' rows, no probabilities are written. Part of the settings' key
-            (pass it in ``settings`` too).
-        monitor: Watches the folds and may prune the run (see
-            :class:`~hf_memotion.training.cross_validation.FoldMonitor`); not part of the key.
+        run: Folds, seed, refit, test time, budget, card data and monitor (:class:`MemberRun`); the validator
+            holds the folds and seed it trains with. A budget is part of the run's key: pass it in ``settings`` too.
+        load_model: Reads a finished run's refit model back (its family's loader), when ``run.keep_model``.
     """
-    if test_time not in ("refit", "fold_average"):
-        raise ValueError(f"test_time must be 'refit' or 'fold_average', got {test_time!r}")
+    run = run or MemberRun()
+    refit, keep_model, test_time, monitor = run.refit, run.keep_model, run.test_time, run.monitor
+    card_data, budget = run.card_data, run.budget
     output = Path(output_dir)
     key = settings_key(settings)
-    finished = load_finished_run(output, key, refit, preprocessor, load_model=keep_model, test_time=test_time)
+    loader = load_model if keep_model else None
+    finished = load_finished_run(output, key, refit, preprocessor, load_model=loader, test_time=test_time)
     if finished is not None:
         logger.info("%s already finished with these settings: reusing it", output)
         return finished
     fold_average = test_time == "fold_average" and test_dataset is not None and test_labels is not None
-    budget = dict(budget or {})
-    if budget and refit:
-        raise ValueError("a run on a short budget has no refit: pass refit=False")
     cv = validator.run(
         train_dataset,
         output / "folds",

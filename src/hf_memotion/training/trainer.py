@@ -22,9 +22,8 @@ import logging
 import os
 import pickle
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,18 +42,10 @@ from transformers.utils import logging as transformers_logging
 
 from hf_memotion.cards import CardDataCallback
 from hf_memotion.models.heads import split_logits
-from hf_memotion.specs import deprecated_names, parse_spec
-from hf_memotion.training.arguments import (
-    MemotionTrainingArguments,
-    TakesTrainingArguments,
-    build_training_arguments,
-    show_progress,
-)
+from hf_memotion.training.arguments import ClassifierTrainingArguments, MemotionTrainingArguments, show_progress
 from hf_memotion.training.schedules import StepSchedule, milestone_steps, step_scheduler
 
 __all__ = [
-    "PAPER_VISION_TRAINING",
-    "ClassifierTrainingArguments",
     "DamagedCheckpointError",
     "LoggingProgressCallback",
     "MemotionTrainer",
@@ -68,154 +59,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-OPTIMIZERS = ("adam", "adam_warmup", "sgd")
-
-
-@dataclass
-class ClassifierTrainingArguments(TakesTrainingArguments):
-    """How to train one base classifier; defaults are the paper's fixed text settings (Table 5a).
-
-    Attributes:
-        learning_rate: Peak learning rate (the paper searches 1e-6..3e-4 for text models).
-        optimizer: ``"adam"`` (constant rate), ``"adam_warmup"`` (linear warm-up over
-            ``warmup_ratio`` of the steps, then linear decay), or ``"sgd"`` (momentum
-            ``momentum``, the visual models' optimizer).
-        epochs: Maximum epochs (30 for text in the paper).
-        batch_size: Global training batch size: split across the processes of a data-parallel run,
-            so one process and N processes take the same optimisation steps.
-        eval_batch_size: Global evaluation batch size; for a ten-crop visual model counted in images (a meme is
-            ten), so one forward holds at most this many images whatever the crops.
-        max_grad_norm: Gradient clipping (5.0 in the paper).
-        early_stopping_patience: Epochs without improvement of the validation macro-F1 before
-            stopping (5 in the paper); ``None`` disables early stopping.
-        warmup_ratio: Warm-up fraction for ``"adam_warmup"``.
-        momentum: SGD momentum.
-        weight_decay: Decoupled weight decay (0: plain Adam).
-        lr_milestones: For ``"sgd"``: epochs at which the rate is multiplied by 0.1 (the paper's
-            visual models: 40 and 60).
-        seed: Seed for initialisation and data order.
-        dataloader_num_workers: Worker processes for data loading.
-        validation_fraction: Share of each fold's training rows held out to pick the best epoch and early-stop
-            (0.1); ``0`` trains on all of the fold's rows for ``epochs`` and keeps the last epoch (the paper's
-            visual protocol: 100 epochs, no selection).
-        refit_schedule: How the refit on all rows trains for the folds' median best epoch: ``"shortened"`` (a run
-            of that many epochs, its warm-up, decay and milestones fitted to it) or ``"fold"`` (the folds'
-            schedule of ``epochs`` intact, stopped after the median best epoch: every step at the learning rate
-            the folds had there).
-        extra: Any other ``TrainingArguments`` field, passed through (e.g. ``{"fp16": True}`` on a GPU).
-    """
-
-    learning_rate: float = 2e-5
-    optimizer: str = "adam"
-    epochs: float = 30
-    batch_size: int = 16
-    eval_batch_size: int = 64
-    max_grad_norm: float = 5.0
-    early_stopping_patience: int | None = 5
-    warmup_ratio: float = 0.1
-    momentum: float = 0.95
-    weight_decay: float = 0.0
-    lr_milestones: tuple[float, ...] = (40, 60)
-    seed: int = 0
-    dataloader_num_workers: int = 0
-    validation_fraction: float = 0.1
-    refit_schedule: Literal["shortened", "fold"] = "shortened"
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        if not 0 <= self.validation_fraction < 1:
-            raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction!r}")
-        if self.early_stopping_patience and not self.validation_fraction:
-            raise ValueError(
-                "early_stopping_patience needs held-out rows to watch: set validation_fraction (e.g. 0.1) "
-                "or early_stopping_patience: null (train every epoch, as the paper's visual models)"
-            )
-        if self.refit_schedule not in ("shortened", "fold"):
-            raise ValueError(f"refit_schedule must be 'shortened' or 'fold', got {self.refit_schedule!r}")
-        if self.learning_rate <= 0 or self.epochs <= 0 or self.batch_size < 1:
-            raise ValueError("learning_rate and epochs must be positive and batch_size at least 1")
-        # whole epochs stay ints (the settings' key of every run before); a compressed schedule has fractions
-        self.lr_milestones = tuple(int(m) if float(m).is_integer() else float(m) for m in self.lr_milestones)
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any] | None, *, source: str | None = None) -> ClassifierTrainingArguments:
-        """Build from a (YAML) ``training:`` section.
-
-        A key that is not a field here but a stock ``TrainingArguments`` field (``bf16``, ``fp16``,
-        ``dataloader_persistent_workers``, ``save_total_limit``, ...) goes to ``extra`` and reaches the
-        ``Trainer``; anything else is refused with the nearest valid key.
-
-        Examples:
-            >>> ClassifierTrainingArguments.from_dict({"epochs": 2, "bf16": True}).extra
-            {'bf16': True}
-        """
-        return parse_spec(cls, values, source=source, section="training")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict (for reports and configs)."""
-        out = asdict(self)
-        out["lr_milestones"] = list(self.lr_milestones)
-        return out
-
-    def to_training_arguments(self, output_dir: str | os.PathLike, with_eval: bool) -> MemotionTrainingArguments:
-        """Arguments of one run; with ``with_eval``, evaluate/save every epoch and keep the best."""
-        fields: dict[str, Any] = {"lr_scheduler_type": "constant", "warmup_steps": 0}
-        if self.optimizer == "adam_warmup":
-            fields = {"lr_scheduler_type": "linear", "warmup_steps": float(self.warmup_ratio)}
-        if self.optimizer == "sgd":  # the paper's visual schedule: x0.1 at each milestone epoch
-            fields.update(
-                optim="sgd",
-                momentum=self.momentum,
-                lr_milestones=list(self.lr_milestones),
-                lr_milestone_unit="epoch",
-                lr_decay=0.1,
-            )
-        else:
-            fields["optim"] = "adamw_torch"
-        per_epoch = "epoch" if with_eval else "no"
-        return build_training_arguments(
-            output_dir,
-            batch_size=self.batch_size,
-            eval_batch_size=self.eval_batch_size,
-            learning_rate=self.learning_rate,
-            weight_decay=self.weight_decay,
-            num_train_epochs=self.epochs,
-            max_grad_norm=self.max_grad_norm,
-            eval_strategy=per_epoch,
-            save_strategy=per_epoch,
-            save_total_limit=1 if with_eval else None,
-            # a fold that stops is trained again from its start (finished folds are kept), so a checkpoint needs
-            # the weights only: no optimizer state (about 2x the weights for Adam) is written each epoch
-            save_only_model=with_eval,
-            load_best_model_at_end=with_eval,
-            metric_for_best_model="macro_f1" if with_eval else None,
-            greater_is_better=True if with_eval else None,
-            seed=self.seed,
-            data_seed=self.seed,
-            dataloader_num_workers=self.dataloader_num_workers,
-            **fields,
-            **self.extra,
-        )
-
-
-#: Table 4 of the Memotion paper: SGD with momentum 0.95, the rate x0.1 at epochs 40 and 60, 100 epochs with no epoch
-#: selection (``validation_fraction=0``) and no gradient clipping (the paper clips the textual models only). The
-#: learning rate is picked from a grid there (``learning_rate: [...]`` in a config); 0.01 is one of its values.
-PAPER_VISION_TRAINING = ClassifierTrainingArguments(
-    optimizer="sgd",
-    momentum=0.95,
-    learning_rate=0.01,
-    lr_milestones=(40, 60),
-    epochs=100,
-    batch_size=16,
-    early_stopping_patience=None,
-    max_grad_norm=0.0,
-    validation_fraction=0.0,
-    refit_schedule="fold",
-)
 
 
 class StopAfterEpochs(TrainerCallback):
@@ -581,7 +424,3 @@ def predict_probabilities(trainer: Trainer, dataset: Any) -> dict[str, np.ndarra
         probabilities = np.exp(shifted)
         out[name] = probabilities / probabilities.sum(axis=-1, keepdims=True)
     return out
-
-
-#: Old names, still served with a ``FutureWarning``.
-__getattr__ = deprecated_names(__name__, {"ClassifierTrainingConfig": "ClassifierTrainingArguments"})

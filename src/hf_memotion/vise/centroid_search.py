@@ -26,7 +26,7 @@ faster than a dense product: faiss' flat index is that product, its IVF and HNSW
 
 ``method="auto"`` takes the int8 path when torch has the integer product, a self-check on a small problem
 passes, the CPU reports int8 dot-product instructions (detected at run time), and the problem is large enough
-(``k >= 256``, ``dim >= 16``); the float32 path otherwise. ``scripts/bench_mining.py`` measures both in one run.
+(``k >= 256``, ``dim >= 16``); the float32 path otherwise. ``benchmarks/bench_mining.py`` measures both in one run.
 
 Examples:
     >>> import numpy as np

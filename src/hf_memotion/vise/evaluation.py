@@ -58,8 +58,13 @@ from hf_memotion.models.vise.baselines import BASELINE_KINDS, load_baseline
 from hf_memotion.models.vise.configuration_vise import ViseConfig
 from hf_memotion.models.vise.modeling_vise import ViseForImageClassification, ViseModel
 from hf_memotion.models.vision.image_processing_memotion import MemotionImageProcessor
-from hf_memotion.specs import deprecated_names, parse_spec
-from hf_memotion.training.arguments import TakesTrainingArguments, build_training_arguments, show_progress
+from hf_memotion.specs import parse_spec
+from hf_memotion.training.arguments import (
+    MemotionTrainingArguments,
+    TakesTrainingArguments,
+    build_training_arguments,
+    show_progress,
+)
 from hf_memotion.training.schedules import StepSchedule, milestone_steps
 from hf_memotion.training.trainer import MemotionTrainer
 from hf_memotion.vise.text_encoder import TextEncoder, sentence_embedding
@@ -167,11 +172,59 @@ class ProtocolArguments(TakesTrainingArguments):
         milestones = self.lr_epochs if self.lr_epochs is not None else milestone_steps(self.lr_steps, self.epochs)
         return StepSchedule(total_steps=self.epochs, milestones=milestones, factor=self.lr_decay)
 
-    def milestone_arguments(self) -> dict[str, Any]:
-        """The decay as :class:`~hf_memotion.training.arguments.MemotionTrainingArguments` fields (fine-tuning)."""
-        if self.lr_epochs is not None:
-            return {"lr_milestones": list(self.lr_epochs), "lr_milestone_unit": "epoch", "lr_decay": self.lr_decay}
-        return {"lr_milestones": list(self.lr_steps), "lr_milestone_unit": "fraction", "lr_decay": self.lr_decay}
+    def to_training_arguments(
+        self,
+        output_dir: str | os.PathLike,
+        *,
+        learning_rate: float,
+        weight_decay: float,
+        adamw: bool,
+        use_cpu: bool | None = None,
+    ) -> MemotionTrainingArguments:
+        """The arguments of one fine-tuning grid point.
+
+        SGD (or AdamW), the step decay, weight decay on every parameter, no clipping, no checkpoints or evaluation
+        during training.
+
+        Args:
+            output_dir: The grid point's working folder.
+            learning_rate: The point's rate (:meth:`learning_rate` of its base rate).
+            weight_decay: The point's weight decay.
+            adamw: AdamW rather than SGD (:meth:`uses_adamw`).
+            use_cpu: Train on the CPU on a GPU machine (the run's ``device: cpu``; default: the GPU where there is
+                one).
+
+        Examples:
+            >>> args = ProtocolArguments(epochs=30, lr_epochs=[20]).to_training_arguments(
+            ...     "/tmp/hf_memotion_doc_protocol", learning_rate=0.01, weight_decay=1e-4, adamw=False, use_cpu=True)
+            >>> args.optim.value, args.lr_milestones, args.lr_milestone_unit, args.use_cpu
+            ('sgd', [20.0], 'epoch', True)
+        """
+        by_epoch = self.lr_epochs is not None
+        return build_training_arguments(
+            output_dir,
+            batch_size=self.batch_size,
+            eval_batch_size=self.eval_batch_size,
+            use_cpu=use_cpu,
+            num_train_epochs=self.epochs,
+            learning_rate=learning_rate,
+            weight_decay=weight_decay,
+            optim="adamw_torch" if adamw else "sgd",
+            momentum=self.momentum,
+            decay_all_parameters=True,
+            lr_milestones=list(self.lr_epochs if by_epoch else self.lr_steps),
+            lr_milestone_unit="epoch" if by_epoch else "fraction",
+            lr_decay=self.lr_decay,
+            max_grad_norm=0.0,
+            save_strategy="no",
+            eval_strategy="no",
+            logging_strategy="no",
+            seed=self.seed,
+            data_seed=self.seed,
+            disable_tqdm=True,
+            remove_unused_columns=False,
+            stock=self.extra,
+        )
 
     def uses_adamw(self, multimodal: bool) -> bool:
         """AdamW (``optimizer="adamw"``, or ``"auto"`` for a multi-modal model) rather than SGD."""
@@ -617,27 +670,8 @@ def _finetune_point(
         )
 
     forced_cpu = backbone.model.device.type == "cpu" and torch.cuda.is_available()  # device: cpu on a GPU machine
-    args = build_training_arguments(
-        workdir,
-        **({"use_cpu": True} if forced_cpu else {}),
-        batch_size=settings.batch_size,
-        eval_batch_size=settings.eval_batch_size,
-        num_train_epochs=settings.epochs,
-        learning_rate=lr,
-        weight_decay=wd,
-        optim="adamw_torch" if adamw else "sgd",
-        momentum=settings.momentum,
-        decay_all_parameters=True,
-        **settings.milestone_arguments(),
-        max_grad_norm=0.0,
-        save_strategy="no",
-        eval_strategy="no",
-        logging_strategy="no",
-        seed=settings.seed,
-        data_seed=settings.seed,
-        disable_tqdm=True,
-        remove_unused_columns=False,
-        **settings.extra,
+    args = settings.to_training_arguments(
+        workdir, learning_rate=lr, weight_decay=wd, adamw=adamw, use_cpu=True if forced_cpu else None
     )
     trainer = MemotionTrainer(model=model, args=args, train_dataset=data("train", True), data_collator=collator)
     trainer.train()
@@ -835,7 +869,3 @@ def evaluate_backbone(
             summary[f"{part}_{name}_std"] = round(float(np.std(values)), 4)
     summary["per_split"] = splits
     return summary
-
-
-#: Old names, still served with a ``FutureWarning``.
-__getattr__ = deprecated_names(__name__, {"ProtocolSettings": "ProtocolArguments"})

@@ -15,7 +15,7 @@ whose comments all lack signal gets an empty comment target (counted in the repo
 K-means starts from the same points in both engines: the first ``k`` distinct vectors in the order of a hash of
 (post id, comment position) (:func:`~hf_memotion.vise.comment_embedding.fit_sample_rank`), then runs
 ``kmeans_iterations`` Lloyd iterations: faiss's here when faiss-cpu is installed (the ``vise`` extra;
-``scripts/bench_mining.py`` measures it), else scikit-learn's, and the same iterations distributed on Spark. So
+``benchmarks/bench_mining.py`` measures it), else scikit-learn's, and the same iterations distributed on Spark. So
 both engines find the same clusters up to floating point and empty-cluster handling.
 
 Malformed posts (no id, no image, comments not a list of strings, a known reaction count that is not a
@@ -62,7 +62,6 @@ import numpy as np
 
 from hf_memotion.data.engagement import REACTIONS, engagement_shards
 from hf_memotion.io_utils import atomic_open, atomic_write_text
-from hf_memotion.specs import deprecated_names
 from hf_memotion.vise.cluster_models import ClusterModels, MiningArtifactError
 from hf_memotion.vise.comment_embedding import CommentEmbedding, fit_sample_rank
 from hf_memotion.vise.mining_steps import (
@@ -386,7 +385,3 @@ def _report(output: Path, targets: Mapping[Path, Path], config: MiningSpec, hold
         "comment_cluster_sizes": size_statistics(comment_sizes),
         "reaction_cluster_sizes": size_statistics(reaction_sizes.astype(float)),
     }
-
-
-#: Old names, still served with a ``FutureWarning``.
-__getattr__ = deprecated_names(__name__, {"MiningConfig": "MiningSpec"})

@@ -21,7 +21,7 @@ The run goes through the shared spine (:class:`~hf_memotion.training.MemotionTra
 
 Examples:
     >>> settings = PretrainingArguments.from_dict({"batch_size": 512, "decay": "vise-250m", "bf16": True})
-    >>> args = settings.training_arguments("/tmp/hf_memotion_doc_pretrain", max_steps=100)
+    >>> args = settings.to_training_arguments("/tmp/hf_memotion_doc_pretrain", max_steps=100)
     >>> args.learning_rate, args.lr_milestones[:2], args.lr_decay, args.bf16, args.loss_terms
     (0.2, [9.0, 18.0], 0.5, True, ['comment_loss', 'reaction_loss'])
 """
@@ -47,7 +47,7 @@ from hf_memotion.io_utils import atomic_write_text
 from hf_memotion.models.vise.configuration_vise import ViseConfig
 from hf_memotion.models.vise.modeling_vise import ViseForPretraining
 from hf_memotion.models.vision.image_processing_memotion import MemotionImageProcessor
-from hf_memotion.specs import deprecated_names, parse_spec
+from hf_memotion.specs import parse_spec
 from hf_memotion.training.arguments import MemotionTrainingArguments, TakesTrainingArguments, build_training_arguments
 from hf_memotion.training.schedules import DECAY_PRESETS
 from hf_memotion.training.trainer import MemotionTrainer
@@ -144,44 +144,47 @@ class PretrainingArguments(TakesTrainingArguments):
         """Build from a config section, naming an unknown key and the nearest valid one."""
         return parse_spec(cls, values, source=source, section="pretraining")
 
-    def training_arguments(self, output_dir: str | os.PathLike, max_steps: int) -> MemotionTrainingArguments:
-        """The run's arguments: SGD, warm-up then the step decay, both loss terms logged, no clipping."""
+    def to_training_arguments(
+        self, output_dir: str | os.PathLike, max_steps: int, *, use_cpu: bool | None = None
+    ) -> MemotionTrainingArguments:
+        """The run's arguments: SGD, warm-up then the step decay, both loss terms logged, no clipping.
+
+        Each process streams its own label files (no batches dispatched by the main process); the paper's fractions
+        of the run become steps (rounded). ``use_cpu``: train on the CPU on a GPU machine (default: the GPU where
+        there is one).
+        """
         milestones, factor = DECAY_PRESETS[self.decay]
-        fields = {
-            "max_steps": max_steps,
-            "gradient_accumulation_steps": self.gradient_accumulation_steps,
-            "learning_rate": self.learning_rate(),
-            "optim": "sgd",
-            "momentum": self.momentum,
-            "weight_decay": self.weight_decay,
-            "decay_all_parameters": True,  # torchvision-style SGD: biases and BatchNorm decayed too
-            # the paper's fractions of the run as steps (rounded)
-            "warmup_steps": round(self.warmup_fraction * max_steps),
-            "lr_milestones": [round(m * max_steps) for m in milestones],
-            "lr_milestone_unit": "step",
-            "lr_decay": factor,
-            "lr_scheduler_type": "constant_with_warmup",  # used when there are no milestones ("constant")
-            "loss_terms": self.loss_terms(),
-            "save_strategy": "steps",
-            "save_steps": self.save_steps,
-            "save_total_limit": 2,
-            "logging_strategy": "steps",
-            "logging_steps": self.logging_steps,
-            "seed": self.seed,
-            "data_seed": self.seed,
-            "dataloader_num_workers": self.dataloader_num_workers,
-            "max_grad_norm": 0.0,  # the paper does not clip
-            # with both targets every parameter takes part in every step; with one, the other head is left out
-            "ddp_find_unused_parameters": self.targets != "both",
-            **self.extra,
-        }
-        # each process streams its own label files instead of the main process dispatching batches
         return build_training_arguments(
             Path(output_dir) / "checkpoints",
             batch_size=self.batch_size,
             strict_batch=True,
             dispatch_batches=False,
-            **fields,
+            use_cpu=use_cpu,
+            max_steps=max_steps,
+            gradient_accumulation_steps=self.gradient_accumulation_steps,
+            learning_rate=self.learning_rate(),
+            optim="sgd",
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            decay_all_parameters=True,  # torchvision-style SGD: biases and BatchNorm decayed too
+            warmup_steps=round(self.warmup_fraction * max_steps),
+            lr_milestones=[round(m * max_steps) for m in milestones],
+            lr_milestone_unit="step",
+            lr_decay=factor,
+            lr_scheduler_type="constant_with_warmup",  # used when there are no milestones ("constant")
+            loss_terms=self.loss_terms(),
+            save_strategy="steps",
+            save_steps=self.save_steps,
+            save_total_limit=2,
+            logging_strategy="steps",
+            logging_steps=self.logging_steps,
+            seed=self.seed,
+            data_seed=self.seed,
+            dataloader_num_workers=self.dataloader_num_workers,
+            max_grad_norm=0.0,  # the paper does not clip
+            # with both targets every parameter takes part in every step; with one, the other head is left out
+            ddp_find_unused_parameters=self.targets != "both",
+            stock=self.extra,
         )
 
     def learning_rate(self) -> float:
@@ -400,7 +403,7 @@ def pretrain_vise(
         settings.architecture, crop_size=settings.image_size, ten_crop=False, rotation_degrees=0.0
     )
     stream = load_mined_labels(labels).shuffle(seed=settings.seed, buffer_size=settings.shuffle_buffer)
-    args = settings.training_arguments(output, max_steps)
+    args = settings.to_training_arguments(output, max_steps)
     collator = PretrainingCollator(processor, comment_k, settings.targets, reaction_clusters=reaction_k)
     trainer = MemotionTrainer(model=model, args=args, train_dataset=stream, data_collator=collator)
     checkpoint = get_last_checkpoint(args.output_dir) if resume and Path(args.output_dir).is_dir() else None
@@ -481,7 +484,3 @@ def plot_pretraining_curves(curves: Sequence[Mapping[str, float]], path: str | o
         fig.savefig(handle, format="png", dpi=100)
     plt.close(fig)
     return target
-
-
-#: Old names, still served with a ``FutureWarning``.
-__getattr__ = deprecated_names(__name__, {"PretrainingSettings": "PretrainingArguments"})

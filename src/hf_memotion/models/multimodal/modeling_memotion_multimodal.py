@@ -73,15 +73,20 @@ class MemotionMultimodalPreTrainedModel(ModelCardMixin, PreTrainedModel):
     _supports_sdpa = True
 
     def card_defaults(self) -> dict:
-        """What the config tells the card: the modality, both encoders, the fusion, the problems."""
+        """What the config tells the card: how the model is made and loaded, both encoders, the fusion, the problems."""
         vision, text = self.config.vision_config, self.config.text_config
         image = getattr(vision, "architecture", None) or getattr(vision, "_name_or_path", "") or vision.model_type
         words = getattr(text, "_name_or_path", "") or text.model_type
-        return {
-            "modality": "multimodal",
-            "backbone": f"{image} + {words} ({self.config.fusion} fusion)",
-            "problems": list(self.config.problems),
+        card = {
+            "label": "joint",
+            "pipeline_tag": "image-classification",
+            "summary": f"the image encoder `{image}` and the text encoder `{words}`, {self.config.fusion} fusion, and "
+            "one classification head per problem",
+            "auto_model": "AutoModelForSequenceClassification",
+            "auto_preprocessor": "AutoProcessor",
+            "network": f"{image} + {words}",
         }
+        return {"card": card, "problems": list(self.config.problems)}
 
     def _init_weights(self, module: nn.Module) -> None:
         """Transformers' initialisation (the encoders keep their own), and the heads' class weights."""

@@ -117,10 +117,19 @@ class MemotionTextPreTrainedModel(ModelCardMixin, PreTrainedModel):
     _keys_to_ignore_on_load_unexpected: ClassVar[list[str]] = [r"backbone\.pooler\."]
 
     def card_defaults(self) -> dict:
-        """What the config tells the card: the modality, the backbone, the problems."""
+        """What the config tells the card: how the model is made and loaded, the backbone, the problems."""
         text = self.config.text_config
         backbone = getattr(text, "_name_or_path", "") or getattr(text, "model_type", "transformer")
-        return {"modality": "text", "backbone": backbone, "problems": list(self.config.problems)}
+        card = {
+            "label": "text",
+            "pipeline_tag": "text-classification",
+            "summary": f"the `{backbone}` backbone with a BiLSTM, dot-product attention, pooling and a feed-forward "
+            "head per problem",
+            "auto_model": "AutoModelForSequenceClassification",
+            "auto_preprocessor": "AutoTokenizer",
+            "network": backbone,
+        }
+        return {"card": card, "problems": list(self.config.problems)}
 
     def _init_weights(self, module: nn.Module) -> None:
         """Transformers' initialisation (linear, LSTM, ...; the backbone keeps its own), and the class weights."""

@@ -1,4 +1,4 @@
-"""Convert the released VisE ResNet-50 checkpoints to a :class:`~hf_memotion.vise.ViseModel`.
+"""Convert the released VisE ResNet-50 checkpoints to a :class:`~hf_memotion.models.vise.ViseModel`.
 
 The released files (``resnet50_1m``, ``resnet50_250m``; CC-BY-NC 4.0) are state dicts of
 ``torch.nn.Sequential(*list(torchvision.models.resnet50().children())[:-2])``: keys are Sequential

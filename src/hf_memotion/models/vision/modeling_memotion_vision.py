@@ -30,12 +30,16 @@ class MemotionVisionPreTrainedModel(ModelCardMixin, TimmBackboneMixin, PreTraine
     base_model_prefix = "memotion_vision"
 
     def card_defaults(self) -> dict:
-        """What the config tells the card: the modality, the timm architecture, the problems."""
-        return {
-            "modality": "vision",
-            "architecture": self.config.architecture,
-            "problems": list(getattr(self.config, "problems", []) or []),
+        """What the config tells the card: how the model is made and loaded, the timm architecture, the problems."""
+        card = {
+            "label": "vision",
+            "pipeline_tag": "image-classification",
+            "summary": f"the timm network `{self.config.architecture}` with one classification head per problem",
+            "auto_model": "AutoModelForImageClassification",
+            "auto_preprocessor": "AutoImageProcessor",
+            "network": self.config.architecture,
         }
+        return {"card": card, "problems": list(getattr(self.config, "problems", []) or [])}
 
 
 class MemotionVisionModel(MemotionVisionPreTrainedModel):

@@ -1,0 +1,203 @@
+"""The configuration of the modality ensemble: its base models (members), problems and meta-estimators.
+
+Examples:
+    >>> config = MemotionEnsembleConfig(problems=["sarcasm"], base_models=[
+    ...     {"name": "vision", "family": "vision", "path": "vision", "problems": ["sarcasm"]}])
+    >>> [(m.name, m.family) for m in config.members]
+    [('vision', 'vision')]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from transformers import PretrainedConfig
+
+from hf_memotion.families import get_family
+from hf_memotion.models.heads import resolve_problem_labels
+
+__all__ = ["BACKENDS", "EnsembleMember", "MemotionEnsembleConfig"]
+
+#: How an ensemble folder is served: PyTorch models and skops files, or an exported ONNX folder.
+BACKENDS = ("pytorch", "onnx")
+
+
+@dataclass(frozen=True)
+class EnsembleMember:
+    """One base model of an ensemble, as its ``config.json`` lists it (``base_models``), read back typed.
+
+    Attributes:
+        name: Its name (the key of its probabilities, its Table 7 row).
+        family: Its registered family (:func:`hf_memotion.families.get_family`), which loads and serves it.
+        path: Its folder inside the ensemble, or a Hub id (with ``revision``).
+        problems: The problems it predicts (its own and its aliases).
+        aliases: ``{problem: problem whose probabilities it reads}`` (motivational in subtasks B and C).
+        revision: The pinned revision of a member referenced by Hub id (not copied into the folder).
+        max_length: An exported ONNX member's text length (what its tokenizer truncates to).
+
+    Examples:
+        >>> member = EnsembleMember.from_dict({"name": "bert", "family": "text", "path": "bert",
+        ...                                    "problems": ["humour"]}, where="base model 0")
+        >>> member.family, member.to_dict()["problems"]
+        ('text', ['humour'])
+    """
+
+    name: str
+    family: str
+    path: str
+    problems: list[str] = field(default_factory=list)
+    aliases: dict[str, str] = field(default_factory=dict)
+    revision: str | None = None
+    max_length: int | None = None
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], where: str = "base model") -> EnsembleMember:
+        """Read one ``base_models`` entry; a missing, unknown or mistyped key is one line naming it."""
+        if not isinstance(values, Mapping):
+            raise ValueError(f"{where}: expected a mapping, got {type(values).__name__}")
+        where = f"base model {values.get('name')!r}" if values.get("name") else where
+        unknown = sorted(set(values) - {f for f in cls.__dataclass_fields__})
+        if unknown:
+            raise ValueError(
+                f"{where}: unknown key(s) {unknown}; an ensemble member takes {sorted(cls.__dataclass_fields__)}"
+            )
+        for key in ("name", "family", "path"):
+            if not isinstance(values.get(key), str) or not values[key]:
+                raise ValueError(f"{where}: needs a {key!r} string")
+        if not isinstance(values.get("problems", []), list) or not isinstance(values.get("aliases") or {}, dict):
+            raise ValueError(f"{where}: 'problems' must be a list and 'aliases' a mapping")
+        try:
+            get_family(values["family"])
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from None
+        return cls(
+            name=values["name"],
+            family=values["family"],
+            path=values["path"],
+            problems=list(values.get("problems") or []),
+            aliases=dict(values.get("aliases") or {}),
+            revision=values.get("revision"),
+            max_length=values.get("max_length"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """As ``config.json`` lists it (empty optional keys left out)."""
+        return {k: v for k, v in asdict(self).items() if v not in (None, {})}
+
+
+class MemotionEnsembleConfig(PretrainedConfig):
+    r"""Configuration of a :class:`MemotionEnsembleModel`.
+
+    Attributes:
+        base_models: One entry per base model (:class:`EnsembleMember`, read back typed by :attr:`members`):
+            ``name``, ``family`` (``"text"``, ``"vision"``, ``"multimodal"`` or another registered one), ``path`` (a
+            subfolder of the ensemble), or ``path`` + ``revision`` (a Hub id pinned to a revision: referenced, not
+            copied), and the ``problems`` it predicts; optionally ``aliases``, ``{problem: problem whose
+            probabilities it reads}``, for problems with the same labels served by one head (motivational in subtasks
+            B and C).
+        problems: Problems the ensemble predicts.
+        meta: Per problem: ``method``, ``model_order``, ``feature_order``, ``file`` (skops file or
+            ``None`` for rules), the selection ``scores`` and the ``calibration`` map (method, parameters, the
+            out-of-fold log-loss of each method compared; none when absent), and the ``background``: each feature
+            block's mean over the training rows (what stands in for a left-out model in explanations; ensembles
+            saved before it have none, and a uniform answer stands in).
+        features: ``"own"`` (a problem's meta-estimator reads that problem's probabilities) or ``"all"``.
+        dtype_checks: Per lower-precision dtype (``"bfloat16"``), the held-out check
+            :meth:`MemotionEnsembleModel.check_dtype` recorded; ``dtype="auto"`` reads it
+            (:mod:`hf_memotion.ensemble.inference_dtype`).
+        backend: ``"pytorch"`` (base models as ``PreTrainedModel`` folders, meta-estimators as skops files) or
+            ``"onnx"`` (an exported folder: ``model.onnx`` per base model, ``meta/<problem>.onnx``; served by ONNX
+            Runtime, :mod:`hf_memotion.ensemble.onnx_runtime`).
+        onnx: For an exported folder: the exporter, opset, the largest probability difference against PyTorch
+            measured at export, and the ``int8`` held-out check when int8 graphs were written.
+
+    Examples:
+        >>> config = MemotionEnsembleConfig(problems=["humour"], base_models=[
+        ...     {"name": "text", "family": "text", "path": "text", "problems": ["humour"]}])
+        >>> config.problem_labels["humour"]
+        ['not_funny', 'funny']
+    """
+
+    model_type = "memotion_ensemble"
+
+    base_models: list[dict[str, Any]] | None = None
+    problems: list[str] | None = None
+    problem_labels: dict[str, list[str]] | None = None
+    meta: dict[str, dict[str, Any]] | None = None
+    features: str = "own"
+    dtype_checks: dict[str, dict[str, Any]] | None = None
+    backend: str = "pytorch"
+    onnx: dict[str, Any] | None = None
+
+    def __post_init__(self, **kwargs: Any):
+        super().__post_init__(**kwargs)
+        self.base_models = list(self.base_models or [])
+        self.problems = list(self.problems or [])
+        self.problem_labels = resolve_problem_labels(self.problems, self.problem_labels) if self.problems else {}
+        self.meta = dict(self.meta or {})
+        self.dtype_checks = dict(self.dtype_checks or {})
+        self.onnx = dict(self.onnx) if self.onnx else None
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if self.features not in ("own", "all"):
+            raise ValueError(f"features must be 'own' or 'all', got {self.features!r}")
+        members = [EnsembleMember.from_dict(entry, where=f"base model {i}") for i, entry in enumerate(self.base_models)]
+        names = [m.name for m in members]
+        if len(set(names)) != len(names):
+            raise ValueError(f"base model names must be unique, got {names}")
+        for member in members:
+            for alias, target in member.aliases.items():
+                if alias not in member.problems or target not in member.problems:
+                    raise ValueError(
+                        f"base model {member.name!r}: alias {alias!r} -> {target!r} must name two of its problems"
+                    )
+                if len(resolve_problem_labels([alias])[alias]) != len(resolve_problem_labels([target])[target]):
+                    raise ValueError(
+                        f"base model {member.name!r}: {alias!r} and {target!r} have different "
+                        "classes; only problems with the same labels can share a head"
+                    )
+        self._check_meta()
+
+    def _check_meta(self) -> None:
+        """Every meta entry must fit the problems and base models, so a bad config fails on loading."""
+        from hf_memotion.ensemble.calibration import ProblemCalibration
+        from hf_memotion.ensemble.stacking import META_METHODS
+
+        serves = {m.name: set(m.problems) for m in self.members}
+        for problem, entry in self.meta.items():
+            where = f"meta[{problem!r}]"
+            if problem not in self.problem_labels:
+                raise ValueError(f"{where}: {problem!r} is not one of the ensemble's problems {self.problems}")
+            if not isinstance(entry, dict) or entry.get("method") not in META_METHODS:
+                raise ValueError(f"{where}: method must be one of {list(META_METHODS)}")
+            classes = len(self.problem_labels[problem])
+            if entry.get("num_classes") != classes:
+                raise ValueError(f"{where}: num_classes is {entry.get('num_classes')!r}, {problem!r} has {classes}")
+            order = entry.get("model_order")
+            if not isinstance(order, list) or not order or any(problem not in serves.get(m, ()) for m in order):
+                raise ValueError(
+                    f"{where}: model_order {order!r} must list base models that predict {problem!r} "
+                    f"(base models: {sorted(serves)})"
+                )
+            if not isinstance(entry.get("feature_order"), list):
+                raise ValueError(f"{where}: feature_order must be a list")
+            if entry["method"] not in ("average", "soft_vote", "hard_vote") and not entry.get("file"):
+                raise ValueError(f"{where}: a {entry['method']} meta-estimator needs its skops 'file'")
+            background = entry.get("background") or {}
+            if not isinstance(background, dict) or any(
+                name not in entry["feature_order"]
+                or not isinstance(values, list)
+                or not all(isinstance(v, int | float) and math.isfinite(v) for v in values)
+                for name, values in background.items()
+            ):
+                raise ValueError(f"{where}: background must map feature blocks of feature_order to lists of numbers")
+            calibration = ProblemCalibration.from_dict(entry.get("calibration"), where=f"{where}.calibration")
+            calibration.check_classes(classes, where=f"{where}.calibration")
+
+    @property
+    def members(self) -> list[EnsembleMember]:
+        """The base models, typed (:class:`EnsembleMember`), in order."""
+        return [EnsembleMember.from_dict(entry) for entry in self.base_models]

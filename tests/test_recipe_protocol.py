@@ -203,7 +203,7 @@ def test_a_dev_file_names_the_dev_memes(demo, tmp_path):
         ({"family": "text", "search": {"n_trials": -1}}, r"0 \(no search\) or more"),
         ({"family": "multimodal", "search": {"n_trials": 3}}, "a joint member trains with its settings as given"),
         ({"family": "text", "architecture": "resnet50"}, "unknown key 'architecture'"),
-        ({"family": "bag_of_words"}, "family 'bag_of_words' is not registered"),
+        ({"family": "no_such_family"}, "family 'no_such_family' is not registered"),
     ],
 )
 def test_search_and_protocol_mistakes_are_named(model, message):

@@ -46,7 +46,7 @@ def _explain_one(pipe, image: str, text: str, problem: str | None, out: Path) ->
             print(f"  {model} words: " + ", ".join(f"{w} {a:+.3f}" for w, a in top))
         for model, heatmap in e["heatmaps"].items():
             file = out / f"heatmap_{model}_{name}.png"
-            overlay_heatmap(picture, heatmap).save(file)
+            overlay_heatmap(picture, heatmap, e["regions"][model]).save(file)
             print(f"  {model} heat map: {file}")
     listed = {p: {**explanation[p], "heatmaps": sorted(explanation[p]["heatmaps"])} for p in problems}  # names only
     atomic_write_text(out / "explanation.json", json.dumps(listed, indent=2) + "\n")
@@ -70,14 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.memes < 1:
         parser.error(f"--memes must be at least 1, got {args.memes}")
     import torch
-    from transformers import pipeline
 
     from hf_memotion.hardware import resolve_device
-    from hf_memotion.pipelines import MemeInputError
+    from hf_memotion.pipelines import MemeInputError, meme_emotion_pipeline
 
     out = Path(args.out)
     try:
-        pipe = pipeline("meme-emotion", model=args.model, dtype=torch.float32, device=resolve_device(args.device))
+        pipe = meme_emotion_pipeline(args.model, dtype=torch.float32, device=resolve_device(args.device))
         if args.faithfulness is None:
             _explain_one(pipe, args.image, args.text, args.problem, out)
             return 0

@@ -14,9 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from transformers import pipeline
-
-import hf_memotion  # noqa: F401  (registers the "meme-emotion" task)
+from hf_memotion import meme_emotion_pipeline
 from hf_memotion.hardware import resolve_device
 from hf_memotion.logs import configure_logging
 from hf_memotion.pipelines import MemeInputError
@@ -50,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
             row = next(csv.DictReader(handle))
         image, text = str(demo / "2000_data" / row["Image_name"]), row["corrected_text"] or row["OCR_extracted_text"]
     try:
-        pipe = pipeline("meme-emotion", model=args.model, dtype=args.dtype, device=resolve_device(args.device))
+        # the folder (or Hub snapshot) checked before anything in it is parsed
+        pipe = meme_emotion_pipeline(args.model, dtype=args.dtype, device=resolve_device(args.device))
         meme = {"image": image} if text is None else {"image": image, "text": text}  # no text: OCR
         result = pipe(meme, ten_crop=not args.no_ten_crop)
     except (MemeInputError, FileNotFoundError, OSError, ValueError) as err:

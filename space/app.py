@@ -36,13 +36,12 @@ import gradio as gr
 import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image
-from transformers import pipeline
 
-import hf_memotion  # noqa: F401  (registers the meme-emotion task)
+from hf_memotion import meme_emotion_pipeline
 from hf_memotion.data.images import ImageDecodeError, load_rgb_image
 from hf_memotion.data.ocr import OCRTimeoutError, OCRUnavailableError, read_meme_text
 from hf_memotion.decoding import joint_weights
-from hf_memotion.explaining import overlay_heatmap
+from hf_memotion.explaining import overlay_heatmap, place_heatmap
 from hf_memotion.families import get_family
 from hf_memotion.pipelines import MemeEmotionPipeline, MemeInputError
 from hf_memotion.specs import load_run_config
@@ -71,6 +70,8 @@ OCR_TIMEOUT_S = 5
 QUEUE_SIZE = 16
 #: Longer side, in pixels, the explanation shows a smaller meme at.
 SHOWN_SIZE = 320
+#: Longer side, in pixels, of the copy a larger meme's explanation is drawn on (the panel's work stays bounded).
+MAX_SHOWN_SIZE = 1024
 
 EXAMPLES = [
     [str(HERE / "examples" / "meme_1.png"), "When sure feeling hate lol believe the polite coffee finally trying"],
@@ -157,9 +158,10 @@ def load_pipeline(
     """
     from hf_memotion.hardware import resolve_device
 
+    # the folder (or Hub snapshot) is checked before anything in it is parsed
     if backend == "onnx":
-        return pipeline("meme-emotion", model=model, revision=revision, backend="onnx")
-    return pipeline("meme-emotion", model=ensure_model(model), revision=revision, device=resolve_device(device))
+        return meme_emotion_pipeline(model, revision=revision, backend="onnx")
+    return meme_emotion_pipeline(ensure_model(model), revision=revision, device=resolve_device(device))
 
 
 def _two_class(problem: str, score: float) -> dict[str, float]:
@@ -247,15 +249,29 @@ def explained_problems() -> list[tuple[str, str]]:
     return [(names[p], p) for p in PROBLEM_NAMES]
 
 
-def _mean_heatmap(image: Image.Image, heatmaps: dict[str, np.ndarray]) -> np.ndarray | None:
-    """The visual models' heat maps, each resized to the image, averaged (``None`` without a visual model)."""
+def _shown_copy(image: Image.Image) -> Image.Image:
+    """The meme as the panel shows it, its work bounded whatever the upload's size.
+
+    Small memes are enlarged to :data:`SHOWN_SIZE` (pixels kept sharp); large ones are a copy at most
+    :data:`MAX_SHOWN_SIZE` on the longer side.
+    """
+    longer = max(image.size)
+    scale = SHOWN_SIZE / longer if longer < SHOWN_SIZE else min(1.0, MAX_SHOWN_SIZE / longer)
+    if scale == 1.0:
+        return image
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.NEAREST if scale > 1 else Image.BILINEAR)
+
+
+def _mean_heatmap(image: Image.Image, shown: Image.Image, explanation: dict[str, Any]) -> np.ndarray | None:
+    """The visual models' heat maps laid over the shown copy of the meme, averaged (``None`` without one)."""
+    heatmaps = explanation["heatmaps"]
     if not heatmaps:
         return None
-    resized = [
-        np.asarray(Image.fromarray(np.asarray(m, dtype=np.float32)).resize(image.size, Image.BILINEAR))
-        for m in heatmaps.values()
-    ]
-    return np.mean(resized, axis=0)
+    total = np.zeros((shown.height, shown.width), dtype=np.float32)
+    for name, heatmap in heatmaps.items():
+        total += place_heatmap(heatmap, explanation["regions"][name], image.size, shown.size)
+    return total / len(heatmaps)
 
 
 def _mean_words(words: dict[str, list]) -> list[tuple[str, float]]:
@@ -275,12 +291,11 @@ def explanation_view(image: Image.Image | None, output: dict[str, Any] | None, p
     if image is None or not output or "explanation" not in output:
         return None, [], ""
     explanation = output["explanation"][problem]
-    heatmap = _mean_heatmap(image, explanation["heatmaps"])
+    picture = _shown_copy(image)
+    heatmap = _mean_heatmap(image, picture, explanation)
     lit = heatmap is not None and float(heatmap.max()) > 0
-    picture = overlay_heatmap(image, heatmap) if lit else image
-    if max(picture.size) < SHOWN_SIZE:  # small memes shown larger, pixels kept sharp
-        scale = SHOWN_SIZE / max(picture.size)
-        picture = picture.resize((round(picture.width * scale), round(picture.height * scale)), Image.NEAREST)
+    if lit:
+        picture = overlay_heatmap(picture, heatmap)
     words = _mean_words(explanation["words"])
     scale = max((abs(a) for _, a in words), default=0.0) or 1.0
     highlighted = [(f"{w} ", a / scale) for w, a in words]

@@ -89,7 +89,7 @@ def test_a_saved_ensemble_keeps_its_maps_and_refuses_a_broken_one(synthetic, tmp
     assert loaded.stackers["sentiment"].calibration.parameters == {"temperature": 1.7}
     config = json.loads((tmp_path / "ensemble" / "config.json").read_text())
     for broken, message in [
-        ({"method": "temperature", "parameters": {"temperature": -1.0}}, "must be positive"),
+        ({"method": "temperature", "parameters": {"temperature": -1.0}}, "must be between 0.05 and 20"),
         ({"method": "temperature", "parameters": {"temperature": float("nan")}}, "finite numbers"),
         ({"method": "platt", "parameters": {}}, "method must be one of"),
         ({"method": "sigmoid", "parameters": {"slopes": [1.0, 1.0], "intercepts": [0.0, 0.0]}}, "needs 1"),

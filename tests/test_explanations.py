@@ -23,8 +23,8 @@ from hf_memotion.ensemble.stacking import META_METHODS, fit_stackers
 from hf_memotion.explaining import (
     ExplanationUnavailableError,
     SpatialActivationError,
+    crop_box,
     grad_cam,
-    heatmap_frame,
     member_shapley,
     spatial_layer,
     word_attributions,
@@ -174,18 +174,18 @@ class _Wrapped(nn.Module):
 
 
 @pytest.mark.parametrize("size", [(96, 96), (80, 60), (60, 131), (301, 97)])
-def test_the_heat_map_frame_is_where_the_evaluation_transform_crops(size):
-    processor = MemotionImageProcessor(crop_size=64, crop_pct=0.875)
-    image = Image.new("RGB", size)
-    height, width, top, left = heatmap_frame(size, processor.resize_size, processor.crop_size)
+def test_the_heat_maps_box_is_where_the_evaluation_transform_crops(size):
     from torchvision.transforms import v2 as T
 
-    resized = T.Resize(processor.resize_size, antialias=True)(image)
-    assert resized.size == (width, height)
-    marked = np.zeros((height, width, 3), dtype=np.uint8)
-    marked[top : top + 64, left : left + 64] = 255
-    cropped = np.asarray(T.CenterCrop(64)(Image.fromarray(marked)))
-    assert cropped.min() == 255  # the crop is exactly the marked square
+    processor = MemotionImageProcessor(crop_size=64, crop_pct=0.875)
+    left, top, right, bottom = crop_box(size, processor.resize_size, processor.crop_size)
+    marked = np.zeros((size[1], size[0]), dtype=np.uint8)
+    marked[round(top) : round(bottom), round(left) : round(right)] = 255  # the box, in the image's pixels
+    resized = T.Resize(processor.resize_size, antialias=True)(Image.fromarray(marked))
+    cropped = np.asarray(T.CenterCrop(64)(resized))
+    assert cropped[2:-2, 2:-2].min() == 255  # the box covers the crop the model sees...
+    inside = int((np.asarray(resized) > 127).sum())
+    assert abs(inside - 64 * 64) <= 4 * 64  # ...and no more than it (a pixel's rounding at each edge)
 
 
 def _text_model(seed=0):
@@ -241,8 +241,8 @@ def test_the_pipeline_explains_every_answer_it_gives():
             assert e["baseline"] + sum(e["members"].values()) == pytest.approx(e["score"], abs=1e-9)
             assert set(e["modalities"]) == {"text", "vision"}
             processor = pipe.model.preprocessors["vision"]
-            frame = heatmap_frame((90, 70), processor.resize_size, processor.crop_size)
-            assert e["heatmaps"]["vision"].shape == frame[:2]
+            assert e["heatmaps"]["vision"].shape == (processor.crop_size, processor.crop_size)
+            assert e["regions"]["vision"] == list(crop_box((90, 70), processor.resize_size, processor.crop_size))
             assert [w for w, _ in e["words"]["text"]][:3] == ["lol", "monday", "exam"]
     one = pipe(memes[0], explain=True, decoding="independent")  # each problem's argmax, explained as served
     for emotion, entry in one["emotions"].items():

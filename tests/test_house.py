@@ -210,3 +210,20 @@ def test_documentation_site_builds_strictly_with_a_page_per_public_class(tmp_pat
                 missing.append(name)
     assert not missing, f"public classes without an API page: {missing}"
     assert (site / "reference" / "hf_memotion" / "models" / "text" / "modeling_memotion_text").is_dir()
+
+
+def test_security_names_a_test_for_every_promise_and_every_named_test_exists():
+    """SECURITY.md lists each promise with the test that holds it: each named test exists, and every hostile-folder
+    test is named there."""
+    text = (ROOT / "SECURITY.md").read_text()
+    named = re.findall(r"`(tests/[\w/]+\.py)::(\w+)`", text)
+    assert len(named) >= 40
+    defined: dict[str, set[str]] = {}
+    for file, test in named:
+        if file not in defined:
+            tree = ast.parse((ROOT / file).read_text())
+            defined[file] = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+        assert test in defined[file], f"SECURITY.md names {file}::{test}, which does not exist"
+    hostile = ast.parse((ROOT / "tests" / "test_hostile_folders.py").read_text())
+    tests = {n.name for n in hostile.body if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")}
+    assert tests <= {t for f, t in named if f == "tests/test_hostile_folders.py"}

@@ -133,6 +133,7 @@ class BagOfWordsMemberSpec(MemberSpec):
 class BagOfWordsFamily(ModelFamily):
     name = "bag_of_words"
     label = "bag of words"
+    model_types = (BagOfWordsConfig.model_type,)  # what a saved member's config.json may name
     spec_class = BagOfWordsMemberSpec
     reads = ("text",)
 

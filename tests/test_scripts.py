@@ -34,7 +34,14 @@ def test_make_demo_data_script_refuses_to_clobber_and_reports_bad_config(tmp_pat
     result = subprocess.run(
         [sys.executable, script, f"data.demo.output_dir={tmp_path / 'taken'}"], capture_output=True, text=True
     )
-    assert result.returncode != 0 and "overwrite" in result.stderr
+    assert result.returncode != 0 and "did not write" in result.stderr
+    assert (tmp_path / "taken" / "mine.txt").read_text() == "keep me"
+    result = subprocess.run(  # overwrite=true replaces a demo dataset only, never a folder of the user's
+        [sys.executable, script, f"data.demo.output_dir={tmp_path / 'taken'}", "overwrite=true"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0 and "did not write" in result.stderr
     assert (tmp_path / "taken" / "mine.txt").read_text() == "keep me"
     result = subprocess.run([sys.executable, script, str(tmp_path / "none.yaml")], capture_output=True, text=True)
     assert result.returncode != 0 and "none.yaml not found" in result.stderr

@@ -325,3 +325,25 @@ def test_the_space_serves_an_onnx_folder(saved_ensemble, tmp_path):
     answers = app.analyse(app.PIPE, Image.open(image), text)
     direct = load_app(saved_ensemble).PIPE({"image": image, "text": text}, ten_crop=app.TEN_CROP)
     assert answers[-2]["submission"] == direct["submission"]  # the same answer as the PyTorch ensemble
+
+
+def test_the_explanation_panel_works_on_a_bounded_copy_of_the_largest_upload(served):
+    import tracemalloc
+
+    app, _ = served
+
+    def panel_peak(side: int) -> tuple[int, tuple[int, int]]:
+        meme = Image.new("RGB", (side, side), (180, 60, 60))
+        output = app.PIPE({"image": meme, "text": "lol"}, ten_crop=False, explain=True)
+        tracemalloc.start()
+        try:
+            picture, _, summary = app.explanation_view(meme, output, "humour")
+            assert summary.startswith("Answer")
+            return tracemalloc.get_traced_memory()[1], picture.size
+        finally:
+            tracemalloc.stop()
+
+    shown, shown_size = panel_peak(app.MAX_SHOWN_SIZE)
+    largest, largest_size = panel_peak(4096)  # MAX_PIXELS: the largest upload the Space decodes
+    assert max(largest_size) <= app.MAX_SHOWN_SIZE and shown_size == largest_size
+    assert largest < 1.5 * shown  # the panel's work does not grow with the upload (16 times the pixels here)

@@ -63,7 +63,7 @@ def test_a_download_fetches_only_model_files_within_a_size(monkeypatch):
     import huggingface_hub
     from huggingface_hub.file_download import DryRunFileInfo
 
-    from hf_memotion.ensemble import modeling_memotion_ensemble as modeling
+    from hf_memotion.hub import snapshots as modeling
 
     calls = []
 

@@ -51,6 +51,7 @@ _EXPORTS = {
     "ViseForPretraining": "hf_memotion.models.vise.modeling_vise",
     "ViseForImageClassification": "hf_memotion.models.vise.modeling_vise",
     "MemeEmotionPipeline": "hf_memotion.pipelines.meme_emotion",
+    "meme_emotion_pipeline": "hf_memotion.pipelines.meme_emotion",
     "MemotionTrainer": "hf_memotion.training.trainer",
     "MemotionTrainingArguments": "hf_memotion.training.arguments",
     "ClassifierTrainingArguments": "hf_memotion.training.arguments",
@@ -87,6 +88,7 @@ __all__ = [
     "__version__",
     "load_memotion",
     "load_memotion_metric",
+    "meme_emotion_pipeline",
     "register_family",
 ]
 
@@ -118,7 +120,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
         MemotionVisionForImageClassification,
         MemotionVisionModel,
     )
-    from hf_memotion.pipelines.meme_emotion import MemeEmotionPipeline
+    from hf_memotion.pipelines.meme_emotion import MemeEmotionPipeline, meme_emotion_pipeline
     from hf_memotion.training.arguments import ClassifierTrainingArguments, MemotionTrainingArguments
     from hf_memotion.training.trainer import MemotionTrainer
 

@@ -29,12 +29,18 @@ import stat
 from pathlib import Path
 
 __all__ = [
+    "MAX_CONFIG_BYTES",
     "MAX_SMALL_FILE_BYTES",
+    "MODEL_CONFIG_FILES",
     "PICKLE_SUFFIXES",
+    "REFUSED_CONFIG_KEYS",
+    "REFUSED_MODEL_TYPES",
     "UnsafeModelFolderError",
+    "allowed_model_types",
     "check_data_name",
     "check_folder_is_safe",
     "check_link_stays_inside",
+    "check_model_configs",
     "check_regular_file",
     "read_bounded",
     "read_inside",
@@ -45,6 +51,8 @@ __all__ = [
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".bin", ".pt", ".pth", ".ckpt")
 #: Largest config or meta-estimator file read from a folder (a random forest of 200 trees is a few MB).
 MAX_SMALL_FILE_BYTES = 256 * 1024 * 1024
+#: Largest ``config.json`` read from a folder (an ensemble's, calibration maps included, is well under 1 MB).
+MAX_CONFIG_BYTES = 16 * 1024 * 1024
 #: Files of a model folder that may be larger than :data:`MAX_SMALL_FILE_BYTES` (weights).
 LARGE_FILE_SUFFIXES = (".safetensors", ".onnx")
 
@@ -237,3 +245,138 @@ def check_data_name(name: object, where: str, folder: str | os.PathLike | None =
             "file's folder and stay inside it"
         )
     return text
+
+
+#: The JSON files of a model folder that transformers' loaders parse (the model's, the tokenizer's, the processor's).
+MODEL_CONFIG_FILES = (
+    "config.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "preprocessor_config.json",
+    "processor_config.json",
+    "generation_config.json",
+)
+#: Keys a model folder's configs may not hold, at any depth: they make loading download or read weights (timm's
+#: ``pretrained_cfg``, ``checkpoint_path``, a backbone's pretrained weights) or run the folder's code.
+REFUSED_CONFIG_KEYS = frozenset(
+    {
+        "checkpoint_path",
+        "pretrained_cfg",
+        "pretrained_cfg_overlay",
+        "cache_dir",
+        "auto_map",
+        "custom_pipelines",
+        "trust_remote_code",
+    }
+)
+#: Keys refused when true: a backbone built from another library's (downloaded) weights.
+REFUSED_TRUE_KEYS = frozenset({"use_pretrained_backbone", "use_timm_backbone"})
+#: Nested model types refused in a model folder's config: transformers builds them with ``timm.create_model`` from the
+#: config's ``architecture`` and ``model_args``, which can name a folder (``local-dir:``) or a checkpoint to read.
+REFUSED_MODEL_TYPES = frozenset({"timm_wrapper", "timm_backbone"})
+#: String prefixes that make timm or the Hub libraries read a location: refused as any config value.
+LOCATION_PREFIXES = ("local-dir:", "hf-hub:", "hf_hub:", "file:")
+_INFORMATIONAL_KEYS = frozenset({"_name_or_path", "name_or_path"})  # where a model was saved from: never read
+
+
+def _config_values(value: object, where: str):
+    """``(key path, key, value)`` for every entry of a parsed JSON config, depth first."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            path = f"{where}.{key}"
+            yield path, str(key), item
+            yield from _config_values(item, path)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _config_values(item, f"{where}[{index}]")
+
+
+def _config_problem(key: str, value: object, model_types: frozenset[str]) -> str | None:
+    """Why one config entry is refused, or ``None``."""
+    if key in REFUSED_CONFIG_KEYS:
+        return "makes loading read weights, download or run the folder's code"
+    if key in REFUSED_TRUE_KEYS and value:
+        return "builds a backbone from downloaded weights"
+    if key == "model_type" and isinstance(value, str) and (value in REFUSED_MODEL_TYPES or value not in model_types):
+        return "is not a model type hf-memotion defines or allows"
+    if isinstance(value, str):
+        if value.lower().startswith(LOCATION_PREFIXES):
+            return "names a location to read"
+        is_location_key = key.endswith(("_file", "_files", "_path", "_dir")) or key in ("file", "path")
+        if is_location_key and key not in _INFORMATIONAL_KEYS and value:
+            return "names a file to read (loading reads only the folder's own files)"
+    return None
+
+
+def allowed_model_types() -> frozenset[str]:
+    """Model types a folder's config may name: transformers' and those registered with it, less the refused ones.
+
+    This library registers its own types on import; :data:`REFUSED_MODEL_TYPES` are left out.
+    """
+    from transformers import CONFIG_MAPPING
+
+    return frozenset(CONFIG_MAPPING.keys()) - REFUSED_MODEL_TYPES
+
+
+def check_model_configs(
+    folder: str | os.PathLike, *, model_types: frozenset[str] | set[str] | tuple[str, ...] = (), what: str = "model"
+) -> None:
+    """Refuse a model folder whose configs could make loading read outside it, download, or build another network.
+
+    Checked before transformers, timm or a tokenizer parses them.
+
+    Each of :data:`MODEL_CONFIG_FILES` present is read through :func:`read_inside` (no link out, at most
+    :data:`MAX_CONFIG_BYTES`) and walked: no key of :data:`REFUSED_CONFIG_KEYS` at any depth (a timm wrapper's
+    ``model_args.checkpoint_path`` included), no ``use_pretrained_backbone``/``use_timm_backbone``, no value naming a
+    location (``local-dir:``, ``hf-hub:``, ``file:``; a ``*_file``/``*_path``/``*_dir`` key with a string), and every
+    ``model_type`` one of :func:`allowed_model_types` (nested ones: a joint model's towers); ``config.json``'s own
+    ``model_type`` must be one of ``model_types`` when they are given (a family's).
+
+    Args:
+        folder: The model folder (local, or a Hub snapshot already downloaded).
+        model_types: The top-level model types this folder may be (empty: any allowed type).
+        what: What the folder is, for the error (``"base model 'vision'"``).
+
+    Raises:
+        UnsafeModelFolderError: One line naming the file, the key and why.
+
+    Examples:
+        >>> import json, tempfile, pathlib
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (folder / "config.json").write_text(json.dumps({"model_type": "timm_wrapper", "architecture":
+        ...     "resnet18", "model_args": {"checkpoint_path": "/home/me/weights.pth"}}))
+        >>> check_model_configs(folder, model_types={"memotion_vision"})  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        hf_memotion.folder_safety.UnsafeModelFolderError: model ...config.json: model_type 'timm_wrapper' is not one ...
+        >>> check_model_configs(folder)  # any type: still refused
+        Traceback (most recent call last):
+        hf_memotion.folder_safety.UnsafeModelFolderError: model ...: model_type = 'timm_wrapper' is not a model type ...
+    """
+    import json
+
+    folder = Path(folder)
+    allowed = allowed_model_types()
+    wanted = frozenset(model_types)
+    for name in MODEL_CONFIG_FILES:
+        if not (folder / name).exists() and not (folder / name).is_symlink():
+            continue
+        text = read_inside(folder, name, f"{what} {name}", MAX_CONFIG_BYTES)
+        try:
+            parsed = json.loads(text)
+        except (ValueError, UnicodeDecodeError) as err:
+            raise UnsafeModelFolderError(f"{what} {folder / name} is not a JSON file ({err}): refused") from None
+        if name == "config.json":
+            top = parsed.get("model_type") if isinstance(parsed, dict) else None
+            if wanted and top not in wanted:
+                raise UnsafeModelFolderError(
+                    f"{what} {folder / name}: model_type {top!r} is not one this member may be ({sorted(wanted)}); "
+                    "save the model with hf-memotion"
+                )
+        for path, key, value in _config_values(parsed, ""):
+            problem = _config_problem(key, value, allowed | wanted)
+            if problem is not None:
+                shown = value if isinstance(value, str | int | float | bool) or value is None else type(value).__name__
+                raise UnsafeModelFolderError(
+                    f"{what} {folder / name}: {path.lstrip('.')} = {shown!r} {problem}: refused (a saved "
+                    "folder never does; save the model with hf-memotion)"
+                )

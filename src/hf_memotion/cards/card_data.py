@@ -26,7 +26,15 @@ from transformers import TrainerCallback
 
 from hf_memotion.io_utils import atomic_write_text
 
-__all__ = ["MAX_CARD_BYTES", "CardDataCallback", "MemotionCardData", "ModelCardMixin", "read_model_card"]
+__all__ = [
+    "MAX_CARD_BYTES",
+    "SAVED_MODEL_FILES",
+    "CardDataCallback",
+    "MemotionCardData",
+    "ModelCardMixin",
+    "check_save_target",
+    "read_model_card",
+]
 
 CARD_KINDS = ("base_model", "vise", "ensemble")
 #: Largest ``README.md`` read from a folder (our cards are a few kB).
@@ -189,6 +197,63 @@ class CardDataCallback(TrainerCallback):
         }
 
 
+#: What ``save_pretrained`` writes at the top of a model folder (besides weight shards named after the weights).
+SAVED_MODEL_FILES = (
+    "config.json",
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "generation_config.json",
+    "README.md",
+)
+
+
+def check_save_target(folder: str | os.PathLike, model_type: str) -> None:
+    """Refuse to save a ``model_type`` model where it would overwrite files that are not a saved model of that type.
+
+    A folder is fine when it is new, holds none of :data:`SAVED_MODEL_FILES`, or holds a saved ``model_type`` model
+    (its ``config.json`` says so): every other file there (a Trainer's ``checkpoint-*``, the user's notes) is left
+    as it is. A folder whose ``README.md``, ``config.json`` or weights are someone else's is refused before anything
+    is written.
+
+    Raises:
+        FolderNotOursError: Naming the folder and the files that would be overwritten.
+
+    Examples:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> _ = (folder / "notes.md").write_text("mine")
+        >>> check_save_target(folder, "memotion_text")  # nothing of it would be overwritten: fine
+        >>> _ = (folder / "README.md").write_text("# my project")
+        >>> check_save_target(folder, "memotion_text")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        hf_memotion.io_utils.FolderNotOursError: ... holds README.md and no saved memotion_text model...
+    """
+    import json
+
+    from hf_memotion.folder_safety import MAX_CONFIG_BYTES, read_inside
+    from hf_memotion.io_utils import FolderNotOursError
+
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise FolderNotOursError(f"{folder} is a file: save_pretrained needs a folder")
+    present = [name for name in SAVED_MODEL_FILES if (folder / name).exists() or (folder / name).is_symlink()]
+    if not present:
+        return
+    try:
+        saved = json.loads(read_inside(folder, "config.json", "model config", MAX_CONFIG_BYTES)).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        saved = None
+    if saved != model_type:
+        raise FolderNotOursError(
+            f"{folder} holds {', '.join(present)} and no saved {model_type} model: save_pretrained never writes over "
+            "them; choose a new or empty folder"
+        )
+
+
+#: ``from_pretrained`` options that a Hub download takes.
+_HUB_OPTIONS = ("token", "cache_dir", "force_download", "local_files_only")
+
+
 class ModelCardMixin:
     """For ``PreTrainedModel`` classes: a ``card_data`` attribute, and a card written by ``save_pretrained``.
 
@@ -220,7 +285,13 @@ class ModelCardMixin:
         return {}
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any):
-        """``PreTrainedModel.save_pretrained``, then the card (``README.md``) on the main process."""
+        """``PreTrainedModel.save_pretrained``, then the card (``README.md``) on the main process.
+
+        Where the folder already holds a ``config.json``, card or weights, they must be a saved model of this class's
+        kind (the same ``model_type``): otherwise nothing is written (:func:`check_save_target`), so no file of the
+        user's is overwritten. Other files in the folder are left as they are.
+        """
+        check_save_target(save_directory, self.config.model_type)
         result = super().save_pretrained(save_directory, *args, **kwargs)
         if kwargs.get("is_main_process", True):
             self.card_data.save(save_directory, self.card_defaults())
@@ -231,20 +302,32 @@ class ModelCardMixin:
         """``PreTrainedModel.from_pretrained``; a local folder's card is kept for the next save.
 
         A local folder's files are checked first (:func:`~hf_memotion.folder_safety.check_folder_is_safe`: no link
-        out of the folder, no FIFO or device, no oversized config), and its card is read through the checked read.
+        out of the folder, no FIFO or device, no oversized config), then its configs
+        (:func:`~hf_memotion.folder_safety.check_model_configs`: no checkpoint path, location or refused model type),
+        and its card is read through the checked read. A Hub id is fetched first as a folder of model files
+        (:func:`~hf_memotion.hub.snapshots.download_model_folder`) and checked the same way.
 
         A weights file that is not safetensors (truncated, replaced) is reported in one line naming the folder.
         """
         from safetensors import SafetensorError
 
-        from hf_memotion.folder_safety import check_folder_is_safe
+        from hf_memotion.folder_safety import check_folder_is_safe, check_model_configs
+        from hf_memotion.hub.snapshots import download_model_folder, is_hub_id
 
         name, local = pretrained_model_name_or_path, None
-        if isinstance(name, str | os.PathLike) and Path(name).is_dir():
-            local = Path(name)
+        if isinstance(name, str) and not Path(name).exists() and is_hub_id(name):
+            # a Hub id: its model files fetched (within a size) and checked as a folder before anything is parsed
+            hub = {k: kwargs[k] for k in _HUB_OPTIONS if kwargs.get(k) is not None}
+            pretrained_model_name_or_path = str(download_model_folder(name, kwargs.get("revision"), hub))
+        if (
+            isinstance(pretrained_model_name_or_path, str | os.PathLike)
+            and Path(pretrained_model_name_or_path).is_dir()
+        ):
+            local = Path(pretrained_model_name_or_path)
             subfolder = kwargs.get("subfolder") or ""
-            # links, FIFOs, sizes: checked before transformers reads anything
+            # links, FIFOs, sizes, then what the configs name: checked before transformers reads anything
             check_folder_is_safe(local / subfolder, recursive=False, refuse_pickles=False)
+            check_model_configs(local / subfolder, what=cls.__name__)
         try:
             loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         except SafetensorError as err:
@@ -255,4 +338,6 @@ class ModelCardMixin:
         model = loaded[0] if isinstance(loaded, tuple) else loaded  # output_loading_info=True
         if local is not None:
             model.card_data.previous_card = read_model_card(local)
+        if name != pretrained_model_name_or_path:
+            model.config._name_or_path = name  # the Hub id, not the cache folder it was read from
         return loaded

@@ -279,8 +279,9 @@ def make_demo_data(output_dir: str | os.PathLike, *, overwrite: bool = False, **
 
     Args:
         output_dir: Root folder to create.
-        overwrite: Replace an existing root. Without it, an existing complete demo dataset made
-            with the same settings is reused as it is, and anything else there is an error.
+        overwrite: Replace an existing demo dataset (its files; anything else in the folder is kept). Without it,
+            an existing complete demo dataset made with the same settings is reused as it is, and anything else
+            there is an error; a folder that is no demo dataset is never written over.
         **settings: Fields of :class:`DemoDataSpec` (``n_train``, ``n_test``, ``seed``, ...).
 
     Returns:
@@ -289,20 +290,25 @@ def make_demo_data(output_dir: str | os.PathLike, *, overwrite: bool = False, **
     config = DemoDataSpec(**settings)
     root = Path(output_dir)
     stamp = repr(config)
-    if root.exists():
-        marker = root / ".demo_config"
-        # the settings decide, not the class's name (``DemoDataConfig`` before it was renamed)
-        if not overwrite and marker.is_file() and marker.read_text().partition("(")[2] == stamp.partition("(")[2]:
+    marker = root / ".demo_config"
+    if marker.is_file() and not overwrite:
+        if marker.read_text().partition("(")[2] == stamp.partition("(")[2]:  # the settings decide, not the class name
             return root
-        if not overwrite:
-            raise FileExistsError(
-                f"{root} exists and is not a demo dataset made with these settings; pass overwrite=True "
-                f"(--overwrite) to replace it, or choose another folder"
-            )
-    with staged_folder(root) as staging:
+        raise FileExistsError(
+            f"{root} holds a demo dataset made with other settings; pass overwrite=True (--overwrite) to replace it, "
+            "or choose another folder"
+        )
+    with staged_folder(root, owned=_demo_entries, what="the demo dataset") as staging:
         _generate(config, staging)
         (staging / ".demo_config").write_text(stamp)
     return root
+
+
+def _demo_entries(root: Path) -> list[str] | None:
+    """What a demo dataset holds (a rewrite replaces these and keeps anything else), or ``None`` for another folder."""
+    if not (root / ".demo_config").is_file():
+        return None
+    return [".demo_config", "memotion_dataset_7k", "memotion_test_release"]
 
 
 def _generate(config: DemoDataSpec, root: Path) -> None:

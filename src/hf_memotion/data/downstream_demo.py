@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 
 from hf_memotion.data.engagement import _THEMES, _image
-from hf_memotion.io_utils import atomic_write_bytes, atomic_write_text
+from hf_memotion.io_utils import atomic_write_bytes, atomic_write_text, entries_of_marker, staged_folder
 
 __all__ = ["DEMO_TASK_FORMATS", "make_demo_downstream"]
 
@@ -53,8 +52,9 @@ def make_demo_downstream(
 ) -> Path:
     """Write a demo downstream task of format ``kind`` into ``output_dir`` and return the folder to read.
 
-    A folder holding the same demo task is reused; one holding another demo task is rewritten; a non-empty
-    folder that is not a demo task is an error (nothing of the user's is deleted).
+    A folder holding the same demo task is reused; one holding another demo task has the files it wrote replaced
+    (anything else there is kept); a non-empty folder that is not a demo task is an error (nothing of the user's is
+    deleted).
 
     Args:
         output_dir: Target folder (created; files are written atomically).
@@ -66,15 +66,30 @@ def make_demo_downstream(
     if kind not in DEMO_TASK_FORMATS:
         raise ValueError(f"kind must be one of {DEMO_TASK_FORMATS}, got {kind!r}")
     root = Path(output_dir)
-    marker = root / ".demo_downstream"
-    stamp = json.dumps({"kind": kind, "n_per_class": n_per_class, "image_size": image_size, "seed": seed})
-    if marker.is_file():
-        if marker.read_text() == stamp:
-            return root
-        shutil.rmtree(root)  # another demo task: rewrite it whole, so no file of the old one is read
-    elif root.exists() and any(root.iterdir()):
-        raise FileExistsError(f"{root} exists and is not a demo downstream task; choose another folder")
-    atomic_write_text(marker, "incomplete")  # until the end: a killed write is redone by the next call
+    stamp = {"kind": kind, "n_per_class": n_per_class, "image_size": image_size, "seed": seed}
+    written = entries_of_marker(MARKER)(root)
+    if written is not None and _stamp(root) == stamp:
+        return root
+    with staged_folder(root, owned=entries_of_marker(MARKER), what="a demo downstream task") as staging:
+        _write(staging, kind, n_per_class, image_size, seed)
+        entries = sorted(p.name for p in staging.iterdir())
+        atomic_write_text(staging / MARKER, json.dumps({"stamp": stamp, "entries": entries}))
+    return root
+
+
+#: The marker of a demo downstream task: its settings and the entries it wrote (what a rewrite may replace).
+MARKER = ".demo_downstream"
+
+
+def _stamp(root: Path) -> dict | None:
+    try:
+        return json.loads((root / MARKER).read_text(encoding="utf-8")).get("stamp")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _write(root: Path, kind: str, n_per_class: int, image_size: int, seed: int) -> None:
+    """Write the task's files into ``root``."""
     rng = np.random.default_rng(seed)
     items = [(theme, i) for theme in range(len(_THEMES)) for i in range(n_per_class)]
     order = rng.permutation(len(items))
@@ -123,5 +138,3 @@ def make_demo_downstream(
         atomic_write_text(root / "image_class_labels.txt", "\n".join(lines["labels"]) + "\n")
         atomic_write_text(root / "train_test_split.txt", "\n".join(lines["split"]) + "\n")
         atomic_write_text(root / "classes.txt", "".join(f"{t + 1} {c}\n" for t, c in enumerate(classes)))
-    atomic_write_text(marker, stamp)
-    return root

@@ -52,6 +52,11 @@ CALIBRATION_METHODS = ("none", "temperature", "sigmoid", "isotonic")
 ANSWER_KEEPING = ("none", "temperature")
 _EPS = 1e-12  # the floor of a probability whose log is taken
 _TEMPERATURE_RANGE = (0.05, 20.0)
+#: Most points of one class's isotonic map read from a config (a fit keeps one per distinct step of its out-of-fold
+#: rows: a few hundred for Memotion's 7,000).
+MAX_MAP_POINTS = 10_000
+#: Largest slope or intercept of a sigmoid map read from a config (a fit's are of order 1 to 100).
+MAX_SIGMOID_COEFFICIENT = 1e6
 
 
 def _normalise(values: np.ndarray) -> np.ndarray:
@@ -198,9 +203,41 @@ class ProblemCalibration:
         }[method]
         if set(parameters) != expected or not all(_finite_numbers(v) for v in parameters.values()):
             raise ValueError(f"{where}: a {method} map needs {sorted(expected)} as finite numbers, got {parameters!r}")
-        if method == "temperature" and not parameters["temperature"] > 0:
-            raise ValueError(f"{where}: the temperature must be positive, got {parameters['temperature']!r}")
+        _check_ranges(method, parameters, where)
         return cls(method, dict(parameters), {k: float(v) for k, v in (values.get("scores") or {}).items()})
+
+
+def _check_ranges(method: str, parameters: Mapping[str, Any], where: str) -> None:
+    """Refuse a map whose numbers a fit cannot give: it would serve values that are not probabilities."""
+    if method == "temperature":
+        low, high = _TEMPERATURE_RANGE
+        if not low <= parameters["temperature"] <= high:
+            raise ValueError(
+                f"{where}: the temperature must be between {low} and {high} (the range a fit searches), got "
+                f"{parameters['temperature']!r}"
+            )
+    elif method == "sigmoid":
+        for name in ("slopes", "intercepts"):
+            values = parameters[name]
+            if not isinstance(values, list) or not all(
+                isinstance(v, int | float) and abs(v) <= MAX_SIGMOID_COEFFICIENT for v in values
+            ):
+                raise ValueError(
+                    f"{where}: sigmoid {name} must be a list of numbers within +-{MAX_SIGMOID_COEFFICIENT:g}"
+                )
+    elif method == "isotonic":
+        for name in ("thresholds", "values"):
+            for k, points in enumerate(parameters[name]):
+                if not isinstance(points, list) or len(points) > MAX_MAP_POINTS:
+                    raise ValueError(
+                        f"{where}: isotonic {name}[{k}] must be a list of at most {MAX_MAP_POINTS} numbers"
+                    )
+                array = np.asarray(points, dtype=np.float64)
+                if array.size and (array.min() < 0.0 or array.max() > 1.0 or np.any(np.diff(array) < 0)):
+                    raise ValueError(
+                        f"{where}: isotonic {name}[{k}] must rise from 0 to 1 (a fitted map's points are sorted "
+                        "probabilities); this one is not a fitted map"
+                    )
 
 
 def _finite_numbers(value: Any) -> bool:

@@ -9,9 +9,9 @@ Examples:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from transformers import PretrainedConfig
@@ -19,8 +19,10 @@ from transformers import PretrainedConfig
 from hf_memotion.families import get_family
 from hf_memotion.models.heads import resolve_problem_labels
 
-__all__ = ["BACKENDS", "EnsembleMember", "MemotionEnsembleConfig"]
+__all__ = ["BACKENDS", "EnsembleMember", "MemotionEnsembleConfig", "ensemble_entries"]
 
+#: Longest text a member's ``max_length`` may ask for, in tokens (the paper's models read at most 512).
+MAX_TEXT_TOKENS = 8192
 #: How an ensemble folder is served: PyTorch models and skops files, or an exported ONNX folder.
 BACKENDS = ("pytorch", "onnx")
 
@@ -73,6 +75,11 @@ class EnsembleMember:
             get_family(values["family"])
         except ValueError as err:
             raise ValueError(f"{where}: {err}") from None
+        max_length = values.get("max_length")
+        if max_length is not None and (
+            not isinstance(max_length, int) or isinstance(max_length, bool) or not 1 <= max_length <= MAX_TEXT_TOKENS
+        ):
+            raise ValueError(f"{where}: max_length must be a number of tokens from 1 to {MAX_TEXT_TOKENS}")
         return cls(
             name=values["name"],
             family=values["family"],
@@ -190,10 +197,23 @@ class MemotionEnsembleConfig(PretrainedConfig):
             if not isinstance(background, dict) or any(
                 name not in entry["feature_order"]
                 or not isinstance(values, list)
-                or not all(isinstance(v, int | float) and math.isfinite(v) for v in values)
+                or not all(isinstance(v, int | float) and 0.0 <= v <= 1.0 for v in values)
                 for name, values in background.items()
             ):
-                raise ValueError(f"{where}: background must map feature blocks of feature_order to lists of numbers")
+                raise ValueError(
+                    f"{where}: background must map feature blocks of feature_order to lists of probabilities (0 to 1)"
+                )
+            onnx_classes = entry.get("onnx_classes")
+            if onnx_classes is not None and (
+                not isinstance(onnx_classes, list)
+                or not onnx_classes
+                or not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c < classes for c in onnx_classes)
+                or len(set(onnx_classes)) != len(onnx_classes)
+            ):
+                raise ValueError(
+                    f"{where}: onnx_classes must list distinct class ids of {problem!r} (0 to {classes - 1}), got "
+                    f"{onnx_classes!r}; export the ensemble again"
+                )
             calibration = ProblemCalibration.from_dict(entry.get("calibration"), where=f"{where}.calibration")
             calibration.check_classes(classes, where=f"{where}.calibration")
 
@@ -201,3 +221,35 @@ class MemotionEnsembleConfig(PretrainedConfig):
     def members(self) -> list[EnsembleMember]:
         """The base models, typed (:class:`EnsembleMember`), in order."""
         return [EnsembleMember.from_dict(entry) for entry in self.base_models]
+
+
+def ensemble_entries(folder: Path) -> list[str] | None:
+    """The entries an ensemble folder's writer made (what a new save or export there may replace), or ``None``.
+
+    Read from the folder's own ``config.json`` (a checked, bounded read): the config, the card, ``meta/`` and each
+    member's folder inside it. A folder whose config is not an ensemble's (or unreadable) is not one of ours.
+
+    Examples:
+        >>> import json, tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> _ = (folder / "config.json").write_text(json.dumps({"model_type": "memotion_ensemble",
+        ...     "base_models": [{"name": "text", "path": "text"}, {"name": "hub", "path": "org/m", "revision": "x"}]}))
+        >>> ensemble_entries(folder)
+        ['README.md', 'config.json', 'meta', 'text']
+    """
+    import json
+
+    from hf_memotion.folder_safety import MAX_CONFIG_BYTES, read_inside
+
+    try:
+        config = json.loads(read_inside(folder, "config.json", "ensemble config", MAX_CONFIG_BYTES))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(config, dict) or config.get("model_type") != MemotionEnsembleConfig.model_type:
+        return None
+    members = {
+        str(entry["path"]).split("/")[0]
+        for entry in config.get("base_models") or []
+        if isinstance(entry, dict) and isinstance(entry.get("path"), str) and not entry.get("revision")
+    }
+    return sorted({"config.json", "README.md", "meta", *(m for m in members if m not in ("", ".", ".."))})

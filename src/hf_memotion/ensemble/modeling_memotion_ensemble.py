@@ -19,9 +19,7 @@ from __future__ import annotations
 import copy
 import json
 import os
-import re
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,7 +31,7 @@ from transformers import PreTrainedModel
 from hf_memotion.cards import ModelCardMixin
 from hf_memotion.cards.card_data import read_model_card
 from hf_memotion.ensemble.calibration import ProblemCalibration
-from hf_memotion.ensemble.configuration_memotion_ensemble import BACKENDS, MemotionEnsembleConfig
+from hf_memotion.ensemble.configuration_memotion_ensemble import BACKENDS, MemotionEnsembleConfig, ensemble_entries
 from hf_memotion.ensemble.inference_dtype import (
     cast_base_models,
     check_inference_dtype,
@@ -52,14 +50,16 @@ from hf_memotion.ensemble.stacking import (
 )
 from hf_memotion.families import get_family
 from hf_memotion.folder_safety import (
+    MAX_CONFIG_BYTES,
     PICKLE_SUFFIXES,
     UnsafeModelFolderError,
     check_folder_is_safe,
+    check_model_configs,
     read_inside,
     resolve_inside,
 )
-from hf_memotion.hub.connectivity import offline_if_unreachable
-from hf_memotion.io_utils import atomic_write_bytes, atomic_write_text
+from hf_memotion.hub.snapshots import download_model_folder, is_hub_id
+from hf_memotion.io_utils import atomic_write_bytes, atomic_write_text, staged_folder
 from hf_memotion.models.onednn_linear import use_onednn_linear
 
 __all__ = [
@@ -106,56 +106,6 @@ def _target_device(device_map: Any) -> torch.device:
     if device_map in ("auto", "balanced", "balanced_low_0", "sequential"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device_map)
-
-
-#: The files an ensemble (and each base model in it) is made of: a download fetches these and nothing else.
-MODEL_FILE_PATTERNS = ["*.json", "*.safetensors", "*.skops", "*.onnx", "*.txt", "*.model", "README.md"]
-#: Largest download of one ensemble or pinned base model (checked against the Hub's listing before fetching).
-MAX_DOWNLOAD_BYTES = 20 * 1024**3
-_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-def is_hub_id(text: str) -> bool:
-    """``namespace/name`` as the Hub spells it (no absolute path, ``..``, ``~`` or third part).
-
-    Examples:
-        >>> is_hub_id("memotion-org/text-base"), is_hub_id("/abs/dir"), is_hub_id("../up/dir")
-        (True, False, False)
-    """
-    return bool(_HUB_ID.match(text)) and ".." not in text
-
-
-def download_model_folder(repo_id: str, revision: str | None, hub_options: Mapping[str, Any] | None = None) -> Path:
-    """Fetch the model files (:data:`MODEL_FILE_PATTERNS`) of a Hub repository, at most :data:`MAX_DOWNLOAD_BYTES`.
-
-    The size is checked from the Hub's listing before anything is fetched (offline, the cache is used as it is);
-    the snapshot is then checked by :func:`check_folder_is_safe` before anything in it is parsed.
-
-    Raises:
-        UnsafeModelFolderError: ``repo_id`` is not a Hub id, the download is too large, or the snapshot is unsafe.
-    """
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import DryRunError
-
-    if not is_hub_id(str(repo_id)):
-        raise UnsafeModelFolderError(
-            f"{repo_id!r} is neither a local folder nor a Hub id (namespace/name): nothing is downloaded for it"
-        )
-    options = {"allow_patterns": MODEL_FILE_PATTERNS, **dict(hub_options or {})}
-    offline_if_unreachable()  # no network: one line and the cache at once, not minutes of retries
-    try:
-        listing = snapshot_download(str(repo_id), revision=revision, dry_run=True, **options)
-    except DryRunError:  # offline or unreachable: the cache is used as it is (checked below)
-        listing = []
-    planned = sum(item.file_size or 0 for item in listing if item.will_download)
-    if planned > MAX_DOWNLOAD_BYTES:
-        raise UnsafeModelFolderError(
-            f"{repo_id} would download {planned / 1024**3:.1f} GB, more than the {MAX_DOWNLOAD_BYTES / 1024**3:.0f} GB "
-            "an ensemble or base model may take: download it yourself if you trust it, and pass the folder"
-        )
-    folder = Path(snapshot_download(str(repo_id), revision=revision, **options))
-    check_folder_is_safe(folder)
-    return folder
 
 
 def _resolve(path: str | os.PathLike, revision: str | None, hub_options: Mapping[str, Any] | None = None) -> Path:
@@ -235,9 +185,7 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
             True
         """
         target = Path(save_directory)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
+        with staged_folder(target, owned=ensemble_entries, what="an ensemble") as staging:
             meta = {}
             for problem, stacker in self.stackers.items():
                 file = None
@@ -274,16 +222,10 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
             config.save_pretrained(staging)
             if self.card_data.info or self.card_data.previous_card is not None:  # a recipe's report, or a loaded card
                 self.card_data.save(staging)
-            if target.exists():
-                if not (staging / "README.md").exists():  # the card already there, through the checked read
-                    card = read_model_card(target)
-                    if card is not None:
-                        atomic_write_text(staging / "README.md", card)
-                shutil.rmtree(target)
-            os.replace(staging, target)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+            if target.is_dir() and not (staging / "README.md").exists():  # the card already there: kept
+                card = read_model_card(target)
+                if card is not None:
+                    atomic_write_text(staging / "README.md", card)
 
     @classmethod
     def from_pretrained(
@@ -337,7 +279,9 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
         if not config_file.is_file():
             raise FileNotFoundError(f"{folder} has no config.json: not a saved MemotionEnsembleModel")
         try:
-            config = MemotionEnsembleConfig.from_dict(json.loads(read_inside(folder, "config.json", "ensemble config")))
+            config = MemotionEnsembleConfig.from_dict(
+                json.loads(read_inside(folder, "config.json", "ensemble config", MAX_CONFIG_BYTES))
+            )
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ValueError(f"{config_file} is not a JSON config ({err})") from None
         if backend not in (None, *BACKENDS):
@@ -395,6 +339,8 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
                         f"base model {entry.name!r}: {location} is missing (a Hub id needs a pinned revision)"
                     )
             family = get_family(entry.family)
+            # its configs walked before transformers, timm or a tokenizer parses them
+            check_model_configs(location, model_types=family.model_types, what=f"base model {entry.name!r}")
             options = dict(base_options)
             # int8 dynamic quantization works on fp32 layers: a member to quantize is read in fp32
             options["dtype"] = torch.float32 if quantize_text and family.int8_dynamic else dtype

@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from hf_memotion.ensemble.configuration_memotion_ensemble import ensemble_entries
 from hf_memotion.ensemble.onnx_graphs import OPSET, estimator_graph, rule_graph
 from hf_memotion.ensemble.stacking import RULES
 from hf_memotion.families import get_family
@@ -254,7 +255,7 @@ def export_onnx(
                 f"base model {entry.name!r} is {model.dtype}; export from fp32 weights "
                 "(MemotionEnsembleModel.from_pretrained(..., dtype=torch.float32)); int8=True quantizes after"
             )
-    with staged_folder(folder) as staging:
+    with staged_folder(folder, owned=ensemble_entries, what="an ONNX export") as staging:
         differences, entries, quantized = {}, [], {}
         for entry in ensemble.config.members:
             name = entry.name

@@ -43,15 +43,23 @@ from typing import Any
 import numpy as np
 
 from hf_memotion.ensemble.calibration import ProblemCalibration
-from hf_memotion.ensemble.configuration_memotion_ensemble import MemotionEnsembleConfig
+from hf_memotion.ensemble.configuration_memotion_ensemble import MemotionEnsembleConfig, ensemble_entries
 from hf_memotion.ensemble.inference_dtype import DTYPE_MIN_SPEEDUP
 from hf_memotion.ensemble.stacking import feature_blocks, with_aliases
 from hf_memotion.families import get_family
 from hf_memotion.families.inputs import feed
-from hf_memotion.folder_safety import read_inside, resolve_inside
+from hf_memotion.folder_safety import (
+    MAX_CONFIG_BYTES,
+    UnsafeModelFolderError,
+    check_link_stays_inside,
+    check_model_configs,
+    check_regular_file,
+    read_inside,
+    resolve_inside,
+)
 from hf_memotion.io_utils import staged_folder
 
-__all__ = ["ONNX_DTYPES", "OnnxMemotionEnsemble", "resolve_onnx_precision"]
+__all__ = ["ONNX_DTYPES", "OnnxMemotionEnsemble", "check_external_data", "resolve_onnx_precision"]
 
 #: What ``dtype`` an ONNX folder takes.
 ONNX_DTYPES = ("auto", "float32", "int8")
@@ -86,6 +94,79 @@ def resolve_onnx_precision(config: MemotionEnsembleConfig, dtype: Any = "auto") 
         shown = "not timed" if speedup is None else f"{speedup:.2f}x fp32's speed"
         return "float32", f"the int8 graphs passed the held-out check but were not faster ({shown}): fp32"
     return "int8", f"the int8 graphs passed the held-out check and ran at {speedup:.2f}x fp32's speed"
+
+
+def _graph_tensors(graph: Any):
+    """Every tensor a graph holds: initializers, sparse ones, and node attributes, subgraphs included."""
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield sparse.values
+        yield sparse.indices
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("t"):
+                yield attribute.t
+            yield from attribute.tensors
+            if attribute.HasField("g"):
+                yield from _graph_tensors(attribute.g)
+            for subgraph in attribute.graphs:
+                yield from _graph_tensors(subgraph)
+
+
+def check_external_data(folder: str | os.PathLike, path: str | os.PathLike, what: str = "ONNX graph") -> None:
+    """Refuse an ONNX graph whose tensors read external data outside ``folder``, from a link out or a non-file.
+
+    The graph is parsed without its external data (``onnx.load(..., load_external_data=False)``); every tensor
+    stored outside it must name a relative ``location`` that stays inside ``folder`` (no ``..``, no absolute path,
+    no symlink out), a regular file (no FIFO, device or ``/proc`` file), and an ``offset`` and ``length`` within it.
+    Checked here, before ONNX Runtime opens the graph, whatever ONNX Runtime version is installed.
+
+    Raises:
+        UnsafeModelFolderError: Naming the graph, the tensor and the location.
+
+    Examples:
+        >>> import tempfile, onnx
+        >>> from onnx import TensorProto, helper
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> weight = helper.make_tensor("w", TensorProto.FLOAT, [1], [0.0])
+        >>> weight.ClearField("float_data"); weight.data_location = TensorProto.EXTERNAL
+        >>> _ = weight.external_data.add(key="location", value="/etc/hostname")
+        >>> output = helper.make_tensor_value_info("w", TensorProto.FLOAT, [1])
+        >>> graph = helper.make_graph([], "g", [], [output], [weight])
+        >>> onnx.save(helper.make_model(graph), folder / "model.onnx")
+        >>> check_external_data(folder, folder / "model.onnx")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        hf_memotion.folder_safety.UnsafeModelFolderError: ONNX graph ...: tensor 'w' reads external data '/etc/host...
+    """
+    import onnx
+
+    folder, path = Path(folder), Path(path)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as err:
+        raise UnsafeModelFolderError(
+            f"{what} {path} is not a readable ONNX graph ({type(err).__name__}): refused"
+        ) from None
+    base = path.parent.relative_to(folder) if path.parent != folder else Path()
+    for tensor in _graph_tensors(model.graph):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        entries = {entry.key: entry.value for entry in tensor.external_data}
+        location = entries.get("location", "")
+        where = f"{what} {path}: tensor {tensor.name!r} reads external data {location!r}"
+        if not location or Path(location).is_absolute():
+            raise UnsafeModelFolderError(f"{where}, outside the folder: refused")
+        target = resolve_inside(folder, base / location, where)
+        check_link_stays_inside(folder, target, where)
+        size = check_regular_file(target, where, None)
+        try:
+            offset, length = int(entries.get("offset") or 0), int(entries.get("length") or 0)
+        except ValueError:
+            raise UnsafeModelFolderError(f"{where}: its offset and length must be numbers: refused") from None
+        if offset < 0 or length < 0 or offset + length > size:
+            raise UnsafeModelFolderError(
+                f"{where}: offset {offset} and length {length} leave its {size} bytes: refused"
+            )
 
 
 class OnnxMemotionEnsemble:
@@ -139,7 +220,9 @@ class OnnxMemotionEnsemble:
         import onnxruntime
 
         folder = Path(folder)
-        config = MemotionEnsembleConfig.from_dict(json.loads(read_inside(folder, "config.json", "ensemble config")))
+        config = MemotionEnsembleConfig.from_dict(
+            json.loads(read_inside(folder, "config.json", "ensemble config", MAX_CONFIG_BYTES))
+        )
         if config.backend != "onnx":
             raise ValueError(f"{folder} is a PyTorch ensemble; export it first (scripts/export_onnx.py)")
         precision, reason = resolve_onnx_precision(config, dtype)
@@ -152,6 +235,7 @@ class OnnxMemotionEnsemble:
             path = resolve_inside(folder, relative, what)
             if not path.is_file():
                 raise FileNotFoundError(f"{what}: {path} is missing")
+            check_external_data(folder, path, what)  # before ONNX Runtime opens the graph, whatever its version
             return onnxruntime.InferenceSession(str(path), sess_options=options, providers=providers)
 
         sessions, preprocessors = {}, {}
@@ -160,7 +244,9 @@ class OnnxMemotionEnsemble:
             graph = "model_int8.onnx" if precision == "int8" else "model.onnx"
             sessions[name] = session(f"{entry.path}/{graph}", f"base model {name!r}")
             location = resolve_inside(folder, entry.path, f"base model {name!r} path")
-            preprocessors[name] = get_family(entry.family).load_preprocessor(str(location))
+            family = get_family(entry.family)
+            check_model_configs(location, model_types=family.model_types, what=f"base model {name!r}")
+            preprocessors[name] = family.load_preprocessor(str(location))
         meta_sessions = {p: session(e["file"], f"meta-estimator of {p!r}") for p, e in config.meta.items()}
         return cls(folder, config, sessions, preprocessors, meta_sessions, precision, reason, providers)
 
@@ -252,7 +338,12 @@ class OnnxMemotionEnsemble:
             names = [o.name for o in session.get_outputs()]
             found = dict(zip(names, session.run(None, feeds), strict=True))["probabilities"]
             proba = np.zeros((len(matrix), int(entry["num_classes"])))
-            classes = entry.get("onnx_classes") or list(range(proba.shape[1]))
+            classes = entry.get("onnx_classes") or list(range(proba.shape[1]))  # checked with the config
+            if found.ndim != 2 or found.shape[1] != len(classes):
+                raise ValueError(
+                    f"{self.folder / entry['file']}: the meta-estimator graph of {problem!r} answers "
+                    f"{found.shape[1:]} classes, its config lists {len(classes)}; export the ensemble again"
+                )
             proba[:, classes] = found
             out[problem] = self.calibrations[problem].apply(proba) if calibrated else proba
         return out
@@ -263,5 +354,5 @@ class OnnxMemotionEnsemble:
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
         """Copy the exported folder to ``save_directory`` (written beside it, then moved into place)."""
-        with staged_folder(save_directory) as staging:
+        with staged_folder(save_directory, owned=ensemble_entries, what="an ONNX ensemble") as staging:
             shutil.copytree(self.folder, staging, dirs_exist_ok=True)

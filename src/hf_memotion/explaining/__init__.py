@@ -9,9 +9,10 @@
 
 from hf_memotion.explaining.explanations import (
     ExplanationUnavailableError,
+    crop_box,
     explain_memes,
-    heatmap_frame,
     overlay_heatmap,
+    place_heatmap,
 )
 from hf_memotion.explaining.grad_cam import SpatialActivationError, grad_cam, spatial_layer
 from hf_memotion.explaining.integrated_gradients import WordAttributions, integrated_gradients, word_attributions
@@ -22,12 +23,13 @@ __all__ = [
     "ExplanationUnavailableError",
     "SpatialActivationError",
     "WordAttributions",
+    "crop_box",
     "explain_memes",
     "grad_cam",
-    "heatmap_frame",
     "integrated_gradients",
     "member_shapley",
     "overlay_heatmap",
+    "place_heatmap",
     "spatial_layer",
     "word_attributions",
 ]

@@ -6,9 +6,11 @@ For every answer (each problem's class as served, after decoding) an explanation
   answer's probability, from ``baseline`` (every member at its average answer) to ``score`` (the served
   probability) (:mod:`~hf_memotion.explaining.shapley`);
 - ``heatmaps``: per member reading the image alone (its family attributing it), Grad-CAM of that member's score for
-  the answer over the image it saw (the centre crop), placed in the frame of the whole image after the evaluation
-  resize: an ``(h, w)`` float32 array with the image's aspect ratio, 0 outside the crop and at most 1
-  (:mod:`~hf_memotion.explaining.grad_cam`); resize it to the image to show it (:func:`overlay_heatmap`);
+  the answer over the image it saw (the centre crop), at the model's input resolution: a ``(crop, crop)`` float32
+  array from 0 to at most 1 (:mod:`~hf_memotion.explaining.grad_cam`), whatever the meme's size;
+- ``regions``: per member with a heat map, where that crop lies in the meme, ``[left, top, right, bottom]`` in the
+  meme's pixels (:func:`crop_box`); :func:`overlay_heatmap` lays the map there, :func:`place_heatmap` into a frame
+  of any size;
 - ``words``: per member reading the text alone (its family attributing it), ``[word, attribution]`` in the text's
   order, integrated gradients of that member's probability of the answer
   (:mod:`~hf_memotion.explaining.integrated_gradients`).
@@ -22,7 +24,9 @@ Examples:
     >>> answers = {p: v.argmax(-1) for p, v in ensemble.combine(base).items()}
     >>> humour = explain_memes(ensemble, images, texts, base, answers)[0]["humour"]
     >>> sorted(humour), humour["heatmaps"]["vision"].shape, [w for w, _ in humour["words"]["text"]][:2]
-    (['baseline', 'heatmaps', 'label', 'members', 'modalities', 'score', 'words'], (67, 89), ['lol', 'when'])
+    (['baseline', 'heatmaps', 'label', 'members', 'modalities', 'regions', 'score', 'words'], (64, 64), ['lol', 'when'])
+    >>> [round(v, 1) for v in humour["regions"]["vision"]]  # the centre crop, in the 80 x 60 meme's pixels
+    [10.8, 1.8, 68.3, 59.1]
 """
 
 from __future__ import annotations
@@ -48,9 +52,10 @@ __all__ = [
     "ExplanationUnavailableError",
     "answering_heads",
     "attributed_input",
+    "crop_box",
     "explain_memes",
-    "heatmap_frame",
     "overlay_heatmap",
+    "place_heatmap",
 ]
 
 
@@ -58,42 +63,89 @@ class ExplanationUnavailableError(RuntimeError):
     """A base model cannot be explained as loaded (e.g. an int8-quantized text model has no gradients)."""
 
 
-def heatmap_frame(image_size: tuple[int, int], resize_size: int, crop_size: int) -> tuple[int, int, int, int]:
-    """Where the evaluation centre crop lies in the resized image: ``(height, width, top, left)``.
+def crop_box(image_size: tuple[int, int], resize_size: int, crop_size: int) -> tuple[float, float, float, float]:
+    """Where the evaluation centre crop lies in an image, ``(left, top, right, bottom)`` in the image's pixels.
 
     The image's shorter side is resized to ``resize_size`` (the longer side in proportion, as torchvision's
-    ``Resize``), then a ``crop_size`` square is cut from the centre (as ``CenterCrop``).
+    ``Resize``), then a ``crop_size`` square is cut from the centre (as ``CenterCrop``); the box is that square
+    mapped back to the image.
 
     Examples:
-        >>> heatmap_frame((96, 96), 73, 64)
-        (73, 73, 4, 4)
-        >>> heatmap_frame((200, 100), 73, 64)  # (width, height): a wide image
-        (73, 146, 4, 41)
+        >>> [round(v, 2) for v in crop_box((96, 96), 73, 64)]  # (width, height): a 64 crop of a 73 resize
+        [5.26, 5.26, 89.42, 89.42]
+        >>> [round(v) for v in crop_box((200, 100), 73, 64)]  # a wide image: the middle of its width
+        [56, 5, 144, 93]
     """
     width, height = image_size
     if width <= height:
         new_w, new_h = resize_size, int(resize_size * height / width)
     else:
         new_h, new_w = resize_size, int(resize_size * width / height)
-    return new_h, new_w, round((new_h - crop_size) / 2.0), round((new_w - crop_size) / 2.0)
+    top, left = round((new_h - crop_size) / 2.0), round((new_w - crop_size) / 2.0)
+    sx, sy = width / new_w, height / new_h
+    return left * sx, top * sy, (left + crop_size) * sx, (top + crop_size) * sy
 
 
-def overlay_heatmap(image: Image.Image, heatmap: np.ndarray, *, floor: float = 0.25) -> Image.Image:
+def place_heatmap(
+    heatmap: np.ndarray, box: Sequence[float], image_size: tuple[int, int], size: tuple[int, int] | None = None
+) -> np.ndarray:
+    """A crop's heat map laid into a frame of the image: resized into ``box``, 0 outside.
+
+    Args:
+        heatmap: ``(h, w)`` map of the crop (an explanation's ``heatmaps[...]``).
+        box: Where the crop lies, in the image's pixels (an explanation's ``regions[...]``).
+        image_size: The image's ``(width, height)``.
+        size: The frame's ``(width, height)`` (default: the image's); a smaller one keeps the work bounded.
+
+    Returns:
+        A ``(height, width)`` float32 array of the frame.
+
+    Examples:
+        >>> frame = place_heatmap(np.ones((4, 4)), (10, 0, 20, 10), (40, 10), size=(8, 2))
+        >>> frame.shape, float(frame[:, 2:4].min()), float(frame[:, 4:].max())
+        ((2, 8), 1.0, 0.0)
+    """
+    width, height = size or image_size
+    sx, sy = width / image_size[0], height / image_size[1]
+    left, top, right, bottom = box
+    x0, y0 = max(0, round(left * sx)), max(0, round(top * sy))
+    x1, y1 = min(width, max(x0 + 1, round(right * sx))), min(height, max(y0 + 1, round(bottom * sy)))
+    frame = np.zeros((height, width), dtype=np.float32)
+    if x1 > x0 and y1 > y0:
+        inside = Image.fromarray(np.asarray(heatmap, dtype=np.float32)).resize((x1 - x0, y1 - y0), Image.BILINEAR)
+        frame[y0:y1, x0:x1] = np.clip(np.asarray(inside, dtype=np.float32), 0.0, 1.0)
+    return frame
+
+
+def overlay_heatmap(
+    image: Image.Image, heatmap: np.ndarray, box: Sequence[float] | None = None, *, floor: float = 0.25
+) -> Image.Image:
     """The image lit by a heat map, at the image's size: as it is where the map is 1, dimmed to ``floor`` at 0.
 
     A spotlight reads on memes of any colour, where a colour map mixes with the meme's own colours.
+
+    Args:
+        image: The meme (a large one is best shown from a smaller copy: ``Image.thumbnail``, with the box scaled).
+        heatmap: A crop's heat map (an explanation's ``heatmaps[...]``), or a map of the whole image.
+        box: Where the map lies in the image (an explanation's ``regions[...]``); ``None``: the whole image.
+        floor: The light where the map is 0.
 
     Examples:
         >>> lit = overlay_heatmap(Image.new("RGB", (40, 30), (200, 200, 200)), np.eye(2))
         >>> lit.size, lit.getpixel((0, 0)), lit.getpixel((39, 0))
         ((40, 30), (200, 200, 200), (50, 50, 50))
+        >>> overlay_heatmap(Image.new("RGB", (40, 30), (200, 200, 200)), np.ones((2, 2)), (0, 0, 20, 30)).getpixel(
+        ...     (30, 0))  # outside the box: dimmed
+        (50, 50, 50)
     """
-    scaled = Image.fromarray(np.clip(np.asarray(heatmap, dtype=np.float32), 0.0, 1.0)).resize(
-        image.size, Image.BILINEAR
-    )
-    light = floor + (1.0 - floor) * np.asarray(scaled, dtype=np.float32)[..., None]
-    lit = np.asarray(image.convert("RGB"), dtype=np.float32) * light
-    return Image.fromarray(np.clip(np.rint(lit), 0, 255).astype(np.uint8))
+    light = place_heatmap(heatmap, box if box is not None else (0, 0, *image.size), image.size)
+    light *= 1.0 - floor
+    light += floor
+    lit = np.asarray(image.convert("RGB"), dtype=np.float32)  # one float copy of the image, worked on in place
+    lit *= light[..., None]
+    np.rint(lit, out=lit)
+    np.clip(lit, 0, 255, out=lit)
+    return Image.fromarray(lit.astype(np.uint8))
 
 
 def answering_heads(member: EnsembleMember, problems: Sequence[str]) -> dict[str, str]:
@@ -119,7 +171,7 @@ def attributed_input(ensemble: MemotionEnsembleModel, member: EnsembleMember) ->
 
 
 def _visual_heatmaps(ensemble, entry, image: ImageInput, images, answers, problems) -> dict[str, np.ndarray]:
-    """Problem -> ``(n, h, w)`` heat maps of a member reading the image alone, each in its image's frame."""
+    """Problem -> ``(n, crop, crop)`` heat maps of a member reading the image alone, over the crops it saw."""
     model, processor = ensemble.base_models[entry.name], image.processor
     heads = answering_heads(entry, problems)
     pixel_values = processor(list(images), ten_crop=False)["pixel_values"].to(model.device, model.dtype)
@@ -129,16 +181,7 @@ def _visual_heatmaps(ensemble, entry, image: ImageInput, images, answers, proble
         logits = output.problem_logits
         return {p: logits[h][rows, torch.as_tensor(answers[p], device=model.device)] for p, h in heads.items()}
 
-    maps = grad_cam(model, pixel_values, targets)
-    out: dict[str, list[np.ndarray]] = {p: [] for p in heads}
-    crop = processor.crop_size
-    for i, image in enumerate(images):
-        height, width, top, left = heatmap_frame(image.size, processor.resize_size, crop)
-        for problem in heads:
-            frame = np.zeros((height, width), dtype=np.float32)
-            frame[top : top + crop, left : left + crop] = maps[problem][i]
-            out[problem].append(frame)
-    return out
+    return grad_cam(model, pixel_values, targets)
 
 
 def explain_memes(
@@ -180,6 +223,7 @@ def explain_memes(
                 "members": {m: float(v[i]) for m, v in c.members.items()},
                 "modalities": {m: float(v[i]) for m, v in c.by_modality(modality_of).items()},
                 "heatmaps": {},
+                "regions": {},
                 "words": {},
             }
         out.append(meme)
@@ -187,9 +231,12 @@ def explain_memes(
         name = entry.name
         single = attributed_input(ensemble, entry)
         if isinstance(single, ImageInput):
+            processor = single.processor
+            boxes = [list(crop_box(image.size, processor.resize_size, processor.crop_size)) for image in images]
             for problem, maps in _visual_heatmaps(ensemble, entry, single, images, answers, problems).items():
-                for meme, heatmap in zip(out, maps, strict=True):
+                for meme, heatmap, box in zip(out, maps, boxes, strict=True):
                     meme[problem]["heatmaps"][name] = heatmap
+                    meme[problem]["regions"][name] = box
             continue
         if not isinstance(single, TextInput):
             continue  # a joint member (or one its family does not attribute) gets its Shapley share only

@@ -39,7 +39,7 @@ import torch
 
 from hf_memotion.data.demo import EMOTION_WORDS, MARKER_CORNERS, SENTIMENT_WORDS
 from hf_memotion.data.images import load_rgb_image
-from hf_memotion.explaining.explanations import answering_heads, attributed_input, heatmap_frame
+from hf_memotion.explaining.explanations import answering_heads, attributed_input, place_heatmap
 from hf_memotion.families.inputs import ImageInput, TextInput
 from hf_memotion.tasks import EMOTIONS
 
@@ -114,9 +114,7 @@ def _visual_records(model, processor, image, entry, explanation, rng) -> list[di
     forward with the original crop.
     """
     pixels = processor([image], ten_crop=False)["pixel_values"].to(model.device, model.dtype)
-    crop = processor.crop_size
-    _, _, top, left = heatmap_frame(image.size, processor.resize_size, crop)
-    cells = _cells(crop)
+    cells = _cells(processor.crop_size)
     fill = pixels.mean(dim=(2, 3), keepdim=True)
 
     def filled(chosen: Iterable[int]) -> torch.Tensor:
@@ -129,15 +127,15 @@ def _visual_records(model, processor, image, entry, explanation, rng) -> list[di
     heads = answering_heads(entry, list(explanation))
     records, batches = [], [pixels]
     for problem in heads:
-        heatmap = explanation[problem]["heatmaps"][entry.name]
-        cam = heatmap[top : top + crop, left : left + crop]
+        cam = explanation[problem]["heatmaps"][entry.name]  # the crop the model saw
         mass = np.array([cam[rows, cols].sum() for rows, cols in cells])
         draws = [rng.choice(len(cells), DELETED_CELLS, replace=False) for _ in range(RANDOM_DRAWS)]
         batches += [filled(np.argsort(-mass, kind="stable")[:DELETED_CELLS]), *map(filled, draws)]
         emotion = _emotion(problem)
         share = None
-        if emotion is not None and heatmap.sum() > 0:
+        if emotion is not None and cam.sum() > 0:
             column, row = MARKER_CORNERS[emotion]
+            heatmap = place_heatmap(cam, explanation[problem]["regions"][entry.name], image.size)  # the meme's frame
             share = float(quadrant_shares(heatmap)[row, column])
         records.append({"problem": problem, "share": share})
     found = _probabilities(model, pixel_values=torch.cat(batches))
@@ -204,13 +202,14 @@ def demo_faithfulness(
     Returns:
         ``{"memes": n, "visual": {model: figures}, "textual": {model: figures}}`` (see the module docstring).
     """
-    from transformers import Pipeline, pipeline
+    from transformers import Pipeline
 
     from hf_memotion.data.memotion import load_memotion
+    from hf_memotion.pipelines.meme_emotion import meme_emotion_pipeline
 
     pipe = ensemble_or_pipeline
     if not isinstance(pipe, Pipeline):
-        pipe = pipeline("meme-emotion", model=ensemble_or_pipeline, dtype=torch.float32)
+        pipe = meme_emotion_pipeline(ensemble_or_pipeline, dtype=torch.float32)
     test = load_memotion(demo_root)["test"]
     test = test.select(range(min(n_memes, test.num_rows)))
     memes = [{"image": row["image"], "text": row["text"]} for row in test]

@@ -357,6 +357,8 @@ class ModelFamily:
         pipeline_tag: The Hub's task tag of a saved member's card.
         int8_dynamic: Whether ``quantize_text`` (an ensemble's loading option) quantizes it to int8 dynamically (it
             is then read in fp32, the weights int8 quantization starts from).
+        model_types: The ``model_type`` a saved member's ``config.json`` may name (empty: any type transformers
+            or this library defines); a member folder naming another is refused before anything in it is parsed.
     """
 
     name: ClassVar[str]
@@ -367,6 +369,7 @@ class ModelFamily:
     int8_dynamic: ClassVar[bool] = False
     explains: ClassVar[bool] = False
     onnx_refusal: ClassVar[str | None] = "the ONNX export does not cover this family; serve with the PyTorch backend"
+    model_types: ClassVar[tuple[str, ...]] = ()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"

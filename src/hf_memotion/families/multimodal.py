@@ -181,6 +181,7 @@ class MultimodalFamily(ModelFamily):
 
     name = "multimodal"
     label = "joint"
+    model_types = ("memotion_multimodal",)
     spec_class = MultimodalMemberSpec
     reads = ("image", "text")
     onnx_refusal = "a joint member: the ONNX export does not cover it yet; serve this ensemble with the PyTorch backend"

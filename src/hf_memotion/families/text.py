@@ -134,6 +134,7 @@ class TextFamily(ModelFamily):
 
     name = "text"
     label = "text"
+    model_types = ("memotion_text",)
     spec_class = TextMemberSpec
     reads = ("text",)
     pipeline_tag = "text-classification"

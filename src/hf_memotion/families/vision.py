@@ -163,6 +163,7 @@ class VisionFamily(ModelFamily):
 
     name = "vision"
     label = "vision"
+    model_types = ("memotion_vision",)
     spec_class = VisionMemberSpec
     reads = ("image",)
     explains = True
@@ -213,10 +214,10 @@ class VisionFamily(ModelFamily):
         return AutoModelForImageClassification.from_pretrained(folder, **options), self.load_preprocessor(folder)
 
     def load_preprocessor(self, folder: str) -> Any:
-        """The saved image processor."""
-        from transformers import AutoImageProcessor
+        """The saved image processor (always a :class:`MemotionImageProcessor`, whatever class the file names)."""
+        from hf_memotion.models.vision import MemotionImageProcessor
 
-        return AutoImageProcessor.from_pretrained(folder)
+        return MemotionImageProcessor.from_pretrained(folder)
 
     def inputs(self, preprocessor: Any, max_length: int | None) -> list[MemberInput]:
         """What it reads from a meme."""

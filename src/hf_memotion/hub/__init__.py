@@ -1,4 +1,4 @@
-"""The Hub side of a saved model: its card (``README.md``), publishing a folder, and working without a network."""
+"""The Hub side of a saved model: its card, publishing a folder, checked downloads, and working without a network."""
 
 from __future__ import annotations
 

@@ -33,6 +33,7 @@ from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled, Reposit
 
 from hf_memotion.cards import MODEL_ID_PLACEHOLDER
 from hf_memotion.folder_safety import PICKLE_SUFFIXES
+from hf_memotion.hub.connectivity import redact_credentials
 
 try:  # the HTTP client huggingface_hub uses: httpx2 from huggingface_hub 2, httpx before
     from httpx2 import HTTPError as _TransportError
@@ -334,6 +335,6 @@ def push_folder(
             repo_type=repo_type,
         )
     except (HfHubHTTPError, OfflineModeIsEnabled, _TransportError, OSError) as err:
-        raise HubPublishError(_explain(err, repo_id, endpoint)) from None
+        raise HubPublishError(redact_credentials(_explain(err, repo_id, endpoint))) from None
     result.url = getattr(commit, "commit_url", None)
     return result

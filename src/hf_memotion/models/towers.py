@@ -95,7 +95,9 @@ def load_tower(
         ValueError: The checkpoint lacks some of the tower's weights (the first missing key named).
         OSError: ``source`` is neither a folder nor in the Hub cache while the Hub cannot be reached (with the fix).
     """
-    offline = not Path(source).is_dir() and offline_if_unreachable()
+    offline = not Path(source).is_dir() and offline_if_unreachable(
+        local_files_only=bool(options.get("local_files_only"))
+    )
     try:
         config = tower_config(AutoConfig.from_pretrained(source, revision=revision), side)
         quiet = transformers.utils.logging.get_verbosity()

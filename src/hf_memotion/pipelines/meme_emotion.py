@@ -6,6 +6,7 @@ Registered when ``hf_memotion`` is imported::
     import hf_memotion
 
     pipe = pipeline("meme-emotion", model="outputs/demo/ensemble")        # a folder or a Hub id
+    pipe = hf_memotion.meme_emotion_pipeline("someone/else-ensemble")    # one you did not make: checked first
     pipe({"image": "meme.jpg", "text": "when the exam is on monday"})
     pipe({"image": "meme.jpg"})                                          # text read from the image (OCR)
     pipe([{"image": ..., "text": ...}, ...], batch_size=8, return_base=True, ten_crop=False)
@@ -60,7 +61,7 @@ from hf_memotion.decoding import DECODINGS, decode
 from hf_memotion.explaining.explanations import explain_memes
 from hf_memotion.tasks import EMOTIONS, PROBLEM_NAMES, encode_submission, get_problem
 
-__all__ = ["DEFAULT_BATCH_SIZE", "MemeEmotionPipeline", "MemeInputError"]
+__all__ = ["DEFAULT_BATCH_SIZE", "MemeEmotionPipeline", "MemeInputError", "meme_emotion_pipeline"]
 
 #: Memes per model call when neither ``pipeline(...)`` nor the call sets ``batch_size``.
 DEFAULT_BATCH_SIZE = 8
@@ -401,6 +402,53 @@ class MemeEmotionPipeline(Pipeline):
         if Path(save_directory).is_file():
             raise NotADirectoryError(f"{save_directory} is a file; give a folder to save the pipeline's ensemble in")
         self.model.save_pretrained(save_directory, **kwargs)
+
+
+def meme_emotion_pipeline(
+    model: Any,
+    *,
+    revision: str | None = None,
+    backend: str | None = None,
+    dtype: Any = "auto",
+    device: Any = None,
+    model_kwargs: Mapping[str, Any] | None = None,
+    **kwargs: Any,
+) -> MemeEmotionPipeline:
+    """``pipeline("meme-emotion", model=...)`` with the folder checked before anything in it is parsed.
+
+    transformers' ``pipeline()`` reads a folder's (or a Hub repository's) ``config.json`` itself before any code of
+    this library runs. Here the ensemble is loaded first by
+    :meth:`~hf_memotion.ensemble.MemotionEnsembleModel.from_pretrained` (the folder, or the Hub snapshot of model
+    files, checked: links, sizes, pickles, every member's configs), then handed to ``pipeline()``. Use it for a
+    folder or Hub id you did not make; the answers are the same as ``pipeline()``'s.
+
+    Args:
+        model: A saved ensemble folder, a Hub id, or a loaded ensemble.
+        revision: The Hub revision.
+        backend: ``"pytorch"`` or ``"onnx"`` to insist on one (default: what the folder holds).
+        dtype: ``"auto"`` (the default) or a dtype, as ``pipeline(..., dtype=...)``.
+        device: Where the pipeline runs (as ``pipeline(..., device=...)``).
+        model_kwargs: More loading options (``device_map``, ``token``, ``quantize_text``, ...).
+        **kwargs: The pipeline's own options (``batch_size``, ``num_workers``, ...).
+
+    Examples:
+        >>> import tempfile
+        >>> from hf_memotion.benchmarking import ENSEMBLE_SIZES, random_ensemble
+        >>> folder = tempfile.mkdtemp() + "/ensemble"
+        >>> random_ensemble(ENSEMBLE_SIZES["demo"]).save_pretrained(folder)
+        >>> pipe = meme_emotion_pipeline(folder, batch_size=2)
+        >>> from PIL import Image
+        >>> sorted(pipe({"image": Image.new("RGB", (64, 64)), "text": "lol"}))[:3]
+        ['emotions', 'sentiment', 'submission']
+    """
+    from transformers import pipeline
+
+    if isinstance(model, str | os.PathLike):
+        from hf_memotion.ensemble import MemotionEnsembleModel
+
+        options = {"dtype": dtype, **dict(model_kwargs or {})}
+        model = MemotionEnsembleModel.from_pretrained(model, revision=revision, backend=backend, **options)
+    return pipeline("meme-emotion", model=model, device=device, backend=backend, **kwargs)
 
 
 def _is_columnar(inputs: Any) -> bool:

@@ -40,7 +40,7 @@ from hf_memotion.ensemble.configuration_memotion_ensemble import EnsembleMember
 from hf_memotion.ensemble.inference_dtype import auto_choice
 from hf_memotion.ensemble.stacking import combine_stackers
 from hf_memotion.families import MemberRun, expand_models, get_family
-from hf_memotion.io_utils import atomic_write_text
+from hf_memotion.io_utils import atomic_write_text, check_run_folder
 from hf_memotion.metrics import memotion_scores
 from hf_memotion.metrics.calibration import compare_calibration
 from hf_memotion.metrics.tables import format_table7
@@ -125,6 +125,7 @@ def run_training(config: Mapping[str, Any] | EnsembleRunSpec, *, source: str | N
     models = expand_models(declared, spec.share_motivational)
     seed = spec.seed
     output = Path(spec.output_dir)
+    check_run_folder(output, ("models", "report.json", "ensemble"), "an ensemble training run")
     evaluation = spec.evaluation
     load = RecipeData(
         section=dict(spec.data or {"demo": {}}),

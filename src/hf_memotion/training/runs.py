@@ -23,8 +23,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +36,7 @@ from safetensors.numpy import load_file, save
 from hf_memotion.distributed import process_state
 from hf_memotion.folder_safety import read_bounded
 from hf_memotion.hardware import release_memory
-from hf_memotion.io_utils import atomic_open, atomic_write_text
+from hf_memotion.io_utils import atomic_open, atomic_write_text, check_run_folder, staged_folder
 from hf_memotion.metrics import memotion_scores
 from hf_memotion.training.cross_validation import CrossValidationResult, CrossValidator, FoldMonitor
 from hf_memotion.training.trainer import MemotionTrainer, predict_probabilities
@@ -251,6 +249,7 @@ def run_classifier(
     refit, keep_model, test_time, monitor = run.refit, run.keep_model, run.test_time, run.monitor
     card_data, budget = run.card_data, run.budget
     output = Path(output_dir)
+    check_run_folder(output, ("metrics.json", "folds", "model", "oof_probabilities.safetensors"), "a training run")
     key = settings_key(settings)
     loader = load_model if keep_model else None
     finished = load_finished_run(output, key, refit, preprocessor, load_model=loader, test_time=test_time)
@@ -304,12 +303,9 @@ def run_classifier(
             )
             # written beside, then moved into place: a killed run leaves no half-written model, and the new files are
             # new inodes, so an ensemble folder hard-linked to the previous ones keeps them
-            staging = Path(tempfile.mkdtemp(prefix=".model.", dir=output))
-            cv.model.save_pretrained(staging)  # writes the card (README.md) from the model's card data
-            preprocessor.save_pretrained(staging)
-            if (output / "model").exists():
-                shutil.rmtree(output / "model")
-            os.replace(staging, output / "model")
+            with staged_folder(output / "model", owned=_saved_model_entries, what="a run's model") as staging:
+                cv.model.save_pretrained(staging)  # writes the card (README.md) from the model's card data
+                preprocessor.save_pretrained(staging)
         if result.test_probabilities is not None:
             save_probabilities(output / "test_probabilities.safetensors", result.test_probabilities)
         if result.refit_test_probabilities is not None:
@@ -332,6 +328,17 @@ def run_classifier(
         cv.model = result.model = None
         release_memory()
     return result
+
+
+def _saved_model_entries(folder: Path) -> list[str] | None:
+    """What a run's ``model/`` folder holds of a saved model (its model files; a note of the user's is not one)."""
+    from fnmatch import fnmatch
+
+    from hf_memotion.hub.snapshots import MODEL_FILE_PATTERNS
+
+    if not (folder / "config.json").is_file():
+        return None
+    return [p.name for p in folder.iterdir() if p.is_file() and any(fnmatch(p.name, m) for m in MODEL_FILE_PATTERNS)]
 
 
 def print_run_results(results: Mapping[str, ClassifierRunResult], spec: Any = None) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 
 from hf_memotion.data.engagement import resolve_corpus
 from hf_memotion.distributed import process_state
-from hf_memotion.io_utils import atomic_write_text
+from hf_memotion.io_utils import atomic_write_text, check_run_folder
 from hf_memotion.specs import load_run_config
 from hf_memotion.vise.specs import DownstreamTaskSpec, EvaluationRunSpec, MiningRunSpec, PretrainRunSpec
 
@@ -303,6 +303,7 @@ def evaluate(spec: EvaluationRunSpec, *, source: str | None = None) -> dict[str,
     ]
     logger.info("VisE protocols on %s", backbones[0].model.device if backbones else spec.device)
     output = Path(spec.output_dir)
+    check_run_folder(output, ("results.json", "runs"), "a VisE evaluation")
     rows = []
     for task, entry in read_tasks(spec.tasks, spec.selection):
         encoder = None

@@ -61,10 +61,11 @@ import datasets
 import numpy as np
 
 from hf_memotion.data.engagement import REACTIONS, engagement_shards
-from hf_memotion.io_utils import atomic_open, atomic_write_text
+from hf_memotion.io_utils import atomic_open, atomic_write_text, check_run_folder
 from hf_memotion.vise.cluster_models import ClusterModels, MiningArtifactError
 from hf_memotion.vise.comment_embedding import CommentEmbedding, fit_sample_rank
 from hf_memotion.vise.mining_steps import (
+    MINING_SIGNATURE,
     MiningSpec,
     check_post,
     corpus_description,
@@ -289,9 +290,10 @@ def mine_labels(
     Returns:
         The report written to ``mining.json``: settings, counts, cluster-size statistics, malformed rows.
     """
+    output = Path(output_dir)
+    check_run_folder(output, MINING_SIGNATURE, "a mining run")  # before anything is read or written
     config = config or MiningSpec()
     shards = engagement_shards(corpus)
-    output = Path(output_dir)
     clusters = output / "clusters"
     output.mkdir(parents=True, exist_ok=True)
     for stale in output.glob(".*.tmp"):  # left by a killed run (atomic writes rename only finished files)

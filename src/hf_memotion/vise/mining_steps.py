@@ -34,6 +34,7 @@ from hf_memotion.vise.cluster_models import ClusterModels
 from hf_memotion.vise.comment_embedding import CommentEmbedding
 
 __all__ = [
+    "MINING_SIGNATURE",
     "MiningSpec",
     "check_post",
     "corpus_description",
@@ -55,6 +56,9 @@ __all__ = [
     "size_statistics",
     "summarize_details",
 ]
+
+#: What a mining output folder holds once a run has started in it (a folder holding none of these is not one).
+MINING_SIGNATURE = ("mining.json", "clusters", "holdout.json")
 
 logger = logging.getLogger(__name__)
 

@@ -43,7 +43,7 @@ import torch
 from transformers.trainer_utils import get_last_checkpoint
 
 from hf_memotion.data.images import ImageDecodeError
-from hf_memotion.io_utils import atomic_write_text
+from hf_memotion.io_utils import atomic_write_text, check_run_folder
 from hf_memotion.models.vise.configuration_vise import ViseConfig
 from hf_memotion.models.vise.modeling_vise import ViseForPretraining
 from hf_memotion.models.vision.image_processing_memotion import MemotionImageProcessor
@@ -384,6 +384,7 @@ def pretrain_vise(
     state = process_state()
     settings = settings or PretrainingArguments()
     output = Path(output_dir)
+    check_run_folder(output, ("pretraining.json", "checkpoints", "backbone", "pretraining"), "a VisE pretraining")
     mining = read_mining_report(labels)
     comment_k, reaction_k, posts = mining["comment_clusters"], mining["reaction_clusters"], mining["posts_labelled"]
     if settings.max_steps:

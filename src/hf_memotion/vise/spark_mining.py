@@ -48,10 +48,11 @@ from typing import Any
 
 import numpy as np
 
-from hf_memotion.io_utils import atomic_write_text
+from hf_memotion.io_utils import atomic_write_text, check_run_folder
 from hf_memotion.vise.cluster_models import ClusterModels
 from hf_memotion.vise.comment_embedding import CommentEmbedding, fit_sample_rank
 from hf_memotion.vise.mining_steps import (
+    MINING_SIGNATURE,
     MiningSpec,
     check_post,
     corpus_description,
@@ -356,6 +357,7 @@ def mine_labels_spark(
     config = config or MiningSpec()
     files = list_shards(spark, corpus)
     output = Path(output_dir)
+    check_run_folder(output, MINING_SIGNATURE, "a mining run")
     output.mkdir(parents=True, exist_ok=True)
     posts = _read_posts(spark, files, config).cache()
     valid = posts.filter(F.col("error").isNull())

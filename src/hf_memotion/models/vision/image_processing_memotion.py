@@ -45,6 +45,18 @@ _INTERPOLATIONS = {
 MAX_CROP_SIZE = 2048
 
 
+#: The range of ``crop_pct``: timm's pretrained configurations run from 0.875 to 1.15 (VOLO); a tiny one would
+#: resize a meme to gigabytes before cropping.
+CROP_PCT_RANGE = (0.5, 1.5)
+
+
+def _in_range(name: str, value: Any, low: float, high: float) -> float:
+    """``value`` as a float, refused unless it is a number from ``low`` to ``high``."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise ValueError(f"{name} must be a number from {low:g} to {high:g}, got {value!r}")
+    return float(value)
+
+
 class MemotionImageProcessor(BaseImageProcessor):
     """Decode, resize, crop and normalise meme images for a :class:`MemotionVisionForImageClassification`.
 
@@ -53,7 +65,8 @@ class MemotionImageProcessor(BaseImageProcessor):
     Args:
         crop_size: Side of the square input the network expects (e.g. 299 for Inception-ResNet-v2,
             331 for PolyNet and PNASNet-5-large).
-        crop_pct: Evaluation resizes the shorter side to ``crop_size / crop_pct`` before cropping.
+        crop_pct: Evaluation resizes the shorter side to ``crop_size / crop_pct`` before cropping
+            (:data:`CROP_PCT_RANGE`).
         mean: Per-channel normalisation mean.
         std: Per-channel normalisation standard deviation.
         interpolation: ``"bilinear"``, ``"bicubic"`` or ``"nearest"``.
@@ -83,18 +96,17 @@ class MemotionImageProcessor(BaseImageProcessor):
         super().__init__(**kwargs)
         if interpolation not in _INTERPOLATIONS:
             raise ValueError(f"interpolation must be one of {sorted(_INTERPOLATIONS)}, got {interpolation!r}")
-        if not 0.0 < crop_pct <= 1.0:
-            raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct}")
-        if not 8 <= int(crop_size) <= MAX_CROP_SIZE:
-            raise ValueError(f"crop_size must be between 8 and {MAX_CROP_SIZE} pixels, got {crop_size}")
-        self.crop_size = int(crop_size)
-        self.crop_pct = float(crop_pct)
-        self.mean = [float(m) for m in mean]
-        self.std = [float(s) for s in std]
+        # every number has the range a real model's has: a saved preprocessor_config.json is checked on loading
+        self.crop_size = int(_in_range("crop_size", crop_size, 8, MAX_CROP_SIZE))
+        self.crop_pct = _in_range("crop_pct", crop_pct, *CROP_PCT_RANGE)
+        if not isinstance(mean, Sequence) or not isinstance(std, Sequence) or not len(mean) == len(std) == 3:
+            raise ValueError(f"mean and std must be three numbers (one per RGB channel), got {mean!r} and {std!r}")
+        self.mean = [_in_range("mean", m, 0.0, 1.0) for m in mean]
+        self.std = [_in_range("std", s, 1e-3, 10.0) for s in std]
         self.interpolation = interpolation
         self.ten_crop = bool(ten_crop)
-        self.rotation_degrees = float(rotation_degrees)
-        self.max_pixels = int(max_pixels)
+        self.rotation_degrees = _in_range("rotation_degrees", rotation_degrees, 0.0, 180.0)
+        self.max_pixels = int(_in_range("max_pixels", max_pixels, 1, DEFAULT_MAX_PIXELS))
 
     @classmethod
     def from_timm(cls, architecture: str, **overrides: Any) -> MemotionImageProcessor:

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from huggingface_hub import HfApi, ModelCard
 
-from hf_memotion.cards import MODEL_ID_PLACEHOLDER, score_name
-from hf_memotion.hub import HubPublishError, PushSpec, ensemble_card, push_folder, upload_plan, write_model_card
+from hf_memotion.cards import MODEL_ID_PLACEHOLDER, ensemble_card, score_name, write_model_card
+from hf_memotion.hub import HubPublishError, PushSpec, push_folder, upload_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = str(ROOT / "scripts" / "push_to_hub.py")

@@ -248,6 +248,6 @@ def test_demo_tasks_are_reused_rewritten_or_refused(tmp_path):
     assert sorted(p.name for p in (again / "sun").iterdir()) == first[:2]  # no image of the larger task is left
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("my data")
-    with pytest.raises(FileExistsError, match="not a demo downstream task"):
+    with pytest.raises(FileExistsError, match="did not write"):
         make_demo_downstream(tmp_path / "mine", "cub", n_per_class=2)
     assert (tmp_path / "mine" / "notes.txt").read_text() == "my data"

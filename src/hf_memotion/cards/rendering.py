@@ -26,6 +26,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from hf_memotion.hub.publishing import MODEL_ID_PLACEHOLDER
 from hf_memotion.io_utils import atomic_write_text
 from hf_memotion.metrics.tables import format_table7
 from hf_memotion.tasks import EMOTIONS, PROBLEM_NAMES, get_problem
@@ -61,8 +62,6 @@ CITATIONS = {
 }""",
 }
 
-#: What a card's usage snippet loads until the folder is published (publishing puts the repo id there).
-MODEL_ID_PLACEHOLDER = "path/to/this/folder"
 
 _FRAMEWORKS = ("hf-memotion", "torch", "transformers", "timm", "datasets", "accelerate", "scikit-learn", "skops")
 _DEMO = "hf-memotion-demo"

@@ -202,14 +202,17 @@ def demo_faithfulness(
     Returns:
         ``{"memes": n, "visual": {model: figures}, "textual": {model: figures}}`` (see the module docstring).
     """
-    from transformers import Pipeline
+    from transformers import Pipeline, pipeline
 
     from hf_memotion.data.memotion import load_memotion
-    from hf_memotion.pipelines.meme_emotion import meme_emotion_pipeline
+    from hf_memotion.ensemble import MemotionEnsembleModel
 
     pipe = ensemble_or_pipeline
     if not isinstance(pipe, Pipeline):
-        pipe = meme_emotion_pipeline(ensemble_or_pipeline, dtype=torch.float32)
+        model = ensemble_or_pipeline
+        if isinstance(model, str | os.PathLike):  # the folder checked before anything in it is parsed
+            model = MemotionEnsembleModel.from_pretrained(model, dtype=torch.float32)
+        pipe = pipeline("meme-emotion", model=model)
     test = load_memotion(demo_root)["test"]
     test = test.select(range(min(n_memes, test.num_rows)))
     memes = [{"image": row["image"], "text": row["text"]} for row in test]

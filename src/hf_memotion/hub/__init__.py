@@ -1,4 +1,7 @@
-"""The Hub side of a saved model: its card, publishing a folder, checked downloads, and working without a network."""
+"""The Hub side of a saved folder: publishing it, checked downloads, and working without a network.
+
+The cards a folder carries are :mod:`hf_memotion.cards`'s.
+"""
 
 from __future__ import annotations
 
@@ -10,23 +13,17 @@ __all__ = [
     "HubPublishError",
     "PublishResult",
     "PushSpec",
-    "base_model_card",
-    "ensemble_card",
+    "download_model_folder",
     "offline_if_unreachable",
     "push_folder",
     "upload_plan",
-    "vise_card",
-    "write_model_card",
 ]
 
 __getattr__, __dir__ = lazy_exports(
     __name__,
     {
-        "base_model_card": "hf_memotion.cards",
-        "ensemble_card": "hf_memotion.cards",
-        "vise_card": "hf_memotion.cards",
-        "write_model_card": "hf_memotion.cards",
         "offline_if_unreachable": "hf_memotion.hub.connectivity",
+        "download_model_folder": "hf_memotion.hub.snapshots",
         "HubPublishError": "hf_memotion.hub.publishing",
         "PublishResult": "hf_memotion.hub.publishing",
         "PushSpec": "hf_memotion.hub.publishing",
@@ -36,6 +33,6 @@ __getattr__, __dir__ = lazy_exports(
 )
 
 if TYPE_CHECKING:
-    from hf_memotion.cards import base_model_card, ensemble_card, vise_card, write_model_card
     from hf_memotion.hub.connectivity import offline_if_unreachable
     from hf_memotion.hub.publishing import HubPublishError, PublishResult, PushSpec, push_folder, upload_plan
+    from hf_memotion.hub.snapshots import download_model_folder

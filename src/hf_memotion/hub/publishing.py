@@ -31,7 +31,6 @@ from typing import Any
 from huggingface_hub import CommitOperationAdd, HfApi, constants, get_token
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled, RepositoryNotFoundError
 
-from hf_memotion.cards import MODEL_ID_PLACEHOLDER
 from hf_memotion.folder_safety import PICKLE_SUFFIXES
 from hf_memotion.hub.connectivity import redact_credentials
 
@@ -41,6 +40,7 @@ except ImportError:  # pragma: no cover - huggingface_hub 1.x
     from httpx import HTTPError as _TransportError
 
 __all__ = [
+    "MODEL_ID_PLACEHOLDER",
     "SECRET_PATTERNS",
     "HubPublishError",
     "PlannedFile",
@@ -50,6 +50,8 @@ __all__ = [
     "upload_plan",
 ]
 
+#: What a card's usage snippet loads until the folder is published (publishing puts the repo id there).
+MODEL_ID_PLACEHOLDER = "path/to/this/folder"
 #: File names (lower-cased, matched with ``fnmatch``) that look like credentials or private keys: never planned
 #: unless listed in ``include``.
 #: Credential names only: a tokenizer's files (``tokenizer.json``, ``special_tokens_map.json``, ``added_tokens.json``)

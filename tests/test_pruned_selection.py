@@ -140,7 +140,7 @@ def test_a_pruned_grid_halves_on_the_first_fold_and_resumes_to_the_same_choice(d
     assert choice["chosen"] == winner["values"] and choice["score"] == winner["score"]
     for pruned in (c for c in choice["candidates"] if c["state"] == "pruned"):
         assert pruned["score"] is None and pruned["pruned_at"] == pruned["rungs"][-1]
-    rung = tmp_path / "a" / "cnn" / "search" / f"lr_{RATES[0]:g}" / "rung_1"
+    rung = tmp_path / "a" / "cnn" / "search" / "rung_1" / f"lr_{RATES[0]:g}"
     settings = json.loads((rung / "metrics.json").read_text())
     assert settings["budget"] == {"folds": 1} and settings["training"]["epochs"] == 1
     assert settings["training"]["lr_milestones"] == [0.75]  # 3 of 4 epochs, compressed to 1

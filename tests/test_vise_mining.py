@@ -259,12 +259,16 @@ def test_a_killed_mining_run_resumes_without_redoing_finished_shards(tmp_path):
         start_new_session=True,
     )
     deadline = time.time() + 300
-    while not (run / "labels-posts-00001.parquet").exists():
+    while not (run / "labels-posts-00001.done.json").exists():
         assert process.poll() is None and time.time() < deadline, "the run ended before it could be killed"
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    finished = {p.name: p.stat().st_mtime_ns for p in run.glob("labels-*.parquet")}
+    # a shard counts as finished once its completion record is written; one renamed into place just before the
+    # kill but not yet recorded is labelled again, as it must be
+    finished = {
+        p.name: p.stat().st_mtime_ns for p in run.glob("labels-*.parquet") if p.with_suffix(".done.json").is_file()
+    }
     assert 2 <= len(finished) < 6  # killed midway
     for name in finished:  # no half-written shard: a write in flight at the kill is a hidden temporary file
         pyarrow.parquet.read_table(run / name)

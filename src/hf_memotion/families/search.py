@@ -8,7 +8,8 @@ its family:
 
 - :class:`GridSpec`, ``search: {learning_rate: [1e-4, 2e-4, ...]}``: one candidate job per rate
   (``models/<name>/search/lr_<rate>/``, folds only); pruned by successive halving (rungs in
-  ``lr_<rate>/rung_<epochs>/``: the first fold for that many epochs, on the schedule compressed to them). Written
+  ``rung_<epochs>/lr_<rate>/``: the first fold for that many epochs, on the schedule compressed to them; a run's
+  folder never holds another run's). Written
   by hand because the grid is not an Optuna study (its candidates are fixed, and its rungs are jobs that run side by
   side under Ray);
 - :class:`StudySpec`, ``search: {n_trials: 30, space: ..., seed: ...}``: one Optuna study per model
@@ -154,7 +155,7 @@ class GridSpec:
             training = rung_training(candidate.spec.training, rung)
             candidate = dataclasses.replace(candidate, spec=dataclasses.replace(candidate.spec, training=training))
             run = dataclasses.replace(run, budget_folds=1)
-        name = f"{entry.name}/lr_{rate:g}" + (f"/rung_{rung}" if rung else "")
+        name = f"{entry.name}/" + (f"rung_{rung}/" if rung else "") + f"lr_{rate:g}"
         return TrainingJob(name, str(folder), candidate, run, _train, kind="search")
 
     def progress(self, entry: ModelEntry, output: str | Path, run: MemberRun) -> tuple[list[TrainingJob], list[dict]]:
@@ -191,7 +192,7 @@ class GridSpec:
                 epochs=epochs,
                 reduction_factor=pruning.reduction_factor,
             ):
-                folders = {rate: search / f"lr_{rate:g}" / f"rung_{budget}" for rate in alive}
+                folders = {rate: search / f"rung_{budget}" / f"lr_{rate:g}" for rate in alive}
                 runs = {r: load_finished_run(f, refit=False, load_model=False) for r, f in folders.items()}
                 missing = [rate for rate, found in runs.items() if found is None]
                 if missing:

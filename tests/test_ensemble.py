@@ -178,6 +178,7 @@ def _voting():
     return voting
 
 
+@pytest.mark.slow
 def test_predict_script_prints_the_schema(saved_ensemble, tmp_path):
     from pathlib import Path
 

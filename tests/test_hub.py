@@ -173,6 +173,7 @@ class _Refusing(http.server.BaseHTTPRequestHandler):
         pass
 
 
+@pytest.mark.slow
 def test_hub_failures_are_one_readable_line(tmp_path):
     folder = _folder(tmp_path)
     home = {"HF_HOME": str(tmp_path / "hf_home")}

@@ -195,6 +195,7 @@ def test_the_exported_folder_round_trips_through_the_hub_layout_by_id(synthetic,
     assert hub == pytest.approx(local["sentiment"]["scores"], abs=1e-9)
 
 
+@pytest.mark.slow
 def test_the_export_script_writes_the_folder_and_refuses_bad_input(tmp_path):
     random_ensemble(ENSEMBLE_SIZES["demo"]).save_pretrained(tmp_path / "pt")
     script = [sys.executable, str(ROOT / "scripts" / "export_onnx.py")]

@@ -67,6 +67,7 @@ def test_a_generator_a_dataset_and_workers_give_the_list_results(pipe, demo_meme
     assert [r["text"] for r in as_list] == rows["text"] and {r["text_source"] for r in as_list} == {"given"}
 
 
+@pytest.mark.slow
 def test_streaming_500_memes_gives_the_list_results_with_memory_bounded_by_the_batch(saved_ensemble, stream_root):
     """Peak memory of streaming 500 memes stays within 64 MB of streaming 20 (decoding all 500 takes > 200 MB)."""
     code = textwrap.dedent(f"""

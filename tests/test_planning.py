@@ -48,6 +48,7 @@ def test_flops_counted_on_fake_tensors_equal_a_count_on_random_weights():
     assert forward == 10 * single  # ten crops per meme
 
 
+@pytest.mark.slow
 def test_the_plan_counts_the_trainings_and_steps_the_recipe_runs(demo_root, tmp_path, monkeypatch):
     steps = []
     real = cross_validation.fit_classifier

@@ -100,6 +100,7 @@ def test_pruning_mistakes_are_named():
     assert [m.pruning and m.pruning.method for m in spec.models] == ["successive_halving", "none", None]
 
 
+@pytest.mark.slow
 def test_the_paper_config_pruned_plans_under_a_quarter_of_the_exhaustive_gpu_hours():
     import yaml
 

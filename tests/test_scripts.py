@@ -3,6 +3,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -27,6 +29,7 @@ def test_make_demo_data_script_writes_and_describes_the_data(tmp_path):
     assert (out / "memotion_test_release" / "Meme_groundTruth.csv").is_file()
 
 
+@pytest.mark.slow
 def test_make_demo_data_script_refuses_to_clobber_and_reports_bad_config(tmp_path):
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "mine.txt").write_text("keep me")

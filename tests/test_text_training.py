@@ -88,6 +88,7 @@ def test_saved_model_and_tokenizer_reproduce_the_test_predictions(data, trained)
     )  # rare class weighs more
 
 
+@pytest.mark.slow
 def test_a_repeated_run_reuses_finished_folds_and_changed_settings_retrain(data, trained, monkeypatch):
     out, result = trained
     calls = []

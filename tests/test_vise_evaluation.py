@@ -129,6 +129,7 @@ def test_text_encoder_gives_masked_mean_embeddings():
     assert np.allclose(single[0], padded[0], atol=1e-5)  # padding does not change an embedding
 
 
+@pytest.mark.slow
 def test_the_script_runs_the_full_grid_on_every_real_format(fixtures, tmp_path):
     torch.manual_seed(0)
     ViseModel(ViseConfig(architecture="test_resnet")).save_pretrained(tmp_path / "vise")

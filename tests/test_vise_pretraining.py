@@ -78,6 +78,7 @@ def test_the_label_stream_is_one_shard_per_file_and_collates_to_dense_targets(mi
     assert len(collate([broken, rows[1]])["reaction_labels"]) == 1 and collate.skipped == 1
 
 
+@pytest.mark.slow
 def test_pretraining_lowers_both_losses_and_saves_an_automodel_backbone(mined, tmp_path):
     settings = PretrainingArguments(**TINY, max_steps=60, save_steps=30, base_learning_rate=0.8, seed=0)
     report = pretrain_vise(mined, tmp_path / "run", settings)

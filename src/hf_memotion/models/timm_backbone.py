@@ -2,7 +2,8 @@
 
 Like transformers' ``TimmWrapper`` (whose model classes do not fit here: their heads are timm's single
 classifier, ours one head per problem or VisE's engagement heads), a network is named by a timm
-``architecture`` plus ``model_args`` for ``timm.create_model``, built with ``num_classes=0`` and held as
+``architecture`` plus ``model_args`` for ``timm.create_model``, built with ``num_classes=0`` (or, with
+``embedding_size``, keeping the network's own output layer: CLIP's attention-pool projection) and held as
 ``timm_model``. :class:`TimmBackboneConfig` holds those two fields (``MemotionVisionConfig`` and ``ViseConfig``
 extend it); :class:`TimmBackboneMixin` gives a ``PreTrainedModel`` what it needs around the network:
 
@@ -36,13 +37,17 @@ from hf_memotion.models.heads import ProblemHeads
 
 __all__ = [
     "CPU_IMAGES_PER_FORWARD",
+    "MAX_EMBEDDING_SIZE",
     "REFUSED_MODEL_ARGS",
     "TimmBackboneConfig",
     "TimmBackboneMixin",
     "check_model_args",
     "create_timm_model",
+    "pooled_width",
 ]
 
+#: The widest output layer a config may keep (``embedding_size``): wider than any public image embedding.
+MAX_EMBEDDING_SIZE = 65536
 #: fp32 images per network call at inference on a CPU (``inference_chunk_size="auto"``), from ``benchmarks/bench.py``;
 #: 2-byte dtypes (bf16) take twice as many, the same bytes per call (ResNet-50 bf16, 80 crops: 1.11 s at 8 per
 #: call, 1.20 s at 4; 8 to 20 were alike within this machine's noise).
@@ -55,6 +60,9 @@ class TimmBackboneConfig(PretrainedConfig):
     Attributes:
         architecture: A timm model name (``"resnet50"``, ``"polynet"`` after ``import hf_memotion``, ...).
         model_args: Extra ``timm.create_model`` keyword arguments (e.g. ``{"drop_path_rate": 0.1}``).
+        embedding_size: Keep the network's own output layer, with this many outputs, and pool through it: CLIP's
+            ResNets end in an attention pool whose projection gives the image embedding (1024 for RN50), what
+            CLIP's ``encode_image`` returns. ``None`` (the default): timm's pooled features, before any classifier.
 
     Examples:
         >>> TimmBackboneConfig(architecture="test_resnet", model_args={"drop_rate": 0.1}).model_args
@@ -64,6 +72,7 @@ class TimmBackboneConfig(PretrainedConfig):
     model_type = "memotion_timm_backbone"
     architecture: str = "resnet50"
     model_args: dict[str, Any] | None = None
+    embedding_size: int | None = None
 
     def __post_init__(self, **kwargs: Any):
         super().__post_init__(**kwargs)
@@ -78,6 +87,15 @@ class TimmBackboneConfig(PretrainedConfig):
             )
         self.model_args = dict(self.model_args or {})
         check_model_args(self.model_args)
+        if self.embedding_size is not None and (
+            isinstance(self.embedding_size, bool)
+            or not isinstance(self.embedding_size, int)
+            or not 1 <= self.embedding_size <= MAX_EMBEDDING_SIZE
+        ):
+            raise ValueError(
+                f"embedding_size must be a whole number of outputs from 1 to {MAX_EMBEDDING_SIZE} (or null for "
+                f"timm's pooled features), got {self.embedding_size!r}"
+            )
 
 
 #: ``timm.create_model`` keywords a config may not carry: they would fetch or read weights while a saved folder
@@ -145,12 +163,15 @@ def _strings(value: Any):
 def create_timm_model(config: TimmBackboneConfig, **overrides: Any) -> nn.Module:
     """``timm.create_model(config.architecture, num_classes=0, **config.model_args)``, timm's init marked as done.
 
+    With ``config.embedding_size`` the network keeps its own output layer (``num_classes=embedding_size``).
+
     Off the meta device, timm has initialised the network: its tensors are flagged so that transformers'
     ``init_weights`` (run by ``post_init``) keeps them. On the meta device (``from_pretrained``) nothing is
     flagged, and the loader's missing keys get :meth:`TimmBackboneMixin._init_weights`.
     """
     try:
-        model = timm.create_model(config.architecture, num_classes=0, **{**config.model_args, **overrides})
+        outputs = getattr(config, "embedding_size", None) or 0
+        model = timm.create_model(config.architecture, num_classes=outputs, **{**config.model_args, **overrides})
     except TypeError as err:
         raise TypeError(
             f"timm.create_model({config.architecture!r}) refused model_args {config.model_args}: {err}"
@@ -159,6 +180,18 @@ def create_timm_model(config: TimmBackboneConfig, **overrides: Any) -> nn.Module
         if tensor.device.type != "meta":
             tensor._is_hf_initialized = True
     return model
+
+
+def pooled_width(network: nn.Module) -> int:
+    """How many pooled features a network built by :func:`create_timm_model` gives per image.
+
+    Examples:
+        >>> pooled_width(create_timm_model(TimmBackboneConfig(architecture="test_resnet")))
+        96
+        >>> pooled_width(create_timm_model(TimmBackboneConfig(architecture="test_resnet", embedding_size=32)))
+        32
+    """
+    return int(getattr(network, "num_classes", 0) or network.num_features)
 
 
 def _flatten_crops(pixel_values: torch.Tensor | None) -> tuple[torch.Tensor, int | None]:
@@ -286,6 +319,7 @@ class TimmBackboneMixin:
         if self.channels_last:
             flat = flat.contiguous(memory_format=torch.channels_last)
         network = self.network
+        pre_logits = not getattr(network, "num_classes", 0)  # a kept output layer (embedding_size) is pooled through
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
         if output_hidden_states:
@@ -298,14 +332,14 @@ class TimmBackboneMixin:
 
             def run(x: torch.Tensor):
                 final, stages = network.forward_intermediates(x, **({"indices": indices} if indices else {}))
-                return final, network.forward_head(final, pre_logits=True), tuple(stages)
+                return final, network.forward_head(final, pre_logits=pre_logits), tuple(stages)
 
             feature_map, pooled, hidden_states = self._chunked(flat, run)
         else:
 
             def run(x: torch.Tensor):
                 final = network.forward_features(x)
-                return final, network.forward_head(final, pre_logits=True)
+                return final, network.forward_head(final, pre_logits=pre_logits)
 
             (feature_map, pooled), hidden_states = self._chunked(flat, run), None
         return feature_map, pooled, hidden_states, crops

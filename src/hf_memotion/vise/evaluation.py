@@ -54,6 +54,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from hf_memotion.data.downstream import DownstreamTask
 from hf_memotion.hardware import resolve_device
 from hf_memotion.io_utils import atomic_write_text
+from hf_memotion.models.timm_backbone import pooled_width
 from hf_memotion.models.vise.baselines import BASELINE_KINDS, load_baseline
 from hf_memotion.models.vise.configuration_vise import ViseConfig
 from hf_memotion.models.vise.modeling_vise import ViseForImageClassification, ViseModel
@@ -402,7 +403,7 @@ class ImageTextClassifier(nn.Module):
     def __init__(self, image: ViseModel, text: nn.Module, num_labels: int):
         super().__init__()
         self.image, self.text = image, text
-        self.classifier = nn.Linear(image.timm_model.num_features + text.config.hidden_size, num_labels)
+        self.classifier = nn.Linear(pooled_width(image.timm_model) + text.config.hidden_size, num_labels)
         nn.init.normal_(self.classifier.weight, std=0.01)
         nn.init.zeros_(self.classifier.bias)
 
@@ -543,7 +544,7 @@ def _fit_linear_augmented(
     images are decoded by ``workers`` processes (0: here, which keeps the seeded augmentation's draws).
     """
     device = backbone.model.device
-    width = backbone.model.timm_model.num_features + (0 if text is None else text.shape[1])
+    width = pooled_width(backbone.model.timm_model) + (0 if text is None else text.shape[1])
     layers = _linear_layers(width, num_labels, points, settings, adamw, device)
     paths, y = list(train["image"]), torch.as_tensor(list(train["label"])).long().to(device)
     text_features = None if text is None else torch.from_numpy(text).to(device)

@@ -44,6 +44,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from hf_memotion.data.images import ImageDecodeError
 from hf_memotion.io_utils import atomic_write_text, check_run_folder
+from hf_memotion.models.timm_backbone import pooled_width
 from hf_memotion.models.vise.configuration_vise import ViseConfig
 from hf_memotion.models.vise.modeling_vise import ViseForPretraining
 from hf_memotion.models.vision.image_processing_memotion import MemotionImageProcessor
@@ -446,7 +447,7 @@ def pretrain_vise(
         card_info = {
             "origin": "pretrained",
             "architecture": settings.architecture,
-            "num_features": backbone.timm_model.num_features,
+            "num_features": pooled_width(backbone.timm_model),
             **report,
         }
         for folder, model in (("pretraining", trainer.model), ("backbone", backbone)):

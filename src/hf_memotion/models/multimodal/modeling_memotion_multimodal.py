@@ -26,7 +26,7 @@ from hf_memotion.cards import ModelCardMixin
 from hf_memotion.models.heads import MemotionClassifierOutput, ProblemHeads, split_logits
 from hf_memotion.models.multimodal.configuration_memotion_multimodal import MemotionMultimodalConfig
 from hf_memotion.models.text.modeling_memotion_text import _drop_unused_pooler, _select_hidden_states, pool_sequence
-from hf_memotion.models.timm_backbone import _flatten_crops, create_timm_model, per_image
+from hf_memotion.models.timm_backbone import _flatten_crops, create_timm_model, per_image, pooled_width
 from hf_memotion.models.towers import build_tower, load_tower, tower_config
 from hf_memotion.models.vision.modeling_memotion_vision import MemotionVisionModel
 
@@ -148,7 +148,7 @@ class MemotionMultimodalModel(MemotionMultimodalPreTrainedModel):
 
     def _image_width(self) -> int:
         if isinstance(self.image_encoder, MemotionVisionModel):
-            return int(self.image_encoder.timm_model.num_features)
+            return pooled_width(self.image_encoder.timm_model)
         return int(self.config.vision_config.hidden_size)
 
     def _text_width(self) -> int:

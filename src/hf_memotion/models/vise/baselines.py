@@ -14,12 +14,15 @@ loading one runs its code):
   the prefixes tried are named in the error.
 - ``vqagrid`` (``resnet50_d2``): grid-feats-vqa's detectron2 R-50, ``{"model": {"backbone.stem.*",
   "backbone.res2.*", ...}}``: Caffe2-style blocks (the stride in the first 1x1 convolution: ``resnet50_d2``,
-  registered with timm here), ``res5`` dilated (``output_stride=16``), BGR input in 0-255 less the pixel means (the
-  first convolution's input channels are reversed and the processor's statistics set so that the network sees
-  what detectron2 fed it).
+  registered with timm here), ``res5`` undilated as grid-feats-vqa extracts its features (its
+  ``extract_grid_feature.py`` sets ``RES5_DILATION = 1`` over the training config's 2; the weights are the same),
+  BGR input in 0-255 less the pixel means (the first convolution's input channels are reversed and the processor's
+  statistics set so that the network sees what detectron2 fed it).
 - ``clip`` (``resnet50_clip``): CLIP's modified ResNet-50, timm's ``resnet50_clip.openai`` by its Hub tag, or a file
   holding an OpenAI-layout (``visual.*``, as ``open_clip`` saves it) or timm-layout state dict, converted by timm's
-  own filter. OpenAI's ``RN50.pt`` is a TorchScript archive and is refused.
+  own filter. The features are CLIP's image embedding, what its ``encode_image`` returns and its linear-probe code
+  reads: the attention pool with its output projection (``attnpool.c_proj``, 1024 outputs for RN50; the width is
+  timm's for the architecture). OpenAI's ``RN50.pt`` is a TorchScript archive and is refused.
 
 Examples:
     >>> import torch
@@ -77,6 +80,7 @@ class BaselineLayout:
         mean: Per-channel normalisation mean (RGB).
         std: Per-channel normalisation standard deviation.
         base_learning_rates: The paper's base learning-rate grid for it, where it is not the common one.
+        embedding_size: The network's own output layer kept as its features (CLIP's image embedding), or ``None``.
     """
 
     architecture: str
@@ -84,6 +88,15 @@ class BaselineLayout:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     base_learning_rates: tuple[float, ...] | None = None
+    embedding_size: int | None = None
+
+    def config(self, architecture: str | None = None) -> ViseConfig:
+        """The :class:`ViseConfig` of this layout's network (``architecture``: a timm tag of it instead)."""
+        return ViseConfig(
+            architecture=architecture or self.architecture,
+            model_args=self.model_args,
+            embedding_size=self.embedding_size,
+        )
 
 
 def baseline_layout(kind: str, architecture: str | None = None) -> BaselineLayout:
@@ -91,15 +104,28 @@ def baseline_layout(kind: str, architecture: str | None = None) -> BaselineLayou
 
     Examples:
         >>> baseline_layout("vqagrid").architecture, baseline_layout("vqagrid").model_args
-        ('resnet50_d2', {'output_stride': 16})
+        ('resnet50_d2', {})
     """
     if kind not in BASELINE_KINDS:
         raise ValueError(f"unknown baseline kind {kind!r}; one of {BASELINE_KINDS}")
     if kind == "vqagrid":
-        return BaselineLayout(architecture or "resnet50_d2", {"output_stride": 16}, *_DETECTRON2)
+        return BaselineLayout(architecture or "resnet50_d2", {}, *_DETECTRON2)
     if kind == "clip":
-        return BaselineLayout(architecture or "resnet50_clip", {}, *_CLIP, CLIP_BASE_LEARNING_RATES)
+        architecture = architecture or "resnet50_clip"
+        return BaselineLayout(architecture, {}, *_CLIP, CLIP_BASE_LEARNING_RATES, _clip_embedding_size(architecture))
     return BaselineLayout(architecture or "resnet50", {}, *_IMAGENET)
+
+
+def _clip_embedding_size(architecture: str) -> int:
+    """The width of CLIP's image embedding for a timm CLIP ResNet: its OpenAI weights' output layer."""
+    import timm
+
+    pretrained = timm.models.get_pretrained_cfg(architecture)
+    if pretrained is None or not pretrained.num_classes:
+        raise ValueError(
+            f"{architecture!r} is not one of timm's CLIP ResNets (resnet50_clip, resnet101_clip, resnet50x4_clip, ...)"
+        )
+    return int(pretrained.num_classes)
 
 
 # ----------------------------------------------------------------------------------------- detectron2's ResNet
@@ -135,8 +161,8 @@ default_cfgs = generate_default_cfgs(
 def resnet50_d2(pretrained: bool = False, **kwargs: Any) -> ResNet:
     """ResNet-50 with detectron2's (Caffe2's) bottlenecks: the stride in the first 1x1 convolution of a block.
 
-    The network grid-feats-vqa's VQA grid features come from; ``output_stride=16`` dilates its last stage
-    (``RES5_DILATION: 2``).
+    The network grid-feats-vqa's VQA grid features come from (extracted undilated); ``output_stride=16`` dilates its
+    last stage as its detector was trained (``RES5_DILATION: 2``).
     """
     model = build_model_with_cfg(
         ResNet, "resnet50_d2", pretrained, block=StrideIn1x1Bottleneck, layers=(3, 4, 6, 3), **kwargs
@@ -260,7 +286,7 @@ def convert_baseline(
     """
     if network is None:
         layout = baseline_layout(kind, architecture)
-        network = ViseModel(ViseConfig(architecture=layout.architecture, model_args=layout.model_args)).timm_model
+        network = ViseModel(layout.config()).timm_model
     state = _mapping(checkpoint, kind)
     if kind == "moco":
         encoder = _mapping(state.get("state_dict", state), kind)
@@ -316,7 +342,7 @@ def load_baseline(
         architecture: Another timm network of the same layout than the paper's (``resnet101`` for MoCo's R-101).
     """
     layout = baseline_layout(kind, architecture)
-    model = ViseModel(ViseConfig(architecture=layout.architecture, model_args=layout.model_args)).eval()
+    model = ViseModel(layout.config()).eval()
     if kind == "clip" and not Path(source).exists() and not str(source).endswith((".pth", ".pt", ".safetensors")):
         from hf_memotion.models.timm_backbone import create_timm_model
 
@@ -325,8 +351,7 @@ def load_baseline(
             raise ValueError(
                 f"clip:{tag}: give timm's tag of {layout.architecture} (clip:resnet50_clip.openai) or a file"
             )
-        config = ViseConfig(architecture=tag, model_args=layout.model_args)
-        weights = create_timm_model(config, pretrained=True).state_dict()
+        weights = create_timm_model(layout.config(tag), pretrained=True).state_dict()
     else:
         weights = convert_baseline(kind, read_checkpoint(source), network=model.timm_model)
     model.timm_model.load_state_dict(weights, strict=True)

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 
 import torch
 
+from hf_memotion.models.timm_backbone import pooled_width
 from hf_memotion.models.vise.configuration_vise import ViseConfig
 from hf_memotion.models.vise.modeling_vise import ViseModel
 
@@ -119,7 +120,7 @@ def save_converted_checkpoint(
     model.card_data.update(
         origin="released",
         architecture="resnet50",
-        num_features=model.timm_model.num_features,
+        num_features=pooled_width(model.timm_model),
         checkpoint=Path(path).name,
     )
     model.card_data.model_id = model_id

@@ -25,7 +25,7 @@ from transformers.utils import ModelOutput, can_return_tuple
 
 from hf_memotion.cards import ModelCardMixin
 from hf_memotion.models.heads import ProblemHeads
-from hf_memotion.models.timm_backbone import TimmBackboneMixin, create_timm_model
+from hf_memotion.models.timm_backbone import TimmBackboneMixin, create_timm_model, pooled_width
 from hf_memotion.models.vise.configuration_vise import ViseConfig
 
 __all__ = [
@@ -122,7 +122,7 @@ class ViseForPretraining(VisePreTrainedModel):
     def __init__(self, config: ViseConfig):
         super().__init__(config)
         self.vise = ViseModel(config)
-        features = self.vise.timm_model.num_features
+        features = pooled_width(self.vise.timm_model)
         self.comment_head = nn.Linear(features, config.comment_clusters)
         self.reaction_head = nn.Linear(features, config.reaction_clusters)
         self.comment_head._vise_head = True
@@ -206,7 +206,7 @@ class ViseForImageClassification(VisePreTrainedModel):
         super().__init__(config)
         self.vise = ViseModel(config)
         labels = [config.id2label[i] for i in range(config.num_labels)]
-        self.heads = ProblemHeads(self.vise.timm_model.num_features + config.extra_features, {self.problem: labels})
+        self.heads = ProblemHeads(pooled_width(self.vise.timm_model) + config.extra_features, {self.problem: labels})
         self.post_init()
 
     @can_return_tuple

@@ -17,7 +17,7 @@ from transformers.utils import can_return_tuple
 
 from hf_memotion.cards import ModelCardMixin
 from hf_memotion.models.heads import MemotionClassifierOutput, ProblemHeads, split_logits
-from hf_memotion.models.timm_backbone import TimmBackboneMixin, create_timm_model, per_image
+from hf_memotion.models.timm_backbone import TimmBackboneMixin, create_timm_model, per_image, pooled_width
 from hf_memotion.models.vision.configuration_memotion_vision import MemotionVisionConfig
 
 __all__ = ["MemotionVisionForImageClassification", "MemotionVisionModel", "MemotionVisionPreTrainedModel"]
@@ -95,7 +95,7 @@ class MemotionVisionForImageClassification(MemotionVisionPreTrainedModel):
         super().__init__(config)
         self.timm_model = create_timm_model(config)
         self.dropout = nn.Dropout(config.drop_rate)
-        self.heads = ProblemHeads(self.timm_model.num_features, config.problem_labels, config.class_weights)
+        self.heads = ProblemHeads(pooled_width(self.timm_model), config.problem_labels, config.class_weights)
         self.post_init()
 
     @classmethod

@@ -340,6 +340,8 @@ def test_the_paper_config_plans_every_row_of_tables_6_7_and_2_with_its_backbone_
         "in-sup-resnet101"
     }
     assert "assumed" in (spec.tasks[0].schedule_note or "")  # UnbiasedEmotion's schedule, said so
+    unverified = [n for n in plan_evaluation(spec).notes if "UNVERIFIED" in n]  # ICMLM's layout, said so per row
+    assert [n.split(" rows")[0] for n in unverified] == ["icmlm-att-fc-resnet50", "icmlm-tfm-resnet50"]
 
 
 def test_evaluate_script_plan_prints_the_grid_and_runs_nothing(tmp_path):

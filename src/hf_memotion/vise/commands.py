@@ -363,6 +363,7 @@ def evaluate(spec: EvaluationRunSpec, *, source: str | None = None) -> dict[str,
         "resized crop and flip), each backbone its own normalisation."
     )
     notes += [f"{t.label}'s schedule: {t.schedule_note}." for t in spec.tasks if t.schedule_note]
+    notes += _unverified_notes(spec)
     sections = [title + "\n" + " ".join(n for n in notes if n) + "\n"]
     for heading, protocol in (
         ("Linear evaluation (Table 6 form)", "linear"),
@@ -633,8 +634,20 @@ def plan_evaluation(spec: EvaluationRunSpec, *, source: str | None = None) -> Ev
         "the backbone's FLOPs only (torch's FlopCounterMode on the real architecture); the text encoder, "
         "image decoding and the linear classifiers are left out"
     )
+    notes += _unverified_notes(spec)
     notes += [f"{t.label}'s schedule: {t.schedule_note}" for t in spec.tasks if t.schedule_note]
     return EvaluationPlan(points, spec.selection, compute, float(spec.device_tflops), notes)
+
+
+def _unverified_notes(spec: EvaluationRunSpec) -> list[str]:
+    """A note per backbone whose released layout is unverified (its rows are marked so in the plan and report)."""
+    from hf_memotion.models.vise.baselines import UNVERIFIED_LAYOUTS
+
+    return [
+        f"{name} rows UNVERIFIED: {UNVERIFIED_LAYOUTS[backbone.kind]}"
+        for name, backbone in spec.backbones.items()
+        if backbone.kind in UNVERIFIED_LAYOUTS
+    ]
 
 
 def _compute_row(

@@ -53,6 +53,7 @@ from hf_memotion.models.vise.modeling_vise import ViseModel
 __all__ = [
     "BASELINE_KINDS",
     "CLIP_BASE_LEARNING_RATES",
+    "UNVERIFIED_LAYOUTS",
     "BaselineLayout",
     "baseline_layout",
     "convert_baseline",
@@ -62,6 +63,16 @@ __all__ = [
 
 #: The baseline kinds, in the order of the paper's tables.
 BASELINE_KINDS = ("vqagrid", "virtex", "icmlm", "moco", "clip")
+#: Baseline kinds whose released layout could not be checked against the release's own files, and why: their
+#: rows are marked unverified in an evaluation's plan and report.
+_TORCHVISION_PREFIXES = ("module.", "cnn.", "visual.", "visual_encoder.", "image_encoder.", "backbone.", "encoder.")
+UNVERIFIED_LAYOUTS = {
+    "icmlm": (
+        "ICMLM's checkpoints (europe.naverlabs.com/icmlm) could not be read from here, so their key layout is "
+        "unverified: the converter takes a torchvision ResNet-50 state dict under state_dict/model and the prefixes "
+        + ", ".join(_TORCHVISION_PREFIXES)
+    ),
+}
 #: The paper's wider base learning-rate grid for CLIP (Appendix C.3), against the others' {0.025, 0.0025, 0.00025}.
 CLIP_BASE_LEARNING_RATES = (0.025, 0.0025, 0.00025, 0.000025, 0.0000025)
 _IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
@@ -249,7 +260,7 @@ def _torchvision_keys(state: Mapping[str, Any], kind: str) -> dict[str, Any]:
     for wrapper in ("state_dict", "model"):
         if isinstance(state.get(wrapper), Mapping):
             state = state[wrapper]
-    prefixes = ("module.", "cnn.", "visual.", "visual_encoder.", "image_encoder.", "backbone.", "encoder.")
+    prefixes = _TORCHVISION_PREFIXES
     for _ in range(3):
         if any(k.startswith(("conv1.", "layer1.")) for k in state):
             return dict(state)

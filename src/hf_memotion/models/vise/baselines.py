@@ -63,9 +63,10 @@ __all__ = [
 
 #: The baseline kinds, in the order of the paper's tables.
 BASELINE_KINDS = ("vqagrid", "virtex", "icmlm", "moco", "clip")
+#: Where a torchvision ResNet state dict may sit in a checkpoint (ICMLM's, whose layout is a guess over these).
+_TORCHVISION_PREFIXES = ("module.", "cnn.", "visual.", "visual_encoder.", "image_encoder.", "backbone.", "encoder.")
 #: Baseline kinds whose released layout could not be checked against the release's own files, and why: their
 #: rows are marked unverified in an evaluation's plan and report.
-_TORCHVISION_PREFIXES = ("module.", "cnn.", "visual.", "visual_encoder.", "image_encoder.", "backbone.", "encoder.")
 UNVERIFIED_LAYOUTS = {
     "icmlm": (
         "ICMLM's checkpoints (europe.naverlabs.com/icmlm) could not be read from here, so their key layout is "

@@ -141,3 +141,18 @@ def saved_ensemble(synthetic, tmp_path_factory):
     folder = tmp_path_factory.mktemp("ensemble") / "ensemble"
     build_tiny_ensemble(synthetic).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture
+def online_process(monkeypatch):
+    """This process as if HF_HUB_OFFLINE had never been set (restored after the test)."""
+    import huggingface_hub
+
+    from hf_memotion.hub import connectivity
+
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", *connectivity._PROXY_VARIABLES):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(connectivity, "_CHECKED", {})
+    yield monkeypatch
+    os.environ["HF_HUB_OFFLINE"] = "1"  # what this file set for the rest of the session

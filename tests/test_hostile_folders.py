@@ -240,21 +240,10 @@ def test_the_checked_pipeline_entry_refuses_before_transformers_parses(
 # --- connectivity -----------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def online(monkeypatch):
+def test_the_connectivity_line_never_shows_a_token(online_process, caplog):
     from hf_memotion.hub import connectivity
 
-    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", *connectivity._PROXY_VARIABLES):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(connectivity, "_CHECKED", {})
-    yield monkeypatch, connectivity
-    os.environ["HF_HUB_OFFLINE"] = "1"  # what conftest set for the rest of the session
-
-
-def test_the_connectivity_line_never_shows_a_token(online, caplog):
-    monkeypatch, connectivity = online
-    monkeypatch.setenv("HF_ENDPOINT", "http://reader:hf_SECRET_TOKEN@127.0.0.1:9")  # nothing listens on port 9
+    online_process.setenv("HF_ENDPOINT", "http://reader:hf_SECRET_TOKEN@127.0.0.1:9")  # nothing listens on port 9
     with caplog.at_level(logging.INFO, logger=connectivity.__name__):
         assert connectivity.offline_if_unreachable(timeout=2)
     line = " ".join(r.getMessage() for r in caplog.records)
@@ -271,13 +260,14 @@ def no_connection(monkeypatch):
 
 
 def test_the_connectivity_check_respects_local_files_only_and_an_explicit_offline_setting(
-    online, no_connection, tmp_path
+    online_process, no_connection, tmp_path
 ):
     from huggingface_hub.errors import LocalEntryNotFoundError
 
+    from hf_memotion.hub import connectivity
     from hf_memotion.hub.snapshots import download_model_folder
 
-    monkeypatch, connectivity = online
+    monkeypatch = online_process
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
     with pytest.raises(LocalEntryNotFoundError):  # the cache alone, as asked: no connection, no retries

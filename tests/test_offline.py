@@ -25,17 +25,6 @@ def _no_network_env(tmp_path) -> dict[str, str]:
     return env
 
 
-@pytest.fixture
-def online_process(monkeypatch):
-    """This process as if HF_HUB_OFFLINE had never been set (restored after the test)."""
-    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", *connectivity._PROXY_VARIABLES):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(connectivity, "_CHECKED", {})
-    yield monkeypatch
-    os.environ["HF_HUB_OFFLINE"] = "1"  # what conftest set for the rest of the session
-
-
 def test_an_unreachable_hub_turns_offline_mode_on_with_one_line(online_process, caplog):
     online_process.setenv("HF_ENDPOINT", UNREACHABLE)
     with caplog.at_level(logging.INFO, logger=connectivity.__name__):

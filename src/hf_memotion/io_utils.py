@@ -88,6 +88,11 @@ def _entries(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
 
 
+def _listing(names: list[str]) -> str:
+    """The first five names, and how many more."""
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+
 @contextlib.contextmanager
 def staged_folder(
     path: str | os.PathLike, *, owned: Callable[[Path], Iterable[str] | None], what: str
@@ -131,9 +136,8 @@ def staged_folder(
         raise FolderNotOursError(f"{target} is a file, not a folder: {what} needs a new or empty folder")
     mine = set(owned(target) or ()) if present else set()
     if present and not mine:
-        listed = ", ".join(present[:5]) + (f" and {len(present) - 5} more" if len(present) > 5 else "")
         raise FolderNotOursError(
-            f"{target} holds files hf-memotion did not write ({listed}): {what} is never written over them; "
+            f"{target} holds files hf-memotion did not write ({_listing(present)}): {what} is never written over them; "
             "choose a new or empty folder"
         )
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -196,10 +200,9 @@ def check_run_folder(path: str | os.PathLike, signature: Iterable[str], what: st
         raise FolderNotOursError(f"{folder} is a file: {what} needs a folder to write in")
     present = _entries(folder)
     if present and not any((folder / name).exists() for name in signature):
-        listed = ", ".join(present[:5]) + (f" and {len(present) - 5} more" if len(present) > 5 else "")
         raise FolderNotOursError(
-            f"{folder} holds files and is not {what}'s folder ({listed}): nothing is written there; choose a new "
-            "or empty folder"
+            f"{folder} holds files and is not {what}'s folder ({_listing(present)}): nothing is written there; "
+            "choose a new or empty folder"
         )
 
 

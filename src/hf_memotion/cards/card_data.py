@@ -250,10 +250,6 @@ def check_save_target(folder: str | os.PathLike, model_type: str) -> None:
         )
 
 
-#: ``from_pretrained`` options that a Hub download takes.
-_HUB_OPTIONS = ("token", "cache_dir", "force_download", "local_files_only")
-
-
 class ModelCardMixin:
     """For ``PreTrainedModel`` classes: a ``card_data`` attribute, and a card written by ``save_pretrained``.
 
@@ -312,12 +308,12 @@ class ModelCardMixin:
         from safetensors import SafetensorError
 
         from hf_memotion.folder_safety import check_folder_is_safe, check_model_configs
-        from hf_memotion.hub.snapshots import download_model_folder, is_hub_id
+        from hf_memotion.hub.snapshots import HUB_OPTIONS, download_model_folder, is_hub_id
 
         name, local = pretrained_model_name_or_path, None
         if isinstance(name, str) and not Path(name).exists() and is_hub_id(name):
             # a Hub id: its model files fetched (within a size) and checked as a folder before anything is parsed
-            hub = {k: kwargs[k] for k in _HUB_OPTIONS if kwargs.get(k) is not None}
+            hub = {k: kwargs[k] for k in HUB_OPTIONS if kwargs.get(k) is not None}
             pretrained_model_name_or_path = str(download_model_folder(name, kwargs.get("revision"), hub))
         if (
             isinstance(pretrained_model_name_or_path, str | os.PathLike)

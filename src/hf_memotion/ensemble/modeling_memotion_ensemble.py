@@ -58,7 +58,7 @@ from hf_memotion.folder_safety import (
     read_inside,
     resolve_inside,
 )
-from hf_memotion.hub.snapshots import download_model_folder, is_hub_id
+from hf_memotion.hub.snapshots import HUB_OPTIONS, download_model_folder, is_hub_id
 from hf_memotion.io_utils import atomic_write_bytes, atomic_write_text, staged_folder
 from hf_memotion.models.onednn_linear import use_onednn_linear
 
@@ -71,8 +71,6 @@ __all__ = [
 
 #: ``from_pretrained`` options handed to every base model's ``from_pretrained`` (``attn_implementation``: text models).
 BASE_MODEL_OPTIONS = ("dtype", "device_map", "max_memory", "offload_folder", "attn_implementation")
-#: Options for downloading Hub repositories (the ensemble and base models pinned to a revision).
-HUB_OPTIONS = ("token", "cache_dir", "force_download", "local_files_only")
 #: Options transformers' ``pipeline()`` always passes that an ensemble has no use for (no remote code is ever run).
 _PIPELINE_OPTIONS = ("_from_pipeline", "code_revision", "_commit_hash")
 

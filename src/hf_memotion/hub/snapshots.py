@@ -20,10 +20,12 @@ from typing import Any
 from hf_memotion.folder_safety import UnsafeModelFolderError, check_folder_is_safe
 from hf_memotion.hub.connectivity import offline_if_unreachable
 
-__all__ = ["MAX_DOWNLOAD_BYTES", "MODEL_FILE_PATTERNS", "download_model_folder", "is_hub_id"]
+__all__ = ["HUB_OPTIONS", "MAX_DOWNLOAD_BYTES", "MODEL_FILE_PATTERNS", "download_model_folder", "is_hub_id"]
 
 #: The files an ensemble (and each base model in it) is made of: a download fetches these and nothing else.
 MODEL_FILE_PATTERNS = ["*.json", "*.safetensors", "*.skops", "*.onnx", "*.txt", "*.model", "README.md"]
+#: ``from_pretrained`` options a Hub download takes (passed on to ``snapshot_download``).
+HUB_OPTIONS = ("token", "cache_dir", "force_download", "local_files_only")
 #: Largest download of one ensemble or pinned base model (checked against the Hub's listing before fetching).
 MAX_DOWNLOAD_BYTES = 20 * 1024**3
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")

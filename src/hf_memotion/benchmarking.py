@@ -383,9 +383,7 @@ def naive_base_probabilities(
         rows: dict[str, list[np.ndarray]] = {}
         for image, text in zip(images, texts, strict=True):
             if isinstance(single, TextInput):
-                inputs = single.tokenizer.pad(
-                    encode_texts(single.tokenizer, [text], single.max_length), return_tensors="pt"
-                )
+                inputs = single.feeding.pad(single.tokenizer, encode_texts(single.tokenizer, [text], single.max_length))
                 probabilities = {p: v.softmax(-1) for p, v in model(**inputs).problem_logits.items()}
             else:
                 pixels = single.encode([image], None, ten_crop=ten_crop)["pixel_values"]

@@ -39,6 +39,8 @@ class EnsembleMember:
         aliases: ``{problem: problem whose probabilities it reads}`` (motivational in subtasks B and C).
         revision: The pinned revision of a member referenced by Hub id (not copied into the folder).
         max_length: An exported ONNX member's text length (what its tokenizer truncates to).
+        pad_to: An exported ONNX member's fixed text length, for a tower trained on texts padded to it (SigLIP's);
+            see :class:`~hf_memotion.models.text.preprocessing.TextFeeding`.
 
     Examples:
         >>> member = EnsembleMember.from_dict({"name": "bert", "family": "text", "path": "bert",
@@ -54,6 +56,7 @@ class EnsembleMember:
     aliases: dict[str, str] = field(default_factory=dict)
     revision: str | None = None
     max_length: int | None = None
+    pad_to: int | None = None
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], where: str = "base model") -> EnsembleMember:
@@ -75,11 +78,12 @@ class EnsembleMember:
             get_family(values["family"])
         except ValueError as err:
             raise ValueError(f"{where}: {err}") from None
-        max_length = values.get("max_length")
-        if max_length is not None and (
-            not isinstance(max_length, int) or isinstance(max_length, bool) or not 1 <= max_length <= MAX_TEXT_TOKENS
-        ):
-            raise ValueError(f"{where}: max_length must be a number of tokens from 1 to {MAX_TEXT_TOKENS}")
+        for key in ("max_length", "pad_to"):
+            length = values.get(key)
+            if length is not None and (
+                not isinstance(length, int) or isinstance(length, bool) or not 1 <= length <= MAX_TEXT_TOKENS
+            ):
+                raise ValueError(f"{where}: {key} must be a number of tokens from 1 to {MAX_TEXT_TOKENS}")
         return cls(
             name=values["name"],
             family=values["family"],
@@ -88,6 +92,7 @@ class EnsembleMember:
             aliases=dict(values.get("aliases") or {}),
             revision=values.get("revision"),
             max_length=values.get("max_length"),
+            pad_to=values.get("pad_to"),
         )
 
     def to_dict(self) -> dict[str, Any]:

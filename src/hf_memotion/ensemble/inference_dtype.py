@@ -40,6 +40,7 @@ import torch
 
 from hf_memotion.ensemble.stacking import combine_stackers, with_aliases
 from hf_memotion.hardware import native_bf16, release_memory, synchronize
+from hf_memotion.models.text.preprocessing import TextFeeding
 
 if TYPE_CHECKING:
     import datasets
@@ -321,7 +322,7 @@ def check_inference_dtype(
         else:
             model, prep = load(entry)
             model = model.eval().to(device or "cpu")
-            inputs = get_family(entry.family).inputs(prep, getattr(model.config, "max_length", None))
+            inputs = get_family(entry.family).inputs(prep, TextFeeding.of_member(model.config))
             processor = MemeProcessor({name: inputs})
         if model.dtype != torch.float32:
             raise ValueError(f"check_dtype compares against fp32: base model {name!r} is {model.dtype}")

@@ -61,6 +61,7 @@ from hf_memotion.folder_safety import (
 from hf_memotion.hub.snapshots import HUB_OPTIONS, download_model_folder, is_hub_id
 from hf_memotion.io_utils import atomic_write_bytes, atomic_write_text, staged_folder
 from hf_memotion.models.onednn_linear import use_onednn_linear
+from hf_memotion.models.text.preprocessing import TextFeeding
 
 __all__ = [
     "BASE_MODEL_OPTIONS",
@@ -522,7 +523,7 @@ class MemotionEnsembleModel(ModelCardMixin, PreTrainedModel):
             self._processor = MemeProcessor(
                 {
                     entry.name: get_family(entry.family).inputs(
-                        self.preprocessors[entry.name], getattr(self.base_models[entry.name].config, "max_length", None)
+                        self.preprocessors[entry.name], TextFeeding.of_member(self.base_models[entry.name].config)
                     )
                     for entry in self.config.members
                 }

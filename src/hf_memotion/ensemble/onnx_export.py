@@ -279,10 +279,13 @@ def export_onnx(
                 quantized[name] = _quantize(place / "model.onnx", place / "model_int8.onnx", calibrated, images)
             model.config.save_pretrained(place)
             prep.save_pretrained(place)
-            reads_text = any(isinstance(part, TextInput) for part in inputs)
-            max_length = next((part.max_length for part in inputs if isinstance(part, TextInput)), None)
+            feeding = next((part.feeding for part in inputs if isinstance(part, TextInput)), None)
             exported = dataclasses.replace(
-                entry, path=name, revision=None, max_length=max_length if reads_text else None
+                entry,
+                path=name,
+                revision=None,
+                max_length=feeding.max_length if feeding else None,
+                pad_to=feeding.pad_to if feeding else None,
             )
             entries.append(exported.to_dict())
         config = copy.deepcopy(ensemble.config)

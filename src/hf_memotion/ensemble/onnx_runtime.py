@@ -58,6 +58,7 @@ from hf_memotion.folder_safety import (
     resolve_inside,
 )
 from hf_memotion.io_utils import staged_folder
+from hf_memotion.models.text.preprocessing import TextFeeding
 
 __all__ = ["ONNX_DTYPES", "OnnxMemotionEnsemble", "check_external_data", "resolve_onnx_precision"]
 
@@ -298,7 +299,9 @@ class OnnxMemotionEnsemble:
 
             self._processor = MemeProcessor(
                 {
-                    e.name: get_family(e.family).inputs(self.preprocessors[e.name], e.max_length)
+                    e.name: get_family(e.family).inputs(
+                        self.preprocessors[e.name], TextFeeding(e.max_length, e.pad_to) if e.max_length else None
+                    )
                     for e in self.config.members
                 }
             )

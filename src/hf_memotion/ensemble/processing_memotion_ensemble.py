@@ -32,10 +32,11 @@ class MemeProcessor:
     Examples:
         >>> from PIL import Image
         >>> from hf_memotion.families import ImageInput, TextInput
+        >>> from hf_memotion.models.text.preprocessing import TextFeeding
         >>> from hf_memotion.models.text.tiny import build_tiny_text_backbone
         >>> from hf_memotion.models.vision import MemotionImageProcessor
         >>> _, tokenizer = build_tiny_text_backbone("bert", ["lol nice"], hidden_size=16, num_layers=1)
-        >>> processor = MemeProcessor({"bert": [TextInput(tokenizer, 16)],
+        >>> processor = MemeProcessor({"bert": [TextInput(tokenizer, TextFeeding(16))],
         ...                            "cnn": [ImageInput(MemotionImageProcessor(crop_size=32))]})
         >>> batch = processor([Image.new("RGB", (40, 30))], ["LOL nice"], ten_crop=True)
         >>> sorted(batch), tuple(batch["cnn.pixel_values"].shape)

@@ -247,11 +247,11 @@ def explain_memes(
                 "without quantize_text=True to explain its answers"
             )
         heads = answering_heads(entry, problems)
-        max_length = single.max_length
+        feeding = single.feeding
         for i, (meme, text) in enumerate(zip(out, texts, strict=True)):
             targets = {p: (h, int(answers[p][i])) for p, h in heads.items()}
             for problem, attributions in word_attributions(
-                model, tokenizer, text, targets, max_length=max_length, steps=steps
+                model, tokenizer, text, targets, max_length=feeding.max_length, pad_to=feeding.pad_to, steps=steps
             ).items():
                 meme[problem]["words"][name] = [[w, a] for w, a in attributions.words]
     return out

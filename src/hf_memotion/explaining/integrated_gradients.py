@@ -134,6 +134,7 @@ def word_attributions(
     targets: Mapping[str, tuple[str, int]],
     *,
     max_length: int = 128,
+    pad_to: int | None = None,
     steps: int = 32,
 ) -> dict[str, WordAttributions]:
     """Integrated gradients of a text's words for each target probability (see the module docstring).
@@ -147,6 +148,8 @@ def word_attributions(
         text: The meme's text.
         targets: Name -> ``(problem, class id)``.
         max_length: The model's ``max_length``.
+        pad_to: The fixed length of a text tower trained on padded texts (SigLIP's; see
+            :class:`~hf_memotion.models.text.preprocessing.TextFeeding`): the text is padded to it as served.
         steps: Points on the integration path.
     """
     normalized = normalize_text(text)
@@ -169,8 +172,17 @@ def word_attributions(
     baseline = None
     if tokenizer.pad_token_id is not None:
         baseline = torch.where(special.bool(), input_ids[0], tokenizer.pad_token_id)[None]
-    raw = integrated_gradients(model, input_ids, encoded["attention_mask"], targets, baseline_ids=baseline, steps=steps)
-    tokens = tokenizer.convert_ids_to_tokens(input_ids[0].tolist())
+    length, attention_mask = input_ids.shape[1], encoded["attention_mask"]
+    if pad_to is not None and length < pad_to:  # fed as the tower was trained; the padding is no word
+        extra = pad_to - length
+        input_ids = nn.functional.pad(input_ids, (0, extra), value=tokenizer.pad_token_id)
+        attention_mask = nn.functional.pad(attention_mask, (0, extra), value=0)
+        baseline = (
+            input_ids if baseline is None else nn.functional.pad(baseline, (0, extra), value=tokenizer.pad_token_id)
+        )
+    raw = integrated_gradients(model, input_ids, attention_mask, targets, baseline_ids=baseline, steps=steps)
+    raw = {name: (attributions[:length], *scores) for name, (attributions, *scores) in raw.items()}
+    tokens = tokenizer.convert_ids_to_tokens(input_ids[0, :length].tolist())
     spans = _word_spans(normalized)
     offsets = encoded["offset_mapping"][0].tolist() if fast and "offset_mapping" in encoded else None
     out = {}

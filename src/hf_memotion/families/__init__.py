@@ -34,6 +34,7 @@ from hf_memotion.families.search import GridSpec, StudySpec
 from hf_memotion.families.text import TextFamily, TextMemberSpec
 from hf_memotion.families.training import PreparedRun, prepare_run, train_member
 from hf_memotion.families.vision import VisionFamily, VisionMemberSpec
+from hf_memotion.models.text.preprocessing import TextFeeding
 from hf_memotion.training.runs import MemberRun
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "PreparedRun",
     "StudySpec",
     "TextFamily",
+    "TextFeeding",
     "TextInput",
     "TextMemberSpec",
     "UnknownFamilyError",

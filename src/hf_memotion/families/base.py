@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     import torch
 
     from hf_memotion.families.inputs import MemberInput
+    from hf_memotion.models.text.preprocessing import TextFeeding
     from hf_memotion.training.runs import ClassifierRunResult
 
 __all__ = [
@@ -396,8 +397,12 @@ class ModelFamily:
         """The preprocessor saved with a member (what an exported ONNX folder keeps beside each graph)."""
         raise NotImplementedError
 
-    def inputs(self, preprocessor: Any, max_length: int | None) -> list[MemberInput]:
-        """What the member reads from a meme: its part of the ensemble's processor, one entry per input."""
+    def inputs(self, preprocessor: Any, text: TextFeeding | None) -> list[MemberInput]:
+        """What the member reads from a meme: its part of the ensemble's processor, one entry per input.
+
+        ``text`` is how its text tower is fed (:meth:`TextFeeding.of_member` of its config), ``None`` for a member
+        that reads no text.
+        """
         raise NotImplementedError
 
     def optimize_for_inference(

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from hf_memotion.models.text.preprocessing import encode_texts
+from hf_memotion.models.text.preprocessing import TextFeeding, encode_texts
 
 __all__ = ["ImageInput", "MemberInput", "TextInput"]
 
@@ -66,12 +66,12 @@ class MemberInput:
 
 
 class TextInput(MemberInput):
-    """The memes' texts, tokenized (at most ``max_length`` tokens, padded on the right to the batch's longest).
+    """The memes' texts, tokenized and padded on the right as the member's tower was trained (:class:`TextFeeding`).
 
     Examples:
         >>> from hf_memotion.models.text.tiny import build_tiny_text_backbone
         >>> _, tokenizer = build_tiny_text_backbone("bert", ["lol nice"], hidden_size=16, num_layers=1)
-        >>> sorted(TextInput(tokenizer, 16).encode(None, ["LOL nice", "lol"], ten_crop=False))
+        >>> sorted(TextInput(tokenizer, TextFeeding(16)).encode(None, ["LOL nice", "lol"], ten_crop=False))
         ['attention_mask', 'input_ids']
     """
 
@@ -80,21 +80,32 @@ class TextInput(MemberInput):
     onnx_axes: ClassVar[dict[int, str]] = {0: "batch", 1: "sequence"}
     onnx_sizes = (9, 14)
 
-    def __init__(self, tokenizer: Any, max_length: int | None):
+    def __init__(self, tokenizer: Any, feeding: TextFeeding):
         self.tokenizer = tokenizer
-        self.max_length = int(max_length or 128)
+        self.feeding = feeding
+
+    @property
+    def max_length(self) -> int:
+        """Tokens kept per text."""
+        return self.feeding.max_length
 
     def group_key(self) -> str:
-        """The tokenizer's name and vocabulary size and the length."""
-        tokenizer = self.tokenizer
-        return json.dumps({"tokenizer": tokenizer.name_or_path, "vocab": len(tokenizer), "max_length": self.max_length})
+        """The tokenizer's name and vocabulary size, the length and the padding."""
+        tokenizer, feeding = self.tokenizer, self.feeding
+        return json.dumps(
+            {
+                "tokenizer": tokenizer.name_or_path,
+                "vocab": len(tokenizer),
+                "max_length": feeding.max_length,
+                "pad_to": feeding.pad_to,
+            }
+        )
 
     def encode(self, images: Sequence[Any] | None, texts: Sequence[str] | None, *, ten_crop: bool) -> dict:
         """``input_ids`` and ``attention_mask`` of the texts (``images`` unused)."""
         if texts is None:
             raise ValueError("this ensemble has members that read text: pass the memes' texts")
-        encoded = encode_texts(self.tokenizer, list(texts), self.max_length)
-        return dict(self.tokenizer.pad(encoded, padding_side="right", return_tensors="pt"))
+        return self.feeding.pad(self.tokenizer, encode_texts(self.tokenizer, list(texts), self.max_length))
 
     def restore(self, found: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Put the tokenizer's pad id back where a collate function padded ``input_ids`` with zeros."""
@@ -104,7 +115,8 @@ class TextInput(MemberInput):
         return found
 
     def onnx_examples(self, rows: int, size: int) -> dict[str, torch.Tensor]:
-        """Random token ids of ``size`` tokens, the first row half padded."""
+        """Random token ids of ``size`` tokens (at most a fixed-length tower's length), the first row half padded."""
+        size = min(size, self.feeding.pad_to or size)
         generator = torch.Generator().manual_seed(rows * 31 + size)
         vocabulary = len(self.tokenizer)
         ids = torch.randint(min(5, vocabulary - 1), vocabulary, (rows, size), generator=generator)

@@ -39,6 +39,7 @@ from hf_memotion.families.inputs import ImageInput, MemberInput, TextInput
 from hf_memotion.families.published import published_config, text_backbone_config
 from hf_memotion.families.text import load_text_backbone
 from hf_memotion.families.training import prepare_run
+from hf_memotion.models.text.preprocessing import TextFeeding
 from hf_memotion.training.runs import ClassifierRunResult, run_classifier
 
 __all__ = ["MultimodalFamily", "MultimodalMemberSpec", "prepare_multimodal_dataset"]
@@ -119,10 +120,10 @@ def prepare_multimodal_dataset(
     return view
 
 
-def _collator(tokenizer: Any):
+def _collator(tokenizer: Any, feeding: TextFeeding):
     def collate(rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         tokens = [{k: r[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in r} for r in rows]
-        batch = dict(tokenizer.pad(tokens, padding_side="right", return_tensors="pt"))
+        batch = feeding.pad(tokenizer, tokens)
         batch["pixel_values"] = torch.stack([r["pixel_values"] for r in rows])
         if "labels" in rows[0]:
             batch["labels"] = torch.stack([r["labels"] for r in rows])
@@ -206,11 +207,13 @@ class MultimodalFamily(ModelFamily):
             **prepared.model_kwargs,
         }
         resolved = MemotionMultimodalConfig(**config_kwargs)  # checked now, before any fold trains
-        max_length = int(resolved.max_length)
+        feeding = TextFeeding.of_member(resolved)  # SigLIP's tower: every text padded to its length, as trained
         image_processor = image_processor_for(
             resolved.vision_config, image_source, ten_crop=spec.ten_crop, **(spec.processor or {})
         )
-        processor = MemotionMultimodalProcessor(image_processor, tokenizer)
+        processor = MemotionMultimodalProcessor(
+            image_processor, tokenizer, max_length=feeding.max_length, pad_to=feeding.pad_to
+        )
         prepared.settings.update(processor=image_processor.to_dict())
         if spec.image_encoder is not None:
             prepared.settings["architecture"] = None
@@ -229,13 +232,18 @@ class MultimodalFamily(ModelFamily):
             fits,
             n_splits=run.n_splits,
             seed=run.seed,
-            data_collator=_collator(tokenizer),
+            data_collator=_collator(tokenizer, feeding),
         )
         problems = prepared.problems
 
         def view(split: datasets.Dataset, train_view: bool) -> datasets.Dataset:
             return prepare_multimodal_dataset(
-                split, processor, problems, max_length, train=train_view, ten_crop=spec.ten_crop and not train_view
+                split,
+                processor,
+                problems,
+                feeding.max_length,
+                train=train_view,
+                ten_crop=spec.ten_crop and not train_view,
             )
 
         return run_classifier(
@@ -265,9 +273,11 @@ class MultimodalFamily(ModelFamily):
 
         return MemotionMultimodalProcessor.from_pretrained(folder)
 
-    def inputs(self, preprocessor: Any, max_length: int | None) -> list[MemberInput]:
+    def inputs(self, preprocessor: Any, text: TextFeeding | None) -> list[MemberInput]:
         """What it reads from a meme."""
-        return [TextInput(preprocessor.tokenizer, max_length), ImageInput(preprocessor.image_processor)]
+        if text is None:
+            raise ValueError("a joint member reads text: give its TextFeeding (TextFeeding.of_member(config))")
+        return [TextInput(preprocessor.tokenizer, text), ImageInput(preprocessor.image_processor)]
 
     def planned_model(self, entry: ModelEntry, notes: list[str]) -> tuple[torch.nn.Module, dict, int]:
         """The network at its configured size, for ``--plan`` (fake tensors)."""

@@ -36,6 +36,7 @@ from hf_memotion.families.inputs import MemberInput, TextInput
 from hf_memotion.families.published import text_backbone_config
 from hf_memotion.families.search import StudySpec
 from hf_memotion.families.training import prepare_run
+from hf_memotion.models.text.preprocessing import TextFeeding
 from hf_memotion.training.runs import ClassifierRunResult, run_classifier
 
 __all__ = ["TEXT_SEARCH_SPACE", "TINY_PREFIX", "TextFamily", "TextMemberSpec", "load_text_backbone"]
@@ -148,8 +149,6 @@ class TextFamily(ModelFamily):
 
     def train(self, data: Any, output_dir: str | os.PathLike, entry: ModelEntry, run: MemberRun) -> ClassifierRunResult:
         """k-fold out-of-fold probabilities, the refit, test scores and ``output_dir/model`` with its tokenizer."""
-        from transformers import DataCollatorWithPadding
-
         from hf_memotion.models.text import MemotionTextConfig
         from hf_memotion.models.text.preprocessing import prepare_text_dataset
         from hf_memotion.training.cross_validation import CrossValidator
@@ -157,14 +156,17 @@ class TextFamily(ModelFamily):
         spec: TextMemberSpec = entry.spec
         prepared = prepare_run(data, entry, run)
         backbone_config, tokenizer, weights = load_text_backbone(spec.backbone, prepared.train["text"], spec.tiny)
-        max_length = int(prepared.model_kwargs.get("max_length", MemotionTextConfig.max_length))
+        feeding = TextFeeding.for_tower(
+            backbone_config, int(prepared.model_kwargs.get("max_length", MemotionTextConfig.max_length))
+        )
+        max_length = feeding.max_length
         validator = CrossValidator(
             _model_init(backbone_config, weights, prepared.problems, **prepared.model_kwargs),
             prepared.problem_labels,
             prepared.training,
             n_splits=run.n_splits,
             seed=run.seed,
-            data_collator=DataCollatorWithPadding(tokenizer),
+            data_collator=feeding.collator(tokenizer),
         )
         problems = prepared.problems
         return run_classifier(
@@ -193,9 +195,11 @@ class TextFamily(ModelFamily):
 
         return AutoTokenizer.from_pretrained(folder)
 
-    def inputs(self, preprocessor: Any, max_length: int | None) -> list[MemberInput]:
+    def inputs(self, preprocessor: Any, text: TextFeeding | None) -> list[MemberInput]:
         """What it reads from a meme."""
-        return [TextInput(preprocessor, max_length)]
+        if text is None:
+            raise ValueError("a textual member reads text: give its TextFeeding (TextFeeding.of_member(config))")
+        return [TextInput(preprocessor, text)]
 
     def optimize_for_inference(
         self, model: torch.nn.Module, *, channels_last: bool, images_per_forward: Any, quantize_text: bool

@@ -28,7 +28,7 @@ import logging
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import datasets
 import torch
@@ -39,6 +39,9 @@ from hf_memotion.families.search import GridSpec
 from hf_memotion.families.training import prepare_run
 from hf_memotion.training.arguments import VisionTrainingArguments
 from hf_memotion.training.runs import ClassifierRunResult, run_classifier
+
+if TYPE_CHECKING:
+    from hf_memotion.models.text.preprocessing import TextFeeding
 
 __all__ = ["VisionFamily", "VisionMemberSpec", "prepare_vision_dataset"]
 
@@ -219,7 +222,7 @@ class VisionFamily(ModelFamily):
 
         return MemotionImageProcessor.from_pretrained(folder)
 
-    def inputs(self, preprocessor: Any, max_length: int | None) -> list[MemberInput]:
+    def inputs(self, preprocessor: Any, text: TextFeeding | None) -> list[MemberInput]:
         """What it reads from a meme."""
         return [ImageInput(preprocessor)]
 

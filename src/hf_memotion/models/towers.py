@@ -29,7 +29,15 @@ from transformers.models.auto.modeling_auto import MODEL_MAPPING
 
 from hf_memotion.hub.connectivity import offline_if_unreachable
 
-__all__ = ["DUAL_ENCODER_TYPES", "TOWER_POOLING", "build_tower", "is_dual_encoder", "load_tower", "tower_config"]
+__all__ = [
+    "DUAL_ENCODER_TYPES",
+    "FIXED_LENGTH_TEXT_TOWERS",
+    "TOWER_POOLING",
+    "build_tower",
+    "is_dual_encoder",
+    "load_tower",
+    "tower_config",
+]
 
 #: ``model_type`` of the contrastive dual encoders whose towers the members take.
 DUAL_ENCODER_TYPES = ("clip", "siglip", "siglip2", "chinese_clip", "altclip")
@@ -38,6 +46,13 @@ DUAL_ENCODER_TYPES = ("clip", "siglip", "siglip2", "chinese_clip", "altclip")
 #: token's state (its ``pooler_output``), SigLIP's the model's own pooler head; other text encoders fall back to the
 #: paper's pooling (:func:`~hf_memotion.models.text.configuration_memotion_text.default_pooling`).
 TOWER_POOLING = {"clip_text_model": "pooler", "siglip_text_model": "pooler", "siglip2_text_model": "pooler"}
+
+#: Text towers pre-trained on texts padded to their full length with no padding mask: SigLIP's (big_vision pads every
+#: text to 64 tokens and masks nothing; transformers' model page: "make sure to set padding='max_length' as that's how
+#: the model was trained"), whose pooled output reads the last position, padding or not. Every other tower reads each
+#: batch padded to its longest text with the padding masked out (BERT-like encoders; CLIP's, whose end-of-text token
+#: comes before the padding under its causal mask). See :class:`~hf_memotion.models.text.preprocessing.TextFeeding`.
+FIXED_LENGTH_TEXT_TOWERS = ("siglip_text_model", "siglip2_text_model")
 
 Side = Literal["text", "vision"]
 #: What marks each side's tower in its config: the attribute only that side has, and the encoder it makes.

@@ -26,6 +26,7 @@ from hf_memotion.cards import ModelCardMixin
 from hf_memotion.models.heads import MemotionClassifierOutput, ProblemHeads, split_logits
 from hf_memotion.models.multimodal.configuration_memotion_multimodal import MemotionMultimodalConfig
 from hf_memotion.models.text.modeling_memotion_text import _drop_unused_pooler, _select_hidden_states, pool_sequence
+from hf_memotion.models.text.preprocessing import TextFeeding
 from hf_memotion.models.timm_backbone import _flatten_crops, create_timm_model, per_image, pooled_width
 from hf_memotion.models.towers import build_tower, load_tower, tower_config
 from hf_memotion.models.vision.modeling_memotion_vision import MemotionVisionModel
@@ -138,6 +139,7 @@ class MemotionMultimodalModel(MemotionMultimodalPreTrainedModel):
         self.image_projection = nn.Linear(self._image_width(), config.projection_dim)
         self.text_projection = nn.Linear(self._text_width(), config.projection_dim)
         self._text_takes_token_types = "token_type_ids" in inspect.signature(self.text_encoder.forward).parameters
+        self._text_masks_padding = TextFeeding.of_member(config).masks_padding  # SigLIP's attends to it
         self.post_init()
         if config.text_pooling != "pooler":
             _drop_unused_pooler(self.text_encoder)
@@ -183,7 +185,10 @@ class MemotionMultimodalModel(MemotionMultimodalPreTrainedModel):
             raise ValueError("pass input_ids (or inputs_embeds): tokenize the text with the model's processor first")
         if attention_mask is None:
             attention_mask = torch.ones(reference.shape[:2], dtype=torch.long, device=reference.device)
-        inputs: dict[str, Any] = {"attention_mask": attention_mask, "return_dict": True}
+        inputs: dict[str, Any] = {
+            "attention_mask": attention_mask if self._text_masks_padding else None,
+            "return_dict": True,
+        }
         inputs["input_ids" if input_ids is not None else "inputs_embeds"] = reference
         if token_type_ids is not None and self._text_takes_token_types:
             inputs["token_type_ids"] = token_type_ids

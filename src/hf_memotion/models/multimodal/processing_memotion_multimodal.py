@@ -8,7 +8,7 @@ from typing import Any
 from transformers import PretrainedConfig, ProcessorMixin
 from transformers.feature_extraction_utils import BatchFeature
 
-from hf_memotion.models.text.preprocessing import encode_texts
+from hf_memotion.models.text.preprocessing import TextFeeding, encode_texts
 from hf_memotion.models.vision.image_processing_memotion import MemotionImageProcessor
 
 __all__ = ["TOWER_IMAGE_STATISTICS", "MemotionMultimodalProcessor", "image_processor_for"]
@@ -58,6 +58,9 @@ class MemotionMultimodalProcessor(ProcessorMixin):
     Args:
         image_processor: The image encoder's :class:`MemotionImageProcessor`.
         tokenizer: The text encoder's tokenizer.
+        max_length: Tokens kept per text.
+        pad_to: Every text padded to this length (a tower trained so, SigLIP's); ``None``: to the batch's longest.
+            :class:`~hf_memotion.models.text.preprocessing.TextFeeding` says which.
 
     Examples:
         >>> from PIL import Image
@@ -69,26 +72,36 @@ class MemotionMultimodalProcessor(ProcessorMixin):
         (['attention_mask', 'input_ids', 'pixel_values'], (1, 3, 32, 32))
     """
 
-    def __init__(self, image_processor: MemotionImageProcessor | None = None, tokenizer: Any = None, **kwargs: Any):
+    def __init__(
+        self,
+        image_processor: MemotionImageProcessor | None = None,
+        tokenizer: Any = None,
+        max_length: int = 64,
+        pad_to: int | None = None,
+        **kwargs: Any,
+    ):
         super().__init__(image_processor, tokenizer)
+        self.max_length, self.pad_to = int(max_length), pad_to
 
     def __call__(
         self,
         images: Sequence[Any] | None = None,
         text: Sequence[str] | None = None,
         *,
-        max_length: int = 64,
         ten_crop: bool | None = None,
         train: bool = False,
         **kwargs: Any,
     ) -> BatchFeature:
-        """Pixels (the training augmentation when ``train``; ten crops when ``ten_crop``) and tokens, padded right."""
+        """Pixels (the training augmentation when ``train``; ten crops when ``ten_crop``) and tokens, padded right.
+
+        Texts are truncated to ``max_length`` tokens and padded as the text tower was trained (``pad_to``).
+        """
         if images is None or text is None:
             raise ValueError("a joint model reads both halves of a meme: pass images and text, one of each per meme")
         images, text = list(images), list(text)
         if len(images) != len(text):
             raise ValueError(f"got {len(images)} images and {len(text)} texts: pass one of each per meme")
         pixels = self.image_processor(images, ten_crop=ten_crop, train=train)
-        encoded = encode_texts(self.tokenizer, text, max_length)
-        tokens = self.tokenizer.pad(encoded, padding_side="right", return_tensors="pt")
+        feeding = TextFeeding(self.max_length, self.pad_to)
+        tokens = feeding.pad(self.tokenizer, encode_texts(self.tokenizer, text, feeding.max_length))
         return BatchFeature({**pixels, **tokens})

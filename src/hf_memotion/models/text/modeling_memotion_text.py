@@ -26,6 +26,7 @@ from transformers.utils import can_return_tuple, is_tracing, logging
 from hf_memotion.cards import ModelCardMixin
 from hf_memotion.models.heads import MemotionClassifierOutput, ProblemHeads, split_logits
 from hf_memotion.models.text.configuration_memotion_text import MemotionTextConfig
+from hf_memotion.models.text.preprocessing import TextFeeding
 from hf_memotion.models.towers import build_tower, load_tower
 
 logger = logging.get_logger(__name__)
@@ -202,6 +203,7 @@ class MemotionTextModel(MemotionTextPreTrainedModel):
         self.dropout = nn.Dropout(config.dropout)
         accepted = inspect.signature(self.backbone.forward).parameters
         self._backbone_takes_token_types = "token_type_ids" in accepted
+        self._backbone_masks_padding = TextFeeding.of_member(config).masks_padding  # SigLIP's attends to it
         self.post_init()
         _drop_unused_pooler(self.backbone)
 
@@ -290,7 +292,10 @@ class MemotionTextModel(MemotionTextPreTrainedModel):
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
-        backbone_inputs = {"attention_mask": attention_mask, "return_dict": True}
+        backbone_inputs = {
+            "attention_mask": attention_mask if self._backbone_masks_padding else None,
+            "return_dict": True,
+        }
         if input_ids is not None:
             backbone_inputs["input_ids"] = input_ids
         else:

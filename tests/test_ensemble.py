@@ -286,20 +286,54 @@ def test_a_base_model_can_be_a_hub_id_pinned_to_a_revision(saved_ensemble, tmp_p
         MemotionEnsembleModel.from_pretrained(ensemble)
 
 
-def test_a_problem_reading_another_s_probabilities_chooses_its_method_on_folds_of_its_own():
-    """Table 8: under share_motivational, subtask C's motivational reads B's probabilities; its meta-estimator is
-    chosen on selection folds of its own, so the two subtasks' methods are each one's choice (the paper: DT, SV)."""
+def test_a_problem_reading_another_s_probabilities_and_labels_takes_its_meta_estimator():
+    """Table 8: under share_motivational, subtask C's motivational reads B's probabilities with B's labels: one
+    meta-estimator chosen for both (a second selection on the same data could only differ by its folds); where the
+    labels differ, each problem's method is its own choice."""
     rng = np.random.default_rng(3)
     y = rng.integers(0, 2, 120)
     noisy = {m: np.eye(2)[np.where(rng.random(120) < 0.7, y, 1 - y)] * 0.6 + 0.2 for m in ("a", "b", "c")}
     probabilities = {m: {"motivational": v, "motivational_intensity": v} for m, v in noisy.items()}
-    labels = {"motivational": y, "motivational_intensity": y}
     methods = ["average", "soft_vote", "hard_vote", "logistic_regression", "decision_tree", "random_forest"]
-    same = fit_stackers(probabilities, labels, candidates=methods)
-    assert same["motivational"].method == same["motivational_intensity"].method  # one input, one folding: a copy
-    chosen = {
-        seed: fit_stackers(probabilities, labels, candidates=methods, seeds={"motivational_intensity": seed})
-        for seed in range(1, 5)
+    shared = {"motivational_intensity": "motivational"}
+    labels = {"motivational": y, "motivational_intensity": y}
+    one = fit_stackers(probabilities, labels, candidates=methods, shared=shared)
+    assert one["motivational_intensity"] is one["motivational"]
+    assert list(one) == ["motivational", "motivational_intensity"]
+    flipped = np.where(rng.random(120) < 0.3, 1 - y, y)  # other labels: a genuinely separate choice
+    labels = {"motivational_intensity": flipped, "motivational": y}
+    two = fit_stackers(probabilities, labels, candidates=methods, shared=shared)
+    assert two["motivational_intensity"] is not two["motivational"]
+    assert list(two) == ["motivational_intensity", "motivational"]  # the labels' order kept
+    assert two["motivational"].method == one["motivational"].method  # the same data, the same choice
+
+
+def test_table8_says_when_one_choice_serves_two_subtasks():
+    from hf_memotion.reporting.ensemble_report import render_report
+
+    report = {
+        "n_test": 4,
+        "n_train": 8,
+        "table7": [],
+        "table8": {"motivational": "svm", "motivational_intensity": "svm"},
+        "table8_shared": {"motivational_intensity": "motivational"},
+        "protocol": {"share_motivational": True},
     }
-    assert all(s["motivational_intensity"].seed == seed and s["motivational"].seed == 0 for seed, s in chosen.items())
-    assert {s["motivational_intensity"].method for s in chosen.values()} != {same["motivational"].method}
+    text = render_report(report, [])
+    assert "| motivational | svm |" in text
+    assert "| motivational_intensity | svm (the motivational choice" in text
+    assert "one meta-estimator chosen for both" in text
+
+
+def test_table7_says_what_each_single_model_row_scored():
+    from hf_memotion.reporting.ensemble_report import render_report
+
+    def report(*scored):
+        rows = [{"name": f"m{i}", "scores": {"subtask_a": 0.4}, "scored": kind} for i, kind in enumerate(scored)]
+        rows.append({"name": "ensemble all (modality ensemble)", "scores": {"subtask_a": 0.5}})
+        return render_report({"n_test": 4, "n_train": 8, "table7": rows, "table8": {}, "protocol": {"test_time": "x"}})
+
+    assert "each single-model row is its refit model, scored as one model" in report("refit", "refit")
+    assert "each single-model row is the mean of its fold models" in report("fold_mean", "fold_mean")
+    mixed = report("refit", "fold_mean")
+    assert "m0, its refit model, scored as one model; m1, the mean of its fold models" in mixed

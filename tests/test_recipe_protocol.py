@@ -160,6 +160,9 @@ def test_the_papers_protocol_options(demo, tmp_path, fits):
     assert "motivational_intensity" in entry["problems"]
     rows = {r["name"]: r["scores"] for r in report["table7"]}
     assert rows["text"]["motivational"] == rows["text"]["motivational_intensity"]  # one model serves both
+    # ... and one meta-estimator: C's motivational reads B's probabilities with B's labels, so one choice for both
+    assert report["table8_shared"] == {"motivational_intensity": "motivational"}
+    assert report["table8"]["motivational_intensity"] == report["table8"]["motivational"]
     header = (tmp_path / "report.md").read_text()
     assert "| B humo. | B offe. | B sarc. | B moti. |" in header and "mean of the fold models" in header
     # Table 7's single-model rows are the refit models, scored as one model; the fold mean is a labelled extra row
@@ -168,7 +171,13 @@ def test_the_papers_protocol_options(demo, tmp_path, fits):
     assert rows["vision"] == pytest.approx(run["refit_test_scores"]) and rows["vision (fold mean)"] == pytest.approx(
         run["test_scores"]
     )
-    assert "text (fold mean)" in rows and report["protocol"]["single_model_rows"] == "refit"
+    scored = {r["name"]: r["scored"] for r in report["table7"] if "scored" in r}
+    assert scored == {
+        "text": "refit",
+        "text (fold mean)": "fold_mean",
+        "vision": "refit",
+        "vision (fold mean)": "fold_mean",
+    }
     assert "each single-model row is its refit model, scored as one model" in header
     # the ensemble serves motivational_intensity from the shared model
     from hf_memotion.ensemble import MemotionEnsembleModel

@@ -309,7 +309,7 @@ def fit_stackers(
     cv: int = 5,
     seed: int = 0,
     calibration: str = "none",
-    seeds: Mapping[str, int] | None = None,
+    shared: Mapping[str, str] | None = None,
 ) -> dict[str, ProblemStacker]:
     """Fit one :class:`ProblemStacker` per problem on out-of-fold probabilities.
 
@@ -321,14 +321,31 @@ def fit_stackers(
         cv: Folds of the selection.
         seed: Seed of the selection folds.
         calibration: The calibration of every problem's scores (see :class:`ProblemStacker`).
-        seeds: Problem -> its own selection seed, over ``seed``: a problem that reads another's probabilities
-            (motivational in subtask C, ``share_motivational``) is chosen on folds of its own, so its method is its own
-            choice rather than a copy of the other's (the paper's Table 8: DT in B, SV in C).
+        shared: Problem -> the problem whose meta-estimator it takes when both read the same probabilities with the
+            same labels (motivational in subtask C under ``share_motivational``): one choice for both, since a second
+            selection on identical data could only differ by its folds' noise. Where the inputs or labels differ, the
+            problem's method is chosen on its own.
+
+    Examples:
+        >>> rng = np.random.default_rng(0)
+        >>> y = rng.integers(0, 2, 40)
+        >>> probabilities = {"a": {"motivational": np.eye(2)[y] * 0.6 + 0.2}}
+        >>> probabilities["a"]["motivational_intensity"] = probabilities["a"]["motivational"]
+        >>> stackers = fit_stackers(probabilities, {"motivational": y, "motivational_intensity": y},
+        ...                         candidates=["average", "logistic_regression"],
+        ...                         shared={"motivational_intensity": "motivational"})
+        >>> stackers["motivational_intensity"] is stackers["motivational"]
+        True
     """
     if features not in ("own", "all"):
         raise ValueError(f"features must be 'own' or 'all', got {features!r}")
+    shared = {p: t for p, t in (shared or {}).items() if p in labels and t in labels and t not in (shared or {})}
     out = {}
-    for problem, y in labels.items():
+    for problem in sorted(labels, key=lambda p: p in shared):  # the shared problems after the ones they take from
+        y = labels[problem]
+        if problem in shared and _same_inputs(probabilities, labels, problem, shared[problem]):
+            out[problem] = out[shared[problem]]
+            continue
         models = [m for m, per_problem in probabilities.items() if problem in per_problem]
         if not models:
             raise ValueError(f"no base model predicts {problem!r}")
@@ -337,10 +354,23 @@ def fit_stackers(
         if features == "all":
             extra = {f"{m}:{p}": v for m, per in probabilities.items() for p, v in per.items() if p != problem}
         chosen = candidates[problem] if isinstance(candidates, Mapping) else candidates
-        own_seed = int((seeds or {}).get(problem, seed))
-        stacker = ProblemStacker(chosen, cv=cv, seed=own_seed, calibration_method=calibration)
+        stacker = ProblemStacker(chosen, cv=cv, seed=seed, calibration_method=calibration)
         out[problem] = stacker.fit(own, np.asarray(y), extra)
-    return out
+    return {problem: out[problem] for problem in labels}
+
+
+def _same_inputs(
+    probabilities: Mapping[str, Mapping[str, np.ndarray]], labels: Mapping[str, np.ndarray], one: str, other: str
+) -> bool:
+    """Whether problems ``one`` and ``other`` have the same labels and every model the same probabilities for both."""
+    if not np.array_equal(np.asarray(labels[one]), np.asarray(labels[other])):
+        return False
+    for per_problem in probabilities.values():
+        if (one in per_problem) != (other in per_problem):
+            return False
+        if one in per_problem and not np.array_equal(per_problem[one], per_problem[other]):
+            return False
+    return True
 
 
 def with_aliases(probabilities: Mapping[str, np.ndarray], aliases: Mapping[str, str] | None) -> dict[str, np.ndarray]:

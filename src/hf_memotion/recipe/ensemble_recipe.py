@@ -39,7 +39,7 @@ from hf_memotion.ensemble import MemotionEnsembleConfig, MemotionEnsembleModel
 from hf_memotion.ensemble.configuration_memotion_ensemble import EnsembleMember
 from hf_memotion.ensemble.inference_dtype import auto_choice
 from hf_memotion.ensemble.stacking import combine_stackers
-from hf_memotion.families import MemberRun, expand_models, get_family
+from hf_memotion.families import SHARED_PROBLEMS, MemberRun, expand_models, get_family
 from hf_memotion.io_utils import atomic_write_text, check_run_folder
 from hf_memotion.metrics import memotion_scores
 from hf_memotion.metrics.calibration import compare_calibration
@@ -58,7 +58,12 @@ logger = logging.getLogger(__name__)
 
 
 class TrainingReport(dict):
-    """``report.json`` as a dict: ``table7`` (rows of macro-F1), ``table8`` (method per problem), settings."""
+    """``report.json`` as a dict: ``table7`` (rows of macro-F1), ``table8`` (method per problem), settings.
+
+    ``table8_shared`` names the problems whose meta-estimator is another's (``{problem: problem it takes from}``):
+    under ``share_motivational``, subtask C's motivational reads B's probabilities with B's labels, so one method is
+    chosen for both.
+    """
 
 
 def _scores(probabilities: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray]) -> dict[str, float]:
@@ -153,8 +158,17 @@ def run_training(config: Mapping[str, Any] | EnsembleRunSpec, *, source: str | N
     single = {name: r.single_model_probabilities for name, r in results.items()}  # the refit models, as one model
     rows = []  # one row per declared model (its per-problem models merged), as in Table 7
     for entry in declared:
-        merged = {p: v for m in models if m.group == entry.name for p, v in single[m.name].items()}
-        row = {"name": entry.name, "family": entry.family, "scores": _scores(merged, test_labels)}
+        group = [m.name for m in models if m.group == entry.name]
+        merged = {p: v for name in group for p, v in single[name].items()}
+        refit = [
+            results[name].refit_test_probabilities is not None or evaluation.test_time == "refit" for name in group
+        ]
+        row = {
+            "name": entry.name,
+            "family": entry.family,
+            "scores": _scores(merged, test_labels),
+            "scored": "refit" if all(refit) else "fold_mean" if not any(refit) else "mixed",
+        }
         chosen = {
             m.name: selections[m.name]["chosen"] for m in models if m.group == entry.name and m.name in selections
         }
@@ -164,7 +178,12 @@ def run_training(config: Mapping[str, Any] | EnsembleRunSpec, *, source: str | N
         if evaluation.test_time == "fold_average" and evaluation.fold_mean_rows:
             mean = {p: v for m in models if m.group == entry.name for p, v in held_out[m.name].items()}
             rows.append(
-                {"name": f"{entry.name} (fold mean)", "family": entry.family, "scores": _scores(mean, test_labels)}
+                {
+                    "name": f"{entry.name} (fold mean)",
+                    "family": entry.family,
+                    "scores": _scores(mean, test_labels),
+                    "scored": "fold_mean",
+                }
             )
 
     def subset_scores(members: list[str]) -> dict[str, float]:
@@ -192,6 +211,7 @@ def run_training(config: Mapping[str, Any] | EnsembleRunSpec, *, source: str | N
     report = TrainingReport(
         table7=rows,
         table8=table8,
+        table8_shared={p: t for p, t in SHARED_PROBLEMS.items() if p in stackers and stackers[p] is stackers.get(t)},
         decoding=compare_decodings(final, test_labels),
         calibration=compare_calibration(
             uncalibrated, final, test_labels, {p: s.calibration.method for p, s in stackers.items()}
@@ -202,9 +222,6 @@ def run_training(config: Mapping[str, Any] | EnsembleRunSpec, *, source: str | N
         protocol={
             "evaluation_split": evaluation.split,
             "test_time": evaluation.test_time,
-            "single_model_rows": "refit"
-            if all(r.refit_test_probabilities is not None for r in results.values()) or evaluation.test_time == "refit"
-            else "fold_average",
             "share_motivational": spec.share_motivational,
             "table7_columns": evaluation.columns,
             "trainings": sum(len(r.fold_metrics) + 1 for r in results.values())

@@ -61,8 +61,8 @@ class StackingSpec:
     ) -> dict[str, Any]:
         """The meta-estimators of ``labels``' problems, chosen and fitted on the members' out-of-fold probabilities.
 
-        With ``shared`` (``share_motivational``), subtask C's motivational reads B's probabilities and chooses its
-        method on selection folds of its own (seed + 1).
+        With ``shared`` (``share_motivational``), subtask C's motivational reads B's probabilities with the same
+        labels, so it takes B's meta-estimator: one choice for both subtasks.
         """
         from hf_memotion.ensemble.stacking import META_METHODS, fit_stackers
 
@@ -74,7 +74,7 @@ class StackingSpec:
             cv=int(self.cv),
             seed=seed,
             calibration=self.calibration,
-            seeds={alias: seed + 1 for alias in SHARED_PROBLEMS} if shared else None,
+            shared=SHARED_PROBLEMS if shared else None,
         )
 
 

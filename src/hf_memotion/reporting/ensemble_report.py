@@ -153,7 +153,32 @@ def plot_reliability(
     return ["reliability.png"]
 
 
-_SHARED = "trained once for subtasks B and C, its meta-estimator chosen per subtask on folds of its own (Table 8)"
+_SHARED = "trained once for subtasks B and C, with one meta-estimator chosen for both (Table 8)"
+
+
+_SCORED = {
+    "refit": "its refit model, scored as one model",
+    "fold_mean": "the mean of its fold models",
+    "mixed": "its refit models where they were refit, else the mean of their fold models",
+}
+
+
+def _single_rows(table7: Sequence[Mapping[str, Any]]) -> str:
+    """What the single-model rows of Table 7 scored, said once if alike, else row by row."""
+    scored = {
+        row["name"]: row["scored"] for row in table7 if "scored" in row and not row["name"].endswith("(fold mean)")
+    }
+    kinds = set(scored.values())
+    if len(kinds) <= 1:
+        return f"each single-model row is {_SCORED[kinds.pop() if kinds else 'refit']}"
+    return "the single-model rows are: " + "; ".join(f"{name}, {_SCORED[kind]}" for name, kind in scored.items())
+
+
+def _table8_row(problem: str, method: str, taken_from: str | None) -> str:
+    """One row of Table 8; a problem that takes another's meta-estimator says so (one choice, not two)."""
+    if taken_from is None:
+        return f"| {problem} | {method} |"
+    return f"| {problem} | {method} (the {taken_from} choice: the same probabilities and labels, one choice for both) |"
 
 
 def _calibration_section(calibration: Mapping[str, Any]) -> list[str]:
@@ -236,7 +261,7 @@ def render_report(report: Mapping[str, Any], plots: Sequence[str] = ()) -> str:
         "",
         "| problem | method |",
         "|---|---|",
-        *[f"| {p} | {m} |" for p, m in report["table8"].items()],
+        *[_table8_row(p, m, (report.get("table8_shared") or {}).get(p)) for p, m in report["table8"].items()],
         "",
     ]
     if report.get("decoding"):
@@ -262,14 +287,12 @@ def render_report(report: Mapping[str, Any], plots: Sequence[str] = ()) -> str:
         dev = protocol.get("evaluation_split") == "dev"
         folds = protocol.get("test_time") == "fold_average"
         shared = protocol.get("share_motivational")
-        single = protocol.get("single_model_rows", protocol.get("test_time", "refit"))
         lines += [
             "## Protocol",
             "",
             f"Scored on the {'dev split of the training release' if dev else 'held-out split'}; the ensembles read "
-            f"the {'mean of the fold models' if folds else 'refit models'}' probabilities, and each single-model row "
-            f"is {'its refit model, scored as one model' if single == 'refit' else 'the mean of its fold models'}; "
-            f"motivational {_SHARED if shared else 'trained per subtask'}; "
+            f"the {'mean of the fold models' if folds else 'refit models'}' probabilities, and "
+            f"{_single_rows(report['table7'])}; motivational {_SHARED if shared else 'trained per subtask'}; "
             f"{protocol.get('trainings', '?')} trainings in all.",
             "",
         ]

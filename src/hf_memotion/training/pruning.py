@@ -66,13 +66,15 @@ class PruningSpec:
     Attributes:
         method: ``"none"``, ``"successive_halving"`` (grids and studies), ``"hyperband"`` or ``"median"`` (studies).
         min_epochs: The first rung's budget, in epochs (the text pruners' ``min_resource``, the median pruner's
-            warm-up); default: a tenth of the model's epochs, at least 1.
+            warm-up); default: the model's epochs over ``reduction_factor`` (a third), rounded up: the setting the
+            benchmark of the pruned selection against the exhaustive one validates (``benchmarks/bench_selection.py``;
+            a tenth kept a different textual trial there).
         reduction_factor: One candidate in ``reduction_factor`` continues at each rung.
         startup_trials: The median pruner's trials that are never pruned.
 
     Examples:
         >>> PruningSpec(method="successive_halving").first_rung(epochs=100)
-        10
+        34
     """
 
     method: str = "none"
@@ -97,10 +99,10 @@ class PruningSpec:
         return self.method != "none"
 
     def first_rung(self, epochs: float) -> int:
-        """The first rung's budget in epochs: ``min_epochs``, else a tenth of ``epochs`` (at least 1)."""
+        """The first rung's budget in epochs: ``min_epochs``, else ``epochs / reduction_factor`` rounded up."""
         if self.min_epochs is not None:
             return int(self.min_epochs)
-        return max(1, math.ceil(float(epochs) / 10))
+        return max(1, math.ceil(float(epochs) / int(self.reduction_factor)))
 
     def check(self, search: Any, model: str | None) -> None:
         """Refuse a method ``search`` (a member's ``search:``) cannot run: one line naming the model and the choices."""

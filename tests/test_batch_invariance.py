@@ -191,3 +191,21 @@ def test_onnx_runtime_answers_the_same_whatever_the_batch(tmp_path):
     recorded = {m.name: m.pad_to for m in MemotionEnsembleConfig.from_pretrained(tmp_path / "onnx").members}
     assert recorded == {"text_bert": None, "text_clip": None, "text_siglip": 64, "vision": None}
     _assert_served_alike(pipeline("meme-emotion", model=str(tmp_path / "onnx"), backend="onnx"))
+
+
+def test_explanations_serve_every_member_kind_and_a_siglip_text_member_by_its_shapley_share():
+    """Integrated gradients walk the token embeddings, which SigLIP's text tower does not take: that member is
+    explained by its Shapley share, the others by their words or heat maps, and nothing raises."""
+    from hf_memotion.explaining.explanations import explain_memes
+
+    ensemble = _ensemble(["text_bert", "text_siglip", "vision"])
+    siglip = ensemble.base_models["text_siglip"]
+    with pytest.raises(ValueError, match="reads token ids only, not inputs_embeds: pass input_ids"):
+        siglip(inputs_embeds=torch.zeros(1, 3, 16))
+    images, texts = [_image(0)], [MEME_TEXT]
+    base = ensemble.base_probabilities(images, texts)
+    answers = {p: v.argmax(-1) for p, v in ensemble.combine(base).items()}
+    (explained,) = explain_memes(ensemble, images, texts, base, answers, steps=4)
+    humour = explained["humour"]
+    assert set(humour["words"]) == {"text_bert"} and set(humour["heatmaps"]) == {"vision"}
+    assert set(humour["members"]) == {"text_bert", "text_siglip", "vision"}

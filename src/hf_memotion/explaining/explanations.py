@@ -31,6 +31,7 @@ Examples:
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -164,10 +165,16 @@ def answering_heads(member: EnsembleMember, problems: Sequence[str]) -> dict[str
 def attributed_input(ensemble: MemotionEnsembleModel, member: EnsembleMember) -> MemberInput | None:
     """The one input a member's answers are attributed to (its image or its text), or ``None``.
 
-    A member reading both, or one its family does not attribute, gets its Shapley share only.
+    A member reading both, one its family does not attribute, or a textual member whose backbone takes token ids
+    only (SigLIP's text tower: integrated gradients walk the token embeddings) gets its Shapley share only.
     """
     inputs = ensemble.processor.inputs_of(member.name)
-    return inputs[0] if get_family(member.family).explains and len(inputs) == 1 else None
+    if not get_family(member.family).explains or len(inputs) != 1:
+        return None
+    backbone = getattr(getattr(ensemble.base_models[member.name], "memotion_text", None), "backbone", None)
+    if backbone is not None and "inputs_embeds" not in inspect.signature(backbone.forward).parameters:
+        return None
+    return inputs[0]
 
 
 def _visual_heatmaps(ensemble, entry, image: ImageInput, images, answers, problems) -> dict[str, np.ndarray]:

@@ -203,6 +203,7 @@ class MemotionTextModel(MemotionTextPreTrainedModel):
         self.dropout = nn.Dropout(config.dropout)
         accepted = inspect.signature(self.backbone.forward).parameters
         self._backbone_takes_token_types = "token_type_ids" in accepted
+        self._backbone_takes_embeddings = "inputs_embeds" in accepted
         self._backbone_masks_padding = TextFeeding.of_member(config).masks_padding  # SigLIP's attends to it
         self.post_init()
         _drop_unused_pooler(self.backbone)
@@ -285,6 +286,10 @@ class MemotionTextModel(MemotionTextPreTrainedModel):
         reference = input_ids if input_ids is not None else inputs_embeds
         if reference is None:
             raise ValueError("pass input_ids (or inputs_embeds): tokenize the text with the model's tokenizer first")
+        if input_ids is None and not self._backbone_takes_embeddings:
+            raise ValueError(
+                f"the {type(self.backbone).__name__} backbone reads token ids only, not inputs_embeds: pass input_ids"
+            )
         if attention_mask is None:
             attention_mask = torch.ones(reference.shape[:2], dtype=torch.long, device=reference.device)
         _check_text_inputs(reference, attention_mask)

@@ -432,6 +432,7 @@ def test_cached_dual_encoders_plan_as_textual_and_joint_members(offline_hub):
         "n_splits": 2,
         "models": [
             {"name": "clip_text", "family": "text", "backbone": "tiny-org/clip-dual", "model": {"max_length": 16}},
+            {"name": "siglip_text", "family": "text", "backbone": "tiny-org/siglip-dual"},  # max_length 128 > 64
             {
                 "name": "siglip_joint",
                 "family": "multimodal",
@@ -443,4 +444,5 @@ def test_cached_dual_encoders_plan_as_textual_and_joint_members(offline_hub):
     }
     plan = {m.name: m for m in plan_training(config).models}
     assert plan["clip_text"].step_flops > 0 and plan["siglip_joint"].step_flops > 0
+    assert plan["siglip_text"].step_flops > 0  # planned at the tower's own length, as it is fed
     assert plan["siglip_joint"].architecture == "tiny-org/siglip-dual (text + image)"

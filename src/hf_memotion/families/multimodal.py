@@ -296,7 +296,8 @@ class MultimodalFamily(ModelFamily):
         )
         size = image_processor_for(config.vision_config, **(spec.processor or {})).crop_size
         model = MemotionMultimodalForClassification(config)
-        tokens = torch.ones(2, config.max_length, dtype=torch.long)
+        feeding = TextFeeding.of_member(config)  # a SigLIP tower reads its full length
+        tokens = torch.ones(2, feeding.pad_to or feeding.max_length, dtype=torch.long)
         inputs = {"pixel_values": torch.zeros(2, 3, size, size), "input_ids": tokens, "attention_mask": tokens}
         return model, inputs, 10 if spec.ten_crop else 1
 

@@ -240,7 +240,8 @@ class TextFamily(ModelFamily):
         model = MemotionTextForSequenceClassification(
             MemotionTextConfig(text_config=backbone, problems=list(entry.problems), **fields)
         )
-        tokens = torch.ones(2, model.config.max_length, dtype=torch.long)
+        feeding = TextFeeding.of_member(model.config)  # a SigLIP tower reads its full length
+        tokens = torch.ones(2, feeding.pad_to or feeding.max_length, dtype=torch.long)
         return model, {"input_ids": tokens, "attention_mask": tokens}, 1
 
     def network(self, spec: TextMemberSpec) -> str:

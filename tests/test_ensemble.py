@@ -308,6 +308,31 @@ def test_a_problem_reading_another_s_probabilities_and_labels_takes_its_meta_est
     assert two["motivational"].method == one["motivational"].method  # the same data, the same choice
 
 
+def test_the_recipe_s_stacking_shares_motivational_s_meta_estimator_only_where_every_member_shares_it():
+    """StackingSpec.fit, as the recipe calls it under share_motivational: one stacker for B's and C's motivational
+    when every member serves C's from B's probabilities (the paper's per-problem layout), two choices otherwise."""
+    from hf_memotion.ensemble.stacking import with_aliases
+    from hf_memotion.recipe.specs import StackingSpec
+
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, 90)
+    labels = {"motivational": y, "motivational_intensity": y}
+
+    def member():
+        return {"motivational": np.eye(2)[np.where(rng.random(90) < 0.7, y, 1 - y)] * 0.6 + 0.2}
+
+    aliases = {"motivational_intensity": "motivational"}
+    shared = {m: with_aliases(member(), aliases) for m in ("bert", "cnn")}  # both per problem, C served from B
+    spec = StackingSpec(methods=["average", "logistic_regression", "decision_tree"], cv=3, calibration="none")
+    one = spec.fit(shared, labels, seed=0, shared=True)
+    assert one["motivational_intensity"] is one["motivational"]
+    apart = {**shared, "joint": {**member(), "motivational_intensity": member()["motivational"]}}  # a head of its own
+    two = spec.fit(apart, labels, seed=0, shared=True)
+    assert two["motivational_intensity"] is not two["motivational"]
+    three = spec.fit(shared, labels, seed=0, shared=False)  # motivational trained per subtask: chosen per subtask
+    assert three["motivational_intensity"] is not three["motivational"]
+
+
 def test_table8_says_when_one_choice_serves_two_subtasks():
     from hf_memotion.reporting.ensemble_report import render_report
 

@@ -154,6 +154,10 @@ def plot_reliability(
 
 
 _SHARED = "trained once for subtasks B and C, with one meta-estimator chosen for both (Table 8)"
+_SHARED_APART = (
+    "trained once for subtasks B and C, its meta-estimator chosen per subtask (Table 8): another member predicts "
+    "the two apart, so their inputs differ"
+)
 
 
 _SCORED = {
@@ -287,12 +291,13 @@ def render_report(report: Mapping[str, Any], plots: Sequence[str] = ()) -> str:
         dev = protocol.get("evaluation_split") == "dev"
         folds = protocol.get("test_time") == "fold_average"
         shared = protocol.get("share_motivational")
+        trained = _SHARED if report.get("table8_shared") else _SHARED_APART
         lines += [
             "## Protocol",
             "",
             f"Scored on the {'dev split of the training release' if dev else 'held-out split'}; the ensembles read "
             f"the {'mean of the fold models' if folds else 'refit models'}' probabilities, and "
-            f"{_single_rows(report['table7'])}; motivational {_SHARED if shared else 'trained per subtask'}; "
+            f"{_single_rows(report['table7'])}; motivational {trained if shared else 'trained per subtask'}; "
             f"{protocol.get('trainings', '?')} trainings in all.",
             "",
         ]
